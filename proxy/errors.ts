@@ -1,0 +1,40 @@
+// Every rejection a client of the proxy can see, in one table: a stable code, the HTTP status the
+// implemented spec prescribes, and a message. Codes appear in logs and in the `reason` label of
+// the proxy's own metrics, so they are a fixed, bounded set.
+//
+// Remote-write 1.0 ("Retries & Backoff") and 2.0 ("Retries & Backoff", "Content negotiation"):
+// 4xx means the request must not be retried, 5xx and 429 mean it may be; 415 answers an
+// unsupported Content-Type or Content-Encoding.
+
+export const errorTable = {
+  UNSUPPORTED_CONTENT_TYPE: { status: 415, message: 'unsupported Content-Type' },
+  UNSUPPORTED_ENCODING: { status: 415, message: 'unsupported Content-Encoding' },
+  BODY_TOO_LARGE: { status: 413, message: 'request body too large' },
+  MALFORMED_SNAPPY: { status: 400, message: 'body is not a valid snappy block' },
+  MALFORMED_PROTOBUF: { status: 400, message: 'body is not a valid protobuf message' },
+  INVALID_WRITE_REQUEST: { status: 400, message: 'invalid write request' },
+  UPSTREAM_REJECTED: { status: 400, message: 'upstream rejected the request' },
+  UPSTREAM_UNSUPPORTED: { status: 415, message: 'upstream does not accept this protobuf message' },
+  UPSTREAM_UNAVAILABLE: { status: 503, message: 'upstream unavailable, retries exhausted' },
+  SHUTTING_DOWN: { status: 503, message: 'proxy is shutting down' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorTable;
+
+export class CardinalError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  /** `detail` says what exactly is wrong and where, in one line; it is appended to the message. */
+  constructor(code: ErrorCode, detail?: string, options?: ErrorOptions) {
+    const base = errorTable[code].message;
+    super(detail ? `${base}: ${detail}` : base, options);
+    this.name = 'CardinalError';
+    this.code = code;
+    this.status = errorTable[code].status;
+  }
+}
+
+export function isCardinalError(err: unknown): err is CardinalError {
+  return err instanceof CardinalError;
+}
