@@ -37,7 +37,14 @@ for (const [name, cmd, args] of [
 }
 
 const out = join(mkdtempSync(join(tmpdir(), 'cardinal-test-')), 'vitest.json');
-run('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...extraArgs]);
+run('vitest', 'npx', [
+  'vitest',
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${out}`,
+  ...extraArgs,
+]);
 try {
   const report = JSON.parse(readFileSync(out, 'utf8'));
   passed += report.numPassedTests;

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_UPSTREAM, parseDuration, parseHostPort, parseProxyOptions } from './flags.js';
+
+describe('parseProxyOptions', () => {
+  it('has defaults that run with nothing set', () => {
+    const o = parseProxyOptions([], {});
+    expect(o).toMatchObject({
+      listenHost: '0.0.0.0',
+      listenPort: 8080,
+      upstreamUrl: DEFAULT_UPSTREAM,
+      upstreamIsDefault: true,
+      upstreamProtocol: 'same',
+      configPath: undefined,
+    });
+  });
+
+  it('reads the environment, including the aliases of the simple proxy it replaces', () => {
+    expect(
+      parseProxyOptions([], { REAL_PROM_REMOTE_WRITE: 'http://prom:9090/api/v1/write', PROXY_PORT: '9201' }),
+    ).toMatchObject({
+      upstreamUrl: 'http://prom:9090/api/v1/write',
+      listenHost: '0.0.0.0',
+      listenPort: 9201,
+    });
+    expect(
+      parseProxyOptions([], {
+        CARDINAL_UPSTREAM_URL: 'http://a/w',
+        REAL_PROM_REMOTE_WRITE: 'http://b/w',
+        CARDINAL_LISTEN: '127.0.0.1:1234',
+        PROXY_PORT: '9',
+      }),
+    ).toMatchObject({
+      upstreamUrl: 'http://a/w',
+      upstreamIsDefault: false,
+      listenHost: '127.0.0.1',
+      listenPort: 1234,
+    });
+  });
+
+  it('flags win over the environment', () => {
+    const o = parseProxyOptions(['--listen', '[::1]:9000', '--upstream', 'https://m/api/v1/push'], {
+      CARDINAL_UPSTREAM_URL: 'http://a/w',
+    });
+    expect(o).toMatchObject({ listenHost: '::1', listenPort: 9000, upstreamUrl: 'https://m/api/v1/push' });
+  });
+
+  it('returns help for -h', () => {
+    expect(parseProxyOptions(['-h'], {})).toBe('help');
+  });
+
+  it.each([
+    [['--upstream', 'not a url'], '--upstream: "not a url" is not a URL'],
+    [['--upstream', 'ftp://x/'], 'must be an http or https URL'],
+    [['--upstream', 'http://u:p@x/'], 'credentials in the URL are not accepted'],
+    [['--listen', '8080'], '--listen: "8080" must be HOST:PORT'],
+    [['--upstream.protocol', '3.0'], '--upstream.protocol: "3.0" must be "same" or "1.0"'],
+    [['--forward.timeout', 'ten'], '--forward.timeout: "ten" is not a duration'],
+    [['--max-request-bytes=-1'], '--max-request-bytes: "-1" must be a positive integer'],
+    [['--bogus'], "Unknown option '--bogus'"],
+  ])('%j is rejected with %j', (argv, message) => {
+    expect(() => parseProxyOptions(argv, {})).toThrow(message);
+  });
+
+  it('does not echo credentials from the upstream URL', () => {
+    expect(() => parseProxyOptions(['--upstream', 'http://user:s3cret@x/'], {})).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('s3cret') }),
+    );
+  });
+});
+
+describe('parseHostPort', () => {
+  it.each([
+    [':8080', '0.0.0.0', 8080],
+    ['127.0.0.1:1', '127.0.0.1', 1],
+    ['[::]:80', '::', 80],
+  ])('%s', (value, host, port) => {
+    expect(parseHostPort(value)).toEqual({ host, port });
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['500ms', 500],
+    ['10s', 10_000],
+    ['1m30s', 90_000],
+    ['1.5s', 1500],
+    ['2h', 7_200_000],
+  ])('%s is %i ms', (value, ms) => {
+    expect(parseDuration('--x', value)).toBe(ms);
+  });
+  it.each(['', '10', 's', '10x', '1m x'])('%j is rejected', (value) => {
+    expect(() => parseDuration('--x', value)).toThrow('--x');
+  });
+});

@@ -1,0 +1,173 @@
+import { parseArgs } from 'node:util';
+import type { RetryPolicy } from '../forward/retry.js';
+
+/** Everything the proxy is started with; parsed once, frozen, passed down. */
+export interface ProxyOptions {
+  readonly listenHost: string;
+  readonly listenPort: number;
+  readonly upstreamUrl: string;
+  /** True when no upstream was given and the embedded default is used. */
+  readonly upstreamIsDefault: boolean;
+  /** `same` forwards in the version received; `1.0` down-converts 2.0 for receivers that only speak 1.0. */
+  readonly upstreamProtocol: 'same' | '1.0';
+  readonly upstreamBearerTokenFile: string | undefined;
+  readonly upstreamConnections: number;
+  readonly configPath: string | undefined;
+  readonly maxRequestBytes: number;
+  readonly maxDecodedBytes: number;
+  readonly attemptTimeoutMs: number;
+  readonly retry: RetryPolicy;
+  readonly shutdownTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
+
+export const usage = `Usage: cardinal-proxy [flags]
+
+Sits between remote-write senders and a remote-write receiver and enforces MetricPolicy resources.
+
+Flags (environment variable in brackets):
+  --listen HOST:PORT               where to accept remote-write [CARDINAL_LISTEN; PROXY_PORT sets the port]
+                                   default 0.0.0.0:8080
+  --upstream URL                   the receiver's remote-write endpoint [CARDINAL_UPSTREAM_URL, REAL_PROM_REMOTE_WRITE]
+                                   default ${DEFAULT_UPSTREAM}
+  --upstream.protocol same|1.0     forward in the version received, or down-convert 2.0 to 1.0 (default same)
+  --upstream.bearer-token-file F   send "Authorization: Bearer <contents of F>" upstream
+  --upstream.connections N         connections kept open to the upstream (default 32)
+  --config PATH                    a MetricPolicy YAML file or a directory of them [CARDINAL_CONFIG]
+  --max-request-bytes N            largest accepted request body, compressed (default 33554432)
+  --max-decoded-bytes N            largest accepted request body, decompressed (default 134217728)
+  --forward.timeout DURATION       timeout of one attempt upstream (default 10s)
+  --forward.retry-budget DURATION  total time spent retrying one request before answering 503 (default 20s)
+  --forward.min-backoff DURATION   first retry delay (default 100ms)
+  --forward.max-backoff DURATION   largest retry delay (default 3s)
+  --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
+  --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
+  -h, --help                       show this help
+`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Parses flags and environment. Flags win over environment variables, which win over defaults. */
+export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEnv): ProxyOptions | 'help' {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+
+  const listen =
+    v.listen ?? env.CARDINAL_LISTEN ?? (env.PROXY_PORT ? `0.0.0.0:${env.PROXY_PORT}` : '0.0.0.0:8080');
+  const { host, port } = parseHostPort(listen);
+  const upstream = v.upstream ?? env.CARDINAL_UPSTREAM_URL ?? env.REAL_PROM_REMOTE_WRITE;
+  const upstreamUrl = upstream ?? DEFAULT_UPSTREAM;
+  let url: URL;
+  try {
+    url = new URL(upstreamUrl);
+  } catch {
+    throw new UsageError(`--upstream: "${upstreamUrl}" is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`--upstream: "${upstreamUrl}" must be an http or https URL`);
+  }
+  if (url.username || url.password) {
+    throw new UsageError(
+      '--upstream: credentials in the URL are not accepted; use --upstream.bearer-token-file',
+    );
+  }
+  const protocol = v['upstream.protocol'] ?? 'same';
+  if (protocol !== 'same' && protocol !== '1.0') {
+    throw new UsageError(`--upstream.protocol: "${protocol}" must be "same" or "1.0"`);
+  }
+
+  const options: ProxyOptions = {
+    listenHost: host,
+    listenPort: port,
+    upstreamUrl: url.toString(),
+    upstreamIsDefault: upstream === undefined,
+    upstreamProtocol: protocol,
+    upstreamBearerTokenFile: v['upstream.bearer-token-file'],
+    upstreamConnections: positiveInt('--upstream.connections', v['upstream.connections'] ?? '32'),
+    configPath: v.config ?? env.CARDINAL_CONFIG,
+    maxRequestBytes: positiveInt('--max-request-bytes', v['max-request-bytes'] ?? String(32 << 20)),
+    maxDecodedBytes: positiveInt('--max-decoded-bytes', v['max-decoded-bytes'] ?? String(128 << 20)),
+    attemptTimeoutMs: parseDuration('--forward.timeout', v['forward.timeout'] ?? '10s'),
+    retry: Object.freeze({
+      minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
+      maxBackoffMs: parseDuration('--forward.max-backoff', v['forward.max-backoff'] ?? '3s'),
+      budgetMs: parseDuration('--forward.retry-budget', v['forward.retry-budget'] ?? '20s'),
+    }),
+    shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
+    logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
+  };
+  if (options.retry.minBackoffMs > options.retry.maxBackoffMs) {
+    throw new UsageError('--forward.min-backoff must not exceed --forward.max-backoff');
+  }
+  return Object.freeze(options);
+}
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string' },
+      upstream: { type: 'string' },
+      'upstream.protocol': { type: 'string' },
+      'upstream.bearer-token-file': { type: 'string' },
+      'upstream.connections': { type: 'string' },
+      config: { type: 'string' },
+      'max-request-bytes': { type: 'string' },
+      'max-decoded-bytes': { type: 'string' },
+      'forward.timeout': { type: 'string' },
+      'forward.retry-budget': { type: 'string' },
+      'forward.min-backoff': { type: 'string' },
+      'forward.max-backoff': { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+/** Accepts HOST:PORT, [IPv6]:PORT and :PORT (all interfaces). */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
+  if (!m) throw new UsageError(`--listen: "${value}" must be HOST:PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** Parses Prometheus-style durations: 500ms, 10s, 1m30s, 2h. */
+export function parseDuration(flag: string, value: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
+  let total = 0;
+  let pos = 0;
+  const text = value.trim();
+  while (pos < text.length) {
+    re.lastIndex = pos;
+    const m = re.exec(text);
+    if (!m) break;
+    total += Number(m[1]) * (units[m[2] ?? 's'] ?? 0);
+    pos = re.lastIndex;
+  }
+  if (pos === 0 || pos !== text.length)
+    throw new UsageError(`${flag}: "${value}" is not a duration like 500ms, 10s or 1m`);
+  return total;
+}
+
+function positiveInt(flag: string, value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) <= 0) {
+    throw new UsageError(`${flag}: "${value}" must be a positive integer`);
+  }
+  return Number(value);
+}

@@ -1,0 +1,74 @@
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parsePolicyFile } from './load.js';
+
+const policy = (name: string) => `apiVersion: cardinal.dev/v1alpha1
+kind: MetricPolicy
+metadata:
+  name: ${name}
+spec:
+  mode: dryRun
+`;
+
+describe('loadConfig', () => {
+  it('no path means no policies', () => {
+    const cfg = loadConfig(undefined);
+    expect(cfg.policies).toEqual([]);
+    expect(cfg.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('an empty file and an empty directory load cleanly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-cfg-'));
+    writeFileSync(join(dir, 'empty.yaml'), '');
+    expect(loadConfig(join(dir, 'empty.yaml')).policies).toEqual([]);
+    const empty = join(dir, 'sub');
+    mkdirSync(empty);
+    expect(loadConfig(empty).policies).toEqual([]);
+  });
+
+  it('reads a kubelet-projected ConfigMap directory through ..data and skips dot entries', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-cfg-'));
+    const version = join(dir, '..2026_11_22_00_00_00.000000001');
+    mkdirSync(version);
+    writeFileSync(join(version, 'b.yaml'), `${policy('b')}---\n${policy('c')}`);
+    writeFileSync(join(version, 'a.yaml'), policy('a'));
+    writeFileSync(join(version, 'notes.txt'), 'ignored');
+    symlinkSync('..2026_11_22_00_00_00.000000001', join(dir, '..data'));
+    symlinkSync('..data/a.yaml', join(dir, 'a.yaml'));
+    symlinkSync('..data/b.yaml', join(dir, 'b.yaml'));
+    const cfg = loadConfig(dir);
+    expect(cfg.policies.map((p) => p.name)).toEqual(['a', 'b', 'c']);
+    expect(cfg.policies[2]?.source).toBe(`${join(dir, 'b.yaml')}:7`);
+  });
+
+  it('the hash changes with the content and only with it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-cfg-'));
+    const file = join(dir, 'p.yaml');
+    writeFileSync(file, policy('a'));
+    const first = loadConfig(file).hash;
+    expect(loadConfig(file).hash).toBe(first);
+    writeFileSync(file, policy('b'));
+    expect(loadConfig(file).hash).not.toBe(first);
+  });
+
+  it('a missing path is an error naming it', () => {
+    expect(() => loadConfig('/nonexistent/cardinal')).toThrow(/cannot read config \/nonexistent\/cardinal/);
+  });
+});
+
+describe('parsePolicyFile', () => {
+  it.each([
+    [
+      'kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n',
+      'f.yaml:1: expected apiVersion cardinal.dev/v1alpha1 and kind MetricPolicy, got v1 ConfigMap',
+    ],
+    ['- a\n- b\n', 'f.yaml:1: expected a MetricPolicy object, got a list'],
+    ['apiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\n', 'f.yaml:1: metadata.name is required'],
+    [`${policy('ok')}---\nkind: Secret\n`, 'f.yaml:7: expected apiVersion'],
+    ['a: [1, 2\n', 'f.yaml: '],
+  ])('%j is rejected with %j', (text, message) => {
+    expect(() => parsePolicyFile('f.yaml', text)).toThrow(message);
+  });
+});

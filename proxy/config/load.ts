@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+export const API_VERSION = 'cardinal.dev/v1alpha1';
+export const KIND = 'MetricPolicy';
+
+/** One MetricPolicy document as read from disk, before its spec is validated. */
+export interface PolicyDocument {
+  readonly name: string;
+  readonly namespace: string | undefined;
+  /** Where it came from, for error messages: `file:line`. */
+  readonly source: string;
+  readonly spec: unknown;
+}
+
+/** A configuration version: every policy document, and a hash that names this version. */
+export interface LoadedConfig {
+  readonly policies: readonly PolicyDocument[];
+  /** sha256 of the files' names and contents; equal hashes mean equal configurations. */
+  readonly hash: string;
+  readonly files: readonly string[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads `--config PATH`: a YAML file, or a directory of them (a mounted ConfigMap), holding
+ * MetricPolicy documents exactly as a user would `kubectl apply` them. In a directory, files whose
+ * name starts with a dot are skipped: that is where the kubelet keeps the `..data` symlink and the
+ * timestamped folder it points to, and the visible names are symlinks through `..data`.
+ * No path means no policies. A path that does not exist, or a document that is not a MetricPolicy,
+ * is an error naming the file and line.
+ */
+export function loadConfig(path: string | undefined): LoadedConfig {
+  if (path === undefined) return freeze([], []);
+  let files: string[];
+  try {
+    files = statSync(path).isDirectory()
+      ? readdirSync(path)
+          .filter((f) => !f.startsWith('.') && /\.(ya?ml|json)$/i.test(f))
+          .sort()
+          .map((f) => join(path, f))
+          .filter((f) => statSync(f).isFile())
+      : [path];
+  } catch (err) {
+    throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
+  }
+
+  const hash = createHash('sha256');
+  const policies: PolicyDocument[] = [];
+  for (const file of files) {
+    const text = readFileSync(file, 'utf8');
+    hash.update(`${file}\0${text}\0`);
+    policies.push(...parsePolicyFile(file, text));
+  }
+  return freeze(policies, files, hash.digest('hex'));
+}
+
+/** Parses one file of YAML documents; `file` names it in errors. */
+export function parsePolicyFile(file: string, text: string): PolicyDocument[] {
+  const out: PolicyDocument[] = [];
+  for (const doc of parseAllDocuments(text, { prettyErrors: true })) {
+    const line = lineOf(text, doc.range[0]);
+    if (doc.errors.length > 0) {
+      throw new ConfigError(`${file}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
+    }
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) continue;
+    const where = `${file}:${line}`;
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      throw new ConfigError(
+        `${where}: expected a ${KIND} object, got ${Array.isArray(value) ? 'a list' : typeof value}`,
+      );
+    }
+    const obj = value as Record<string, unknown>;
+    if (obj.apiVersion !== API_VERSION || obj.kind !== KIND) {
+      throw new ConfigError(
+        `${where}: expected apiVersion ${API_VERSION} and kind ${KIND}, got ${String(obj.apiVersion)} ${String(obj.kind)}`,
+      );
+    }
+    const metadata = (obj.metadata ?? {}) as Record<string, unknown>;
+    if (typeof metadata.name !== 'string' || metadata.name === '') {
+      throw new ConfigError(`${where}: metadata.name is required`);
+    }
+    out.push({
+      name: metadata.name,
+      namespace: typeof metadata.namespace === 'string' ? metadata.namespace : undefined,
+      source: where,
+      spec: obj.spec ?? {},
+    });
+  }
+  return out;
+}
+
+function lineOf(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function freeze(
+  policies: PolicyDocument[],
+  files: string[],
+  hash = createHash('sha256').digest('hex'),
+): LoadedConfig {
+  return Object.freeze({ policies: Object.freeze(policies), files: Object.freeze(files), hash });
+}

@@ -1,0 +1,216 @@
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+import { CardinalError } from '../errors.js';
+import { contentTypeFor, type ProtocolVersion, versionHeaderFor } from '../ingest/negotiate.js';
+import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
+
+export interface ForwarderOptions {
+  /** The upstream's remote-write endpoint, e.g. http://prometheus:9090/api/v1/write. */
+  readonly url: string;
+  readonly retry: RetryPolicy;
+  /** Timeout of one attempt, in milliseconds. */
+  readonly attemptTimeoutMs: number;
+  /** Connections kept open to the upstream. */
+  readonly connections: number;
+  /** A file holding a bearer token for the upstream (a mounted Secret); re-read when it changes. */
+  readonly bearerTokenFile?: string | undefined;
+  readonly userAgent: string;
+  readonly metrics: ForwardMetrics;
+  /** Returns a number in [0, 1) for backoff jitter; injectable for tests. */
+  readonly random?: () => number;
+}
+
+/** What the forwarder reports; implemented by the proxy's own metrics. */
+export interface ForwardMetrics {
+  attempt(
+    version: ProtocolVersion,
+    outcome: 'ok' | 'retry' | 'reject',
+    reason: string,
+    seconds: number,
+  ): void;
+}
+
+export interface ForwardRequest {
+  /** A snappy-compressed, complete remote-write message of `version`. */
+  readonly body: Uint8Array;
+  readonly version: ProtocolVersion;
+  /** The X-Scope-OrgID to pass on, if any. */
+  readonly tenant?: string | undefined;
+}
+
+/** What the upstream said it wrote (remote-write 2.0 "Response"); absent when it did not say. */
+export interface WrittenStats {
+  readonly samples: number;
+  readonly histograms: number;
+  readonly exemplars: number;
+}
+
+export interface ForwardResult {
+  readonly attempts: number;
+  readonly written: WrittenStats | undefined;
+}
+
+/**
+ * Sends remote-write requests to one upstream, retrying what the spec says may be retried.
+ * The caller answers its sender only after `send` resolves, so the proxy never acknowledges data
+ * the upstream has not accepted: an upstream outage becomes a 503 to the sender, which retries.
+ */
+export class Forwarder {
+  readonly #opts: ForwarderOptions;
+  readonly #pool: Pool;
+  readonly #path: string;
+  readonly #random: () => number;
+  readonly #closing = new AbortController();
+  #token: { value: string; readAt: number } | undefined;
+
+  constructor(opts: ForwarderOptions) {
+    this.#opts = opts;
+    const url = new URL(opts.url);
+    this.#path = `${url.pathname}${url.search}`;
+    this.#pool = new Pool(url.origin, {
+      connections: opts.connections,
+      headersTimeout: opts.attemptTimeoutMs,
+      bodyTimeout: opts.attemptTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    this.#random = opts.random ?? Math.random;
+  }
+
+  async send(req: ForwardRequest): Promise<ForwardResult> {
+    const started = Date.now();
+    const headers: Record<string, string> = {
+      'content-type': contentTypeFor[req.version],
+      'content-encoding': 'snappy',
+      'x-prometheus-remote-write-version': versionHeaderFor[req.version],
+      'user-agent': this.#opts.userAgent,
+    };
+    if (req.tenant !== undefined) headers['x-scope-orgid'] = req.tenant;
+    const token = this.#bearerToken();
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+
+    for (let attempt = 1; ; attempt++) {
+      const attemptStart = performance.now();
+      let retryAfterMs: number | undefined;
+      let reason: string;
+      try {
+        const res = await this.#pool.request({
+          path: this.#path,
+          method: 'POST',
+          headers,
+          body: req.body,
+          signal: AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#opts.attemptTimeoutMs)]),
+        });
+        const verdict = classifyStatus(res.statusCode);
+        const seconds = (performance.now() - attemptStart) / 1000;
+        if (verdict === 'done') {
+          await res.body.dump();
+          this.#opts.metrics.attempt(req.version, 'ok', String(res.statusCode), seconds);
+          return { attempts: attempt, written: parseWritten(res.headers) };
+        }
+        const text = await readSome(res.body);
+        if (verdict === 'reject') {
+          this.#opts.metrics.attempt(req.version, 'reject', String(res.statusCode), seconds);
+          // A 415 to a 2.0 request tells the sender to fall back to 1.0 (remote-write 2.0,
+          // "Content negotiation"), so it is passed on as a 415; every other 4xx is a 400.
+          const code = res.statusCode === 415 ? 'UPSTREAM_UNSUPPORTED' : 'UPSTREAM_REJECTED';
+          throw new CardinalError(code, `${res.statusCode} ${oneLine(text)}`);
+        }
+        reason = String(res.statusCode);
+        retryAfterMs = parseRetryAfter(headerValue(res.headers['retry-after']), Date.now());
+        this.#opts.metrics.attempt(req.version, 'retry', reason, seconds);
+      } catch (err) {
+        if (err instanceof CardinalError) throw err;
+        if (this.#closing.signal.aborted) throw new CardinalError('SHUTTING_DOWN');
+        reason = errorReason(err);
+        this.#opts.metrics.attempt(req.version, 'retry', reason, (performance.now() - attemptStart) / 1000);
+      }
+
+      const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
+      const elapsed = Date.now() - started;
+      if (elapsed + delay >= this.#opts.retry.budgetMs) {
+        throw new CardinalError(
+          'UPSTREAM_UNAVAILABLE',
+          `${attempt} attempts in ${elapsed} ms, last: ${reason}${retryAfterMs !== undefined ? ` (Retry-After ${Math.round(retryAfterMs / 1000)}s)` : ''}`,
+        );
+      }
+      try {
+        await sleep(delay, undefined, { signal: this.#closing.signal });
+      } catch {
+        throw new CardinalError('SHUTTING_DOWN');
+      }
+    }
+  }
+
+  /** Stops retry loops (their senders get 503 and retry elsewhere or later) and closes connections. */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#pool.close();
+  }
+
+  #bearerToken(): string | undefined {
+    const file = this.#opts.bearerTokenFile;
+    if (file === undefined) return undefined;
+    // Re-read at most every 10 s, so a rotated Secret takes effect without a restart.
+    const now = Date.now();
+    if (this.#token === undefined || now - this.#token.readAt > 10_000) {
+      this.#token = { value: readFileSync(file, 'utf8').trim(), readAt: now };
+    }
+    return this.#token.value;
+  }
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Parses the X-Prometheus-Remote-Write-*-Written headers (remote-write 2.0, "Response"). */
+export function parseWritten(
+  headers: Record<string, string | string[] | undefined>,
+): WrittenStats | undefined {
+  const samples = headerValue(headers['x-prometheus-remote-write-samples-written']);
+  const histograms = headerValue(headers['x-prometheus-remote-write-histograms-written']);
+  const exemplars = headerValue(headers['x-prometheus-remote-write-exemplars-written']);
+  if (samples === undefined && histograms === undefined && exemplars === undefined) return undefined;
+  return {
+    samples: Number(samples ?? 0),
+    histograms: Number(histograms ?? 0),
+    exemplars: Number(exemplars ?? 0),
+  };
+}
+
+/** Reads at most 1 KiB of an error body: enough for a reason, bounded whatever the upstream sends. */
+async function readSome(body: AsyncIterable<Uint8Array> & { destroy(): unknown }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(Buffer.from(chunk));
+    size += chunk.length;
+    if (size >= 1024) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, 1024).toString('utf8');
+}
+
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 300 ? `${line.slice(0, 300)}...` : line;
+}
+
+/** A bounded set of reasons for the `reason` label: error codes, never messages. */
+function errorReason(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    if (
+      err.name === 'TimeoutError' ||
+      code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      code === 'UND_ERR_BODY_TIMEOUT'
+    ) {
+      return 'timeout';
+    }
+    if (typeof code === 'string' && /^[A-Z_]{3,40}$/.test(code)) return code.toLowerCase();
+  }
+  return 'network';
+}

@@ -1,0 +1,53 @@
+/** How the forwarder retries a request the upstream could not take. */
+export interface RetryPolicy {
+  /** First backoff, in milliseconds. */
+  readonly minBackoffMs: number;
+  /** Cap of the exponential backoff, in milliseconds. */
+  readonly maxBackoffMs: number;
+  /**
+   * Total time a request may spend in attempts and backoff before the sender is answered 503.
+   * Keep it below the senders' own remote timeout (Prometheus: 30s), so that a sender never gives
+   * up on a request the proxy is still delivering and then sends it a second time.
+   */
+  readonly budgetMs: number;
+}
+
+/** What an attempt's outcome means for the request (remote-write 1.0 and 2.0, "Retries & Backoff"). */
+export type AttemptVerdict = 'done' | 'retry' | 'reject';
+
+/** 2xx is done; 5xx and 429 may be retried; every other status is final and must not be retried. */
+export function classifyStatus(status: number): AttemptVerdict {
+  if (status >= 200 && status < 300) return 'done';
+  if (status === 429 || status >= 500) return 'retry';
+  return 'reject';
+}
+
+/**
+ * Delay before retry number `attempt` (1 for the first retry): exponential backoff with full jitter
+ * (a uniformly random delay up to the exponential cap), so that many proxies retrying after one
+ * upstream outage do not return in lockstep. A Retry-After the upstream sent is honoured as a floor.
+ * `random` returns a number in [0, 1).
+ */
+export function backoffDelay(
+  policy: RetryPolicy,
+  attempt: number,
+  retryAfterMs: number | undefined,
+  random: () => number,
+): number {
+  const cap = Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** Math.max(0, attempt - 1));
+  const jittered = policy.minBackoffMs + random() * Math.max(0, cap - policy.minBackoffMs);
+  return Math.max(jittered, retryAfterMs ?? 0);
+}
+
+/**
+ * Parses a Retry-After header (RFC 9110 section 10.2.3): either delay-seconds or an HTTP-date.
+ * Returns milliseconds from `nowMs`, or undefined when absent or unparseable.
+ */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - nowMs);
+}

@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+import { pino } from 'pino';
+import { parseProxyOptions, UsageError, usage } from './config/flags.js';
+import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
+import { Forwarder } from './forward/client.js';
+import { buildServer, type ConfigStatus } from './server.js';
+import { createProxyMetrics } from './stats/metrics.js';
+import { readVersion } from './version.js';
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseProxyOptions>;
+  try {
+    options = parseProxyOptions(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`cardinal-proxy: ${err.message}\n\n${usage}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (options === 'help') {
+    process.stdout.write(usage);
+    return 0;
+  }
+
+  const version = readVersion();
+  const logger = pino({ level: options.logLevel, base: { component: 'proxy' } });
+  const metrics = createProxyMetrics(version);
+
+  let config: LoadedConfig;
+  try {
+    config = loadConfig(options.configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      logger.fatal({ path: options.configPath }, err.message);
+      return 1;
+    }
+    throw err;
+  }
+  metrics.configReload(true, config.hash);
+  const status: ConfigStatus = {
+    hash: config.hash,
+    loadedAt: new Date(),
+    files: config.files,
+    policies: config.policies.length,
+    lastError: undefined,
+  };
+
+  // Validates the new configuration completely before it replaces the old one; a failed load
+  // leaves the running configuration in force and says why.
+  const reload = async (): Promise<ConfigStatus> => {
+    try {
+      const next = loadConfig(options.configPath);
+      if (next.hash !== status.hash)
+        logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
+      config = next;
+      Object.assign(status, {
+        hash: next.hash,
+        loadedAt: new Date(),
+        files: next.files,
+        policies: next.policies.length,
+        lastError: undefined,
+      });
+      metrics.configReload(true, next.hash);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      logger.error(
+        { path: options.configPath },
+        `configuration rejected, keeping ${status.hash.slice(0, 12)}: ${message}`,
+      );
+      status.lastError = { message, at: new Date() };
+      metrics.configReload(false, status.hash);
+    }
+    return status;
+  };
+
+  const forwarder = new Forwarder({
+    url: options.upstreamUrl,
+    retry: options.retry,
+    attemptTimeoutMs: options.attemptTimeoutMs,
+    connections: options.upstreamConnections,
+    bearerTokenFile: options.upstreamBearerTokenFile,
+    userAgent: `cardinal-proxy/${version}`,
+    metrics,
+  });
+
+  let ready = false;
+  const app = buildServer({
+    logger,
+    metrics,
+    forwarder,
+    maxRequestBytes: options.maxRequestBytes,
+    maxDecodedBytes: options.maxDecodedBytes,
+    upstreamProtocol: options.upstreamProtocol,
+    configStatus: () => status,
+    ready: () => ready,
+    reload,
+  });
+
+  if (options.upstreamIsDefault) {
+    logger.warn(`no --upstream given; forwarding to the default ${options.upstreamUrl}`);
+  }
+  await app.listen({ host: options.listenHost, port: options.listenPort });
+  ready = true;
+  logger.info(
+    {
+      version,
+      upstream: options.upstreamUrl,
+      config: options.configPath ?? null,
+      policies: config.policies.length,
+    },
+    'cardinal-proxy started',
+  );
+
+  process.on('SIGHUP', () => {
+    void reload();
+  });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      ready = false;
+      logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
+      const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);
+      app
+        .close()
+        .then(() => forwarder.close())
+        .then(
+          () => {
+            clearTimeout(timer);
+            logger.info('stopped');
+            resolve(0);
+          },
+          (err: unknown) => {
+            logger.error({ err }, 'error while shutting down');
+            resolve(1);
+          },
+        );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `cardinal-proxy: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,92 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CardinalError } from './errors.js';
+import type { Forwarder } from './forward/client.js';
+import { registerRemoteWrite } from './ingest/remote-write.js';
+import type { ProxyMetrics } from './stats/metrics.js';
+
+/** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
+export interface ConfigStatus {
+  hash: string;
+  loadedAt: Date;
+  files: readonly string[];
+  policies: number;
+  lastError: { message: string; at: Date } | undefined;
+}
+
+export interface ServerDeps {
+  readonly logger: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly forwarder: Forwarder;
+  readonly maxRequestBytes: number;
+  readonly maxDecodedBytes: number;
+  readonly upstreamProtocol: 'same' | '1.0';
+  readonly configStatus: () => ConfigStatus;
+  /** False while starting or shutting down; /-/ready answers 503 then. */
+  readonly ready: () => boolean;
+  readonly reload: () => Promise<ConfigStatus>;
+}
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Per-request logs would cost more than the proxying itself at hundreds of requests a second;
+    // rejections are logged where they happen, rate-limited.
+    disableRequestLogging: true,
+    bodyLimit: deps.maxRequestBytes,
+    return503OnClosing: true,
+  });
+
+  // Remote-write bodies are binary; negotiation of their Content-Type happens in the handler, so
+  // that an unsupported one is a 415 with the reason the spec asks for, not fastify's default.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(
+    '*',
+    { parseAs: 'buffer', bodyLimit: deps.maxRequestBytes },
+    (_req, body, done) => {
+      done(null, body);
+    },
+  );
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const e = new CardinalError('BODY_TOO_LARGE', `more than ${deps.maxRequestBytes} bytes`);
+      deps.metrics.request('unknown', e.status, e.code);
+      return reply.code(e.status).type('text/plain; charset=utf-8').send(`${e.message}\n`);
+    }
+    if (err.statusCode !== undefined && err.statusCode < 500) {
+      return reply.code(err.statusCode).type('text/plain; charset=utf-8').send(`${err.message}\n`);
+    }
+    request.log.error({ err }, 'unexpected error');
+    return reply.code(500).type('text/plain; charset=utf-8').send('internal error\n');
+  });
+
+  registerRemoteWrite(app, deps);
+
+  app.get('/-/healthy', async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
+  app.get('/-/ready', async (_req, reply) =>
+    deps.ready()
+      ? reply.type('text/plain').send('Ready\n')
+      : reply.code(503).type('text/plain').send('Not ready\n'),
+  );
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  );
+  app.get('/api/v1/status/config', async () => statusJson(deps.configStatus()));
+  app.post('/-/reload', async (_req, reply) => {
+    const status = await deps.reload();
+    return reply.code(status.lastError === undefined ? 200 : 500).send(statusJson(status));
+  });
+
+  return app;
+}
+
+function statusJson(s: ConfigStatus) {
+  return {
+    hash: s.hash,
+    loadedAt: s.loadedAt.toISOString(),
+    files: s.files,
+    policies: s.policies,
+    lastError: s.lastError && { message: s.lastError.message, at: s.lastError.at.toISOString() },
+  };
+}
