@@ -1,0 +1,143 @@
+// Proves the test framework against the real programs with nothing in between: each sender
+// scrapes the framework's target and remote-writes straight into a Prometheus receiver, and the
+// receiver must hold exactly the samples the target served. Later tests put Cardinal in the middle
+// and rely on this baseline: any difference they see is the proxy's doing.
+
+import { describe, expect, it } from 'vitest';
+import {
+  eventually,
+  type PrometheusReceiver,
+  type ScrapeTarget,
+  type ServedSample,
+  startPrometheusAgent,
+  startPrometheusReceiver,
+  startTarget,
+  startVmagent,
+  useCleanup,
+} from '../framework/index.js';
+
+const SEQ_LABELS = { suite: 'programs' };
+
+/** The receiver's samples of the target's sequence, as [timestamp ms, value]. */
+async function receivedSequence(receiver: PrometheusReceiver, target: ScrapeTarget, served: ServedSample[]) {
+  const last = served.at(-1);
+  if (last === undefined) throw new Error('the target served nothing');
+  const first = served[0]!;
+  const lookback = Math.ceil((last.timestampMs - first.timestampMs) / 1000) + 60;
+  const series = await receiver.rawSamples(target.sequenceSelector, lookback, last.timestampMs + 1000);
+  return series;
+}
+
+/** Waits until the receiver holds exactly `served` for the sequence, and returns its one series. */
+async function expectReceivedExactly(
+  receiver: PrometheusReceiver,
+  target: ScrapeTarget,
+  served: ServedSample[],
+) {
+  const expected = served.map((s) => [s.timestampMs, s.value]);
+  return eventually(
+    async () => {
+      const series = await receivedSequence(receiver, target, served);
+      expect(series).toHaveLength(1);
+      expect(series[0]?.samples).toEqual(expected);
+      return series[0]!;
+    },
+    { timeoutMs: 15_000 },
+  );
+}
+
+describe('real programs, no proxy', () => {
+  const track = useCleanup('each');
+
+  it('Prometheus 2 agent -> Prometheus 2 receiver: every scraped sample arrives with its timestamp and value', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 2 }));
+    const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
+    target.setSeries([{ name: 'cardinal_test_requests_total', labels: { path: '/a "b"\\c' }, value: 42 }]);
+    track(
+      await startPrometheusAgent({
+        version: 2,
+        remoteWriteUrl: receiver.remoteWriteUrl,
+        scrapeTargets: [target.address],
+      }),
+    );
+
+    await target.waitForServed(6);
+    const served = target.pauseSequence();
+    const series = await expectReceivedExactly(receiver, target, served);
+    expect(series.labels).toEqual({
+      __name__: 'cardinal_test_seq_total',
+      ...SEQ_LABELS,
+      job: 'cardinal-target',
+      instance: target.address,
+    });
+
+    // The controlled series arrives with its escaped label value intact.
+    const [requests, ...rest] = await receiver.query('cardinal_test_requests_total');
+    expect(rest).toEqual([]);
+    expect(requests?.labels.path).toBe('/a "b"\\c');
+    expect(requests?.value).toBe(42);
+  });
+
+  it('vmagent -> Prometheus 2 receiver: every scraped sample arrives with its timestamp and value', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 2 }));
+    const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
+    track(await startVmagent({ remoteWriteUrl: receiver.remoteWriteUrl, scrapeTargets: [target.address] }));
+
+    await target.waitForServed(6);
+    const served = target.pauseSequence();
+    const series = await expectReceivedExactly(receiver, target, served);
+    expect(series.labels).toMatchObject({ job: 'cardinal-target', instance: target.address });
+  });
+
+  it('Prometheus 3 agent -> Prometheus 3 receiver over remote write 2.0', async () => {
+    // The receiver accepts only io.prometheus.write.v2.Request, so anything that arrives came that way.
+    const receiver = track(
+      await startPrometheusReceiver({
+        version: 3,
+        acceptedProtobufMessages: ['io.prometheus.write.v2.Request'],
+      }),
+    );
+    const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
+    target.setSeries([{ name: 'cardinal_test_requests_total', labels: { path: '/v2' }, value: 7 }]);
+    track(
+      await startPrometheusAgent({
+        version: 3,
+        remoteWriteUrl: receiver.remoteWriteUrl,
+        scrapeTargets: [target.address],
+        remoteWrite: { protobufMessage: 'io.prometheus.write.v2.Request' },
+      }),
+    );
+
+    await target.waitForServed(6);
+    const served = target.pauseSequence();
+    await expectReceivedExactly(receiver, target, served);
+    const requests = await receiver.query('cardinal_test_requests_total');
+    expect(requests.map((s) => s.value)).toEqual([7]);
+  });
+
+  it('a receiver restarted on the same port and data directory keeps its data and receives again', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 2 }));
+    const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
+    track(
+      await startPrometheusAgent({
+        version: 2,
+        remoteWriteUrl: receiver.remoteWriteUrl,
+        scrapeTargets: [target.address],
+      }),
+    );
+
+    await target.waitForServed(4);
+    const before = target.pauseSequence();
+    await expectReceivedExactly(receiver, target, before);
+
+    await receiver.restart();
+    const kept = await receivedSequence(receiver, target, before);
+    expect(kept.map((s) => s.samples)).toEqual([before.map((s) => [s.timestampMs, s.value])]);
+
+    // The agent keeps writing to the same address; the restarted receiver takes the new samples.
+    target.resumeSequence();
+    await target.waitForServed(before.length + 3);
+    const after = target.pauseSequence();
+    await expectReceivedExactly(receiver, target, after);
+  });
+});
