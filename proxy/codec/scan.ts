@@ -114,7 +114,7 @@ interface FieldSpec {
 interface MessageSpec {
   /** Indexed by field number; holes are unknown fields. */
   readonly fields: readonly (FieldSpec | undefined)[];
-  /** Whether per-field occurrence counters are needed (repeated messages or reference lists). */
+  /** Whether per-field occurrence counters are needed (embedded messages or reference lists). */
   readonly counted: boolean;
   /** K_SYMREFS fields whose total element count must be even. */
   readonly pairFields: readonly number[];
@@ -133,7 +133,7 @@ function spec(byNumber: Record<number, FieldSpec>, regionField = -1): MessageSpe
   for (const [key, f] of Object.entries(byNumber)) {
     const n = Number(key);
     fields[n] = f;
-    if ((f.kind === K_MESSAGE && f.repeated) || f.kind === K_SYMREFS) counted = true;
+    if (f.kind === K_MESSAGE || f.kind === K_SYMREFS) counted = true;
     if (f.kind === K_SYMREFS) pairFields.push(n);
   }
   for (let n = 0; n < fields.length; n++) fields[n] ??= undefined;
@@ -392,7 +392,9 @@ function scanMessage(st: ScanState, buf: Uint8Array, start: number, end: number,
         const from = st.next;
         const d = st.depth;
         st.names[d] = f.name;
-        st.indices[d] = f.repeated ? occ[base + fno]!++ : -1;
+        const k = occ[base + fno]!;
+        occ[base + fno] = k + 1;
+        st.indices[d] = f.repeated ? k : -1;
         st.depth = d + 1;
         scanMessage(st, buf, from, to, f.message!);
         st.depth = d;
