@@ -485,3 +485,50 @@ describe('properties', () => {
     );
   });
 });
+
+describe('fast paths', () => {
+  // The fast paths must accept, index and reject exactly like the generic scanner. Mutating valid
+  // bodies byte by byte reaches their every early exit.
+  function outcome(scan: () => SeriesIndex): unknown {
+    try {
+      const ix = scan();
+      const per = (a: Int32Array) => Array.from(a.subarray(0, ix.count));
+      return {
+        count: ix.count,
+        totals: [ix.totalSamples, ix.totalHistograms, ix.totalExemplars, ix.metadataCount, ix.symbolCount],
+        arrays: [ix.start, ix.end, ix.labelsStart, ix.labelsEnd, ix.samples, ix.histograms, ix.exemplars].map(
+          per,
+        ),
+      };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  }
+  const mutation = fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }));
+
+  it('v1: same result as the generic scanner on valid and mutated bodies', () => {
+    fc.assert(
+      fc.property(writeRequestV1Arb, fc.array(mutation, { maxLength: 3 }), (x, mutations) => {
+        const buf = Uint8Array.from(encodeWriteRequestV1(x));
+        for (const [at, byte] of mutations) if (buf.length > 0) buf[at % buf.length] = byte;
+        expect(outcome(() => scanWriteRequestV1(buf))).toEqual(
+          outcome(() => scanWriteRequestV1(buf, undefined, { fastPath: false })),
+        );
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('v2: same result as the generic scanner on valid and mutated bodies', () => {
+    fc.assert(
+      fc.property(requestV2Arb, fc.array(mutation, { maxLength: 3 }), (x, mutations) => {
+        const buf = Uint8Array.from(encodeRequestV2(x));
+        for (const [at, byte] of mutations) if (buf.length > 0) buf[at % buf.length] = byte;
+        expect(outcome(() => scanRequestV2(buf))).toEqual(
+          outcome(() => scanRequestV2(buf, undefined, { fastPath: false })),
+        );
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -1,0 +1,48 @@
+import { encodeWriteRequestV1 } from '../proxy/codec/proto.js';
+import { snappyEncode } from '../proxy/codec/snappy.js';
+import type { WriteRequestV1 } from '../proxy/codec/types.js';
+
+export interface WorkloadOptions {
+  /** Series per request. */
+  readonly series: number;
+  /** Labels per series, including __name__. */
+  readonly labels: number;
+  /** Distinct request bodies to cycle through (different timestamps and values). */
+  readonly bodies: number;
+}
+
+export interface Workload {
+  readonly bodies: readonly Buffer[];
+  readonly samplesPerRequest: number;
+  readonly decodedBytes: number;
+}
+
+/**
+ * A synthetic remote-write 1.0 workload shaped like a Kubernetes scrape: 50 metric names, each
+ * series labelled like a pod's (job, namespace, pod, container, instance, ...), one sample each.
+ */
+export function makeWorkload(opts: WorkloadOptions): Workload {
+  const bodies: Buffer[] = [];
+  let decodedBytes = 0;
+  const start = Date.UTC(2026, 0, 1);
+  for (let b = 0; b < opts.bodies; b++) {
+    const req: WriteRequestV1 = { timeseries: [], metadata: [] };
+    for (let s = 0; s < opts.series; s++) {
+      const labels = [{ name: '__name__', value: `bench_metric_${s % 50}_total` }];
+      for (let l = 1; l < opts.labels; l++) {
+        labels.push({ name: `label_${l}`, value: `value-${l}-${(s * 7919 + l) % 1000}` });
+      }
+      labels.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+      req.timeseries.push({
+        labels,
+        samples: [{ value: b * 10 + (s % 97), timestamp: start + b * 15_000 }],
+        exemplars: [],
+        histograms: [],
+      });
+    }
+    const raw = encodeWriteRequestV1(req);
+    decodedBytes = raw.length;
+    bodies.push(snappyEncode(raw));
+  }
+  return { bodies, samplesPerRequest: opts.series, decodedBytes };
+}
