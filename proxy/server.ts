@@ -1,4 +1,9 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
@@ -32,7 +37,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     loggerInstance: deps.logger as FastifyBaseLogger,
     // Per-request logs would cost more than the proxying itself at hundreds of requests a second;
     // rejections are logged where they happen, rate-limited.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxRequestBytes,
     return503OnClosing: true,
   });
@@ -87,6 +92,6 @@ function statusJson(s: ConfigStatus) {
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
     policies: s.policies,
-    lastError: s.lastError && { message: s.lastError.message, at: s.lastError.at.toISOString() },
+    lastError: s.lastError ? { message: s.lastError.message, at: s.lastError.at.toISOString() } : null,
   };
 }

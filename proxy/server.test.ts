@@ -1,0 +1,428 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  decodeRequestV2,
+  decodeWriteRequestV1,
+  encodeRequestV2,
+  encodeWriteRequestV1,
+} from './codec/proto.js';
+import { snappyDecode, snappyEncode } from './codec/snappy.js';
+import type { RequestV2, WriteRequestV1 } from './codec/types.js';
+import { Forwarder } from './forward/client.js';
+import { buildServer, type ConfigStatus } from './server.js';
+import { createProxyMetrics } from './stats/metrics.js';
+
+// The proxy's HTTP contract, end to end inside one process: fastify's inject as the sender, a
+// node:http server as the upstream. Real senders and receivers are in test/integration.
+
+interface Received {
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+type Responder = (req: Received) => { status: number; headers?: Record<string, string>; body?: string };
+
+let upstream: Server;
+let upstreamUrl: string;
+let received: Received[] = [];
+let respond: Responder = () => ({ status: 204 });
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const r = { headers: req.headers, body: Buffer.concat(chunks) };
+      received.push(r);
+      const out = respond(r);
+      res.writeHead(out.status, out.headers ?? {});
+      res.end(out.body ?? '');
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/api/v1/write`;
+});
+afterAll(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  received = [];
+  respond = () => ({ status: 204 });
+  await Promise.all(apps.splice(0).map((a) => a.close()));
+});
+
+function proxy(
+  opts: { upstreamProtocol?: 'same' | '1.0'; maxRequestBytes?: number; maxDecodedBytes?: number } = {},
+) {
+  const metrics = createProxyMetrics('test');
+  const forwarder = new Forwarder({
+    url: upstreamUrl,
+    retry: { minBackoffMs: 1, maxBackoffMs: 5, budgetMs: 300 },
+    attemptTimeoutMs: 2000,
+    connections: 4,
+    userAgent: 'cardinal-proxy/test',
+    metrics,
+  });
+  const status: ConfigStatus = {
+    hash: 'h',
+    loadedAt: new Date(0),
+    files: [],
+    policies: 0,
+    lastError: undefined,
+  };
+  const app = buildServer({
+    logger: pino({ level: 'silent' }),
+    metrics,
+    forwarder,
+    maxRequestBytes: opts.maxRequestBytes ?? 1 << 20,
+    maxDecodedBytes: opts.maxDecodedBytes ?? 4 << 20,
+    upstreamProtocol: opts.upstreamProtocol ?? 'same',
+    configStatus: () => status,
+    ready: () => true,
+    reload: async () => status,
+  });
+  app.addHook('onClose', () => forwarder.close());
+  apps.push(app);
+  return { app, metrics };
+}
+
+const v1: WriteRequestV1 = {
+  timeseries: [
+    {
+      labels: [
+        { name: '__name__', value: 'http_requests_total' },
+        { name: 'job', value: 'api' },
+      ],
+      samples: [
+        { value: 1, timestamp: 1_700_000_000_000 },
+        { value: 2.5, timestamp: 1_700_000_015_000 },
+      ],
+      exemplars: [],
+      histograms: [],
+    },
+  ],
+  metadata: [],
+};
+
+const v2: RequestV2 = {
+  symbols: ['', '__name__', 'rpc_duration_seconds', 'job', 'api', 'trace_id', 'abc', 'help text', 'seconds'],
+  timeseries: [
+    {
+      labelsRefs: [1, 2, 3, 4],
+      samples: [],
+      histograms: [
+        {
+          countInt: 5,
+          sum: 1.5,
+          schema: 3,
+          zeroThreshold: 1e-128,
+          zeroCountInt: 1,
+          negativeSpans: [],
+          negativeDeltas: [],
+          negativeCounts: [],
+          positiveSpans: [{ offset: -2, length: 2 }],
+          positiveDeltas: [3, -2],
+          positiveCounts: [],
+          resetHint: 2,
+          timestamp: 1_700_000_000_000,
+          customValues: [],
+        },
+      ],
+      exemplars: [{ labelsRefs: [5, 6], value: 0.3, timestamp: 1_700_000_000_001 }],
+      metadata: { type: 3, helpRef: 7, unitRef: 8 },
+      createdTimestamp: 1_699_999_000_000,
+    },
+    {
+      labelsRefs: [1, 2, 3, 6],
+      samples: [{ value: 4, timestamp: 1_700_000_000_000 }],
+      histograms: [],
+      exemplars: [],
+      metadata: { type: 0, helpRef: 0, unitRef: 0 },
+      createdTimestamp: 0,
+    },
+  ],
+};
+
+const V1_TYPE = 'application/x-protobuf;proto=prometheus.WriteRequest';
+const V2_TYPE = 'application/x-protobuf;proto=io.prometheus.write.v2.Request';
+
+function post(app: FastifyInstance, body: Uint8Array, headers: Record<string, string>) {
+  return app.inject({ method: 'POST', url: '/api/v1/write', payload: Buffer.from(body), headers });
+}
+
+describe('remote-write 1.0', () => {
+  it('forwards the original bytes after the upstream accepted, with tenant and version headers', async () => {
+    const { app, metrics } = proxy();
+    const body = snappyEncode(encodeWriteRequestV1(v1));
+    const res = await post(app, body, {
+      'content-type': 'application/x-protobuf',
+      'content-encoding': 'snappy',
+      'x-prometheus-remote-write-version': '0.1.0',
+      'x-scope-orgid': 'team-a',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(1);
+    const got = received[0]!;
+    expect(got.body.equals(body)).toBe(true);
+    expect(got.headers['content-type']).toBe(V1_TYPE);
+    expect(got.headers['content-encoding']).toBe('snappy');
+    expect(got.headers['x-prometheus-remote-write-version']).toBe('0.1.0');
+    expect(got.headers['x-scope-orgid']).toBe('team-a');
+    expect(decodeWriteRequestV1(snappyDecode(got.body, 1 << 20))).toEqual(v1);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('cardinal_proxy_received_total{protocol="1.0",kind="samples"} 2');
+    expect(text).toContain('cardinal_proxy_forwarded_total{protocol="1.0",kind="series"} 1');
+    expect(text).toContain('cardinal_proxy_requests_total{protocol="1.0",code="204",reason="ok"} 1');
+  });
+
+  it('the /write alias works the same', async () => {
+    const { app } = proxy();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/write',
+      payload: snappyEncode(encodeWriteRequestV1(v1)),
+      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+    });
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(1);
+  });
+});
+
+describe('remote-write 2.0', () => {
+  it('forwards as 2.0 and relays the upstream written counts', async () => {
+    respond = () => ({
+      status: 204,
+      headers: {
+        'X-Prometheus-Remote-Write-Samples-Written': '1',
+        'X-Prometheus-Remote-Write-Histograms-Written': '1',
+        'X-Prometheus-Remote-Write-Exemplars-Written': '1',
+      },
+    });
+    const { app } = proxy();
+    const body = snappyEncode(encodeRequestV2(v2));
+    const res = await post(app, body, { 'content-type': V2_TYPE, 'content-encoding': 'snappy' });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('1');
+    expect(res.headers['x-prometheus-remote-write-histograms-written']).toBe('1');
+    expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBe('1');
+    const got = received[0]!;
+    expect(got.headers['content-type']).toBe(V2_TYPE);
+    expect(got.headers['x-prometheus-remote-write-version']).toBe('2.0.0');
+    expect(decodeRequestV2(snappyDecode(got.body, 1 << 20))).toEqual(v2);
+  });
+
+  it('reports its own counts when the upstream sends none', async () => {
+    const { app } = proxy();
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
+      'content-type': V2_TYPE,
+      'content-encoding': 'snappy',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('1');
+    expect(res.headers['x-prometheus-remote-write-histograms-written']).toBe('1');
+    expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBe('1');
+  });
+
+  it('down-converts to 1.0 when asked, keeping labels, samples, histograms, exemplars and metadata', async () => {
+    const { app } = proxy({ upstreamProtocol: '1.0' });
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
+      'content-type': V2_TYPE,
+      'content-encoding': 'snappy',
+    });
+    expect(res.statusCode).toBe(204);
+    const got = received[0]!;
+    expect(got.headers['content-type']).toBe(V1_TYPE);
+    expect(got.headers['x-prometheus-remote-write-version']).toBe('0.1.0');
+    const out = decodeWriteRequestV1(snappyDecode(got.body, 1 << 20));
+    expect(out.timeseries[0]?.labels).toEqual([
+      { name: '__name__', value: 'rpc_duration_seconds' },
+      { name: 'job', value: 'api' },
+    ]);
+    expect(out.timeseries[0]?.histograms).toEqual(v2.timeseries[0]?.histograms);
+    expect(out.timeseries[0]?.exemplars).toEqual([
+      { labels: [{ name: 'trace_id', value: 'abc' }], value: 0.3, timestamp: 1_700_000_000_001 },
+    ]);
+    expect(out.timeseries[1]?.samples).toEqual([{ value: 4, timestamp: 1_700_000_000_000 }]);
+    expect(out.metadata).toEqual([
+      { type: 3, metricFamilyName: 'rpc_duration_seconds', help: 'help text', unit: 'seconds' },
+    ]);
+  });
+});
+
+describe('rejections', () => {
+  const good = () => snappyEncode(encodeWriteRequestV1(v1));
+  it.each([
+    [
+      'unsupported Content-Type',
+      { 'content-type': 'application/json' },
+      good,
+      415,
+      'unsupported Content-Type',
+    ],
+    [
+      'unsupported proto',
+      { 'content-type': 'application/x-protobuf;proto=foo.Bar' },
+      good,
+      415,
+      'proto=foo.Bar is not supported',
+    ],
+    [
+      'unsupported encoding',
+      { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' },
+      good,
+      415,
+      'Content-Encoding',
+    ],
+    [
+      'not snappy',
+      { 'content-type': 'application/x-protobuf' },
+      () => Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+      400,
+      'not a valid snappy block',
+    ],
+    [
+      'not protobuf',
+      { 'content-type': 'application/x-protobuf' },
+      () => snappyEncode(Buffer.from([0x0a, 0x05, 0x01])),
+      400,
+      'not a valid protobuf message',
+    ],
+    [
+      'bad 2.0 symbol reference',
+      { 'content-type': V2_TYPE },
+      () =>
+        snappyEncode(
+          encodeRequestV2({ symbols: [''], timeseries: [{ ...v2.timeseries[1]!, labelsRefs: [1, 2] }] }),
+        ),
+      400,
+      'out of range',
+    ],
+    ['empty body', { 'content-type': 'application/x-protobuf' }, () => Buffer.alloc(0), 400, 'snappy'],
+  ])('%s: %i, nothing forwarded', async (_name, headers, body, status, message) => {
+    const { app } = proxy();
+    const res = await post(app, body(), headers as Record<string, string>);
+    expect(res.statusCode).toBe(status);
+    expect(res.body).toContain(message);
+    expect(res.body.trim().split('\n')).toHaveLength(1);
+    expect(received).toHaveLength(0);
+  });
+
+  it('413 for a body over --max-request-bytes', async () => {
+    const { app, metrics } = proxy({ maxRequestBytes: 64 });
+    const res = await post(app, Buffer.alloc(100, 1), { 'content-type': 'application/x-protobuf' });
+    expect(res.statusCode).toBe(413);
+    expect(received).toHaveLength(0);
+    expect(await metrics.registry.metrics()).toContain('reason="BODY_TOO_LARGE"} 1');
+  });
+
+  it('413 for a body that decompresses past --max-decoded-bytes, before decompressing it', async () => {
+    const { app } = proxy({ maxDecodedBytes: 1000 });
+    const res = await post(app, snappyEncode(Buffer.alloc(5000)), {
+      'content-type': 'application/x-protobuf',
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.body).toContain('decoded size 5000 bytes exceeds the limit of 1000 bytes');
+  });
+
+  it('405 with Allow for other methods', async () => {
+    const { app } = proxy();
+    const res = await app.inject({ method: 'GET', url: '/api/v1/write' });
+    expect(res.statusCode).toBe(405);
+    expect(res.headers.allow).toBe('POST');
+  });
+});
+
+describe('upstream answers', () => {
+  const send = (app: FastifyInstance, body = snappyEncode(encodeWriteRequestV1(v1))) =>
+    post(app, body, { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' });
+
+  it('retries 5xx and 429, then succeeds', async () => {
+    let n = 0;
+    respond = () => {
+      n++;
+      if (n === 1) return { status: 503, body: 'starting' };
+      if (n === 2) return { status: 429, headers: { 'Retry-After': '0' } };
+      return { status: 204 };
+    };
+    const { app, metrics } = proxy();
+    const res = await send(app);
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(3);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('cardinal_proxy_forward_retries_total{protocol="1.0",reason="503"} 1');
+    expect(text).toContain('cardinal_proxy_forward_retries_total{protocol="1.0",reason="429"} 1');
+  });
+
+  it('answers 503 when the retry budget runs out, and the sender may retry', async () => {
+    respond = () => ({ status: 500, body: 'tsdb is down' });
+    const { app } = proxy();
+    const res = await send(app);
+    expect(res.statusCode).toBe(503);
+    expect(res.body).toContain('upstream unavailable, retries exhausted');
+    expect(res.body).toContain('last: 500');
+    expect(received.length).toBeGreaterThan(1);
+  });
+
+  it('answers 503 when the upstream cannot be reached', async () => {
+    const { app } = proxy();
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const metrics = createProxyMetrics('test');
+    const forwarder = new Forwarder({
+      url: `http://127.0.0.1:${port}/api/v1/write`,
+      retry: { minBackoffMs: 1, maxBackoffMs: 5, budgetMs: 100 },
+      attemptTimeoutMs: 500,
+      connections: 1,
+      userAgent: 't',
+      metrics,
+    });
+    await expect(forwarder.send({ body: Buffer.alloc(1), version: '1.0' })).rejects.toMatchObject({
+      code: 'UPSTREAM_UNAVAILABLE',
+      status: 503,
+    });
+    await forwarder.close();
+    expect(await metrics.registry.metrics()).toMatch(
+      /cardinal_proxy_forward_retries_total\{protocol="1.0",reason="econnrefused"\} \d+/,
+    );
+    await app.close();
+  });
+
+  it('does not retry another 4xx and answers 400 with the reason', async () => {
+    respond = () => ({ status: 400, body: 'out of order sample\n' });
+    const { app } = proxy();
+    const res = await send(app);
+    expect(res.statusCode).toBe(400);
+    expect(res.body).toBe('upstream rejected the request: 400 out of order sample\n');
+    expect(received).toHaveLength(1);
+  });
+
+  it('passes a 415 on, so a 2.0 sender falls back to 1.0', async () => {
+    respond = () => ({ status: 415, body: 'unsupported proto' });
+    const { app } = proxy();
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
+      'content-type': V2_TYPE,
+      'content-encoding': 'snappy',
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('0');
+    expect(received).toHaveLength(1);
+  });
+});
+
+describe('operations', () => {
+  it('serves health, readiness, metrics and the config status', async () => {
+    const { app } = proxy();
+    expect((await app.inject('/-/healthy')).statusCode).toBe(200);
+    expect((await app.inject('/-/ready')).statusCode).toBe(200);
+    const m = await app.inject('/metrics');
+    expect(m.statusCode).toBe(200);
+    expect(m.body).toContain('cardinal_proxy_build_info{version="test"} 1');
+    const s = await app.inject('/api/v1/status/config');
+    expect(s.json()).toMatchObject({ hash: 'h', policies: 0, lastError: null });
+  });
+});
