@@ -87,7 +87,10 @@ export function useCleanup(scope: 'each' | 'all' = 'all'): <T extends Closable>(
   };
   afterEach(async (context) => {
     if (context.task.result?.state === 'fail') failed = true;
-    if (scope === 'each') await closeAll();
+    if (scope === 'each') {
+      await closeAll();
+      failed = false;
+    }
   });
   // vitest parses a hook's first parameter as a fixture list, so it has to be an object pattern.
   // biome-ignore lint/correctness/noEmptyPattern: no fixtures are used; the suite is the second parameter.

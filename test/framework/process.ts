@@ -187,6 +187,7 @@ export class Program implements Closable {
     }
     this.#child = child;
     this.#exit = undefined;
+    this.#spawnError = undefined;
     running.add(child);
     this.#exited = new Promise<void>((resolve) => {
       const done = (code: number | null, signal: NodeJS.Signals | null): void => {
@@ -285,7 +286,7 @@ export async function startProgram(options: ProgramOptions): Promise<Program> {
   } catch (err) {
     await program.close({ keepDir: true });
     const message = err instanceof Error ? err.message : String(err);
-    throw new Error(`${message}\n(directory kept: ${program.dir})`, { cause: err });
+    throw new Error(`${message}\n(directory kept: ${program.dir})`);
   }
   return program;
 }

@@ -85,8 +85,10 @@ export interface ReceiverOptions {
   dataDir?: string;
   port?: number;
   /**
-   * Remote-write messages the receiver accepts (Prometheus 3 only); both by default. Restricting
-   * this to one proves which message a sender used, since any other is answered with 415.
+   * Remote-write messages the receiver accepts (Prometheus 3 only); both by default. Any other is
+   * answered with 415. Prometheus 3.5.0 still stores the data of a request it refused this way
+   * (its handler does not return after the error) and counts the request under status 204, so only
+   * the sender's failed-sample counter shows the refusal.
    */
   acceptedProtobufMessages?: RemoteWriteMessage[];
 }
@@ -131,7 +133,7 @@ export interface PrometheusReceiver extends PrometheusProgram {
    * instant query, whose result is the raw samples rather than evaluated points.
    */
   rawSamples(selector: string, lookbackSeconds: number, atTimeMs?: number): Promise<RawSeries[]>;
-  /** Raw GET of any API path with query parameters; returns the `data` field of the answer. */
+  /** Any API path with its parameters (sent as a POST form); returns the `data` field of the answer. */
   api(path: string, params: Record<string, string | string[]>): Promise<unknown>;
 }
 
@@ -378,6 +380,8 @@ export async function startPrometheusAgent(options: AgentOptions): Promise<Prome
     port: options.port,
     dir: undefined,
     args: (dir) => [
+      // Target discovery publishes on a fixed 5 s tick, so the first scrape comes about 5 s after
+      // the agent is ready; neither version has a flag to shorten it.
       version === 2 ? '--enable-feature=agent' : '--agent',
       `--storage.agent.path=${join(dir, 'agent-data')}`,
       ...(options.extraArgs ?? []),

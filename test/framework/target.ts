@@ -20,7 +20,7 @@ export interface SequenceOptions {
   /** Metric name; `cardinal_test_seq_total` by default. */
   name?: string;
   labels?: Labels;
-  /** Scrape k serves timestamp `baseTimestampMs + k * stepMs`; now, rounded down to the second, by default. */
+  /** Scrape k serves timestamp `baseTimestampMs + k * stepMs`; by default the base is the first scrape's time, rounded down to the second. */
   baseTimestampMs?: number;
   stepMs?: number;
 }
@@ -69,7 +69,11 @@ export async function startTarget(options: TargetOptions = {}): Promise<ScrapeTa
   const seq = options.sequence;
   const seqName = seq?.name ?? 'cardinal_test_seq_total';
   const seqLabels = seq?.labels ?? {};
-  const base = seq?.baseTimestampMs ?? Math.floor(Date.now() / 1000) * 1000;
+  // Prometheus' remote-write WAL watcher skips samples whose timestamp is older than the moment
+  // its queue started, so a default base taken when the target starts would lose the first
+  // samples of an agent started later. The base is therefore the first scrape's second, which puts
+  // every sample at most one step ahead of the scrape that serves it.
+  let base = seq?.baseTimestampMs;
   const step = seq?.stepMs ?? 1000;
   let series: TargetSeries[] = options.series ?? [];
   const served: ServedSample[] = [];
@@ -85,6 +89,7 @@ export async function startTarget(options: TargetOptions = {}): Promise<ScrapeTa
     };
     for (const s of series) add({ ...s, labels: s.labels ?? {} });
     if (seq !== undefined && !paused) {
+      base ??= Math.floor(Date.now() / 1000) * 1000;
       const k = served.length + 1;
       const sample = { timestampMs: base + k * step, value: k };
       served.push(sample);

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   eventually,
+  metricSum,
   type PrometheusReceiver,
   type ScrapeTarget,
   type ServedSample,
@@ -13,6 +14,7 @@ import {
   startPrometheusReceiver,
   startTarget,
   startVmagent,
+  startVmagentRelay,
   useCleanup,
 } from '../framework/index.js';
 
@@ -90,7 +92,9 @@ describe('real programs, no proxy', () => {
   });
 
   it('Prometheus 3 agent -> Prometheus 3 receiver over remote write 2.0', async () => {
-    // The receiver accepts only io.prometheus.write.v2.Request, so anything that arrives came that way.
+    // The receiver answers anything but io.prometheus.write.v2.Request with 415, which the agent
+    // counts as failed samples. Prometheus 3.5.0 stores such samples all the same, so the stored
+    // data alone would not show which message arrived.
     const receiver = track(
       await startPrometheusReceiver({
         version: 3,
@@ -99,7 +103,7 @@ describe('real programs, no proxy', () => {
     );
     const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
     target.setSeries([{ name: 'cardinal_test_requests_total', labels: { path: '/v2' }, value: 7 }]);
-    track(
+    const agent = track(
       await startPrometheusAgent({
         version: 3,
         remoteWriteUrl: receiver.remoteWriteUrl,
@@ -113,6 +117,28 @@ describe('real programs, no proxy', () => {
     await expectReceivedExactly(receiver, target, served);
     const requests = await receiver.query('cardinal_test_requests_total');
     expect(requests.map((s) => s.value)).toEqual([7]);
+    // No sample was refused, so every request was a 2.0 one.
+    const sent = await metricSum(agent.metricsUrl, 'prometheus_remote_storage_samples_total');
+    const refused = await metricSum(agent.metricsUrl, 'prometheus_remote_storage_samples_failed_total');
+    expect(sent).toBeGreaterThanOrEqual(served.length);
+    expect(refused).toBe(0);
+  });
+
+  it('vmagent relay forwards what a Prometheus 2 agent writes to it, sample for sample', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 2 }));
+    const relay = track(await startVmagentRelay({ remoteWriteUrl: receiver.remoteWriteUrl }));
+    const target = track(await startTarget({ sequence: { labels: SEQ_LABELS } }));
+    track(
+      await startPrometheusAgent({
+        version: 2,
+        remoteWriteUrl: relay.writeUrl,
+        scrapeTargets: [target.address],
+      }),
+    );
+
+    await target.waitForServed(5);
+    const served = target.pauseSequence();
+    await expectReceivedExactly(receiver, target, served);
   });
 
   it('a receiver restarted on the same port and data directory keeps its data and receives again', async () => {
