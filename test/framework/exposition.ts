@@ -23,15 +23,22 @@ export function formatValue(value: number): string {
   return String(value);
 }
 
-/** Parses a value as Prometheus writes it in exposition text and in its HTTP API. */
+/**
+ * Parses a value as Prometheus reads it in exposition text and writes it in its HTTP API. Like Go's
+ * strconv.ParseFloat, which Prometheus's parser uses, the special values are case-insensitive
+ * (prom-client, for one, writes `Nan`).
+ */
 export function parseValue(text: string): number {
-  switch (text) {
-    case '+Inf':
-    case 'Inf':
+  switch (text.toLowerCase()) {
+    case '+inf':
+    case 'inf':
+    case '+infinity':
+    case 'infinity':
       return Number.POSITIVE_INFINITY;
-    case '-Inf':
+    case '-inf':
+    case '-infinity':
       return Number.NEGATIVE_INFINITY;
-    case 'NaN':
+    case 'nan':
       return Number.NaN;
     default: {
       const value = Number(text);

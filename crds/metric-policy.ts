@@ -1,0 +1,199 @@
+// The MetricPolicy API, written once. The TypeScript types, the proxy's runtime validation, the
+// CRD's openAPIV3Schema (crds/metricpolicies.yaml, `npm run generate`) and so `kubectl explain`
+// are all derived from the schemas in this file. Every field has a description.
+
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
+export const GROUP = 'cardinal.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'MetricPolicy';
+export const PLURAL = 'metricpolicies';
+export const SINGULAR = 'metricpolicy';
+export const SHORT_NAMES = ['mp'];
+
+/** A string enum that renders as `type: string, enum: [...]` in the CRD. */
+function StringEnum<T extends string[]>(values: [...T], options: { description: string; default?: T[number] }) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options });
+}
+
+const Duration = (description: string, def?: string) =>
+  Type.String({
+    pattern: '^([0-9]+(ms|s|m|h|d))+$',
+    description: `${description} A duration such as 30s, 5m, 1h or 1h30m.`,
+    ...(def === undefined ? {} : { default: def }),
+  });
+
+const NamePattern = (description: string) =>
+  Type.String({ minLength: 1, description: `${description} An RE2 regular expression, fully anchored.` });
+
+export const RelabelAction = StringEnum(
+  [
+    'replace',
+    'keep',
+    'drop',
+    'keepequal',
+    'dropequal',
+    'hashmod',
+    'labelmap',
+    'labeldrop',
+    'labelkeep',
+    'lowercase',
+    'uppercase',
+  ],
+  { description: 'The relabel action, with exactly Prometheus semantics.', default: 'replace' },
+);
+
+/**
+ * A Prometheus relabel_config. The keys are snake_case as in Prometheus's own configuration, so a
+ * block can be copied from a Prometheus file unchanged. Defaults are Prometheus's.
+ */
+export const RelabelConfig = Type.Object(
+  {
+    source_labels: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'Labels whose values are joined with `separator` and matched against `regex`.',
+      }),
+    ),
+    separator: Type.Optional(Type.String({ description: 'Joins the source label values. Default ";".' })),
+    regex: Type.Optional(
+      Type.String({ description: 'RE2 regular expression, fully anchored, matched against the joined values. Default "(.*)".' }),
+    ),
+    modulus: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Modulus of the hash of the source labels, for action hashmod.' }),
+    ),
+    target_label: Type.Optional(
+      Type.String({ description: 'Label written by replace, hashmod, lowercase and uppercase, and compared by keepequal and dropequal.' }),
+    ),
+    replacement: Type.Optional(
+      Type.String({ description: 'Replacement value for replace and labelmap; $1, ${name} refer to regex groups. Default "$1".' }),
+    ),
+    action: Type.Optional(RelabelAction),
+  },
+  { description: 'A Prometheus relabel_config.' },
+);
+
+export const Match = Type.Object(
+  {
+    selector: Type.Optional(
+      Type.String({
+        description:
+          'A PromQL series selector such as {job=~"api-.*"} or http_requests_total{code!="200"}; the policy applies to the series it selects. Default: every series.',
+      }),
+    ),
+    tenants: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description: 'Tenants (X-Scope-OrgID values) the policy applies to. Default: every tenant, and requests without one.',
+      }),
+    ),
+  },
+  { description: 'Which series the policy applies to. Both conditions must hold when both are set.' },
+);
+
+export const OnViolation = StringEnum(['drop', 'report'], {
+  description: 'drop: a violating series is dropped. report: it is forwarded and counted as a violation.',
+  default: 'report',
+});
+
+export const Standards = Type.Object(
+  {
+    metricNamePattern: Type.Optional(NamePattern('Every metric name must match this.')),
+    labelNamePattern: Type.Optional(NamePattern('Every label name (except __name__) must match this.')),
+    requiredLabels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Labels every series must carry, with a non-empty value.' })),
+    forbiddenLabels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Labels no series may carry.' })),
+    maxLabels: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum number of labels per series, __name__ included.' })),
+    maxLabelNameLength: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum length of a label name, in bytes.' })),
+    maxLabelValueLength: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum length of a label value, in bytes.' })),
+    onViolation: Type.Optional(OnViolation),
+  },
+  { description: 'Naming and shape standards every matched series must meet.' },
+);
+
+export const OnExceed = StringEnum(['dropNewSeries', 'overflow'], {
+  description:
+    'dropNewSeries: series beyond the limit are dropped while series already admitted keep flowing. overflow: the offending label value is replaced by __cardinality_overflow__, so the data is aggregated rather than lost.',
+  default: 'dropNewSeries',
+});
+
+export const MetricLimit = Type.Object(
+  {
+    metric: NamePattern('The metric names this limit applies to; each matching metric is limited on its own.'),
+    maxSeries: Type.Integer({ minimum: 1, description: 'Maximum active series per metric within the window.' }),
+    onExceed: Type.Optional(OnExceed),
+    overflowLabel: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'With onExceed overflow: the label whose value is replaced. Default: the label of the new series with the most distinct values.',
+      }),
+    ),
+  },
+  { description: 'A cardinality limit on the active series of each matching metric.' },
+);
+
+export const LabelLimit = Type.Object(
+  {
+    metric: Type.Optional(NamePattern('The metric names this limit applies to; default every metric.')),
+    label: Type.String({ minLength: 1, description: 'The label whose distinct values are limited, per metric.' }),
+    maxValues: Type.Integer({ minimum: 1, description: 'Maximum distinct values of the label per metric within the window.' }),
+    onExceed: Type.Optional(OnExceed),
+  },
+  { description: 'A limit on the distinct values of one label, per metric.' },
+);
+
+export const Limits = Type.Object(
+  {
+    window: Type.Optional(Duration('A series or label value is active if seen within this window.', '1h')),
+    perMetric: Type.Optional(Type.Array(MetricLimit, { description: 'Limits on active series per metric.' })),
+    perLabel: Type.Optional(Type.Array(LabelLimit, { description: 'Limits on distinct values per label.' })),
+    perTenantMaxSeries: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Maximum active series per tenant across all metrics this policy matches; new series beyond it are dropped.' }),
+    ),
+  },
+  { description: 'Cardinality limits.' },
+);
+
+export const LabelSelector = Type.Object(
+  {
+    matchLabels: Type.Optional(
+      Type.Record(Type.String(), Type.String(), { description: 'Labels the proxy instance must carry.' }),
+    ),
+  },
+  { description: 'Selects proxy instances by their labels.' },
+);
+
+export const MetricPolicySpec = Type.Object(
+  {
+    proxySelector: Type.Optional({
+      ...LabelSelector,
+      description: 'Which proxy instances run this policy. Default: the default proxy instance.',
+    }),
+    priority: Type.Optional(
+      Type.Integer({
+        description:
+          'Policies apply in ascending priority, then by namespace and name. Each policy sees the series as the policies before it left them. Default 0.',
+        default: 0,
+      }),
+    ),
+    mode: Type.Optional(
+      StringEnum(['enforce', 'dryRun'], {
+        description: 'enforce: the policy changes and drops series. dryRun: nothing is changed or dropped, but every counter says what would have been.',
+        default: 'enforce',
+      }),
+    ),
+    match: Type.Optional(Match),
+    relabel: Type.Optional(Type.Array(RelabelConfig, { description: 'Prometheus relabel_configs, applied in order, first of the policy stages.' })),
+    drop: Type.Optional(Type.Array(NamePattern('Metric names to drop outright.'), { description: 'Metric-name patterns to drop outright.' })),
+    standards: Type.Optional(Standards),
+    limits: Type.Optional(Limits),
+  },
+  { description: 'What the policy enforces on the series it matches: relabel, then drop, then standards, then limits.' },
+);
+
+export type RelabelConfigT = Static<typeof RelabelConfig>;
+export type MetricPolicySpecT = Static<typeof MetricPolicySpec>;
+export type StandardsT = Static<typeof Standards>;
+export type LimitsT = Static<typeof Limits>;
+
+/** Every schema a generator or validator may need, by name. */
+export const schemas: Record<string, TSchema> = { MetricPolicySpec, RelabelConfig };
