@@ -13,7 +13,10 @@ export const SINGULAR = 'metricpolicy';
 export const SHORT_NAMES = ['mp'];
 
 /** A string enum that renders as `type: string, enum: [...]` in the CRD. */
-function StringEnum<T extends string[]>(values: [...T], options: { description: string; default?: T[number] }) {
+function StringEnum<T extends string[]>(
+  values: [...T],
+  options: { description: string; default?: T[number] },
+) {
   return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options });
 }
 
@@ -57,16 +60,28 @@ export const RelabelConfig = Type.Object(
     ),
     separator: Type.Optional(Type.String({ description: 'Joins the source label values. Default ";".' })),
     regex: Type.Optional(
-      Type.String({ description: 'RE2 regular expression, fully anchored, matched against the joined values. Default "(.*)".' }),
+      Type.String({
+        description:
+          'RE2 regular expression, fully anchored, matched against the joined values. Default "(.*)".',
+      }),
     ),
     modulus: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'Modulus of the hash of the source labels, for action hashmod.' }),
+      Type.Integer({
+        minimum: 1,
+        description: 'Modulus of the hash of the source labels, for action hashmod.',
+      }),
     ),
     target_label: Type.Optional(
-      Type.String({ description: 'Label written by replace, hashmod, lowercase and uppercase, and compared by keepequal and dropequal.' }),
+      Type.String({
+        description:
+          'Label written by replace, hashmod, lowercase and uppercase, and compared by keepequal and dropequal.',
+      }),
     ),
     replacement: Type.Optional(
-      Type.String({ description: 'Replacement value for replace and labelmap; $1, ${name} refer to regex groups. Default "$1".' }),
+      Type.String({
+        description:
+          'Replacement value for replace and labelmap; $1, ${name} refer to regex groups. Default "$1".',
+      }),
     ),
     action: Type.Optional(RelabelAction),
   },
@@ -83,7 +98,8 @@ export const Match = Type.Object(
     ),
     tenants: Type.Optional(
       Type.Array(Type.String({ minLength: 1 }), {
-        description: 'Tenants (X-Scope-OrgID values) the policy applies to. Default: every tenant, and requests without one.',
+        description:
+          'Tenants (X-Scope-OrgID values) the policy applies to. Default: every tenant, and requests without one.',
       }),
     ),
   },
@@ -99,11 +115,23 @@ export const Standards = Type.Object(
   {
     metricNamePattern: Type.Optional(NamePattern('Every metric name must match this.')),
     labelNamePattern: Type.Optional(NamePattern('Every label name (except __name__) must match this.')),
-    requiredLabels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Labels every series must carry, with a non-empty value.' })),
-    forbiddenLabels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Labels no series may carry.' })),
-    maxLabels: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum number of labels per series, __name__ included.' })),
-    maxLabelNameLength: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum length of a label name, in bytes.' })),
-    maxLabelValueLength: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum length of a label value, in bytes.' })),
+    requiredLabels: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description: 'Labels every series must carry, with a non-empty value.',
+      }),
+    ),
+    forbiddenLabels: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), { description: 'Labels no series may carry.' }),
+    ),
+    maxLabels: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Maximum number of labels per series, __name__ included.' }),
+    ),
+    maxLabelNameLength: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Maximum length of a label name, in bytes.' }),
+    ),
+    maxLabelValueLength: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Maximum length of a label value, in bytes.' }),
+    ),
     onViolation: Type.Optional(OnViolation),
   },
   { description: 'Naming and shape standards every matched series must meet.' },
@@ -117,8 +145,13 @@ export const OnExceed = StringEnum(['dropNewSeries', 'overflow'], {
 
 export const MetricLimit = Type.Object(
   {
-    metric: NamePattern('The metric names this limit applies to; each matching metric is limited on its own.'),
-    maxSeries: Type.Integer({ minimum: 1, description: 'Maximum active series per metric within the window.' }),
+    metric: NamePattern(
+      'The metric names this limit applies to; each matching metric is limited on its own.',
+    ),
+    maxSeries: Type.Integer({
+      minimum: 1,
+      description: 'Maximum active series per metric within the window.',
+    }),
     onExceed: Type.Optional(OnExceed),
     overflowLabel: Type.Optional(
       Type.String({
@@ -134,8 +167,14 @@ export const MetricLimit = Type.Object(
 export const LabelLimit = Type.Object(
   {
     metric: Type.Optional(NamePattern('The metric names this limit applies to; default every metric.')),
-    label: Type.String({ minLength: 1, description: 'The label whose distinct values are limited, per metric.' }),
-    maxValues: Type.Integer({ minimum: 1, description: 'Maximum distinct values of the label per metric within the window.' }),
+    label: Type.String({
+      minLength: 1,
+      description: 'The label whose distinct values are limited, per metric.',
+    }),
+    maxValues: Type.Integer({
+      minimum: 1,
+      description: 'Maximum distinct values of the label per metric within the window.',
+    }),
     onExceed: Type.Optional(OnExceed),
   },
   { description: 'A limit on the distinct values of one label, per metric.' },
@@ -147,7 +186,11 @@ export const Limits = Type.Object(
     perMetric: Type.Optional(Type.Array(MetricLimit, { description: 'Limits on active series per metric.' })),
     perLabel: Type.Optional(Type.Array(LabelLimit, { description: 'Limits on distinct values per label.' })),
     perTenantMaxSeries: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'Maximum active series per tenant across all metrics this policy matches; new series beyond it are dropped.' }),
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Maximum active series per tenant across all metrics this policy matches; new series beyond it are dropped.',
+      }),
     ),
   },
   { description: 'Cardinality limits.' },
@@ -177,17 +220,29 @@ export const MetricPolicySpec = Type.Object(
     ),
     mode: Type.Optional(
       StringEnum(['enforce', 'dryRun'], {
-        description: 'enforce: the policy changes and drops series. dryRun: nothing is changed or dropped, but every counter says what would have been.',
+        description:
+          'enforce: the policy changes and drops series. dryRun: nothing is changed or dropped, but every counter says what would have been.',
         default: 'enforce',
       }),
     ),
     match: Type.Optional(Match),
-    relabel: Type.Optional(Type.Array(RelabelConfig, { description: 'Prometheus relabel_configs, applied in order, first of the policy stages.' })),
-    drop: Type.Optional(Type.Array(NamePattern('Metric names to drop outright.'), { description: 'Metric-name patterns to drop outright.' })),
+    relabel: Type.Optional(
+      Type.Array(RelabelConfig, {
+        description: 'Prometheus relabel_configs, applied in order, first of the policy stages.',
+      }),
+    ),
+    drop: Type.Optional(
+      Type.Array(NamePattern('Metric names to drop outright.'), {
+        description: 'Metric-name patterns to drop outright.',
+      }),
+    ),
     standards: Type.Optional(Standards),
     limits: Type.Optional(Limits),
   },
-  { description: 'What the policy enforces on the series it matches: relabel, then drop, then standards, then limits.' },
+  {
+    description:
+      'What the policy enforces on the series it matches: relabel, then drop, then standards, then limits.',
+  },
 );
 
 export type RelabelConfigT = Static<typeof RelabelConfig>;
