@@ -1,0 +1,287 @@
+// Validates the MetricPolicy documents of a configuration completely before it replaces the running
+// one. Structure is checked against the one schema (crds/metric-policy.ts) with TypeBox's compiled
+// validator; then what a schema cannot say: every regex compiles on RE2, the selector parses, the
+// relabel configs pass Prometheus's checks, durations are well formed, names are unique. Every
+// problem of the configuration is reported at once, one per line, so one edit can fix them all.
+
+import { Kind, OptionalKind, type TSchema, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
+import { Value } from '@sinclair/typebox/value';
+import { MAX_ITEMS } from '../../crds/crd.js';
+import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
+import { compileAnchored } from '../pipeline/regex.js';
+import { compileRelabel } from '../pipeline/relabel.js';
+import { parseSelector, SelectorError } from '../pipeline/selector.js';
+import { ConfigError, type PolicyDocument } from './load.js';
+
+/** A policy whose spec passed every check: defaults applied, deeply frozen. */
+export interface ValidatedPolicy {
+  readonly name: string;
+  readonly namespace: string | undefined;
+  readonly source: string;
+  readonly spec: MetricPolicySpecT;
+}
+
+/**
+ * Validates every document and returns them with their specs defaulted and frozen, in the given
+ * order. Throws one ConfigError whose message lists every problem, one per line, each as
+ * `file:line: spec.path: reason`.
+ */
+export function validatePolicies(docs: readonly PolicyDocument[]): ValidatedPolicy[] {
+  const problems: string[] = [];
+  const out: ValidatedPolicy[] = [];
+  const seen = new Map<string, string>();
+
+  for (const doc of docs) {
+    // A document without a namespace lands in "default" when applied, so it clashes with one there.
+    const key = `${doc.namespace ?? 'default'}/${doc.name}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      problems.push(`${doc.source}: MetricPolicy ${key} is also defined at ${first}`);
+      continue;
+    }
+    seen.set(key, doc.source);
+
+    const spec = dropNulls(doc.spec);
+    const structural = structuralErrors(spec);
+    if (structural.length > 0) {
+      for (const p of structural) problems.push(`${doc.source}: ${p}`);
+      continue;
+    }
+    const defaulted = Value.Default(MetricPolicySpec, Value.Clone(spec)) as MetricPolicySpecT;
+    const semantic = semanticErrors(defaulted);
+    if (semantic.length > 0) {
+      for (const p of semantic) problems.push(`${doc.source}: ${p}`);
+      continue;
+    }
+    out.push(
+      Object.freeze({
+        name: doc.name,
+        namespace: doc.namespace,
+        source: doc.source,
+        spec: deepFreeze(defaulted),
+      }),
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structure
+
+/**
+ * The spec schema as the proxy checks it. Three differences from the schema itself, each so that
+ * a file the proxy accepts is one the apiserver accepts: unknown fields are errors (the apiserver
+ * prunes them, which would hide a misspelt field), the string enums become unions of literals
+ * (TypeBox cannot check its Unsafe kind), and arrays get the CRD's bounds.
+ */
+function forValidation(schema: TSchema, path: string): TSchema {
+  const node = schema as TSchema & Record<string, unknown>;
+  let out: TSchema;
+  if (node[Kind] === 'Unsafe' && Array.isArray(node.enum)) {
+    const values = node.enum as string[];
+    out = Type.Union(
+      values.map((v) => Type.Literal(v)),
+      { enum: values },
+    );
+  } else if (node[Kind] === 'Object') {
+    const props = node.properties as Record<string, TSchema>;
+    out = Type.Object(
+      Object.fromEntries(Object.entries(props).map(([k, v]) => [k, forValidation(v, `${path}.${k}`)])),
+      { additionalProperties: false },
+    );
+  } else if (node[Kind] === 'Array') {
+    const max = MAX_ITEMS[path] ?? (node.maxItems as number | undefined);
+    out = Type.Array(
+      forValidation(node.items as TSchema, `${path}[]`),
+      max === undefined ? {} : { maxItems: max },
+    );
+  } else {
+    out = schema;
+  }
+  return node[OptionalKind] === 'Optional' ? Type.Optional(out) : out;
+}
+
+const checker = TypeCompiler.Compile(forValidation(MetricPolicySpec, 'spec'));
+
+const DURATION_PATTERN = '^([0-9]+(ms|s|m|h|d))+$';
+
+/** The structural problems of a spec, the first per field, as `spec.path: reason`. */
+function structuralErrors(spec: unknown): string[] {
+  if (checker.Check(spec)) return [];
+  const byPath = new Map<string, string>();
+  for (const e of checker.Errors(spec)) {
+    const path = fieldPath(spec, e.path);
+    if (!byPath.has(path)) byPath.set(path, `${path}: ${reason(e)}`);
+  }
+  return [...byPath.values()];
+}
+
+function reason(e: ValueError): string {
+  const s = e.schema as Record<string, unknown>;
+  switch (e.type) {
+    case ValueErrorType.ObjectRequiredProperty:
+      return 'is required';
+    case ValueErrorType.ObjectAdditionalProperties:
+      return 'unknown field';
+    case ValueErrorType.Object:
+      return `must be an object, got ${describe(e.value)}`;
+    case ValueErrorType.Array:
+      return `must be a list, got ${describe(e.value)}`;
+    case ValueErrorType.ArrayMaxItems:
+      return `must have at most ${String(s.maxItems)} items`;
+    case ValueErrorType.String:
+      return `must be a string, got ${describe(e.value)}`;
+    case ValueErrorType.StringMinLength:
+      return s.minLength === 1 ? 'must not be empty' : `must be at least ${String(s.minLength)} characters`;
+    case ValueErrorType.StringPattern:
+      return s.pattern === DURATION_PATTERN
+        ? `must be a duration such as 30s, 5m or 1h30m, got ${JSON.stringify(e.value)}`
+        : `must match ${String(s.pattern)}`;
+    case ValueErrorType.Integer:
+      return `must be an integer, got ${describe(e.value)}`;
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return `must be >= ${String(s.minimum)}`;
+    case ValueErrorType.Union:
+      return Array.isArray(s.enum)
+        ? `must be one of ${s.enum.join(', ')}, got ${describe(e.value)}`
+        : `is not valid: ${e.message}`;
+    default:
+      return e.message;
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (value === null || value === undefined) return 'nothing';
+  if (typeof value === 'object') return 'an object';
+  return `${typeof value} ${String(value)}`;
+}
+
+/** A JSON pointer into the spec as users write paths: `spec.limits.perMetric[0].maxSeries`. */
+function fieldPath(spec: unknown, pointer: string): string {
+  let out = 'spec';
+  let node: unknown = spec;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(node)) out += `[${key}]`;
+    else out += /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+    node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
+  }
+  return out;
+}
+
+/**
+ * Drops object fields whose value is null, as the apiserver does for fields that are not
+ * nullable, so `limits:` left empty in YAML means the same in a file as in a cluster.
+ */
+function dropNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropNulls);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = dropNulls(v);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantics
+
+function semanticErrors(spec: MetricPolicySpecT): string[] {
+  const problems: string[] = [];
+  const regex = (path: string, pattern: string | undefined) => {
+    if (pattern === undefined) return;
+    try {
+      compileAnchored(pattern);
+    } catch (err) {
+      problems.push(`${path}: ${message(err)}`);
+    }
+  };
+
+  const selector = spec.match?.selector;
+  if (selector !== undefined) {
+    try {
+      parseSelector(selector);
+    } catch (err) {
+      problems.push(
+        err instanceof SelectorError
+          ? `spec.match.selector: ${err.reason} at column ${err.column}`
+          : `spec.match.selector: ${message(err)}`,
+      );
+    }
+  }
+  // Each config on its own, so that every bad one is reported and not only the first.
+  for (const [i, config] of (spec.relabel ?? []).entries()) {
+    try {
+      compileRelabel([config]);
+    } catch (err) {
+      const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+      problems.push(`spec.relabel[${i}]: ${message(cause)}`);
+    }
+  }
+  for (const [i, p] of (spec.drop ?? []).entries()) regex(`spec.drop[${i}]`, p);
+  regex('spec.standards.metricNamePattern', spec.standards?.metricNamePattern);
+  regex('spec.standards.labelNamePattern', spec.standards?.labelNamePattern);
+
+  const limits = spec.limits;
+  if (limits?.window !== undefined) {
+    try {
+      parseDuration(limits.window);
+    } catch (err) {
+      problems.push(`spec.limits.window: ${message(err)}`);
+    }
+  }
+  for (const [i, l] of (limits?.perMetric ?? []).entries()) {
+    regex(`spec.limits.perMetric[${i}].metric`, l.metric);
+    if (l.overflowLabel !== undefined && l.onExceed !== 'overflow') {
+      problems.push(`spec.limits.perMetric[${i}].overflowLabel: only used with onExceed overflow`);
+    }
+  }
+  for (const [i, l] of (limits?.perLabel ?? []).entries())
+    regex(`spec.limits.perLabel[${i}].metric`, l.metric);
+  return problems;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+const UNIT_ORDER = ['d', 'h', 'm', 's', 'ms'];
+
+/**
+ * Parses a duration such as `1h30m` into milliseconds, as Prometheus's model.ParseDuration does
+ * for these units: each unit at most once, from the largest to the smallest. Zero is refused,
+ * since every duration in a policy is a window or an interval.
+ */
+export function parseDuration(text: string): number {
+  const parts = /^(?:[0-9]+(?:ms|s|m|h|d))+$/.test(text) ? text.match(/[0-9]+(?:ms|s|m|h|d)/g) : null;
+  if (parts === null) throw new Error(`${JSON.stringify(text)} is not a duration such as 30s, 5m or 1h30m`);
+  let ms = 0;
+  let last = -1;
+  for (const part of parts) {
+    const unit = /[a-z]+$/.exec(part)![0];
+    const order = UNIT_ORDER.indexOf(unit);
+    if (order <= last) {
+      throw new Error(
+        `${JSON.stringify(text)} is not a duration: units must go from largest to smallest, once each`,
+      );
+    }
+    last = order;
+    ms += Number.parseInt(part, 10) * UNIT_MS[unit]!;
+  }
+  if (!Number.isSafeInteger(ms)) throw new Error(`${JSON.stringify(text)} is too long a duration`);
+  if (ms === 0) throw new Error(`${JSON.stringify(text)} must be longer than zero`);
+  return ms;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
