@@ -148,8 +148,8 @@ export function parseHostPort(value: string): { host: string; port: number } {
 
 /** Parses Prometheus-style durations: 500ms, 10s, 1m30s, 2h. */
 export function parseDuration(flag: string, value: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
   let total = 0;
   let pos = 0;
   const text = value.trim();

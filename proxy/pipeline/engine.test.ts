@@ -1,0 +1,247 @@
+import { describe, expect, it } from 'vitest';
+import type { MetricPolicySpecT } from '../../crds/metric-policy.js';
+import {
+  decodeRequestV2,
+  decodeWriteRequestV1,
+  encodeRequestV2,
+  encodeWriteRequestV1,
+} from '../codec/proto.js';
+import { scanRequestV2, scanWriteRequestV1 } from '../codec/scan.js';
+import type { Label, RequestV2, TimeSeriesV1, WriteRequestV1 } from '../codec/types.js';
+import { compilePipeline, OVERFLOW_VALUE } from './compile.js';
+import { type EngineObserver, PolicyEngine } from './engine.js';
+
+const opts = {
+  verdictCacheSize: 1000,
+  maxTrackedSeries: 1000,
+  maxTrackedLabelValues: 1000,
+  maxMetricNames: 100,
+};
+
+function series(labels: Record<string, string>, samples = 1): TimeSeriesV1 {
+  const ls: Label[] = Object.entries(labels)
+    .map(([name, value]) => ({ name, value }))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  return {
+    labels: ls,
+    samples: Array.from({ length: samples }, (_, k) => ({ value: k, timestamp: 1000 + k })),
+    exemplars: [],
+    histograms: [],
+  };
+}
+
+interface Counted {
+  slots: Map<string, number>;
+  forwarded: number;
+}
+
+function engineFor(policies: Array<{ name: string; spec: MetricPolicySpecT }>) {
+  const pipeline = compilePipeline(policies.map((p) => ({ ...p, namespace: undefined })));
+  const counted: Counted = { slots: new Map(), forwarded: 0 };
+  const observer: EngineObserver = {
+    slot(slot, _metric, samples) {
+      const s = pipeline.slots[slot]!;
+      const key = `${s.policy}/${s.rule}/${s.reason}/${s.action}/${s.mode}`;
+      counted.slots.set(key, (counted.slots.get(key) ?? 0) + samples);
+    },
+    forwarded() {
+      counted.forwarded++;
+    },
+  };
+  return { engine: new PolicyEngine(pipeline, opts, observer), counted };
+}
+
+function runV1(engine: PolicyEngine, req: WriteRequestV1, tenant?: string) {
+  const buf = Buffer.from(encodeWriteRequestV1(req));
+  const result = engine.process(buf, scanWriteRequestV1(buf), tenant, Date.now());
+  const out = result.unchanged ? req : decodeWriteRequestV1(result.body!);
+  return {
+    result,
+    out,
+    names: out.timeseries.map((t) => Object.fromEntries(t.labels.map((l) => [l.name, l.value]))),
+  };
+}
+
+const req = (...ts: TimeSeriesV1[]): WriteRequestV1 => ({ timeseries: ts, metadata: [] });
+
+describe('PolicyEngine', () => {
+  it('without policies forwards the request untouched', () => {
+    const { engine } = engineFor([]);
+    const { result } = runV1(engine, req(series({ __name__: 'up', job: 'a' })));
+    expect(result.unchanged).toBe(true);
+    expect(result.samples).toBe(1);
+  });
+
+  it('drops metrics by name and counts the samples by policy and rule', () => {
+    const { engine, counted } = engineFor([{ name: 'p', spec: { drop: ['debug_.*'] } }]);
+    const { result, names } = runV1(
+      engine,
+      req(series({ __name__: 'debug_x', job: 'a' }, 3), series({ __name__: 'up', job: 'a' }, 2)),
+    );
+    expect(result.unchanged).toBe(false);
+    expect(names).toEqual([{ __name__: 'up', job: 'a' }]);
+    expect(result.samples).toBe(2);
+    expect(counted.slots.get('p/drop[0]/metric_dropped/dropped/enforce')).toBe(3);
+  });
+
+  it('relabels, keeping samples, and re-encodes only the changed series', () => {
+    const { engine, counted } = engineFor([
+      {
+        name: 'p',
+        spec: {
+          relabel: [
+            { source_labels: ['pod'], regex: '(.*)-[a-z0-9]+', target_label: 'workload', replacement: '$1' },
+            { action: 'labeldrop', regex: 'pod' },
+          ],
+        },
+      },
+    ]);
+    const input = req(series({ __name__: 'cpu', pod: 'api-7f9' }, 2), series({ __name__: 'up', job: 'x' }));
+    const { out } = runV1(engine, input);
+    expect(out.timeseries).toHaveLength(2);
+    const rewritten = out.timeseries.find((t) => t.labels.some((l) => l.name === 'workload'))!;
+    expect(rewritten.labels).toEqual([
+      { name: '__name__', value: 'cpu' },
+      { name: 'workload', value: 'api' },
+    ]);
+    expect(rewritten.samples).toEqual(input.timeseries[0]!.samples);
+    expect(counted.slots.get('p/relabel/relabel_rewritten/rewritten/enforce')).toBe(2);
+  });
+
+  it('rewrites a 2.0 request, adding the new strings to its symbols', () => {
+    const { engine } = engineFor([
+      { name: 'p', spec: { relabel: [{ target_label: 'team', replacement: 'payments' }] } },
+    ]);
+    const v2: RequestV2 = {
+      symbols: ['', '__name__', 'up', 'job', 'a'],
+      timeseries: [
+        {
+          labelsRefs: [1, 2, 3, 4],
+          samples: [{ value: 1, timestamp: 5 }],
+          histograms: [],
+          exemplars: [{ labelsRefs: [3, 4], value: 2, timestamp: 5 }],
+          metadata: { type: 0, helpRef: 0, unitRef: 0 },
+          createdTimestamp: 0,
+        },
+      ],
+    };
+    const buf = Buffer.from(encodeRequestV2(v2));
+    const result = engine.process(buf, scanRequestV2(buf), undefined, Date.now());
+    const out = decodeRequestV2(result.body!);
+    const ts = out.timeseries[0]!;
+    const labels = [];
+    for (let k = 0; k < ts.labelsRefs.length; k += 2)
+      labels.push([out.symbols[ts.labelsRefs[k]!], out.symbols[ts.labelsRefs[k + 1]!]]);
+    expect(labels).toEqual([
+      ['__name__', 'up'],
+      ['job', 'a'],
+      ['team', 'payments'],
+    ]);
+    expect(ts.samples).toEqual([{ value: 1, timestamp: 5 }]);
+    expect(ts.exemplars[0]!.labelsRefs.map((r) => out.symbols[r])).toEqual(['job', 'a']);
+  });
+
+  it('standards: report counts and forwards, drop drops', () => {
+    const spec = (onViolation: 'drop' | 'report'): MetricPolicySpecT => ({
+      standards: { requiredLabels: ['team'], forbiddenLabels: ['user_id'], onViolation },
+    });
+    const input = req(
+      series({ __name__: 'a', team: 'x' }),
+      series({ __name__: 'b' }),
+      series({ __name__: 'c', team: 'x', user_id: '1' }),
+    );
+    const report = engineFor([{ name: 'r', spec: spec('report') }]);
+    expect(runV1(report.engine, input).result.unchanged).toBe(true);
+    expect(report.counted.slots.get('r/standards.requiredLabels/required_label/reported/enforce')).toBe(1);
+    expect(report.counted.slots.get('r/standards.forbiddenLabels/forbidden_label/reported/enforce')).toBe(1);
+    const drop = engineFor([{ name: 'd', spec: spec('drop') }]);
+    expect(runV1(drop.engine, input).names).toEqual([{ __name__: 'a', team: 'x' }]);
+  });
+
+  it('dryRun changes nothing but counts what would have been done', () => {
+    const { engine, counted } = engineFor([
+      {
+        name: 'p',
+        spec: { mode: 'dryRun', drop: ['up'], relabel: [{ target_label: 'x', replacement: 'y' }] },
+      },
+    ]);
+    const { result } = runV1(engine, req(series({ __name__: 'up' }, 4), series({ __name__: 'other' })));
+    expect(result.unchanged).toBe(true);
+    expect(counted.slots.get('p/drop[0]/metric_dropped/dropped/dryRun')).toBe(4);
+    expect(counted.slots.get('p/relabel/relabel_rewritten/rewritten/dryRun')).toBe(5);
+  });
+
+  it('match: selector and tenants decide which series a policy sees', () => {
+    const { engine } = engineFor([
+      { name: 'p', spec: { match: { selector: '{job=~"api-.*"}', tenants: ['team-a'] }, drop: ['.*'] } },
+    ]);
+    const input = req(series({ __name__: 'm', job: 'api-1' }), series({ __name__: 'm', job: 'db' }));
+    expect(runV1(engine, input, 'team-a').names).toEqual([{ __name__: 'm', job: 'db' }]);
+    expect(runV1(engine, input, 'team-b').result.unchanged).toBe(true);
+    expect(runV1(engine, input).result.unchanged).toBe(true);
+  });
+
+  it('limits dropNewSeries: series beyond the limit are dropped, admitted ones keep flowing', () => {
+    const { engine, counted } = engineFor([
+      { name: 'p', spec: { limits: { perMetric: [{ metric: 'http_.*', maxSeries: 2 }] } } },
+    ]);
+    const s = (id: string) => series({ __name__: 'http_requests_total', id });
+    expect(runV1(engine, req(s('1'), s('2'), s('3'))).names.map((n) => n.id)).toEqual(['1', '2']);
+    expect(runV1(engine, req(s('4'), s('2'), s('1'))).names.map((n) => n.id)).toEqual(['2', '1']);
+    expect(runV1(engine, req(series({ __name__: 'other', id: '9' }))).result.unchanged).toBe(true);
+    expect(counted.slots.get('p/limits.perMetric[0]/series_limit/dropped/enforce')).toBe(2);
+  });
+
+  it('limits overflow: the offending label is replaced so the data is aggregated, not lost', () => {
+    const { engine } = engineFor([
+      {
+        name: 'p',
+        spec: {
+          limits: {
+            perMetric: [{ metric: 'req', maxSeries: 2, onExceed: 'overflow', overflowLabel: 'user' }],
+          },
+        },
+      },
+    ]);
+    const s = (u: string) => series({ __name__: 'req', user: u });
+    const { names } = runV1(engine, req(s('a'), s('b'), s('c'), s('d')));
+    expect(names.map((n) => n.user)).toEqual(['a', 'b', OVERFLOW_VALUE, OVERFLOW_VALUE]);
+  });
+
+  it('per-label limits cap distinct values per metric', () => {
+    const { engine } = engineFor([
+      { name: 'p', spec: { limits: { perLabel: [{ label: 'path', maxValues: 2, onExceed: 'overflow' }] } } },
+    ]);
+    const s = (path: string, code: string) => series({ __name__: 'hits', path, code });
+    const { names } = runV1(engine, req(s('/a', '200'), s('/b', '200'), s('/c', '200'), s('/a', '500')));
+    // Rewritten series are appended after the untouched ones; order within a request carries no meaning.
+    expect(names.map((n) => `${n.path} ${n.code}`).sort()).toEqual([
+      '/a 200',
+      '/a 500',
+      '/b 200',
+      `${OVERFLOW_VALUE} 200`,
+    ]);
+  });
+
+  it('policies apply in priority order, each seeing what the previous left', () => {
+    const { engine } = engineFor([
+      { name: 'b-second', spec: { priority: 10, drop: ['renamed'] } },
+      {
+        name: 'a-first',
+        spec: { priority: 1, relabel: [{ target_label: '__name__', replacement: 'renamed' }] },
+      },
+    ]);
+    expect(runV1(engine, req(series({ __name__: 'x' }))).out.timeseries).toEqual([]);
+  });
+
+  it('keeps other top-level records (metadata) when series change', () => {
+    const { engine } = engineFor([{ name: 'p', spec: { drop: ['a'] } }]);
+    const input: WriteRequestV1 = {
+      timeseries: [series({ __name__: 'a' }), series({ __name__: 'b' })],
+      metadata: [{ type: 1, metricFamilyName: 'b', help: 'help', unit: '' }],
+    };
+    const { out } = runV1(engine, input);
+    expect(out.metadata).toEqual(input.metadata);
+    expect(out.timeseries).toHaveLength(1);
+  });
+});

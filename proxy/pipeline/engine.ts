@@ -1,0 +1,579 @@
+// The policy engine: runs a compiled pipeline over one decoded remote-write request and produces
+// the request to forward. Per request, not per sample: the stateless verdict of a label set is
+// cached (keyed by two independent 32-bit hashes of its bytes), counters accumulate in typed
+// arrays and are flushed once per request, and series that pass unchanged are copied as the
+// original bytes. When nothing changed, the caller forwards the sender's compressed body as is.
+
+import { readLabelRefsV2, readLabelsV1, type SeriesIndex } from '../codec/scan.js';
+import type { Label } from '../codec/types.js';
+import {
+  ADMIT_KNOWN,
+  ADMIT_NEW,
+  hashBytes,
+  hashString,
+  MetricInterner,
+  SeriesTracker,
+} from './cardinality.js';
+import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
+import { evaluate } from './evaluate.js';
+
+const SEED_A = 0x9747b28c;
+const SEED_B = 0x85ebca6b;
+
+/** Sizes of the engine's bounded state; see README "Memory". */
+export interface EngineOptions {
+  /** Label sets whose verdict is cached per pipeline version; the cache is cleared when full. */
+  readonly verdictCacheSize: number;
+  /** Capacity of each limit's series tracker (about 13.3 bytes a series, allocated up front). */
+  readonly maxTrackedSeries: number;
+  /** Capacity of each per-label limit's value tracker. */
+  readonly maxTrackedLabelValues: number;
+  /** Distinct metric names tracked for limits and statistics; later names share one bucket. */
+  readonly maxMetricNames: number;
+}
+
+/** What the engine reports besides the request it builds; implemented by proxy/stats. */
+export interface EngineObserver {
+  /** `samples` of series `metric` acted on by counter slot `slot` (see Pipeline.slots). */
+  slot(slot: number, metric: number, samples: number): void;
+  /** A series that was forwarded: its metric index and label-set hash, for active-series statistics. */
+  forwarded(metric: number, hash: number, nowMs: number): void;
+}
+
+interface Entry {
+  readonly h2: number;
+  readonly dropped: boolean;
+  readonly slots: readonly number[];
+  /** Whether the final labels differ from the series' own. */
+  readonly changed: boolean;
+  /**
+   * The final labels, kept only when needed: when changed, or when a per-label limit or an
+   * overflow rule may need label values. Most entries keep none, which is what bounds the cache.
+   */
+  readonly labels: Label[] | undefined;
+  /** v1 encoding of the final labels (Label records), when changed. */
+  readonly encoded: Uint8Array | undefined;
+  /** Hash of the final label set (the tracker key) and its metric index. */
+  readonly hash: number;
+  readonly metric: number;
+  readonly limitPolicies: readonly number[];
+  /** Per limit policy: index of the perMetric rule that applies, or -1. */
+  readonly metricRule: Int32Array;
+  /** Overflow variants, computed once per (rule) and kept. */
+  overflow: Map<number, Entry> | undefined;
+}
+
+export interface ProcessResult {
+  /** True when every series passed untouched: forward the original body. */
+  readonly unchanged: boolean;
+  /** The message to forward (uncompressed) when something changed. */
+  readonly body: Uint8Array | undefined;
+  readonly series: number;
+  readonly samples: number;
+  readonly histograms: number;
+  readonly exemplars: number;
+}
+
+interface LimitState {
+  readonly key: string;
+  readonly series: SeriesTracker;
+  readonly labels: readonly SeriesTracker[];
+  readonly tenants: SeriesTracker | undefined;
+}
+
+/**
+ * Long-lived: owns the metric-name interner, the limit trackers (kept across reloads for policies
+ * whose limits did not change) and the verdict cache of the current pipeline.
+ */
+export class PolicyEngine {
+  readonly interner: MetricInterner;
+  readonly #opts: EngineOptions;
+  readonly #observer: EngineObserver;
+  #pipeline: Pipeline;
+  #cache = new Map<string, Map<number, Entry>>();
+  #cached = 0;
+  #limits: (LimitState | undefined)[] = [];
+  readonly #tenants: MetricInterner;
+
+  constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver) {
+    this.#opts = opts;
+    this.#observer = observer;
+    this.interner = new MetricInterner({ capacity: opts.maxMetricNames });
+    this.#tenants = new MetricInterner({ capacity: 4096 });
+    this.#pipeline = pipeline;
+    this.#limits = this.#limitStates(pipeline, []);
+  }
+
+  get pipeline(): Pipeline {
+    return this.#pipeline;
+  }
+
+  /** Swaps in a new pipeline between requests; trackers of unchanged limits carry over. */
+  setPipeline(pipeline: Pipeline): void {
+    this.#limits = this.#limitStates(pipeline, this.#limits);
+    this.#pipeline = pipeline;
+    this.#cache = new Map();
+    this.#cached = 0;
+  }
+
+  /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
+  limitStates(): readonly (LimitState | undefined)[] {
+    return this.#limits;
+  }
+
+  #limitStates(
+    pipeline: Pipeline,
+    previous: readonly (LimitState | undefined)[],
+  ): (LimitState | undefined)[] {
+    const byKey = new Map(previous.filter((s) => s !== undefined).map((s) => [s.key, s]));
+    return pipeline.policies.map((p) => {
+      const l = p.limits;
+      if (l === undefined) return undefined;
+      const reuse = byKey.get(l.key);
+      if (reuse !== undefined) return reuse;
+      const buckets = this.interner.capacity;
+      return {
+        key: l.key,
+        series: new SeriesTracker({
+          maxTrackedSeries: this.#opts.maxTrackedSeries,
+          buckets,
+          windowMs: l.windowMs,
+        }),
+        labels: l.perLabel.map(
+          () =>
+            new SeriesTracker({
+              maxTrackedSeries: this.#opts.maxTrackedLabelValues,
+              buckets,
+              windowMs: l.windowMs,
+            }),
+        ),
+        tenants:
+          l.perTenantMaxSeries === undefined
+            ? undefined
+            : new SeriesTracker({
+                maxTrackedSeries: this.#opts.maxTrackedSeries,
+                buckets: 4096,
+                windowMs: l.windowMs,
+              }),
+      };
+    });
+  }
+
+  /**
+   * Runs the pipeline over a scanned request. Synchronous: `buf` and `index` are only valid until
+   * the caller's next await.
+   */
+  process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
+    const v1 = index.version === 1;
+    const cache = this.#cacheFor(tenant);
+    const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
+    const symbolHash = v1 ? undefined : this.#symbolHashes(buf, index);
+    const symbols: (string | undefined)[] = [];
+    const out = new OutputBuilder(buf, index);
+    let series = 0;
+    let samples = 0;
+    let histograms = 0;
+    let exemplars = 0;
+    let h1 = 0;
+    let h2 = 0;
+    // One visitor per request, not per series.
+    const visitRefs = (nameRef: number, valueRef: number): void => {
+      h1 = mix(mix(h1, symbolHash![2 * nameRef]!), symbolHash![2 * valueRef]!);
+      h2 = mix(mix(h2, symbolHash![2 * nameRef + 1]!), symbolHash![2 * valueRef + 1]!);
+    };
+
+    for (let i = 0; i < index.count; i++) {
+      const n = index.samples[i]! + index.histograms[i]!;
+      if (v1) {
+        h1 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
+        h2 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+      } else {
+        h1 = SEED_A;
+        h2 = SEED_B;
+        readLabelRefsV2(buf, index, i, visitRefs);
+      }
+      let entry = cache.get(h1);
+      if (entry === undefined || entry.h2 !== h2) {
+        const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
+        entry = this.#makeEntry(labels, h1, h2, tenant);
+        if (this.#cached >= this.#opts.verdictCacheSize) this.#clearCache();
+        cache.set(h1, entry);
+        this.#cached++;
+      }
+      for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
+      if (entry.dropped) {
+        out.drop(i);
+        continue;
+      }
+      const final = entry.limitPolicies.length === 0 ? entry : this.#applyLimits(entry, tenantIdx, nowMs, n);
+      if (final === undefined) {
+        out.drop(i);
+        continue;
+      }
+      if (final.changed) out.rewrite(i, final.labels!, final.encoded!);
+      series++;
+      samples += index.samples[i]!;
+      histograms += index.histograms[i]!;
+      exemplars += index.exemplars[i]!;
+      this.#observer.forwarded(final.metric, final.hash, nowMs);
+    }
+    if (!out.changed) {
+      return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
+    }
+    return { unchanged: false, body: out.finish(), series, samples, histograms, exemplars };
+  }
+
+  #cacheFor(tenant: string | undefined): Map<number, Entry> {
+    const key = tenant ?? '';
+    let cache = this.#cache.get(key);
+    if (cache === undefined) {
+      cache = new Map();
+      this.#cache.set(key, cache);
+    }
+    return cache;
+  }
+
+  #clearCache(): void {
+    this.#cache = new Map();
+    this.#cached = 0;
+  }
+
+  /** Two hashes per symbol, computed once per request. */
+  #symbolHashes(buf: Buffer, index: SeriesIndex): Uint32Array {
+    const hashes = new Uint32Array(index.symbolCount * 2);
+    for (let k = 0; k < index.symbolCount; k++) {
+      hashes[2 * k] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_A);
+      hashes[2 * k + 1] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_B);
+    }
+    return hashes;
+  }
+
+  #makeEntry(labels: Label[], h1: number, h2: number, tenant: string | undefined): Entry {
+    const verdict = evaluate(this.#pipeline, labels, tenant);
+    const final = verdict.labels ?? labels;
+    const changed = verdict.labels !== null && verdict.changed;
+    const encoded = changed ? encodeLabelsV1(final) : undefined;
+    const name = valueOf(final, '__name__');
+    const metric = this.interner.internString(name);
+    const metricRule = new Int32Array(verdict.limitPolicies.length);
+    let needsLabels = changed;
+    for (let k = 0; k < verdict.limitPolicies.length; k++) {
+      const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
+      metricRule[k] = l.perMetric.findIndex((r) => r.metric.matches(name));
+      if (l.perLabel.length > 0 || l.perMetric.some((r) => r.overflow)) needsLabels = true;
+    }
+    return {
+      h2,
+      dropped: verdict.labels === null,
+      slots: verdict.slots,
+      changed,
+      labels: needsLabels ? final : undefined,
+      encoded,
+      hash: encoded === undefined ? h1 : hashBytes(encoded, 0, encoded.length, SEED_A),
+      metric,
+      limitPolicies: verdict.limitPolicies,
+      metricRule,
+      overflow: undefined,
+    };
+  }
+
+  /**
+   * The stateful stage. Returns the entry to forward (possibly an overflow variant) or undefined
+   * when a limit dropped the series. Dry-run policies count what they would do and change nothing.
+   */
+  #applyLimits(entry: Entry, tenantIdx: number, nowMs: number, samples: number): Entry | undefined {
+    let current = entry;
+    for (let k = 0; k < entry.limitPolicies.length; k++) {
+      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
+      const state = this.#limits[p.index]!;
+      const l = p.limits!;
+      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
+        const r = state.tenants.admit(tenantIdx, current.hash, nowMs, l.perTenantMaxSeries);
+        if (r !== ADMIT_KNOWN && r !== ADMIT_NEW) {
+          this.#observer.slot(l.tenantSlot, current.metric, samples);
+          if (!p.dryRun) return undefined;
+        }
+      }
+      const ruleIndex = entry.metricRule[k]!;
+      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
+      const r = state.series.admit(
+        current.metric,
+        current.hash,
+        nowMs,
+        rule?.maxSeries ?? Number.POSITIVE_INFINITY,
+      );
+      if (r !== ADMIT_KNOWN && r !== ADMIT_NEW && rule !== undefined) {
+        this.#observer.slot(rule.slot, current.metric, samples);
+        if (!p.dryRun) {
+          if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
+          current = this.#overflowVariant(current, p, rule.overflowLabel, ruleIndex);
+          state.series.admit(current.metric, current.hash, nowMs, Number.POSITIVE_INFINITY);
+        }
+      }
+      for (let j = 0; j < l.perLabel.length; j++) {
+        const lr = l.perLabel[j]!;
+        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
+        const v = valueOf(current.labels!, lr.label);
+        if (v === '' || v === OVERFLOW_VALUE) continue;
+        const res = state.labels[j]!.admit(current.metric, hashString(v, SEED_A), nowMs, lr.maxValues);
+        if (res !== ADMIT_KNOWN && res !== ADMIT_NEW) {
+          this.#observer.slot(lr.slot, current.metric, samples);
+          if (!p.dryRun) {
+            if (!lr.overflow) return undefined;
+            current = this.#overflowVariant(current, p, lr.label, 1000 + j);
+          }
+        }
+      }
+    }
+    return current;
+  }
+
+  #overflowVariant(entry: Entry, policy: CompiledPolicy, label: string, ruleKey: number): Entry {
+    const key = policy.index * 4096 + ruleKey;
+    entry.overflow ??= new Map();
+    const known = entry.overflow.get(key);
+    if (known !== undefined) return known;
+    const labels = entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l));
+    const encoded = encodeLabelsV1(labels);
+    const variant: Entry = {
+      ...entry,
+      changed: true,
+      labels,
+      encoded,
+      hash: hashBytes(encoded, 0, encoded.length, SEED_A),
+      overflow: undefined,
+    };
+    entry.overflow.set(key, variant);
+    return variant;
+  }
+}
+
+/** Combines a running hash with a 32-bit value (the murmur3 block step). */
+function mix(h: number, k: number): number {
+  let x = Math.imul(k, 0xcc9e2d51);
+  x = (x << 15) | (x >>> 17);
+  x = Math.imul(x, 0x1b873593);
+  let y = (h ^ x) >>> 0;
+  y = (y << 13) | (y >>> 19);
+  return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
+}
+
+function valueOf(labels: readonly Label[], name: string): string {
+  for (const l of labels) if (l.name === name) return l.value;
+  return '';
+}
+
+/** Decodes the labels of v1 series `i`; only on a verdict-cache miss. */
+function labelsV1(buf: Buffer, index: SeriesIndex, i: number): Label[] {
+  const labels: Label[] = [];
+  readLabelsV1(buf, index, i, (ns, ne, vs, ve) => {
+    labels.push({ name: buf.toString('utf8', ns, ne), value: buf.toString('utf8', vs, ve) });
+  });
+  return labels;
+}
+
+/** Decodes the labels of v2 series `i`, decoding each symbol once per request. */
+function labelsV2(buf: Buffer, index: SeriesIndex, i: number, symbols: (string | undefined)[]): Label[] {
+  const sym = (k: number): string => {
+    let s = symbols[k];
+    if (s === undefined) {
+      s = buf.toString('utf8', index.symbolStart[k]!, index.symbolEnd[k]!);
+      symbols[k] = s;
+    }
+    return s;
+  };
+  const labels: Label[] = [];
+  readLabelRefsV2(buf, index, i, (n, v) => {
+    labels.push({ name: sym(n), value: sym(v) });
+  });
+  return labels;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  while (n >= 0x80) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+/** Encodes labels as remote-write 1.0 Label records (field 1 of TimeSeries), empty values left out. */
+export function encodeLabelsV1(labels: readonly Label[]): Uint8Array {
+  const parts = labels.map((l) => [Buffer.from(l.name), Buffer.from(l.value)] as const);
+  let size = 0;
+  const inner: number[] = [];
+  for (const [n, v] of parts) {
+    const len =
+      (n.length ? 1 + varintSize(n.length) + n.length : 0) +
+      (v.length ? 1 + varintSize(v.length) + v.length : 0);
+    inner.push(len);
+    size += 1 + varintSize(len) + len;
+  }
+  const out = new Uint8Array(size);
+  let pos = 0;
+  parts.forEach(([n, v], k) => {
+    out[pos++] = 0x0a;
+    pos = writeVarint(out, pos, inner[k]!);
+    if (n.length) {
+      out[pos++] = 0x0a;
+      pos = writeVarint(out, pos, n.length);
+      out.set(n, pos);
+      pos += n.length;
+    }
+    if (v.length) {
+      out[pos++] = 0x12;
+      pos = writeVarint(out, pos, v.length);
+      out.set(v, pos);
+      pos += v.length;
+    }
+  });
+  return out;
+}
+
+/** Copies the records of buf[from, to) except those of field `skip`; returns the copied bytes. */
+function recordsExcept(buf: Uint8Array, from: number, to: number, skip: number): Uint8Array[] {
+  const kept: Uint8Array[] = [];
+  let pos = from;
+  while (pos < to) {
+    const start = pos;
+    let tag = 0;
+    let shift = 1;
+    let b: number;
+    do {
+      b = buf[pos++]!;
+      tag += (b & 0x7f) * shift;
+      shift *= 128;
+    } while (b >= 0x80);
+    switch (tag & 7) {
+      case 0:
+        while (buf[pos++]! >= 0x80) {}
+        break;
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      default: {
+        let len = 0;
+        let s = 1;
+        do {
+          b = buf[pos++]!;
+          len += (b & 0x7f) * s;
+          s *= 128;
+        } while (b >= 0x80);
+        pos += len;
+      }
+    }
+    if (Math.floor(tag / 8) !== skip) kept.push(buf.subarray(start, pos));
+  }
+  return kept;
+}
+
+/** The offset of the payload of the top-level record starting at `start` (after tag and length). */
+function payloadOf(buf: Uint8Array, start: number): number {
+  let pos = start;
+  while (buf[pos++]! >= 0x80) {}
+  while (buf[pos++]! >= 0x80) {}
+  return pos;
+}
+
+/**
+ * Builds the forwarded message from the original: the original bytes with dropped and rewritten
+ * series cut out, then (v2) the new symbols, then the rewritten series. Repeated fields may come
+ * in any order in protobuf, and v2 symbols appended after all original ones get the next indices,
+ * so the original series' references stay valid.
+ */
+class OutputBuilder {
+  changed = false;
+  readonly #buf: Buffer;
+  readonly #index: SeriesIndex;
+  readonly #chunks: Uint8Array[] = [];
+  readonly #tail: Uint8Array[] = [];
+  #copiedTo = 0;
+  #symbols: Map<string, number> | undefined;
+  #newSymbols: string[] = [];
+
+  constructor(buf: Buffer, index: SeriesIndex) {
+    this.#buf = buf;
+    this.#index = index;
+  }
+
+  #cut(i: number): void {
+    const start = this.#index.start[i]!;
+    if (start > this.#copiedTo) this.#chunks.push(this.#buf.subarray(this.#copiedTo, start));
+    this.#copiedTo = this.#index.end[i]!;
+    this.changed = true;
+  }
+
+  drop(i: number): void {
+    this.#cut(i);
+  }
+
+  rewrite(i: number, labels: readonly Label[], encodedV1: Uint8Array): void {
+    this.#cut(i);
+    const buf = this.#buf;
+    const v1 = this.#index.version === 1;
+    const rest = recordsExcept(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 1);
+    const head = v1 ? encodedV1 : this.#labelRefs(labels);
+    let len = head.length;
+    for (const r of rest) len += r.length;
+    const prefix = new Uint8Array(1 + varintSize(len));
+    prefix[0] = v1 ? 0x0a : 0x2a;
+    writeVarint(prefix, 1, len);
+    this.#tail.push(prefix, head, ...rest);
+  }
+
+  /** v2: a packed labels_refs record for `labels`, adding symbols to the request as needed. */
+  #labelRefs(labels: readonly Label[]): Uint8Array {
+    const refs: number[] = [];
+    for (const l of labels) refs.push(this.#symbol(l.name), this.#symbol(l.value));
+    let size = 0;
+    for (const r of refs) size += varintSize(r);
+    const out = new Uint8Array(1 + varintSize(size) + size);
+    out[0] = 0x0a;
+    let pos = writeVarint(out, 1, size);
+    for (const r of refs) pos = writeVarint(out, pos, r);
+    return out;
+  }
+
+  #symbol(s: string): number {
+    if (this.#symbols === undefined) {
+      this.#symbols = new Map();
+      const idx = this.#index;
+      for (let k = 0; k < idx.symbolCount; k++) {
+        const text = this.#buf.toString('utf8', idx.symbolStart[k]!, idx.symbolEnd[k]!);
+        if (!this.#symbols.has(text)) this.#symbols.set(text, k);
+      }
+    }
+    let ref = this.#symbols.get(s);
+    if (ref === undefined) {
+      ref = this.#index.symbolCount + this.#newSymbols.length;
+      this.#newSymbols.push(s);
+      this.#symbols.set(s, ref);
+    }
+    return ref;
+  }
+
+  finish(): Uint8Array {
+    if (this.#copiedTo < this.#buf.length) this.#chunks.push(this.#buf.subarray(this.#copiedTo));
+    for (const s of this.#newSymbols) {
+      const bytes = Buffer.from(s);
+      const prefix = new Uint8Array(1 + varintSize(bytes.length));
+      prefix[0] = 0x22;
+      writeVarint(prefix, 1, bytes.length);
+      this.#chunks.push(prefix, bytes);
+    }
+    return Buffer.concat([...this.#chunks, ...this.#tail]);
+  }
+}
