@@ -14,6 +14,7 @@ export {
   parseExposition,
   parseValue,
 } from './exposition.js';
+export { projectConfigMap } from './kubelet.js';
 export { type EventuallyOptions, eventually } from './poll.js';
 export {
   type Closable,
