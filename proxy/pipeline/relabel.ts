@@ -15,7 +15,13 @@ import { createHash } from 'node:crypto';
 import RE2 from 're2';
 import type { RelabelConfigT } from '../../crds/metric-policy.js';
 import type { Label } from '../codec/types.js';
-import { type AnchoredRegex, type CompiledTemplate, compileAnchored, expandTemplate, parseTemplate } from './regex.js';
+import {
+  type AnchoredRegex,
+  type CompiledTemplate,
+  compileAnchored,
+  expandTemplate,
+  parseTemplate,
+} from './regex.js';
 
 export type { Label } from '../codec/types.js';
 
@@ -181,7 +187,8 @@ function compileRule(config: RelabelConfigT, dialect: RelabelDialect): RelabelRu
     const ok = targetLabel.includes('$') ? validTemplateName(targetLabel) : validName(targetLabel);
     if (!ok) throw new Error(invalidTarget);
   }
-  const caseOrEqual = act === 'lowercase' || act === 'uppercase' || act === 'keepequal' || act === 'dropequal';
+  const caseOrEqual =
+    act === 'lowercase' || act === 'uppercase' || act === 'keepequal' || act === 'dropequal';
   if ((caseOrEqual || act === 'hashmod') && !validName(targetLabel)) throw new Error(invalidTarget);
   if (caseOrEqual && replacement !== DEFAULT_REPLACEMENT) {
     throw new Error(`'replacement' can not be set for ${act} action`);
