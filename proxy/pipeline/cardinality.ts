@@ -346,13 +346,16 @@ export class SeriesTracker {
     const slots = this.slots;
     const window = this.windowSeconds;
     let c = this.cursor;
-    for (let n = 0; n < maxSlots; n++) {
+    let visited = 0;
+    while (visited < maxSlots) {
       if (hashes[c] !== 0 && now - lastSeen[c]! > window) {
-        // Backward shift may move a later key into slot c, so c is examined again.
+        // Backward shift may move a later key into slot c, so c is examined again. Every removal
+        // shrinks the table, so this ends after at most maxSlots + size iterations.
         this.removeAt(c);
         this.expirations++;
       } else {
         c = c + 1 === slots ? 0 : c + 1;
+        visited++;
       }
     }
     this.cursor = c;
