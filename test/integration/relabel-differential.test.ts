@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: `${name}` is Go template syntax here.
 // The differential proof of proxy/pipeline/relabel.ts: a real Prometheus agent scrapes a target
 // with many generated metric_relabel_configs lists, one scrape job per list, and remote-writes the
 // result to a capture receiver in this process. The same series, with the `job` and `instance`
