@@ -1,8 +1,13 @@
 // Memory-bounded cardinality tracking for the `limits` stage of a MetricPolicy
 // (crds/metric-policy.ts: `perMetric`, `perLabel`, `perTenantMaxSeries`, `window`).
 //
-// Measured (see cardinality.bench.ts; MEASURED_DATE, 2-core machine, Node 20):
-//   MEASURED_NUMBERS
+// Measured with cardinality.bench.ts (2026-11-22, 2-core machine, Node 20.20, 4096 buckets):
+//   admit, known series:        ~48 ns with 10k tracked, ~78 ns with 1M tracked (cache misses)
+//   admit, new series admitted: ~97 ns; refused over its limit: ~87 ns; refused, table full: ~132 ns
+//   hashBytes of a 120-byte label set: ~69 ns
+//   memory: 13.35 bytes per tracked series (heap + array buffers grown by a 1M-series tracker);
+//   heap + array buffers 20.5 MiB with 1M tracked, the same after 5M distinct new series at once
+//   (refused, table full) and after 5M more at a million a minute into a 1-minute window.
 //
 // The pieces, all long-lived and sized once at construction:
 // - `hashBytes` / `hashString`: MurmurHash3 x86_32 over a byte range or over a string's UTF-8
@@ -21,6 +26,12 @@
 // (Uint32 hash, Uint32 last-seen second, Uint16 bucket), so at most 13.4 bytes per tracked series
 // at capacity, plus 4 bytes per bucket for the counts. It never grows: whatever the input, a
 // tracker's memory is what `bytes` reports from the moment it is made.
+//
+// A full table. When `maxTrackedSeries` keys are active, a new key that finds no expired slot on
+// its probe path is refused (ADMIT_TABLE_FULL) and counted in `fullRejections`; the caller treats
+// it as over the limit. So a bomb larger than the table is contained: new series of every bucket
+// wait for keys to expire while every admitted series keeps flowing. Size the table at least at
+// the sum of the limits it enforces so that only a bomb can fill it.
 //
 // Identity and false positives. A key is (bucket, 32-bit hash); the hash is both the fingerprint
 // and the source of the slot position, which is what lets deletion use backward shift rather than
@@ -249,12 +260,22 @@ export class SeriesTracker {
     if (!(bucket >>> 0 === bucket && bucket < this.buckets))
       throw new RangeError(`bucket ${bucket} out of range`);
     const now = Math.floor(nowMs / 1000);
-    if (this.sweepPerAdmit > 0) this.sweepSlots(now, this.sweepPerAdmit);
     const hashes = this.hashes;
     const lastSeen = this.lastSeen;
     const bucketOf = this.bucketOf;
     const slots = this.slots;
     const window = this.windowSeconds;
+    // The incremental sweep, inlined: as sweepSlots, but visiting at most sweepPerAdmit slots.
+    let c = this.cursor;
+    for (let n = this.sweepPerAdmit; n > 0; n--) {
+      if (hashes[c] !== 0 && now - lastSeen[c]! > window) {
+        this.removeAt(c);
+        this.expirations++;
+      } else {
+        c = c + 1 === slots ? 0 : c + 1;
+      }
+    }
+    this.cursor = c;
     const fp = hash >>> 0 || 1;
     let i = this.home(fp, bucket);
     let reusable = -1;
