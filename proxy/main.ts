@@ -2,9 +2,14 @@
 import { pino } from 'pino';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
 import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
+import { validatePolicies } from './config/validate.js';
+import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
+import { compilePipeline, type Pipeline } from './pipeline/compile.js';
+import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
+import { PolicyStats } from './stats/policy-stats.js';
 import { readVersion } from './version.js';
 
 async function main(): Promise<number> {
@@ -27,16 +32,26 @@ async function main(): Promise<number> {
   const logger = pino({ level: options.logLevel, base: { component: 'proxy' } });
   const metrics = createProxyMetrics(version);
 
+  // A configuration version is loaded, validated completely and compiled before it is used.
+  const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
+    const loaded = loadConfig(options.configPath);
+    const pipeline = compilePipeline(validatePolicies(loaded.policies));
+    return { config: loaded, pipeline };
+  };
   let config: LoadedConfig;
+  let pipeline: Pipeline;
   try {
-    config = loadConfig(options.configPath);
+    ({ config, pipeline } = load());
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof Error) {
       logger.fatal({ path: options.configPath }, err.message);
       return 1;
     }
     throw err;
   }
+  const policyStats = new PolicyStats(metrics.registry);
+  policyStats.setPipeline(pipeline);
+  const engine = new PolicyEngine(pipeline, options.engine, policyStats);
   metrics.configReload(true, config.hash);
   const status: ConfigStatus = {
     hash: config.hash,
@@ -92,6 +107,9 @@ async function main(): Promise<number> {
     maxRequestBytes: options.maxRequestBytes,
     maxDecodedBytes: options.maxDecodedBytes,
     upstreamProtocol: options.upstreamProtocol,
+    engine,
+    policyStats,
+    reportDroppedAsWritten: options.reportDroppedAsWritten,
     configStatus: () => status,
     ready: () => ready,
     reload,
@@ -115,6 +133,13 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => {
     void reload();
   });
+  const watch =
+    options.configPath === undefined
+      ? undefined
+      : watchConfig(options.configPath, () => void reload(), {
+          onError: (err: unknown) =>
+            logger.warn({ err }, 'watching the configuration failed; SIGHUP and POST /-/reload still reload'),
+        });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -122,6 +147,7 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       ready = false;
+      watch?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
       const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);

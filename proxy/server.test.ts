@@ -12,8 +12,11 @@ import {
 import { snappyDecode, snappyEncode } from './codec/snappy.js';
 import type { RequestV2, WriteRequestV1 } from './codec/types.js';
 import { Forwarder } from './forward/client.js';
+import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
+import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
+import { PolicyStats } from './stats/policy-stats.js';
 
 // The proxy's HTTP contract, end to end inside one process: fastify's inject as the sender, a
 // node:http server as the upstream. Real senders and receivers are in test/integration.
@@ -55,7 +58,13 @@ afterEach(async () => {
 });
 
 function proxy(
-  opts: { upstreamProtocol?: 'same' | '1.0'; maxRequestBytes?: number; maxDecodedBytes?: number } = {},
+  opts: {
+    upstreamProtocol?: 'same' | '1.0';
+    maxRequestBytes?: number;
+    maxDecodedBytes?: number;
+    policies?: PolicyInput[];
+    reportDroppedAsWritten?: boolean;
+  } = {},
 ) {
   const metrics = createProxyMetrics('test');
   const forwarder = new Forwarder({
@@ -66,6 +75,14 @@ function proxy(
     userAgent: 'cardinal-proxy/test',
     metrics,
   });
+  const pipeline = compilePipeline(opts.policies ?? []);
+  const policyStats = new PolicyStats(metrics.registry);
+  policyStats.setPipeline(pipeline);
+  const engine = new PolicyEngine(
+    pipeline,
+    { verdictCacheSize: 100, maxTrackedSeries: 100, maxTrackedLabelValues: 100, maxMetricNames: 100 },
+    policyStats,
+  );
   const status: ConfigStatus = {
     hash: 'h',
     loadedAt: new Date(0),
@@ -80,6 +97,9 @@ function proxy(
     maxRequestBytes: opts.maxRequestBytes ?? 1 << 20,
     maxDecodedBytes: opts.maxDecodedBytes ?? 4 << 20,
     upstreamProtocol: opts.upstreamProtocol ?? 'same',
+    engine,
+    policyStats,
+    reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
     configStatus: () => status,
     ready: () => true,
     reload: async () => status,
@@ -425,4 +445,60 @@ describe('operations', () => {
     const s = await app.inject('/api/v1/status/config');
     expect(s.json()).toMatchObject({ hash: 'h', policies: 0, lastError: null });
   });
+});
+
+describe('policies on the request path', () => {
+  const V2 = { 'content-type': V2_TYPE, 'content-encoding': 'snappy' };
+
+  it('forwards only what the policies let through and counts the rest', async () => {
+    const { app, metrics } = proxy({
+      policies: [{ name: 'p', namespace: 'ns', spec: { drop: ['http_.*'] } }],
+    });
+    const input: WriteRequestV1 = {
+      ...v1,
+      timeseries: [...v1.timeseries, { ...v1.timeseries[0]!, labels: [{ name: '__name__', value: 'up' }] }],
+    };
+    const res = await post(app, snappyEncode(encodeWriteRequestV1(input)), {
+      'content-type': 'application/x-protobuf',
+    });
+    expect(res.statusCode).toBe(204);
+    const out = decodeWriteRequestV1(snappyDecode(received[0]!.body, 1 << 20));
+    expect(out.timeseries.map((t) => t.labels[0]?.value)).toEqual(['up']);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(
+      'cardinal_proxy_policy_samples_total{policy="ns/p",rule="drop[0]",reason="metric_dropped",action="dropped",mode="enforce"} 2',
+    );
+    expect(text).toContain('cardinal_proxy_forwarded_total{protocol="1.0",kind="samples"} 2');
+  });
+
+  it('sends nothing upstream when every series was dropped, and says so in the 2.0 headers', async () => {
+    const { app } = proxy({ policies: [{ name: 'p', namespace: undefined, spec: { drop: ['.*'] } }] });
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), V2);
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(0);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('0');
+    expect(res.headers['x-prometheus-remote-write-histograms-written']).toBe('0');
+  });
+
+  it.each([
+    [false, ['1', '0', '0']],
+    [true, ['1', '1', '1']],
+  ])(
+    '--report-dropped-as-written=%s: the 2.0 written headers',
+    async (flag, [samples, histograms, exemplars]) => {
+      // Drops the first series (a histogram with an exemplar), keeps the second (one sample).
+      const { app } = proxy({
+        policies: [
+          { name: 'p', namespace: undefined, spec: { match: { selector: '{job="api"}' }, drop: ['.*'] } },
+        ],
+        reportDroppedAsWritten: flag,
+      });
+      const res = await post(app, snappyEncode(encodeRequestV2(v2)), V2);
+      expect(res.statusCode).toBe(204);
+      expect(received).toHaveLength(1);
+      expect(res.headers['x-prometheus-remote-write-samples-written']).toBe(samples);
+      expect(res.headers['x-prometheus-remote-write-histograms-written']).toBe(histograms);
+      expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBe(exemplars);
+    },
+  );
 });

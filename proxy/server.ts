@@ -8,7 +8,9 @@ import type { Logger } from 'pino';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import { registerRemoteWrite } from './ingest/remote-write.js';
+import type { PolicyEngine } from './pipeline/engine.js';
 import type { ProxyMetrics } from './stats/metrics.js';
+import type { PolicyStats } from './stats/policy-stats.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -26,6 +28,9 @@ export interface ServerDeps {
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
   readonly upstreamProtocol: 'same' | '1.0';
+  readonly engine: PolicyEngine;
+  readonly policyStats: PolicyStats;
+  readonly reportDroppedAsWritten: boolean;
   readonly configStatus: () => ConfigStatus;
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;

@@ -19,6 +19,13 @@ export interface ProxyOptions {
   readonly retry: RetryPolicy;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
+  readonly reportDroppedAsWritten: boolean;
+  readonly engine: {
+    readonly verdictCacheSize: number;
+    readonly maxTrackedSeries: number;
+    readonly maxTrackedLabelValues: number;
+    readonly maxMetricNames: number;
+  };
 }
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
@@ -44,6 +51,13 @@ Flags (environment variable in brackets):
   --forward.max-backoff DURATION   largest retry delay (default 3s)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
+  --report-dropped-as-written      count samples policies dropped as written in 2.0 responses (default off:
+                                   the headers count what reached the upstream, as the 2.0 spec says)
+  --limits.max-tracked-series N    series each limit tracks at most, ~13.3 bytes each, allocated per
+                                   policy with limits (default 1000000)
+  --limits.max-tracked-values N    label values each per-label limit tracks at most (default 262144)
+  --limits.max-metric-names N      metric names told apart by limits and statistics (default 65536)
+  --cache.max-label-sets N         label sets whose policy verdict is cached (default 200000)
   -h, --help                       show this help
 `;
 
@@ -105,7 +119,23 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     }),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
+    reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
+    engine: Object.freeze({
+      verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '200000'),
+      maxTrackedSeries: positiveInt(
+        '--limits.max-tracked-series',
+        v['limits.max-tracked-series'] ?? '1000000',
+      ),
+      maxTrackedLabelValues: positiveInt(
+        '--limits.max-tracked-values',
+        v['limits.max-tracked-values'] ?? '262144',
+      ),
+      maxMetricNames: positiveInt('--limits.max-metric-names', v['limits.max-metric-names'] ?? '65536'),
+    }),
   };
+  if (options.engine.maxMetricNames < 2 || options.engine.maxMetricNames > 65536) {
+    throw new UsageError('--limits.max-metric-names must be between 2 and 65536');
+  }
   if (options.retry.minBackoffMs > options.retry.maxBackoffMs) {
     throw new UsageError('--forward.min-backoff must not exceed --forward.max-backoff');
   }
@@ -132,6 +162,11 @@ function parse(argv: readonly string[]) {
       'forward.max-backoff': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'log-level': { type: 'string' },
+      'report-dropped-as-written': { type: 'boolean' },
+      'limits.max-tracked-series': { type: 'string' },
+      'limits.max-tracked-values': { type: 'string' },
+      'limits.max-metric-names': { type: 'string' },
+      'cache.max-label-sets': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -5,7 +5,9 @@ import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/sc
 import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
+import type { PolicyEngine } from '../pipeline/engine.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
+import type { PolicyStats } from '../stats/policy-stats.js';
 import { negotiate, type ProtocolVersion } from './negotiate.js';
 
 export interface RemoteWriteDeps {
@@ -13,6 +15,13 @@ export interface RemoteWriteDeps {
   readonly metrics: ProxyMetrics;
   readonly maxDecodedBytes: number;
   readonly upstreamProtocol: 'same' | '1.0';
+  readonly engine: PolicyEngine;
+  readonly policyStats: PolicyStats;
+  /**
+   * Report samples that policies dropped as written in 2.0 responses. Off by default: the 2.0
+   * spec says the headers count what was written, and Prometheus then logs the difference.
+   */
+  readonly reportDroppedAsWritten: boolean;
 }
 
 /** The ingest paths: Prometheus's own receiver path, and the short alias some senders use. */
@@ -21,42 +30,76 @@ export const REMOTE_WRITE_PATHS = ['/api/v1/write', '/write'] as const;
 /**
  * A decoded request, ready to forward. The body is the sender's original compressed bytes when
  * nothing had to change, so the common case costs one decompression and one scan, no re-encoding.
+ * `body` is undefined when policies dropped every series and nothing is left to forward.
  */
 interface Prepared {
   readonly version: ProtocolVersion;
-  readonly body: Uint8Array;
-  readonly counts: PayloadCounts;
+  readonly body: Uint8Array | undefined;
+  readonly received: PayloadCounts;
+  readonly forwarded: PayloadCounts;
+}
+
+export interface PrepareOptions {
+  readonly maxDecodedBytes: number;
+  readonly upstreamProtocol: 'same' | '1.0';
+  readonly scratch: SeriesIndex | undefined;
+  readonly engine: PolicyEngine | undefined;
+  readonly tenant: string | undefined;
+  readonly nowMs: number;
 }
 
 /**
- * Decodes, validates and prepares one request body. Synchronous on purpose: `scratch` is one
- * SeriesIndex reused by every request, which is safe only because nothing here awaits.
+ * Decodes, validates, runs the policies over and prepares one request body. Synchronous on
+ * purpose: `scratch` is one SeriesIndex reused by every request, which is safe only because
+ * nothing here awaits.
  */
 export function prepareRequest(
   version: ProtocolVersion,
   body: Uint8Array,
-  opts: { maxDecodedBytes: number; upstreamProtocol: 'same' | '1.0'; scratch: SeriesIndex | undefined },
+  opts: PrepareOptions,
 ): { prepared: Prepared; index: SeriesIndex; decodedBytes: number } {
   const decoded = snappyDecode(body, opts.maxDecodedBytes);
   const index =
     version === '1.0' ? scanWriteRequestV1(decoded, opts.scratch) : scanRequestV2(decoded, opts.scratch);
-  const counts: PayloadCounts = {
+  const received: PayloadCounts = {
     series: index.count,
     samples: index.totalSamples,
     histograms: index.totalHistograms,
     exemplars: index.totalExemplars,
     metadata: index.metadataCount,
   };
+  let forwarded = received;
+  let raw: Uint8Array = decoded;
+  let changed = false;
+  if (opts.engine !== undefined && !opts.engine.pipeline.empty) {
+    const r = opts.engine.process(decoded, index, opts.tenant, opts.nowMs);
+    // v1 metadata are top-level records and always forwarded; v2 metadata ride on series, so
+    // none is left when every series was dropped (the count is otherwise the request's).
+    const metadata = version === '2.0' && r.series === 0 ? 0 : index.metadataCount;
+    forwarded = {
+      series: r.series,
+      samples: r.samples,
+      histograms: r.histograms,
+      exemplars: r.exemplars,
+      metadata,
+    };
+    if (!r.unchanged) {
+      raw = r.body!;
+      changed = true;
+    }
+  }
+  const done = (v: ProtocolVersion, out: Uint8Array | undefined) => ({
+    prepared: { version: v, body: out, received, forwarded },
+    index,
+    decodedBytes: decoded.length,
+  });
+  if (forwarded.series === 0 && forwarded.metadata === 0 && received.series > 0)
+    return done(version, undefined);
   if (version === '2.0' && opts.upstreamProtocol === '1.0') {
     // Down-conversion for receivers that only speak 1.0: the one path that decodes every field.
-    const v1 = encodeWriteRequestV1(requestV2ToWriteRequestV1(decodeRequestV2(decoded)));
-    return {
-      prepared: { version: '1.0', body: snappyEncode(v1), counts },
-      index,
-      decodedBytes: decoded.length,
-    };
+    return done('1.0', snappyEncode(encodeWriteRequestV1(requestV2ToWriteRequestV1(decodeRequestV2(raw)))));
   }
-  return { prepared: { version, body, counts }, index, decodedBytes: decoded.length };
+  return done(version, changed ? snappyEncode(raw) : body);
 }
 
 export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps): void {
@@ -69,23 +112,43 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
     try {
       version = negotiate(request.headers['content-type'], request.headers['content-encoding']);
       const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
-      const { prepared, index, decodedBytes } = prepareRequest(version, body, {
-        maxDecodedBytes: deps.maxDecodedBytes,
-        upstreamProtocol: deps.upstreamProtocol,
-        scratch,
-      });
-      scratch = index;
-      deps.metrics.received(version, prepared.counts, body.length, decodedBytes);
-
       const tenant = headerValue(request.headers['x-scope-orgid']);
-      const result = await deps.forwarder.send({ body: prepared.body, version: prepared.version, tenant });
-      deps.metrics.forwarded(version, prepared.counts);
+      let prepared: Prepared;
+      try {
+        const r = prepareRequest(version, body, {
+          maxDecodedBytes: deps.maxDecodedBytes,
+          upstreamProtocol: deps.upstreamProtocol,
+          scratch,
+          engine: deps.engine,
+          tenant,
+          nowMs: Date.now(),
+        });
+        scratch = r.index;
+        prepared = r.prepared;
+        deps.metrics.received(version, prepared.received, body.length, r.decodedBytes);
+      } finally {
+        deps.policyStats.flush();
+      }
+
+      let written: WrittenStats | undefined;
+      if (prepared.body !== undefined) {
+        const result = await deps.forwarder.send({ body: prepared.body, version: prepared.version, tenant });
+        written = result.written;
+      }
+      deps.metrics.forwarded(version, prepared.forwarded);
       deps.metrics.request(version, 204, 'ok');
 
       if (version === '2.0') {
         // Remote-write 2.0 "Response": what was written. When the upstream said it (a 2.0
-        // receiver), that is the truth; otherwise everything forwarded was accepted.
-        const written: WrittenStats = result.written ?? prepared.counts;
+        // receiver), that is the truth; otherwise everything forwarded was accepted. Samples a
+        // policy dropped were not written, unless the operator chose to report them as written.
+        const dropped = deps.reportDroppedAsWritten ? subtract(prepared.received, prepared.forwarded) : ZERO;
+        const base: WrittenStats = written ?? prepared.forwarded;
+        written = {
+          samples: base.samples + dropped.samples,
+          histograms: base.histograms + dropped.histograms,
+          exemplars: base.exemplars + dropped.exemplars,
+        };
         void reply
           .header('X-Prometheus-Remote-Write-Samples-Written', written.samples)
           .header('X-Prometheus-Remote-Write-Histograms-Written', written.histograms)
@@ -122,6 +185,16 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           .send('method not allowed; use POST\n'),
     });
   }
+}
+
+const ZERO: WrittenStats = { samples: 0, histograms: 0, exemplars: 0 };
+
+function subtract(a: PayloadCounts, b: PayloadCounts): WrittenStats {
+  return {
+    samples: a.samples - b.samples,
+    histograms: a.histograms - b.histograms,
+    exemplars: a.exemplars - b.exemplars,
+  };
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -9,7 +9,7 @@
 // series on unchanged.
 
 import type { MetricPolicySpecT, StandardsT } from '../../crds/metric-policy.js';
-import { parseDuration } from '../config/flags.js';
+import { parseDuration } from '../config/validate.js';
 import { type AnchoredRegex, compileAnchored } from './regex.js';
 import { compileRelabel, type RelabelProgram } from './relabel.js';
 import { type Matcher, parseSelector } from './selector.js';
@@ -175,7 +175,7 @@ export function compilePipeline(inputs: readonly PolicyInput[]): Pipeline {
     if (spec.limits) {
       const l = spec.limits;
       limits = {
-        windowMs: at('limits.window', () => parseDuration('window', l.window ?? '1h')) as number,
+        windowMs: at('limits.window', () => parseDuration(l.window ?? '1h')) as number,
         perMetric: (l.perMetric ?? []).map((m, i) => ({
           metric: at(`limits.perMetric[${i}].metric`, () => compileAnchored(m.metric)) as AnchoredRegex,
           maxSeries: m.maxSeries,

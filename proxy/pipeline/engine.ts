@@ -253,7 +253,7 @@ export class PolicyEngine {
     const final = verdict.labels ?? labels;
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
-    const name = valueOf(final, '__name__');
+    const name = labelValue(final, '__name__');
     const metric = this.interner.internString(name);
     const metricRule = new Int32Array(verdict.limitPolicies.length);
     let needsLabels = changed;
@@ -313,7 +313,7 @@ export class PolicyEngine {
       for (let j = 0; j < l.perLabel.length; j++) {
         const lr = l.perLabel[j]!;
         if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
-        const v = valueOf(current.labels!, lr.label);
+        const v = labelValue(current.labels!, lr.label);
         if (v === '' || v === OVERFLOW_VALUE) continue;
         const res = state.labels[j]!.admit(current.metric, hashString(v, SEED_A), nowMs, lr.maxValues);
         if (res !== ADMIT_KNOWN && res !== ADMIT_NEW) {
@@ -358,7 +358,7 @@ function mix(h: number, k: number): number {
   return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
 }
 
-function valueOf(labels: readonly Label[], name: string): string {
+function labelValue(labels: readonly Label[], name: string): string {
   for (const l of labels) if (l.name === name) return l.value;
   return '';
 }

@@ -18,7 +18,7 @@ import {
 // Set to true once proxy/main.ts validates every load (validatePolicies) and watches --config
 // (watchConfig). Until then the tests that need either are todos: the proxy would take an invalid
 // spec and would only reload on SIGHUP or POST /-/reload.
-const MAIN_WIRED = false;
+const MAIN_WIRED = true;
 const wiredIt = MAIN_WIRED ? it : it.todo;
 
 interface StatusJson {
