@@ -65,9 +65,14 @@ async function main(): Promise<number> {
   // leaves the running configuration in force and says why.
   const reload = async (): Promise<ConfigStatus> => {
     try {
-      const next = loadConfig(options.configPath);
-      if (next.hash !== status.hash)
+      const { config: next, pipeline: nextPipeline } = load();
+      if (next.hash !== status.hash) {
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
+        // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
+        // between requests: each request runs wholly on the old or wholly on the new version.
+        policyStats.setPipeline(nextPipeline);
+        engine.setPipeline(nextPipeline);
+      }
       config = next;
       Object.assign(status, {
         hash: next.hash,
