@@ -9,6 +9,7 @@ import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
+import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { readVersion } from './version.js';
 
@@ -52,6 +53,13 @@ async function main(): Promise<number> {
   const policyStats = new PolicyStats(metrics.registry);
   policyStats.setPipeline(pipeline);
   const engine = new PolicyEngine(pipeline, options.engine, policyStats);
+  const offenders = new Offenders(engine, options.stats);
+  offenders.register(metrics.registry);
+  policyStats.observe({
+    slot: offenders.hooks.slot,
+    forwarded: offenders.hooks.forwarded,
+    newSeries: (metric, labels, nowMs) => offenders.newSeries(metric, labels, nowMs),
+  });
   metrics.configReload(true, config.hash);
   const status: ConfigStatus = {
     hash: config.hash,
@@ -72,6 +80,7 @@ async function main(): Promise<number> {
         // between requests: each request runs wholly on the old or wholly on the new version.
         policyStats.setPipeline(nextPipeline);
         engine.setPipeline(nextPipeline);
+        offenders.setPipeline(nextPipeline);
       }
       config = next;
       Object.assign(status, {
@@ -114,6 +123,7 @@ async function main(): Promise<number> {
     upstreamProtocol: options.upstreamProtocol,
     engine,
     policyStats,
+    topOffenders: (limit: number) => offenders.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     configStatus: () => status,
     ready: () => ready,

@@ -16,6 +16,7 @@ import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
+import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 
 // The proxy's HTTP contract, end to end inside one process: fastify's inject as the sender, a
@@ -83,6 +84,13 @@ function proxy(
     { verdictCacheSize: 100, maxTrackedSeries: 100, maxTrackedLabelValues: 100, maxMetricNames: 100 },
     policyStats,
   );
+  const offenders = new Offenders(engine, { windowMs: 60_000, maxTrackedSeries: 1000, exposeTop: 5 });
+  offenders.register(metrics.registry);
+  policyStats.observe({
+    slot: offenders.hooks.slot,
+    forwarded: offenders.hooks.forwarded,
+    newSeries: (m, l, t) => offenders.newSeries(m, l, t),
+  });
   const status: ConfigStatus = {
     hash: 'h',
     loadedAt: new Date(0),
@@ -100,6 +108,7 @@ function proxy(
     engine,
     policyStats,
     reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
+    topOffenders: (limit) => offenders.report(limit),
     configStatus: () => status,
     ready: () => true,
     reload: async () => status,
@@ -501,4 +510,51 @@ describe('policies on the request path', () => {
       expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBe(exemplars);
     },
   );
+});
+
+describe('top offenders', () => {
+  it('reports the metrics with the most series, labels with the most values, and drops by policy and reason', async () => {
+    const { app } = proxy({
+      policies: [
+        {
+          name: 'p',
+          namespace: 'ns',
+          spec: { limits: { perMetric: [{ metric: 'req_total', maxSeries: 3 }] } },
+        },
+      ],
+    });
+    const ts = (name: string, user: string) => ({
+      labels: [
+        { name: '__name__', value: name },
+        { name: 'user', value: user },
+      ],
+      samples: [{ value: 1, timestamp: 1 }],
+      exemplars: [],
+      histograms: [],
+    });
+    const input: WriteRequestV1 = {
+      timeseries: [...Array.from({ length: 8 }, (_, k) => ts('req_total', `u${k}`)), ts('up', 'x')],
+      metadata: [],
+    };
+    const res = await post(app, snappyEncode(encodeWriteRequestV1(input)), {
+      'content-type': 'application/x-protobuf',
+    });
+    expect(res.statusCode).toBe(204);
+    const top = (await app.inject('/api/v1/stats/top-offenders?limit=2')).json();
+    expect(top.metrics).toEqual([
+      { metric: 'req_total', activeSeries: 3 },
+      { metric: 'up', activeSeries: 1 },
+    ]);
+    expect(top.labels).toEqual([
+      { metric: 'req_total', label: 'user', distinctValues: 3 },
+      { metric: 'up', label: 'user', distinctValues: 1 },
+    ]);
+    expect(top.drops).toEqual([{ metric: 'req_total', policy: 'ns/p', reason: 'series_limit', samples: 5 }]);
+    const metricsText = (await app.inject('/metrics')).body;
+    expect(metricsText).toContain('cardinal_proxy_top_metric_active_series{metric="req_total"} 3');
+    expect(metricsText).toContain(
+      'cardinal_proxy_top_dropped_samples{metric="req_total",policy="ns/p",reason="series_limit"} 5',
+    );
+    expect((await app.inject('/api/v1/stats/top-offenders?limit=abc')).statusCode).toBe(400);
+  });
 });

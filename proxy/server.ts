@@ -11,6 +11,7 @@ import { registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
+import type { TopOffendersReport } from './stats/top-offenders.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -31,6 +32,7 @@ export interface ServerDeps {
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
+  readonly topOffenders: (limit: number) => TopOffendersReport;
   readonly configStatus: () => ConfigStatus;
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;
@@ -83,6 +85,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   app.get('/api/v1/status/config', async () => statusJson(deps.configStatus()));
+  app.get('/api/v1/stats/top-offenders', async (req, reply) => {
+    const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
+    const limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) {
+      return reply
+        .code(400)
+        .type('text/plain; charset=utf-8')
+        .send(`limit: "${raw.slice(0, 20)}" must be an integer from 1 to 1000\n`);
+    }
+    return deps.topOffenders(limit);
+  });
   app.post('/-/reload', async (_req, reply) => {
     const status = await deps.reload();
     return reply.code(status.lastError === undefined ? 200 : 500).send(statusJson(status));

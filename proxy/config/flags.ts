@@ -20,6 +20,11 @@ export interface ProxyOptions {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly reportDroppedAsWritten: boolean;
+  readonly stats: {
+    readonly windowMs: number;
+    readonly maxTrackedSeries: number;
+    readonly exposeTop: number;
+  };
   readonly engine: {
     readonly verdictCacheSize: number;
     readonly maxTrackedSeries: number;
@@ -57,6 +62,9 @@ Flags (environment variable in brackets):
                                    policy with limits (default 1000000)
   --limits.max-tracked-values N    label values each per-label limit tracks at most (default 262144)
   --limits.max-metric-names N      metric names told apart by limits and statistics (default 65536)
+  --stats.window DURATION          a series counts as active for top offenders while seen within it (default 10m)
+  --stats.max-tracked-series N     series the top-offender statistics track (default 1000000)
+  --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
   --cache.max-label-sets N         label sets whose policy verdict is cached (default 200000)
   -h, --help                       show this help
 `;
@@ -120,6 +128,11 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
+    stats: Object.freeze({
+      windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
+      maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
+      exposeTop: positiveInt('--stats.expose-top', v['stats.expose-top'] ?? '20'),
+    }),
     engine: Object.freeze({
       verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '200000'),
       maxTrackedSeries: positiveInt(
@@ -167,6 +180,9 @@ function parse(argv: readonly string[]) {
       'limits.max-tracked-values': { type: 'string' },
       'limits.max-metric-names': { type: 'string' },
       'cache.max-label-sets': { type: 'string' },
+      'stats.window': { type: 'string' },
+      'stats.max-tracked-series': { type: 'string' },
+      'stats.expose-top': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -46,7 +46,9 @@ function engineFor(policies: Array<{ name: string; spec: MetricPolicySpecT }>) {
     },
     forwarded() {
       counted.forwarded++;
+      return false;
     },
+    newSeries() {},
   };
   return { engine: new PolicyEngine(pipeline, opts, observer), counted };
 }

@@ -36,8 +36,13 @@ export interface EngineOptions {
 export interface EngineObserver {
   /** `samples` of series `metric` acted on by counter slot `slot` (see Pipeline.slots). */
   slot(slot: number, metric: number, samples: number): void;
-  /** A series that was forwarded: its metric index and label-set hash, for active-series statistics. */
-  forwarded(metric: number, hash: number, nowMs: number): void;
+  /**
+   * A series that was forwarded: its metric index and label-set hash, for active-series
+   * statistics. Returns true when the series is new to the statistics, which then get its labels
+   * through `newSeries` (decoded again only for such series).
+   */
+  forwarded(metric: number, hash: number, nowMs: number): boolean;
+  newSeries(metric: number, labels: readonly Label[], nowMs: number): void;
 }
 
 interface Entry {
@@ -215,7 +220,10 @@ export class PolicyEngine {
       samples += index.samples[i]!;
       histograms += index.histograms[i]!;
       exemplars += index.exemplars[i]!;
-      this.#observer.forwarded(final.metric, final.hash, nowMs);
+      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) {
+        const labels = final.labels ?? (v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols));
+        this.#observer.newSeries(final.metric, labels, nowMs);
+      }
     }
     if (!out.changed) {
       return { unchanged: true, body: undefined, series, samples, histograms, exemplars };

@@ -1,4 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
+import type { Label } from '../codec/types.js';
 import type { Pipeline } from '../pipeline/compile.js';
 import type { EngineObserver } from '../pipeline/engine.js';
 
@@ -14,6 +15,7 @@ export class PolicyStats implements EngineObserver {
   #pending = new Float64Array(0);
   #children: ReturnType<Counter<'policy' | 'rule' | 'reason' | 'action' | 'mode'>['labels']>[] = [];
   #onForwarded: EngineObserver['forwarded'] | undefined;
+  #onNewSeries: EngineObserver['newSeries'] | undefined;
   #onSlot: ((slot: number, metric: number, samples: number) => void) | undefined;
 
   constructor(registry: Registry) {
@@ -29,9 +31,11 @@ export class PolicyStats implements EngineObserver {
   observe(hooks: {
     slot?: (slot: number, metric: number, samples: number) => void;
     forwarded?: EngineObserver['forwarded'];
+    newSeries?: EngineObserver['newSeries'];
   }): void {
     this.#onSlot = hooks.slot;
     this.#onForwarded = hooks.forwarded;
+    this.#onNewSeries = hooks.newSeries;
   }
 
   /** Called when a new pipeline takes effect, before any request runs on it. */
@@ -48,8 +52,12 @@ export class PolicyStats implements EngineObserver {
     this.#onSlot?.(slot, metric, samples);
   }
 
-  forwarded(metric: number, hash: number, nowMs: number): void {
-    this.#onForwarded?.(metric, hash, nowMs);
+  forwarded(metric: number, hash: number, nowMs: number): boolean {
+    return this.#onForwarded?.(metric, hash, nowMs) ?? false;
+  }
+
+  newSeries(metric: number, labels: readonly Label[], nowMs: number): void {
+    this.#onNewSeries?.(metric, labels, nowMs);
   }
 
   flush(): void {

@@ -1,0 +1,175 @@
+import { Gauge, type Registry } from 'prom-client';
+import type { Label } from '../codec/types.js';
+import { ADMIT_NEW, hashString, MetricInterner, SeriesTracker } from '../pipeline/cardinality.js';
+import type { Pipeline, Reason } from '../pipeline/compile.js';
+import type { EngineObserver, PolicyEngine } from '../pipeline/engine.js';
+import { TopOffenders, type TopOffendersReport } from './top-offenders.js';
+
+export interface OffenderOptions {
+  /** A series counts as active while seen within this window. */
+  readonly windowMs: number;
+  /** Series tracked for statistics (about 13.3 bytes each, allocated up front). */
+  readonly maxTrackedSeries: number;
+  /** How many metric names /metrics exposes as label values. */
+  readonly exposeTop: number;
+}
+
+const REASONS: readonly Reason[] = [
+  'relabel_dropped',
+  'relabel_rewritten',
+  'metric_dropped',
+  'metric_name',
+  'label_name',
+  'required_label',
+  'forbidden_label',
+  'max_labels',
+  'label_name_length',
+  'label_value_length',
+  'series_limit',
+  'label_values_limit',
+  'tenant_series_limit',
+];
+/** Dry-run drops are reported under the reason with a `dryRun:` prefix: what would have been dropped. */
+const REASON_NAMES = [...REASONS, ...REASONS.map((r) => `dryRun:${r}`)];
+
+/**
+ * Real-time top offenders: active series per metric and distinct values per (metric, label) in
+ * fixed-size trackers, and dropped samples per (metric, policy, reason). Everything is counted as
+ * the engine reports it; the reports are computed on demand, in O(metrics + label pairs).
+ */
+export class Offenders {
+  readonly #opts: OffenderOptions;
+  readonly #engine: PolicyEngine;
+  readonly #series: SeriesTracker;
+  readonly #pairs = new MetricInterner({ capacity: 65536, maxNameBytes: 512 });
+  readonly #values: SeriesTracker;
+  #top: TopOffenders;
+  /** Per counter slot of the current pipeline: policy index and reason code, or -1 when not a drop. */
+  #slotPolicy = new Int32Array(0);
+  #slotReason = new Int32Array(0);
+
+  constructor(engine: PolicyEngine, opts: OffenderOptions) {
+    this.#opts = opts;
+    this.#engine = engine;
+    const buckets = engine.interner.capacity;
+    this.#series = new SeriesTracker({
+      maxTrackedSeries: opts.maxTrackedSeries,
+      buckets,
+      windowMs: opts.windowMs,
+    });
+    this.#values = new SeriesTracker({
+      maxTrackedSeries: opts.maxTrackedSeries,
+      buckets: 65536,
+      windowMs: opts.windowMs,
+    });
+    this.#top = this.#makeTop(engine.pipeline);
+    this.setPipeline(engine.pipeline);
+  }
+
+  #makeTop(pipeline: Pipeline): TopOffenders {
+    return new TopOffenders({
+      metrics: this.#engine.interner,
+      series: [this.#series],
+      labels: [],
+      policies: pipeline.policies.map((p) => p.id),
+      reasons: REASON_NAMES,
+    });
+  }
+
+  /** Drop counters restart with each pipeline: policy indices change meaning. */
+  setPipeline(pipeline: Pipeline): void {
+    this.#top = this.#makeTop(pipeline);
+    const policyIndex = new Map(pipeline.policies.map((p) => [p.id, p.index]));
+    this.#slotPolicy = new Int32Array(pipeline.slots.length).fill(-1);
+    this.#slotReason = new Int32Array(pipeline.slots.length).fill(-1);
+    pipeline.slots.forEach((s, i) => {
+      if (s.action !== 'dropped') return;
+      this.#slotPolicy[i] = policyIndex.get(s.policy) ?? -1;
+      this.#slotReason[i] = REASONS.indexOf(s.reason) + (s.mode === 'dryRun' ? REASONS.length : 0);
+    });
+  }
+
+  /** Hooks for PolicyStats.observe. */
+  readonly hooks: {
+    slot: (slot: number, metric: number, samples: number) => void;
+    forwarded: EngineObserver['forwarded'];
+  } = {
+    slot: (slot, metric, samples) => {
+      const policy = this.#slotPolicy[slot] ?? -1;
+      if (policy >= 0) this.#top.recordDrop(metric, policy, this.#slotReason[slot]!, samples);
+    },
+    forwarded: (metric, hash, nowMs) =>
+      this.#series.admit(metric, hash, nowMs, Number.POSITIVE_INFINITY) === ADMIT_NEW,
+  };
+
+  /** Called for each series the statistics tracker saw for the first time within the window. */
+  newSeries(metric: number, labels: readonly Label[], nowMs: number): void {
+    const name = this.#engine.interner.name(metric);
+    for (const l of labels) {
+      if (l.name === '__name__') continue;
+      const pair = this.#pairs.internString(`${name}\u0000${l.name}`);
+      this.#values.admit(pair, hashString(l.value, 0x2545f491), nowMs, Number.POSITIVE_INFINITY);
+    }
+  }
+
+  report(limit: number): TopOffendersReport {
+    const base = this.#top.topOffenders(limit);
+    const labels: TopOffendersReport['labels'] = [];
+    for (let i = 1; i < this.#pairs.size; i++) {
+      const n = this.#values.count(i);
+      if (n === 0) continue;
+      const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
+      labels.push({ metric, label, distinctValues: n });
+    }
+    labels.sort((a, b) => b.distinctValues - a.distinctValues || (a.metric < b.metric ? -1 : 1));
+    return { metrics: base.metrics, labels: labels.slice(0, limit), drops: base.drops };
+  }
+
+  /**
+   * Gauges for /metrics, filled at scrape time with only the current top N metric names, so the
+   * proxy's own metrics can never become a cardinality problem.
+   */
+  register(registry: Registry): void {
+    const self = this;
+    new Gauge({
+      name: 'cardinal_proxy_top_metric_active_series',
+      help: 'Active series of the metrics with the most, the top N only (--stats.expose-top).',
+      labelNames: ['metric'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of self.report(self.#opts.exposeTop).metrics) this.labels(m.metric).set(m.activeSeries);
+      },
+    });
+    new Gauge({
+      name: 'cardinal_proxy_top_label_distinct_values',
+      help: 'Distinct values of the labels with the most, per metric, the top N only.',
+      labelNames: ['metric', 'label'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const l of self.report(self.#opts.exposeTop).labels)
+          this.labels(l.metric, l.label).set(l.distinctValues);
+      },
+    });
+    new Gauge({
+      name: 'cardinal_proxy_top_dropped_samples',
+      help: 'Dropped samples since the configuration was loaded, of the metrics with the most, by policy and reason; the top N only.',
+      labelNames: ['metric', 'policy', 'reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of self.report(self.#opts.exposeTop).drops)
+          this.labels(d.metric, d.policy, d.reason).set(d.samples);
+      },
+    });
+    new Gauge({
+      name: 'cardinal_proxy_active_series',
+      help: 'Series seen within the statistics window, all metrics.',
+      registers: [registry],
+      collect() {
+        this.set(self.#series.size);
+      },
+    });
+  }
+}
