@@ -194,7 +194,7 @@ describe('PolicyEngine', () => {
     expect(counted.slots.get('p/limits.perMetric[0]/series_limit/dropped/enforce')).toBe(2);
   });
 
-  it('limits overflow: the offending label is replaced so the data is aggregated, not lost', () => {
+  it('limits overflow: the offending label is replaced and the collapsed series are aggregated', () => {
     const { engine } = engineFor([
       {
         name: 'p',
@@ -205,9 +205,31 @@ describe('PolicyEngine', () => {
         },
       },
     ]);
-    const s = (u: string) => series({ __name__: 'req', user: u });
-    const { names } = runV1(engine, req(s('a'), s('b'), s('c'), s('d')));
-    expect(names.map((n) => n.user)).toEqual(['a', 'b', OVERFLOW_VALUE, OVERFLOW_VALUE]);
+    const s = (u: string, base: number) => ({
+      ...series({ __name__: 'req', user: u }),
+      samples: [
+        { value: 1, timestamp: base },
+        { value: 10, timestamp: base + 1 },
+      ],
+    });
+    const first = runV1(engine, req(s('a', 1000), s('b', 1000), s('c', 1000), s('d', 1000)));
+    expect(first.names.map((n) => n.user)).toEqual(['a', 'b', OVERFLOW_VALUE]);
+    // c and d collapse onto one series; samples at the same timestamp are summed, so the receiver
+    // never sees a duplicate timestamp (which it would reject with a 400 for the whole request).
+    expect(first.out.timeseries[2]!.samples).toEqual([
+      { value: 2, timestamp: 1000 },
+      { value: 20, timestamp: 1001 },
+    ]);
+    expect(first.result.samples).toBe(6);
+    // A later request: timestamps up to the newest already forwarded (1001) are left out, newer ones flow.
+    const again = runV1(engine, req(s('c', 1000), s('e', 1001), s('d', 2000)));
+    expect(again.out.timeseries.map((t) => t.samples)).toEqual([
+      [
+        { value: 10, timestamp: 1002 },
+        { value: 1, timestamp: 2000 },
+        { value: 10, timestamp: 2001 },
+      ],
+    ]);
   });
 
   it('per-label limits cap distinct values per metric', () => {

@@ -66,6 +66,8 @@ interface Entry {
   readonly metricRule: Int32Array;
   /** Overflow variants, computed once per (rule) and kept. */
   overflow: Map<number, Entry> | undefined;
+  /** True for an overflow variant: several series collapse onto it, so its samples are aggregated. */
+  readonly aggregated: boolean;
 }
 
 export interface ProcessResult {
@@ -99,6 +101,8 @@ export class PolicyEngine {
   #cached = 0;
   #limits: (LimitState | undefined)[] = [];
   readonly #tenants: MetricInterner;
+  /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
+  readonly #overflowSeen = new Map<number, number>();
 
   constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver) {
     this.#opts = opts;
@@ -215,6 +219,11 @@ export class PolicyEngine {
         out.drop(i);
         continue;
       }
+      if (final.aggregated) {
+        // Counted as forwarded by the aggregate it joins, in finish().
+        out.aggregate(i, final);
+        continue;
+      }
       if (final.changed) out.rewrite(i, final.labels!, final.encoded!);
       series++;
       samples += index.samples[i]!;
@@ -228,7 +237,10 @@ export class PolicyEngine {
     if (!out.changed) {
       return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
     }
-    return { unchanged: false, body: out.finish(), series, samples, histograms, exemplars };
+    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize);
+    series += out.aggregateSeries;
+    samples += out.aggregateSamples;
+    return { unchanged: false, body, series, samples, histograms, exemplars };
   }
 
   #cacheFor(tenant: string | undefined): Map<number, Entry> {
@@ -282,6 +294,7 @@ export class PolicyEngine {
       limitPolicies: verdict.limitPolicies,
       metricRule,
       overflow: undefined,
+      aggregated: false,
     };
   }
 
@@ -350,6 +363,7 @@ export class PolicyEngine {
       encoded,
       hash: hashBytes(encoded, 0, encoded.length, SEED_A),
       overflow: undefined,
+      aggregated: true,
     };
     entry.overflow.set(key, variant);
     return variant;
@@ -504,6 +518,9 @@ function payloadOf(buf: Uint8Array, start: number): number {
  */
 class OutputBuilder {
   changed = false;
+  aggregateSeries = 0;
+  aggregateSamples = 0;
+  #aggregates: Map<number, { entry: Entry; byTs: Map<number, number> }> | undefined;
   readonly #buf: Buffer;
   readonly #index: SeriesIndex;
   readonly #chunks: Uint8Array[] = [];
@@ -573,7 +590,50 @@ class OutputBuilder {
     return ref;
   }
 
-  finish(): Uint8Array {
+  /**
+   * Series collapsing onto one overflow series within a request are merged: float samples with
+   * the same timestamp are summed (the series of one scrape share it), so the receiver gets one
+   * sample per timestamp instead of duplicates it would reject with a 400 for the whole request.
+   * Histograms and exemplars of overflowed series are not aggregated and are dropped.
+   */
+  aggregate(i: number, entry: Entry): void {
+    this.#cut(i);
+    this.#aggregates ??= new Map();
+    let agg = this.#aggregates.get(entry.hash);
+    if (agg === undefined) {
+      agg = { entry, byTs: new Map() };
+      this.#aggregates.set(entry.hash, agg);
+    }
+    const buf = this.#buf;
+    for (const rec of recordsOf(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 2)) {
+      const { value, timestamp } = readSample(buf, rec[0], rec[1]);
+      agg.byTs.set(timestamp, (agg.byTs.get(timestamp) ?? 0) + value);
+    }
+  }
+
+  /**
+   * `seen` keeps the newest timestamp forwarded per overflow series across requests: a sample at
+   * or before it would be a duplicate or out of order for the receiver, which rejects the whole
+   * request for one, so such samples are left out here.
+   */
+  finish(seen: Map<number, number>, maxSeen: number): Uint8Array {
+    for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
+      const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
+      const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
+      if (times.length === 0) continue;
+      if (seen.size >= maxSeen) seen.clear();
+      seen.set(entry.hash, times[times.length - 1]!);
+      const samples = times.map((t) => encodeSample(byTs.get(t)!, t));
+      const head = this.#index.version === 1 ? entry.encoded! : this.#labelRefs(entry.labels!);
+      let len = head.length;
+      for (const smp of samples) len += smp.length;
+      const prefix = new Uint8Array(1 + varintSize(len));
+      prefix[0] = this.#index.version === 1 ? 0x0a : 0x2a;
+      writeVarint(prefix, 1, len);
+      this.#tail.push(prefix, head, ...samples);
+      this.aggregateSeries++;
+      this.aggregateSamples += times.length;
+    }
     if (this.#copiedTo < this.#buf.length) this.#chunks.push(this.#buf.subarray(this.#copiedTo));
     for (const s of this.#newSymbols) {
       const bytes = Buffer.from(s);
@@ -584,4 +644,74 @@ class OutputBuilder {
     }
     return Buffer.concat([...this.#chunks, ...this.#tail]);
   }
+}
+
+/** [payload start, payload end) of each LEN record of field `field` in buf[from, to). */
+function recordsOf(buf: Uint8Array, from: number, to: number, field: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const rec of recordsExcept(buf, from, to, -1)) {
+    const offset = rec.byteOffset - buf.byteOffset;
+    if (rec[0] !== ((field << 3) | 2)) continue;
+    let pos = offset + 1;
+    let len = 0;
+    let scale = 1;
+    let b: number;
+    do {
+      b = buf[pos++]!;
+      len += (b & 0x7f) * scale;
+      scale *= 128;
+    } while (b >= 0x80);
+    out.push([pos, pos + len]);
+  }
+  return out;
+}
+
+/** Reads a Sample payload (value = 1 double, timestamp = 2 int64) as the scanner validated it. */
+function readSample(buf: Uint8Array, from: number, to: number): { value: number; timestamp: number } {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let value = 0;
+  let timestamp = 0;
+  let pos = from;
+  while (pos < to) {
+    const tag = buf[pos++]!;
+    if (tag === 0x09) {
+      value = view.getFloat64(pos, true);
+      pos += 8;
+    } else {
+      let v = 0n;
+      let shift = 0n;
+      let b: number;
+      do {
+        b = buf[pos++]!;
+        v |= BigInt(b & 0x7f) << shift;
+        shift += 7n;
+      } while (b >= 0x80);
+      if (tag === 0x10) timestamp = Number(BigInt.asIntN(64, v));
+    }
+  }
+  return { value, timestamp };
+}
+
+/** A Sample record (field 2 of TimeSeries in both versions). */
+function encodeSample(value: number, timestamp: number): Uint8Array {
+  const ts = BigInt.asUintN(64, BigInt(timestamp));
+  const tsBytes: number[] = [];
+  let v = ts;
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    tsBytes.push(b);
+  } while (v > 0n);
+  const inner = 9 + (timestamp === 0 ? 0 : 1 + tsBytes.length);
+  const out = new Uint8Array(2 + inner);
+  out[0] = 0x12;
+  out[1] = inner;
+  out[2] = 0x09;
+  new DataView(out.buffer).setFloat64(3, value, true);
+  if (timestamp !== 0) {
+    out[11] = 0x10;
+    out.set(tsBytes, 12);
+  }
+  return out;
 }
