@@ -30,22 +30,25 @@ const Duration = (description: string, def?: string) =>
 const NamePattern = (description: string) =>
   Type.String({ minLength: 1, description: `${description} An RE2 regular expression, fully anchored.` });
 
-export const RelabelAction = StringEnum(
-  [
-    'replace',
-    'keep',
-    'drop',
-    'keepequal',
-    'dropequal',
-    'hashmod',
-    'labelmap',
-    'labeldrop',
-    'labelkeep',
-    'lowercase',
-    'uppercase',
-  ],
-  { description: 'The relabel action, with exactly Prometheus semantics.', default: 'replace' },
-);
+/** Every relabel action Prometheus has. */
+export const RELABEL_ACTIONS = [
+  'replace',
+  'keep',
+  'drop',
+  'keepequal',
+  'dropequal',
+  'hashmod',
+  'labelmap',
+  'labeldrop',
+  'labelkeep',
+  'lowercase',
+  'uppercase',
+] as const;
+
+export const RelabelAction = StringEnum([...RELABEL_ACTIONS], {
+  description: 'The relabel action, with exactly Prometheus semantics.',
+  default: 'replace',
+});
 
 /**
  * A Prometheus relabel_config. The keys are snake_case as in Prometheus's own configuration, so a

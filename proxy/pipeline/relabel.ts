@@ -13,7 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import RE2 from 're2';
-import type { RelabelConfigT } from '../../crds/metric-policy.js';
+import { RELABEL_ACTIONS, type RelabelConfigT } from '../../crds/metric-policy.js';
 import type { Label } from '../codec/types.js';
 import {
   type AnchoredRegex,
@@ -32,32 +32,9 @@ export interface RelabelOptions {
   readonly dialect?: RelabelDialect;
 }
 
-export type RelabelAction =
-  | 'replace'
-  | 'keep'
-  | 'drop'
-  | 'keepequal'
-  | 'dropequal'
-  | 'hashmod'
-  | 'labelmap'
-  | 'labeldrop'
-  | 'labelkeep'
-  | 'lowercase'
-  | 'uppercase';
+export type RelabelAction = (typeof RELABEL_ACTIONS)[number];
 
-const ACTIONS: ReadonlySet<string> = new Set<RelabelAction>([
-  'replace',
-  'keep',
-  'drop',
-  'keepequal',
-  'dropequal',
-  'hashmod',
-  'labelmap',
-  'labeldrop',
-  'labelkeep',
-  'lowercase',
-  'uppercase',
-]);
+const ACTIONS: ReadonlySet<string> = new Set<string>(RELABEL_ACTIONS);
 
 /** One relabel_config with Prometheus's defaults applied and its regex and templates compiled. */
 export interface RelabelRule {

@@ -3,6 +3,7 @@
 import { afterAll, afterEach } from 'vitest';
 import type { Closable } from './process.js';
 
+export { expectReceivedExactly } from './assert.js';
 export { binaryPath, type ProgramKind } from './binaries.js';
 export { PROXY_MAIN, type ProxyOptions, type ProxyProgram, startProxy } from './cardinal.js';
 export {

@@ -11,6 +11,7 @@ import { snappyEncode } from '../../proxy/codec/snappy.js';
 import type { RequestV2 } from '../../proxy/codec/types.js';
 import {
   eventually,
+  expectReceivedExactly,
   metricSum,
   type PrometheusReceiver,
   type ScrapeTarget,
@@ -22,29 +23,6 @@ import {
   startVmagent,
   useCleanup,
 } from '../framework/index.js';
-
-/** Waits until the receiver holds exactly `served` for the target's sequence; returns the series. */
-async function expectReceivedExactly(
-  receiver: PrometheusReceiver,
-  target: ScrapeTarget,
-  served: ServedSample[],
-  timeoutMs = 20_000,
-) {
-  const first = served[0];
-  const last = served.at(-1);
-  if (first === undefined || last === undefined) throw new Error('the target served nothing');
-  const lookback = Math.ceil((last.timestampMs - first.timestampMs) / 1000) + 60;
-  const expected = served.map((s) => [s.timestampMs, s.value]);
-  return eventually(
-    async () => {
-      const series = await receiver.rawSamples(target.sequenceSelector, lookback, last.timestampMs + 1000);
-      expect(series).toHaveLength(1);
-      expect(series[0]?.samples).toEqual(expected);
-      return series[0]!;
-    },
-    { timeoutMs },
-  );
-}
 
 /** Series with awkward label values, served beside the sequence. */
 const STATIC_SERIES = [

@@ -12,6 +12,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { RelabelConfigT } from '../../crds/metric-policy.js';
+import { RELABEL_ACTIONS } from '../../crds/metric-policy.js';
 import { decodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyDecode } from '../../proxy/codec/snappy.js';
 import {
@@ -199,19 +200,7 @@ const LABELKEEP_REGEXES = [
   '(__name__|job|instance|copy_a|copy_b|empty)',
 ];
 
-const ACTIONS = [
-  'replace',
-  'keep',
-  'drop',
-  'keepequal',
-  'dropequal',
-  'hashmod',
-  'labelmap',
-  'labeldrop',
-  'labelkeep',
-  'lowercase',
-  'uppercase',
-] as const;
+const ACTIONS = RELABEL_ACTIONS;
 
 function generateRule(r: Rng, action: (typeof ACTIONS)[number]): RelabelConfigT {
   const sources = () => some(r, SOURCES, 1, 3);
