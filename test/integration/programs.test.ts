@@ -5,12 +5,8 @@
 
 import { describe, expect, it } from 'vitest';
 import {
-  eventually,
   expectReceivedExactly,
   metricSum,
-  type PrometheusReceiver,
-  type ScrapeTarget,
-  type ServedSample,
   startPrometheusAgent,
   startPrometheusReceiver,
   startTarget,

@@ -14,8 +14,6 @@ import {
   expectReceivedExactly,
   metricSum,
   type PrometheusReceiver,
-  type ScrapeTarget,
-  type ServedSample,
   startPrometheusAgent,
   startPrometheusReceiver,
   startProxy,
