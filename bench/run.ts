@@ -3,10 +3,15 @@
 //
 // Rows:
 //   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core
+//   stage ... policies  the same plus the realistic policy set (bench/policies.ts) run by the proxy's
+//                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
-//   cardinal-proxy      load generator -> proxy -> sink; the proxy answers after the sink accepted
+//   cardinal-proxy      load generator -> proxy -> sink; the proxy answers after the sink accepted;
+//                       once without policies, once with the realistic policy set (--config)
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
-//                       before it forwards, so its latency row is not the same contract
+//                       before it forwards, so its latency row is not the same contract; once plain,
+//                       once with the same relabel rules and -remoteWrite.maxHourlySeries
+// Memory rows come from a child process (bench/memory.ts, node --expose-gc).
 // "max samples/s" is a closed loop with 8 requests in flight; "added" latency is the open-loop
 // percentile at half of that rate minus the same percentile straight into the sink at that rate.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -18,6 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { scanWriteRequestV1 } from '../proxy/codec/scan.js';
 import { snappyDecode } from '../proxy/codec/snappy.js';
+import type { MemoryReport } from './memory.js';
+import { policyPath } from './pipeline.js';
+import { policySpecs, VMAGENT_DIFFERENCES, writePolicyDir, writeVmagentRelabel } from './policies.js';
 import { makeWorkload, type Workload } from './workload.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -59,6 +67,26 @@ function stageBench(w: Workload): number {
     const body = w.bodies[i++ % w.bodies.length]!;
     index = scanWriteRequestV1(snappyDecode(body, 1 << 30), index);
     samples += index.totalSamples;
+  }
+  return samples / ((performance.now() - start) / 1000);
+}
+
+/**
+ * The request path with policies, in-process: decode, scan, the engine over the realistic policy
+ * set, statistics and, as most series are rewritten, re-encoding and snappy compression.
+ */
+function policyStageBench(w: Workload, configDir: string): number {
+  const path = policyPath(configDir);
+  // Warm-up: fills the verdict cache and lets the JIT settle before measuring steady state.
+  const warm = performance.now() + Math.min(2000, (SECONDS * 1000) / 4);
+  for (let k = 0; performance.now() < warm; k++) path.run(w.bodies[k % w.bodies.length]!, Date.now());
+  let samples = 0;
+  let i = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  while (performance.now() < end) {
+    path.run(w.bodies[i++ % w.bodies.length]!, Date.now());
+    samples += w.samplesPerRequest;
   }
   return samples / ((performance.now() - start) / 1000);
 }
@@ -126,6 +154,9 @@ async function startProcess(
 ): Promise<ChildProcess> {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 200; i++) {
+    // A program that rejects its flags or configuration exits; say so rather than wait.
+    if (child.exitCode !== null)
+      throw new Error(`${cmd} exited with code ${child.exitCode} before it was ready`);
     try {
       const res = await fetch(readyUrl);
       if (res.ok) return child;
@@ -183,16 +214,105 @@ async function measure(name: string, url: string, sinkUrl: string, w: Workload, 
   };
 }
 
+/** Lines of a Prometheus text exposition whose name matches `name` and whose value is not 0. */
+async function nonZeroMetrics(url: string, name: RegExp): Promise<string[]> {
+  const text = await (await fetch(url)).text();
+  return text
+    .split('\n')
+    .filter((l) => !l.startsWith('#') && name.test(l.split(/[{ ]/)[0] ?? '') && !/ 0$/.test(l));
+}
+
+/** The proxy's policy counters, summed by reason and action: what the policy set did. */
+async function policyCounters(metricsUrl: string): Promise<string> {
+  const sums = new Map<string, number>();
+  for (const line of await nonZeroMetrics(metricsUrl, /^cardinal_proxy_policy_samples_total$/)) {
+    const reason = /reason="([^"]*)"/.exec(line)?.[1];
+    const action = /action="([^"]*)"/.exec(line)?.[1];
+    const key = `${reason} ${action}`;
+    sums.set(key, (sums.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return [...sums].map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join('; ') || 'none';
+}
+
+function runMemoryBench(): Promise<MemoryReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', join(here, 'memory.js')], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.once('exit', (code) => {
+      if (code === 0) resolve(JSON.parse(out) as MemoryReport);
+      else reject(new Error(`bench/memory.js exited with code ${code}`));
+    });
+  });
+}
+
 function fmt(n: number | undefined, digits: number): string {
   return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits);
 }
 
+async function startProxy(sinkUrl: string, extra: string[]): Promise<{ child: ChildProcess; base: string }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = await startProcess(
+    process.execPath,
+    [
+      join(here, '../proxy/main.js'),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--upstream',
+      sinkUrl,
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
+    {},
+    `${base}/-/ready`,
+  );
+  return { child, base };
+}
+
+async function startVmagent(
+  vmagent: string,
+  sinkUrl: string,
+  dataPath: string,
+  extra: string[],
+): Promise<{ child: ChildProcess; base: string }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = await startProcess(
+    vmagent,
+    [
+      `-httpListenAddr=127.0.0.1:${port}`,
+      `-remoteWrite.url=${sinkUrl}`,
+      `-remoteWrite.tmpDataPath=${dataPath}`,
+      '-loggerLevel=ERROR',
+      ...extra,
+    ],
+    { GOMAXPROCS: '1' },
+    `${base}/health`,
+  );
+  return { child, base };
+}
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
 async function main(): Promise<void> {
   const w = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
+  // The limit sits well above what the workload needs, so it tracks every series and drops none.
+  const maxSeriesPerMetric = Math.max(1000, 10 * w.maxSeriesPerMetric);
   console.log(
-    `workload: ${SERIES} series x ${LABELS} labels, 1 sample each; ${(w.decodedBytes / 1024).toFixed(0)} KiB decoded, ` +
+    `workload: ${SERIES} series x ${LABELS} labels, 1 sample each (${w.distinctSeries} distinct label sets, ` +
+      `at most ${w.maxSeriesPerMetric} per metric); ${(w.decodedBytes / 1024).toFixed(0)} KiB decoded, ` +
       `${(w.bodies[0]!.length / 1024).toFixed(0)} KiB snappy per request; ${SECONDS}s per phase; node ${process.version}`,
   );
+  const tmp = mkdtempSync(join(tmpdir(), 'cardinal-bench-'));
+  const configDir = writePolicyDir(join(tmp, 'policies'), policySpecs(maxSeriesPerMetric));
+  const vmRelabel = writeVmagentRelabel(join(tmp, 'vmagent-relabel.yaml'));
+  const checks: string[] = [];
   const rows: Row[] = [];
   rows.push({
     name: 'stage decode+scan (in-process)',
@@ -201,10 +321,20 @@ async function main(): Promise<void> {
     p99: undefined,
     note: 'one core, no HTTP',
   });
+  rows.push({
+    name: 'stage decode+scan+policies (in-process)',
+    samplesPerSec: policyStageBench(w, configDir),
+    p50: undefined,
+    p99: undefined,
+    note: 'one core, no HTTP; steady state after warm-up; includes re-encoding',
+  });
 
   const sink = await startSink();
   const children: ChildProcess[] = [sink.child];
-  const tmp = mkdtempSync(join(tmpdir(), 'cardinal-bench-'));
+  const stop = async (child: ChildProcess) => {
+    await stopChild(child);
+    children.splice(children.indexOf(child), 1);
+  };
   try {
     const direct = await closedLoop(sink.url, w);
     rows.push({
@@ -215,60 +345,74 @@ async function main(): Promise<void> {
       note: "the load generator's ceiling",
     });
 
-    const proxyPort = await freePort();
-    children.push(
-      await startProcess(
-        process.execPath,
-        [
-          join(here, '../proxy/main.js'),
-          '--listen',
-          `127.0.0.1:${proxyPort}`,
-          '--upstream',
-          sink.url,
-          '--log-level',
-          'warn',
-        ],
-        {},
-        `http://127.0.0.1:${proxyPort}/-/ready`,
-      ),
-    );
+    const plain = await startProxy(sink.url, []);
+    children.push(plain.child);
     rows.push(
       await measure(
         'cardinal-proxy -> sink',
-        `http://127.0.0.1:${proxyPort}/api/v1/write`,
+        `${plain.base}/api/v1/write`,
         sink.url,
         w,
         'acks after the sink accepted',
       ),
     );
+    await stop(plain.child);
+
+    // Starting the proxy with the policy set is also what checks that it validates.
+    const governed = await startProxy(sink.url, ['--config', configDir]);
+    children.push(governed.child);
+    rows.push(
+      await measure(
+        'cardinal-proxy with policies -> sink',
+        `${governed.base}/api/v1/write`,
+        sink.url,
+        w,
+        `10 relabel rules, standards, perMetric maxSeries ${maxSeriesPerMetric}`,
+      ),
+    );
+    checks.push(
+      `cardinal-proxy with policies, policy counters: ${await policyCounters(`${governed.base}/metrics`)}`,
+    );
+    await stop(governed.child);
 
     const vmagent =
       process.env.CARDINAL_VMAGENT ??
       spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
     if (vmagent) {
-      const vmPort = await freePort();
-      children.push(
-        await startProcess(
-          vmagent,
-          [
-            `-httpListenAddr=127.0.0.1:${vmPort}`,
-            `-remoteWrite.url=${sink.url}`,
-            `-remoteWrite.tmpDataPath=${join(tmp, 'vmagent')}`,
-            '-loggerLevel=ERROR',
-          ],
-          { GOMAXPROCS: '1' },
-          `http://127.0.0.1:${vmPort}/health`,
-        ),
-      );
+      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
+      children.push(vm.child);
       rows.push(
         await measure(
           'vmagent -> sink (GOMAXPROCS=1)',
-          `http://127.0.0.1:${vmPort}/api/v1/write`,
+          `${vm.base}/api/v1/write`,
           sink.url,
           w,
           'acks once queued',
         ),
       );
+      await stop(vm.child);
+
+      // The proxy's limit tracks at most --limits.max-tracked-series (1,000,000) series.
+      const maxHourly = 1_000_000;
+      const vmr = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent-relabel'), [
+        `-remoteWrite.relabelConfig=${vmRelabel}`,
+        `-remoteWrite.maxHourlySeries=${maxHourly}`,
+      ]);
+      children.push(vmr.child);
+      rows.push(
+        await measure(
+          'vmagent with equivalent relabel + maxHourlySeries (GOMAXPROCS=1)',
+          `${vmr.base}/api/v1/write`,
+          sink.url,
+          w,
+          `acks once queued; maxHourlySeries ${maxHourly}; ${VMAGENT_DIFFERENCES}`,
+        ),
+      );
+      const vmCounters = await nonZeroMetrics(`${vmr.base}/metrics`, /hourly_series_limit|relabel/);
+      checks.push(
+        `vmagent with relabel, non-zero limit and relabel metrics: ${vmCounters.join('; ') || 'none'}`,
+      );
+      await stop(vmr.child);
     } else {
       rows.push({
         name: 'vmagent',
@@ -283,12 +427,35 @@ async function main(): Promise<void> {
     rmSync(tmp, { recursive: true, force: true });
   }
 
+  const memory = await runMemoryBench();
+
   console.log('\n| path | max samples/s | added p50 ms | added p99 ms | note |\n|---|---:|---:|---:|---|');
   for (const r of rows) {
     console.log(
       `| ${r.name} | ${r.samplesPerSec === undefined ? '-' : Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${r.note} |`,
     );
   }
+  console.log('\n| memory | value | note |\n|---|---:|---|');
+  console.log(
+    `| bytes per tracked series, SeriesTracker | ${memory.trackerBytesPerSeries.toFixed(2)} | capacity 1,000,000, filled with 1,000,000 series |`,
+  );
+  console.log(
+    `| bytes per tracked series, policy path | ${memory.pathBytesPerSeries.toFixed(2)} | engine with one perMetric limit, default flags (limit tracker, top-offender trackers, verdict cache of 200,000 label sets); 1,000,000 series sent, ${memory.pathAdmitted.toLocaleString('en-US')} forwarded |`,
+  );
+  console.log(
+    `| bytes per tracked series, policy path, --cache.max-label-sets 1000 | ${memory.pathSmallCacheBytesPerSeries.toFixed(2)} | the same with the verdict cache nearly off: the difference is the cache |`,
+  );
+  console.log(
+    `| heap under a cardinality bomb, before | ${mib(memory.bombBefore)} | policy path built, perMetric maxSeries ${memory.bombMaxSeriesPerMetric.toLocaleString('en-US')} over 50 metrics; heapUsed + arrayBuffers |`,
+  );
+  console.log(
+    `| heap under a cardinality bomb, after 1M series | ${mib(memory.bombAfter1M)} | 2,000 new series a request |`,
+  );
+  console.log(
+    `| heap under a cardinality bomb, after 5M series | ${mib(memory.bombAfter5M)} | ${memory.bombForwarded.toLocaleString('en-US')} forwarded, the rest dropped by the limit |`,
+  );
+  console.log('');
+  for (const c of checks) console.log(c);
 }
 
 await main();

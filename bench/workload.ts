@@ -15,6 +15,10 @@ export interface Workload {
   readonly bodies: readonly Buffer[];
   readonly samplesPerRequest: number;
   readonly decodedBytes: number;
+  /** Distinct label sets of a request (series whose labels coincide count once). */
+  readonly distinctSeries: number;
+  /** The most distinct label sets any one metric name has: what a per-metric limit must allow. */
+  readonly maxSeriesPerMetric: number;
 }
 
 /**
@@ -25,6 +29,7 @@ export function makeWorkload(opts: WorkloadOptions): Workload {
   const bodies: Buffer[] = [];
   let decodedBytes = 0;
   const start = Date.UTC(2026, 0, 1);
+  const perMetric = new Map<string, Set<string>>();
   for (let b = 0; b < opts.bodies; b++) {
     const req: WriteRequestV1 = { timeseries: [], metadata: [] };
     for (let s = 0; s < opts.series; s++) {
@@ -33,6 +38,12 @@ export function makeWorkload(opts: WorkloadOptions): Workload {
         labels.push({ name: `label_${l}`, value: `value-${l}-${(s * 7919 + l) % 1000}` });
       }
       labels.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+      if (b === 0) {
+        const name = labels.find((l) => l.name === '__name__')!.value;
+        const sets = perMetric.get(name) ?? new Set<string>();
+        perMetric.set(name, sets);
+        sets.add(labels.map((l) => `${l.name}=${l.value}`).join(','));
+      }
       req.timeseries.push({
         labels,
         samples: [{ value: b * 10 + (s % 97), timestamp: start + b * 15_000 }],
@@ -44,5 +55,12 @@ export function makeWorkload(opts: WorkloadOptions): Workload {
     decodedBytes = raw.length;
     bodies.push(snappyEncode(raw));
   }
-  return { bodies, samplesPerRequest: opts.series, decodedBytes };
+  const counts = [...perMetric.values()].map((sets) => sets.size);
+  return {
+    bodies,
+    samplesPerRequest: opts.series,
+    decodedBytes,
+    distinctSeries: counts.reduce((a, b) => a + b, 0),
+    maxSeriesPerMetric: Math.max(0, ...counts),
+  };
 }
