@@ -15,6 +15,14 @@ export {
   parseExposition,
   parseValue,
 } from './exposition.js';
+export {
+  type ControlPlane,
+  type ControlPlaneOptions,
+  type KubectlOptions,
+  type KubectlResult,
+  kubeAssets,
+  startControlPlane,
+} from './kube.js';
 export { projectConfigMap } from './kubelet.js';
 export { type EventuallyOptions, eventually } from './poll.js';
 export {
