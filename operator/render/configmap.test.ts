@@ -1,0 +1,249 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
+import { loadConfig, parsePolicyFile } from '../../proxy/config/load.js';
+import { validatePolicies } from '../../proxy/config/validate.js';
+import type { ConfigMap, MetricPolicy } from '../api/types.js';
+import {
+  CONFIG_HASH_ANNOTATION,
+  CONFIG_KEY,
+  GENERATIONS_ANNOTATION,
+  HEADER,
+  proxyConfigHash,
+  renderedGenerations,
+  renderProxyConfigMap,
+  sortKeys,
+} from './configmap.js';
+import { instanceProblem, selectInstance } from './instance.js';
+
+const TESTDATA = new URL('./testdata/', import.meta.url);
+const UPDATE = process.env.UPDATE_GOLDEN === '1';
+
+function policy(namespace: string, name: string, spec: MetricPolicySpecT, generation = 1): MetricPolicy {
+  return {
+    apiVersion: 'cardinal.dev/v1alpha1',
+    kind: 'MetricPolicy',
+    metadata: {
+      name,
+      namespace,
+      uid: `uid-${namespace}-${name}`,
+      generation,
+      resourceVersion: '12345',
+      labels: { team: namespace },
+      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+    },
+    spec,
+    status: { observedGeneration: generation - 1, topOffender: 'something' },
+  };
+}
+
+const full = policy(
+  'team-a',
+  'api-limits',
+  {
+    priority: 10,
+    mode: 'enforce',
+    match: { selector: '{job=~"api-.*", env!="dev"}', tenants: ['team-a', 'no'] },
+    relabel: [
+      { source_labels: ['pod'], regex: '(.+)-[a-z0-9]{5}', target_label: 'workload', replacement: '$1' },
+      { action: 'labeldrop', regex: 'pod_template_hash|controller_revision_hash' },
+    ],
+    drop: ['go_gc_.*', 'process_.*'],
+    standards: {
+      metricNamePattern: '[a-z_:][a-z0-9_:]*',
+      requiredLabels: ['job'],
+      forbiddenLabels: ['user_id'],
+      maxLabels: 20,
+      onViolation: 'report',
+    },
+    limits: {
+      window: '1h30m',
+      perMetric: [{ metric: 'http_.*', maxSeries: 5000, onExceed: 'overflow', overflowLabel: 'path' }],
+      perLabel: [{ label: 'path', maxValues: 200 }],
+      perTenantMaxSeries: 100000,
+    },
+  },
+  7,
+);
+const minimal = policy('team-a', 'drop-debug', { drop: ['debug_.*'] }, 2);
+const dryRun = policy('monitoring', 'standards', {
+  mode: 'dryRun',
+  standards: { labelNamePattern: '[a-z_][a-z0-9_]*', maxLabelValueLength: 256, onViolation: 'drop' },
+});
+const edge = policy(
+  'edge',
+  'ingress',
+  {
+    proxySelector: { matchLabels: { 'cardinal.dev/proxy-instance': 'edge', zone: 'eu-1' } },
+    limits: { perMetric: [{ metric: 'nginx_.*', maxSeries: 1000 }] },
+  },
+  3,
+);
+
+const cases: { name: string; instance: string; policies: MetricPolicy[] }[] = [
+  { name: 'empty', instance: 'default', policies: [] },
+  { name: 'default', instance: 'default', policies: [minimal, dryRun, full] },
+  { name: 'edge', instance: 'edge', policies: [edge] },
+];
+
+function render(instance: string, policies: readonly MetricPolicy[]): ConfigMap {
+  return renderProxyConfigMap({ instance, namespace: 'cardinal-system', policies, operatorVersion: '0.1.0' });
+}
+
+function text(cm: ConfigMap): string {
+  const t = cm.data[CONFIG_KEY];
+  if (t === undefined) throw new Error(`no ${CONFIG_KEY}`);
+  return t;
+}
+
+describe('renderProxyConfigMap', () => {
+  it.each(cases)('renders $name as its golden file', ({ name, instance, policies }) => {
+    const file = new URL(`${name}.golden.yaml`, TESTDATA);
+    const got = `# Golden file of operator/render/configmap.test.ts; UPDATE_GOLDEN=1 npx vitest run operator/render rewrites it.\n${stringify(
+      sortKeys(render(instance, policies)),
+      { lineWidth: 0 },
+    )}`;
+    if (UPDATE) writeFileSync(file, got);
+    expect(got).toBe(readFileSync(file, 'utf8'));
+  });
+
+  it.each(cases)(
+    'renders $name into documents the proxy loads and validates unchanged',
+    ({ instance, policies }) => {
+      const t = text(render(instance, policies));
+      expect(t.split('\n')[0]).toBe(HEADER);
+      const loaded = validatePolicies(parsePolicyFile('policies.yaml', t));
+      const sorted = [...policies].sort((a, b) =>
+        `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1,
+      );
+      expect(loaded.map((p) => ({ namespace: p.namespace, name: p.name, spec: p.spec }))).toEqual(
+        sorted.map((p) => ({
+          namespace: p.metadata.namespace,
+          name: p.metadata.name,
+          spec: Value.Default(MetricPolicySpec, structuredClone(p.spec)),
+        })),
+      );
+    },
+  );
+
+  it('writes no status and no server-set metadata', () => {
+    const t = text(render('default', [full]));
+    for (const field of ['status', 'uid', 'resourceVersion', 'generation', 'labels', 'annotations']) {
+      expect(t).not.toMatch(new RegExp(`^\\s*${field}:`, 'm'));
+    }
+  });
+
+  it('labels, names and annotates the ConfigMap', () => {
+    const cm = render('edge', [edge]);
+    expect(cm.metadata.name).toBe('cardinal-proxy-edge-policies');
+    expect(cm.metadata.namespace).toBe('cardinal-system');
+    expect(cm.metadata.labels).toEqual({
+      'app.kubernetes.io/managed-by': 'cardinal-operator',
+      'app.kubernetes.io/name': 'cardinal-proxy',
+      'cardinal.dev/proxy-instance': 'edge',
+    });
+    expect(Object.keys(cm.data)).toEqual([CONFIG_KEY]);
+    expect(cm.metadata.annotations[GENERATIONS_ANNOTATION]).toBe('{"edge/ingress":3}');
+    expect(renderedGenerations(render('default', [full, minimal]))).toEqual({
+      'team-a/api-limits': 7,
+      'team-a/drop-debug': 2,
+    });
+  });
+
+  it('changes the config hash with the spec and with nothing else', () => {
+    const hash = (p: MetricPolicy) => render('default', [p]).metadata.annotations[CONFIG_HASH_ANNOTATION];
+    const base = hash(minimal);
+    expect(base).toMatch(/^[0-9a-f]{64}$/);
+    const noise = structuredClone(minimal);
+    noise.metadata.resourceVersion = '99999';
+    noise.metadata.labels = { other: 'x' };
+    noise.status = { observedGeneration: 2 };
+    expect(hash(noise)).toBe(base);
+    expect(hash(policy('team-a', 'drop-debug', { drop: ['debug_.*', 'trace_.*'] }))).not.toBe(base);
+    expect(hash(policy('team-b', 'drop-debug', { drop: ['debug_.*'] }))).not.toBe(base);
+  });
+
+  it('gives the hash the proxy reports once it loaded the mounted ConfigMap', () => {
+    const cm = render('default', [full, minimal, dryRun]);
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-render-'));
+    try {
+      for (const [key, value] of Object.entries(cm.data)) writeFileSync(join(dir, key), value);
+      expect(proxyConfigHash(cm, dir)).toBe(loadConfig(dir).hash);
+      expect(proxyConfigHash(cm, `${dir}/`)).toBe(loadConfig(dir).hash);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses policies of another instance, duplicates and invalid instance names', () => {
+    expect(() => render('default', [edge])).toThrow(/selects instance edge, not default/);
+    expect(() => render('default', [minimal, structuredClone(minimal)])).toThrow(/given twice/);
+    expect(() => render('Edge_1', [])).toThrow(RangeError);
+  });
+
+  it('is deterministic under any permutation of its input', () => {
+    const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
+    const spec: fc.Arbitrary<MetricPolicySpecT> = fc.record(
+      {
+        priority: fc.integer({ min: -100, max: 100 }),
+        mode: fc.constantFrom('enforce' as const, 'dryRun' as const),
+        drop: fc.array(fc.stringMatching(/^[a-z_]{1,10}\.\*$/), { maxLength: 3 }),
+        match: fc.record({ tenants: fc.array(fc.string({ minLength: 1, maxLength: 5 }), { maxLength: 2 }) }),
+        proxySelector: fc.record({ matchLabels: fc.dictionary(fc.constantFrom('zone', 'tier'), name) }),
+      },
+      { requiredKeys: [] },
+    );
+    const policies = fc.uniqueArray(
+      fc.record({ ns: name, name, spec, generation: fc.integer({ min: 1, max: 1000 }) }),
+      { selector: (p) => `${p.ns}/${p.name}`, maxLength: 8 },
+    );
+    fc.assert(
+      fc.property(
+        policies.chain((ps) =>
+          fc.tuple(fc.constant(ps), fc.shuffledSubarray(ps, { minLength: ps.length, maxLength: ps.length })),
+        ),
+        ([ordered, shuffled]) => {
+          const make = (ps: typeof ordered) =>
+            render(
+              'default',
+              ps.map((p) => policy(p.ns, p.name, p.spec, p.generation)),
+            );
+          const a = make(ordered);
+          const b = make(shuffled);
+          expect(b).toEqual(a);
+          expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+          expect(validatePolicies(parsePolicyFile('p.yaml', text(a)))).toHaveLength(ordered.length);
+        },
+      ),
+    );
+  });
+});
+
+describe('selectInstance', () => {
+  it.each([
+    [{}, 'default'],
+    [{ proxySelector: {} }, 'default'],
+    [{ proxySelector: { matchLabels: { zone: 'eu-1' } } }, 'default'],
+    [{ proxySelector: { matchLabels: { 'cardinal.dev/proxy-instance': 'edge' } } }, 'edge'],
+  ] as [MetricPolicySpecT, string][])('%j selects %s', (spec, instance) => {
+    expect(selectInstance({ spec })).toBe(instance);
+  });
+
+  it.each([
+    ['default', true],
+    ['edge-eu-1', true],
+    ['Edge', false],
+    ['edge_1', false],
+    ['-edge', false],
+    ['', false],
+    ['a'.repeat(63), true],
+    ['a'.repeat(64), false],
+  ])('instance name %j valid: %s', (instance, valid) => {
+    expect(instanceProblem(instance) === undefined).toBe(valid);
+  });
+});

@@ -1,0 +1,161 @@
+// Renders the accepted MetricPolicies of one proxy instance into the ConfigMap its pods mount. The
+// proxy reads the mounted directory with `--config` (proxy/config/load.ts), so each policy is
+// written back exactly as a user would `kubectl apply` it: apiVersion, kind, metadata.name,
+// metadata.namespace and spec; never status or server-set metadata, which would change the
+// configuration's hash on every write without changing what it enforces.
+//
+// Pure and deterministic: the same policies in any order give the same bytes, so the reconcile
+// loop can skip writes by comparing the hash, and proxies reload only on a real change.
+
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { stringify } from 'yaml';
+import type { ConfigMap, MetricPolicy } from '../api/types.js';
+import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
+
+/** The one data key; the proxy reads every `*.yaml` file of the mounted directory. */
+export const CONFIG_KEY = 'policies.yaml';
+export const HEADER = '# Rendered by cardinal-operator from MetricPolicy resources; do not edit.';
+
+/** sha256 (hex) of the `policies.yaml` text: `kubectl get cm ... | sha256sum` gives the same. */
+export const CONFIG_HASH_ANNOTATION = 'cardinal.dev/config-hash';
+/** JSON of {"namespace/name": generation}, keys sorted: which generation of each policy is rendered. */
+export const GENERATIONS_ANNOTATION = 'cardinal.dev/policy-generations';
+/**
+ * The operator that rendered it. Kept out of the data on purpose, so that upgrading the operator
+ * does not change the configuration's hash and make every proxy reload the same policies.
+ */
+export const OPERATOR_VERSION_ANNOTATION = 'cardinal.dev/operator-version';
+
+export interface RenderInput {
+  /** A valid instance name (see instanceProblem). */
+  readonly instance: string;
+  /** Where the ConfigMap lives: the namespace of the instance's proxies. */
+  readonly namespace: string;
+  /**
+   * The accepted policies of this instance, in any order. The caller must have dropped rejected
+   * ones and ones selecting another instance; a policy of another instance, or two policies with
+   * the same namespace and name, is a programming error and throws.
+   */
+  readonly policies: readonly MetricPolicy[];
+  readonly operatorVersion: string;
+}
+
+export function renderProxyConfigMap(input: RenderInput): ConfigMap {
+  const problem = instanceProblem(input.instance);
+  if (problem !== undefined) throw new RangeError(problem);
+  const policies = [...input.policies].sort(byNamespaceName);
+  const generations: Record<string, number> = {};
+  for (const [i, p] of policies.entries()) {
+    const id = policyId(p);
+    if (selectInstance(p) !== input.instance) {
+      throw new RangeError(`MetricPolicy ${id} selects instance ${selectInstance(p)}, not ${input.instance}`);
+    }
+    const before = policies[i - 1];
+    if (before !== undefined && policyId(before) === id)
+      throw new RangeError(`MetricPolicy ${id} is given twice`);
+    generations[id] = p.metadata.generation;
+  }
+  const text = renderPoliciesYaml(policies);
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: configMapName(input.instance),
+      namespace: input.namespace,
+      labels: {
+        'app.kubernetes.io/managed-by': 'cardinal-operator',
+        'app.kubernetes.io/name': 'cardinal-proxy',
+        [INSTANCE_LABEL]: input.instance,
+      },
+      annotations: {
+        [CONFIG_HASH_ANNOTATION]: sha256(text),
+        [GENERATIONS_ANNOTATION]: JSON.stringify(generations),
+        [OPERATOR_VERSION_ANNOTATION]: input.operatorVersion,
+      },
+    },
+    data: { [CONFIG_KEY]: text },
+  };
+}
+
+/**
+ * The policies as one YAML stream, in the given order, after a header comment. Written with YAML
+ * 1.1 quoting, so that strings such as `on`, `no` or `0x1F` are quoted and read as the same strings
+ * by YAML 1.1 and 1.2 parsers alike; lines are never folded, so a long regex stays on one line.
+ */
+export function renderPoliciesYaml(policies: readonly MetricPolicy[]): string {
+  let out = `${HEADER}\n`;
+  for (const p of policies) {
+    const doc = {
+      apiVersion: p.apiVersion,
+      kind: p.kind,
+      metadata: { name: p.metadata.name, namespace: p.metadata.namespace },
+      spec: p.spec,
+    };
+    out += `---\n${stringify(sortKeys(doc), { version: '1.1', lineWidth: 0, aliasDuplicateObjects: false })}`;
+  }
+  return out;
+}
+
+/**
+ * The hash a proxy reports at GET /api/v1/status/config once it has loaded this ConfigMap, when its
+ * `--config` is `mountPath`, the directory the ConfigMap is mounted at. It mirrors loadConfig in
+ * proxy/config/load.ts, which hashes each file's path and content. The mount must be the whole
+ * ConfigMap, not a subPath: the kubelet never updates a subPath mount.
+ */
+export function proxyConfigHash(configMap: Pick<ConfigMap, 'data'>, mountPath: string): string {
+  const hash = createHash('sha256');
+  const keys = Object.keys(configMap.data)
+    .filter((k) => !k.startsWith('.') && /\.(ya?ml|json)$/i.test(k))
+    .sort();
+  for (const key of keys) hash.update(`${posix.join(mountPath, key)}\0${configMap.data[key]}\0`);
+  return hash.digest('hex');
+}
+
+/**
+ * The generations a rendered ConfigMap holds, read back from its annotation. A missing or malformed
+ * annotation (a ConfigMap edited by hand) reads as no policies, so nothing counts as in force.
+ */
+export function renderedGenerations(configMap: {
+  metadata: { annotations?: Record<string, string> };
+}): Record<string, number> {
+  const raw = configMap.metadata.annotations?.[GENERATIONS_ANNOTATION];
+  if (raw === undefined) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return {};
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+  const out: Record<string, number> = {};
+  for (const [id, g] of Object.entries(parsed)) if (Number.isSafeInteger(g)) out[id] = g as number;
+  return out;
+}
+
+function byNamespaceName(a: MetricPolicy, b: MetricPolicy): number {
+  return cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** A copy with every object's keys in code-unit order and undefined fields left out; arrays keep their order. */
+export function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value === null || typeof value !== 'object') return value;
+  // fromEntries defines own properties, so even a key named __proto__ survives.
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .flatMap((key) => {
+        const v = (value as Record<string, unknown>)[key];
+        return v === undefined ? [] : [[key, sortKeys(v)]];
+      }),
+  );
+}
