@@ -18,6 +18,7 @@ export {
 export {
   type ControlPlane,
   type ControlPlaneOptions,
+  type KubeAssets,
   type KubectlOptions,
   type KubectlResult,
   kubeAssets,

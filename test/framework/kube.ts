@@ -31,8 +31,8 @@
 //
 // kube-apiserver flags:
 //   --etcd-servers, --bind-address=127.0.0.1, --advertise-address=127.0.0.1, --secure-port
-//                             loopback only; the advertise address is the one the apiserver puts
-//                             into the kubernetes Service's endpoints.
+//                             loopback only; without --advertise-address the API server would
+//                             pick the host's first non-loopback address.
 //   --cert-dir, --tls-cert-file, --tls-private-key-file   our own serving cert, signed by our CA,
 //                             so clients verify the server instead of skipping verification.
 //   --client-ca-file          the admin client cert authenticates; O=system:masters puts the user
@@ -94,7 +94,8 @@ export interface ControlPlaneOptions {
   readyTimeoutMs?: number;
 }
 
-interface KubeAssets {
+/** Paths of the control plane binaries. */
+export interface KubeAssets {
   kubeApiserver: string;
   etcd: string;
   kubectl: string;
