@@ -1,0 +1,289 @@
+// A MetricPolicy's status, computed from what the operator knows: whether the policy was accepted,
+// what was rendered, what each proxy reports. Pure: the reconcile loop gathers the inputs, calls
+// computeStatus, and writes the result only when statusEqual says it changed.
+//
+// Conditions follow the Kubernetes API conventions ("Typical status properties"): a condition's
+// lastTransitionTime is when its status last changed, and every condition names the generation it
+// describes.
+
+import type { Condition, MetricPolicy, MetricPolicyStatus, TopOffender } from '../api/types.js';
+import { policyId, selectInstance } from '../render/instance.js';
+import { boundOffenders, TOP_OFFENDERS_LIMIT } from './offenders.js';
+
+/**
+ * True: the spec is valid and the policy is in its instance's rendered configuration.
+ * False: the spec was rejected (reason InvalidSpec or Conflict, the message says why); the
+ * configuration holds an earlier accepted generation, if any.
+ * Unknown: the operator has not processed this generation yet.
+ */
+export const ACCEPTED = 'Accepted';
+/**
+ * True: every proxy of the policy's instance reports the configuration hash that holds this
+ * policy's current generation.
+ * False: some do not yet (reason Pending), the instance has no proxies (NoProxies), or the policy
+ * is not accepted (NotAccepted).
+ * Unknown: the proxies that answered are up to date, but some could not be reached
+ * (ProxiesUnreachable).
+ */
+export const READY = 'Ready';
+/**
+ * True: the policy is accepted but something keeps it from working as intended: a proxy reports
+ * that its last reload failed (ReloadFailed), or proxies cannot be reached (ProxiesUnreachable).
+ * False: accepted and nothing is known to be wrong (AsExpected), or not accepted (NotAccepted;
+ * Accepted says why).
+ * Unknown: the operator has not processed this generation yet.
+ */
+export const DEGRADED = 'Degraded';
+
+export type ConditionStatus = Condition['status'];
+
+/** A condition to set: lastTransitionTime is setCondition's to decide. */
+export type ConditionUpdate = Omit<Condition, 'lastTransitionTime'>;
+
+/** Why a policy was rejected: InvalidSpec for a spec the proxy would refuse, Conflict for a clash with another policy. */
+export type Acceptance = { ok: true } | { ok: false; reason: 'InvalidSpec' | 'Conflict'; message: string };
+
+/** What the operator learnt from one proxy of the policy's instance. */
+export interface ProxyReport {
+  readonly endpoint: string;
+  readonly reachable: boolean;
+  /** The hash at GET /api/v1/status/config; absent when unreachable. */
+  readonly configHash?: string;
+  /** The proxy's last failed reload, which left its previous configuration in force. */
+  readonly lastError?: string;
+}
+
+export interface StatusInput {
+  /** The policy as last read; its status supplies the transition times to keep. */
+  readonly policy: MetricPolicy;
+  readonly accepted: Acceptance;
+  /** Every proxy of the policy's instance. */
+  readonly proxies: readonly ProxyReport[];
+  /**
+   * The hash the proxies report once they load the latest rendering of the instance's ConfigMap
+   * (proxyConfigHash in operator/render/configmap.ts), not the ConfigMap's own annotation.
+   */
+  readonly renderedHash: string;
+  /** The generations in that rendering, by policy id (renderedGenerations of the ConfigMap). */
+  readonly renderedGenerations: Readonly<Record<string, number>>;
+  /** This policy's offenders (aggregateOffenders); bounded to TOP_OFFENDERS_LIMIT and sorted here. */
+  readonly topOffenders: readonly TopOffender[];
+  /** This policy's drop rate over every metric; absent when not known. */
+  readonly droppedSamplesPerSecond?: number;
+  readonly now: Date;
+}
+
+/** Condition messages are for people; a proxy's error can be long, the API allows 32768. */
+const MAX_MESSAGE = 1024;
+/** How many endpoints a message names before it only counts. */
+const MAX_NAMED = 3;
+
+/**
+ * Sets one condition in a list and returns the new list; the input is not changed. A condition of
+ * the same type is replaced where it stands, keeping its lastTransitionTime when the status is the
+ * same, and taking `now` when it changed; a new type is appended with `now`.
+ */
+export function setCondition(
+  conditions: readonly Condition[],
+  next: ConditionUpdate,
+  now: Date,
+): Condition[] {
+  const i = conditions.findIndex((c) => c.type === next.type);
+  const old = conditions[i];
+  const lastTransitionTime =
+    old !== undefined && old.status === next.status ? old.lastTransitionTime : rfc3339(now);
+  const condition: Condition = { ...next, message: truncate(next.message), lastTransitionTime };
+  return old === undefined ? [...conditions, condition] : conditions.map((c, j) => (j === i ? condition : c));
+}
+
+/** The status the policy should have. Holds exactly the Accepted, Ready and Degraded conditions, in that order. */
+export function computeStatus(input: StatusInput): MetricPolicyStatus {
+  const { policy, proxies, renderedHash } = input;
+  const generation = policy.metadata.generation;
+  const previous = policy.status?.conditions ?? [];
+  const updates = [accepted(input), ready(input), degraded(input)];
+  const conditions = updates.map((u) => {
+    const [c] = setCondition(
+      previous.filter((p) => p.type === u.type),
+      { ...u, observedGeneration: generation },
+      input.now,
+    );
+    return c!;
+  });
+  const topOffenders = boundOffenders(input.topOffenders, TOP_OFFENDERS_LIMIT);
+  const first = topOffenders[0];
+  return {
+    observedGeneration: generation,
+    conditions,
+    proxies: {
+      ready: proxies.filter((p) => p.reachable && p.configHash === renderedHash).length,
+      total: proxies.length,
+      configHash: renderedHash,
+    },
+    topOffenders,
+    ...(input.droppedSamplesPerSecond === undefined
+      ? {}
+      : { droppedSamplesPerSecond: input.droppedSamplesPerSecond }),
+    ...(first === undefined ? {} : { topOffender: offenderLine(first) }),
+  };
+}
+
+type Update = Omit<ConditionUpdate, 'observedGeneration'>;
+
+function accepted({ policy, accepted }: StatusInput): Update {
+  if (!accepted.ok)
+    return { type: ACCEPTED, status: 'False', reason: accepted.reason, message: accepted.message };
+  return {
+    type: ACCEPTED,
+    status: 'True',
+    reason: 'Accepted',
+    message: `Rendered into the configuration of proxy instance ${selectInstance(policy)}.`,
+  };
+}
+
+function ready(input: StatusInput): Update {
+  const { policy, proxies, renderedHash } = input;
+  const generation = policy.metadata.generation;
+  const inForce = input.renderedGenerations[policyId(policy)];
+  if (!input.accepted.ok) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'NotAccepted',
+      message:
+        inForce === undefined
+          ? `Generation ${generation} is not accepted, and no earlier generation is in force.`
+          : `Generation ${generation} is not accepted; generation ${inForce} stays in force.`,
+    };
+  }
+  if (inForce !== generation) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'Pending',
+      message: `Generation ${generation} is not rendered into the configuration yet.`,
+    };
+  }
+  if (proxies.length === 0) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'NoProxies',
+      message: `No proxy of instance ${selectInstance(policy)} was found.`,
+    };
+  }
+  const reachable = proxies.filter((p) => p.reachable);
+  const behind = reachable.filter((p) => p.configHash !== renderedHash);
+  if (behind.length > 0) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'Pending',
+      message: `${behind.length} of ${proxies.length} proxies have not loaded configuration ${short(renderedHash)} yet: ${names(behind)}.`,
+    };
+  }
+  const unreachable = proxies.length - reachable.length;
+  if (unreachable > 0) {
+    return {
+      type: READY,
+      status: 'Unknown',
+      reason: 'ProxiesUnreachable',
+      message: `${unreachable} of ${proxies.length} proxies could not be reached: ${names(proxies.filter((p) => !p.reachable))}.`,
+    };
+  }
+  return {
+    type: READY,
+    status: 'True',
+    reason: 'ConfigLoaded',
+    message: `All ${proxies.length} proxies run generation ${generation} (configuration ${short(renderedHash)}).`,
+  };
+}
+
+function degraded({ accepted, proxies }: StatusInput): Update {
+  if (!accepted.ok) {
+    return { type: DEGRADED, status: 'False', reason: 'NotAccepted', message: 'See the Accepted condition.' };
+  }
+  const failed = proxies.filter((p) => p.reachable && p.lastError !== undefined);
+  const first = failed[0];
+  if (first !== undefined) {
+    return {
+      type: DEGRADED,
+      status: 'True',
+      reason: 'ReloadFailed',
+      message: `${failed.length} of ${proxies.length} proxies failed to reload (${names(failed)}); ${first.endpoint}: ${first.lastError}`,
+    };
+  }
+  const unreachable = proxies.filter((p) => !p.reachable);
+  if (unreachable.length > 0) {
+    return {
+      type: DEGRADED,
+      status: 'True',
+      reason: 'ProxiesUnreachable',
+      message: `${unreachable.length} of ${proxies.length} proxies could not be reached: ${names(unreachable)}.`,
+    };
+  }
+  return { type: DEGRADED, status: 'False', reason: 'AsExpected', message: '' };
+}
+
+/**
+ * Whether two statuses are the same, field by field, transition times included: the reconcile loop
+ * skips the write when they are. Fields that are absent and fields that are undefined are the same;
+ * the order of object keys does not matter, the order of lists does.
+ */
+export function statusEqual(a: MetricPolicyStatus | undefined, b: MetricPolicyStatus | undefined): boolean {
+  return deepEqual(a ?? {}, b ?? {});
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => deepEqual(v, b[i]))
+    );
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)]);
+  for (const k of keys) if (!deepEqual(ra[k], rb[k])) return false;
+  return true;
+}
+
+/** One line for a printer column: `http_requests_total 1.2k/s series_limit`. */
+export function offenderLine(o: TopOffender): string {
+  return o.droppedSamplesPerSecond === undefined
+    ? `${o.metric} ${si(o.droppedSamples)} dropped ${o.reason}`
+    : `${o.metric} ${si(o.droppedSamplesPerSecond)}/s ${o.reason}`;
+}
+
+function si(value: number): string {
+  // Rounded first, so 999999 reads 1M and not 1000k.
+  const n = Number(value.toPrecision(3));
+  for (const [unit, size] of [
+    ['G', 1e9],
+    ['M', 1e6],
+    ['k', 1e3],
+  ] as const) {
+    if (n >= size) return `${Number((n / size).toPrecision(3))}${unit}`;
+  }
+  return String(n);
+}
+
+/** metav1.Time serialises as RFC 3339 in whole seconds. */
+export function rfc3339(now: Date): string {
+  return `${now.toISOString().slice(0, 19)}Z`;
+}
+
+function short(hash: string): string {
+  return hash.slice(0, 12);
+}
+
+function names(proxies: readonly ProxyReport[]): string {
+  const named = proxies.slice(0, MAX_NAMED).map((p) => p.endpoint);
+  const more = proxies.length - named.length;
+  return more > 0 ? `${named.join(', ')} and ${more} more` : named.join(', ');
+}
+
+function truncate(message: string): string {
+  return message.length <= MAX_MESSAGE ? message : `${message.slice(0, MAX_MESSAGE - 3)}...`;
+}
