@@ -35,7 +35,12 @@ export function makeWorkload(opts: WorkloadOptions): Workload {
     for (let s = 0; s < opts.series; s++) {
       const labels = [{ name: '__name__', value: `bench_metric_${s % 50}_total` }];
       for (let l = 1; l < opts.labels; l++) {
-        labels.push({ name: `label_${l}`, value: `value-${l}-${(s * 7919 + l) % 1000}` });
+        // label_1 tells every series of a request apart (like a pod name); the others repeat, as
+        // namespace, container or code labels do.
+        labels.push({
+          name: `label_${l}`,
+          value: l === 1 ? `pod-${s}` : `value-${l}-${(s * 7919 + l) % 1000}`,
+        });
       }
       labels.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
       if (b === 0) {

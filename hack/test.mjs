@@ -23,7 +23,7 @@ if (deps.status !== 0) {
   failed++;
 } else {
   for (const line of deps.stdout.split('\n')) {
-    const m = /^(CARDINAL_[A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    const m = /^(CARDINAL_[A-Z0-9_]+|KUBEBUILDER_ASSETS)=(.*)$/.exec(line.trim());
     if (m) process.env[m[1]] = m[2];
   }
 }

@@ -502,6 +502,25 @@ function recordsExcept(buf: Uint8Array, from: number, to: number, skip: number):
   return kept;
 }
 
+/** Whether every record in buf[from, to) is a LEN record of field `field` (a one-byte tag). */
+function onlyField(buf: Uint8Array, from: number, to: number, field: number): boolean {
+  const tag = (field << 3) | 2;
+  let pos = from;
+  while (pos < to) {
+    if (buf[pos++] !== tag) return false;
+    let len = 0;
+    let scale = 1;
+    let b: number;
+    do {
+      b = buf[pos++]!;
+      len += (b & 0x7f) * scale;
+      scale *= 128;
+    } while (b >= 0x80);
+    pos += len;
+  }
+  return pos === to;
+}
+
 /** The offset of the payload of the top-level record starting at `start` (after tag and length). */
 function payloadOf(buf: Uint8Array, start: number): number {
   let pos = start;
@@ -549,7 +568,14 @@ class OutputBuilder {
     this.#cut(i);
     const buf = this.#buf;
     const v1 = this.#index.version === 1;
-    const rest = recordsExcept(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 1);
+    const payload = payloadOf(buf, this.#index.start[i]!);
+    const labelsEnd = this.#index.labelsEnd[i]!;
+    // Labels first and nothing but labels in their region (what every sender writes): the rest of
+    // the series is one slice. Otherwise pick the other records out one by one.
+    const rest =
+      this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)
+        ? [buf.subarray(labelsEnd, this.#index.end[i]!)]
+        : recordsExcept(buf, payload, this.#index.end[i]!, 1);
     const head = v1 ? encodedV1 : this.#labelRefs(labels);
     let len = head.length;
     for (const r of rest) len += r.length;
