@@ -1,5 +1,14 @@
+import { FormatRegistry, TypeRegistry } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
-import type { Condition, MetricPolicy, MetricPolicyStatus, TopOffender } from '../api/types.js';
+import { toStructural } from '../../crds/crd.js';
+import {
+  type Condition,
+  type MetricPolicy,
+  type MetricPolicyStatus,
+  MetricPolicyStatusSchema,
+  type TopOffender,
+} from '../api/types.js';
 import {
   ACCEPTED,
   computeStatus,
@@ -338,5 +347,37 @@ describe('statusEqual', () => {
   ])('%s', (_name, b, equal) => {
     expect(statusEqual(a, b)).toBe(equal);
     expect(statusEqual(b, a)).toBe(equal);
+  });
+});
+
+describe('the status schema', () => {
+  it('holds every status computeStatus writes, and converts to a structural CRD schema', () => {
+    const statuses = [
+      computeStatus(input()),
+      computeStatus(input({ proxies: [up('a', OLD, 'x'.repeat(40_000)), down('b')] })),
+      computeStatus(input({ accepted: { ok: false, reason: 'Conflict', message: 'clash' }, proxies: [] })),
+      computeStatus(
+        input({
+          topOffenders: [
+            {
+              metric: 'm',
+              series: 3,
+              droppedSamplesPerSecond: 0.25,
+              droppedSamples: 9,
+              reason: 'dryRun:series_limit',
+            },
+          ],
+          droppedSamplesPerSecond: 0.25,
+        }),
+      ),
+    ];
+    // TypeBox checks neither a string enum written as Unsafe nor a format it was not told about.
+    // Vitest runs each test file in its own module graph, so these registrations stay here.
+    TypeRegistry.Set('Unsafe', (schema: { enum?: unknown[] }, value) => schema.enum?.includes(value) ?? true);
+    FormatRegistry.Set('date-time', (v) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(v));
+    for (const s of statuses) expect([...Value.Errors(MetricPolicyStatusSchema, s)]).toEqual([]);
+    const structural = toStructural(MetricPolicyStatusSchema, 'status');
+    expect(structural.type).toBe('object');
+    expect(Object.keys(structural.properties as object)).toContain('topOffender');
   });
 });

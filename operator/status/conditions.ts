@@ -6,9 +6,15 @@
 // lastTransitionTime is when its status last changed, and every condition names the generation it
 // describes.
 
-import type { Condition, MetricPolicy, MetricPolicyStatus, TopOffender } from '../api/types.js';
+import {
+  type Condition,
+  type MetricPolicy,
+  type MetricPolicyStatus,
+  TOP_OFFENDERS_LIMIT,
+  type TopOffender,
+} from '../api/types.js';
 import { policyId, selectInstance } from '../render/instance.js';
-import { boundOffenders, TOP_OFFENDERS_LIMIT } from './offenders.js';
+import { boundOffenders } from './offenders.js';
 
 /**
  * True: the spec is valid and the policy is in its instance's rendered configuration.

@@ -6,10 +6,9 @@
 // that went down, or a proxy that reports a new configuration hash, started again from zero.
 
 import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
-import type { TopOffender } from '../api/types.js';
+import { TOP_OFFENDERS_LIMIT, type TopOffender } from '../api/types.js';
 
-/** How many offenders a policy's status lists. */
-export const TOP_OFFENDERS_LIMIT = 5;
+export { TOP_OFFENDERS_LIMIT } from '../api/types.js';
 
 /** One poll of one proxy's top-offenders endpoint. */
 export interface EndpointPoll {
