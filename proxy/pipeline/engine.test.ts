@@ -268,4 +268,23 @@ describe('PolicyEngine', () => {
     expect(out.metadata).toEqual(input.metadata);
     expect(out.timeseries).toHaveLength(1);
   });
+
+  it('a verdict cache smaller than the working set still gives every series its verdict', () => {
+    const pipeline = compilePipeline([
+      {
+        name: 'p',
+        namespace: undefined,
+        spec: { relabel: [{ source_labels: ['id'], target_label: 'copy' }] },
+      },
+    ]);
+    const observer: EngineObserver = { slot() {}, forwarded: () => false, newSeries() {} };
+    const engine = new PolicyEngine(pipeline, { ...opts, verdictCacheSize: 3 }, observer);
+    const input = req(...Array.from({ length: 10 }, (_, k) => series({ __name__: 'm', id: String(k) })));
+    for (let round = 0; round < 3; round++) {
+      const { names } = runV1(engine, input);
+      expect(names).toEqual(
+        Array.from({ length: 10 }, (_, k) => ({ __name__: 'm', copy: String(k), id: String(k) })),
+      );
+    }
+  });
 });

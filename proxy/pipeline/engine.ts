@@ -97,7 +97,14 @@ export class PolicyEngine {
   readonly #opts: EngineOptions;
   readonly #observer: EngineObserver;
   #pipeline: Pipeline;
+  /**
+   * The verdict cache, in two generations per tenant: lookups that hit the previous generation are
+   * promoted into the current one, and when the current one holds `verdictCacheSize` entries it
+   * becomes the previous one. A working set up to the size stays cached; a larger one degrades
+   * gradually instead of flushing everything at once. At most twice the size is held.
+   */
   #cache = new Map<string, Map<number, Entry>>();
+  #previous = new Map<string, Map<number, Entry>>();
   #cached = 0;
   #limits: (LimitState | undefined)[] = [];
   readonly #tenants: MetricInterner;
@@ -122,6 +129,7 @@ export class PolicyEngine {
     this.#limits = this.#limitStates(pipeline, this.#limits);
     this.#pipeline = pipeline;
     this.#cache = new Map();
+    this.#previous = new Map();
     this.#cached = 0;
   }
 
@@ -174,7 +182,7 @@ export class PolicyEngine {
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
     const v1 = index.version === 1;
-    const cache = this.#cacheFor(tenant);
+    const tenantKey = tenant ?? '';
     const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
     const symbolHash = v1 ? undefined : this.#symbolHashes(buf, index);
     const symbols: (string | undefined)[] = [];
@@ -201,13 +209,11 @@ export class PolicyEngine {
         h2 = SEED_B;
         readLabelRefsV2(buf, index, i, visitRefs);
       }
-      let entry = cache.get(h1);
-      if (entry === undefined || entry.h2 !== h2) {
+      let entry = this.#lookup(tenantKey, h1, h2);
+      if (entry === undefined) {
         const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
-        entry = this.#makeEntry(labels, h1, h2, tenant);
-        if (this.#cached >= this.#opts.verdictCacheSize) this.#clearCache();
-        cache.set(h1, entry);
-        this.#cached++;
+        entry = this.#makeEntry(labels, h1, h2, tenant, v1);
+        this.#store(tenantKey, h1, entry);
       }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
       if (entry.dropped) {
@@ -224,13 +230,19 @@ export class PolicyEngine {
         out.aggregate(i, final);
         continue;
       }
-      if (final.changed) out.rewrite(i, final.labels!, final.encoded!);
+      if (final.changed) out.rewrite(i, final.labels ?? [], final.encoded!);
       series++;
       samples += index.samples[i]!;
       histograms += index.histograms[i]!;
       exemplars += index.exemplars[i]!;
       if (this.#observer.forwarded(final.metric, final.hash, nowMs)) {
-        const labels = final.labels ?? (v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols));
+        const labels =
+          final.labels ??
+          (final.encoded !== undefined
+            ? decodeLabelRecords(final.encoded)
+            : v1
+              ? labelsV1(buf, index, i)
+              : labelsV2(buf, index, i, symbols));
         this.#observer.newSeries(final.metric, labels, nowMs);
       }
     }
@@ -243,19 +255,28 @@ export class PolicyEngine {
     return { unchanged: false, body, series, samples, histograms, exemplars };
   }
 
-  #cacheFor(tenant: string | undefined): Map<number, Entry> {
-    const key = tenant ?? '';
-    let cache = this.#cache.get(key);
-    if (cache === undefined) {
-      cache = new Map();
-      this.#cache.set(key, cache);
-    }
-    return cache;
+  #lookup(tenant: string, h1: number, h2: number): Entry | undefined {
+    const entry = this.#cache.get(tenant)?.get(h1);
+    if (entry !== undefined && entry.h2 === h2) return entry;
+    const old = this.#previous.get(tenant)?.get(h1);
+    if (old === undefined || old.h2 !== h2) return undefined;
+    this.#store(tenant, h1, old);
+    return old;
   }
 
-  #clearCache(): void {
-    this.#cache = new Map();
-    this.#cached = 0;
+  #store(tenant: string, h1: number, entry: Entry): void {
+    if (this.#cached >= this.#opts.verdictCacheSize) {
+      this.#previous = this.#cache;
+      this.#cache = new Map();
+      this.#cached = 0;
+    }
+    let cache = this.#cache.get(tenant);
+    if (cache === undefined) {
+      cache = new Map();
+      this.#cache.set(tenant, cache);
+    }
+    cache.set(h1, entry);
+    this.#cached++;
   }
 
   /** Two hashes per symbol, computed once per request. */
@@ -268,7 +289,7 @@ export class PolicyEngine {
     return hashes;
   }
 
-  #makeEntry(labels: Label[], h1: number, h2: number, tenant: string | undefined): Entry {
+  #makeEntry(labels: Label[], h1: number, h2: number, tenant: string | undefined, v1: boolean): Entry {
     const verdict = evaluate(this.#pipeline, labels, tenant);
     const final = verdict.labels ?? labels;
     const changed = verdict.labels !== null && verdict.changed;
@@ -276,7 +297,8 @@ export class PolicyEngine {
     const name = labelValue(final, '__name__');
     const metric = this.interner.internString(name);
     const metricRule = new Int32Array(verdict.limitPolicies.length);
-    let needsLabels = changed;
+    // v1 rewrites need only the encoded labels; v2 rewrites re-reference symbols, so keep labels.
+    let needsLabels = changed && !v1;
     for (let k = 0; k < verdict.limitPolicies.length; k++) {
       const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
       metricRule[k] = l.perMetric.findIndex((r) => r.metric.matches(name));
@@ -383,6 +405,40 @@ function mix(h: number, k: number): number {
 function labelValue(labels: readonly Label[], name: string): string {
   for (const l of labels) if (l.name === name) return l.value;
   return '';
+}
+
+/** Decodes Label records as encodeLabelsV1 writes them; only for series new to the statistics. */
+function decodeLabelRecords(bytes: Uint8Array): Label[] {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const labels: Label[] = [];
+  const len = (pos: number): [number, number] => {
+    let n = 0;
+    let scale = 1;
+    let b: number;
+    do {
+      b = buf[pos++]!;
+      n += (b & 0x7f) * scale;
+      scale *= 128;
+    } while (b >= 0x80);
+    return [n, pos];
+  };
+  let pos = 0;
+  while (pos < buf.length) {
+    const [size, start] = len(pos + 1);
+    const end = start + size;
+    let name = '';
+    let value = '';
+    for (let q = start; q < end; ) {
+      const tag = buf[q]!;
+      const [n, from] = len(q + 1);
+      if (tag === 0x0a) name = buf.toString('utf8', from, from + n);
+      else value = buf.toString('utf8', from, from + n);
+      q = from + n;
+    }
+    labels.push({ name, value });
+    pos = end;
+  }
+  return labels;
 }
 
 /** Decodes the labels of v1 series `i`; only on a verdict-cache miss. */
