@@ -65,7 +65,7 @@ Flags (environment variable in brackets):
   --stats.window DURATION          a series counts as active for top offenders while seen within it (default 10m)
   --stats.max-tracked-series N     series the top-offender statistics track (default 1000000)
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
-  --cache.max-label-sets N         label sets whose policy verdict is cached (default 200000)
+  --cache.max-label-sets N         label sets whose policy verdict is cached, in each of two generations (default 100000)
   -h, --help                       show this help
 `;
 
@@ -134,7 +134,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       exposeTop: positiveInt('--stats.expose-top', v['stats.expose-top'] ?? '20'),
     }),
     engine: Object.freeze({
-      verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '200000'),
+      verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '100000'),
       maxTrackedSeries: positiveInt(
         '--limits.max-tracked-series',
         v['limits.max-tracked-series'] ?? '1000000',

@@ -63,7 +63,7 @@ interface Entry {
   readonly metric: number;
   readonly limitPolicies: readonly number[];
   /** Per limit policy: index of the perMetric rule that applies, or -1. */
-  readonly metricRule: Int32Array;
+  readonly metricRule: readonly number[];
   /** Overflow variants, computed once per (rule) and kept. */
   overflow: Map<number, Entry> | undefined;
   /** True for an overflow variant: several series collapse onto it, so its samples are aggregated. */
@@ -106,6 +106,7 @@ export class PolicyEngine {
   #cache = new Map<string, Map<number, Entry>>();
   #previous = new Map<string, Map<number, Entry>>();
   #cached = 0;
+  #lists = new Map<string, readonly number[]>();
   #limits: (LimitState | undefined)[] = [];
   readonly #tenants: MetricInterner;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
@@ -131,6 +132,7 @@ export class PolicyEngine {
     this.#cache = new Map();
     this.#previous = new Map();
     this.#cached = 0;
+    this.#lists = new Map();
   }
 
   /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
@@ -296,28 +298,42 @@ export class PolicyEngine {
     const encoded = changed ? encodeLabelsV1(final) : undefined;
     const name = labelValue(final, '__name__');
     const metric = this.interner.internString(name);
-    const metricRule = new Int32Array(verdict.limitPolicies.length);
+    const metricRule: number[] = [];
     // v1 rewrites need only the encoded labels; v2 rewrites re-reference symbols, so keep labels.
     let needsLabels = changed && !v1;
     for (let k = 0; k < verdict.limitPolicies.length; k++) {
       const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
-      metricRule[k] = l.perMetric.findIndex((r) => r.metric.matches(name));
+      metricRule.push(l.perMetric.findIndex((r) => r.metric.matches(name)));
       if (l.perLabel.length > 0 || l.perMetric.some((r) => r.overflow)) needsLabels = true;
     }
     return {
       h2,
       dropped: verdict.labels === null,
-      slots: verdict.slots,
+      slots: this.#shared(verdict.slots),
       changed,
       labels: needsLabels ? final : undefined,
       encoded,
       hash: encoded === undefined ? h1 : hashBytes(encoded, 0, encoded.length, SEED_A),
       metric,
-      limitPolicies: verdict.limitPolicies,
-      metricRule,
+      limitPolicies: this.#shared(verdict.limitPolicies),
+      metricRule: this.#shared(metricRule),
       overflow: undefined,
       aggregated: false,
     };
+  }
+
+  /**
+   * Entries share their small number lists: a configuration yields few distinct ones, and an
+   * array per cached label set would be most of the cache's memory.
+   */
+  #shared(list: readonly number[]): readonly number[] {
+    const key = list.join(',');
+    let shared = this.#lists.get(key);
+    if (shared === undefined) {
+      shared = Object.freeze([...list]);
+      if (this.#lists.size < 4096) this.#lists.set(key, shared);
+    }
+    return shared;
   }
 
   /**
