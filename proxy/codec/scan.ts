@@ -806,7 +806,8 @@ export function scanRequestV2(buf: Uint8Array, into?: SeriesIndex, options?: Sca
 // Accessors over a scanned buffer. They trust the scan: the buffer must be the one scanned and
 // unchanged, so they do no bounds checks of their own.
 
-function varintAt(buf: Uint8Array, pos: number): number {
+/** The varint at `pos` of a scanned buffer. */
+export function varintAt(buf: Uint8Array, pos: number): number {
   let value = 0;
   let scale = 1;
   let b: number;
@@ -818,14 +819,15 @@ function varintAt(buf: Uint8Array, pos: number): number {
   return value;
 }
 
-function afterVarint(buf: Uint8Array, pos: number): number {
+/** The position after the varint at `pos` of a scanned buffer. */
+export function afterVarint(buf: Uint8Array, pos: number): number {
   let p = pos;
   while (buf[p]! >= 0x80) p++;
   return p + 1;
 }
 
 /** Position after the value of a record with wire type `wt` whose value starts at `pos`. */
-function afterValue(buf: Uint8Array, pos: number, wt: number): number {
+export function afterValue(buf: Uint8Array, pos: number, wt: number): number {
   switch (wt) {
     case VARINT:
       return afterVarint(buf, pos);

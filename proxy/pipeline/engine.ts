@@ -4,7 +4,14 @@
 // arrays and are flushed once per request, and series that pass unchanged are copied as the
 // original bytes. When nothing changed, the caller forwards the sender's compressed body as is.
 
-import { readLabelRefsV2, readLabelsV1, type SeriesIndex } from '../codec/scan.js';
+import {
+  afterValue,
+  afterVarint,
+  readLabelRefsV2,
+  readLabelsV1,
+  type SeriesIndex,
+  varintAt,
+} from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import {
   ADMIT_KNOWN,
@@ -427,29 +434,17 @@ function labelValue(labels: readonly Label[], name: string): string {
 function decodeLabelRecords(bytes: Uint8Array): Label[] {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const labels: Label[] = [];
-  const len = (pos: number): [number, number] => {
-    let n = 0;
-    let scale = 1;
-    let b: number;
-    do {
-      b = buf[pos++]!;
-      n += (b & 0x7f) * scale;
-      scale *= 128;
-    } while (b >= 0x80);
-    return [n, pos];
-  };
-  let pos = 0;
-  while (pos < buf.length) {
-    const [size, start] = len(pos + 1);
-    const end = start + size;
+  for (let pos = 0; pos < buf.length; ) {
+    const start = afterVarint(buf, pos + 1);
+    const end = start + varintAt(buf, pos + 1);
     let name = '';
     let value = '';
     for (let q = start; q < end; ) {
-      const tag = buf[q]!;
-      const [n, from] = len(q + 1);
-      if (tag === 0x0a) name = buf.toString('utf8', from, from + n);
-      else value = buf.toString('utf8', from, from + n);
-      q = from + n;
+      const from = afterVarint(buf, q + 1);
+      const to = from + varintAt(buf, q + 1);
+      if (buf[q] === 0x0a) name = buf.toString('utf8', from, to);
+      else value = buf.toString('utf8', from, to);
+      q = to;
     }
     labels.push({ name, value });
     pos = end;
@@ -537,38 +532,10 @@ export function encodeLabelsV1(labels: readonly Label[]): Uint8Array {
 /** Copies the records of buf[from, to) except those of field `skip`; returns the copied bytes. */
 function recordsExcept(buf: Uint8Array, from: number, to: number, skip: number): Uint8Array[] {
   const kept: Uint8Array[] = [];
-  let pos = from;
-  while (pos < to) {
+  for (let pos = from; pos < to; ) {
     const start = pos;
-    let tag = 0;
-    let shift = 1;
-    let b: number;
-    do {
-      b = buf[pos++]!;
-      tag += (b & 0x7f) * shift;
-      shift *= 128;
-    } while (b >= 0x80);
-    switch (tag & 7) {
-      case 0:
-        while (buf[pos++]! >= 0x80) {}
-        break;
-      case 1:
-        pos += 8;
-        break;
-      case 5:
-        pos += 4;
-        break;
-      default: {
-        let len = 0;
-        let s = 1;
-        do {
-          b = buf[pos++]!;
-          len += (b & 0x7f) * s;
-          s *= 128;
-        } while (b >= 0x80);
-        pos += len;
-      }
-    }
+    const tag = varintAt(buf, pos);
+    pos = afterValue(buf, afterVarint(buf, pos), tag & 7);
     if (Math.floor(tag / 8) !== skip) kept.push(buf.subarray(start, pos));
   }
   return kept;
@@ -579,26 +546,15 @@ function onlyField(buf: Uint8Array, from: number, to: number, field: number): bo
   const tag = (field << 3) | 2;
   let pos = from;
   while (pos < to) {
-    if (buf[pos++] !== tag) return false;
-    let len = 0;
-    let scale = 1;
-    let b: number;
-    do {
-      b = buf[pos++]!;
-      len += (b & 0x7f) * scale;
-      scale *= 128;
-    } while (b >= 0x80);
-    pos += len;
+    if (buf[pos] !== tag) return false;
+    pos = afterValue(buf, pos + 1, 2);
   }
   return pos === to;
 }
 
 /** The offset of the payload of the top-level record starting at `start` (after tag and length). */
 function payloadOf(buf: Uint8Array, start: number): number {
-  let pos = start;
-  while (buf[pos++]! >= 0x80) {}
-  while (buf[pos++]! >= 0x80) {}
-  return pos;
+  return afterVarint(buf, afterVarint(buf, start));
 }
 
 /**
@@ -747,19 +703,11 @@ class OutputBuilder {
 /** [payload start, payload end) of each LEN record of field `field` in buf[from, to). */
 function recordsOf(buf: Uint8Array, from: number, to: number, field: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
-  for (const rec of recordsExcept(buf, from, to, -1)) {
-    const offset = rec.byteOffset - buf.byteOffset;
-    if (rec[0] !== ((field << 3) | 2)) continue;
-    let pos = offset + 1;
-    let len = 0;
-    let scale = 1;
-    let b: number;
-    do {
-      b = buf[pos++]!;
-      len += (b & 0x7f) * scale;
-      scale *= 128;
-    } while (b >= 0x80);
-    out.push([pos, pos + len]);
+  for (let pos = from; pos < to; ) {
+    const tag = varintAt(buf, pos);
+    const value = afterVarint(buf, pos);
+    pos = afterValue(buf, value, tag & 7);
+    if (tag === ((field << 3) | 2)) out.push([afterVarint(buf, value), pos]);
   }
   return out;
 }
