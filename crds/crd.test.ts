@@ -98,12 +98,27 @@ describe('buildCrd', () => {
     expect(version(crd).subresources).toEqual({ status: {} });
     expect(version(crd).additionalPrinterColumns).toEqual([
       expect.objectContaining({ name: 'Mode', type: 'string', jsonPath: '.spec.mode' }),
+      expect.objectContaining({ name: 'Ready', jsonPath: '.status.conditions[?(@.type=="Ready")].status' }),
+      expect.objectContaining({ name: 'Proxies', type: 'integer', jsonPath: '.status.proxies.ready' }),
+      expect.objectContaining({
+        name: 'Dropped/s',
+        type: 'number',
+        jsonPath: '.status.droppedSamplesPerSecond',
+      }),
+      expect.objectContaining({ name: 'Top Offender', type: 'string', jsonPath: '.status.topOffender' }),
       { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
     ]);
-    expect((root.properties as Record<string, Node>).status).toMatchObject({
-      type: 'object',
-      'x-kubernetes-preserve-unknown-fields': true,
-    });
+    // The status schema is derived from the same source as the spec's, not left open.
+    const status = (root.properties as Record<string, Node>).status!;
+    expect(status['x-kubernetes-preserve-unknown-fields']).toBeUndefined();
+    expect(Object.keys(status.properties as Record<string, Node>).sort()).toEqual([
+      'conditions',
+      'droppedSamplesPerSecond',
+      'observedGeneration',
+      'proxies',
+      'topOffender',
+      'topOffenders',
+    ]);
   });
 
   it('carries the CEL rules on relabel configs and per-metric limits', () => {

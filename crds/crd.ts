@@ -9,7 +9,16 @@
 
 import type { TSchema } from '@sinclair/typebox';
 import { stringify } from 'yaml';
-import { GROUP, KIND, MetricPolicySpec, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './metric-policy.js';
+import {
+  GROUP,
+  KIND,
+  MetricPolicySpec,
+  MetricPolicyStatusSchema,
+  PLURAL,
+  SHORT_NAMES,
+  SINGULAR,
+  VERSION,
+} from './metric-policy.js';
 
 export const CRD_FILE = 'crds/metricpolicies.yaml';
 export const GENERATE_COMMAND = 'npm run generate';
@@ -167,6 +176,30 @@ export function buildCrd(): JsonSchema {
               jsonPath: '.spec.mode',
               description: 'enforce, or dryRun when the policy only counts what it would do.',
             },
+            {
+              name: 'Ready',
+              type: 'string',
+              jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+              description: 'True when every proxy of the instance runs this generation of the policy.',
+            },
+            {
+              name: 'Proxies',
+              type: 'integer',
+              jsonPath: '.status.proxies.ready',
+              description: 'Proxies that run the current configuration.',
+            },
+            {
+              name: 'Dropped/s',
+              type: 'number',
+              jsonPath: '.status.droppedSamplesPerSecond',
+              description: 'Samples per second the policy drops, all proxies.',
+            },
+            {
+              name: 'Top Offender',
+              type: 'string',
+              jsonPath: '.status.topOffender',
+              description: 'The metric that loses the most samples to the policy.',
+            },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
@@ -178,12 +211,7 @@ export function buildCrd(): JsonSchema {
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
                 spec: toStructural(MetricPolicySpec, 'spec'),
-                status: {
-                  type: 'object',
-                  description: 'Written by the operator.',
-                  // The operator defines the status later; until then it keeps whatever it writes.
-                  'x-kubernetes-preserve-unknown-fields': true,
-                },
+                status: toStructural(MetricPolicyStatusSchema, 'status'),
               },
             },
           },

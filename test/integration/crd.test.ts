@@ -108,7 +108,7 @@ describe('MetricPolicy CRD on a real API server', () => {
     });
   });
 
-  it('lists policies by short name and category with the Mode column', async () => {
+  it('lists policies by short name and category with the printer columns', async () => {
     expect((await kubectl(['apply', '-f', '-'], policy('trial', { mode: 'dryRun' }))).code).toBe(0);
     expect((await kubectl(['apply', '-f', '-'], policy('plain', {}))).code).toBe(0);
 
@@ -119,8 +119,9 @@ describe('MetricPolicy CRD on a real API server', () => {
         .trim()
         .split('\n')
         .map((line) => line.trim().split(/\s+/));
-      expect(rows[0]).toEqual(['NAME', 'MODE', 'AGE']);
-      const byName = new Map(rows.slice(1).map(([name, mode, age]) => [name, { mode, age }]));
+      expect(rows[0]).toEqual(['NAME', 'MODE', 'READY', 'PROXIES', 'DROPPED/S', 'TOP', 'OFFENDER', 'AGE']);
+      // No operator runs here, so the status columns are empty: name, mode and age remain.
+      const byName = new Map(rows.slice(1).map((cells) => [cells[0], { mode: cells[1], age: cells.at(-1) }]));
       expect(byName.get('trial')).toEqual({ mode: 'dryRun', age: expect.stringMatching(/^\d+s$/) });
       expect(byName.get('plain')).toEqual({ mode: 'enforce', age: expect.stringMatching(/^\d+s$/) });
     }
