@@ -1,0 +1,54 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+/** The operator's own metrics; every label has a small, fixed set of values. */
+export interface OperatorMetrics {
+  readonly registry: Registry;
+  reconciled(result: 'success' | 'error'): void;
+  configMapApply(outcome: 'written' | 'skipped'): void;
+  statusWrites(count: number): void;
+}
+
+/** `queueDepth` is read at scrape time. */
+export function createOperatorMetrics(version: string, queueDepth: () => number): OperatorMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'cardinal_operator_build_info',
+    help: 'Always 1; the version label names the running operator.',
+    labelNames: ['version'],
+    registers: [registry],
+  }).set({ version }, 1);
+  const reconciles = new Counter({
+    name: 'cardinal_operator_reconciles_total',
+    help: 'Reconciles of a proxy instance, by result.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const applies = new Counter({
+    name: 'cardinal_operator_configmap_applies_total',
+    help: 'ConfigMap applies a reconcile made (written) or skipped because the live one was up to date (skipped).',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const statuses = new Counter({
+    name: 'cardinal_operator_status_writes_total',
+    help: 'MetricPolicy status writes.',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'cardinal_operator_queue_depth',
+    help: 'Proxy instances waiting to be reconciled.',
+    registers: [registry],
+    collect() {
+      this.set(queueDepth());
+    },
+  });
+  for (const result of ['success', 'error']) reconciles.inc({ result }, 0);
+  for (const outcome of ['written', 'skipped']) applies.inc({ outcome }, 0);
+  return {
+    registry,
+    reconciled: (result) => reconciles.inc({ result }),
+    configMapApply: (outcome) => applies.inc({ outcome }),
+    statusWrites: (count) => statuses.inc(count),
+  };
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+import { createServer } from 'node:http';
+import { pino } from 'pino';
+import { readVersion } from '../proxy/version.js';
+import { MetricPolicyController } from './controller/metric-policy.js';
+import { createOperatorMetrics } from './controller/metrics.js';
+import { parseOperatorOptions, UsageError, usage } from './controller/options.js';
+import { WorkQueue } from './controller/queue.js';
+import { KubeClient, loadKubeConfig } from './kube/client.js';
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseOperatorOptions>;
+  try {
+    options = parseOperatorOptions(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`cardinal-operator: ${err.message}\n\n${usage}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (options === 'help') {
+    process.stdout.write(usage);
+    return 0;
+  }
+
+  const version = readVersion();
+  const logger = pino({ level: options.logLevel, base: { component: 'operator' } });
+  const kube = new KubeClient(loadKubeConfig(options.kubeconfig));
+  const queue = new WorkQueue<string>();
+  const metrics = createOperatorMetrics(version, () => queue.length);
+  const controller = new MetricPolicyController({
+    kube,
+    namespace: options.namespace,
+    operatorVersion: version,
+    logger,
+    metrics,
+    queue,
+  });
+
+  let live = true;
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'method not allowed\n');
+    if (path === '/healthz') return reply(live ? 200 : 503, live ? 'ok\n' : 'stopping\n');
+    if (path === '/readyz') {
+      return controller.ready ? reply(200, 'ok\n') : reply(503, 'caches not synced\n');
+    }
+    if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => reply(200, text, metrics.registry.contentType),
+        (err: unknown) => reply(500, `${String(err)}\n`),
+      );
+      return;
+    }
+    reply(404, 'not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.metricsPort, options.metricsHost, () => resolve());
+  });
+  logger.info(
+    {
+      version,
+      namespace: options.namespace,
+      metrics: `${options.metricsHost}:${options.metricsPort}`,
+      server: kube.config.getCurrentCluster()?.server,
+    },
+    'cardinal-operator starting',
+  );
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down: stopping watches, finishing queued reconciles');
+      const timer = setTimeout(() => {
+        logger.warn({ timeoutMs: options.shutdownTimeoutMs }, 'shutdown timed out');
+        resolve(1);
+      }, options.shutdownTimeoutMs);
+      timer.unref();
+      controller
+        .stop()
+        .then(() => {
+          live = false;
+          return new Promise<void>((done) => server.close(() => done()));
+        })
+        .then(
+          () => {
+            clearTimeout(timer);
+            logger.info('stopped');
+            resolve(0);
+          },
+          (err: unknown) => {
+            logger.error({ err }, 'error while shutting down');
+            resolve(1);
+          },
+        );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    controller.start().catch((err: unknown) => {
+      logger.fatal({ err }, 'controller failed to start');
+      resolve(1);
+    });
+  });
+}
+
+main().then(
+  (code) => {
+    // Watches keep sockets open; exit explicitly once shutdown is done.
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `cardinal-operator: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);
