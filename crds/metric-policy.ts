@@ -82,8 +82,8 @@ export const RelabelConfig = Type.Object(
     ),
     replacement: Type.Optional(
       Type.String({
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: ${name} is Prometheus's template syntax, not JavaScript's.
         description:
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: ${name} is Prometheus's template syntax, not JavaScript's.
           'Replacement value for replace and labelmap; $1, ${name} refer to regex groups. Default "$1".',
       }),
     ),
