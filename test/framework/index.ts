@@ -24,7 +24,7 @@ export {
   kubeAssets,
   startControlPlane,
 } from './kube.js';
-export { projectConfigMap } from './kubelet.js';
+export { type KubectlRunner, projectConfigMap, syncConfigMap } from './kubelet.js';
 export { type EventuallyOptions, eventually } from './poll.js';
 export {
   type Closable,

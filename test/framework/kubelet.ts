@@ -79,3 +79,48 @@ function timestamp(d: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getUTCFullYear()}_${p(d.getUTCMonth() + 1)}_${p(d.getUTCDate())}_${p(d.getUTCHours())}_${p(d.getUTCMinutes())}_${p(d.getUTCSeconds())}`;
 }
+
+/** What `syncConfigMap` reads the ConfigMap with: a kubectl runner (ControlPlane.kubectl). */
+export type KubectlRunner = (args: string[]) => Promise<{ stdout: string; stderr: string; code: number }>;
+
+/**
+ * The kubelet's part for a pod that mounts a ConfigMap: polls the ConfigMap and projects every
+ * change into `dir` with `projectConfigMap` (the kubelet syncs on its own period too, by default
+ * about a minute; tests use a short interval). A missing ConfigMap projects nothing, as an
+ * `optional: true` volume would. Close it to stop.
+ */
+export function syncConfigMap(options: {
+  kubectl: KubectlRunner;
+  namespace: string;
+  name: string;
+  dir: string;
+  intervalMs?: number;
+}): { close(): Promise<void>; readonly dirs: readonly string[] } {
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  const tick = async (): Promise<void> => {
+    const r = await options.kubectl([
+      '-n',
+      options.namespace,
+      'get',
+      'configmap',
+      options.name,
+      '-o',
+      'json',
+    ]);
+    if (r.code !== 0) return;
+    const cm = JSON.parse(r.stdout) as { data?: Record<string, string> };
+    await projectConfigMap(options.dir, cm.data ?? {});
+  };
+  const timer = setInterval(() => {
+    running = running.then(() => (stopped ? undefined : tick().catch(() => undefined)));
+  }, options.intervalMs ?? 250);
+  return {
+    dirs: [],
+    async close() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

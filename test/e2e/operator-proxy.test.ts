@@ -1,0 +1,206 @@
+// The whole loop, as in a cluster: MetricPolicies applied with kubectl to a real API server, the
+// operator (node dist/operator/main.js) rendering them into the proxy's ConfigMap, a kubelet-like
+// sync projecting that ConfigMap into the proxy's --config directory, and a real sender (vmagent)
+// writing through the proxy into a real Prometheus. PromQL shows each policy change take effect.
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ControlPlane,
+  eventually,
+  freePort,
+  type PrometheusReceiver,
+  type ProxyProgram,
+  projectConfigMap,
+  startControlPlane,
+  startProgram,
+  startPrometheusReceiver,
+  startProxy,
+  startTarget,
+  startVmagent,
+  syncConfigMap,
+  useCleanup,
+} from '../framework/index.js';
+
+const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
+const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
+const CONFIG_MAP = 'cardinal-proxy-default-policies';
+
+describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
+  const track = useCleanup();
+  const suffix = randomBytes(4).toString('hex');
+  const system = `cardinal-system-${suffix}`;
+  const apps = `apps-${suffix}`;
+  let plane: ControlPlane;
+  let receiver: PrometheusReceiver;
+  let proxy: ProxyProgram;
+
+  const kubectl = async (args: string[], input?: string): Promise<string> => {
+    const r = await plane.kubectl(args, input === undefined ? {} : { input });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const applyPolicy = (name: string, spec: Record<string, unknown>) =>
+    kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'cardinal.dev/v1alpha1',
+        kind: 'MetricPolicy',
+        metadata: { name, namespace: apps },
+        spec,
+      }),
+    );
+  const accepted = async (name: string) => {
+    const p = JSON.parse(await kubectl(['-n', apps, 'get', 'metricpolicy', name, '-o', 'json'])) as {
+      metadata: { generation: number };
+      status?: {
+        observedGeneration?: number;
+        conditions?: { type: string; status: string; message: string }[];
+      };
+    };
+    return {
+      generation: p.metadata.generation,
+      status: p.status,
+      condition: p.status?.conditions?.find((c) => c.type === 'Accepted'),
+    };
+  };
+  /** Samples of `metric` the receiver got in the last `seconds`. */
+  const recent = async (metric: string, seconds = 3) => {
+    const [r] = await receiver.query(`sum(count_over_time(${metric}[${seconds}s]))`);
+    return r?.value ?? 0;
+  };
+  /** The proxy runs the configuration the operator rendered last. */
+  const proxyInSync = async () => {
+    const cm = JSON.parse(await kubectl(['-n', system, 'get', 'configmap', CONFIG_MAP, '-o', 'json'])) as {
+      data: Record<string, string>;
+    };
+    const status = (await (await fetch(`${proxy.url}/api/v1/status/config`)).json()) as {
+      policies: number;
+      lastError: unknown;
+    };
+    expect(status.lastError).toBeNull();
+    return { cm, status };
+  };
+
+  beforeAll(async () => {
+    plane = track(await startControlPlane());
+    await kubectl(['apply', '-f', CRD_PATH]);
+    await kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/metricpolicies.cardinal.dev',
+      '--timeout=30s',
+    ]);
+    await kubectl(['create', 'namespace', system]);
+    await kubectl(['create', 'namespace', apps]);
+    const port = await freePort();
+    track(
+      await startProgram({
+        name: 'cardinal-operator',
+        command: process.execPath,
+        args: () => [
+          OPERATOR_MAIN,
+          '--kubeconfig',
+          plane.kubeconfig,
+          '--namespace',
+          system,
+          '--metrics-listen',
+          `127.0.0.1:${port}`,
+        ],
+        readyUrl: `http://127.0.0.1:${port}/readyz`,
+      }),
+    );
+
+    const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
+    await projectConfigMap(configDir, {});
+    track(
+      syncConfigMap({
+        kubectl: (args) => plane.kubectl(args),
+        namespace: system,
+        name: CONFIG_MAP,
+        dir: configDir,
+        intervalMs: 200,
+      }),
+    );
+    receiver = track(await startPrometheusReceiver({ version: 2 }));
+    proxy = track(
+      await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
+    );
+    const target = track(await startTarget());
+    target.setSeries([
+      { name: 'cardinal_test_debug_queue_depth', labels: { queue: 'a' }, value: 1 },
+      { name: 'cardinal_test_temperature_celsius', labels: { room: 'lab' }, value: 21 },
+      { name: 'cardinal_test_up', value: 1 },
+    ]);
+    track(await startVmagent({ remoteWriteUrl: proxy.writeUrl, scrapeTargets: [target.address] }));
+    await eventually(async () => expect(await recent('cardinal_test_up')).toBeGreaterThan(0), {
+      timeoutMs: 20_000,
+    });
+  });
+
+  it('a policy applied with kubectl takes effect in Prometheus; edits and deletion too', async () => {
+    // Everything flows before any policy.
+    expect(await recent('cardinal_test_debug_queue_depth')).toBeGreaterThan(0);
+
+    await applyPolicy('drop-debug', { drop: ['cardinal_test_debug_.*'] });
+    await eventually(async () => expect((await accepted('drop-debug')).condition?.status).toBe('True'), {
+      timeoutMs: 15_000,
+    });
+    await eventually(async () => expect((await proxyInSync()).status.policies).toBe(1), {
+      timeoutMs: 15_000,
+    });
+    await eventually(async () => expect(await recent('cardinal_test_debug_queue_depth')).toBe(0), {
+      timeoutMs: 15_000,
+    });
+    expect(await recent('cardinal_test_up')).toBeGreaterThan(0);
+    expect(
+      await proxy.metric('cardinal_proxy_policy_samples_total', {
+        policy: `${apps}/drop-debug`,
+        reason: 'metric_dropped',
+      }),
+    ).toBeGreaterThan(0);
+
+    // An edit: the policy now drops the temperature too; observedGeneration follows.
+    await applyPolicy('drop-debug', { drop: ['cardinal_test_debug_.*', 'cardinal_test_temperature_.*'] });
+    await eventually(
+      async () => {
+        const a = await accepted('drop-debug');
+        expect(a.generation).toBe(2);
+        expect(a.status?.observedGeneration).toBe(2);
+      },
+      { timeoutMs: 15_000 },
+    );
+    await eventually(async () => expect(await recent('cardinal_test_temperature_celsius')).toBe(0), {
+      timeoutMs: 15_000,
+    });
+
+    // A policy the API server accepts but the proxy could not run is rejected by the operator, and
+    // the others stay in force.
+    await applyPolicy('bad-regex', { drop: ['(?=lookahead)'] });
+    await eventually(
+      async () => {
+        const a = await accepted('bad-regex');
+        expect(a.condition?.status).toBe('False');
+        expect(a.condition?.message).toContain('(?=lookahead)');
+      },
+      { timeoutMs: 15_000 },
+    );
+    const { cm } = await proxyInSync();
+    expect(cm.data['policies.yaml']).toContain('drop-debug');
+    expect(cm.data['policies.yaml']).not.toContain('bad-regex');
+    expect(await recent('cardinal_test_debug_queue_depth')).toBe(0);
+
+    // Deleting the policy removes its rules: the dropped metrics arrive again.
+    await kubectl(['-n', apps, 'delete', 'metricpolicy', 'drop-debug']);
+    await eventually(async () => expect((await proxyInSync()).status.policies).toBe(0), {
+      timeoutMs: 15_000,
+    });
+    await eventually(async () => expect(await recent('cardinal_test_debug_queue_depth')).toBeGreaterThan(0), {
+      timeoutMs: 15_000,
+    });
+  });
+});
