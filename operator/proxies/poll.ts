@@ -1,0 +1,337 @@
+// Polls the proxies of an instance: what configuration each runs (GET /api/v1/status/config, see
+// proxy/server.ts) and what it drops (GET /api/v1/stats/top-offenders, proxy/stats/top-offenders.ts).
+// The answers come over the network from pods, so they are bounded in time and size and checked
+// before they are used; a proxy that fails in any way is reported, never thrown.
+
+import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { ProxyReport } from '../status/conditions.js';
+import {
+  aggregateOffenders,
+  type EndpointPoll,
+  type PolicyOffenders,
+  parseTopOffendersReport,
+} from '../status/offenders.js';
+import type { ProxyEndpoint } from './endpoints.js';
+
+export const CONFIG_STATUS_PATH = '/api/v1/status/config';
+export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
+
+/** The proxy accepts `?limit=` from 1 to 1000 (proxy/server.ts). */
+const MAX_TOP_LIMIT = 1000;
+const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_CONCURRENCY = 8;
+
+export interface PollOptions {
+  /** Both requests of one proxy, bodies included, finish within this or the proxy is unreachable. */
+  readonly timeoutMs: number;
+  /** The `?limit=` of the top-offenders request, 1 to 1000. */
+  readonly topLimit: number;
+  /**
+   * The largest body read from one response; a larger one is abandoned unread. Default 4 MiB,
+   * enough for 1000 entries in each of the report's lists with long metric names.
+   */
+  readonly maxResponseBytes?: number;
+  /** The clock the polls are stamped with, in milliseconds since the epoch; default Date.now. */
+  readonly now?: () => number;
+}
+
+export interface PollAllOptions extends PollOptions {
+  /** How many proxies are polled at once; default 8. */
+  readonly concurrency?: number;
+}
+
+/** What one poll of one proxy found. */
+export interface ProxyPoll {
+  /** `host:port`, the URL's host: the name ProxyReport and EndpointPoll know the proxy by. */
+  readonly endpoint: string;
+  /** Whether the proxy answered GET /api/v1/status/config with 200 and a valid status. */
+  readonly reachable: boolean;
+  /** The hash of the configuration in force; present when reachable. */
+  readonly configHash?: string;
+  /** The message of the proxy's last failed reload, which left `configHash` in force. */
+  readonly lastError?: string;
+  /** The proxy's top offenders; present when reachable and that request succeeded too. */
+  readonly report?: TopOffendersReport;
+  /** The `?limit=` the report was asked for. */
+  readonly limit: number;
+  /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
+  readonly reason?: string;
+  /** When the poll started, in milliseconds since the epoch. */
+  readonly at: number;
+}
+
+/**
+ * Polls one proxy at `baseUrl` (`http://host:port`). Resolves whatever the proxy does: refused
+ * connections, timeouts, error statuses, oversized or malformed bodies all give `reachable: false`
+ * (or a missing `report`) with a `reason`. Rejects only on invalid options, a programming error.
+ */
+export async function pollProxy(baseUrl: string, options: PollOptions): Promise<ProxyPoll> {
+  checkOptions(options);
+  const base = new URL(baseUrl);
+  return pollOne(base, base.host, options);
+}
+
+async function pollOne(base: URL, endpoint: string, options: PollOptions): Promise<ProxyPoll> {
+  const limit = options.topLimit;
+  const at = (options.now ?? Date.now)();
+  const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  // One deadline for both requests: the caller's timeout is per proxy, not per request.
+  const signal = AbortSignal.timeout(options.timeoutMs);
+  const get = (path: string) =>
+    getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs });
+  const [status, top] = await Promise.allSettled([
+    get(CONFIG_STATUS_PATH).then(parseConfigStatus),
+    get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
+  ]);
+  if (status.status === 'rejected') {
+    return {
+      endpoint,
+      reachable: false,
+      limit,
+      reason: `${CONFIG_STATUS_PATH}: ${errorText(status.reason)}`,
+      at,
+    };
+  }
+  const { hash, lastError } = status.value;
+  return {
+    endpoint,
+    reachable: true,
+    configHash: hash,
+    ...(lastError === undefined ? {} : { lastError }),
+    ...(top.status === 'fulfilled'
+      ? { report: top.value }
+      : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
+    limit,
+    at,
+  };
+}
+
+/**
+ * Polls every endpoint at its `url`, at most `concurrency` at once, and names each result by its
+ * `endpoint`. The results are in the order of `endpoints`.
+ */
+export async function pollAll(
+  endpoints: readonly ProxyEndpoint[],
+  options: PollAllOptions,
+): Promise<ProxyPoll[]> {
+  checkOptions(options);
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  const out: ProxyPoll[] = new Array(endpoints.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < endpoints.length; i = next++) {
+      const e = endpoints[i]!;
+      out[i] = await pollOne(new URL(e.url), e.endpoint, options);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, endpoints.length) }, worker));
+  return out;
+}
+
+/** computeStatus's view of a poll. */
+export function toProxyReport(poll: ProxyPoll): ProxyReport {
+  return {
+    endpoint: poll.endpoint,
+    reachable: poll.reachable,
+    ...(poll.configHash === undefined ? {} : { configHash: poll.configHash }),
+    ...(poll.lastError === undefined ? {} : { lastError: poll.lastError }),
+  };
+}
+
+/** aggregateOffenders's view of a poll; undefined when the poll brought no report. */
+export function toEndpointPoll(poll: ProxyPoll): EndpointPoll | undefined {
+  if (!poll.reachable || poll.report === undefined) return undefined;
+  return {
+    endpoint: poll.endpoint,
+    at: poll.at,
+    limit: poll.limit,
+    ...(poll.configHash === undefined ? {} : { configHash: poll.configHash }),
+    report: poll.report,
+  };
+}
+
+/** The parts of GET /api/v1/status/config the operator uses. */
+export interface ConfigStatus {
+  readonly hash: string;
+  readonly lastError?: string;
+}
+
+/**
+ * Checks a config status answer (`{hash, loadedAt, files, policies, lastError: {message, at} | null}`)
+ * and keeps what the operator uses. Throws a TypeError naming the first field that is wrong.
+ */
+export function parseConfigStatus(json: unknown): ConfigStatus {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new TypeError('status: must be an object');
+  }
+  const { hash, lastError } = json as Record<string, unknown>;
+  if (typeof hash !== 'string' || hash === '') throw new TypeError('hash: must be a non-empty string');
+  if (lastError === null || lastError === undefined) return { hash };
+  const message = typeof lastError === 'object' ? (lastError as Record<string, unknown>).message : undefined;
+  if (typeof message !== 'string') throw new TypeError('lastError.message: must be a string');
+  return { hash, lastError: message };
+}
+
+/** One round of ProxyPoller.poll. */
+export interface PollRound {
+  /** One per endpoint polled, in the order given. */
+  readonly polls: readonly ProxyPoll[];
+  /** computeStatus's `proxies`: every endpoint, reachable or not. */
+  readonly proxies: readonly ProxyReport[];
+  /** The polls of this round that brought a report. */
+  readonly current: readonly EndpointPoll[];
+  /** The poll before each of `current`, where there is one: what rates are computed against. */
+  readonly previous: readonly EndpointPoll[];
+  /** aggregateOffenders over `current` and `previous`, by policy id; a policy not in it dropped nothing. */
+  readonly offenders: ReadonlyMap<string, PolicyOffenders>;
+}
+
+export interface ProxyPollerOptions extends PollAllOptions {
+  /** Offenders kept per policy by the aggregation; default that of aggregateOffenders. */
+  readonly offendersLimit?: number;
+}
+
+/**
+ * Polls the proxies of one instance, round after round, and keeps each proxy's last report so the
+ * next round can turn counts into rates. A proxy that drops out of the endpoints given is
+ * forgotten; one that is listed but fails a round keeps its last report, so its next rate spans
+ * both intervals. Rounds run one after another even when `poll` is called again before the last
+ * one finished.
+ */
+export class ProxyPoller {
+  readonly #options: ProxyPollerOptions;
+  readonly #last = new Map<string, EndpointPoll>();
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ProxyPollerOptions) {
+    checkOptions(options);
+    this.#options = Object.freeze({ ...options });
+  }
+
+  /** Polls every endpoint once. Rejects only on invalid options. */
+  poll(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
+    const round = this.#tail.then(() => this.#round(endpoints));
+    this.#tail = round.catch(() => {});
+    return round;
+  }
+
+  /** The endpoints whose last report is kept. */
+  known(): string[] {
+    return [...this.#last.keys()].sort();
+  }
+
+  async #round(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
+    const polls = await pollAll(endpoints, this.#options);
+    const listed = new Set(endpoints.map((e) => e.endpoint));
+    for (const endpoint of this.#last.keys()) if (!listed.has(endpoint)) this.#last.delete(endpoint);
+
+    const current: EndpointPoll[] = [];
+    const previous: EndpointPoll[] = [];
+    for (const p of polls) {
+      const now = toEndpointPoll(p);
+      if (now === undefined) continue;
+      const before = this.#last.get(now.endpoint);
+      if (before !== undefined && before.at < now.at) previous.push(before);
+      current.push(now);
+      this.#last.set(now.endpoint, now);
+    }
+    const limit = this.#options.offendersLimit;
+    return {
+      polls,
+      proxies: polls.map(toProxyReport),
+      current,
+      previous,
+      offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
+    };
+  }
+}
+
+function checkOptions(o: PollAllOptions): void {
+  if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) {
+    throw new RangeError(`timeoutMs: ${o.timeoutMs} must be a positive number`);
+  }
+  if (!Number.isInteger(o.topLimit) || o.topLimit < 1 || o.topLimit > MAX_TOP_LIMIT) {
+    throw new RangeError(`topLimit: ${o.topLimit} must be an integer from 1 to ${MAX_TOP_LIMIT}`);
+  }
+  if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) {
+    throw new RangeError(`concurrency: ${o.concurrency} must be a positive integer`);
+  }
+  const max = o.maxResponseBytes;
+  if (max !== undefined && !(Number.isInteger(max) && max > 0)) {
+    throw new RangeError(`maxResponseBytes: ${max} must be a positive integer`);
+  }
+}
+
+/** A failure with a message fit for a condition or a log line. */
+class PollError extends Error {}
+
+interface GetOptions {
+  readonly signal: AbortSignal;
+  readonly maxBytes: number;
+  readonly timeoutMs: number;
+}
+
+async function getJson(url: URL, { signal, maxBytes, timeoutMs }: GetOptions): Promise<unknown> {
+  let res: Response;
+  try {
+    // A redirect would send the operator to an address no EndpointSlice named.
+    res = await fetch(url, { signal, redirect: 'manual', headers: { accept: 'application/json' } });
+  } catch (err) {
+    throw new PollError(failure(err, timeoutMs), { cause: err });
+  }
+  try {
+    if (res.status !== 200) throw new PollError(`HTTP ${res.status}`);
+    const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+    if (declared > maxBytes) throw new PollError(`body of ${declared} bytes exceeds ${maxBytes}`);
+    const body = await readBounded(res, maxBytes, timeoutMs);
+    try {
+      return JSON.parse(body);
+    } catch (err) {
+      throw new PollError(`invalid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  } finally {
+    // Whatever was not read is discarded, which also frees the connection.
+    if (res.body !== null && !res.bodyUsed) await res.body.cancel().catch(() => {});
+  }
+}
+
+/** The body as text, reading no more than `maxBytes` of it. */
+async function readBounded(res: Response, maxBytes: number, timeoutMs: number): Promise<string> {
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw new PollError(`body exceeds ${maxBytes} bytes`);
+      chunks.push(value);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err instanceof PollError ? err : new PollError(failure(err, timeoutMs), { cause: err });
+  } finally {
+    reader.releaseLock();
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/** A network failure in words: the timeout, or the system error under fetch's "fetch failed". */
+function failure(err: unknown, timeoutMs: number): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+    return `no answer within ${timeoutMs} ms`;
+  }
+  const cause = err instanceof Error ? err.cause : undefined;
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code !== 'string') return cause.message;
+    return cause.message.includes(code) ? cause.message : `${cause.message || 'connection failed'} (${code})`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
