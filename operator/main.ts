@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { createServer } from 'node:http';
+import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { readVersion } from '../proxy/version.js';
 import { MetricPolicyController } from './controller/metric-policy.js';
@@ -36,6 +37,13 @@ async function main(): Promise<number> {
     logger,
     metrics,
     queue,
+    proxies: options.proxies,
+    proxyConfigPath: options.proxyConfigPath,
+    proxyTimeoutMs: options.proxyTimeoutMs,
+    statusIntervalMs: options.statusIntervalMs,
+    statusWriteQps: options.statusWriteQps,
+    statusWriteBurst: options.statusWriteBurst,
+    identity: hostname(),
   });
 
   let live = true;
@@ -67,6 +75,7 @@ async function main(): Promise<number> {
     {
       version,
       namespace: options.namespace,
+      proxies: options.proxies.kind,
       metrics: `${options.metricsHost}:${options.metricsPort}`,
       server: kube.config.getCurrentCluster()?.server,
     },

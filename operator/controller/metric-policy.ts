@@ -1,15 +1,31 @@
 // The MetricPolicy controller: watches MetricPolicies and the ConfigMaps it renders, and turns
 // every event into the key of the proxy instance it concerns. Workers take keys from the queue and
 // run reconcileInstance; an event never carries state into a reconcile (level-triggered).
+//
+// The proxies change without any watch event, so while proxy discovery is configured a timer
+// queues every instance that has policies each --status-interval (controller-runtime's periodic
+// resync, or RequeueAfter); the reconcile then polls the instance's proxies itself. Each instance
+// keeps one ProxyPoller across reconciles, which is what turns the proxies' drop counters into
+// rates.
 
 import type { Logger } from 'pino';
 import type { MetricPolicy } from '../api/types.js';
 import { KubeClient, MANAGED_BY_SELECTOR, statusCode } from '../kube/client.js';
 import { Informer, Watch } from '../kube/informer.js';
+import { listProxyEndpoints } from '../proxies/discovery.js';
+import type { ProxyEndpoint } from '../proxies/endpoints.js';
+import { ProxyPoller } from '../proxies/poll.js';
+import { type ProxySource, proxyServiceName, unobserved } from '../proxies/source.js';
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
+import { buildEvent } from '../status/events.js';
+import { observationOf, type ProxyObservation } from '../status/observation.js';
 import type { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
+import { TokenBucket } from './ratelimit.js';
 import { type Cluster, type LiveConfigMap, type ReconcileContext, reconcileInstance } from './reconcile.js';
+
+/** Drops listed per proxy and poll: enough that a policy missing from the list dropped nothing. */
+const TOP_LIMIT = 200;
 
 export interface ControllerOptions {
   readonly kube: KubeClient;
@@ -21,6 +37,18 @@ export interface ControllerOptions {
   /** Instances reconciled at once; one key is never reconciled twice at once. Default 2. */
   readonly workers?: number;
   readonly queue?: WorkQueue<string>;
+  /** Where the proxies of each instance are found (operator/proxies/source.ts). */
+  readonly proxies: ProxySource;
+  /** The proxies' `--config`, where they mount the ConfigMap. */
+  readonly proxyConfigPath: string;
+  readonly proxyTimeoutMs: number;
+  /** How often every instance is reconciled again to refresh statuses from its proxies. */
+  readonly statusIntervalMs: number;
+  /** Status writes and Events per second over all policies, and the burst above it. */
+  readonly statusWriteQps: number;
+  readonly statusWriteBurst: number;
+  /** Names this replica in its Events (reportingInstance); the pod's host name. */
+  readonly identity: string;
 }
 
 export class MetricPolicyController {
@@ -31,11 +59,17 @@ export class MetricPolicyController {
   /** The instance each policy was last seen selecting, so that moving it re-renders both. */
   readonly #instanceOf = new Map<string, string>();
   readonly #workers: Promise<void>[] = [];
+  /** One poller per instance, kept across reconciles for the rates; dropped with the instance's last policy. */
+  readonly #pollers = new Map<string, ProxyPoller>();
+  readonly #writeLimit: TokenBucket;
+  #refresh: NodeJS.Timeout | undefined;
+  #eventSequence = 0;
   #started = false;
 
   constructor(options: ControllerOptions) {
     this.#options = options;
     this.queue = options.queue ?? new WorkQueue<string>();
+    this.#writeLimit = new TokenBucket({ qps: options.statusWriteQps, burst: options.statusWriteBurst });
     const { kube, namespace, logger } = options;
     const watch = new Watch(kube.config);
     this.#policies = new Informer<MetricPolicy>({
@@ -74,8 +108,15 @@ export class MetricPolicyController {
       namespace: this.#options.namespace,
       operatorVersion: this.#options.operatorVersion,
       now: () => new Date(),
+      observe: (instance) => this.#observe(instance),
+      proxyConfigPath: this.#options.proxyConfigPath,
+      writeLimit: () => this.#writeLimit.take(),
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#work(ctx));
+    // Without discovery a status depends on the watched objects only, which the watches cover.
+    if (this.#options.proxies.kind !== 'none') {
+      this.#refresh = setInterval(() => this.#refreshAll(), this.#options.statusIntervalMs);
+    }
     this.#started = true;
     this.#options.logger.info(
       { policies: this.#policies.list().length, configMaps: this.#configMaps.list().length },
@@ -85,6 +126,9 @@ export class MetricPolicyController {
 
   /** Stops the watches, lets the workers finish the keys already queued, and waits for them. */
   async stop(): Promise<void> {
+    clearInterval(this.#refresh);
+    // Statuses and Events are not worth delaying shutdown for; the next start writes them.
+    this.#writeLimit.close();
     await Promise.all([this.#policies.stop(), this.#configMaps.stop()]);
     await this.queue.shutDown();
     await Promise.all(this.#workers);
@@ -97,7 +141,73 @@ export class MetricPolicyController {
       configMap: (name) => this.#configMaps.get(name, namespace),
       applyConfigMap: (configMap) => kube.applyConfigMap(configMap),
       writePolicyStatus: (policy, status) => kube.writePolicyStatus(policy, status),
+      recordEvent: async (policy, event) => {
+        // Events are best effort, as client-go's recorder makes them: a lost one must not fail,
+        // and so repeat, the reconcile that the status already recorded.
+        const body = buildEvent(policy, event, {
+          now: new Date(),
+          instance: this.#options.identity,
+          sequence: this.#eventSequence++ % 1_000_000,
+        });
+        try {
+          await kube.createEvent(body);
+          this.#options.metrics.events(event.reason);
+        } catch (err) {
+          this.#options.logger.warn(
+            { err, policy: policyId(policy), reason: event.reason },
+            'recording an event failed',
+          );
+        }
+      },
     };
+  }
+
+  /** Queues every instance that has policies, and forgets the pollers of those that have none. */
+  #refreshAll(): void {
+    const instances = new Set(
+      this.#policies
+        .list()
+        .filter((p) => p.metadata.deletionTimestamp === undefined)
+        .map(selectInstance),
+    );
+    for (const instance of this.#pollers.keys()) if (!instances.has(instance)) this.#pollers.delete(instance);
+    for (const instance of instances) this.queue.add(instance);
+  }
+
+  /** The proxies of `instance`, polled now; never rejects. */
+  async #observe(instance: string): Promise<ProxyObservation> {
+    const { proxies: source, kube, namespace, logger } = this.#options;
+    const why = unobserved(source, instance);
+    if (why !== undefined) return { observed: false, ...why };
+    // unobserved() answered for `none`.
+    let endpoints: readonly ProxyEndpoint[] = [];
+    if (source.kind === 'static') {
+      endpoints = source.endpoints;
+    } else if (source.kind === 'service') {
+      let service = source.service;
+      try {
+        service = proxyServiceName(source.service, instance);
+        endpoints = await listProxyEndpoints(kube.discovery, namespace, service);
+      } catch (err) {
+        logger.warn({ err, instance, service }, 'listing the proxies failed');
+        return {
+          observed: false,
+          reason: 'DiscoveryFailed',
+          message: `Listing the EndpointSlices of Service ${namespace}/${service} failed: ${err instanceof Error ? err.message : String(err)}`,
+        };
+      }
+    }
+    let poller = this.#pollers.get(instance);
+    if (poller === undefined) {
+      poller = new ProxyPoller({ timeoutMs: this.#options.proxyTimeoutMs, topLimit: TOP_LIMIT });
+      this.#pollers.set(instance, poller);
+    }
+    const round = await poller.poll(endpoints);
+    for (const p of round.polls) {
+      if (p.reason !== undefined)
+        logger.debug({ instance, endpoint: p.endpoint, reason: p.reason }, 'poll failed');
+    }
+    return observationOf(round);
   }
 
   #onPolicy(policy: MetricPolicy, type: 'add' | 'update' | 'delete'): void {
@@ -129,7 +239,7 @@ export class MetricPolicyController {
         metrics.reconciled('success');
         if (result.configMap !== 'none') metrics.configMapApply(result.configMap);
         metrics.statusWrites(result.statusWrites);
-        const wrote = result.configMap === 'written' || result.statusWrites > 0;
+        const wrote = result.configMap === 'written' || result.statusWrites > 0 || result.events > 0;
         logger[wrote ? 'info' : 'debug'](
           { instance, ...result, ms: Math.round(performance.now() - started) },
           'reconciled',

@@ -6,6 +6,7 @@ export interface OperatorMetrics {
   reconciled(result: 'success' | 'error'): void;
   configMapApply(outcome: 'written' | 'skipped'): void;
   statusWrites(count: number): void;
+  events(reason: 'Accepted' | 'Rejected' | 'Applied'): void;
 }
 
 /** `queueDepth` is read at scrape time. */
@@ -35,6 +36,12 @@ export function createOperatorMetrics(version: string, queueDepth: () => number)
     help: 'MetricPolicy status writes.',
     registers: [registry],
   });
+  const events = new Counter({
+    name: 'cardinal_operator_events_total',
+    help: 'Kubernetes Events recorded on MetricPolicies, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'cardinal_operator_queue_depth',
     help: 'Proxy instances waiting to be reconciled.',
@@ -45,10 +52,12 @@ export function createOperatorMetrics(version: string, queueDepth: () => number)
   });
   for (const result of ['success', 'error']) reconciles.inc({ result }, 0);
   for (const outcome of ['written', 'skipped']) applies.inc({ outcome }, 0);
+  for (const reason of ['Accepted', 'Rejected', 'Applied']) events.inc({ reason }, 0);
   return {
     registry,
     reconciled: (result) => reconciles.inc({ result }),
     configMapApply: (outcome) => applies.inc({ outcome }),
     statusWrites: (count) => statuses.inc(count),
+    events: (reason) => events.inc({ reason }),
   };
 }

@@ -4,7 +4,7 @@ import { parseOperatorOptions, UsageError } from './options.js';
 const none = () => undefined;
 
 describe('parseOperatorOptions', () => {
-  it('defaults: the pod namespace, else cardinal-system; metrics on :8081', () => {
+  it('defaults: the pod namespace, else cardinal-system; metrics on :8081; no proxy discovery', () => {
     expect(parseOperatorOptions([], none)).toEqual({
       kubeconfig: undefined,
       namespace: 'cardinal-system',
@@ -12,6 +12,12 @@ describe('parseOperatorOptions', () => {
       metricsPort: 8081,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
+      proxies: { kind: 'none' },
+      proxyConfigPath: '/etc/cardinal/policies',
+      proxyTimeoutMs: 5_000,
+      statusIntervalMs: 30_000,
+      statusWriteQps: 5,
+      statusWriteBurst: 10,
     });
     expect(parseOperatorOptions([], () => 'monitoring')).toMatchObject({ namespace: 'monitoring' });
   });
@@ -26,6 +32,14 @@ describe('parseOperatorOptions', () => {
           '--metrics-listen',
           '127.0.0.1:9000',
           '--shutdown-timeout=500ms',
+          '--status-interval',
+          '1s',
+          '--proxy-timeout=1m30s',
+          '--proxy-config-path',
+          '/config',
+          '--status-write-qps',
+          '0.5',
+          '--status-write-burst=1',
         ],
         () => 'ignored',
       ),
@@ -35,17 +49,49 @@ describe('parseOperatorOptions', () => {
       metricsHost: '127.0.0.1',
       metricsPort: 9000,
       shutdownTimeoutMs: 500,
+      statusIntervalMs: 1_000,
+      proxyTimeoutMs: 90_000,
+      proxyConfigPath: '/config',
+      statusWriteQps: 0.5,
+      statusWriteBurst: 1,
     });
     expect(parseOperatorOptions(['--metrics-listen', '[::1]:1'], none)).toMatchObject({ metricsHost: '::1' });
     expect(parseOperatorOptions(['-h'], none)).toBe('help');
   });
 
+  it('takes a Service or a static list of proxies', () => {
+    expect(parseOperatorOptions(['--proxy-service', 'cardinal-proxy'], none)).toMatchObject({
+      proxies: { kind: 'service', service: 'cardinal-proxy' },
+    });
+    expect(
+      parseOperatorOptions(['--proxy-endpoints', 'http://127.0.0.1:8080, http://[::1]:9000'], none),
+    ).toMatchObject({
+      proxies: {
+        kind: 'static',
+        endpoints: [
+          { address: '127.0.0.1', port: 8080, endpoint: '127.0.0.1:8080', url: 'http://127.0.0.1:8080' },
+          { address: '::1', port: 9000, endpoint: '[::1]:9000', url: 'http://[::1]:9000' },
+        ],
+      },
+    });
+  });
+
   it.each([
-    [['--nope'], 'unknown flag --nope'],
-    [['--namespace'], '--namespace needs a value'],
+    [['--nope'], "Unknown option '--nope'"],
+    [['--namespace'], "Option '--namespace <value>' argument missing"],
+    [['--namespace='], '--namespace needs a value'],
     [['--metrics-listen', '8081'], 'want HOST:PORT'],
     [['--metrics-listen', ':99999'], 'want HOST:PORT'],
-    [['--shutdown-timeout', '5m'], 'want a duration'],
+    [['--shutdown-timeout', '5'], 'is not a duration'],
+    [['--status-interval', '0s'], 'must be longer than zero'],
+    [['--status-write-qps', '0'], 'want a positive number'],
+    [['--status-write-burst', '1.5'], 'want a whole number'],
+    [['--proxy-service', 'a', '--proxy-endpoints', 'http://x:1'], 'exclude each other'],
+    [['--proxy-service', 'Not_A_Service'], '--proxy-service: "Not_A_Service"'],
+    [['--proxy-endpoints', 'http://x:1/metrics'], 'without a path'],
+    [['--proxy-endpoints', 'ftp://x:1'], 'must be an http or https URL'],
+    [['--proxy-endpoints', 'http://x:1,'], 'empty entry'],
+    [['stray'], "Unexpected argument 'stray'"],
   ])('rejects %j', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(UsageError);
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);

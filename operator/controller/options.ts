@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { UsageError as ProxyUsageError, parseDuration } from '../../proxy/config/flags.js';
+import { type ProxySource, parseProxyEndpoints, proxyServiceName } from '../proxies/source.js';
 
 export interface OperatorOptions {
   /** undefined: KUBECONFIG, ~/.kube/config, or the pod's service account. */
@@ -9,24 +12,52 @@ export interface OperatorOptions {
   readonly logLevel: string;
   /** How long shutdown may take to finish queued reconciles before the process exits anyway. */
   readonly shutdownTimeoutMs: number;
+  /** Where the proxies of each instance are found; `none` leaves Ready and Degraded Unknown. */
+  readonly proxies: ProxySource;
+  /** The directory the proxies mount their ConfigMap at: their `--config`. */
+  readonly proxyConfigPath: string;
+  /** How long one poll of one proxy may take before it counts as unreachable. */
+  readonly proxyTimeoutMs: number;
+  /** How often every instance is reconciled again to refresh the policies' status from the proxies. */
+  readonly statusIntervalMs: number;
+  /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
+  readonly statusWriteQps: number;
+  readonly statusWriteBurst: number;
 }
 
 /** Where Kubernetes mounts the pod's namespace (the service account volume). */
 export const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 export const DEFAULT_NAMESPACE = 'cardinal-system';
+/** Where the chart mounts an instance's ConfigMap in its proxies, and what it passes as `--config`. */
+export const DEFAULT_PROXY_CONFIG_PATH = '/etc/cardinal/policies';
 
 export const usage = `Usage: cardinal-operator [flags]
 
-Renders MetricPolicy resources into the ConfigMaps that cardinal-proxy pods mount.
+Renders MetricPolicy resources into the ConfigMaps that cardinal-proxy pods mount, and reports in
+each policy's status whether the proxies run it and what it drops.
 
 Flags:
-  --kubeconfig PATH         Credentials; default KUBECONFIG, ~/.kube/config, or the pod's service account.
-  --namespace NS            Where the proxies' ConfigMaps live; default the pod's namespace,
-                            else ${DEFAULT_NAMESPACE}.
-  --metrics-listen ADDR     /metrics, /healthz and /readyz; default :8081.
-  --log-level LEVEL         trace, debug, info, warn, error; default info.
-  --shutdown-timeout DUR    Time to finish queued reconciles on SIGTERM, in s or ms; default 30s.
-  -h, --help                This text.
+  --kubeconfig PATH           Credentials; default KUBECONFIG, ~/.kube/config, or the pod's service account.
+  --namespace NS              Where the proxies' ConfigMaps and Services live; default the pod's
+                              namespace, else ${DEFAULT_NAMESPACE}.
+  --metrics-listen ADDR       /metrics, /healthz and /readyz; default :8081.
+  --log-level LEVEL           trace, debug, info, warn, error; default info.
+  --shutdown-timeout DUR      Time to finish queued reconciles on SIGTERM; default 30s.
+
+Proxy discovery (at most one of the first two; with neither, Ready and Degraded stay Unknown):
+  --proxy-service NAME        Find the proxies through the EndpointSlices of a Service in --namespace:
+                              NAME for instance "default", NAME-<instance> for any other instance.
+  --proxy-endpoints URL,...   The proxies of instance "default", as base URLs such as
+                              http://10.0.0.7:8080; for sidecars and clusters without Services.
+  --proxy-config-path DIR     Where the proxies mount their ConfigMap (their --config); default
+                              ${DEFAULT_PROXY_CONFIG_PATH}. The configuration hash they report depends on it.
+  --proxy-timeout DUR         Time one proxy has to answer a poll; default 5s.
+  --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
+  --status-write-qps N        Status writes and Events per second, all policies; default 5.
+  --status-write-burst N      Writes allowed at once above that rate; default 10.
+  -h, --help                  This text.
+
+Durations are written like 500ms, 30s, 1m or 1m30s.
 `;
 
 export class UsageError extends Error {
@@ -38,41 +69,103 @@ export function parseOperatorOptions(
   argv: readonly string[],
   podNamespace: () => string | undefined = readPodNamespace,
 ): OperatorOptions | 'help' {
-  const values = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '-h' || arg === '--help') return 'help';
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    if (
-      !['--kubeconfig', '--namespace', '--metrics-listen', '--log-level', '--shutdown-timeout'].includes(name)
-    )
-      throw new UsageError(`unknown flag ${arg}`);
-    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
-    values.set(name, value);
+  let v: ReturnType<typeof parse>['values'];
+  try {
+    v = parse(argv).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
-  const listen = values.get('--metrics-listen') ?? ':8081';
+  if (v.help) return 'help';
+  for (const [name, value] of Object.entries(v)) {
+    if (value === '') throw new UsageError(`--${name} needs a value`);
+  }
+  const listen = v['metrics-listen'] ?? ':8081';
   const colon = listen.lastIndexOf(':');
   const port = Number(listen.slice(colon + 1));
-  if (colon === -1 || !Number.isInteger(port) || port < 0 || port > 65535)
+  if (colon === -1 || !/^\d+$/.test(listen.slice(colon + 1)) || port > 65535)
     throw new UsageError(`--metrics-listen ${listen}: want HOST:PORT or :PORT`);
   const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  const namespace = values.get('--namespace') ?? podNamespace() ?? DEFAULT_NAMESPACE;
+  const namespace = v.namespace ?? podNamespace() ?? DEFAULT_NAMESPACE;
+  const statusWriteQps = positive('--status-write-qps', v['status-write-qps'] ?? '5');
+  const statusWriteBurst = positive('--status-write-burst', v['status-write-burst'] ?? '10');
+  if (!Number.isInteger(statusWriteBurst))
+    throw new UsageError(`--status-write-burst ${statusWriteBurst}: want a whole number`);
   return Object.freeze({
-    kubeconfig: values.get('--kubeconfig'),
+    kubeconfig: v.kubeconfig,
     namespace,
     metricsHost: host === '' ? '0.0.0.0' : host,
     metricsPort: port,
-    logLevel: values.get('--log-level') ?? 'info',
-    shutdownTimeoutMs: duration('--shutdown-timeout', values.get('--shutdown-timeout') ?? '30s'),
+    logLevel: v['log-level'] ?? 'info',
+    shutdownTimeoutMs: duration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
+    proxies: proxySource(v['proxy-service'], v['proxy-endpoints']),
+    proxyConfigPath: v['proxy-config-path'] ?? DEFAULT_PROXY_CONFIG_PATH,
+    proxyTimeoutMs: duration('--proxy-timeout', v['proxy-timeout'] ?? '5s'),
+    statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
+    statusWriteQps,
+    statusWriteBurst,
   });
 }
 
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
+      'metrics-listen': { type: 'string' },
+      'log-level': { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+      'proxy-service': { type: 'string' },
+      'proxy-endpoints': { type: 'string' },
+      'proxy-config-path': { type: 'string' },
+      'proxy-timeout': { type: 'string' },
+      'status-interval': { type: 'string' },
+      'status-write-qps': { type: 'string' },
+      'status-write-burst': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+function proxySource(service: string | undefined, endpoints: string | undefined): ProxySource {
+  if (service !== undefined && endpoints !== undefined)
+    throw new UsageError('--proxy-service and --proxy-endpoints exclude each other');
+  if (service !== undefined) {
+    try {
+      proxyServiceName(service, 'default');
+    } catch (err) {
+      throw new UsageError(`--proxy-service: ${(err as Error).message}`);
+    }
+    return Object.freeze({ kind: 'service', service });
+  }
+  if (endpoints === undefined) return Object.freeze({ kind: 'none' });
+  try {
+    return Object.freeze({ kind: 'static', endpoints: Object.freeze(parseProxyEndpoints(endpoints)) });
+  } catch (err) {
+    throw new UsageError(`--proxy-endpoints: ${(err as Error).message}`);
+  }
+}
+
+/** The proxy's duration syntax (proxy/config/flags.ts), so both programs read a duration alike; zero is refused. */
 function duration(flag: string, text: string): number {
-  const m = /^(\d+)(ms|s)$/.exec(text);
-  if (m === null) throw new UsageError(`${flag} ${text}: want a duration such as 30s or 500ms`);
-  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  let ms: number;
+  try {
+    ms = parseDuration(flag, text);
+  } catch (err) {
+    if (err instanceof ProxyUsageError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (ms <= 0) throw new UsageError(`${flag}: "${text}" must be longer than zero`);
+  return ms;
+}
+
+function positive(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0))
+    throw new UsageError(`${flag} ${text}: want a positive number`);
+  return n;
 }
 
 function readPodNamespace(): string | undefined {

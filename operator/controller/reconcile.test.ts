@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { MetricPolicySpecT } from '../../crds/metric-policy.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
-import { CONFIG_KEY, GENERATIONS_ANNOTATION } from '../render/configmap.js';
-import {
-  type Cluster,
-  type LiveConfigMap,
-  needsApply,
-  PROXIES_NOT_OBSERVED,
-  reconcileInstance,
-} from './reconcile.js';
+import { type ProxySource, unobserved } from '../proxies/source.js';
+import { CONFIG_KEY, GENERATIONS_ANNOTATION, proxyConfigHash } from '../render/configmap.js';
+import type { PolicyEvent } from '../status/events.js';
+import type { ProxyObservation } from '../status/observation.js';
+import { type Cluster, type LiveConfigMap, needsApply, reconcileInstance } from './reconcile.js';
+
+const NO_DISCOVERY = unobserved({ kind: 'none' } satisfies ProxySource, 'default')!;
+const MOUNT = '/etc/cardinal/policies';
 
 function policy(name: string, spec: MetricPolicySpecT, generation = 1, namespace = 'apps'): MetricPolicy {
   return {
@@ -25,6 +25,7 @@ class FakeCluster implements Cluster {
   readonly configMaps = new Map<string, LiveConfigMap>();
   applies = 0;
   statusWrites = 0;
+  readonly events: { policy: string; reason: string; message: string }[] = [];
 
   set(p: MetricPolicy): void {
     this.items.set(`${p.metadata.namespace}/${p.metadata.name}`, p);
@@ -43,6 +44,9 @@ class FakeCluster implements Cluster {
     this.statusWrites++;
     this.set({ ...p, status: structuredClone(status) });
   }
+  async recordEvent(p: MetricPolicy, event: PolicyEvent): Promise<void> {
+    this.events.push({ policy: p.metadata.name, reason: event.reason, message: event.message });
+  }
   get(name: string): MetricPolicy {
     return this.items.get(`apps/${name}`)!;
   }
@@ -51,9 +55,16 @@ class FakeCluster implements Cluster {
   }
 }
 
-function setup() {
+/**
+ * `observe` stands in for the proxies; by default there is no discovery. `writes` counts the
+ * tokens taken from the write limit.
+ */
+function setup(
+  observe: (instance: string) => ProxyObservation = () => ({ observed: false, ...NO_DISCOVERY }),
+) {
   const cluster = new FakeCluster();
   let clock = Date.parse('2030-01-01T00:00:00Z');
+  const limit = { taken: 0 };
   const ctx = {
     cluster,
     namespace: 'cardinal-system',
@@ -62,9 +73,20 @@ function setup() {
       clock += 1000;
       return new Date(clock);
     },
+    observe: async (instance: string) => observe(instance),
+    proxyConfigPath: MOUNT,
+    writeLimit: async () => {
+      limit.taken++;
+    },
   };
-  return { cluster, ctx, reconcile: (instance = 'default') => reconcileInstance(ctx, instance) };
+  return { cluster, ctx, limit, reconcile: (instance = 'default') => reconcileInstance(ctx, instance) };
 }
+
+/** The hash a proxy mounting the instance's live ConfigMap at MOUNT reports. */
+const liveHash = (cluster: FakeCluster, instance = 'default') => {
+  const cm = cluster.configMaps.get(`cardinal-proxy-${instance}-policies`);
+  return proxyConfigHash({ data: cm?.data ?? {} }, MOUNT);
+};
 
 const conditions = (p: MetricPolicy) =>
   Object.fromEntries((p.status?.conditions ?? []).map((c) => [c.type, [c.status, c.reason]]));
@@ -73,7 +95,13 @@ describe('reconcileInstance', () => {
   it('renders accepted policies, writes their status, and writes nothing on a second run', async () => {
     const { cluster, reconcile } = setup();
     cluster.set(policy('a', { drop: ['go_.*'] }, 3));
-    expect(await reconcile()).toEqual({ configMap: 'written', accepted: 1, rejected: 0, statusWrites: 1 });
+    expect(await reconcile()).toEqual({
+      configMap: 'written',
+      accepted: 1,
+      rejected: 0,
+      statusWrites: 1,
+      events: 2,
+    });
     expect(cluster.rendered()).toContain('go_.*');
     const a = cluster.get('a');
     expect(a.status?.observedGeneration).toBe(3);
@@ -82,10 +110,16 @@ describe('reconcileInstance', () => {
       Ready: ['Unknown', 'ProxiesNotObserved'],
       Degraded: ['Unknown', 'ProxiesNotObserved'],
     });
-    expect(a.status?.conditions?.[1]?.message).toBe(PROXIES_NOT_OBSERVED);
+    expect(a.status?.conditions?.[1]?.message).toBe(NO_DISCOVERY.message);
     expect(a.status).not.toHaveProperty('proxies');
 
-    expect(await reconcile()).toEqual({ configMap: 'skipped', accepted: 1, rejected: 0, statusWrites: 0 });
+    expect(await reconcile()).toEqual({
+      configMap: 'skipped',
+      accepted: 1,
+      rejected: 0,
+      statusWrites: 0,
+      events: 0,
+    });
     expect(cluster.applies).toBe(1);
     expect(cluster.statusWrites).toBe(1);
   });
@@ -155,6 +189,7 @@ describe('reconcileInstance', () => {
       accepted: 0,
       rejected: 1,
       statusWrites: 1,
+      events: 1,
     });
     expect(cluster.configMaps.size).toBe(0);
     expect(cluster.get('a').status?.conditions?.[0]?.message).toContain('cardinal.dev/proxy-instance');
@@ -185,6 +220,126 @@ describe('reconcileInstance', () => {
     expect(a.status?.observedGeneration).toBe(2);
     expect(a.status?.conditions?.map((c) => c.lastTransitionTime)).toEqual(first);
     expect(a.status?.conditions?.every((c) => c.observedGeneration === 2)).toBe(true);
+  });
+});
+
+describe('reconcileInstance with observed proxies', () => {
+  const offenders = new Map([
+    [
+      'apps/a',
+      {
+        topOffenders: [
+          {
+            metric: 'debug_depth',
+            series: 3,
+            droppedSamplesPerSecond: 2,
+            droppedSamples: 40,
+            reason: 'metric_dropped',
+          },
+        ],
+        droppedSamples: 40,
+        droppedSamplesPerSecond: 2,
+      },
+    ],
+  ]);
+
+  it('is Ready when every proxy reports the hash of the rendered ConfigMap at the mount path', async () => {
+    let hash = 'stale';
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable: true, configHash: hash }],
+      offenders,
+      complete: true,
+    }));
+    cluster.set(policy('a', { drop: ['debug_.*'] }));
+    cluster.set(policy('b', { drop: ['up'] }));
+    await reconcile();
+    expect(conditions(cluster.get('a'))).toMatchObject({
+      Ready: ['False', 'Pending'],
+      Degraded: ['False', 'AsExpected'],
+    });
+    expect(cluster.get('a').status?.proxies).toEqual({ ready: 0, total: 1, configHash: liveHash(cluster) });
+
+    hash = liveHash(cluster);
+    expect(await reconcile()).toMatchObject({ configMap: 'skipped', statusWrites: 2, events: 0 });
+    const a = cluster.get('a');
+    expect(conditions(a)).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
+    expect(a.status?.proxies).toEqual({ ready: 1, total: 1, configHash: hash });
+    expect(a.status?.topOffenders).toEqual(offenders.get('apps/a')?.topOffenders);
+    expect(a.status?.topOffender).toBe('debug_depth 2/s metric_dropped');
+    expect(a.status?.droppedSamplesPerSecond).toBe(2);
+    // b drops nothing, and every proxy said so completely: 0/s, not unknown.
+    expect(cluster.get('b').status).toMatchObject({ topOffenders: [], droppedSamplesPerSecond: 0 });
+
+    expect(await reconcile()).toMatchObject({ statusWrites: 0, events: 0 });
+  });
+
+  it('says Unknown, with the reason given, when the proxies could not be listed', async () => {
+    const { cluster, reconcile } = setup(() => ({
+      observed: false,
+      reason: 'DiscoveryFailed',
+      message: 'Listing the EndpointSlices of Service ns/cardinal-proxy failed: forbidden',
+    }));
+    cluster.set(policy('a', { drop: ['up'] }));
+    await reconcile();
+    const ready = cluster.get('a').status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'Unknown', reason: 'DiscoveryFailed' });
+    expect(ready?.message).toContain('forbidden');
+  });
+
+  it('does not poll for an instance without policies', async () => {
+    let polls = 0;
+    const { reconcile } = setup(() => {
+      polls++;
+      return { observed: true, proxies: [], offenders: new Map(), complete: true };
+    });
+    await reconcile();
+    expect(polls).toBe(0);
+  });
+});
+
+describe('reconcileInstance events', () => {
+  it('records Accepted and Applied once per generation, Rejected once per rejection, none in a steady state', async () => {
+    const { cluster, limit, reconcile } = setup();
+    cluster.set(policy('a', { drop: ['up'] }, 1));
+    cluster.set(policy('bad', { drop: ['(?=x)'] }, 1));
+    await reconcile();
+    expect(cluster.events.map((e) => [e.policy, e.reason])).toEqual([
+      ['a', 'Applied'],
+      ['a', 'Accepted'],
+      ['bad', 'Rejected'],
+    ]);
+    expect(cluster.events[2]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): spec\.drop\[0\]: /);
+    // Every status write and Event took a token.
+    expect(limit.taken).toBe(cluster.statusWrites + cluster.events.length);
+
+    await reconcile();
+    expect(cluster.events).toHaveLength(3);
+
+    cluster.set({
+      ...cluster.get('a'),
+      spec: { drop: ['down'] },
+      metadata: { ...cluster.get('a').metadata, generation: 2 },
+    });
+    await reconcile();
+    expect(cluster.events.slice(3)).toEqual([
+      {
+        policy: 'a',
+        reason: 'Applied',
+        message: 'Generation 2 written to ConfigMap cardinal-system/cardinal-proxy-default-policies.',
+      },
+      { policy: 'a', reason: 'Accepted', message: 'Generation 2 accepted for proxy instance default.' },
+    ]);
+    await reconcile();
+    expect(cluster.events).toHaveLength(5);
+  });
+
+  it('records no Applied when a hand-edited ConfigMap is put back with the same generations', async () => {
+    const { cluster, reconcile } = setup();
+    cluster.set(policy('a', { drop: ['up'] }));
+    await reconcile();
+    cluster.configMaps.get('cardinal-proxy-default-policies')!.data![CONFIG_KEY] = '# hand edit\n';
+    expect(await reconcile()).toMatchObject({ configMap: 'written', events: 0 });
   });
 });
 

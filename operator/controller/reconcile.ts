@@ -1,8 +1,14 @@
 // Reconciles one proxy instance: the MetricPolicies that select it, the ConfigMap its proxies
 // mount, and each policy's status. Level-triggered: it reads the current state from the watch
-// caches and converges, whatever event queued it, so it is safe to run any number of times. It
-// writes only what differs: the ConfigMap when its rendered content drifted from the live one, a
-// status when statusEqual says it changed.
+// caches and the proxies and converges, whatever queued it, so it is safe to run any number of
+// times. It writes only what differs: the ConfigMap when its rendered content drifted from the live
+// one, a status when statusEqual says it changed, and an Event only on a transition.
+//
+// The proxies are polled here, in the reconcile, not in a loop of their own: the controller's
+// refresh timer only queues every instance, so a status is always computed from one consistent
+// reading of the caches and the proxies, and one instance is never polled by two workers at once.
+// A reconcile queued by a watch event polls too, which is what shows a user's edit reaching the
+// proxies without waiting for the next refresh.
 
 import { createHash } from 'node:crypto';
 import { ConfigError, parsePolicyFile } from '../../proxy/config/load.js';
@@ -11,6 +17,7 @@ import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.j
 import {
   CONFIG_HASH_ANNOTATION,
   CONFIG_KEY,
+  proxyConfigHash,
   renderedGenerations,
   renderProxyConfigMap,
 } from '../render/configmap.js';
@@ -29,6 +36,8 @@ import {
   setCondition,
   statusEqual,
 } from '../status/conditions.js';
+import { acceptanceEvent, appliedEvents, type PolicyEvent } from '../status/events.js';
+import { type ProxyObservation, policyDrops } from '../status/observation.js';
 
 /** A ConfigMap as read back from the API server: whatever anyone wrote into it. */
 export interface LiveConfigMap {
@@ -52,6 +61,8 @@ export interface Cluster {
   applyConfigMap(configMap: ConfigMap): Promise<void>;
   /** Writes `status` over the policy's status; the write fails when `policy` is no longer current. */
   writePolicyStatus(policy: MetricPolicy, status: MetricPolicyStatus): Promise<void>;
+  /** Records a Kubernetes Event on the policy; best effort, so it resolves even when that fails. */
+  recordEvent(policy: MetricPolicy, event: PolicyEvent): Promise<void>;
 }
 
 export interface ReconcileContext {
@@ -60,6 +71,15 @@ export interface ReconcileContext {
   readonly namespace: string;
   readonly operatorVersion: string;
   readonly now: () => Date;
+  /**
+   * The proxies of an instance, polled now, or why they are not looked at. Called once per
+   * reconcile of an instance that has policies.
+   */
+  readonly observe: (instance: string) => Promise<ProxyObservation>;
+  /** The directory the proxies mount the ConfigMap at, their `--config`: it is in the hash they report. */
+  readonly proxyConfigPath: string;
+  /** Resolves when one more status write or Event may be made (the write rate limit). */
+  readonly writeLimit: () => Promise<void>;
 }
 
 export interface ReconcileResult {
@@ -68,6 +88,7 @@ export interface ReconcileResult {
   readonly accepted: number;
   readonly rejected: number;
   readonly statusWrites: number;
+  readonly events: number;
 }
 
 /**
@@ -94,6 +115,12 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
   let configMap: ReconcileResult['configMap'] = 'none';
   let generations: Record<string, number> = {};
   let renderedHash = '';
+  let events = 0;
+  const record = async (policy: MetricPolicy, event: PolicyEvent) => {
+    await ctx.writeLimit();
+    await ctx.cluster.recordEvent(policy, event);
+    events++;
+  };
   if (badInstance === undefined) {
     const name = configMapName(instance);
     const live = ctx.cluster.configMap(name);
@@ -111,38 +138,58 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
       policies: rendered,
       operatorVersion: ctx.operatorVersion,
     });
+    generations = renderedGenerations(desired);
     if (needsApply(desired, live)) {
       await ctx.cluster.applyConfigMap(desired);
       configMap = 'written';
+      // Recorded now rather than after the statuses: should a status write fail, the retry finds
+      // the ConfigMap up to date and would not know to record them.
+      const before = live === undefined ? {} : renderedGenerations(live);
+      for (const { policy, event } of appliedEvents(policies, before, generations, desired.metadata))
+        await record(policy, event);
     } else {
       configMap = 'skipped';
     }
-    generations = renderedGenerations(desired);
-    renderedHash = desired.metadata.annotations[CONFIG_HASH_ANNOTATION] ?? '';
+    renderedHash = proxyConfigHash(desired, ctx.proxyConfigPath);
   }
+
+  // An invalid instance has no proxies to ask: every policy of it is rejected, whatever they run.
+  const observation: ProxyObservation =
+    badInstance === undefined && verdicts.length > 0
+      ? await ctx.observe(instance)
+      : { observed: false, reason: 'ProxiesNotObserved', message: '' };
 
   let statusWrites = 0;
   for (const { policy, accepted } of verdicts) {
     const now = ctx.now();
-    const next = statusWithoutProxies(
-      computeStatus({
-        policy,
-        accepted,
-        proxies: [],
-        renderedHash,
-        renderedGenerations: generations,
-        topOffenders: [],
-        now,
-      }),
+    const input = {
       policy,
+      accepted,
+      renderedHash,
+      renderedGenerations: generations,
       now,
-    );
+    };
+    const next = observation.observed
+      ? computeStatus({
+          ...input,
+          proxies: observation.proxies,
+          ...policyDrops(observation, policyId(policy)),
+        })
+      : statusWithoutProxies(
+          computeStatus({ ...input, proxies: [], topOffenders: [] }),
+          policy,
+          now,
+          observation,
+        );
     if (statusEqual(policy.status, next)) continue;
+    await ctx.writeLimit();
     await ctx.cluster.writePolicyStatus(policy, next);
     statusWrites++;
+    const event = acceptanceEvent(policy, next);
+    if (event !== undefined) await record(policy, event);
   }
   const rejected = verdicts.filter((v) => !v.accepted.ok).length;
-  return { configMap, accepted: verdicts.length - rejected, rejected, statusWrites };
+  return { configMap, accepted: verdicts.length - rejected, rejected, statusWrites, events };
 }
 
 /**
@@ -222,23 +269,27 @@ export function lastAccepted(
   return validatePolicy(kept).ok && selectInstance(kept) === selectInstance(policy) ? kept : undefined;
 }
 
-/** Why Ready and Degraded are Unknown while the operator does not look at the proxies. */
-export const PROXIES_NOT_OBSERVED =
-  'This operator version does not discover proxies yet, so whether they run this generation is not known.';
-
 /**
- * The status without what only proxy discovery can tell: computeStatus, given no proxies, would
- * say Ready=False NoProxies, which claims the operator looked. While the policy is accepted, Ready
- * and Degraded are Unknown (reason ProxiesNotObserved), and the proxies and topOffenders fields
- * are left out. A rejected policy keeps computeStatus's NotAccepted conditions, which are true
- * whatever the proxies do.
+ * The status without what only the proxies can tell, when the operator did not look at them (no
+ * discovery configured, or discovery failed): computeStatus, given no proxies, would say
+ * Ready=False NoProxies, which claims the operator looked. While the policy is accepted, Ready and
+ * Degraded are Unknown with `why`'s reason and message, and the proxies, topOffenders and drop
+ * fields are left out. A rejected policy keeps computeStatus's NotAccepted conditions, which are
+ * true whatever the proxies do.
  */
 export function statusWithoutProxies(
   status: MetricPolicyStatus,
   policy: MetricPolicy,
   now: Date,
+  why: { readonly reason: string; readonly message: string },
 ): MetricPolicyStatus {
-  const { proxies: _proxies, topOffenders: _topOffenders, ...rest } = status;
+  const {
+    proxies: _proxies,
+    topOffenders: _topOffenders,
+    topOffender: _topOffender,
+    droppedSamplesPerSecond: _dropped,
+    ...rest
+  } = status;
   const conditions = status.conditions ?? [];
   const accepted = conditions.find((c) => c.type === 'Accepted')?.status === 'True';
   if (!accepted) return rest;
@@ -249,8 +300,8 @@ export function statusWithoutProxies(
       {
         type,
         status: 'Unknown',
-        reason: 'ProxiesNotObserved',
-        message: PROXIES_NOT_OBSERVED,
+        reason: why.reason,
+        message: why.message,
         observedGeneration: policy.metadata.generation,
       },
       now,

@@ -1,10 +1,12 @@
 // Thin, typed wrappers over @kubernetes/client-node for the few calls the operator makes: loading
 // credentials, listing MetricPolicies and the operator's ConfigMaps, applying a ConfigMap with
-// server-side apply, and writing a MetricPolicy's status subresource.
+// server-side apply, writing a MetricPolicy's status subresource, recording Events, and listing the
+// EndpointSlices of the proxies' Services.
 
 import {
   CoreV1Api,
   CustomObjectsApi,
+  DiscoveryV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -12,6 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import type { LiveConfigMap } from '../controller/reconcile.js';
+import type { EventObject } from '../status/events.js';
 
 export const GROUP = 'cardinal.dev';
 export const VERSION = 'v1alpha1';
@@ -50,9 +53,12 @@ export class KubeClient {
   readonly #core: CoreV1Api;
   readonly #custom: CustomObjectsApi;
   readonly #objects: KubernetesObjectApi;
+  /** EndpointSlices, for listProxyEndpoints (operator/proxies/discovery.ts). */
+  readonly discovery: DiscoveryV1Api;
 
   constructor(config: KubeConfig) {
     this.config = config;
+    this.discovery = config.makeApiClient(DiscoveryV1Api);
     this.#core = config.makeApiClient(CoreV1Api);
     this.#custom = config.makeApiClient(CustomObjectsApi);
     this.#objects = KubernetesObjectApi.makeApiClient(config);
@@ -122,6 +128,11 @@ export class KubeClient {
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
+  }
+
+  /** Creates a core/v1 Event (buildEvent in operator/status/events.ts makes it). */
+  async createEvent(event: EventObject): Promise<void> {
+    await this.#core.createNamespacedEvent({ namespace: event.metadata.namespace, body: event });
   }
 }
 

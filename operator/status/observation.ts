@@ -1,0 +1,58 @@
+// What the operator saw of an instance's proxies in one round, in the shape computeStatus takes.
+// Pure: operator/proxies/poll.ts does the polling, this only reads its result.
+
+import type { TopOffender } from '../api/types.js';
+import type { ProxyReport } from './conditions.js';
+import type { EndpointPoll, PolicyOffenders } from './offenders.js';
+
+/**
+ * Either the proxies of the instance as polled, or why they were not looked at; in the second case
+ * Ready and Degraded are Unknown with that reason and message.
+ */
+export type ProxyObservation =
+  | {
+      readonly observed: true;
+      /** Every proxy of the instance, reachable or not. */
+      readonly proxies: readonly ProxyReport[];
+      /** By policy id; a policy not in it dropped nothing the proxies listed. */
+      readonly offenders: ReadonlyMap<string, PolicyOffenders>;
+      /**
+       * True when a policy missing from `offenders` is known to drop nothing per second: every
+       * proxy answered this round and the one before with a complete list of its drops.
+       */
+      readonly complete: boolean;
+    }
+  | { readonly observed: false; readonly reason: string; readonly message: string };
+
+/** The observation of one ProxyPoller round (PollRound's fields). */
+export function observationOf(round: {
+  readonly proxies: readonly ProxyReport[];
+  readonly current: readonly EndpointPoll[];
+  readonly previous: readonly EndpointPoll[];
+  readonly offenders: ReadonlyMap<string, PolicyOffenders>;
+}): ProxyObservation {
+  const previous = new Set(round.previous.map((p) => p.endpoint));
+  const complete =
+    round.current.length === round.proxies.length &&
+    round.current.every((p) => previous.has(p.endpoint) && p.report.drops.length < p.limit);
+  return { observed: true, proxies: round.proxies, offenders: round.offenders, complete };
+}
+
+/** computeStatus's topOffenders and droppedSamplesPerSecond for the policy `id`. */
+export function policyDrops(
+  observation: Extract<ProxyObservation, { observed: true }>,
+  id: string,
+): { topOffenders: readonly TopOffender[]; droppedSamplesPerSecond?: number } {
+  const mine = observation.offenders.get(id);
+  if (mine === undefined) {
+    return observation.complete && observation.proxies.length > 0
+      ? { topOffenders: [], droppedSamplesPerSecond: 0 }
+      : { topOffenders: [] };
+  }
+  return {
+    topOffenders: mine.topOffenders,
+    ...(mine.droppedSamplesPerSecond === undefined
+      ? {}
+      : { droppedSamplesPerSecond: mine.droppedSamplesPerSecond }),
+  };
+}
