@@ -1,7 +1,13 @@
 // The whole loop, as in a cluster: MetricPolicies applied with kubectl to a real API server, the
 // operator (node dist/operator/main.js) rendering them into the proxy's ConfigMap, a kubelet-like
 // sync projecting that ConfigMap into the proxy's --config directory, and a real sender (vmagent)
-// writing through the proxy into a real Prometheus. PromQL shows each policy change take effect.
+// writing through the proxy into a real Prometheus. PromQL shows each policy change take effect,
+// and the policies' status shows what the operator learns by polling the proxy: Ready once the
+// proxy runs the policy's generation, and the metrics it drops as top offenders.
+//
+// The operator finds the proxy with --proxy-endpoints: the API server refuses loopback addresses
+// in EndpointSlices, so --proxy-service cannot name a proxy on 127.0.0.1 (EndpointSlice discovery
+// is covered by test/integration/proxy-discovery.test.ts).
 
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -59,14 +65,40 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
       metadata: { generation: number };
       status?: {
         observedGeneration?: number;
-        conditions?: { type: string; status: string; message: string }[];
+        conditions?: {
+          type: string;
+          status: string;
+          reason: string;
+          message: string;
+          observedGeneration: number;
+        }[];
+        proxies?: { ready: number; total: number; configHash: string };
+        topOffenders?: { metric: string; reason: string; droppedSamples: number }[];
+        topOffender?: string;
       };
     };
     return {
       generation: p.metadata.generation,
       status: p.status,
       condition: p.status?.conditions?.find((c) => c.type === 'Accepted'),
+      ready: p.status?.conditions?.find((c) => c.type === 'Ready'),
     };
+  };
+  /** The reasons of the Events recorded on a policy. */
+  const events = async (name: string) => {
+    const list = JSON.parse(
+      await kubectl([
+        'get',
+        'events',
+        '-n',
+        apps,
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'json',
+      ]),
+    ) as { items: { reason: string; message: string; type: string; source?: { component?: string } }[] };
+    return list.items;
   };
   /** Samples of `metric` the receiver got in the last `seconds`. */
   const recent = async (metric: string, seconds = 3) => {
@@ -79,6 +111,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
       data: Record<string, string>;
     };
     const status = (await (await fetch(`${proxy.url}/api/v1/status/config`)).json()) as {
+      hash: string;
       policies: number;
       lastError: unknown;
     };
@@ -97,24 +130,6 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     ]);
     await kubectl(['create', 'namespace', system]);
     await kubectl(['create', 'namespace', apps]);
-    const port = await freePort();
-    track(
-      await startProgram({
-        name: 'cardinal-operator',
-        command: process.execPath,
-        args: () => [
-          OPERATOR_MAIN,
-          '--kubeconfig',
-          plane.kubeconfig,
-          '--namespace',
-          system,
-          '--metrics-listen',
-          `127.0.0.1:${port}`,
-        ],
-        readyUrl: `http://127.0.0.1:${port}/readyz`,
-      }),
-    );
-
     const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
     await projectConfigMap(configDir, {});
     track(
@@ -129,6 +144,29 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     receiver = track(await startPrometheusReceiver({ version: 2 }));
     proxy = track(
       await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
+    );
+    const port = await freePort();
+    track(
+      await startProgram({
+        name: 'cardinal-operator',
+        command: process.execPath,
+        args: () => [
+          OPERATOR_MAIN,
+          '--kubeconfig',
+          plane.kubeconfig,
+          '--namespace',
+          system,
+          '--metrics-listen',
+          `127.0.0.1:${port}`,
+          '--proxy-endpoints',
+          proxy.url,
+          '--proxy-config-path',
+          configDir,
+          '--status-interval',
+          '1s',
+        ],
+        readyUrl: `http://127.0.0.1:${port}/readyz`,
+      }),
     );
     const target = track(await startTarget());
     target.setSeries([
@@ -164,6 +202,40 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
       }),
     ).toBeGreaterThan(0);
 
+    // The operator polled the proxy: it runs this generation, and what the policy drops is named.
+    await eventually(
+      async () => {
+        const a = await accepted('drop-debug');
+        expect(a.ready).toMatchObject({ status: 'True', reason: 'ConfigLoaded', observedGeneration: 1 });
+        expect(a.status?.proxies).toMatchObject({ ready: 1, total: 1 });
+        expect(a.status?.topOffenders?.[0]).toMatchObject({
+          metric: 'cardinal_test_debug_queue_depth',
+          reason: 'metric_dropped',
+        });
+        expect(a.status?.topOffenders?.[0]?.droppedSamples).toBeGreaterThan(0);
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect((await accepted('drop-debug')).status?.proxies?.configHash).toBe(
+      (await proxyInSync()).status.hash,
+    );
+    // `kubectl get mp` shows it in the printer columns; the offender line carries a rate from the
+    // second poll that saw the drops on.
+    await eventually(async () => {
+      const [header, row] = (await kubectl(['-n', apps, 'get', 'mp'])).trim().split('\n');
+      expect(header).toMatch(/^NAME\s+MODE\s+READY\s+PROXIES\s+DROPPED\/S\s+TOP OFFENDER\s+AGE$/);
+      expect(row).toMatch(
+        /^drop-debug\s+enforce\s+True\s+1\s+\S+\s+cardinal_test_debug_queue_depth \S+\/s metric_dropped\s/,
+      );
+    });
+    const recorded = await events('drop-debug');
+    expect(recorded.map((e) => e.reason)).toEqual(expect.arrayContaining(['Accepted', 'Applied']));
+    expect(recorded.find((e) => e.reason === 'Accepted')).toMatchObject({
+      type: 'Normal',
+      message: 'Generation 1 accepted for proxy instance default.',
+      source: { component: 'cardinal-operator' },
+    });
+
     // An edit: the policy now drops the temperature too; observedGeneration follows.
     await applyPolicy('drop-debug', { drop: ['cardinal_test_debug_.*', 'cardinal_test_temperature_.*'] });
     await eventually(
@@ -177,6 +249,14 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     await eventually(async () => expect(await recent('cardinal_test_temperature_celsius')).toBe(0), {
       timeoutMs: 15_000,
     });
+    await eventually(
+      async () => {
+        const a = await accepted('drop-debug');
+        expect(a.ready).toMatchObject({ status: 'True', reason: 'ConfigLoaded', observedGeneration: 2 });
+        expect(a.status?.proxies?.ready).toBe(1);
+      },
+      { timeoutMs: 15_000 },
+    );
 
     // A policy the API server accepts but the proxy could not run is rejected by the operator, and
     // the others stay in force.
@@ -189,6 +269,17 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
       },
       { timeoutMs: 15_000 },
     );
+    await eventually(
+      async () => {
+        const rejected = (await events('bad-regex')).filter((e) => e.reason === 'Rejected');
+        expect(rejected).toHaveLength(1);
+        expect(rejected[0]).toMatchObject({ type: 'Warning' });
+        expect(rejected[0]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): .*\(\?=lookahead\)/s);
+      },
+      { timeoutMs: 15_000 },
+    );
+    // A steady state records no more Events: a second acceptance of generation 2 would be one.
+    expect((await events('drop-debug')).filter((e) => e.reason === 'Accepted')).toHaveLength(2);
     const { cm } = await proxyInSync();
     expect(cm.data['policies.yaml']).toContain('drop-debug');
     expect(cm.data['policies.yaml']).not.toContain('bad-regex');

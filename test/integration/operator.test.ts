@@ -129,8 +129,10 @@ describe('cardinal-operator on a real API server', () => {
       return p;
     });
     expect(policy.status?.observedGeneration).toBe(policy.metadata.generation);
-    // Proxy discovery is not there yet, and the status says so rather than claiming there are none.
+    // This operator runs without --proxy-service or --proxy-endpoints: it does not look at the
+    // proxies, and the status says so rather than claiming there are none.
     expect(condition(policy, 'Ready')).toMatchObject({ status: 'Unknown', reason: 'ProxiesNotObserved' });
+    expect(condition(policy, 'Ready')?.message).toContain('--proxy-service or --proxy-endpoints');
     expect(condition(policy, 'Degraded')).toMatchObject({ status: 'Unknown', reason: 'ProxiesNotObserved' });
   });
 
@@ -231,6 +233,7 @@ describe('cardinal-operator on a real API server', () => {
       await metricSum(metricsUrl, 'cardinal_operator_configmap_applies_total', { outcome: 'written' }),
     ).toBe(0);
     expect(await metricSum(metricsUrl, 'cardinal_operator_status_writes_total')).toBe(0);
+    expect(await metricSum(metricsUrl, 'cardinal_operator_events_total')).toBe(0);
     expect((await getConfigMap()).metadata.resourceVersion).toBe(configMap.metadata.resourceVersion);
     for (const p of policies) {
       expect((await getPolicy(p.metadata.name)).metadata.resourceVersion).toBe(p.metadata.resourceVersion);
