@@ -8,6 +8,7 @@ import { createOperatorMetrics } from './controller/metrics.js';
 import { parseOperatorOptions, UsageError, usage } from './controller/options.js';
 import { WorkQueue } from './controller/queue.js';
 import { KubeClient, loadKubeConfig } from './kube/client.js';
+import { candidateIdentity, LeaderElector, leaseApiFromKubeConfig } from './leader/lease.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseOperatorOptions>;
@@ -45,6 +46,9 @@ async function main(): Promise<number> {
     statusWriteBurst: options.statusWriteBurst,
     identity: hostname(),
   });
+  const identity = candidateIdentity(process.env.POD_NAME ?? hostname());
+  let stopping = false;
+  let exitCode: ((code: number) => void) | undefined;
 
   let live = true;
   const server = createServer((req, res) => {
@@ -82,8 +86,36 @@ async function main(): Promise<number> {
     'cardinal-operator starting',
   );
 
+  const le = options.leaderElection;
+  const elector = le.enabled
+    ? new LeaderElector({
+        namespace: le.namespace,
+        name: 'cardinal-operator',
+        identity,
+        leaseDurationMs: le.leaseDurationMs,
+        renewDeadlineMs: le.renewDeadlineMs,
+        retryPeriodMs: le.retryPeriodMs,
+        client: leaseApiFromKubeConfig(kube.config),
+        onError: (err) => logger.warn({ err }, 'leader election'),
+        onStartedLeading: () => {
+          logger.info({ identity }, 'acquired the lease; reconciling');
+          metrics.leader(true);
+          controller.lead();
+        },
+        onStoppedLeading: async () => {
+          metrics.leader(false);
+          if (stopping) return;
+          // As controller-runtime does: a replica that lost the Lease may still have writes in
+          // flight, so it stops and exits; Kubernetes restarts it as a standby.
+          logger.error({ identity }, 'lost the lease; exiting');
+          await controller.stop();
+          exitCode?.(1);
+        },
+      })
+    : undefined;
+
   return new Promise<number>((resolve) => {
-    let stopping = false;
+    exitCode = resolve;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) return;
       stopping = true;
@@ -93,8 +125,11 @@ async function main(): Promise<number> {
         resolve(1);
       }, options.shutdownTimeoutMs);
       timer.unref();
+      // Workers finish first, then the Lease is handed over, so a standby takes over at once
+      // and never overlaps with our last writes.
       controller
         .stop()
+        .then(() => elector?.release())
         .then(() => {
           live = false;
           return new Promise<void>((done) => server.close(() => done()));
@@ -113,7 +148,16 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    controller.start().catch((err: unknown) => {
+    const started = elector
+      ? controller.startCaches().then(() => {
+          logger.info(
+            { identity, lease: `${le.namespace}/cardinal-operator` },
+            'caches synced; campaigning for the lease',
+          );
+          elector.start();
+        })
+      : controller.start().then(() => metrics.leader(true));
+    started.catch((err: unknown) => {
       logger.fatal({ err }, 'controller failed to start');
       resolve(1);
     });

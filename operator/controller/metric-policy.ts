@@ -65,6 +65,7 @@ export class MetricPolicyController {
   #refresh: NodeJS.Timeout | undefined;
   #eventSequence = 0;
   #started = false;
+  #synced = false;
 
   constructor(options: ControllerOptions) {
     this.#options = options;
@@ -91,18 +92,33 @@ export class MetricPolicyController {
     });
   }
 
-  /** True once both caches hold a complete list and the workers run. */
+  /**
+   * True once both caches hold a complete list. A standby replica is ready too: its caches are
+   * warm, so it can take over the moment it acquires the Lease.
+   */
   get ready(): boolean {
-    return this.#started && this.#policies.synced && this.#configMaps.synced && !this.queue.shuttingDown;
+    return this.#synced && this.#policies.synced && this.#configMaps.synced && !this.queue.shuttingDown;
+  }
+
+  /** Whether this replica runs the workers (it leads, or leader election is off). */
+  get leading(): boolean {
+    return this.#started;
   }
 
   /**
-   * Starts the watches, waits until both caches are complete (a reconcile on a partial cache would
-   * drop policies from the ConfigMap), then starts the workers.
+   * Starts the watches and waits until both caches are complete (a reconcile on a partial cache
+   * would drop policies from the ConfigMap). Events queue instances from then on; nothing is
+   * written until `lead`.
    */
-  async start(): Promise<void> {
+  async startCaches(): Promise<void> {
     await Promise.all([this.#policies.start(), this.#configMaps.start()]);
     await Promise.all([this.#policies.hasSynced, this.#configMaps.hasSynced]);
+    this.#synced = true;
+  }
+
+  /** Starts the workers: reconciles and writes begin. Call once, when leading. */
+  lead(): void {
+    if (this.#started) return;
     const ctx: ReconcileContext = {
       cluster: this.#cluster(),
       namespace: this.#options.namespace,
@@ -117,11 +133,19 @@ export class MetricPolicyController {
     if (this.#options.proxies.kind !== 'none') {
       this.#refresh = setInterval(() => this.#refreshAll(), this.#options.statusIntervalMs);
     }
+    // A replica that just became leader reconciles everything once, whatever was queued before.
+    this.#refreshAll();
     this.#started = true;
     this.#options.logger.info(
       { policies: this.#policies.list().length, configMaps: this.#configMaps.list().length },
       'caches synced; reconciling',
     );
+  }
+
+  /** Without leader election: the caches, then the workers. */
+  async start(): Promise<void> {
+    await this.startCaches();
+    this.lead();
   }
 
   /** Stops the watches, lets the workers finish the keys already queued, and waits for them. */

@@ -7,6 +7,8 @@ export interface OperatorMetrics {
   configMapApply(outcome: 'written' | 'skipped'): void;
   statusWrites(count: number): void;
   events(reason: 'Accepted' | 'Rejected' | 'Applied'): void;
+  /** Whether this replica holds the Lease and reconciles. */
+  leader(leading: boolean): void;
 }
 
 /** `queueDepth` is read at scrape time. */
@@ -53,8 +55,14 @@ export function createOperatorMetrics(version: string, queueDepth: () => number)
   for (const result of ['success', 'error']) reconciles.inc({ result }, 0);
   for (const outcome of ['written', 'skipped']) applies.inc({ outcome }, 0);
   for (const reason of ['Accepted', 'Rejected', 'Applied']) events.inc({ reason }, 0);
+  const leader = new Gauge({
+    name: 'cardinal_operator_leader',
+    help: '1 while this replica holds the Lease and reconciles, 0 while it stands by.',
+    registers: [registry],
+  });
   return {
     registry,
+    leader: (leading) => leader.set(leading ? 1 : 0),
     reconciled: (result) => reconciles.inc({ result }),
     configMapApply: (outcome) => applies.inc({ outcome }),
     statusWrites: (count) => statuses.inc(count),

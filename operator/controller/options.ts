@@ -23,6 +23,14 @@ export interface OperatorOptions {
   /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
   readonly statusWriteQps: number;
   readonly statusWriteBurst: number;
+  /** Leader election: only the holder of the Lease reconciles and writes. */
+  readonly leaderElection: {
+    readonly enabled: boolean;
+    readonly namespace: string;
+    readonly leaseDurationMs: number;
+    readonly renewDeadlineMs: number;
+    readonly retryPeriodMs: number;
+  };
 }
 
 /** Where Kubernetes mounts the pod's namespace (the service account volume). */
@@ -55,6 +63,14 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
   --status-write-qps N        Status writes and Events per second, all policies; default 5.
   --status-write-burst N      Writes allowed at once above that rate; default 10.
+
+Leader election (replicas share a coordination.k8s.io Lease named cardinal-operator; only its
+holder reconciles and writes; a replica that loses it exits, to be restarted as a standby):
+  --leader-elect=false        Run without a Lease (one replica only).
+  --leader-elect-namespace NS Where the Lease lives; default --namespace.
+  --leader-elect-lease-duration DUR   How long a Lease holds without renewal; default 15s.
+  --leader-elect-renew-deadline DUR   How long the leader keeps trying to renew; default 10s.
+  --leader-elect-retry-period DUR     How often to try to acquire or renew; default 2s.
   -h, --help                  This text.
 
 Durations are written like 500ms, 30s, 1m or 1m30s.
@@ -103,6 +119,32 @@ export function parseOperatorOptions(
     statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
     statusWriteQps,
     statusWriteBurst,
+    leaderElection: leaderElection(v, namespace),
+  });
+}
+
+function leaderElection(v: ReturnType<typeof parse>['values'], namespace: string) {
+  const elect = v['leader-elect'] ?? 'true';
+  if (elect !== 'true' && elect !== 'false')
+    throw new UsageError(`--leader-elect=${elect}: want true or false`);
+  const leaseDurationMs = duration(
+    '--leader-elect-lease-duration',
+    v['leader-elect-lease-duration'] ?? '15s',
+  );
+  const renewDeadlineMs = duration(
+    '--leader-elect-renew-deadline',
+    v['leader-elect-renew-deadline'] ?? '10s',
+  );
+  const retryPeriodMs = duration('--leader-elect-retry-period', v['leader-elect-retry-period'] ?? '2s');
+  if (!(leaseDurationMs > renewDeadlineMs && renewDeadlineMs > retryPeriodMs)) {
+    throw new UsageError('leader election needs lease duration > renew deadline > retry period');
+  }
+  return Object.freeze({
+    enabled: elect === 'true',
+    namespace: v['leader-elect-namespace'] ?? namespace,
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs,
   });
 }
 
@@ -124,6 +166,11 @@ function parse(argv: readonly string[]) {
       'status-interval': { type: 'string' },
       'status-write-qps': { type: 'string' },
       'status-write-burst': { type: 'string' },
+      'leader-elect': { type: 'string' },
+      'leader-elect-namespace': { type: 'string' },
+      'leader-elect-lease-duration': { type: 'string' },
+      'leader-elect-renew-deadline': { type: 'string' },
+      'leader-elect-retry-period': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

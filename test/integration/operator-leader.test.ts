@@ -1,0 +1,128 @@
+// Two operator replicas against one API server: only the Lease holder writes, and the other takes
+// over when the leader dies.
+
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ControlPlane,
+  eventually,
+  freePort,
+  metricSum,
+  type Program,
+  startControlPlane,
+  startProgram,
+  useCleanup,
+} from '../framework/index.js';
+
+const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
+const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
+const CONFIG_MAP = 'cardinal-proxy-default-policies';
+
+describe('two operator replicas', () => {
+  const track = useCleanup();
+  const suffix = randomBytes(4).toString('hex');
+  const system = `cardinal-system-${suffix}`;
+  const apps = `apps-${suffix}`;
+  let plane: ControlPlane;
+  const replicas: { name: string; program: Program; metricsUrl: string }[] = [];
+
+  const kubectl = async (args: string[], input?: string): Promise<string> => {
+    const r = await plane.kubectl(args, input === undefined ? {} : { input });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const applyPolicy = (name: string, drop: string) =>
+    kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'cardinal.dev/v1alpha1',
+        kind: 'MetricPolicy',
+        metadata: { name, namespace: apps },
+        spec: { drop: [drop] },
+      }),
+    );
+  const holder = async () =>
+    (
+      JSON.parse(await kubectl(['-n', system, 'get', 'lease', 'cardinal-operator', '-o', 'json'])) as {
+        spec: { holderIdentity?: string };
+      }
+    ).spec.holderIdentity ?? '';
+  const writes = (url: string) =>
+    metricSum(url, 'cardinal_operator_configmap_applies_total', { outcome: 'written' }).then(
+      async (n) => n + (await metricSum(url, 'cardinal_operator_status_writes_total')),
+    );
+  const rendered = async () =>
+    (
+      JSON.parse(await kubectl(['-n', system, 'get', 'configmap', CONFIG_MAP, '-o', 'json'])) as {
+        data: Record<string, string>;
+      }
+    ).data['policies.yaml'] ?? '';
+
+  beforeAll(async () => {
+    plane = track(await startControlPlane());
+    await kubectl(['apply', '-f', CRD_PATH]);
+    await kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/metricpolicies.cardinal.dev',
+      '--timeout=30s',
+    ]);
+    await kubectl(['create', 'namespace', system]);
+    await kubectl(['create', 'namespace', apps]);
+    for (const name of ['replica-a', 'replica-b']) {
+      const port = await freePort();
+      const program = track(
+        await startProgram({
+          name: `cardinal-operator-${name}`,
+          command: process.execPath,
+          env: { POD_NAME: name },
+          args: () => [
+            OPERATOR_MAIN,
+            '--kubeconfig',
+            plane.kubeconfig,
+            '--namespace',
+            system,
+            '--metrics-listen',
+            `127.0.0.1:${port}`,
+            '--leader-elect-lease-duration',
+            '2s',
+            '--leader-elect-renew-deadline',
+            '1500ms',
+            '--leader-elect-retry-period',
+            '300ms',
+          ],
+          readyUrl: `http://127.0.0.1:${port}/readyz`,
+        }),
+      );
+      replicas.push({ name, program, metricsUrl: `http://127.0.0.1:${port}/metrics` });
+    }
+  });
+
+  it('only the leader writes; the standby takes over when the leader dies', async () => {
+    const leaderName = await eventually(async () => {
+      const h = await holder();
+      expect(h).toMatch(/^replica-(a|b)_/);
+      return h.startsWith('replica-a') ? 'replica-a' : 'replica-b';
+    });
+    const leader = replicas.find((r) => r.name === leaderName)!;
+    const standby = replicas.find((r) => r.name !== leaderName)!;
+
+    await applyPolicy('first', 'debug_.*');
+    await eventually(async () => expect(await rendered()).toContain('name: first'));
+    await eventually(async () => expect(await writes(leader.metricsUrl)).toBeGreaterThan(0));
+    expect(await writes(standby.metricsUrl)).toBe(0);
+    expect(await metricSum(leader.metricsUrl, 'cardinal_operator_leader')).toBe(1);
+    expect(await metricSum(standby.metricsUrl, 'cardinal_operator_leader')).toBe(0);
+
+    // The leader dies without releasing the Lease: the standby waits for it to expire, then leads.
+    leader.program.kill('SIGKILL');
+    await leader.program.exited();
+    await eventually(async () => expect(await holder()).toMatch(new RegExp(`^${standby.name}_`)), {
+      timeoutMs: 20_000,
+    });
+    await applyPolicy('second', 'trace_.*');
+    await eventually(async () => expect(await rendered()).toContain('name: second'), { timeoutMs: 20_000 });
+    await eventually(async () => expect(await writes(standby.metricsUrl)).toBeGreaterThan(0));
+  });
+});
