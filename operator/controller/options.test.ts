@@ -18,8 +18,18 @@ describe('parseOperatorOptions', () => {
       statusIntervalMs: 30_000,
       statusWriteQps: 5,
       statusWriteBurst: 10,
+      leaderElection: {
+        enabled: true,
+        namespace: 'cardinal-system',
+        leaseDurationMs: 15_000,
+        renewDeadlineMs: 10_000,
+        retryPeriodMs: 2_000,
+      },
     });
-    expect(parseOperatorOptions([], () => 'monitoring')).toMatchObject({ namespace: 'monitoring' });
+    expect(parseOperatorOptions([], () => 'monitoring')).toMatchObject({
+      namespace: 'monitoring',
+      leaderElection: { namespace: 'monitoring' },
+    });
   });
 
   it('reads flags as `--flag value` and `--flag=value`', () => {
@@ -94,6 +104,35 @@ describe('parseOperatorOptions', () => {
     [['stray'], "Unexpected argument 'stray'"],
   ])('rejects %j', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(UsageError);
+    expect(() => parseOperatorOptions(argv, none)).toThrow(message);
+  });
+});
+
+describe('leader election flags', () => {
+  const none = () => undefined;
+  it.each([
+    [['--leader-elect=false'], { enabled: false }],
+    [['--leader-elect-namespace', 'ops'], { namespace: 'ops' }],
+    [
+      [
+        '--leader-elect-lease-duration',
+        '2s',
+        '--leader-elect-renew-deadline',
+        '1500ms',
+        '--leader-elect-retry-period',
+        '300ms',
+      ],
+      { leaseDurationMs: 2000, renewDeadlineMs: 1500, retryPeriodMs: 300 },
+    ],
+  ])('%j', (argv, expected) => {
+    const o = parseOperatorOptions(argv, none);
+    expect(o === 'help' ? o : o.leaderElection).toMatchObject(expected);
+  });
+
+  it.each([
+    [['--leader-elect=maybe'], '--leader-elect=maybe: want true or false'],
+    [['--leader-elect-renew-deadline', '20s'], 'lease duration > renew deadline > retry period'],
+  ])('%j is refused', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
   });
 });
