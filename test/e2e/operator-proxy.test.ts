@@ -13,17 +13,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  applyPolicy,
   type ControlPlane,
   eventually,
-  freePort,
+  installCrd,
+  kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
   projectConfigMap,
   startControlPlane,
-  startProgram,
+  startOperator,
   startPrometheusReceiver,
   startProxy,
   startTarget,
@@ -32,8 +33,6 @@ import {
   useCleanup,
 } from '../framework/index.js';
 
-const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
-const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
 const CONFIG_MAP = 'cardinal-proxy-default-policies';
 
 describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
@@ -45,21 +44,8 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
   let receiver: PrometheusReceiver;
   let proxy: ProxyProgram;
 
-  const kubectl = async (args: string[], input?: string): Promise<string> => {
-    const r = await plane.kubectl(args, input === undefined ? {} : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const applyPolicy = (name: string, spec: Record<string, unknown>) =>
-    kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'cardinal.dev/v1alpha1',
-        kind: 'MetricPolicy',
-        metadata: { name, namespace: apps },
-        spec,
-      }),
-    );
+  let kubectl: ReturnType<typeof kubectlOrThrow>;
+  const policy = (name: string, spec: Record<string, unknown>) => applyPolicy(plane, apps, name, spec);
   const accepted = async (name: string) => {
     const p = JSON.parse(await kubectl(['-n', apps, 'get', 'metricpolicy', name, '-o', 'json'])) as {
       metadata: { generation: number };
@@ -121,13 +107,8 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
 
   beforeAll(async () => {
     plane = track(await startControlPlane());
-    await kubectl(['apply', '-f', CRD_PATH]);
-    await kubectl([
-      'wait',
-      '--for=condition=Established',
-      'crd/metricpolicies.cardinal.dev',
-      '--timeout=30s',
-    ]);
+    kubectl = kubectlOrThrow(plane);
+    await installCrd(plane);
     await kubectl(['create', 'namespace', system]);
     await kubectl(['create', 'namespace', apps]);
     const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
@@ -145,29 +126,12 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     proxy = track(
       await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
     );
-    const port = await freePort();
-    track(
-      await startProgram({
-        name: 'cardinal-operator',
-        command: process.execPath,
-        args: () => [
-          OPERATOR_MAIN,
-          '--kubeconfig',
-          plane.kubeconfig,
-          '--namespace',
-          system,
-          '--metrics-listen',
-          `127.0.0.1:${port}`,
-          '--proxy-endpoints',
-          proxy.url,
-          '--proxy-config-path',
-          configDir,
-          '--status-interval',
-          '1s',
-        ],
-        readyUrl: `http://127.0.0.1:${port}/readyz`,
-      }),
-    );
+    const operator = await startOperator({
+      plane,
+      namespace: system,
+      args: ['--proxy-endpoints', proxy.url, '--proxy-config-path', configDir, '--status-interval', '1s'],
+    });
+    track(operator.program);
     const target = track(await startTarget());
     target.setSeries([
       { name: 'cardinal_test_debug_queue_depth', labels: { queue: 'a' }, value: 1 },
@@ -184,7 +148,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     // Everything flows before any policy.
     expect(await recent('cardinal_test_debug_queue_depth')).toBeGreaterThan(0);
 
-    await applyPolicy('drop-debug', { drop: ['cardinal_test_debug_.*'] });
+    await policy('drop-debug', { drop: ['cardinal_test_debug_.*'] });
     await eventually(async () => expect((await accepted('drop-debug')).condition?.status).toBe('True'), {
       timeoutMs: 15_000,
     });
@@ -237,7 +201,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     });
 
     // An edit: the policy now drops the temperature too; observedGeneration follows.
-    await applyPolicy('drop-debug', { drop: ['cardinal_test_debug_.*', 'cardinal_test_temperature_.*'] });
+    await policy('drop-debug', { drop: ['cardinal_test_debug_.*', 'cardinal_test_temperature_.*'] });
     await eventually(
       async () => {
         const a = await accepted('drop-debug');
@@ -260,7 +224,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
 
     // A policy the API server accepts but the proxy could not run is rejected by the operator, and
     // the others stay in force.
-    await applyPolicy('bad-regex', { drop: ['(?=lookahead)'] });
+    await policy('bad-regex', { drop: ['(?=lookahead)'] });
     await eventually(
       async () => {
         const a = await accepted('bad-regex');

@@ -25,6 +25,15 @@ export {
   startControlPlane,
 } from './kube.js';
 export { type KubectlRunner, projectConfigMap, syncConfigMap } from './kubelet.js';
+export {
+  applyPolicy,
+  CRD_PATH,
+  installCrd,
+  kubectlOrThrow,
+  OPERATOR_MAIN,
+  type OperatorProgram,
+  startOperator,
+} from './operator.js';
 export { type EventuallyOptions, eventually } from './poll.js';
 export {
   type Closable,

@@ -2,21 +2,20 @@
 // over when the leader dies.
 
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  applyPolicy,
   type ControlPlane,
   eventually,
-  freePort,
+  installCrd,
+  kubectlOrThrow,
   metricSum,
   type Program,
   startControlPlane,
-  startProgram,
+  startOperator,
   useCleanup,
 } from '../framework/index.js';
 
-const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
-const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
 const CONFIG_MAP = 'cardinal-proxy-default-policies';
 
 describe('two operator replicas', () => {
@@ -25,23 +24,10 @@ describe('two operator replicas', () => {
   const system = `cardinal-system-${suffix}`;
   const apps = `apps-${suffix}`;
   let plane: ControlPlane;
+  let kubectl: ReturnType<typeof kubectlOrThrow>;
   const replicas: { name: string; program: Program; metricsUrl: string }[] = [];
 
-  const kubectl = async (args: string[], input?: string): Promise<string> => {
-    const r = await plane.kubectl(args, input === undefined ? {} : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const applyPolicy = (name: string, drop: string) =>
-    kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'cardinal.dev/v1alpha1',
-        kind: 'MetricPolicy',
-        metadata: { name, namespace: apps },
-        spec: { drop: [drop] },
-      }),
-    );
+  const drop = (name: string, pattern: string) => applyPolicy(plane, apps, name, { drop: [pattern] });
   const holder = async () =>
     (
       JSON.parse(await kubectl(['-n', system, 'get', 'lease', 'cardinal-operator', '-o', 'json'])) as {
@@ -61,41 +47,27 @@ describe('two operator replicas', () => {
 
   beforeAll(async () => {
     plane = track(await startControlPlane());
-    await kubectl(['apply', '-f', CRD_PATH]);
-    await kubectl([
-      'wait',
-      '--for=condition=Established',
-      'crd/metricpolicies.cardinal.dev',
-      '--timeout=30s',
-    ]);
+    kubectl = kubectlOrThrow(plane);
+    await installCrd(plane);
     await kubectl(['create', 'namespace', system]);
     await kubectl(['create', 'namespace', apps]);
     for (const name of ['replica-a', 'replica-b']) {
-      const port = await freePort();
-      const program = track(
-        await startProgram({
-          name: `cardinal-operator-${name}`,
-          command: process.execPath,
-          env: { POD_NAME: name },
-          args: () => [
-            OPERATOR_MAIN,
-            '--kubeconfig',
-            plane.kubeconfig,
-            '--namespace',
-            system,
-            '--metrics-listen',
-            `127.0.0.1:${port}`,
-            '--leader-elect-lease-duration',
-            '2s',
-            '--leader-elect-renew-deadline',
-            '1500ms',
-            '--leader-elect-retry-period',
-            '300ms',
-          ],
-          readyUrl: `http://127.0.0.1:${port}/readyz`,
-        }),
-      );
-      replicas.push({ name, program, metricsUrl: `http://127.0.0.1:${port}/metrics` });
+      const { program, metricsUrl } = await startOperator({
+        plane,
+        namespace: system,
+        name: `cardinal-operator-${name}`,
+        env: { POD_NAME: name },
+        args: [
+          '--leader-elect-lease-duration',
+          '2s',
+          '--leader-elect-renew-deadline',
+          '1500ms',
+          '--leader-elect-retry-period',
+          '300ms',
+        ],
+      });
+      track(program);
+      replicas.push({ name, program, metricsUrl });
     }
   });
 
@@ -108,7 +80,7 @@ describe('two operator replicas', () => {
     const leader = replicas.find((r) => r.name === leaderName)!;
     const standby = replicas.find((r) => r.name !== leaderName)!;
 
-    await applyPolicy('first', 'debug_.*');
+    await drop('first', 'debug_.*');
     await eventually(async () => expect(await rendered()).toContain('name: first'));
     await eventually(async () => expect(await writes(leader.metricsUrl)).toBeGreaterThan(0));
     expect(await writes(standby.metricsUrl)).toBe(0);
@@ -121,7 +93,7 @@ describe('two operator replicas', () => {
     await eventually(async () => expect(await holder()).toMatch(new RegExp(`^${standby.name}_`)), {
       timeoutMs: 20_000,
     });
-    await applyPolicy('second', 'trace_.*');
+    await drop('second', 'trace_.*');
     await eventually(async () => expect(await rendered()).toContain('name: second'), { timeoutMs: 20_000 });
     await eventually(async () => expect(await writes(standby.metricsUrl)).toBeGreaterThan(0));
   });

@@ -2,24 +2,23 @@
 // the proxy's ConfigMap and the policies' statuses out, with no write when nothing changed.
 
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../../proxy/config/load.js';
 import { validatePolicies } from '../../proxy/config/validate.js';
 import {
+  applyPolicy,
   type ControlPlane,
   eventually,
-  freePort,
+  installCrd,
+  kubectlOrThrow,
   metricSum,
   type Program,
   startControlPlane,
-  startProgram,
+  startOperator,
   useCleanup,
 } from '../framework/index.js';
 
-const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
-const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
 const CONFIG_MAP = 'cardinal-proxy-default-policies';
 
 interface Condition {
@@ -52,21 +51,8 @@ describe('cardinal-operator on a real API server', () => {
   let operator: Program;
   let metricsUrl: string;
 
-  const kubectl = async (args: string[], input?: string): Promise<string> => {
-    const r = await plane.kubectl(args, input === undefined ? {} : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const applyPolicy = (name: string, spec: Record<string, unknown>) =>
-    kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'cardinal.dev/v1alpha1',
-        kind: 'MetricPolicy',
-        metadata: { name, namespace: apps },
-        spec,
-      }),
-    );
+  let kubectl: ReturnType<typeof kubectlOrThrow>;
+  const apply = (name: string, spec: Record<string, unknown>) => applyPolicy(plane, apps, name, spec);
   const getPolicy = async (name: string): Promise<PolicyObject> =>
     JSON.parse(await kubectl(['-n', apps, 'get', 'metricpolicy', name, '-o', 'json']));
   const getConfigMap = async (): Promise<ConfigMapObject> =>
@@ -83,39 +69,17 @@ describe('cardinal-operator on a real API server', () => {
 
   beforeAll(async () => {
     plane = track(await startControlPlane());
-    await kubectl(['apply', '-f', CRD_PATH]);
-    await kubectl([
-      'wait',
-      '--for=condition=Established',
-      'crd/metricpolicies.cardinal.dev',
-      '--timeout=30s',
-    ]);
+    kubectl = kubectlOrThrow(plane);
+    await installCrd(plane);
     await kubectl(['create', 'namespace', system]);
     await kubectl(['create', 'namespace', apps]);
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
-    operator = track(
-      await startProgram({
-        name: 'cardinal-operator',
-        command: process.execPath,
-        args: () => [
-          OPERATOR_MAIN,
-          '--kubeconfig',
-          plane.kubeconfig,
-          '--namespace',
-          system,
-          '--metrics-listen',
-          `127.0.0.1:${port}`,
-          '--log-level',
-          'debug',
-        ],
-        readyUrl: `http://127.0.0.1:${port}/readyz`,
-      }),
-    );
+    const started = await startOperator({ plane, namespace: system, args: ['--log-level', 'debug'] });
+    operator = track(started.program);
+    metricsUrl = started.metricsUrl;
   });
 
   it('renders a valid policy into the ConfigMap and marks it Accepted for its generation', async () => {
-    await applyPolicy('drop-gc', { drop: ['go_gc_.*'] });
+    await apply('drop-gc', { drop: ['go_gc_.*'] });
     await eventually(async () => {
       expect((await rendered()).get('drop-gc')).toMatchObject({ drop: ['go_gc_.*'], mode: 'enforce' });
     });
@@ -137,7 +101,7 @@ describe('cardinal-operator on a real API server', () => {
   });
 
   it('re-renders an edited policy, and observedGeneration follows', async () => {
-    await applyPolicy('drop-gc', { drop: ['go_gc_.*', 'go_memstats_.*'] });
+    await apply('drop-gc', { drop: ['go_gc_.*', 'go_memstats_.*'] });
     await eventually(async () => {
       expect((await rendered()).get('drop-gc')?.drop).toEqual(['go_gc_.*', 'go_memstats_.*']);
     });
@@ -160,7 +124,7 @@ describe('cardinal-operator on a real API server', () => {
       expected = err.message.replaceAll('bad: ', '');
     }
     expect(expected).toContain('spec.drop[0]');
-    await applyPolicy('bad', spec);
+    await apply('bad', spec);
     await eventually(async () => {
       const p = await getPolicy('bad');
       expect(condition(p, 'Accepted')).toMatchObject({
@@ -175,7 +139,7 @@ describe('cardinal-operator on a real API server', () => {
     expect([...policies.keys()]).toEqual(['drop-gc']);
 
     // A rejected edit of an accepted policy leaves its last accepted generation in force.
-    await applyPolicy('drop-gc', { drop: ['(?!go_)'] });
+    await apply('drop-gc', { drop: ['(?!go_)'] });
     await eventually(async () => {
       const p = await getPolicy('drop-gc');
       expect(p.metadata.generation).toBe(3);
@@ -183,7 +147,7 @@ describe('cardinal-operator on a real API server', () => {
       expect(condition(p, 'Ready')?.message).toContain('generation 2 stays in force');
     });
     expect((await rendered()).get('drop-gc')?.drop).toEqual(['go_gc_.*', 'go_memstats_.*']);
-    await applyPolicy('drop-gc', { drop: ['go_gc_.*', 'go_memstats_.*'] });
+    await apply('drop-gc', { drop: ['go_gc_.*', 'go_memstats_.*'] });
     await eventually(async () => {
       const p = await getPolicy('drop-gc');
       expect(condition(p, 'Accepted')).toMatchObject({ status: 'True', observedGeneration: 4 });
@@ -191,7 +155,7 @@ describe('cardinal-operator on a real API server', () => {
   });
 
   it('removes a deleted policy from the ConfigMap', async () => {
-    await applyPolicy('drop-up', { drop: ['up'] });
+    await apply('drop-up', { drop: ['up'] });
     await eventually(async () => expect([...(await rendered()).keys()]).toEqual(['drop-gc', 'drop-up']));
     await kubectl(['-n', apps, 'delete', 'metricpolicy', 'drop-up']);
     await eventually(async () => expect([...(await rendered()).keys()]).toEqual(['drop-gc']));
