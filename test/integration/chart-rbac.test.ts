@@ -1,0 +1,276 @@
+// The chart's RBAC is enough and no more: the real operator runs with a token of the chart's
+// ServiceAccount, bound as the chart binds it, through its core scenario (a policy rendered into
+// the ConfigMap and Accepted, the Lease acquired, an Event recorded, the proxy Service's
+// EndpointSlices listed) without a single refusal; and what it must not do is refused.
+
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { CHART_CRD_FILE, CHART_DIR } from '../../charts/values.js';
+import {
+  type ControlPlane,
+  eventually,
+  freePort,
+  type Program,
+  startControlPlane,
+  startProgram,
+  useCleanup,
+} from '../framework/index.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const OPERATOR_MAIN = join(ROOT, 'dist/operator/main.js');
+const SA = 'r-cardinal-operator';
+const RBAC_KINDS = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
+
+function helmPath(): string {
+  const cache =
+    process.env.CARDINAL_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cardinal');
+  for (const c of [process.env.CARDINAL_HELM, join(cache, 'helm/3.19.5/helm')]) {
+    if (c === undefined || c === '') continue;
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {}
+  }
+  throw new Error('helm not found: set CARDINAL_HELM or run `bash hack/kube-assets.sh`');
+}
+
+/** The chart's ServiceAccount, roles and bindings, as `helm template` renders them. */
+function renderedRbac(namespace: string): string {
+  const r = spawnSync(
+    helmPath(),
+    [
+      'template',
+      'r',
+      join(ROOT, CHART_DIR),
+      '--namespace',
+      namespace,
+      '--set',
+      'upstream=http://upstream:9090/write',
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  const docs = parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as { kind?: string } | null)
+    .filter((d): d is { kind: string } => d !== null && RBAC_KINDS.includes(d.kind ?? ''));
+  expect(docs.map((d) => d.kind).sort()).toEqual([...RBAC_KINDS].sort());
+  return docs.map((d) => JSON.stringify(d)).join('\n');
+}
+
+describe('the chart\u2019s RBAC with the real operator', () => {
+  const track = useCleanup();
+  const suffix = randomBytes(4).toString('hex');
+  const system = `cardinal-${suffix}`;
+  const apps = `apps-${suffix}`;
+  const identity = `cardinal-operator-${suffix}`;
+  let plane: ControlPlane;
+  let operator: Program;
+  let saKubeconfig: string;
+
+  const admin = async (args: string[], input?: string): Promise<string> => {
+    const r = await plane.kubectl(args, input === undefined ? {} : { input });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  /** kubectl as the ServiceAccount: the later --kubeconfig wins over the admin one. */
+  const asOperator = (args: string[], input?: string) =>
+    plane.kubectl(['--kubeconfig', saKubeconfig, ...args], input === undefined ? {} : { input });
+
+  beforeAll(async () => {
+    plane = track(await startControlPlane());
+    await plane.apply(readFileSync(join(ROOT, CHART_CRD_FILE), 'utf8'));
+    await admin(['wait', '--for=condition=Established', '--timeout=60s', 'crd/metricpolicies.cardinal.dev']);
+    await admin(['create', 'namespace', system]);
+    await admin(['create', 'namespace', apps]);
+    await plane.apply(renderedRbac(system));
+
+    // A kubeconfig that authenticates with a token of the ServiceAccount (TokenRequest API).
+    const token = (await admin(['-n', system, 'create', 'token', SA, '--duration=1h'])).trim();
+    const adminConfig = parse(readFileSync(plane.kubeconfig, 'utf8')) as {
+      clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
+    };
+    const cluster = adminConfig.clusters[0]!.cluster;
+    saKubeconfig = join(mkdtempSync(join(tmpdir(), 'cardinal-sa-')), 'kubeconfig');
+    writeFileSync(
+      saKubeconfig,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'local', cluster }],
+        users: [{ name: SA, user: { token } }],
+        contexts: [{ name: SA, context: { cluster: 'local', user: SA, namespace: system } }],
+        'current-context': SA,
+      }),
+      { mode: 0o600 },
+    );
+    expect((await asOperator(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).stdout).toBe(
+      `system:serviceaccount:${system}:${SA}`,
+    );
+
+    const port = await freePort();
+    operator = track(
+      await startProgram({
+        name: 'cardinal-operator',
+        command: process.execPath,
+        args: () => [
+          OPERATOR_MAIN,
+          '--kubeconfig',
+          saKubeconfig,
+          '--namespace',
+          system,
+          '--metrics-listen',
+          `127.0.0.1:${port}`,
+          '--proxy-service',
+          'r-cardinal-proxy',
+          '--proxy-config-path',
+          '/etc/cardinal/policies',
+          '--status-interval',
+          '1s',
+          '--log-level',
+          'debug',
+        ],
+        env: { POD_NAME: identity },
+        readyUrl: `http://127.0.0.1:${port}/readyz`,
+      }),
+    );
+  });
+
+  it('renders and accepts a policy, holds the Lease and records an Event, refused nothing', async () => {
+    await admin(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'cardinal.dev/v1alpha1',
+        kind: 'MetricPolicy',
+        metadata: { name: 'drop-debug', namespace: apps },
+        spec: { drop: ['debug_.*'] },
+      }),
+    );
+    await eventually(async () => {
+      const cm = JSON.parse(
+        await admin(['-n', system, 'get', 'configmap', 'cardinal-proxy-default-policies', '-o', 'json']),
+      ) as { data: Record<string, string> };
+      expect(cm.data['policies.yaml']).toContain('debug_.*');
+    });
+    await eventually(async () => {
+      const policy = JSON.parse(
+        await admin(['-n', apps, 'get', 'metricpolicy', 'drop-debug', '-o', 'json']),
+      ) as {
+        metadata: { generation: number };
+        status?: { conditions?: { type: string; status: string; observedGeneration: number }[] };
+      };
+      expect(policy.status?.conditions).toContainEqual(
+        expect.objectContaining({
+          type: 'Accepted',
+          status: 'True',
+          observedGeneration: policy.metadata.generation,
+        }),
+      );
+    });
+    const lease = JSON.parse(
+      await admin(['-n', system, 'get', 'lease', 'cardinal-operator', '-o', 'json']),
+    ) as {
+      spec: { holderIdentity: string };
+    };
+    expect(lease.spec.holderIdentity.startsWith(`${identity}_`)).toBe(true);
+    await eventually(async () => {
+      const events = JSON.parse(
+        await admin([
+          '-n',
+          apps,
+          'get',
+          'events',
+          '--field-selector',
+          'involvedObject.name=drop-debug',
+          '-o',
+          'json',
+        ]),
+      ) as { items: { reason: string; source?: { component?: string } }[] };
+      expect(events.items.map((e) => e.reason)).toContain('Accepted');
+    });
+    // A few status rounds, each listing the proxy Service's EndpointSlices (there are none).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const log = readFileSync(operator.logPath, 'utf8');
+    expect(log).toMatch(/"msg":"acquired the lease/);
+    expect(log).not.toMatch(/forbidden|HTTP 403|"statusCode":403|"code":403/i);
+  });
+
+  it.each([
+    ['list', 'metricpolicies', '', 'yes'],
+    ['watch', 'metricpolicies', '', 'yes'],
+    ['patch', 'metricpolicies', '--subresource=status', 'yes'],
+    ['create', 'events', '', 'yes'],
+    ['patch', 'configmaps', '', 'yes'],
+    ['create', 'configmaps', '', 'yes'],
+    ['get', 'leases/cardinal-operator', '', 'yes'],
+    ['update', 'leases/cardinal-operator', '', 'yes'],
+    ['list', 'endpointslices.discovery.k8s.io', '', 'yes'],
+    ['update', 'metricpolicies', '', 'no'],
+    ['patch', 'metricpolicies', '', 'no'],
+    ['delete', 'metricpolicies', '', 'no'],
+    ['create', 'metricpolicies', '', 'no'],
+    ['get', 'secrets', '', 'no'],
+    ['delete', 'secrets', '', 'no'],
+    ['create', 'pods', '', 'no'],
+    ['delete', 'configmaps', '', 'no'],
+    ['update', 'leases/someone-else', '', 'no'],
+    ['delete', 'leases', '', 'no'],
+    ['create', 'clusterrolebindings', '', 'no'],
+  ])('kubectl auth can-i %s %s %s: %s', async (verb, resource, extra, answer) => {
+    const ns = ['metricpolicies', 'events'].includes(resource) ? apps : system;
+    const args = ['auth', 'can-i', verb, resource, '-n', ns, ...(extra === '' ? [] : [extra])];
+    const r = await asOperator(args);
+    expect(r.stdout.trim(), r.stderr).toBe(answer);
+  });
+
+  it('configmaps, leases and endpointslices only in the release namespace', async () => {
+    for (const [verb, resource] of [
+      ['patch', 'configmaps'],
+      ['get', 'leases/cardinal-operator'],
+      ['list', 'endpointslices.discovery.k8s.io'],
+    ] as const) {
+      expect((await asOperator(['auth', 'can-i', verb, resource, '-n', apps])).stdout.trim()).toBe('no');
+    }
+  });
+
+  it('is refused when it tries what it may not', async () => {
+    const refusals = [
+      await asOperator(['-n', system, 'delete', 'secret', 'anything']),
+      await asOperator(['-n', system, 'get', 'secrets']),
+      await asOperator(
+        ['-n', system, 'create', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'escape' },
+          spec: { containers: [{ name: 'c', image: 'busybox' }] },
+        }),
+      ),
+      await asOperator([
+        '-n',
+        apps,
+        'patch',
+        'metricpolicy',
+        'drop-debug',
+        '--type=merge',
+        '-p',
+        '{"spec":{"mode":"dryRun"}}',
+      ]),
+      await asOperator(['-n', apps, 'delete', 'metricpolicy', 'drop-debug']),
+    ];
+    for (const r of refusals) {
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Forbidden|forbidden/);
+    }
+    // The spec is as the admin wrote it.
+    expect(
+      await admin(['-n', apps, 'get', 'metricpolicy', 'drop-debug', '-o', 'jsonpath={.spec.mode}']),
+    ).toBe('enforce');
+  });
+});

@@ -1,0 +1,435 @@
+// The Helm chart charts/cardinal: its generated files are current, `helm lint` and `helm template`
+// pass in every mode, a wrong value fails with the schema's message, and every rendered manifest
+// is accepted by a real API server (`kubectl apply --dry-run=server`), with the chart's CRD and a
+// ServiceMonitor CRD installed.
+
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import {
+  CHART_CRD_FILE,
+  CHART_DIR,
+  CHART_README,
+  renderValuesSchemaJson,
+  renderValuesTable,
+  renderValuesYaml,
+  TABLE_END,
+  TABLE_START,
+  VALUES_FILE,
+  VALUES_SCHEMA_FILE,
+} from '../../charts/values.js';
+import { CRD_FILE, renderCrdYaml } from '../../crds/crd.js';
+import { type ControlPlane, startControlPlane, useCleanup } from '../framework/index.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CHART = join(ROOT, CHART_DIR);
+const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
+const UPSTREAM = 'http://prometheus.monitoring:9090/api/v1/write';
+const SIDECAR_EXAMPLE = join(CHART, 'examples/sidecar-prometheus-agent.yaml');
+
+/** CARDINAL_HELM (hack/test.mjs exports what hack/kube-assets.sh prints), else the build cache. */
+function helmPath(): string {
+  const candidates = [
+    process.env.CARDINAL_HELM,
+    join(
+      process.env.CARDINAL_CACHE_DIR ??
+        join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cardinal'),
+      'helm/3.19.5/helm',
+    ),
+  ];
+  for (const c of candidates) {
+    if (c === undefined || c === '') continue;
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {}
+  }
+  throw new Error('helm not found: set CARDINAL_HELM or run `bash hack/kube-assets.sh`');
+}
+
+function helm(args: readonly string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(helmPath(), [...args], { encoding: 'utf8' });
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  spec?: Record<string, unknown>;
+} & Record<string, unknown>;
+
+interface Container {
+  name: string;
+  args?: string[];
+  env?: { name: string; valueFrom?: unknown }[];
+  securityContext?: Record<string, unknown>;
+  readinessProbe?: { httpGet: { path: string; port: unknown } };
+  livenessProbe?: { httpGet: { path: string; port: unknown } };
+  volumeMounts?: { name: string; mountPath: string }[];
+  resources?: Record<string, unknown>;
+}
+
+interface PodSpec {
+  containers: Container[];
+  securityContext?: Record<string, unknown>;
+  serviceAccountName?: string;
+  volumes?: { name: string; configMap?: { name: string; optional?: boolean } }[];
+}
+
+function template(namespace: string, set: readonly string[], extra: readonly string[] = []): Manifest[] {
+  const r = helm([
+    'template',
+    'r',
+    CHART,
+    '--namespace',
+    namespace,
+    ...set.flatMap((s) => ['--set', s]),
+    ...extra,
+  ]);
+  if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as Manifest | null)
+    .filter((m): m is Manifest => m !== null);
+}
+
+function find(manifests: Manifest[], kind: string, name: string): Manifest {
+  const m = manifests.find((x) => x.kind === kind && x.metadata.name === name);
+  if (m === undefined) throw new Error(`no ${kind} ${name} in ${manifests.map((x) => x.kind).join(', ')}`);
+  return m;
+}
+
+function podSpec(deployment: Manifest): PodSpec {
+  return (deployment.spec as { template: { spec: PodSpec } }).template.spec;
+}
+
+/** The objects this file checks; the Grafana dashboard's ConfigMap has its own test (dashboard.test.ts). */
+const kinds = (manifests: Manifest[]) =>
+  manifests
+    .filter(
+      (m) =>
+        (m.metadata as { labels?: Record<string, string> }).labels?.['app.kubernetes.io/component'] !==
+        'dashboard',
+    )
+    .map((m) => `${m.kind}/${m.metadata.name}`)
+    .sort();
+
+const RBAC = [
+  'ClusterRole/r-cardinal-operator',
+  'ClusterRoleBinding/r-cardinal-operator',
+  'Role/r-cardinal-operator',
+  'RoleBinding/r-cardinal-operator',
+  'ServiceAccount/r-cardinal-operator',
+];
+const OPERATOR = ['Deployment/r-cardinal-operator', 'Service/r-cardinal-operator'];
+const PROXY = [
+  'Deployment/r-cardinal-proxy',
+  'PodDisruptionBudget/r-cardinal-proxy',
+  'Service/r-cardinal-proxy',
+];
+const MONITORS = ['ServiceMonitor/r-cardinal-operator', 'ServiceMonitor/r-cardinal-proxy'];
+
+/** The render cases: name, --set values, extra helm flags, and the objects expected. */
+const CASES: [string, string[], string[], string[]][] = [
+  ['defaults (gateway)', [`upstream=${UPSTREAM}`], [], [...RBAC, ...OPERATOR, ...PROXY]],
+  ['sidecar mode', ['mode=sidecar'], [], [...RBAC, ...OPERATOR]],
+  [
+    'gateway with the HPA',
+    [`upstream=${UPSTREAM}`, 'proxy.autoscaling.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, 'HorizontalPodAutoscaler/r-cardinal-proxy'],
+  ],
+  [
+    'ServiceMonitors forced on',
+    [`upstream=${UPSTREAM}`, 'serviceMonitor.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
+  ],
+  [
+    'ServiceMonitors on because the cluster serves the API',
+    [`upstream=${UPSTREAM}`],
+    ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'],
+    [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
+  ],
+  [
+    'ServiceMonitors forced off although the cluster serves the API',
+    [`upstream=${UPSTREAM}`, 'serviceMonitor.enabled=false'],
+    ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'],
+    [...RBAC, ...OPERATOR, ...PROXY],
+  ],
+  [
+    'sidecar mode with ServiceMonitors: the operator only',
+    ['mode=sidecar', 'serviceMonitor.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, 'ServiceMonitor/r-cardinal-operator'],
+  ],
+];
+
+describe('the chart\u2019s generated files', () => {
+  it.each([
+    [VALUES_SCHEMA_FILE, renderValuesSchemaJson],
+    [VALUES_FILE, renderValuesYaml],
+    [CHART_CRD_FILE, renderCrdYaml],
+  ])('%s is what `npm run generate` writes now', (file, render) => {
+    expect(read(file)).toBe(render());
+  });
+
+  it('the CRD in the chart is the generated crds/metricpolicies.yaml', () => {
+    expect(read(CHART_CRD_FILE)).toBe(read(CRD_FILE));
+  });
+
+  it('the README lists every value, as `npm run generate` writes the table', () => {
+    const readme = read(CHART_README);
+    const table = readme.slice(readme.indexOf(TABLE_START), readme.indexOf(TABLE_END) + TABLE_END.length);
+    expect(table).toBe(renderValuesTable());
+    for (const path of [
+      'mode',
+      'upstream',
+      'operator.replicas',
+      'proxy.autoscaling.enabled',
+      'serviceMonitor.enabled',
+    ]) {
+      expect(table).toContain(`| \`${path}\` |`);
+    }
+  });
+
+  it('say that they are generated, and by which command', () => {
+    expect(JSON.parse(read(VALUES_SCHEMA_FILE)).$comment).toMatch(/^Generated by `npm run generate`/);
+    expect(Object.keys(JSON.parse(read(VALUES_SCHEMA_FILE)))[0]).toBe('$comment');
+    expect(read(VALUES_FILE).split('\n')[0]).toMatch(/^# Generated by `npm run generate`/);
+    expect(read(CHART_CRD_FILE).split('\n')[0]).toMatch(/^# Generated by `npm run generate`/);
+  });
+});
+
+describe('helm lint and helm template', () => {
+  it.each(CASES)('%s: lints clean and renders the expected objects', (_name, set, extra, expected) => {
+    const lint = helm([
+      'lint',
+      '--strict',
+      CHART,
+      '--namespace',
+      'cardinal-system',
+      ...set.flatMap((s) => ['--set', s]),
+    ]);
+    expect(lint.stderr + lint.stdout).toContain('0 chart(s) failed');
+    expect(kinds(template('cardinal-system', set, extra))).toEqual([...expected].sort());
+  });
+
+  it.each(CASES)(
+    '%s: every pod and container runs with the restricted security context',
+    (_n, set, extra) => {
+      for (const d of template('cardinal-system', set, extra).filter((m) => m.kind === 'Deployment')) {
+        const pod = podSpec(d);
+        expect(pod.securityContext, d.metadata.name).toMatchObject({
+          runAsNonRoot: true,
+          runAsUser: 65532,
+          seccompProfile: { type: 'RuntimeDefault' },
+        });
+        expect(pod.containers.length).toBeGreaterThan(0);
+        for (const c of pod.containers) {
+          expect(c.securityContext, `${d.metadata.name}/${c.name}`).toEqual({
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
+            readOnlyRootFilesystem: true,
+            allowPrivilegeEscalation: false,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          });
+          expect(c.resources).toMatchObject({ requests: expect.any(Object), limits: expect.any(Object) });
+        }
+      }
+    },
+  );
+
+  it('wires the operator to the release namespace, the proxy Service and the proxies\u2019 mount', () => {
+    const manifests = template('obs', [`upstream=${UPSTREAM}`, 'operator.replicas=3']);
+    const operator = find(manifests, 'Deployment', 'r-cardinal-operator');
+    expect(operator.spec?.replicas).toBe(3);
+    const [c] = podSpec(operator).containers;
+    expect(c?.args).toEqual(
+      expect.arrayContaining([
+        '--namespace=obs',
+        '--leader-elect=true',
+        '--proxy-service=r-cardinal-proxy',
+        '--proxy-config-path=/etc/cardinal/policies',
+        '--metrics-listen=:8081',
+      ]),
+    );
+    expect(c?.env).toContainEqual({
+      name: 'POD_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
+    expect(c?.livenessProbe?.httpGet.path).toBe('/healthz');
+    expect(c?.readinessProbe?.httpGet.path).toBe('/readyz');
+    expect(podSpec(operator).serviceAccountName).toBe('r-cardinal-operator');
+
+    const proxy = find(manifests, 'Deployment', 'r-cardinal-proxy');
+    const [p] = podSpec(proxy).containers;
+    expect(p?.args).toEqual(
+      expect.arrayContaining([
+        `--upstream=${UPSTREAM}`,
+        '--config=/etc/cardinal/policies',
+        '--listen=0.0.0.0:8080',
+      ]),
+    );
+    expect(p?.readinessProbe?.httpGet.path).toBe('/-/ready');
+    expect(p?.livenessProbe?.httpGet.path).toBe('/-/healthy');
+    expect(p?.volumeMounts).toContainEqual(
+      expect.objectContaining({ name: 'policies', mountPath: '/etc/cardinal/policies' }),
+    );
+    expect(podSpec(proxy).volumes).toContainEqual({
+      name: 'policies',
+      configMap: { name: 'cardinal-proxy-default-policies', optional: true },
+    });
+    const service = find(manifests, 'Service', 'r-cardinal-proxy');
+    expect((service.spec as { ports: unknown[] }).ports).toEqual([
+      { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+    ]);
+  });
+
+  it('in sidecar mode runs the operator without proxy discovery', () => {
+    const operator = find(template('obs', ['mode=sidecar']), 'Deployment', 'r-cardinal-operator');
+    const args = podSpec(operator).containers[0]?.args ?? [];
+    expect(args.filter((a) => a.startsWith('--proxy-service') || a.startsWith('--proxy-endpoints'))).toEqual(
+      [],
+    );
+    expect(args).toContain('--proxy-config-path=/etc/cardinal/policies');
+  });
+
+  it('with the HPA on leaves the replica count to it', () => {
+    const manifests = template('obs', [`upstream=${UPSTREAM}`, 'proxy.autoscaling.enabled=true']);
+    expect(find(manifests, 'Deployment', 'r-cardinal-proxy').spec?.replicas).toBeUndefined();
+    expect(find(manifests, 'HorizontalPodAutoscaler', 'r-cardinal-proxy')).toMatchObject({
+      apiVersion: 'autoscaling/v2',
+      spec: {
+        scaleTargetRef: { kind: 'Deployment', name: 'r-cardinal-proxy' },
+        minReplicas: 2,
+        maxReplicas: 10,
+      },
+    });
+  });
+
+  it.each([
+    ['no upstream in gateway mode', [], "at '': missing property 'upstream'"],
+    [
+      'an upstream that is not a URL',
+      ['upstream=prometheus:9090'],
+      "at '/upstream': 'prometheus:9090' does not match pattern",
+    ],
+    [
+      'an unknown mode',
+      [`upstream=${UPSTREAM}`, 'mode=daemonset'],
+      "at '/mode': value must be one of 'gateway', 'sidecar'",
+    ],
+    [
+      'zero operator replicas',
+      [`upstream=${UPSTREAM}`, 'operator.replicas=0'],
+      "at '/operator/replicas': minimum: got 0, want 1",
+    ],
+    [
+      'a misspelt value',
+      [`upstream=${UPSTREAM}`, 'proxy.replica=3'],
+      "at '/proxy': additional properties 'replica' not allowed",
+    ],
+    [
+      'a log level the programs do not know',
+      [`upstream=${UPSTREAM}`, 'proxy.logLevel=verbose'],
+      "at '/proxy/logLevel': value must be one of",
+    ],
+  ])('refuses %s with the schema\u2019s message', (_name, set, message) => {
+    const r = helm(['template', 'r', CHART, ...set.flatMap((s) => ['--set', s])]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("values don't meet the specifications of the schema");
+    expect(r.stderr).toContain(message);
+  });
+});
+
+/** A minimal structural monitoring.coreos.com/v1 ServiceMonitor CRD: enough to accept the kind. */
+const SERVICE_MONITOR_CRD = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+  spec: {
+    group: 'monitoring.coreos.com',
+    names: {
+      kind: 'ServiceMonitor',
+      listKind: 'ServiceMonitorList',
+      plural: 'servicemonitors',
+      singular: 'servicemonitor',
+    },
+    scope: 'Namespaced',
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+          },
+        },
+      },
+    ],
+  },
+};
+
+describe('the rendered chart on a real API server', () => {
+  const track = useCleanup();
+  const namespace = `cardinal-${randomBytes(4).toString('hex')}`;
+  let plane: ControlPlane;
+
+  beforeAll(async () => {
+    plane = track(await startControlPlane());
+    await plane.apply(read(CHART_CRD_FILE));
+    await plane.apply(JSON.stringify(SERVICE_MONITOR_CRD));
+    const wait = await plane.kubectl([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/metricpolicies.cardinal.dev',
+      'crd/servicemonitors.monitoring.coreos.com',
+    ]);
+    expect(wait.code, wait.stderr).toBe(0);
+    await plane.apply(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"${namespace}"}}`);
+    await plane.apply('{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"cardinal-system"}}');
+  });
+
+  it.each(CASES)(
+    '%s: every manifest passes kubectl apply --dry-run=server',
+    async (_n, set, extra) => {
+      const manifests = template(namespace, set, extra);
+      const r = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], {
+        input: manifests.map((m) => JSON.stringify(m)).join('\n'),
+      });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      // kubectl prints one line per object: `kind.group/name created (server dry run)`.
+      expect(r.stdout.trim().split('\n')).toHaveLength(manifests.length);
+      expect(r.stdout).not.toMatch(/Warning/);
+    },
+  );
+
+  it('the sidecar example passes kubectl apply --dry-run=server and mounts the policies', async () => {
+    const text = readFileSync(SIDECAR_EXAMPLE, 'utf8');
+    const r = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: text });
+    expect(r.code, r.stderr).toBe(0);
+    const pod = parseAllDocuments(text)
+      .map((d) => d.toJS() as Manifest)
+      .find((m) => m.kind === 'Pod');
+    const spec = pod?.spec as unknown as PodSpec;
+    const proxy = spec.containers.find((c) => c.name === 'cardinal-proxy');
+    expect(proxy?.args).toContain('--config=/etc/cardinal/policies');
+    expect(spec.volumes).toContainEqual({
+      name: 'policies',
+      configMap: { name: 'cardinal-proxy-default-policies', optional: true },
+    });
+    expect(text).toContain('url: http://localhost:8080/api/v1/write');
+  });
+});
