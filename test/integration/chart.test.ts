@@ -401,20 +401,17 @@ describe('the rendered chart on a real API server', () => {
     await plane.apply('{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"cardinal-system"}}');
   });
 
-  it.each(CASES)(
-    '%s: every manifest passes kubectl apply --dry-run=server',
-    async (_n, set, extra) => {
-      const manifests = template(namespace, set, extra);
-      const r = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], {
-        input: manifests.map((m) => JSON.stringify(m)).join('\n'),
-      });
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      // kubectl prints one line per object: `kind.group/name created (server dry run)`.
-      expect(r.stdout.trim().split('\n')).toHaveLength(manifests.length);
-      expect(r.stdout).not.toMatch(/Warning/);
-    },
-  );
+  it.each(CASES)('%s: every manifest passes kubectl apply --dry-run=server', async (_n, set, extra) => {
+    const manifests = template(namespace, set, extra);
+    const r = await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], {
+      input: manifests.map((m) => JSON.stringify(m)).join('\n'),
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // kubectl prints one line per object: `kind.group/name created (server dry run)`.
+    expect(r.stdout.trim().split('\n')).toHaveLength(manifests.length);
+    expect(r.stdout).not.toMatch(/Warning/);
+  });
 
   it('the sidecar example passes kubectl apply --dry-run=server and mounts the policies', async () => {
     const text = readFileSync(SIDECAR_EXAMPLE, 'utf8');
