@@ -28,7 +28,15 @@ async function main(): Promise<number> {
 
   const version = readVersion();
   const logger = pino({ level: options.logLevel, base: { component: 'operator' } });
-  const kube = new KubeClient(loadKubeConfig(options.kubeconfig));
+  let kube: KubeClient;
+  try {
+    kube = new KubeClient(loadKubeConfig(options.kubeconfig));
+  } catch (err) {
+    process.stderr.write(
+      `cardinal-operator: cannot load the kubeconfig: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
+    return 2;
+  }
   const queue = new WorkQueue<string>();
   const metrics = createOperatorMetrics(version, () => queue.length);
   const controller = new MetricPolicyController({
