@@ -18,6 +18,7 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
+  installChartRbac,
   installCrd,
   kubectlOrThrow,
   type PrometheusReceiver,
@@ -126,9 +127,12 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     proxy = track(
       await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
     );
+    // The operator runs with exactly the permissions the Helm chart grants its ServiceAccount.
+    const { kubeconfig } = await installChartRbac(plane, 'cardinal', system);
     const operator = await startOperator({
       plane,
       namespace: system,
+      kubeconfig,
       args: ['--proxy-endpoints', proxy.url, '--proxy-config-path', configDir, '--status-interval', '1s'],
     });
     track(operator.program);

@@ -3,20 +3,20 @@
 // the ConfigMap and Accepted, the Lease acquired, an Event recorded, the proxy Service's
 // EndpointSlices listed) without a single refusal; and what it must not do is refused.
 
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments, stringify } from 'yaml';
-import { CHART_CRD_FILE, CHART_DIR } from '../../charts/values.js';
+import { CHART_CRD_FILE } from '../../charts/values.js';
 import {
   type ControlPlane,
   eventually,
   freePort,
+  installChartRbac,
   type Program,
+  RBAC_KINDS,
+  renderChartRbac,
   startControlPlane,
   startProgram,
   useCleanup,
@@ -25,44 +25,6 @@ import {
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const OPERATOR_MAIN = join(ROOT, 'dist/operator/main.js');
 const SA = 'r-cardinal-operator';
-const RBAC_KINDS = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
-
-function helmPath(): string {
-  const cache =
-    process.env.CARDINAL_CACHE_DIR ??
-    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'cardinal');
-  for (const c of [process.env.CARDINAL_HELM, join(cache, 'helm/3.19.5/helm')]) {
-    if (c === undefined || c === '') continue;
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {}
-  }
-  throw new Error('helm not found: set CARDINAL_HELM or run `bash hack/kube-assets.sh`');
-}
-
-/** The chart's ServiceAccount, roles and bindings, as `helm template` renders them. */
-function renderedRbac(namespace: string): string {
-  const r = spawnSync(
-    helmPath(),
-    [
-      'template',
-      'r',
-      join(ROOT, CHART_DIR),
-      '--namespace',
-      namespace,
-      '--set',
-      'upstream=http://upstream:9090/write',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  const docs = parseAllDocuments(r.stdout)
-    .map((d) => d.toJS() as { kind?: string } | null)
-    .filter((d): d is { kind: string } => d !== null && RBAC_KINDS.includes(d.kind ?? ''));
-  expect(docs.map((d) => d.kind).sort()).toEqual([...RBAC_KINDS].sort());
-  return docs.map((d) => JSON.stringify(d)).join('\n');
-}
 
 describe('the chart\u2019s RBAC with the real operator', () => {
   const track = useCleanup();
@@ -89,27 +51,12 @@ describe('the chart\u2019s RBAC with the real operator', () => {
     await admin(['wait', '--for=condition=Established', '--timeout=60s', 'crd/metricpolicies.cardinal.dev']);
     await admin(['create', 'namespace', system]);
     await admin(['create', 'namespace', apps]);
-    await plane.apply(renderedRbac(system));
-
-    // A kubeconfig that authenticates with a token of the ServiceAccount (TokenRequest API).
-    const token = (await admin(['-n', system, 'create', 'token', SA, '--duration=1h'])).trim();
-    const adminConfig = parse(readFileSync(plane.kubeconfig, 'utf8')) as {
-      clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
-    };
-    const cluster = adminConfig.clusters[0]!.cluster;
-    saKubeconfig = join(mkdtempSync(join(tmpdir(), 'cardinal-sa-')), 'kubeconfig');
-    writeFileSync(
-      saKubeconfig,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'local', cluster }],
-        users: [{ name: SA, user: { token } }],
-        contexts: [{ name: SA, context: { cluster: 'local', user: SA, namespace: system } }],
-        'current-context': SA,
-      }),
-      { mode: 0o600 },
-    );
+    // The rendered RBAC holds exactly the kinds a least-privilege install needs.
+    const kinds = renderChartRbac('r', system).map((d) => d.kind);
+    expect(kinds.sort()).toEqual([...RBAC_KINDS].sort());
+    const installed = await installChartRbac(plane, 'r', system);
+    expect(installed.serviceAccount).toBe(SA);
+    saKubeconfig = installed.kubeconfig;
     expect((await asOperator(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).stdout).toBe(
       `system:serviceaccount:${system}:${SA}`,
     );
