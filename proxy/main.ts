@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 import { pino } from 'pino';
+import { createAuthMetrics } from './auth/metrics.js';
+import { REDACT } from './auth/redact.js';
+import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
 import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
 import { validatePolicies } from './config/validate.js';
@@ -30,7 +33,7 @@ async function main(): Promise<number> {
   }
 
   const version = readVersion();
-  const logger = pino({ level: options.logLevel, base: { component: 'proxy' } });
+  const logger = pino({ level: options.logLevel, base: { component: 'proxy' }, redact: REDACT });
   const metrics = createProxyMetrics(version);
 
   // A configuration version is loaded, validated completely and compiled before it is used.
@@ -49,6 +52,18 @@ async function main(): Promise<number> {
       return 1;
     }
     throw err;
+  }
+  // Credentials are loaded, validated and reloaded on their own: a bad Secret keeps the running
+  // credentials without holding back a policy change, and the other way round.
+  const authMetrics = createAuthMetrics(metrics.registry);
+  let credentials: CredentialStore | undefined;
+  if (options.auth.credentialsPath !== undefined) {
+    try {
+      credentials = new CredentialStore(options.auth.credentialsPath, { metrics: authMetrics, logger });
+    } catch (err) {
+      logger.fatal({ path: options.auth.credentialsPath }, (err as Error).message);
+      return 1;
+    }
   }
   const policyStats = new PolicyStats(metrics.registry);
   policyStats.setPipeline(pipeline);
@@ -69,9 +84,14 @@ async function main(): Promise<number> {
     lastError: undefined,
   };
 
+  // SIGHUP and POST /-/reload reload both the credentials and the policies.
+  const reload = async (): Promise<ConfigStatus> => {
+    credentials?.reload();
+    return reloadPolicies();
+  };
   // Validates the new configuration completely before it replaces the old one; a failed load
   // leaves the running configuration in force and says why.
-  const reload = async (): Promise<ConfigStatus> => {
+  const reloadPolicies = async (): Promise<ConfigStatus> => {
     try {
       const { config: next, pipeline: nextPipeline } = load();
       if (next.hash !== status.hash) {
@@ -128,6 +148,15 @@ async function main(): Promise<number> {
     configStatus: () => status,
     ready: () => ready,
     reload,
+    auth:
+      credentials === undefined
+        ? undefined
+        : {
+            store: credentials,
+            tenantHeaderMode: options.auth.tenantHeaderMode,
+            metrics: authMetrics,
+            status: () => credentials.status,
+          },
   });
 
   if (options.upstreamIsDefault) {
@@ -140,6 +169,8 @@ async function main(): Promise<number> {
       version,
       upstream: options.upstreamUrl,
       config: options.configPath ?? null,
+      credentials: options.auth.credentialsPath ?? null,
+      tenants: credentials?.credentials.tenants.length ?? null,
       policies: config.policies.length,
     },
     'cardinal-proxy started',
@@ -151,10 +182,15 @@ async function main(): Promise<number> {
   const watch =
     options.configPath === undefined
       ? undefined
-      : watchConfig(options.configPath, () => void reload(), {
+      : watchConfig(options.configPath, () => void reloadPolicies(), {
           onError: (err: unknown) =>
             logger.warn({ err }, 'watching the configuration failed; SIGHUP and POST /-/reload still reload'),
         });
+
+  credentials?.watch({
+    onError: (err: unknown) =>
+      logger.warn({ err }, 'watching the credentials failed; SIGHUP and POST /-/reload still reload'),
+  });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -163,6 +199,7 @@ async function main(): Promise<number> {
       stopping = true;
       ready = false;
       watch?.close();
+      credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
       const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);

@@ -1,8 +1,16 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TenantHeaderMode } from './auth/http.js';
+import { createAuthMetrics } from './auth/metrics.js';
+import { REDACT } from './auth/redact.js';
+import { CredentialStore } from './auth/store.js';
 import {
   decodeRequestV2,
   decodeWriteRequestV1,
@@ -65,6 +73,9 @@ function proxy(
     maxDecodedBytes?: number;
     policies?: PolicyInput[];
     reportDroppedAsWritten?: boolean;
+    credentialsFile?: string;
+    tenantHeaderMode?: TenantHeaderMode;
+    logger?: Logger;
   } = {},
 ) {
   const metrics = createProxyMetrics('test');
@@ -98,8 +109,9 @@ function proxy(
     policies: 0,
     lastError: undefined,
   };
+  const store = opts.credentialsFile === undefined ? undefined : new CredentialStore(opts.credentialsFile);
   const app = buildServer({
-    logger: pino({ level: 'silent' }),
+    logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
     forwarder,
     maxRequestBytes: opts.maxRequestBytes ?? 1 << 20,
@@ -111,7 +123,19 @@ function proxy(
     topOffenders: (limit) => offenders.report(limit),
     configStatus: () => status,
     ready: () => true,
-    reload: async () => status,
+    reload: async () => {
+      store?.reload();
+      return status;
+    },
+    auth:
+      store === undefined
+        ? undefined
+        : {
+            store,
+            tenantHeaderMode: opts.tenantHeaderMode ?? 'override',
+            metrics: createAuthMetrics(metrics.registry),
+            status: () => store.status,
+          },
   });
   app.addHook('onClose', () => forwarder.close());
   apps.push(app);
@@ -556,5 +580,184 @@ describe('top offenders', () => {
       'cardinal_proxy_top_dropped_samples{metric="req_total",policy="ns/p",reason="series_limit"} 5',
     );
     expect((await app.inject('/api/v1/stats/top-offenders?limit=abc')).statusCode).toBe(400);
+  });
+});
+
+describe('authenticated ingest', () => {
+  let dir: string;
+  let credentialsFile: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cardinal-server-auth-'));
+    credentialsFile = join(dir, 'credentials.yaml');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const CREDENTIALS = [
+    '- { tenant: team-a, bearerToken: token-a }',
+    '- { tenant: team-b, basicAuth: { username: bob, password: "pw-b" } }',
+    '- { tenant: pusher, bearerToken: token-p, allowedPaths: ["/metrics/job/*"] }',
+  ].join('\n');
+  const V1 = { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' };
+  const body = () => snappyEncode(encodeWriteRequestV1(v1));
+  const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  function authProxy(opts: Parameters<typeof proxy>[0] = {}) {
+    writeFileSync(credentialsFile, CREDENTIALS);
+    return proxy({ credentialsFile, ...opts });
+  }
+
+  it.each([
+    [undefined, 'missing', 'no Authorization header', 'Bearer realm="cardinal"'],
+    ['Bearer wrong', 'invalid', 'invalid credentials', 'Bearer realm="cardinal", error="invalid_token"'],
+    [
+      basic('bob', 'token-a'),
+      'invalid',
+      'invalid credentials',
+      'Bearer realm="cardinal", error="invalid_token"',
+    ],
+    [
+      'Bearer a b',
+      'malformed',
+      'malformed Authorization header',
+      'Bearer realm="cardinal", error="invalid_token"',
+    ],
+    [
+      'Negotiate abc',
+      'unsupported_scheme',
+      'unsupported authorization scheme; use Bearer or Basic',
+      'Bearer realm="cardinal"',
+    ],
+  ])('401 for %j, forwarding nothing', async (authorization, reason, text, bearer) => {
+    const { app, metrics } = authProxy();
+    const res = await post(app, body(), authorization === undefined ? V1 : { ...V1, authorization });
+    expect(res.statusCode).toBe(401);
+    expect(res.headers['www-authenticate']).toEqual([bearer, 'Basic realm="cardinal", charset="UTF-8"']);
+    expect(res.body).toBe(`unauthorized: ${text}\n`);
+    expect(res.body).not.toContain('wrong');
+    expect(received).toHaveLength(0);
+    const m = await metrics.registry.metrics();
+    expect(m).toContain(`cardinal_proxy_auth_failures_total{reason="${reason}"} 1`);
+    expect(m).toContain(
+      'cardinal_proxy_requests_total{protocol="unknown",code="401",reason="UNAUTHORIZED"} 1',
+    );
+    expect(m).not.toContain('wrong');
+  });
+
+  it('204 for the right token; its tenant replaces the sender X-Scope-OrgID upstream', async () => {
+    const { app } = authProxy();
+    const res = await post(app, body(), {
+      ...V1,
+      authorization: 'Bearer token-a',
+      'x-scope-orgid': 'team-z',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(1);
+    expect(received[0]?.headers['x-scope-orgid']).toBe('team-a');
+    expect(received[0]?.headers.authorization).toBeUndefined();
+
+    const viaBasic = await app.inject({
+      method: 'POST',
+      url: '/write',
+      payload: Buffer.from(body()),
+      headers: { ...V1, authorization: basic('bob', 'pw-b') },
+    });
+    expect(viaBasic.statusCode).toBe(204);
+    expect(received[1]?.headers['x-scope-orgid']).toBe('team-b');
+  });
+
+  it('forwards no X-Scope-OrgID with --auth.tenant-header-mode none, and policies still match the tenant', async () => {
+    const { app } = authProxy({
+      tenantHeaderMode: 'none',
+      policies: [
+        {
+          name: 'a-drops',
+          namespace: undefined,
+          spec: { match: { tenants: ['team-a'] }, drop: ['http_requests_total'] },
+        },
+      ],
+    });
+    const res = await post(app, body(), {
+      ...V1,
+      authorization: 'Bearer token-a',
+      'x-scope-orgid': 'team-b',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(received).toHaveLength(0);
+    expect((await post(app, body(), { ...V1, authorization: basic('bob', 'pw-b') })).statusCode).toBe(204);
+    expect(received).toHaveLength(1);
+    expect(received[0]?.headers['x-scope-orgid']).toBeUndefined();
+  });
+
+  it('403 for a path the tenant may not push to, forwarding nothing', async () => {
+    const { app, metrics } = authProxy();
+    const res = await post(app, body(), { ...V1, authorization: 'Bearer token-p' });
+    expect(res.statusCode).toBe(403);
+    expect(res.body).toBe('forbidden: tenant pusher may not push to /api/v1/write\n');
+    expect(res.headers['www-authenticate']).toBeUndefined();
+    const push = await app.inject({
+      method: 'PUT',
+      url: '/metrics/job/batch',
+      payload: 'x 1\n',
+      headers: { authorization: 'Bearer token-a', 'content-type': 'text/plain' },
+    });
+    expect(push.statusCode).not.toBe(401);
+    expect(push.statusCode).not.toBe(403);
+    expect(received).toHaveLength(0);
+    expect(await metrics.registry.metrics()).toContain(
+      'cardinal_proxy_auth_failures_total{reason="forbidden_path"} 1',
+    );
+  });
+
+  it('leaves the operational endpoints open', async () => {
+    const { app } = authProxy();
+    expect((await app.inject('/-/ready')).statusCode).toBe(200);
+    expect((await app.inject('/metrics')).statusCode).toBe(200);
+    const s = await app.inject('/api/v1/status/config');
+    expect(s.json()).toMatchObject({
+      auth: {
+        files: [credentialsFile],
+        tenants: ['pusher', 'team-a', 'team-b'],
+        credentials: 3,
+        lastError: null,
+      },
+    });
+    expect(s.body).not.toContain('token-a');
+  });
+
+  it('takes a rotated token on reload without a restart; an invalid file keeps the old ones and says why', async () => {
+    const { app } = authProxy();
+    const send = (token: string) => post(app, body(), { ...V1, authorization: `Bearer ${token}` });
+    expect((await send('token-a')).statusCode).toBe(204);
+
+    writeFileSync(credentialsFile, '- { tenant: team-a, bearerToken: token-a2 }\n');
+    expect((await app.inject({ method: 'POST', url: '/-/reload' })).statusCode).toBe(200);
+    expect((await send('token-a2')).statusCode).toBe(204);
+    expect((await send('token-a')).statusCode).toBe(401);
+
+    writeFileSync(credentialsFile, '- { tenant: team-a }\n');
+    const bad = await app.inject({ method: 'POST', url: '/-/reload' });
+    expect(bad.statusCode).toBe(500);
+    expect(bad.json().auth.lastError.message).toContain(`${credentialsFile}:1: [0]: needs bearerToken`);
+    expect((await send('token-a2')).statusCode).toBe(204);
+  });
+
+  it('never logs the Authorization header', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = pino({ level: 'trace', redact: REDACT }, sink);
+    const { app } = authProxy({ logger });
+    await post(app, body(), { ...V1, authorization: 'Bearer not-the-token' });
+    await post(app, body(), { ...V1, authorization: 'Bearer token-a' });
+    logger.info({ req: { headers: { authorization: 'Bearer token-a' } } }, 'a request');
+    logger.info({ headers: { authorization: basic('bob', 'pw-b') } }, 'headers');
+    const text = lines.join('');
+    expect(text).toContain('[redacted]');
+    for (const secret of ['not-the-token', 'token-a', basic('bob', 'pw-b')])
+      expect(text).not.toContain(secret);
   });
 });

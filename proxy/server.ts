@@ -5,6 +5,8 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { type AuthOptions, registerAuth } from './auth/http.js';
+import type { AuthStatus } from './auth/store.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import { registerRemoteWrite } from './ingest/remote-write.js';
@@ -37,6 +39,8 @@ export interface ServerDeps {
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;
   readonly reload: () => Promise<ConfigStatus>;
+  /** Credentials required on ingest; without them ingest is open. */
+  readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -73,6 +77,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).type('text/plain; charset=utf-8').send('internal error\n');
   });
 
+  // Before every route, so that each ingest path, whichever adapter serves it, is authenticated.
+  registerAuth(app, deps.auth, (err) => deps.metrics.request('unknown', err.status, err.code));
   registerRemoteWrite(app, deps);
 
   app.get('/-/healthy', async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
@@ -84,7 +90,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.get('/metrics', async (_req, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
-  app.get('/api/v1/status/config', async () => statusJson(deps.configStatus()));
+  const authStatus = () => (deps.auth === undefined ? undefined : deps.auth.status());
+  app.get('/api/v1/status/config', async () => statusJson(deps.configStatus(), authStatus()));
   app.get('/api/v1/stats/top-offenders', async (req, reply) => {
     const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
     const limit = Number(raw);
@@ -98,18 +105,35 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   app.post('/-/reload', async (_req, reply) => {
     const status = await deps.reload();
-    return reply.code(status.lastError === undefined ? 200 : 500).send(statusJson(status));
+    const auth = authStatus();
+    const ok = status.lastError === undefined && auth?.lastError === undefined;
+    return reply.code(ok ? 200 : 500).send(statusJson(status, auth));
   });
 
   return app;
 }
 
-function statusJson(s: ConfigStatus) {
+function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
   return {
     hash: s.hash,
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
     policies: s.policies,
-    lastError: s.lastError ? { message: s.lastError.message, at: s.lastError.at.toISOString() } : null,
+    lastError: errorJson(s.lastError),
+    // `null` when ingest is open (no --auth.credentials-file).
+    auth:
+      auth === undefined
+        ? null
+        : {
+            loadedAt: auth.loadedAt.toISOString(),
+            files: auth.files,
+            tenants: auth.tenants,
+            credentials: auth.credentials,
+            lastError: errorJson(auth.lastError),
+          },
   };
+}
+
+function errorJson(e: { message: string; at: Date } | undefined) {
+  return e === undefined ? null : { message: e.message, at: e.at.toISOString() };
 }

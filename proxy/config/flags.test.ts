@@ -44,6 +44,19 @@ describe('parseProxyOptions', () => {
     expect(o).toMatchObject({ listenHost: '::1', listenPort: 9000, upstreamUrl: 'https://m/api/v1/push' });
   });
 
+  it('leaves ingest open by default and reads the auth flags', () => {
+    expect(parseProxyOptions([], {})).toMatchObject({
+      auth: { credentialsPath: undefined, tenantHeaderMode: 'override' },
+    });
+    const argv = ['--auth.credentials-file', '/etc/cardinal/auth', '--auth.tenant-header-mode', 'none'];
+    expect(parseProxyOptions(argv, { CARDINAL_AUTH_CREDENTIALS_FILE: '/s' })).toMatchObject({
+      auth: { credentialsPath: '/etc/cardinal/auth', tenantHeaderMode: 'none' },
+    });
+    expect(parseProxyOptions([], { CARDINAL_AUTH_CREDENTIALS_FILE: '/s' })).toMatchObject({
+      auth: { credentialsPath: '/s' },
+    });
+  });
+
   it('returns help for -h', () => {
     expect(parseProxyOptions(['-h'], {})).toBe('help');
   });
@@ -57,6 +70,8 @@ describe('parseProxyOptions', () => {
     [['--forward.timeout', 'ten'], '--forward.timeout: "ten" is not a duration'],
     [['--max-request-bytes=-1'], '--max-request-bytes: "-1" must be a positive integer'],
     [['--bogus'], "Unknown option '--bogus'"],
+    [['--auth.tenant-header-mode', 'pass'], '--auth.tenant-header-mode: "pass" must be "override" or "none"'],
+    [['--auth.credentials-file', ''], '--auth.credentials-file: must not be empty'],
   ])('%j is rejected with %j', (argv, message) => {
     expect(() => parseProxyOptions(argv, {})).toThrow(message);
   });

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { TenantHeaderMode } from '../auth/http.js';
 import type { RetryPolicy } from '../forward/retry.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
@@ -20,6 +21,11 @@ export interface ProxyOptions {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly reportDroppedAsWritten: boolean;
+  readonly auth: {
+    /** Credentials required on ingest; undefined leaves ingest open. */
+    readonly credentialsPath: string | undefined;
+    readonly tenantHeaderMode: TenantHeaderMode;
+  };
   readonly stats: {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
@@ -48,6 +54,11 @@ Flags (environment variable in brackets):
   --upstream.bearer-token-file F   send "Authorization: Bearer <contents of F>" upstream
   --upstream.connections N         connections kept open to the upstream (default 32)
   --config PATH                    a MetricPolicy YAML file or a directory of them [CARDINAL_CONFIG]
+  --auth.credentials-file PATH     require credentials on ingest: a YAML file or a directory of them (a mounted
+                                   Secret) listing bearer tokens and basic-auth users, each with its tenant
+                                   [CARDINAL_AUTH_CREDENTIALS_FILE]
+  --auth.tenant-header-mode M      override: forward the credential's tenant as X-Scope-OrgID, replacing the
+                                   sender's; none: forward no X-Scope-OrgID (default override)
   --max-request-bytes N            largest accepted request body, compressed (default 33554432)
   --max-decoded-bytes N            largest accepted request body, decompressed (default 134217728)
   --forward.timeout DURATION       timeout of one attempt upstream (default 10s)
@@ -108,6 +119,13 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     throw new UsageError(`--upstream.protocol: "${protocol}" must be "same" or "1.0"`);
   }
 
+  const tenantHeaderMode = v['auth.tenant-header-mode'] ?? 'override';
+  if (tenantHeaderMode !== 'override' && tenantHeaderMode !== 'none') {
+    throw new UsageError(`--auth.tenant-header-mode: "${tenantHeaderMode}" must be "override" or "none"`);
+  }
+  const credentialsPath = v['auth.credentials-file'] ?? env.CARDINAL_AUTH_CREDENTIALS_FILE;
+  if (credentialsPath === '') throw new UsageError('--auth.credentials-file: must not be empty');
+
   const options: ProxyOptions = {
     listenHost: host,
     listenPort: port,
@@ -128,6 +146,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
+    auth: Object.freeze({ credentialsPath, tenantHeaderMode }),
     stats: Object.freeze({
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
@@ -167,6 +186,8 @@ function parse(argv: readonly string[]) {
       'upstream.bearer-token-file': { type: 'string' },
       'upstream.connections': { type: 'string' },
       config: { type: 'string' },
+      'auth.credentials-file': { type: 'string' },
+      'auth.tenant-header-mode': { type: 'string' },
       'max-request-bytes': { type: 'string' },
       'max-decoded-bytes': { type: 'string' },
       'forward.timeout': { type: 'string' },

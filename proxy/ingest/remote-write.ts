@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requestTenant } from '../auth/http.js';
 import { requestV2ToWriteRequestV1 } from '../codec/convert.js';
 import { decodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/scan.js';
@@ -112,7 +113,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
     try {
       version = negotiate(request.headers['content-type'], request.headers['content-encoding']);
       const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
-      const tenant = headerValue(request.headers['x-scope-orgid']);
+      // Authenticated, the credential's tenant; otherwise the sender's X-Scope-OrgID.
+      const tenant = requestTenant(request);
       let prepared: Prepared;
       try {
         const r = prepareRequest(version, body, {
@@ -120,7 +122,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           upstreamProtocol: deps.upstreamProtocol,
           scratch,
           engine: deps.engine,
-          tenant,
+          tenant: tenant.match,
           nowMs: Date.now(),
         });
         scratch = r.index;
@@ -132,7 +134,11 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
 
       let written: WrittenStats | undefined;
       if (prepared.body !== undefined) {
-        const result = await deps.forwarder.send({ body: prepared.body, version: prepared.version, tenant });
+        const result = await deps.forwarder.send({
+          body: prepared.body,
+          version: prepared.version,
+          tenant: tenant.forward,
+        });
         written = result.written;
       }
       deps.metrics.forwarded(version, prepared.forwarded);
@@ -195,10 +201,6 @@ function subtract(a: PayloadCounts, b: PayloadCounts): WrittenStats {
     histograms: a.histograms - b.histograms,
     exemplars: a.exemplars - b.exemplars,
   };
-}
-
-function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /**

@@ -1,0 +1,44 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { AUTH_FAILURES, type AuthFailure } from './verify.js';
+
+/** Refusals of ingest requests: the reasons of a 401, and `forbidden_path` for a 403. */
+export type AuthRefusal = AuthFailure | 'forbidden_path';
+
+export interface AuthMetrics {
+  failure(reason: AuthRefusal): void;
+  reload(ok: boolean): void;
+}
+
+/**
+ * The proxy's authentication metrics. Labels are fixed sets (refusal reasons, reload results);
+ * neither tokens nor usernames ever become a label value.
+ */
+export function createAuthMetrics(registry: Registry): AuthMetrics {
+  const failures = new Counter({
+    name: 'cardinal_proxy_auth_failures_total',
+    help: 'Ingest requests refused: 401 by reason (missing, malformed, unsupported_scheme, invalid), 403 as forbidden_path.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const reason of [...AUTH_FAILURES, 'forbidden_path']) failures.labels(reason).inc(0);
+  const reloads = new Counter({
+    name: 'cardinal_proxy_auth_reloads_total',
+    help: 'Loads of --auth.credentials-file, by result (success or failure).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const lastOk = new Gauge({
+    name: 'cardinal_proxy_auth_last_reload_successful',
+    help: '1 when the last load of the credentials succeeded, 0 when it failed and the previous credentials stay in force.',
+    registers: [registry],
+  });
+  return {
+    failure(reason) {
+      failures.labels(reason).inc();
+    },
+    reload(ok) {
+      reloads.labels(ok ? 'success' : 'failure').inc();
+      lastOk.set(ok ? 1 : 0);
+    },
+  };
+}
