@@ -12,10 +12,10 @@
 // no error message ever quotes one.
 
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { isMap, isScalar, isSeq, type Node, parseDocument } from 'yaml';
-import { ConfigError } from '../config/load.js';
+import { ConfigError, listConfigFiles } from '../config/load.js';
 
 /** The ingest paths a credential may push to when its entry does not say. */
 export const DEFAULT_ALLOWED_PATHS: readonly string[] = Object.freeze(['/api/v1/write', '/metrics/job/*']);
@@ -72,19 +72,8 @@ const readSecretFile: ReadSecret = (path) => readFileSync(path, 'utf8');
  * lists every problem, one per line, as `file:line: [index].field: reason`.
  */
 export function loadCredentials(path: string, read: ReadSecret = readSecretFile): Credentials {
-  let files: string[];
-  try {
-    // As for --config: in a mounted volume the kubelet's `..data` entries start with a dot.
-    files = statSync(path).isDirectory()
-      ? readdirSync(path)
-          .filter((f) => !f.startsWith('.') && /\.(ya?ml|json)$/i.test(f))
-          .sort()
-          .map((f) => join(path, f))
-          .filter((f) => statSync(f).isFile())
-      : [path];
-  } catch (err) {
-    throw new ConfigError(`cannot read credentials ${path}: ${(err as Error).message}`);
-  }
+  // As for --config: in a mounted volume the kubelet's `..data` entries start with a dot.
+  const files = listConfigFiles(path, 'credentials');
   const hash = createHash('sha256');
   const recordingRead: ReadSecret = (p) => {
     const text = read(p);

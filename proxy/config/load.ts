@@ -37,18 +37,7 @@ export class ConfigError extends Error {
  */
 export function loadConfig(path: string | undefined): LoadedConfig {
   if (path === undefined) return freeze([], []);
-  let files: string[];
-  try {
-    files = statSync(path).isDirectory()
-      ? readdirSync(path)
-          .filter((f) => !f.startsWith('.') && /\.(ya?ml|json)$/i.test(f))
-          .sort()
-          .map((f) => join(path, f))
-          .filter((f) => statSync(f).isFile())
-      : [path];
-  } catch (err) {
-    throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
-  }
+  const files = listConfigFiles(path, 'config');
 
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
@@ -58,6 +47,26 @@ export function loadConfig(path: string | undefined): LoadedConfig {
     policies.push(...parsePolicyFile(file, text));
   }
   return freeze(policies, files, hash.digest('hex'));
+}
+
+/**
+ * The files to read for a `--config`-style PATH: the path itself, or in a directory its `*.yaml`,
+ * `*.yml` and `*.json` files in name order. Names starting with a dot are skipped: that is where
+ * the kubelet keeps the `..data` symlink and the timestamped folder it points to. `what` names the
+ * path in the error.
+ */
+export function listConfigFiles(path: string, what: string): string[] {
+  try {
+    return statSync(path).isDirectory()
+      ? readdirSync(path)
+          .filter((f) => !f.startsWith('.') && /\.(ya?ml|json)$/i.test(f))
+          .sort()
+          .map((f) => join(path, f))
+          .filter((f) => statSync(f).isFile())
+      : [path];
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
 }
 
 /** Parses one file of YAML documents; `file` names it in errors. */
