@@ -63,6 +63,7 @@ export {
   startPrometheusAgent,
   startPrometheusReceiver,
 } from './prometheus.js';
+export { startSink } from './sink.js';
 export {
   type ScrapeTarget,
   type SequenceOptions,

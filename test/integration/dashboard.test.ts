@@ -5,8 +5,6 @@
 // or in the operator's registry.
 
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createOperatorMetrics } from '../../operator/controller/metrics.js';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
-import { type Closable, projectConfigMap, startProxy, useCleanup } from '../framework/index.js';
+import { projectConfigMap, startProxy, startSink, useCleanup } from '../framework/index.js';
 
 // Grafana's reference to the data source template variable, literally.
 const DATASOURCE = { type: 'prometheus', uid: '$' + '{datasource}' };
@@ -166,25 +164,6 @@ function unexported(dashboard: Dashboard, exported: ReadonlySet<string>): string
       .filter((n) => !exported.has(n))
       .map((n) => `${where}: ${n}`),
   );
-}
-
-/** A remote-write receiver that accepts everything and keeps nothing: the proxy's upstream. */
-async function startSink(): Promise<Closable & { url: string }> {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(204).end());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/api/v1/write`,
-    dirs: [],
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 const loadDashboard = (): Dashboard => JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8')) as Dashboard;

@@ -10,8 +10,6 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -23,12 +21,12 @@ import { aggregateOffenders } from '../../operator/status/offenders.js';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
 import {
-  type Closable,
   type ControlPlane,
   type ProxyProgram,
   projectConfigMap,
   startControlPlane,
   startProxy,
+  startSink,
   useCleanup,
 } from '../framework/index.js';
 
@@ -51,25 +49,6 @@ const ADDRESS_PLAIN = '192.0.2.11';
 /** Where a pod network would deliver the endpoint: this host, on the endpoint's port. */
 const viaLoopback = (endpoints: readonly ProxyEndpoint[]): ProxyEndpoint[] =>
   endpoints.map((e) => ({ ...e, url: `http://127.0.0.1:${e.port}` }));
-
-/** A remote-write receiver that accepts everything and keeps nothing: the proxies' upstream. */
-async function startSink(): Promise<Closable & { url: string }> {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(204).end());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/api/v1/write`,
-    dirs: [],
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** One EndpointSlice of the Service per proxy: two proxies on one host differ only by port. */
 function endpointSlice(
