@@ -34,6 +34,26 @@ import type {
 // The schemas as published in prometheus/prometheus: prompb/remote.proto and prompb/types.proto
 // (remote-write 1.0, the messages a WriteRequest uses) and prompb/io/prometheus/write/v2/types.proto
 // (remote-write 2.0). gogoproto options are left out; they do not change the wire format.
+// prometheus.Histogram and io.prometheus.write.v2.Histogram have the same fields and numbers; only
+// their ResetHint enum names differ, so each schema declares its own enum before these fields.
+const HISTOGRAM_FIELDS = `  oneof count { uint64 count_int = 1; double count_float = 2; }
+  double sum = 3;
+  sint32 schema = 4;
+  double zero_threshold = 5;
+  oneof zero_count { uint64 zero_count_int = 6; double zero_count_float = 7; }
+  repeated BucketSpan negative_spans = 8;
+  repeated sint64 negative_deltas = 9;
+  repeated double negative_counts = 10;
+  repeated BucketSpan positive_spans = 11;
+  repeated sint64 positive_deltas = 12;
+  repeated double positive_counts = 13;
+  ResetHint reset_hint = 14;
+  int64 timestamp = 15;
+  repeated double custom_values = 16;
+}
+message BucketSpan { sint32 offset = 1; uint32 length = 2; }
+`;
+
 const SCHEMA_V1 = `
 syntax = "proto3";
 package prometheus;
@@ -55,23 +75,7 @@ message Sample { double value = 1; int64 timestamp = 2; }
 message Exemplar { repeated Label labels = 1; double value = 2; int64 timestamp = 3; }
 message Histogram {
   enum ResetHint { UNKNOWN = 0; YES = 1; NO = 2; GAUGE = 3; }
-  oneof count { uint64 count_int = 1; double count_float = 2; }
-  double sum = 3;
-  sint32 schema = 4;
-  double zero_threshold = 5;
-  oneof zero_count { uint64 zero_count_int = 6; double zero_count_float = 7; }
-  repeated BucketSpan negative_spans = 8;
-  repeated sint64 negative_deltas = 9;
-  repeated double negative_counts = 10;
-  repeated BucketSpan positive_spans = 11;
-  repeated sint64 positive_deltas = 12;
-  repeated double positive_counts = 13;
-  ResetHint reset_hint = 14;
-  int64 timestamp = 15;
-  repeated double custom_values = 16;
-}
-message BucketSpan { sint32 offset = 1; uint32 length = 2; }
-message TimeSeries {
+${HISTOGRAM_FIELDS}message TimeSeries {
   repeated Label labels = 1;
   repeated Sample samples = 2;
   repeated Exemplar exemplars = 3;
@@ -109,23 +113,7 @@ message Metadata {
 }
 message Histogram {
   enum ResetHint { RESET_HINT_UNSPECIFIED = 0; RESET_HINT_YES = 1; RESET_HINT_NO = 2; RESET_HINT_GAUGE = 3; }
-  oneof count { uint64 count_int = 1; double count_float = 2; }
-  double sum = 3;
-  sint32 schema = 4;
-  double zero_threshold = 5;
-  oneof zero_count { uint64 zero_count_int = 6; double zero_count_float = 7; }
-  repeated BucketSpan negative_spans = 8;
-  repeated sint64 negative_deltas = 9;
-  repeated double negative_counts = 10;
-  repeated BucketSpan positive_spans = 11;
-  repeated sint64 positive_deltas = 12;
-  repeated double positive_counts = 13;
-  ResetHint reset_hint = 14;
-  int64 timestamp = 15;
-  repeated double custom_values = 16;
-}
-message BucketSpan { sint32 offset = 1; uint32 length = 2; }
-`;
+${HISTOGRAM_FIELDS}`;
 
 /** The protobufjs message types, parsed once from the embedded schemas (no file is read at run time). */
 export const writeRequestV1Type: protobuf.Type = protobuf

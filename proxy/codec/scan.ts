@@ -600,6 +600,39 @@ function fastSample(buf: Uint8Array, pos: number, end: number): boolean {
 }
 
 /**
+ * The rest of a fast-path series, in both versions: Sample records (tag 0x12) up to the end of the
+ * series, and nothing else. Records the series' labels region and counts on success.
+ */
+function fastSamples(
+  buf: Uint8Array,
+  index: SeriesIndex,
+  i: number,
+  payload: number,
+  labelsEnd: number,
+): boolean {
+  const end = index.end[i]!;
+  const c = cursor;
+  let p = labelsEnd;
+  let samples = 0;
+  while (p < end && buf[p] === 0x12) {
+    const len = lenAt(buf, p + 1, end, c);
+    if (len < 0) return false;
+    const to = c[0]! + len;
+    if (to > end || !fastSample(buf, c[0]!, to)) return false;
+    samples++;
+    p = to;
+  }
+  if (p !== end) return false;
+  index.labelsStart[i] = payload;
+  index.labelsEnd[i] = labelsEnd;
+  index.samples[i] = samples;
+  index.histograms[i] = 0;
+  index.exemplars[i] = 0;
+  index.totalSamples += samples;
+  return true;
+}
+
+/**
  * The common v1 series: Label records (tag 0x0a) holding name (0x0a) and value (0x12) strings,
  * then Sample records (tag 0x12). Fills labels region and counts of series `i` on success.
  */
@@ -627,29 +660,13 @@ function fastSeriesV1(buf: Uint8Array, index: SeriesIndex, i: number, payload: n
     p = to;
   }
   const labelsEnd = p;
-  let samples = 0;
-  while (p < end && buf[p] === 0x12) {
-    const len = lenAt(buf, p + 1, end, c);
-    if (len < 0) return false;
-    const to = c[0]! + len;
-    if (to > end || !fastSample(buf, c[0]!, to)) return false;
-    samples++;
-    p = to;
-  }
-  if (p !== end) return false;
-  index.labelsStart[i] = payload;
-  index.labelsEnd[i] = labelsEnd;
-  index.samples[i] = samples;
-  index.histograms[i] = 0;
-  index.exemplars[i] = 0;
-  index.totalSamples += samples;
-  return true;
+  return fastSamples(buf, index, i, payload, labelsEnd);
 }
 
 /**
  * The common v2 series: one packed labels_refs record (tag 0x0a) with an even number of refs all
- * below `symbolCount`, then Sample records (tag 0x12), then optionally metadata (0x2a) and
- * created_timestamp (0x30) are left to the generic scanner.
+ * below `symbolCount`, then Sample records (tag 0x12). Series with histograms, exemplars, metadata
+ * (0x2a) or a created timestamp (0x30) are left to the generic scanner.
  */
 function fastSeriesV2(
   buf: Uint8Array,
@@ -677,23 +694,7 @@ function fastSeriesV2(
     p = to;
     labelsEnd = to;
   }
-  let samples = 0;
-  while (p < end && buf[p] === 0x12) {
-    const len = lenAt(buf, p + 1, end, c);
-    if (len < 0) return false;
-    const to = c[0]! + len;
-    if (to > end || !fastSample(buf, c[0]!, to)) return false;
-    samples++;
-    p = to;
-  }
-  if (p !== end) return false;
-  index.labelsStart[i] = payload;
-  index.labelsEnd[i] = labelsEnd;
-  index.samples[i] = samples;
-  index.histograms[i] = 0;
-  index.exemplars[i] = 0;
-  index.totalSamples += samples;
-  return true;
+  return fastSamples(buf, index, i, payload, labelsEnd);
 }
 
 /**
