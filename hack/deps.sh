@@ -3,6 +3,7 @@
 #   - Debian packages: prometheus (2.x receiver and agent-mode sender), victoria-metrics (vmagent),
 #     prometheus-pushgateway;
 #   - Prometheus 3.x built from its Go module (remote-write 2.0), cached outside the checkout;
+#   - Python's prometheus_client from PyPI (the reference Pushgateway client), in a cached venv;
 #   - kube-apiserver, etcd, kubectl and helm (hack/kube-assets.sh), built once per machine into the
 #     same cache. An already-set KUBEBUILDER_ASSETS (envtest's convention) or CARDINAL_HELM that
 #     holds the binaries is used as is.
@@ -26,5 +27,6 @@ echo "CARDINAL_PROMETHEUS2=$(command -v prometheus)"
 echo "CARDINAL_VMAGENT=$(command -v vmagent)"
 echo "CARDINAL_PUSHGATEWAY=$(command -v prometheus-pushgateway)"
 echo "CARDINAL_PROMETHEUS3=$("$here/build-prometheus3.sh")"
+echo "$("$here/python-client.sh")"
 # KUBEBUILDER_ASSETS=<dir with kube-apiserver, etcd, kubectl> and CARDINAL_HELM=<path>.
 "$here/kube-assets.sh"

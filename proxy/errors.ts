@@ -16,6 +16,10 @@ export const errorTable = {
   UPSTREAM_REJECTED: { status: 400, message: 'upstream rejected the request' },
   UPSTREAM_UNSUPPORTED: { status: 415, message: 'upstream does not accept this protobuf message' },
   UPSTREAM_UNAVAILABLE: { status: 503, message: 'upstream unavailable, retries exhausted' },
+  // Pushgateway API: a push it cannot take is a 400; the proxy's own refusals follow suit.
+  INVALID_GROUPING_KEY: { status: 400, message: 'invalid grouping key' },
+  INVALID_PUSH: { status: 400, message: 'invalid push' },
+  PUSHGATEWAY_UNAVAILABLE: { status: 503, message: 'pushgateway unavailable, retries exhausted' },
   // RFC 9110 section 15.5.2 and 15.5.4: 401 carries a WWW-Authenticate challenge; 403 means the
   // credentials are valid but do not allow this request.
   UNAUTHORIZED: { status: 401, message: 'unauthorized' },

@@ -5,9 +5,11 @@ import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
 import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
+import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { validatePolicies } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
+import { PushForwarder } from './forward/pushgateway.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
@@ -133,6 +135,27 @@ async function main(): Promise<number> {
     metrics,
   });
 
+  const pushForwarder =
+    options.push.url === undefined
+      ? undefined
+      : new PushForwarder({
+          url: options.push.url,
+          retry: options.retry,
+          attemptTimeoutMs: options.attemptTimeoutMs,
+          connections: 8,
+          userAgent: `cardinal-proxy/${version}`,
+          metrics,
+        });
+  let tls: TlsPair | undefined;
+  if (options.tls !== undefined) {
+    try {
+      tls = loadTlsPair(options.tls);
+    } catch (err) {
+      logger.fatal((err as Error).message);
+      return 1;
+    }
+  }
+
   let ready = false;
   const app = buildServer({
     logger,
@@ -148,6 +171,9 @@ async function main(): Promise<number> {
     configStatus: () => status,
     ready: () => ready,
     reload,
+    push:
+      pushForwarder === undefined ? undefined : { forwarder: pushForwarder, lintMode: options.push.lintMode },
+    tls,
     auth:
       credentials === undefined
         ? undefined
@@ -168,6 +194,8 @@ async function main(): Promise<number> {
     {
       version,
       upstream: options.upstreamUrl,
+      pushgateway: options.push.url ?? null,
+      tls: options.tls !== undefined,
       config: options.configPath ?? null,
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
@@ -187,6 +215,18 @@ async function main(): Promise<number> {
             logger.warn({ err }, 'watching the configuration failed; SIGHUP and POST /-/reload still reload'),
         });
 
+  const tlsWatch =
+    options.tls === undefined
+      ? undefined
+      : watchTlsPair(
+          options.tls,
+          (pair) => {
+            (app.server as unknown as import('node:tls').Server).setSecureContext(pair);
+            logger.info('TLS certificate reloaded');
+          },
+          (err) => logger.error({ err }, 'TLS certificate not reloaded; the running one stays in force'),
+        );
+
   credentials?.watch({
     onError: (err: unknown) =>
       logger.warn({ err }, 'watching the credentials failed; SIGHUP and POST /-/reload still reload'),
@@ -199,13 +239,15 @@ async function main(): Promise<number> {
       stopping = true;
       ready = false;
       watch?.close();
+      tlsWatch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
-      const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);
+      const closeForwarders = () => Promise.all([forwarder.close(), pushForwarder?.close()]);
+      const timer = setTimeout(() => void closeForwarders(), options.shutdownTimeoutMs);
       app
         .close()
-        .then(() => forwarder.close())
+        .then(closeForwarders)
         .then(
           () => {
             clearTimeout(timer);

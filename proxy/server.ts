@@ -1,14 +1,20 @@
+import type { Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyServerFactory,
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
 import { type AuthOptions, registerAuth } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
+import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
+import type { PushForwarder } from './forward/pushgateway.js';
+import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
 import { registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { ProxyMetrics } from './stats/metrics.js';
@@ -39,11 +45,22 @@ export interface ServerDeps {
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;
   readonly reload: () => Promise<ConfigStatus>;
+  /** Pushgateway-protocol ingest; without it the push routes answer 404. */
+  readonly push?: { readonly forwarder: PushForwarder; readonly lintMode: LintMode } | undefined;
+  /** Serve HTTPS with this pair; the caller swaps in rotated pairs with setSecureContext. */
+  readonly tls?: TlsPair | undefined;
   /** Credentials required on ingest; without them ingest is open. */
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
+  // An https.Server is what fastify's own `https` option creates; a factory keeps the instance's
+  // type that of a plain server, and main.ts calls setSecureContext on it when the pair rotates.
+  const tls = deps.tls;
+  const serverFactory: FastifyServerFactory<Server> | undefined =
+    tls === undefined
+      ? undefined
+      : (handler) => createHttpsServer({ cert: tls.cert, key: tls.key }, handler) as unknown as Server;
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // Per-request logs would cost more than the proxying itself at hundreds of requests a second;
@@ -51,6 +68,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxRequestBytes,
     return503OnClosing: true,
+    ...(serverFactory === undefined ? {} : { serverFactory }),
   });
 
   // Remote-write bodies are binary; negotiation of their Content-Type happens in the handler, so
@@ -80,6 +98,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // Before every route, so that each ingest path, whichever adapter serves it, is authenticated.
   registerAuth(app, deps.auth, (err) => deps.metrics.request('unknown', err.status, err.code));
   registerRemoteWrite(app, deps);
+  if (deps.push !== undefined) {
+    registerPushgateway(app, {
+      pushForwarder: deps.push.forwarder,
+      lintMode: deps.push.lintMode,
+      metrics: deps.metrics,
+      maxDecodedBytes: deps.maxDecodedBytes,
+      engine: deps.engine,
+      policyStats: deps.policyStats,
+    });
+  }
 
   app.get('/-/healthy', async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
   app.get('/-/ready', async (_req, reply) =>

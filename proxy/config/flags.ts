@@ -21,6 +21,13 @@ export interface ProxyOptions {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly reportDroppedAsWritten: boolean;
+  readonly push: {
+    /** The Pushgateway pushes are forwarded to; undefined leaves the push routes off (404). */
+    readonly url: string | undefined;
+    readonly lintMode: 'reject' | 'warn';
+  };
+  /** Serve HTTPS from these files (PEM), re-read when they change; undefined serves plain HTTP. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly auth: {
     /** Credentials required on ingest; undefined leaves ingest open. */
     readonly credentialsPath: string | undefined;
@@ -54,6 +61,12 @@ Flags (environment variable in brackets):
   --upstream.bearer-token-file F   send "Authorization: Bearer <contents of F>" upstream
   --upstream.connections N         connections kept open to the upstream (default 32)
   --config PATH                    a MetricPolicy YAML file or a directory of them [CARDINAL_CONFIG]
+  --pushgateway URL                accept Pushgateway-protocol pushes on /metrics/job/... and forward them to the
+                                   Pushgateway at URL, e.g. http://pushgateway:9091 [CARDINAL_PUSHGATEWAY_URL]
+  --push.lint reject|warn          reject: a push with lint or standards problems is refused with 400 and every
+                                   problem; warn: it is forwarded and the problems are reported (default reject)
+  --tls.cert-file F, --tls.key-file F
+                                   serve HTTPS with this PEM certificate chain and key, re-read when they change
   --auth.credentials-file PATH     require credentials on ingest: a YAML file or a directory of them (a mounted
                                    Secret) listing bearer tokens and basic-auth users, each with its tenant
                                    [CARDINAL_AUTH_CREDENTIALS_FILE]
@@ -99,20 +112,20 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     v.listen ?? env.CARDINAL_LISTEN ?? (env.PROXY_PORT ? `0.0.0.0:${env.PROXY_PORT}` : '0.0.0.0:8080');
   const { host, port } = parseHostPort(listen);
   const upstream = v.upstream ?? env.CARDINAL_UPSTREAM_URL ?? env.REAL_PROM_REMOTE_WRITE;
-  const upstreamUrl = upstream ?? DEFAULT_UPSTREAM;
-  let url: URL;
-  try {
-    url = new URL(upstreamUrl);
-  } catch {
-    throw new UsageError(`--upstream: "${upstreamUrl}" is not a URL`);
+  const url = httpUrl('--upstream', upstream ?? DEFAULT_UPSTREAM, 'use --upstream.bearer-token-file');
+  const pushgateway = v.pushgateway ?? env.CARDINAL_PUSHGATEWAY_URL;
+  const pushUrl =
+    pushgateway === undefined
+      ? undefined
+      : httpUrl('--pushgateway', pushgateway, 'give it without user and password');
+  const lintMode = v['push.lint'] ?? 'reject';
+  if (lintMode !== 'reject' && lintMode !== 'warn') {
+    throw new UsageError(`--push.lint: "${lintMode}" must be "reject" or "warn"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new UsageError(`--upstream: "${upstreamUrl}" must be an http or https URL`);
-  }
-  if (url.username || url.password) {
-    throw new UsageError(
-      '--upstream: credentials in the URL are not accepted; use --upstream.bearer-token-file',
-    );
+  const certFile = v['tls.cert-file'];
+  const keyFile = v['tls.key-file'];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError('--tls.cert-file and --tls.key-file must be given together');
   }
   const protocol = v['upstream.protocol'] ?? 'same';
   if (protocol !== 'same' && protocol !== '1.0') {
@@ -146,6 +159,8 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
+    push: Object.freeze({ url: pushUrl?.toString(), lintMode }),
+    tls: certFile === undefined || keyFile === undefined ? undefined : Object.freeze({ certFile, keyFile }),
     auth: Object.freeze({ credentialsPath, tenantHeaderMode }),
     stats: Object.freeze({
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
@@ -186,6 +201,10 @@ function parse(argv: readonly string[]) {
       'upstream.bearer-token-file': { type: 'string' },
       'upstream.connections': { type: 'string' },
       config: { type: 'string' },
+      pushgateway: { type: 'string' },
+      'push.lint': { type: 'string' },
+      'tls.cert-file': { type: 'string' },
+      'tls.key-file': { type: 'string' },
       'auth.credentials-file': { type: 'string' },
       'auth.tenant-header-mode': { type: 'string' },
       'max-request-bytes': { type: 'string' },
@@ -207,6 +226,23 @@ function parse(argv: readonly string[]) {
       help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+/** An http(s) URL without credentials in it (they would end up in logs). */
+function httpUrl(flag: string, value: string, credentialsHint: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`${flag}: "${value}" is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${flag}: "${value}" must be an http or https URL`);
+  }
+  if (url.username || url.password) {
+    throw new UsageError(`${flag}: credentials in the URL are not accepted; ${credentialsHint}`);
+  }
+  return url;
 }
 
 /** Accepts HOST:PORT, [IPv6]:PORT and :PORT (all interfaces). */

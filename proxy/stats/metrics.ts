@@ -1,6 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ForwardMetrics } from '../forward/client.js';
+import type { PushForwardMetrics } from '../forward/pushgateway.js';
+import type { Problem } from '../ingest/exposition/index.js';
 import type { ProtocolVersion } from '../ingest/negotiate.js';
+
+/** The `protocol` label: a remote-write version, or pushes of the Pushgateway protocol. */
+export type IngestProtocol = ProtocolVersion | 'pushgateway';
 
 /** What one remote-write request carried. Counted per request, never per sample. */
 export interface PayloadCounts {
@@ -18,16 +23,20 @@ const KINDS = ['series', 'samples', 'histograms', 'exemplars', 'metadata'] as co
  * status codes, error codes from proxy/errors.ts), so the proxy's /metrics can never become a
  * cardinality problem of its own.
  */
-export interface ProxyMetrics extends ForwardMetrics {
+export interface ProxyMetrics extends ForwardMetrics, PushForwardMetrics {
   readonly registry: Registry;
-  request(protocol: ProtocolVersion | 'unknown', status: number, reason: string): void;
+  request(protocol: IngestProtocol | 'unknown', status: number, reason: string): void;
   received(
-    protocol: ProtocolVersion,
+    protocol: IngestProtocol,
     counts: PayloadCounts,
-    compressedBytes: number,
+    wireBytes: number,
     decodedBytes: number,
+    /** How the body was encoded on the wire: snappy for remote-write, gzip or identity for pushes. */
+    encoding?: string,
   ): void;
-  forwarded(protocol: ProtocolVersion, counts: PayloadCounts): void;
+  forwarded(protocol: IngestProtocol, counts: PayloadCounts): void;
+  /** Problems found in pushes, by rule, and whether the push was rejected or forwarded with them. */
+  pushProblems(problems: readonly Problem[], outcome: 'rejected' | 'warned'): void;
   inflight(delta: 1 | -1): void;
   configReload(ok: boolean, hash: string): void;
 }
@@ -59,7 +68,7 @@ export function createProxyMetrics(version: string): ProxyMetrics {
   });
   const receivedBytes = new Counter({
     name: 'cardinal_proxy_received_bytes_total',
-    help: 'Bytes of valid requests received, compressed (as on the wire) and decoded.',
+    help: 'Bytes of valid requests received, as on the wire (encoding: snappy, gzip or identity) and decoded.',
     labelNames: ['protocol', 'encoding'],
     registers: [registry],
   });
@@ -86,6 +95,12 @@ export function createProxyMetrics(version: string): ProxyMetrics {
     help: 'Duration of one attempt to send a request to the upstream.',
     labelNames: ['protocol', 'outcome'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const pushProblems = new Counter({
+    name: 'cardinal_proxy_push_problems_total',
+    help: 'Problems found in Pushgateway-protocol pushes (parse, lint and standards rules), by rule and outcome (rejected: the push was refused; warned: forwarded in lint warn mode or reported by a policy).',
+    labelNames: ['rule', 'outcome'],
     registers: [registry],
   });
   const inflight = new Gauge({
@@ -121,9 +136,9 @@ export function createProxyMetrics(version: string): ProxyMetrics {
     request(protocol, status, reason) {
       requests.labels(protocol, String(status), reason).inc();
     },
-    received(protocol, counts, compressedBytes, decodedBytes) {
+    received(protocol, counts, wireBytes, decodedBytes, encoding = 'snappy') {
       for (const kind of KINDS) received.labels(protocol, kind).inc(counts[kind]);
-      receivedBytes.labels(protocol, 'snappy').inc(compressedBytes);
+      receivedBytes.labels(protocol, encoding).inc(wireBytes);
       receivedBytes.labels(protocol, 'decoded').inc(decodedBytes);
     },
     forwarded(protocol, counts) {
@@ -133,6 +148,17 @@ export function createProxyMetrics(version: string): ProxyMetrics {
       attempts.labels(protocol, outcome, reason).inc();
       latency.labels(protocol, outcome).observe(seconds);
       if (outcome === 'retry') retries.labels(protocol, reason).inc();
+    },
+    pushAttempt(outcome, reason, seconds) {
+      attempts.labels('pushgateway', outcome, reason).inc();
+      latency.labels('pushgateway', outcome).observe(seconds);
+      if (outcome === 'retry') retries.labels('pushgateway', reason).inc();
+    },
+    pushProblems(problems, outcome) {
+      // Rules are the parser's, the linter's and the standards' fixed identifiers: bounded.
+      const counts = new Map<string, number>();
+      for (const p of problems) counts.set(p.rule, (counts.get(p.rule) ?? 0) + 1);
+      for (const [rule, n] of counts) pushProblems.labels(rule, outcome).inc(n);
     },
     inflight(delta) {
       inflight.inc(delta);

@@ -5,7 +5,7 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-export type ProgramKind = 'prometheus2' | 'prometheus3' | 'vmagent' | 'pushgateway';
+export type ProgramKind = 'prometheus2' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
 
 interface Lookup {
   env: string;
@@ -35,6 +35,12 @@ const lookups: Record<ProgramKind, Lookup> = {
     env: 'CARDINAL_PUSHGATEWAY',
     path: ['prometheus-pushgateway', 'pushgateway'],
     files: () => ['/usr/bin/prometheus-pushgateway'],
+  },
+  // The interpreter of the virtual environment hack/python-client.sh makes, with prometheus_client.
+  python: {
+    env: 'CARDINAL_PYTHON',
+    path: [],
+    files: () => [join(cacheBin(), '..', 'python', 'prometheus-client-0.26.0', 'bin', 'python')],
   },
 };
 
