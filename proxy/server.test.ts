@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +22,8 @@ import {
 import { snappyDecode, snappyEncode } from './codec/snappy.js';
 import type { RequestV2, WriteRequestV1 } from './codec/types.js';
 import { Forwarder } from './forward/client.js';
+import { PushForwarder } from './forward/pushgateway.js';
+import type { LintMode } from './ingest/pushgateway/http.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
@@ -31,6 +35,8 @@ import { PolicyStats } from './stats/policy-stats.js';
 // node:http server as the upstream. Real senders and receivers are in test/integration.
 
 interface Received {
+  method: string | undefined;
+  url: string | undefined;
   headers: IncomingMessage['headers'];
   body: Buffer;
 }
@@ -47,7 +53,7 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const r = { headers: req.headers, body: Buffer.concat(chunks) };
+      const r = { method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks) };
       received.push(r);
       const out = respond(r);
       res.writeHead(out.status, out.headers ?? {});
@@ -76,6 +82,8 @@ function proxy(
     credentialsFile?: string;
     tenantHeaderMode?: TenantHeaderMode;
     logger?: Logger;
+    /** Enable the push routes, forwarding to the test upstream as the Pushgateway. */
+    push?: { lintMode: LintMode };
   } = {},
 ) {
   const metrics = createProxyMetrics('test');
@@ -110,6 +118,17 @@ function proxy(
     lastError: undefined,
   };
   const store = opts.credentialsFile === undefined ? undefined : new CredentialStore(opts.credentialsFile);
+  const pushForwarder =
+    opts.push === undefined
+      ? undefined
+      : new PushForwarder({
+          url: new URL(upstreamUrl).origin,
+          retry: { minBackoffMs: 1, maxBackoffMs: 5, budgetMs: 300 },
+          attemptTimeoutMs: 2000,
+          connections: 2,
+          userAgent: 'cardinal-proxy/test',
+          metrics,
+        });
   const app = buildServer({
     logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
@@ -127,6 +146,10 @@ function proxy(
       store?.reload();
       return status;
     },
+    push:
+      pushForwarder === undefined || opts.push === undefined
+        ? undefined
+        : { forwarder: pushForwarder, lintMode: opts.push.lintMode },
     auth:
       store === undefined
         ? undefined
@@ -137,7 +160,10 @@ function proxy(
             status: () => store.status,
           },
   });
-  app.addHook('onClose', () => forwarder.close());
+  app.addHook('onClose', async () => {
+    await forwarder.close();
+    await pushForwarder?.close();
+  });
   apps.push(app);
   return { app, metrics };
 }
@@ -759,5 +785,171 @@ describe('authenticated ingest', () => {
     expect(text).toContain('[redacted]');
     for (const secret of ['not-the-token', 'token-a', basic('bob', 'pw-b')])
       expect(text).not.toContain(secret);
+  });
+});
+
+describe('Pushgateway protocol', () => {
+  const GOOD = '# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind="a"} 3\n';
+  const push = (
+    app: FastifyInstance,
+    url: string,
+    body: string | Buffer,
+    headers: Record<string, string> = {},
+    method: 'PUT' | 'POST' | 'DELETE' = 'PUT',
+  ) => app.inject({ method, url, headers, payload: body });
+
+  it('forwards PUT, POST and DELETE with the canonical grouping path and relays the answer', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    respond = (r) => ({ status: r.method === 'DELETE' ? 202 : 200 });
+    expect((await push(app, '/metrics/job/nightly/instance@base64/aG9zdC8x', GOOD)).statusCode).toBe(200);
+    expect(
+      (await push(app, '/metrics/job@base64/bmlnaHRseQ/shard/%C3%A9', GOOD, {}, 'POST')).statusCode,
+    ).toBe(200);
+    expect((await push(app, '/metrics/job/nightly/instance@base64/=', '', {}, 'DELETE')).statusCode).toBe(
+      202,
+    );
+    expect(received.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'PUT /metrics/job/nightly/instance@base64/aG9zdC8x',
+      'POST /metrics/job/nightly/shard/%C3%A9',
+      'DELETE /metrics/job/nightly/instance@base64/=',
+    ]);
+    // Unchanged text is forwarded byte for byte.
+    expect(received[0]!.body.toString()).toBe(GOOD);
+    expect(received[0]!.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(received[2]!.body.length).toBe(0);
+  });
+
+  it('renders OpenMetrics and gzip bodies in the text format the Pushgateway reads', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    respond = () => ({ status: 200 });
+    const om =
+      '# TYPE jobs counter\n# HELP jobs Jobs run.\njobs_total{kind="a"} 3\njobs_created{kind="a"} 1.7e9\n# EOF\n';
+    const res = await push(app, '/metrics/job/x', om, {
+      'content-type': 'application/openmetrics-text; version=1.0.0',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(received[0]!.body.toString()).toBe(
+      '# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind="a"} 3\n# TYPE jobs_created gauge\njobs_created{kind="a"} 1700000000\n',
+    );
+    const gz = await push(app, '/metrics/job/x', gzipSync(GOOD), { 'content-encoding': 'gzip' });
+    expect(gz.statusCode).toBe(200);
+    expect(received[1]!.body.toString()).toBe(GOOD);
+  });
+
+  it.each([
+    [
+      'a grouping key without a value',
+      '/metrics/job/x/instance',
+      GOOD,
+      {},
+      400,
+      'invalid grouping key: label "instance" has no value in the path',
+    ],
+    ['a reserved label name', '/metrics/job/x/__name__/y', GOOD, {}, 400, 'improper label name "__name__"'],
+    ['bad base64', '/metrics/job/x/a@base64/!!', GOOD, {}, 400, 'is not valid base64url'],
+    ['protobuf', '/metrics/job/x', GOOD, { 'content-type': 'application/json' }, 415, 'push the text format'],
+    ['an unknown encoding', '/metrics/job/x', GOOD, { 'content-encoding': 'br' }, 415, 'use gzip or none'],
+    ['broken gzip', '/metrics/job/x', GOOD, { 'content-encoding': 'gzip' }, 400, 'not valid gzip'],
+    ['invalid UTF-8', '/metrics/job/x', Buffer.from([0x6d, 0x20, 0xff, 0x0a]), {}, 400, 'not valid UTF-8'],
+  ])('%s: %i with the reason, nothing forwarded', async (_name, url, body, headers, status, message) => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    const res = await push(app, url, body, headers as Record<string, string>);
+    expect(res.statusCode).toBe(status);
+    expect(res.body).toContain(message);
+    expect(received).toHaveLength(0);
+  });
+
+  it('413 for a gzip body that inflates past --max-decoded-bytes', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' }, maxDecodedBytes: 1000 });
+    const res = await push(app, '/metrics/job/x', gzipSync(Buffer.alloc(5000, 0x20)), {
+      'content-encoding': 'gzip',
+    });
+    expect(res.statusCode).toBe(413);
+    expect(received).toHaveLength(0);
+  });
+
+  it('passes on what the Pushgateway refuses, and answers 503 when it cannot be reached in the budget', async () => {
+    const { app, metrics } = proxy({ push: { lintMode: 'reject' } });
+    respond = () => ({
+      status: 400,
+      body: 'pushed metrics are invalid or inconsistent with existing metrics',
+    });
+    const refused = await push(app, '/metrics/job/x', GOOD);
+    expect(refused.statusCode).toBe(400);
+    expect(refused.body).toBe('pushed metrics are invalid or inconsistent with existing metrics');
+    respond = () => ({ status: 503 });
+    const down = await push(app, '/metrics/job/x', GOOD);
+    expect(down.statusCode).toBe(503);
+    expect(down.body).toContain('pushgateway unavailable');
+    expect(await metrics.registry.metrics()).toContain('protocol="pushgateway",outcome="retry",reason="503"');
+  });
+
+  it('drops what policies drop and forwards the rest re-rendered', async () => {
+    const { app } = proxy({
+      push: { lintMode: 'reject' },
+      policies: [{ name: 'p', namespace: 'ns', spec: { drop: ['debug_.*'] } }],
+    });
+    respond = () => ({ status: 200 });
+    const body = `${GOOD}# HELP debug_depth Depth.\n# TYPE debug_depth gauge\ndebug_depth 4\n`;
+    expect((await push(app, '/metrics/job/x', body)).statusCode).toBe(200);
+    expect(received[0]!.body.toString()).toBe(GOOD);
+  });
+
+  it('in warn mode forwards a push with lint problems and lists them after the answer', async () => {
+    const { app, metrics } = proxy({ push: { lintMode: 'warn' } });
+    respond = () => ({ status: 200 });
+    const res = await push(app, '/metrics/job/x', 'rows 1\n');
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toBe('warning: line 1: no help text (help-missing)\n');
+    expect(received[0]!.body.toString()).toBe('rows 1\n');
+    expect(await metrics.registry.metrics()).toContain(
+      'cardinal_proxy_push_problems_total{rule="help-missing",outcome="warned"} 1',
+    );
+  });
+
+  it('405 with Allow for GET; 404 for the push routes when no Pushgateway is configured', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    const get = await app.inject({ method: 'GET', url: '/metrics/job/x' });
+    expect(get.statusCode).toBe(405);
+    expect(get.headers.allow).toBe('PUT, POST, DELETE');
+    const { app: plain } = proxy();
+    expect((await push(plain, '/metrics/job/x', GOOD)).statusCode).toBe(404);
+  });
+
+  it('answers any body with a forward or a 400 with reasons, never a crash (property)', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    respond = () => ({ status: 200 });
+    const line = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.constantFrom(
+        '# TYPE a counter',
+        '# HELP a x',
+        'a_total 1',
+        'a{b="c"} 2',
+        'a{b="\\n"} NaN',
+        '# EOF',
+        'a 1 2',
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(line, { maxLength: 12 }),
+        fc.constantFrom('text/plain', 'application/openmetrics-text'),
+        async (lines, type) => {
+          received = [];
+          const res = await push(app, '/metrics/job/fuzz', lines.join('\n'), { 'content-type': type });
+          if (res.statusCode === 400) {
+            expect(res.body).toMatch(
+              /^push rejected, nothing was forwarded: \d+ problems?\n(line \d+: .+\n)+$/,
+            );
+            expect(received).toHaveLength(0);
+          } else {
+            expect(res.statusCode).toBe(200);
+            expect(received).toHaveLength(1);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
