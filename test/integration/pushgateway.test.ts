@@ -228,6 +228,29 @@ describe('Pushgateway-protocol pushes through the proxy', () => {
     ).toBe(4);
   });
 
+  it('takes a delimited protobuf push as Go writes it, checked and forwarded like text', async () => {
+    expect((await client('push', 'source', {}, [JOBS, LAST, DURATION])).code).toBe(0);
+    // The Pushgateway's own exposition in protobuf is a body written by Go's expfmt.
+    const type =
+      'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
+    const exposed = await fetch(`${gateway.url}/metrics`, { headers: { accept: type } });
+    expect(exposed.headers.get('content-type')).toBe(type);
+    const copy = await fetch(`${proxy.url}/metrics/job/copy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN_1}`, 'content-type': type },
+      body: Buffer.from(await exposed.arrayBuffer()),
+    });
+    expect(await copy.text()).toBe('');
+    expect(copy.status).toBe(200);
+    const all = comparable(await gateway.pushed()).filter((s) => s.startsWith('batch_'));
+    const of = (job: string) =>
+      all.filter((s) => s.includes(`job="${job}"`)).map((s) => s.replace(`job="${job}"`, 'job=J'));
+    expect(of('copy')).toEqual(of('source'));
+    expect(of('copy')).toHaveLength(7);
+    expect((await client('delete', 'source', {}, [])).code).toBe(0);
+    expect((await client('delete', 'copy', {}, [])).code).toBe(0);
+  });
+
   it('refuses a push with problems, listing each with its line, and forwards nothing of it', async () => {
     const body = [
       '# TYPE batch_rows counter', // 1: a counter without _total

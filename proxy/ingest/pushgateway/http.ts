@@ -22,6 +22,7 @@ import {
 } from '../exposition/index.js';
 import { type GroupingKey, groupingPath, PUSH_PREFIX, parseGroupingKey } from './grouping.js';
 import { applyPushPolicies } from './policies.js';
+import { isProtobufPush, protobufPushToText } from './protobuf.js';
 import { renderText, textFamilies } from './render.js';
 import { type StandardsFindings, standardsProblems } from './standards.js';
 
@@ -59,11 +60,12 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
         return relay(reply, res.status, res.body);
       }
 
-      const format = pushFormat(request.headers['content-type']);
       const raw = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
       const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
       const decoded = decodeBody(raw, encoding, deps.maxDecodedBytes);
-      const text = utf8(decoded);
+      const protobuf = isProtobufPush(request.headers['content-type']);
+      const format = protobuf ? 'text' : pushFormat(request.headers['content-type']);
+      const text = protobuf ? protobufPushToText(decoded) : utf8(decoded);
 
       const parsed = parseExposition(text, format);
       const problems: Problem[] = [...parsed.problems];
@@ -116,7 +118,7 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
       // Byte for byte when nothing changed and the body is already what the Pushgateway reads;
       // OpenMetrics and changed pushes are rendered in the text format.
       const body =
-        result.unchanged && format === 'text' && encoding === 'identity'
+        result.unchanged && format === 'text' && encoding === 'identity' && !protobuf
           ? decoded
           : renderText(
               result.series,
@@ -193,8 +195,8 @@ function relay(reply: FastifyReply, status: number, body: string) {
 
 /**
  * The body's format, from its Content-Type: the text format (any `version`, or no Content-Type at
- * all, as `curl --data-binary` sends) or OpenMetrics. The Pushgateway's delimited protobuf is
- * refused with 415 and the formats that are accepted.
+ * all, as `curl --data-binary` sends) or OpenMetrics; delimited protobuf is told apart before.
+ * Anything else is refused with 415 and the formats that are accepted.
  */
 export function pushFormat(contentType: string | undefined): ExpositionFormat {
   const media = (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
@@ -202,7 +204,7 @@ export function pushFormat(contentType: string | undefined): ExpositionFormat {
   if (media === 'application/openmetrics-text') return 'openmetrics';
   throw new CardinalError(
     'UNSUPPORTED_CONTENT_TYPE',
-    `"${media.slice(0, 80)}"; push the text format (text/plain; version=0.0.4) or OpenMetrics (application/openmetrics-text)`,
+    `"${media.slice(0, 80)}"; push the text format (text/plain; version=0.0.4), OpenMetrics (application/openmetrics-text) or delimited protobuf (application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited)`,
   );
 }
 

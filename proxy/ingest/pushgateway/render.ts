@@ -133,10 +133,10 @@ export function formatValue(v: number): string {
   return String(v);
 }
 
-function escapeLabelValue(v: string): string {
+export function escapeLabelValue(v: string): string {
   return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
 
-function escapeHelp(v: string): string {
+export function escapeHelp(v: string): string {
   return v.replace(/[\\\n]/g, (c) => (c === '\n' ? '\\n' : '\\\\'));
 }
