@@ -129,6 +129,32 @@ export const ProxyValues = Type.Object(
       { cpu: '250m', memory: '256Mi' },
       { memory: '1Gi' },
     ),
+    pushgateway: Type.Object(
+      {
+        url: Type.String({
+          default: '',
+          pattern: '^(https?://.+)?$',
+          description:
+            'The Pushgateway that Pushgateway-protocol pushes to the proxy are checked for and forwarded to (`--pushgateway`), e.g. http://pushgateway.monitoring:9091. Empty: the push routes are off.',
+        }),
+        lint: StringEnum(
+          ['reject', 'warn'],
+          'reject: a push with lint or standards problems is refused with 400 and every problem; warn: it is forwarded and the problems reported (`--push.lint`).',
+          'reject',
+        ),
+      },
+      { additionalProperties: false, description: 'Pushgateway-protocol ingest (gateway mode).' },
+    ),
+    auth: Type.Object(
+      {
+        secretName: Type.String({
+          default: '',
+          description:
+            'A Secret in the release namespace with the ingest credentials file(s) (`cardinal-proxy --auth.credentials-file`; see the README, "Authentication"), mounted and hot-reloaded. Empty: ingest is open.',
+        }),
+      },
+      { additionalProperties: false, description: 'Credentials required on ingest (gateway mode).' },
+    ),
     service: Type.Object(
       {
         type: StringEnum(['ClusterIP', 'NodePort', 'LoadBalancer'], 'The Service type.', 'ClusterIP'),

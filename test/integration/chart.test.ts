@@ -163,6 +163,12 @@ const CASES: [string, string[], string[], string[]][] = [
     [...RBAC, ...OPERATOR, ...PROXY],
   ],
   [
+    'gateway with pushes and ingest credentials',
+    [`upstream=${UPSTREAM}`, 'proxy.pushgateway.url=http://pushgateway:9091', 'proxy.auth.secretName=ingest'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY],
+  ],
+  [
     'sidecar mode with ServiceMonitors: the operator only',
     ['mode=sidecar', 'serviceMonitor.enabled=true'],
     [],
@@ -300,6 +306,39 @@ describe('helm lint and helm template', () => {
       [],
     );
     expect(args).toContain('--proxy-config-path=/etc/cardinal/policies');
+  });
+
+  it('passes the Pushgateway and mounts the credentials Secret when asked, and not otherwise', () => {
+    const on = podSpec(
+      find(
+        template('obs', [
+          `upstream=${UPSTREAM}`,
+          'proxy.pushgateway.url=http://pushgateway:9091',
+          'proxy.pushgateway.lint=warn',
+          'proxy.auth.secretName=ingest',
+        ]),
+        'Deployment',
+        'r-cardinal-proxy',
+      ),
+    );
+    expect(on.containers[0]?.args).toEqual(
+      expect.arrayContaining([
+        '--pushgateway=http://pushgateway:9091',
+        '--push.lint=warn',
+        '--auth.credentials-file=/etc/cardinal/auth',
+      ]),
+    );
+    expect(on.containers[0]?.volumeMounts).toContainEqual({
+      name: 'credentials',
+      mountPath: '/etc/cardinal/auth',
+      readOnly: true,
+    });
+    expect(on.volumes).toContainEqual({ name: 'credentials', secret: { secretName: 'ingest' } });
+
+    const off = podSpec(find(template('obs', [`upstream=${UPSTREAM}`]), 'Deployment', 'r-cardinal-proxy'));
+    const args = off.containers[0]?.args ?? [];
+    expect(args.filter((a) => a.startsWith('--pushgateway') || a.startsWith('--auth.'))).toEqual([]);
+    expect(off.volumes?.map((v) => (v as { name: string }).name)).toEqual(['policies']);
   });
 
   it('with the HPA on leaves the replica count to it', () => {
