@@ -49,25 +49,23 @@ export function applyPushPolicies(opts: {
   readonly tenant: string | undefined;
   readonly nowMs: number;
   readonly scratch: SeriesIndex | undefined;
-}): PushSeriesResult & { readonly index: SeriesIndex } {
-  const timeseries: TimeSeriesV1[] = [];
+}): PushSeriesResult & { readonly index: SeriesIndex | undefined } {
   const original: RenderSeries[] = [];
   for (const f of opts.families) {
-    for (const s of f.samples) {
-      timeseries.push({
-        labels: storedLabels(s.name, s.labels, opts.key),
-        samples: [{ value: s.value, timestamp: opts.nowMs }],
-        exemplars: [],
-        histograms: [],
-      });
-      original.push({ name: s.name, labels: s.labels, value: s.value });
-    }
+    for (const s of f.samples) original.push({ name: s.name, labels: s.labels, value: s.value });
   }
+  // Without policies there is nothing to encode for: the push passes as it is.
+  if (opts.engine.pipeline.empty) {
+    return { unchanged: true, series: original, received: original.length, index: opts.scratch };
+  }
+  const timeseries: TimeSeriesV1[] = original.map((s) => ({
+    labels: storedLabels(s.name, s.labels, opts.key),
+    samples: [{ value: s.value, timestamp: opts.nowMs }],
+    exemplars: [],
+    histograms: [],
+  }));
   const buf = Buffer.from(encodeWriteRequestV1({ timeseries, metadata: [] }));
   const index = scanWriteRequestV1(buf, opts.scratch);
-  if (opts.engine.pipeline.empty) {
-    return { unchanged: true, series: original, received: original.length, index };
-  }
   const r = opts.engine.process(buf, index, opts.tenant, opts.nowMs);
   if (r.unchanged) return { unchanged: true, series: original, received: original.length, index };
   const series: RenderSeries[] = [];
