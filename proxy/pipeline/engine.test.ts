@@ -288,3 +288,87 @@ describe('PolicyEngine', () => {
     }
   });
 });
+
+describe('PolicyEngine: unused', () => {
+  const usage = { documents: 1, metrics: [{ name: 'used_total', sources: ['Dashboard ns/d'] }] };
+
+  function unusedEngine(spec: MetricPolicySpecT, metrics = usage.metrics) {
+    const compile = (m: typeof metrics) =>
+      compilePipeline([{ name: 'p', namespace: undefined, spec }], { documents: 1, metrics: m });
+    const pipeline = compile(metrics);
+    const counted: Counted & { unused: string[] } = { slots: new Map(), forwarded: 0, unused: [] };
+    const engine: PolicyEngine = new PolicyEngine(pipeline, opts, {
+      slot(slot, _metric, samples) {
+        const s = engine.pipeline.slots[slot]!;
+        const key = `${s.rule}/${s.reason}/${s.action}/${s.mode}`;
+        counted.slots.set(key, (counted.slots.get(key) ?? 0) + samples);
+      },
+      forwarded() {
+        counted.forwarded++;
+        return false;
+      },
+      newSeries() {},
+      unused(policy, metric, _hash, samples) {
+        counted.unused.push(`${policy}:${engine.interner.name(metric)}:${samples}`);
+      },
+    });
+    return { engine, counted, compile };
+  }
+
+  const traffic = () =>
+    req(
+      series({ __name__: 'used_total', job: 'a' }),
+      series({ __name__: 'unused_total', job: 'a' }, 2),
+      series({ __name__: 'kept_total', job: 'a' }),
+    );
+
+  it('report: everything is forwarded, unused series are counted', () => {
+    const { engine, counted } = unusedEngine({ unused: { action: 'report', keep: ['kept_.*'] } });
+    const { result, names } = runV1(engine, traffic());
+    expect(result.unchanged).toBe(true);
+    expect(names.map((n) => n.__name__)).toEqual(['used_total', 'unused_total', 'kept_total']);
+    expect(counted.slots.get('unused/metric_unused/reported/enforce')).toBe(2);
+    expect(counted.unused).toEqual(['0:unused_total:2']);
+  });
+
+  it('drop: only read and kept metrics are forwarded', () => {
+    const { engine, counted } = unusedEngine({ unused: { action: 'drop', keep: ['kept_.*'] } });
+    const { names } = runV1(engine, traffic());
+    expect(names.map((n) => n.__name__)).toEqual(['used_total', 'kept_total']);
+    expect(counted.slots.get('unused/metric_unused/dropped/enforce')).toBe(2);
+    expect(counted.unused).toEqual(['0:unused_total:2']);
+  });
+
+  it('drop in dryRun: counts what it would drop and forwards everything', () => {
+    const { engine, counted } = unusedEngine({ mode: 'dryRun', unused: { action: 'drop' } });
+    const { result, names } = runV1(engine, traffic());
+    expect(result.unchanged).toBe(true);
+    expect(names).toHaveLength(3);
+    expect(counted.slots.get('unused/metric_unused/dropped/dryRun')).toBe(3);
+  });
+
+  it('a metric that becomes read flows again with the next pipeline', () => {
+    const { engine, compile } = unusedEngine({ unused: { action: 'drop' } });
+    expect(runV1(engine, traffic()).names.map((n) => n.__name__)).toEqual(['used_total']);
+    engine.setPipeline(compile([...usage.metrics, { name: 'unused_total', sources: ['Dashboard ns/new'] }]));
+    expect(runV1(engine, traffic()).names.map((n) => n.__name__)).toEqual(['used_total', 'unused_total']);
+  });
+
+  it('a cached verdict does not outlive the exemption it relied on', () => {
+    const expiresAt = '2026-07-01T00:00:00Z';
+    const end = Date.parse(expiresAt);
+    const { engine } = unusedEngine({
+      unused: { action: 'drop', exemptions: [{ metric: 'kept_total', expiresAt }] },
+    });
+    const run = (nowMs: number) => {
+      const buf = Buffer.from(encodeWriteRequestV1(traffic()));
+      const r = engine.process(buf, scanWriteRequestV1(buf), undefined, nowMs);
+      return (r.unchanged ? traffic() : decodeWriteRequestV1(r.body!)).timeseries.map(
+        (t) => t.labels.find((l) => l.name === '__name__')?.value,
+      );
+    };
+    expect(run(end - 1000)).toEqual(['used_total', 'kept_total']);
+    expect(run(end - 1)).toEqual(['used_total', 'kept_total']);
+    expect(run(end)).toEqual(['used_total']);
+  });
+});

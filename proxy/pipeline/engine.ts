@@ -23,6 +23,7 @@ import {
 } from './cardinality.js';
 import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
 import { evaluate } from './evaluate.js';
+import { nextExpiry } from './unused.js';
 
 const SEED_A = 0x9747b28c;
 const SEED_B = 0x85ebca6b;
@@ -50,6 +51,11 @@ export interface EngineObserver {
    */
   forwarded(metric: number, hash: number, nowMs: number): boolean;
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void;
+  /**
+   * A series whose metric no source reads, by the unused stage of policy `policy` (an index into
+   * the pipeline's policies), whether it was reported or dropped: for the unused statistics.
+   */
+  unused?(policy: number, metric: number, hash: number, samples: number, nowMs: number): void;
 }
 
 interface Entry {
@@ -69,6 +75,8 @@ interface Entry {
   readonly hash: number;
   readonly metric: number;
   readonly limitPolicies: readonly number[];
+  /** Policies whose unused stage found the metric unread. */
+  readonly unusedPolicies: readonly number[];
   /** Per limit policy: index of the perMetric rule that applies, or -1. */
   readonly metricRule: readonly number[];
   /** Overflow variants, computed once per (rule) and kept. */
@@ -116,6 +124,8 @@ export class PolicyEngine {
   #lists = new Map<string, readonly number[]>();
   #limits: (LimitState | undefined)[] = [];
   readonly #tenants: MetricInterner;
+  /** Verdicts hold until then: the next unused exemption expiry, after which the cache is dropped. */
+  #validUntil = Number.NEGATIVE_INFINITY;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
   readonly #overflowSeen = new Map<number, number>();
 
@@ -140,6 +150,20 @@ export class PolicyEngine {
     this.#previous = new Map();
     this.#cached = 0;
     this.#lists = new Map();
+    this.#validUntil = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Drops every cached verdict once an exemption they relied on has expired. */
+  #expire(nowMs: number): void {
+    if (this.#validUntil !== Number.NEGATIVE_INFINITY) {
+      this.#cache = new Map();
+      this.#previous = new Map();
+      this.#cached = 0;
+    }
+    this.#validUntil = nextExpiry(
+      this.#pipeline.policies.map((p) => p.unused),
+      nowMs,
+    );
   }
 
   /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
@@ -190,6 +214,7 @@ export class PolicyEngine {
    * the caller's next await.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
+    if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
     const tenantKey = tenant ?? '';
     const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
@@ -221,10 +246,11 @@ export class PolicyEngine {
       let entry = this.#lookup(tenantKey, h1, h2);
       if (entry === undefined) {
         const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
-        entry = this.#makeEntry(labels, h1, h2, tenant, v1);
+        entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
         this.#store(tenantKey, h1, entry);
       }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
+      for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
       if (entry.dropped) {
         out.drop(i);
         continue;
@@ -298,8 +324,15 @@ export class PolicyEngine {
     return hashes;
   }
 
-  #makeEntry(labels: Label[], h1: number, h2: number, tenant: string | undefined, v1: boolean): Entry {
-    const verdict = evaluate(this.#pipeline, labels, tenant);
+  #makeEntry(
+    labels: Label[],
+    h1: number,
+    h2: number,
+    tenant: string | undefined,
+    v1: boolean,
+    nowMs: number,
+  ): Entry {
+    const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
     const final = verdict.labels ?? labels;
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
@@ -323,6 +356,7 @@ export class PolicyEngine {
       hash: encoded === undefined ? h1 : hashBytes(encoded, 0, encoded.length, SEED_A),
       metric,
       limitPolicies: this.#shared(verdict.limitPolicies),
+      unusedPolicies: this.#shared(verdict.unused),
       metricRule: this.#shared(metricRule),
       overflow: undefined,
       aggregated: false,

@@ -6,6 +6,7 @@ import type { Label } from '../codec/types.js';
 import type { CompiledPolicy, CompiledStandards, Pipeline, Reason } from './compile.js';
 import { relabel } from './relabel.js';
 import { matchesLabels } from './selector.js';
+import { isUnused } from './unused.js';
 
 export interface Verdict {
   /** The labels after every enforcing policy; null when an enforcing policy dropped the series. */
@@ -16,6 +17,8 @@ export interface Verdict {
   readonly slots: readonly number[];
   /** The policies whose limits apply to the series, in order (indices into pipeline.policies). */
   readonly limitPolicies: readonly number[];
+  /** The policies whose unused stage found the metric unread, reported or dropped. */
+  readonly unused: readonly number[];
 }
 
 function get(labels: readonly Label[], name: string): string {
@@ -46,13 +49,20 @@ export function standardsViolation(s: CompiledStandards, labels: readonly Label[
 
 /**
  * Runs every policy's stateless stages on `input` (sorted by name, as remote-write requires).
- * A dryRun policy's verdict is counted but does not change what the next policy sees.
+ * A dryRun policy's verdict is counted but does not change what the next policy sees. `nowMs`
+ * decides which unused exemptions are still live; the verdict holds until the next one expires.
  */
-export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: string | undefined): Verdict {
+export function evaluate(
+  pipeline: Pipeline,
+  input: readonly Label[],
+  tenant: string | undefined,
+  nowMs: number = Date.now(),
+): Verdict {
   let labels: Label[] = input as Label[];
   let changed = false;
   const slots: number[] = [];
   const limitPolicies: number[] = [];
+  const unused: number[] = [];
   for (const p of pipeline.policies) {
     if (!matches(p, labels, tenant)) continue;
     let out: Label[] | null = labels;
@@ -71,6 +81,16 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
         }
       }
     }
+    if (
+      out !== null &&
+      dropSlot < 0 &&
+      p.unused !== undefined &&
+      isUnused(p.unused, get(out, '__name__'), nowMs)
+    ) {
+      unused.push(p.index);
+      if (p.unused.drop) dropSlot = p.unused.slot;
+      else slots.push(p.unused.slot);
+    }
     if (out !== null && dropSlot < 0 && p.standards !== undefined) {
       const violation = standardsViolation(p.standards, out);
       if (violation !== undefined) {
@@ -81,7 +101,7 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
     }
     if (dropSlot >= 0) {
       slots.push(dropSlot);
-      if (!p.dryRun) return { labels: null, changed: true, slots, limitPolicies };
+      if (!p.dryRun) return { labels: null, changed: true, slots, limitPolicies, unused };
       continue;
     }
     if (p.limits !== undefined) limitPolicies.push(p.index);
@@ -90,7 +110,7 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
       changed = changed || !sameLabels(out, input);
     }
   }
-  return { labels, changed, slots, limitPolicies };
+  return { labels, changed, slots, limitPolicies, unused };
 }
 
 function sameLabels(a: readonly Label[], b: readonly Label[]): boolean {

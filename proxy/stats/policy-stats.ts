@@ -17,6 +17,7 @@ export class PolicyStats implements EngineObserver {
   #onForwarded: EngineObserver['forwarded'] | undefined;
   #onNewSeries: EngineObserver['newSeries'] | undefined;
   #onSlot: ((slot: number, metric: number, samples: number) => void) | undefined;
+  #onUnused: EngineObserver['unused'];
 
   constructor(registry: Registry) {
     this.#samples = new Counter({
@@ -32,10 +33,12 @@ export class PolicyStats implements EngineObserver {
     slot?: (slot: number, metric: number, samples: number) => void;
     forwarded?: EngineObserver['forwarded'];
     newSeries?: EngineObserver['newSeries'];
+    unused?: EngineObserver['unused'];
   }): void {
     this.#onSlot = hooks.slot;
     this.#onForwarded = hooks.forwarded;
     this.#onNewSeries = hooks.newSeries;
+    this.#onUnused = hooks.unused;
   }
 
   /** Called when a new pipeline takes effect, before any request runs on it. */
@@ -58,6 +61,10 @@ export class PolicyStats implements EngineObserver {
 
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void {
     this.#onNewSeries?.(metric, labels, nowMs);
+  }
+
+  unused(policy: number, metric: number, hash: number, samples: number, nowMs: number): void {
+    this.#onUnused?.(policy, metric, hash, samples, nowMs);
   }
 
   flush(): void {
