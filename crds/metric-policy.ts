@@ -409,19 +409,30 @@ export const UnusedStatusSchema = Type.Object(
       minimum: 0,
       description: 'Metric names and name patterns read by the rules, dashboards and listed expressions.',
     }),
-    unusedMetrics: Type.Integer({
-      minimum: 0,
-      description: 'Metrics this policy matched that nothing reads, over all proxies.',
-    }),
-    series: Type.Integer({
-      minimum: 0,
+    usageKnown: Type.Boolean({
       description:
-        'Active series of the unused metrics: what dropping them saves (or saves now, in drop mode).',
+        'False while the proxies know of no usage (no rules or dashboards rendered yet, and no metrics or expressions listed): nothing is judged unused then.',
     }),
-    samplesPerSecond: Type.Number({
-      minimum: 0,
-      description: 'Samples per second of the unused metrics.',
-    }),
+    unusedMetrics: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Metrics this policy matched that nothing reads, over all proxies. Absent until the proxies were polled.',
+      }),
+    ),
+    series: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Active series of the unused metrics, all proxies: what dropping them saves (or saves now, in drop mode). Absent until the proxies were polled.',
+      }),
+    ),
+    samplesPerSecond: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description: 'Samples per second of the unused metrics, all proxies.',
+      }),
+    ),
     top: Type.Optional(
       Type.Array(UnusedMetricSchema, {
         maxItems: UNUSED_STATUS_LIMIT,

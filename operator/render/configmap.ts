@@ -10,12 +10,22 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
+import { API_VERSION, type MetricUsageSpecT, USAGE_KIND } from '../../crds/metric-policy.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
 
 /** The one data key; the proxy reads every `*.yaml` file of the mounted directory. */
 export const CONFIG_KEY = 'policies.yaml';
 export const HEADER = '# Rendered by cardinal-operator from MetricPolicy resources; do not edit.';
+/**
+ * What the cluster reads (spec.unused), as one MetricUsage document; only rendered when a policy of
+ * the instance sets spec.unused, so other instances' proxies never reload for a dashboard edit.
+ */
+export const USAGE_KEY = 'usage.yaml';
+export const USAGE_HEADER =
+  '# Rendered by cardinal-operator from PrometheusRules and Grafana dashboards; do not edit.';
+/** Every data key the operator writes; a live key among them that is not rendered is stale. */
+export const RENDERED_KEYS: readonly string[] = [CONFIG_KEY, USAGE_KEY];
 
 /** sha256 (hex) of the `policies.yaml` text: `kubectl get cm ... | sha256sum` gives the same. */
 export const CONFIG_HASH_ANNOTATION = 'cardinal.dev/config-hash';
@@ -39,6 +49,12 @@ export interface RenderInput {
    */
   readonly policies: readonly MetricPolicy[];
   readonly operatorVersion: string;
+  /**
+   * What the cluster reads, for policies with spec.unused: a spec to render, or the text of a
+   * usage.yaml rendered before (kept while the usage watches are not synced). Ignored when no
+   * policy sets spec.unused.
+   */
+  readonly usage?: MetricUsageSpecT | string | undefined;
 }
 
 export function renderProxyConfigMap(input: RenderInput): ConfigMap {
@@ -57,6 +73,10 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
     generations[id] = p.metadata.generation;
   }
   const text = renderPoliciesYaml(policies);
+  const data: Record<string, string> = { [CONFIG_KEY]: text };
+  if (input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
+    data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
+  }
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -74,8 +94,21 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
         [OPERATOR_VERSION_ANNOTATION]: input.operatorVersion,
       },
     },
-    data: { [CONFIG_KEY]: text },
+    data,
   };
+}
+
+const usageTexts = new WeakMap<MetricUsageSpecT, string>();
+
+/** The MetricUsage document after a header comment; memoised per spec object, which the watch reuses until a source changes. */
+export function renderUsageYaml(spec: MetricUsageSpecT): string {
+  let text = usageTexts.get(spec);
+  if (text === undefined) {
+    const doc = { apiVersion: API_VERSION, kind: USAGE_KIND, metadata: { name: 'cluster' }, spec };
+    text = `${USAGE_HEADER}\n${stringify(sortKeys(doc), { version: '1.1', lineWidth: 0, aliasDuplicateObjects: false })}`;
+    usageTexts.set(spec, text);
+  }
+  return text;
 }
 
 /**

@@ -81,6 +81,22 @@ export function computeUsage(sources: readonly UsageSource[]): Usage {
   return usage;
 }
 
+/**
+ * Merges usages computed apart (one per watched object, so an object is parsed once per version);
+ * the same as computeUsage over all their sources when `parts` is in source order.
+ */
+export function mergeUsage(parts: readonly Usage[]): Usage {
+  const out = emptyUsage();
+  for (const part of parts) {
+    for (const [k, use] of part.names) for (const s of use.sources) add(out.names, k, use.need, s);
+    for (const [k, use] of part.patterns) for (const s of use.sources) add(out.patterns, k, use.need, s);
+    for (const p of part.problems) problem(out, p);
+    out.problemCount += part.problemCount - part.problems.length;
+    out.expressions += part.expressions;
+  }
+  return out;
+}
+
 /** The usage as the proxy reads it: sorted, sources bounded. */
 export function usageSpec(usage: Usage): MetricUsageSpecT {
   const metrics: MetricUseT[] = [];
