@@ -251,6 +251,19 @@ export const Unused = Type.Object(
           'PromQL expressions this policy counts as read (by a tool the operator cannot see), besides PrometheusRules and Grafana dashboards.',
       }),
     ),
+    labels: Type.Optional(
+      Type.Unsafe<'report' | 'aggregate'>({
+        type: 'string',
+        enum: ['report', 'aggregate'],
+        description:
+          'Labels of read metrics that no expression depends on (a raw selector depends on every label; sum by (a) only on a). report: counted. aggregate: their value is replaced by __cardinal_aggregated__ and the series that collapse are summed per timestamp. Absent: labels are not judged.',
+      }),
+    ),
+    keepLabels: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description: 'Label names never aggregated away, read or not.',
+      }),
+    ),
   },
   {
     description:
@@ -402,6 +415,18 @@ export const UsedMetricSchema = Type.Object(
   { description: 'A metric that is read, and what reads it.' },
 );
 
+export const UnusedLabelSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name.' }),
+    label: Type.String({ description: 'A label of it that no expression depends on.' }),
+    distinctValues: Type.Integer({
+      minimum: 0,
+      description: 'Distinct values of the label, summed over the proxies.',
+    }),
+  },
+  { description: 'A label of a read metric that no expression depends on.' },
+);
+
 export const UnusedStatusSchema = Type.Object(
   {
     action: Type.String({ description: 'report or drop, as spec.unused.action says.' }),
@@ -443,6 +468,13 @@ export const UnusedStatusSchema = Type.Object(
       Type.Array(UsedMetricSchema, {
         maxItems: UNUSED_STATUS_LIMIT,
         description: 'Some of the metrics that are read, with what reads them, in name order.',
+      }),
+    ),
+    labels: Type.Optional(
+      Type.Array(UnusedLabelSchema, {
+        maxItems: UNUSED_STATUS_LIMIT,
+        description:
+          'With spec.unused.labels: labels of read metrics that nothing depends on, the most values first.',
       }),
     ),
     sourceProblems: Type.Optional(

@@ -76,7 +76,7 @@ async function main(): Promise<number> {
     slot: offenders.hooks.slot,
     forwarded: offenders.hooks.forwarded,
     newSeries: (metric, labels, nowMs) => offenders.newSeries(metric, labels, nowMs),
-    unused: (policy, metric, hash, samples, nowMs) => unused.record(policy, metric, hash, samples, nowMs),
+    ...unused.hooks,
   });
   metrics.configReload(true, config.hash);
   const status: ConfigStatus = {

@@ -425,6 +425,7 @@ describe('reconcileInstance: usage', () => {
 
   it('sums the proxies\u2019 unused reports into the status', async () => {
     const report = (series: number, rate: number) => ({
+      labels: [{ metric: 'req_total', label: 'pod', distinctValues: series }],
       usageKnown: true,
       unusedMetrics: 2,
       activeSeries: series,
@@ -452,6 +453,7 @@ describe('reconcileInstance: usage', () => {
         { metric: 'a_total', series: 13, samplesPerSecond: 3 },
         { metric: 'b_total', series: 2, samplesPerSecond: 3 },
       ],
+      labels: [{ metric: 'req_total', label: 'pod', distinctValues: 15 }],
     });
   });
 });

@@ -328,6 +328,7 @@ describe('parseUnusedReport', () => {
       activeSeries: 4,
       samplesPerSecond: 0.5,
       metrics: [{ metric: 'a', activeSeries: 4, samplesPerSecond: 0.5 }],
+      labels: [],
     });
   });
 

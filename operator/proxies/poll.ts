@@ -145,6 +145,17 @@ export function parseUnusedReport(json: unknown): Map<string, ProxyUnusedReport>
           samplesPerSecond: num(row.samplesPerSecond, `policies[${i}].metrics[${j}].samplesPerSecond`),
         };
       }),
+      // Absent from a proxy that judges no labels.
+      labels: (Array.isArray(p.labels) ? p.labels : []).map((l: unknown, j: number) => {
+        const row = (l ?? {}) as Record<string, unknown>;
+        if (typeof row.metric !== 'string' || typeof row.label !== 'string')
+          throw new TypeError(`policies[${i}].labels[${j}]: metric and label must be strings`);
+        return {
+          metric: row.metric,
+          label: row.label,
+          distinctValues: num(row.distinctValues, `policies[${i}].labels[${j}].distinctValues`),
+        };
+      }),
     });
   });
   return out;

@@ -16,6 +16,12 @@ export interface ProxyUnusedReport {
     readonly activeSeries: number;
     readonly samplesPerSecond: number;
   }[];
+  /** Unread labels of read metrics (spec.unused.labels). */
+  readonly labels?: readonly {
+    readonly metric: string;
+    readonly label: string;
+    readonly distinctValues: number;
+  }[];
 }
 
 export interface UnusedStatusInput {
@@ -66,6 +72,23 @@ export function unusedStatus(input: UnusedStatusInput): UnusedStatusT | undefine
     .sort(([a, x], [b, y]) => y.series - x.series || (a < b ? -1 : a > b ? 1 : 0))
     .slice(0, UNUSED_STATUS_LIMIT)
     .map(([metric, row]) => ({ metric, series: row.series, samplesPerSecond: round(row.samplesPerSecond) }));
+  const byLabel = new Map<string, { metric: string; label: string; distinctValues: number }>();
+  for (const r of reports) {
+    for (const l of r.labels ?? []) {
+      const key = `${l.metric}\u0000${l.label}`;
+      const row = byLabel.get(key) ?? { metric: l.metric, label: l.label, distinctValues: 0 };
+      row.distinctValues += l.distinctValues;
+      byLabel.set(key, row);
+    }
+  }
+  const labels = [...byLabel.values()]
+    .sort(
+      (a, b) =>
+        b.distinctValues - a.distinctValues ||
+        (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : a.label < b.label ? -1 : 1),
+    )
+    .slice(0, UNUSED_STATUS_LIMIT);
+  if (labels.length > 0) status.labels = labels;
   status.unusedMetrics = Math.max(count, byMetric.size);
   status.series = series;
   status.samplesPerSecond = round(rate);

@@ -37,6 +37,7 @@ export type Reason =
   | 'relabel_rewritten'
   | 'metric_dropped'
   | 'metric_unused'
+  | 'label_unused'
   | 'metric_name'
   | 'label_name'
   | 'required_label'
@@ -186,6 +187,13 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
             usage,
             mk('unused', 'metric_unused', spec.unused.action === 'drop' ? 'dropped' : 'reported'),
             at,
+            spec.unused.labels === undefined
+              ? -1
+              : mk(
+                  'unused.labels',
+                  'label_unused',
+                  spec.unused.labels === 'aggregate' ? 'rewritten' : 'reported',
+                ),
           );
     const standards = spec.standards
       ? compileStandards(spec.standards, (f, fn) => at(`standards.${f}`, fn))

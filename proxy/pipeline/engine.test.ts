@@ -372,3 +372,83 @@ describe('PolicyEngine: unused', () => {
     expect(run(end)).toEqual(['used_total']);
   });
 });
+
+describe('PolicyEngine: unread labels', () => {
+  const usage = {
+    documents: 1,
+    metrics: [{ name: 'requests_total', sources: ['Dashboard ns/d'], labels: ['job'] }],
+  };
+  function labelsEngine(spec: MetricPolicySpecT) {
+    const pipeline = compilePipeline([{ name: 'p', namespace: undefined, spec }], usage);
+    const counted: Counted & { pairs: string[]; unread: number } = {
+      slots: new Map(),
+      forwarded: 0,
+      pairs: [],
+      unread: 0,
+    };
+    const engine: PolicyEngine = new PolicyEngine(pipeline, opts, {
+      slot(slot, _metric, samples) {
+        const s = engine.pipeline.slots[slot]!;
+        const key = `${s.rule}/${s.reason}/${s.action}/${s.mode}`;
+        counted.slots.set(key, (counted.slots.get(key) ?? 0) + samples);
+      },
+      forwarded() {
+        counted.forwarded++;
+        return false;
+      },
+      newSeries() {},
+      labelPair(metric, label) {
+        counted.pairs.push(`${engine.interner.name(metric)}/${label}`);
+        return counted.pairs.length;
+      },
+      unreadLabels(keys) {
+        counted.unread += keys.length / 3;
+      },
+    });
+    return { engine, counted };
+  }
+  const pods = (ts: number) =>
+    req(
+      ...['a', 'b', 'c'].map((pod, k) => ({
+        ...series({ __name__: 'requests_total', job: 'api', pod }),
+        samples: [{ value: k + 1, timestamp: ts }],
+      })),
+    );
+
+  it('aggregate: series differing only in unread labels collapse, summed per timestamp', () => {
+    const { engine, counted } = labelsEngine({ unused: { labels: 'aggregate' } });
+    const first = runV1(engine, pods(5000));
+    expect(first.out.timeseries).toHaveLength(1);
+    expect(first.names).toEqual([{ __name__: 'requests_total', job: 'api', pod: '__cardinal_aggregated__' }]);
+    expect(first.out.timeseries[0]?.samples).toEqual([{ value: 6, timestamp: 5000 }]);
+    expect(counted.slots.get('unused.labels/label_unused/rewritten/enforce')).toBe(3);
+    // Named once per new label set (a verdict-cache miss); the statistics intern the pair.
+    expect(new Set(counted.pairs)).toEqual(new Set(['requests_total/pod']));
+    expect(counted.unread).toBe(3);
+    // The same timestamp again would be a duplicate for the receiver: not forwarded twice.
+    expect(runV1(engine, pods(5000)).out.timeseries).toHaveLength(0);
+    expect(runV1(engine, pods(6000)).out.timeseries[0]?.samples).toEqual([{ value: 6, timestamp: 6000 }]);
+  });
+
+  it('report: counts and forwards every series as it is; dryRun aggregate changes nothing', () => {
+    for (const spec of [
+      { unused: { labels: 'report' as const } },
+      { mode: 'dryRun' as const, unused: { labels: 'aggregate' as const } },
+    ]) {
+      const { engine, counted } = labelsEngine(spec);
+      const { result, names } = runV1(engine, pods(5000));
+      expect(result.unchanged).toBe(true);
+      expect(names.map((n) => n.pod)).toEqual(['a', 'b', 'c']);
+      expect([...counted.slots.keys()]).toEqual([
+        spec.mode === 'dryRun'
+          ? 'unused.labels/label_unused/rewritten/dryRun'
+          : 'unused.labels/label_unused/reported/enforce',
+      ]);
+    }
+  });
+
+  it('keepLabels are never aggregated', () => {
+    const { engine } = labelsEngine({ unused: { labels: 'aggregate', keepLabels: ['pod'] } });
+    expect(runV1(engine, pods(5000)).names.map((n) => n.pod)).toEqual(['a', 'b', 'c']);
+  });
+});

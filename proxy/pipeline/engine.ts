@@ -22,7 +22,7 @@ import {
   SeriesTracker,
 } from './cardinality.js';
 import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
-import { evaluate } from './evaluate.js';
+import { evaluate, type Verdict } from './evaluate.js';
 import { nextExpiry } from './unused.js';
 
 const SEED_A = 0x9747b28c;
@@ -56,6 +56,16 @@ export interface EngineObserver {
    * the pipeline's policies), whether it was reported or dropped: for the unused statistics.
    */
   unused?(policy: number, metric: number, hash: number, samples: number, nowMs: number): void;
+  /**
+   * Names a (metric, label) pair for the unread-label statistics (spec.unused.labels); called on a
+   * verdict-cache miss only. Returns a pair index, or -1 when no more pairs are tracked.
+   */
+  labelPair?(metric: number, label: string): number;
+  /**
+   * The unread labels of a series, seen again: `keys` holds (policy, pair, value hash) triples
+   * as built from labelPair. Called per series, allocation-free.
+   */
+  unreadLabels?(keys: Uint32Array, nowMs: number): void;
 }
 
 interface Entry {
@@ -77,6 +87,8 @@ interface Entry {
   readonly limitPolicies: readonly number[];
   /** Policies whose unused stage found the metric unread. */
   readonly unusedPolicies: readonly number[];
+  /** (policy, pair, value hash) triples of unread labels (spec.unused.labels), or undefined. */
+  readonly unreadKeys: Uint32Array | undefined;
   /** Per limit policy: index of the perMetric rule that applies, or -1. */
   readonly metricRule: readonly number[];
   /** Overflow variants, computed once per (rule) and kept. */
@@ -251,6 +263,7 @@ export class PolicyEngine {
       }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
       for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
+      if (entry.unreadKeys !== undefined) this.#observer.unreadLabels?.(entry.unreadKeys, nowMs);
       if (entry.dropped) {
         out.drop(i);
         continue;
@@ -340,7 +353,7 @@ export class PolicyEngine {
     const metric = this.interner.internString(name);
     const metricRule: number[] = [];
     // v1 rewrites need only the encoded labels; v2 rewrites re-reference symbols, so keep labels.
-    let needsLabels = changed && !v1;
+    let needsLabels = changed && (!v1 || verdict.aggregated);
     for (let k = 0; k < verdict.limitPolicies.length; k++) {
       const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
       metricRule.push(l.perMetric.findIndex((r) => r.metric.matches(name)));
@@ -357,10 +370,22 @@ export class PolicyEngine {
       metric,
       limitPolicies: this.#shared(verdict.limitPolicies),
       unusedPolicies: this.#shared(verdict.unused),
+      unreadKeys: this.#unreadKeys(metric, verdict.unread),
       metricRule: this.#shared(metricRule),
       overflow: undefined,
-      aggregated: false,
+      // Unread labels aggregated away (spec.unused.labels): summed per timestamp like overflow.
+      aggregated: verdict.aggregated,
     };
+  }
+
+  #unreadKeys(metric: number, unread: Verdict['unread']): Uint32Array | undefined {
+    if (unread.length === 0 || this.#observer.labelPair === undefined) return undefined;
+    const keys: number[] = [];
+    for (const u of unread) {
+      const pair = this.#observer.labelPair(metric, u.name);
+      if (pair >= 0) keys.push(u.policy, pair, hashString(u.value, SEED_A));
+    }
+    return keys.length === 0 ? undefined : Uint32Array.from(keys);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { UnusedT } from '../../crds/metric-policy.js';
-import { compileUnused, compileUsed, isUnused, isUsed, nextExpiry } from './unused.js';
+import { compileUnused, compileUsed, isUnused, isUsed, nextExpiry, unusedLabels } from './unused.js';
 
 const at = (_field: string, fn: () => unknown) => fn();
 const usage = {
@@ -79,5 +79,41 @@ describe('isUnused', () => {
       false,
       false,
     ]);
+  });
+});
+
+describe('unusedLabels', () => {
+  const labelsUsage = {
+    documents: 1,
+    metrics: [
+      { name: 'http_requests_total', sources: ['d'], labels: ['code', 'job'] },
+      { name: 'latency_bucket', sources: ['d'], allLabelsExcept: ['pod', 'instance'] },
+      { name: 'raw_panel', sources: ['d'], allLabelsExcept: [] },
+      { name: 'no_need_given', sources: ['d'] },
+      { pattern: 'latency_.*', sources: ['r'], allLabelsExcept: ['pod'] },
+      { pattern: 'node_.*', sources: ['r'], labels: ['instance'] },
+    ],
+  };
+  const u = compileUnused(
+    { labels: 'aggregate', keepLabels: ['team'], expressions: ['sum by (device) (node_disk_bytes)'] },
+    labelsUsage,
+    0,
+    at,
+    1,
+  )!;
+  const ls = (...names: string[]) => ['__name__', ...names].map((name) => ({ name }));
+
+  it.each([
+    ['http_requests_total', ls('code', 'job', 'pod', 'team'), ['pod']],
+    // Exact and pattern needs unite: instance is needed by the pattern's "all but pod".
+    ['latency_bucket', ls('instance', 'le', 'pod'), ['pod']],
+    ['latency_sum', ls('instance', 'pod'), ['pod']],
+    ['raw_panel', ls('a', 'b'), []],
+    ['no_need_given', ls('a'), []],
+    ['node_disk_bytes', ls('device', 'instance', 'mountpoint'), ['mountpoint']],
+    ['node_load1', ls('instance', 'cpu'), ['cpu']],
+    ['never_read', ls('a'), []],
+  ])('%s with %j: %j are unread', (name, labels, want) => {
+    expect(unusedLabels(u, name, labels)).toEqual(want);
   });
 });

@@ -19,6 +19,7 @@ const REASONS: readonly Reason[] = [
   'relabel_rewritten',
   'metric_dropped',
   'metric_unused',
+  'label_unused',
   'metric_name',
   'label_name',
   'required_label',

@@ -18,6 +18,8 @@ export class PolicyStats implements EngineObserver {
   #onNewSeries: EngineObserver['newSeries'] | undefined;
   #onSlot: ((slot: number, metric: number, samples: number) => void) | undefined;
   #onUnused: EngineObserver['unused'];
+  #onLabelPair: EngineObserver['labelPair'];
+  #onUnreadLabels: EngineObserver['unreadLabels'];
 
   constructor(registry: Registry) {
     this.#samples = new Counter({
@@ -34,11 +36,15 @@ export class PolicyStats implements EngineObserver {
     forwarded?: EngineObserver['forwarded'];
     newSeries?: EngineObserver['newSeries'];
     unused?: EngineObserver['unused'];
+    labelPair?: EngineObserver['labelPair'];
+    unreadLabels?: EngineObserver['unreadLabels'];
   }): void {
     this.#onSlot = hooks.slot;
     this.#onForwarded = hooks.forwarded;
     this.#onNewSeries = hooks.newSeries;
     this.#onUnused = hooks.unused;
+    this.#onLabelPair = hooks.labelPair;
+    this.#onUnreadLabels = hooks.unreadLabels;
   }
 
   /** Called when a new pipeline takes effect, before any request runs on it. */
@@ -65,6 +71,14 @@ export class PolicyStats implements EngineObserver {
 
   unused(policy: number, metric: number, hash: number, samples: number, nowMs: number): void {
     this.#onUnused?.(policy, metric, hash, samples, nowMs);
+  }
+
+  labelPair(metric: number, label: string): number {
+    return this.#onLabelPair?.(metric, label) ?? -1;
+  }
+
+  unreadLabels(keys: Uint32Array, nowMs: number): void {
+    this.#onUnreadLabels?.(keys, nowMs);
   }
 
   flush(): void {

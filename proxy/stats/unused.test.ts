@@ -43,6 +43,7 @@ describe('UnusedStats', () => {
           { metric: 'a_total', activeSeries: 3, samples: 6, samplesPerSecond: 0.6 },
           { metric: 'b_total', activeSeries: 1, samples: 20, samplesPerSecond: 2 },
         ],
+        labels: [],
       },
     ]);
     expect(stats.report(1, T0 + 10_000).policies[0]?.metrics).toHaveLength(1);
@@ -66,5 +67,31 @@ describe('UnusedStats', () => {
     const pipeline = compilePipeline([{ name: 'p', namespace: 'ns', spec }]);
     const stats = new UnusedStats(names, pipeline, { windowMs: 60_000, maxTrackedSeries: 100 });
     expect(stats.report(10).policies[0]).toMatchObject({ usageKnown: false, unusedMetrics: 0 });
+  });
+});
+
+describe('UnusedStats: unread labels', () => {
+  it('counts distinct values per unread label of a read metric, and forgets a label that became read', () => {
+    const names = new MetricInterner({ capacity: 64 });
+    const labelsSpec: MetricPolicySpecT = { unused: { labels: 'report' } };
+    const read = (labels: string[]) =>
+      compilePipeline([{ name: 'p', namespace: 'ns', spec: labelsSpec }], {
+        documents: 1,
+        metrics: [{ name: 'req_total', sources: ['d'], labels }],
+      });
+    const stats = new UnusedStats(names, read(['job']), { windowMs: 60_000, maxTrackedSeries: 100 }, T0);
+    const m = names.internString('req_total');
+    const pod = stats.hooks.labelPair(m, 'pod');
+    const zone = stats.hooks.labelPair(m, 'zone');
+    expect(stats.hooks.labelPair(m, 'pod')).toBe(pod);
+    for (const v of [1, 2, 3]) stats.hooks.unreadLabels(Uint32Array.from([0, pod, v, 0, zone, 9]), T0);
+    expect(stats.report(10, T0).policies[0]?.labels).toEqual([
+      { metric: 'req_total', label: 'pod', distinctValues: 3 },
+      { metric: 'req_total', label: 'zone', distinctValues: 1 },
+    ]);
+    stats.setPipeline(read(['job', 'pod']), T0);
+    expect(stats.report(10, T0).policies[0]?.labels).toEqual([
+      { metric: 'req_total', label: 'zone', distinctValues: 1 },
+    ]);
   });
 });

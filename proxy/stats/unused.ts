@@ -8,9 +8,10 @@
 // verdict, so a metric that became read leaves the report at once.
 
 import type { MetricUseT } from '../../crds/metric-policy.js';
-import { SeriesTracker } from '../pipeline/cardinality.js';
+import { MetricInterner, SeriesTracker } from '../pipeline/cardinality.js';
 import type { Pipeline } from '../pipeline/compile.js';
-import { isUnused } from '../pipeline/unused.js';
+import type { EngineObserver } from '../pipeline/engine.js';
+import { isUnused, unusedLabels } from '../pipeline/unused.js';
 
 export interface UnusedStatsOptions {
   /** A series counts as active while seen within this window (the statistics window). */
@@ -21,6 +22,8 @@ export interface UnusedStatsOptions {
 
 interface PolicyState {
   series: SeriesTracker | undefined;
+  /** Distinct values per (metric, label) pair of unread labels; buckets are pair indices. */
+  labelValues: SeriesTracker | undefined;
   readonly samples: Float64Array;
   readonly sinceMs: number;
 }
@@ -30,6 +33,12 @@ export interface UnusedMetricRow {
   activeSeries: number;
   samples: number;
   samplesPerSecond: number;
+}
+
+export interface UnreadLabelRow {
+  metric: string;
+  label: string;
+  distinctValues: number;
 }
 
 export interface UsedMetricRow {
@@ -51,6 +60,8 @@ export interface UnusedPolicyReport {
   samplesPerSecond: number;
   /** The unused metrics with the most active series, at most `limit`. */
   metrics: UnusedMetricRow[];
+  /** With spec.unused.labels: the unread labels of read metrics with the most values, at most `limit`. */
+  labels: UnreadLabelRow[];
 }
 
 /** The JSON of GET /api/v1/stats/unused. */
@@ -77,6 +88,8 @@ export class UnusedStats {
   #byId = new Map<string, PolicyState>();
   /** By policy index of the current pipeline. */
   #byIndex: (PolicyState | undefined)[] = [];
+  /** (metric, label) pairs of unread labels, as `metric\0label`; kept for the process's life. */
+  readonly #pairs = new MetricInterner({ capacity: 65536, maxNameBytes: 512 });
 
   constructor(names: MetricNames, pipeline: Pipeline, opts: UnusedStatsOptions, nowMs: number = Date.now()) {
     this.#opts = opts;
@@ -92,6 +105,7 @@ export class UnusedStats {
       if (!p.unusedConfigured) return undefined;
       const state = this.#byId.get(p.id) ?? {
         series: undefined,
+        labelValues: undefined,
         samples: new Float64Array(this.#names.capacity),
         sinceMs: nowMs,
       };
@@ -100,6 +114,28 @@ export class UnusedStats {
     });
     this.#byId = next;
   }
+
+  /** The EngineObserver hooks this serves (PolicyStats.observe passes them on). */
+  readonly hooks: Required<Pick<EngineObserver, 'unused' | 'labelPair' | 'unreadLabels'>> = {
+    unused: (policy, metric, hash, samples, nowMs) => this.record(policy, metric, hash, samples, nowMs),
+    labelPair: (metric, label) => {
+      const pair = this.#pairs.internString(`${this.#names.name(metric)}\u0000${label}`);
+      // Index 0 is where names go once the interner is full: not a pair of its own.
+      return pair === 0 ? -1 : pair;
+    },
+    unreadLabels: (keys, nowMs) => {
+      for (let k = 0; k + 2 < keys.length; k += 3) {
+        const state = this.#byIndex[keys[k]!];
+        if (state === undefined) continue;
+        state.labelValues ??= new SeriesTracker({
+          maxTrackedSeries: this.#opts.maxTrackedSeries,
+          buckets: this.#pairs.capacity,
+          windowMs: this.#opts.windowMs,
+        });
+        state.labelValues.admit(keys[k + 1]!, keys[k + 2]!, nowMs, Number.POSITIVE_INFINITY);
+      }
+    },
+  };
 
   /** EngineObserver.unused: a series of policy `policy` whose metric nothing reads. */
   record(policy: number, metric: number, hash: number, samples: number, nowMs: number): void {
@@ -134,6 +170,22 @@ export class UnusedStats {
         }
       }
       rows.sort((a, b) => b.activeSeries - a.activeSeries || (a.metric < b.metric ? -1 : 1));
+      const labels: UnreadLabelRow[] = [];
+      if (u?.labels !== undefined && state.labelValues !== undefined) {
+        for (let i = 1; i < this.#pairs.size; i++) {
+          const distinct = state.labelValues.count(i);
+          if (distinct === 0) continue;
+          const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
+          // Only what the current configuration still finds unread.
+          if (unusedLabels(u, metric, [{ name: label }]).length === 0) continue;
+          labels.push({ metric, label, distinctValues: distinct });
+        }
+        labels.sort(
+          (a, b) =>
+            b.distinctValues - a.distinctValues ||
+            (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : a.label < b.label ? -1 : 1),
+        );
+      }
       policies.push({
         policy: p.id,
         action: u?.drop === true ? 'drop' : 'report',
@@ -144,6 +196,7 @@ export class UnusedStats {
         activeSeries: rows.reduce((n, r) => n + r.activeSeries, 0),
         samplesPerSecond: rows.reduce((n, r) => n + r.samplesPerSecond, 0),
         metrics: rows.slice(0, limit),
+        labels: labels.slice(0, limit),
       });
     }
     const used = this.#pipeline.usage.metrics;
