@@ -38,6 +38,7 @@ const FIXTURES = fileURLToPath(new URL('../fixtures/usage/', import.meta.url));
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
 
 interface UnusedStatus {
+  labels?: { metric: string; label: string; distinctValues: number }[];
   action: string;
   usedMetrics: number;
   usageKnown: boolean;
@@ -137,7 +138,9 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
       // Read by the rules and the dashboards.
       { name: 'shop_requests_total', labels: { code: '200', job: 'shop' }, value: 10 },
       { name: 'shop_queue_depth', labels: { job: 'shop' }, value: 3 },
-      { name: 'shop_cart_items', labels: { cart: 'c1' }, value: 2 },
+      // Read only `by (cart)`: pod is a label nothing depends on.
+      { name: 'shop_cart_items', labels: { cart: 'c1', pod: 'p1' }, value: 2 },
+      { name: 'shop_cart_items', labels: { cart: 'c1', pod: 'p2' }, value: 3 },
       // Read by no one: three series of one metric, one of another.
       { name: 'shop_debug_cache_entries', labels: { shard: 'a' }, value: 1 },
       { name: 'shop_debug_cache_entries', labels: { shard: 'b' }, value: 1 },
@@ -264,6 +267,37 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
         const u = await unusedStatus('unused');
         expect(u?.top?.map((t) => t.metric)).not.toContain('shop_debug_cache_entries');
         expect(u?.top?.map((t) => t.metric)).toContain('shop_internal_retries');
+      },
+      { timeoutMs: 15_000 },
+    );
+
+    // Labels: shop_cart_items is read only by cart, so pod (and the scrape's job and instance)
+    // is aggregated away; the two pods' series arrive as one, their values summed.
+    await applyPolicy(plane, apps, 'unused', {
+      unused: { action: 'drop', keep: ['shop_keep_.*', 'up'], labels: 'aggregate' },
+    });
+    await eventually(
+      async () => {
+        const rows = await receiver.query(
+          'last_over_time(shop_cart_items{pod="__cardinal_aggregated__"}[2s])',
+        );
+        expect(rows).toHaveLength(1);
+        expect(rows[0]?.labels).toMatchObject({ cart: 'c1', pod: '__cardinal_aggregated__' });
+        expect(rows[0]?.value).toBe(5);
+      },
+      { timeoutMs: 20_000 },
+    );
+    await eventually(async () => expect(await recent('shop_cart_items{pod="p1"}', 2)).toBe(0), {
+      timeoutMs: 15_000,
+    });
+    // A metric read raw (a panel without aggregation) keeps every label.
+    const depth = await receiver.query('last_over_time(shop_queue_depth[2s])');
+    expect(depth).toHaveLength(1);
+    expect(depth[0]?.labels.instance).not.toBe('__cardinal_aggregated__');
+    await eventually(
+      async () => {
+        const u = await unusedStatus('unused');
+        expect(u?.labels).toContainEqual({ metric: 'shop_cart_items', label: 'pod', distinctValues: 2 });
       },
       { timeoutMs: 15_000 },
     );
