@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { allExcept, extract, type Need, PromQLError, some, union, VARIABLE_PLACEHOLDER } from './promql.js';
 
@@ -145,3 +146,111 @@ describe('union', () => {
     expect(needText(union(b, a))).toBe(want);
   });
 });
+
+describe('extract: properties', () => {
+  const pieces = fc.constantFrom(
+    'sum',
+    ' by ',
+    ' without ',
+    '(',
+    ')',
+    '{',
+    '}',
+    'job="a"',
+    '__name__=~"x.*"',
+    'rate',
+    'http_requests_total',
+    '[5m]',
+    '[1h:5m]',
+    ' offset 1m',
+    ' @ end()',
+    ' / ',
+    ' on ',
+    ' group_left ',
+    ',',
+    '"s"',
+    '1',
+    'label_replace',
+    'topk',
+  );
+
+  it('either reads an expression or refuses it with a PromQLError, whatever the input', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.array(pieces, { maxLength: 12 }).map((p) => p.join('')),
+        ),
+        (expr) => {
+          try {
+            const { metrics } = extract(expr);
+            for (const m of metrics) expect((m.name === undefined) !== (m.pattern === undefined)).toBe(true);
+          } catch (err) {
+            expect(err).toBeInstanceOf(PromQLError);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a metric name is read whatever is wrapped around it', () => {
+    const name = fc.stringMatching(/^[a-z_][a-z0-9_]{0,20}$/).filter((n) => !KEYWORDS.has(n));
+    const wrap = fc.constantFrom(
+      (x: string) => x,
+      (x: string) => `sum(rate(${x}[5m]))`,
+      (x: string) => `max by (a) (${x} offset 1h)`,
+      (x: string) => `histogram_quantile(0.9, ${x})`,
+      (x: string) => `1 - ${x}`,
+      (x: string) => `topk(3, ${x}[10m:1m])`,
+      (x: string) => `${x} and on (a) up`,
+    );
+    fc.assert(
+      fc.property(name, wrap, (n, w) => {
+        expect(extract(w(n)).metrics.some((m) => m.name === n)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+/** Names PromQL reads as keywords, operators or functions rather than metric names. */
+const KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'offset',
+  'bool',
+  'inf',
+  'nan',
+  'sum',
+  'avg',
+  'count',
+  'min',
+  'max',
+  'group',
+  'stddev',
+  'stdvar',
+  'topk',
+  'bottomk',
+  'count_values',
+  'quantile',
+  'limitk',
+  'limit_ratio',
+  'atan2',
+  'start',
+  'end',
+  'step',
+  'range',
+  'smoothed',
+  'anchored',
+  'fill',
+  'fill_left',
+  'fill_right',
+]);
