@@ -225,7 +225,7 @@ function aggregate(ctx: Ctx, node: SyntaxNode, need: Need): void {
   const op = ctx.text.slice(node.getChild('AggregateOp')!.from, node.getChild('AggregateOp')!.to);
   const modifier = node.getChild('AggregateModifier');
   const labels = groupingLabels(ctx, modifier?.getChild('GroupingLabels') ?? null);
-  const without = modifier?.getChild('Without') !== null && modifier !== null;
+  const without = modifier !== null && modifier.getChild('Without') !== null;
   let inner: Need;
   if (modifier === null) inner = NONE;
   else if (without) inner = labels.some((l) => l.includes(VARIABLE_PLACEHOLDER)) ? ALL : allExcept(labels);

@@ -74,7 +74,7 @@ describe('ruleExpressions', () => {
 });
 
 describe('dashboardExpressions', () => {
-  it('reads panels, collapsed rows, variables, and skips library panels and empty targets', () => {
+  it('reads panels, collapsed rows, variables; skips library panels, empty targets and other data sources', () => {
     const { exprs, problems } = dashboardExpressions(JSON.parse(fixture('dashboard-shop.json')));
     expect(problems).toEqual([]);
     expect(exprs.map((e) => `${e.where}: ${e.expr}`)).toEqual([
@@ -84,6 +84,8 @@ describe('dashboardExpressions', () => {
       'panel "Payment failures" target A: sum without (pod, instance) (rate(shop_payment_failures_total[1m]))',
       'panel "Broken panel" target A: sum(rate(shop_payment_attempts_total[5m])',
       'panel "Memory" target A: process_resident_memory_bytes{job=~"__cardinal_var__"} offset 5m',
+      // The Loki panel, the Mixed panel's Loki target and the Loki variable are not PromQL.
+      'panel "Mixed" target B: sum(shop_queue_depth)',
       'variable "job": shop_build_info',
       'variable "instance": shop_build_info{job="__cardinal_var__"}',
     ]);

@@ -59,6 +59,24 @@ interface Panel {
   targets?: unknown;
   panels?: unknown;
   libraryPanel?: unknown;
+  datasource?: unknown;
+}
+
+/**
+ * The data source type a panel or target names, when it names one (`{type, uid}`); a plain string
+ * (the old schema's data source name) or a missing one says nothing.
+ */
+function datasourceType(ds: unknown): string | undefined {
+  const type = (ds as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/**
+ * Whether a query is PromQL: Loki's LogQL, for one, also lives in `expr` and would read as a
+ * selector of every metric. Grafana's `datasource` and `mixed` types defer to the target.
+ */
+function isPrometheus(type: string | undefined): boolean {
+  return type === undefined || type === 'prometheus' || type === 'datasource' || type === 'mixed';
 }
 
 /**
@@ -84,9 +102,12 @@ export function dashboardExpressions(dashboard: unknown): SourceExprs {
       const p = (raw ?? {}) as Panel;
       const title = typeof p.title === 'string' && p.title !== '' ? p.title : `${path}[${i}]`;
       const where = `panel ${JSON.stringify(title)}`;
+      const panelType = datasourceType(p.datasource);
       if (Array.isArray(p.targets)) {
         p.targets.forEach((t, ti) => {
-          const expr = (t as { expr?: unknown } | null)?.expr;
+          const target = t as { expr?: unknown; datasource?: unknown } | null;
+          const expr = target?.expr;
+          if (!isPrometheus(datasourceType(target?.datasource) ?? panelType)) return;
           if (typeof expr === 'string' && expr.trim() !== '') {
             exprs.push({ where: `${where} target ${refOf(t, ti)}`, expr: sub(expr) });
           }
@@ -127,8 +148,9 @@ function templateVariables(templating: unknown): Variables {
   const list = (templating as { list?: unknown } | null)?.list;
   if (!Array.isArray(list)) return { values, queries };
   for (const raw of list) {
-    const v = (raw ?? {}) as { name?: unknown; type?: unknown; query?: unknown };
+    const v = (raw ?? {}) as { name?: unknown; type?: unknown; query?: unknown; datasource?: unknown };
     if (typeof v.name !== 'string') continue;
+    if (v.type === 'query' && !isPrometheus(datasourceType(v.datasource))) continue;
     // A query variable's query is a string or, in newer schemas, {query: "..."}.
     const query =
       typeof v.query === 'string'

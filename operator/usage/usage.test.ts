@@ -51,6 +51,7 @@ describe('computeUsage', () => {
     const q = spec.metrics.find((m) => m.name === 'shop_queue_depth');
     expect(q?.sources).toEqual([
       'Dashboard monitoring/dashboards/legacy.json',
+      'Dashboard monitoring/dashboards/shop.json',
       'PrometheusRule monitoring/shop-rules',
     ]);
   });
