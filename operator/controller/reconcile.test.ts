@@ -402,7 +402,7 @@ describe('reconcileInstance: usage', () => {
 
     cluster.set(policy('u', { unused: { action: 'drop' } }));
     await reconcileInstance(withUsage, 'default');
-    expect(usageOf(cluster)).toContain('name: up');
+    expect(usageOf(cluster)).toContain('"name":"up"');
     expect(cluster.get('u').status?.unused).toEqual({
       action: 'drop',
       usedMetrics: 1,
@@ -415,7 +415,7 @@ describe('reconcileInstance: usage', () => {
     // Not synced (a new leader): the usage rendered before stays, it is not emptied.
     current = undefined;
     expect((await reconcileInstance(withUsage, 'default')).configMap).toBe('skipped');
-    expect(usageOf(cluster)).toContain('name: up');
+    expect(usageOf(cluster)).toContain('"name":"up"');
 
     // No policy uses it any more: the key goes.
     cluster.items.delete('apps/u');

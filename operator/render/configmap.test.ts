@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
-import { loadConfig, parsePolicyFile } from '../../proxy/config/load.js';
+import { loadConfig, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
 import { validatePolicies, validateUsage } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { computeUsage, usageSpec } from '../usage/usage.js';
@@ -18,8 +18,10 @@ import {
   proxyConfigHash,
   renderedGenerations,
   renderProxyConfigMap,
+  renderUsageYaml,
   sortKeys,
   USAGE_KEY,
+  USAGE_MAX_BYTES,
 } from './configmap.js';
 import { instanceProblem, selectInstance } from './instance.js';
 
@@ -288,6 +290,25 @@ describe('renderProxyConfigMap: usage', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('leaves the sources out when they would not fit in a ConfigMap', () => {
+    const sources = Array.from({ length: 5 }, (_, i) => `Dashboard monitoring/dashboards/board-${i}.json`);
+    const big = {
+      metrics: Array.from({ length: 5000 }, (_, i) => ({
+        name: `app_metric_${i}_total`,
+        sources,
+        labels: ['job'],
+      })),
+    };
+    const text = renderUsageYaml(big);
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(USAGE_MAX_BYTES);
+    const [doc] = parseConfigFile(USAGE_KEY, text).usage;
+    const metrics = validateUsage([doc!]).metrics;
+    expect(metrics).toHaveLength(5000);
+    expect(metrics[0]).toEqual({ name: 'app_metric_0_total', sources: [], sourceCount: 5, labels: ['job'] });
+    // A small usage keeps them.
+    expect(renderUsageYaml({ metrics: big.metrics.slice(0, 10) })).toContain('board-4.json');
   });
 
   it('keeps a given usage.yaml text as it is', () => {

@@ -100,15 +100,39 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
 
 const usageTexts = new WeakMap<MetricUsageSpecT, string>();
 
-/** The MetricUsage document after a header comment; memoised per spec object, which the watch reuses until a source changes. */
+/**
+ * Above this, usage.yaml is rendered without sources: a ConfigMap holds at most 1 MiB (Kubernetes
+ * "ConfigMaps"), and the policies share it. Sources are for reports; the proxy needs only names,
+ * patterns and labels.
+ */
+export const USAGE_MAX_BYTES = 640 * 1024;
+
+/**
+ * The MetricUsage document after a header comment, one metric per line (JSON flow style, which is
+ * YAML), so that thousands of metrics fit in a ConfigMap. Memoised per spec object, which the
+ * usage watch reuses until a source changes.
+ */
 export function renderUsageYaml(spec: MetricUsageSpecT): string {
   let text = usageTexts.get(spec);
   if (text === undefined) {
-    const doc = { apiVersion: API_VERSION, kind: USAGE_KIND, metadata: { name: 'cluster' }, spec };
-    text = `${USAGE_HEADER}\n${stringify(sortKeys(doc), { version: '1.1', lineWidth: 0, aliasDuplicateObjects: false })}`;
+    text = usageText(spec, true);
+    if (Buffer.byteLength(text) > USAGE_MAX_BYTES) text = usageText(spec, false);
     usageTexts.set(spec, text);
   }
   return text;
+}
+
+function usageText(spec: MetricUsageSpecT, sources: boolean): string {
+  const head = `${USAGE_HEADER}\n${stringify(
+    { apiVersion: API_VERSION, kind: USAGE_KIND, metadata: { name: 'cluster' } },
+    { version: '1.1' },
+  )}`;
+  if (spec.metrics.length === 0) return `${head}spec:\n  metrics: []\n`;
+  const lines = spec.metrics.map((m) => {
+    const entry = sources ? m : { ...m, sources: [], sourceCount: m.sourceCount ?? m.sources.length };
+    return `    - ${JSON.stringify(sortKeys(entry))}\n`;
+  });
+  return `${head}spec:\n  metrics:\n${lines.join('')}`;
 }
 
 /**

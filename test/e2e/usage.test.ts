@@ -168,7 +168,7 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
           'shop_cart_items',
           'job:shop_requests:rate5m',
         ])
-          expect(text).toContain(`name: ${m}`);
+          expect(text).toContain(`"name":"${m}"`);
         expect(text).not.toContain('shop_debug_cache_entries');
       },
       { timeoutMs: 15_000 },

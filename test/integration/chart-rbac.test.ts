@@ -184,8 +184,8 @@ describe('the chart\u2019s RBAC with the real operator', () => {
       const cm = JSON.parse(
         await admin(['-n', system, 'get', 'configmap', 'cardinal-proxy-default-policies', '-o', 'json']),
       ) as { data: Record<string, string> };
-      expect(cm.data['usage.yaml']).toContain('name: up');
-      expect(cm.data['usage.yaml']).toContain('name: api_requests_total');
+      expect(cm.data['usage.yaml']).toContain('"name":"up"');
+      expect(cm.data['usage.yaml']).toContain('"name":"api_requests_total"');
     });
     // A few status rounds, each listing the proxy Service's EndpointSlices (there are none).
     await new Promise((resolve) => setTimeout(resolve, 3_000));

@@ -69,7 +69,7 @@ describe('usage sources on a real API server', () => {
     await dashboard(other, 'elsewhere', 'other_namespace_metric');
     await dashboard(apps, 'unlabelled', 'unlabelled_metric', { team_dashboard: 'no' });
     await applyPolicy(plane, apps, 'unused', { unused: {} });
-    await eventually(async () => expect(await usageYaml()).toContain('name: dashboard_metric_total'), {
+    await eventually(async () => expect(await usageYaml()).toContain('"name":"dashboard_metric_total"'), {
       timeoutMs: 15_000,
     });
     const text = await usageYaml();
@@ -99,9 +99,9 @@ describe('usage sources on a real API server', () => {
     await eventually(
       async () => {
         const t = await usageYaml();
-        expect(t).toContain('name: rule_metric_total');
-        expect(t).toContain('name: job:rule_metric:rate5m');
-        expect(t).toContain('name: dashboard_metric_total');
+        expect(t).toContain('"name":"rule_metric_total"');
+        expect(t).toContain('"name":"job:rule_metric:rate5m"');
+        expect(t).toContain('"name":"dashboard_metric_total"');
       },
       { timeoutMs: 30_000 },
     );
