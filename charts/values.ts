@@ -96,6 +96,35 @@ export const OperatorValues = Type.Object(
       default: '30s',
       description: 'How often statuses are refreshed from the proxies (`--status-interval`).',
     }),
+    usage: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description:
+            'Watch PrometheusRules and Grafana dashboard ConfigMaps for MetricPolicy spec.unused (`--usage`); grants cluster-wide list/watch of prometheusrules and configmaps.',
+        }),
+        dashboardSelector: Type.String({
+          default: 'grafana_dashboard=1',
+          description:
+            'Label selector of the ConfigMaps holding Grafana dashboards (`--dashboard-selector`).',
+        }),
+        dashboardNamespaces: Type.Array(Type.String(), {
+          default: [],
+          description:
+            'Where dashboards are looked for (`--dashboard-namespaces`); empty: every namespace. When set, configmaps are readable only there.',
+        }),
+        prometheusRules: Type.Boolean({
+          default: true,
+          description:
+            'Read PrometheusRules (`--prometheus-rules`), when monitoring.coreos.com/v1 is served.',
+        }),
+      },
+      {
+        additionalProperties: false,
+        description:
+          'Usage-aware governance: what rules and dashboards read (README "Usage-aware governance").',
+      },
+    ),
     extraArgs: Type.Array(Type.String(), {
       default: [],
       description: 'More flags for cardinal-operator (`cardinal-operator --help`).',

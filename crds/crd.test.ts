@@ -106,6 +106,7 @@ describe('buildCrd', () => {
         jsonPath: '.status.droppedSamplesPerSecond',
       }),
       expect.objectContaining({ name: 'Top Offender', type: 'string', jsonPath: '.status.topOffender' }),
+      expect.objectContaining({ name: 'Unused Series', type: 'integer', jsonPath: '.status.unused.series' }),
       { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
     ]);
     // The status schema is derived from the same source as the spec's, not left open.
@@ -118,6 +119,7 @@ describe('buildCrd', () => {
       'proxies',
       'topOffender',
       'topOffenders',
+      'unused',
     ]);
   });
 

@@ -200,6 +200,13 @@ export function buildCrd(): JsonSchema {
               jsonPath: '.status.topOffender',
               description: 'The metric that loses the most samples to the policy.',
             },
+            {
+              name: 'Unused Series',
+              type: 'integer',
+              jsonPath: '.status.unused.series',
+              description:
+                'Active series of the metrics that no rule or dashboard reads: what dropping them saves (spec.unused).',
+            },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {

@@ -209,6 +209,68 @@ export const LabelSelector = Type.Object(
   { description: 'Selects proxy instances by their labels.' },
 );
 
+export const UnusedAction = StringEnum(['report', 'drop'], {
+  description:
+    'report: series of metrics that no rule, dashboard or listed expression reads are forwarded and counted. drop: they are dropped.',
+  default: 'report',
+});
+
+export const Exemption = Type.Object(
+  {
+    metric: NamePattern('The metric names this exemption protects from being dropped as unused.'),
+    expiresAt: Type.String({
+      format: 'date-time',
+      description:
+        'When the exemption ends, RFC 3339 (2026-12-31T00:00:00Z). From then on it protects nothing.',
+    }),
+    reason: Type.Optional(Type.String({ description: 'Why the metric is kept, for people.' })),
+  },
+  { description: 'A temporary protection from being dropped as unused.' },
+);
+
+export const Unused = Type.Object(
+  {
+    action: Type.Optional(UnusedAction),
+    keep: Type.Optional(
+      Type.Array(NamePattern('Metric names never dropped as unused.'), {
+        description: 'Metric-name patterns that are never dropped as unused, read or not.',
+      }),
+    ),
+    exemptions: Type.Optional(
+      Type.Array(Exemption, { description: 'Metric-name patterns kept until a date.' }),
+    ),
+    metrics: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'Metric names this policy counts as read, besides what PrometheusRules and Grafana dashboards read.',
+      }),
+    ),
+    expressions: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'PromQL expressions this policy counts as read (by a tool the operator cannot see), besides PrometheusRules and Grafana dashboards.',
+      }),
+    ),
+    labels: Type.Optional(
+      Type.Unsafe<'report' | 'aggregate'>({
+        type: 'string',
+        enum: ['report', 'aggregate'],
+        description:
+          'Labels of read metrics that no expression depends on (a raw selector depends on every label; sum by (a) only on a). report: counted. aggregate: their value is replaced by __cardinal_aggregated__ and the series that collapse are summed per timestamp. Absent: labels are not judged.',
+      }),
+    ),
+    keepLabels: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description: 'Label names never aggregated away, read or not.',
+      }),
+    ),
+  },
+  {
+    description:
+      "Usage-aware governance: the metrics that no PrometheusRule, Grafana dashboard or listed expression reads are reported, or dropped. The operator renders what is read into the proxies' configuration as a MetricUsage document.",
+  },
+);
+
 export const MetricPolicySpec = Type.Object(
   {
     proxySelector: Type.Optional({
@@ -242,10 +304,11 @@ export const MetricPolicySpec = Type.Object(
     ),
     standards: Type.Optional(Standards),
     limits: Type.Optional(Limits),
+    unused: Type.Optional(Unused),
   },
   {
     description:
-      'What the policy enforces on the series it matches: relabel, then drop, then standards, then limits.',
+      'What the policy enforces on the series it matches: relabel, then drop, then unused, then standards, then limits.',
   },
 );
 
@@ -323,6 +386,108 @@ export const ProxiesStatusSchema = Type.Object(
   { description: 'The proxies that run this policy.' },
 );
 
+/** How many unused metrics, used metrics and source problems a policy's status lists. */
+export const UNUSED_STATUS_LIMIT = 10;
+
+export const UnusedMetricSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name.' }),
+    series: Type.Integer({
+      minimum: 0,
+      description: 'Active series of the metric, summed over the proxies: what dropping it saves.',
+    }),
+    samplesPerSecond: Type.Number({
+      minimum: 0,
+      description: 'Samples per second of the metric, summed over the proxies.',
+    }),
+  },
+  { description: 'A metric that no rule, dashboard or listed expression reads.' },
+);
+
+export const UsedMetricSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name, or a pattern from a regex matcher on __name__.' }),
+    sources: Type.Array(Type.String(), {
+      maxItems: 5,
+      description: 'What reads it: PrometheusRule, Dashboard or MetricPolicy, with namespace and name.',
+    }),
+  },
+  { description: 'A metric that is read, and what reads it.' },
+);
+
+export const UnusedLabelSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name.' }),
+    label: Type.String({ description: 'A label of it that no expression depends on.' }),
+    distinctValues: Type.Integer({
+      minimum: 0,
+      description: 'Distinct values of the label, summed over the proxies.',
+    }),
+  },
+  { description: 'A label of a read metric that no expression depends on.' },
+);
+
+export const UnusedStatusSchema = Type.Object(
+  {
+    action: Type.String({ description: 'report or drop, as spec.unused.action says.' }),
+    usedMetrics: Type.Integer({
+      minimum: 0,
+      description: 'Metric names and name patterns read by the rules, dashboards and listed expressions.',
+    }),
+    usageKnown: Type.Boolean({
+      description:
+        'False while the proxies know of no usage (no rules or dashboards rendered yet, and no metrics or expressions listed): nothing is judged unused then.',
+    }),
+    unusedMetrics: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Metrics this policy matched that nothing reads, over all proxies. Absent until the proxies were polled.',
+      }),
+    ),
+    series: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Active series of the unused metrics, all proxies: what dropping them saves (or saves now, in drop mode). Absent until the proxies were polled.',
+      }),
+    ),
+    samplesPerSecond: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description: 'Samples per second of the unused metrics, all proxies.',
+      }),
+    ),
+    top: Type.Optional(
+      Type.Array(UnusedMetricSchema, {
+        maxItems: UNUSED_STATUS_LIMIT,
+        description: 'The unused metrics with the most series.',
+      }),
+    ),
+    usedBy: Type.Optional(
+      Type.Array(UsedMetricSchema, {
+        maxItems: UNUSED_STATUS_LIMIT,
+        description: 'Some of the metrics that are read, with what reads them, in name order.',
+      }),
+    ),
+    labels: Type.Optional(
+      Type.Array(UnusedLabelSchema, {
+        maxItems: UNUSED_STATUS_LIMIT,
+        description:
+          'With spec.unused.labels: labels of read metrics that nothing depends on, the most values first.',
+      }),
+    ),
+    sourceProblems: Type.Optional(
+      Type.Array(Type.String(), {
+        maxItems: UNUSED_STATUS_LIMIT,
+        description:
+          'Rules, panels or expressions that could not be read (the rest of each source still counts).',
+      }),
+    ),
+  },
+  { description: 'What spec.unused found: the metrics nothing reads, and what dropping them saves.' },
+);
+
 export const MetricPolicyStatusSchema = Type.Object(
   {
     observedGeneration: Type.Optional(
@@ -350,10 +515,51 @@ export const MetricPolicyStatusSchema = Type.Object(
     topOffender: Type.Optional(
       Type.String({ description: 'The first of topOffenders on one line, for a printer column.' }),
     ),
+    unused: Type.Optional(UnusedStatusSchema),
   },
   { description: 'Written by the operator.' },
 );
 
+// The MetricUsage document: what the cluster reads, rendered by the operator next to the policies
+// (usage.yaml in the proxy's ConfigMap), or written by hand for a proxy run without Kubernetes.
+// Not a custom resource: only the proxy reads it.
+
+export const USAGE_KIND = 'MetricUsage';
+
+export const MetricUse = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, description: 'A metric name that is read.' })),
+    pattern: Type.Optional(NamePattern('Metric names that may be read (a regex matcher on __name__, say).')),
+    sources: Type.Array(Type.String(), { description: 'What reads it, for reports.' }),
+    sourceCount: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'How many sources read it, when more than are listed.' }),
+    ),
+    labels: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'The only labels any reading depends on. Absent with allLabelsExcept.',
+      }),
+    ),
+    allLabelsExcept: Type.Optional(
+      Type.Array(Type.String(), {
+        description:
+          'Every label is depended on but these (aggregated away with `without`). Empty: every label. Absent with labels.',
+      }),
+    ),
+  },
+  { description: 'One metric, or pattern of metrics, that is read. Exactly one of name and pattern.' },
+);
+
+export const MetricUsageSpec = Type.Object(
+  {
+    metrics: Type.Array(MetricUse, { description: 'Every metric that is read.' }),
+  },
+  { description: 'What the cluster reads.' },
+);
+
+export type UnusedT = Static<typeof Unused>;
+export type MetricUseT = Static<typeof MetricUse>;
+export type MetricUsageSpecT = Static<typeof MetricUsageSpec>;
+export type UnusedStatusT = Static<typeof UnusedStatusSchema>;
 export type RelabelConfigT = Static<typeof RelabelConfig>;
 export type MetricPolicySpecT = Static<typeof MetricPolicySpec>;
 export type StandardsT = Static<typeof Standards>;

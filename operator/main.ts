@@ -53,6 +53,7 @@ async function main(): Promise<number> {
     statusWriteQps: options.statusWriteQps,
     statusWriteBurst: options.statusWriteBurst,
     identity: hostname(),
+    usage: options.usage,
   });
   const identity = candidateIdentity(process.env.POD_NAME ?? hostname());
   let stopping = false;

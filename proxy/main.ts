@@ -6,7 +6,7 @@ import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
 import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
-import { validatePolicies } from './config/validate.js';
+import { validatePolicies, validateUsage } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
@@ -16,6 +16,7 @@ import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
+import { UnusedStats } from './stats/unused.js';
 import { readVersion } from './version.js';
 
 async function main(): Promise<number> {
@@ -41,7 +42,7 @@ async function main(): Promise<number> {
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
     const loaded = loadConfig(options.configPath);
-    const pipeline = compilePipeline(validatePolicies(loaded.policies));
+    const pipeline = compilePipeline(validatePolicies(loaded.policies), validateUsage(loaded.usage));
     return { config: loaded, pipeline };
   };
   let config: LoadedConfig;
@@ -72,10 +73,12 @@ async function main(): Promise<number> {
   const engine = new PolicyEngine(pipeline, options.engine, policyStats);
   const offenders = new Offenders(engine, options.stats);
   offenders.register(metrics.registry);
+  const unused = new UnusedStats(engine.interner, pipeline, options.stats);
   policyStats.observe({
     slot: offenders.hooks.slot,
     forwarded: offenders.hooks.forwarded,
     newSeries: (metric, labels, nowMs) => offenders.newSeries(metric, labels, nowMs),
+    ...unused.hooks,
   });
   metrics.configReload(true, config.hash);
   const status: ConfigStatus = {
@@ -103,6 +106,7 @@ async function main(): Promise<number> {
         policyStats.setPipeline(nextPipeline);
         engine.setPipeline(nextPipeline);
         offenders.setPipeline(nextPipeline);
+        unused.setPipeline(nextPipeline);
       }
       config = next;
       Object.assign(status, {
@@ -167,6 +171,7 @@ async function main(): Promise<number> {
     engine,
     policyStats,
     topOffenders: (limit: number) => offenders.report(limit),
+    unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     configStatus: () => status,
     ready: () => ready,

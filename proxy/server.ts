@@ -20,6 +20,7 @@ import type { PolicyEngine } from './pipeline/engine.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
+import type { UnusedReport } from './stats/unused.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -41,6 +42,8 @@ export interface ServerDeps {
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
   readonly topOffenders: (limit: number) => TopOffendersReport;
+  /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
+  readonly unused?: ((limit: number) => UnusedReport) | undefined;
   readonly configStatus: () => ConfigStatus;
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;
@@ -131,6 +134,19 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     return deps.topOffenders(limit);
   });
+  const unused = deps.unused;
+  if (unused !== undefined) {
+    app.get('/api/v1/stats/unused', async (req, reply) => {
+      const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) {
+        return reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send(`limit: "${raw.slice(0, 20)}" must be an integer from 1 to 1000\n`);
+      }
+      return unused(Number(raw));
+    });
+  }
   app.post('/-/reload', async (_req, reply) => {
     const status = await deps.reload();
     const auth = authStatus();

@@ -19,6 +19,7 @@ import { type ProxySource, proxyServiceName, unobserved } from '../proxies/sourc
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
 import { buildEvent } from '../status/events.js';
 import { observationOf, type ProxyObservation } from '../status/observation.js';
+import { UsageWatcher } from '../usage/watch.js';
 import type { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
 import { TokenBucket } from './ratelimit.js';
@@ -49,6 +50,14 @@ export interface ControllerOptions {
   readonly statusWriteBurst: number;
   /** Names this replica in its Events (reportingInstance); the pod's host name. */
   readonly identity: string;
+  /** Usage sources for spec.unused (PrometheusRules, dashboards); undefined: not watched. */
+  readonly usage?:
+    | {
+        readonly dashboardSelector: string;
+        readonly dashboardNamespaces: readonly string[];
+        readonly prometheusRules: boolean;
+      }
+    | undefined;
 }
 
 export class MetricPolicyController {
@@ -56,6 +65,7 @@ export class MetricPolicyController {
   readonly #options: ControllerOptions;
   readonly #policies: Informer<MetricPolicy>;
   readonly #configMaps: Informer<LiveConfigMap>;
+  readonly #usage: UsageWatcher | undefined;
   /** The instance each policy was last seen selecting, so that moving it re-renders both. */
   readonly #instanceOf = new Map<string, string>();
   readonly #workers: Promise<void>[] = [];
@@ -90,6 +100,16 @@ export class MetricPolicyController {
       onEvent: (configMap) => this.#onConfigMap(configMap),
       logger,
     });
+    this.#usage =
+      options.usage === undefined
+        ? undefined
+        : new UsageWatcher({
+            kube,
+            logger,
+            ...options.usage,
+            recheckMs: options.statusIntervalMs,
+            onChange: () => this.#onUsage(),
+          });
   }
 
   /**
@@ -111,7 +131,7 @@ export class MetricPolicyController {
    * written until `lead`.
    */
   async startCaches(): Promise<void> {
-    await Promise.all([this.#policies.start(), this.#configMaps.start()]);
+    await Promise.all([this.#policies.start(), this.#configMaps.start(), this.#usage?.start()]);
     await Promise.all([this.#policies.hasSynced, this.#configMaps.hasSynced]);
     this.#synced = true;
   }
@@ -127,6 +147,7 @@ export class MetricPolicyController {
       observe: (instance) => this.#observe(instance),
       proxyConfigPath: this.#options.proxyConfigPath,
       writeLimit: () => this.#writeLimit.take(),
+      ...(this.#usage === undefined ? {} : { usage: () => this.#usage?.view() }),
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#work(ctx));
     // Without discovery a status depends on the watched objects only, which the watches cover.
@@ -153,7 +174,7 @@ export class MetricPolicyController {
     clearInterval(this.#refresh);
     // Statuses and Events are not worth delaying shutdown for; the next start writes them.
     this.#writeLimit.close();
-    await Promise.all([this.#policies.stop(), this.#configMaps.stop()]);
+    await Promise.all([this.#policies.stop(), this.#configMaps.stop(), this.#usage?.stop()]);
     await this.queue.shutDown();
     await Promise.all(this.#workers);
   }
@@ -242,6 +263,17 @@ export class MetricPolicyController {
     if (type === 'delete') this.#instanceOf.delete(id);
     else this.#instanceOf.set(id, instance);
     this.queue.add(instance);
+  }
+
+  /** What the cluster reads changed: every instance with a spec.unused policy renders it again. */
+  #onUsage(): void {
+    const instances = new Set(
+      this.#policies
+        .list()
+        .filter((p) => p.spec.unused !== undefined && p.metadata.deletionTimestamp === undefined)
+        .map(selectInstance),
+    );
+    for (const instance of instances) this.queue.add(instance);
   }
 
   /** A change to a rendered ConfigMap, by hand or by deletion, is put right by its instance's reconcile. */

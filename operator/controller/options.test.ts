@@ -18,6 +18,7 @@ describe('parseOperatorOptions', () => {
       statusIntervalMs: 30_000,
       statusWriteQps: 5,
       statusWriteBurst: 10,
+      usage: { dashboardSelector: 'grafana_dashboard=1', dashboardNamespaces: [], prometheusRules: true },
       leaderElection: {
         enabled: true,
         namespace: 'cardinal-system',
@@ -132,6 +133,37 @@ describe('leader election flags', () => {
   it.each([
     [['--leader-elect=maybe'], '--leader-elect=maybe: want true or false'],
     [['--leader-elect-renew-deadline', '20s'], 'lease duration > renew deadline > retry period'],
+  ])('%j is refused', (argv, message) => {
+    expect(() => parseOperatorOptions(argv, none)).toThrow(message);
+  });
+});
+
+describe('usage flags', () => {
+  const none = () => undefined;
+  const usageOf = (argv: string[]) => {
+    const o = parseOperatorOptions(argv, none);
+    return o === 'help' ? o : o.usage;
+  };
+  it.each([
+    [[], { dashboardSelector: 'grafana_dashboard=1', dashboardNamespaces: [], prometheusRules: true }],
+    [
+      ['--dashboard-selector', 'team=a,grafana_dashboard', '--dashboard-namespaces', 'monitoring, grafana'],
+      { dashboardSelector: 'team=a,grafana_dashboard', dashboardNamespaces: ['monitoring', 'grafana'] },
+    ],
+    [['--prometheus-rules=false'], { prometheusRules: false }],
+  ])('%j', (argv, expected) => {
+    expect(usageOf(argv)).toMatchObject(expected);
+  });
+
+  it('--usage=false watches nothing', () => {
+    expect(usageOf(['--usage=false'])).toBeUndefined();
+  });
+
+  it.each([
+    [['--usage=maybe'], '--usage=maybe: want true or false'],
+    [['--dashboard-selector', 'a in (b)'], 'want a label selector'],
+    [['--dashboard-namespaces', 'Bad_NS'], '"Bad_NS" is not a namespace name'],
+    [['--prometheus-rules=no'], '--prometheus-rules=no: want true or false'],
   ])('%j is refused', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
   });

@@ -23,6 +23,15 @@ export interface OperatorOptions {
   /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
   readonly statusWriteQps: number;
   readonly statusWriteBurst: number;
+  /** Usage sources for spec.unused; undefined when --usage=false. */
+  readonly usage:
+    | {
+        readonly dashboardSelector: string;
+        /** Empty: every namespace. */
+        readonly dashboardNamespaces: readonly string[];
+        readonly prometheusRules: boolean;
+      }
+    | undefined;
   /** Leader election: only the holder of the Lease reconciles and writes. */
   readonly leaderElection: {
     readonly enabled: boolean;
@@ -38,6 +47,8 @@ export const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount
 export const DEFAULT_NAMESPACE = 'cardinal-system';
 /** Where the chart mounts an instance's ConfigMap in its proxies, and what it passes as `--config`. */
 export const DEFAULT_PROXY_CONFIG_PATH = '/etc/cardinal/policies';
+/** kube-prometheus-stack's Grafana sidecar loads ConfigMaps with this label as dashboards. */
+export const DEFAULT_DASHBOARD_SELECTOR = 'grafana_dashboard=1';
 
 export const usage = `Usage: cardinal-operator [flags]
 
@@ -63,6 +74,15 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
   --status-write-qps N        Status writes and Events per second, all policies; default 5.
   --status-write-burst N      Writes allowed at once above that rate; default 10.
+
+Usage-aware governance (spec.unused: what PrometheusRules and Grafana dashboards read):
+  --usage=false               Watch no usage sources; spec.unused then judges only by the metrics and
+                              expressions a policy lists itself.
+  --dashboard-selector SEL    Label selector of the ConfigMaps holding Grafana dashboards (one JSON
+                              per key); default ${DEFAULT_DASHBOARD_SELECTOR}.
+  --dashboard-namespaces NS,...  Where dashboards are looked for; default every namespace.
+  --prometheus-rules=false    Read no PrometheusRules (read by default, when monitoring.coreos.com/v1
+                              is served).
 
 Leader election (replicas share a coordination.k8s.io Lease named cardinal-operator; only its
 holder reconciles and writes; a replica that loses it exits, to be restarted as a standby):
@@ -119,7 +139,36 @@ export function parseOperatorOptions(
     statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
     statusWriteQps,
     statusWriteBurst,
+    usage: usageSources(v),
     leaderElection: leaderElection(v, namespace),
+  });
+}
+
+function usageSources(v: ReturnType<typeof parse>['values']): OperatorOptions['usage'] {
+  const bool = (flag: string, text: string | undefined): boolean => {
+    if (text === undefined || text === 'true') return true;
+    if (text === 'false') return false;
+    throw new UsageError(`--${flag}=${text}: want true or false`);
+  };
+  if (!bool('usage', v.usage)) return undefined;
+  const selector = v['dashboard-selector'] ?? DEFAULT_DASHBOARD_SELECTOR;
+  // Equality-based requirements only (key=value, key!=value, key): what a watch URL carries as is.
+  if (!/^[A-Za-z0-9._/-]+(!?==?[A-Za-z0-9._-]*)?(,[A-Za-z0-9._/-]+(!?==?[A-Za-z0-9._-]*)?)*$/.test(selector))
+    throw new UsageError(
+      `--dashboard-selector ${selector}: want a label selector such as grafana_dashboard=1`,
+    );
+  const namespaces = (v['dashboard-namespaces'] ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
+  for (const n of namespaces) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n))
+      throw new UsageError(`--dashboard-namespaces: ${JSON.stringify(n)} is not a namespace name`);
+  }
+  return Object.freeze({
+    dashboardSelector: selector,
+    dashboardNamespaces: Object.freeze(namespaces),
+    prometheusRules: bool('prometheus-rules', v['prometheus-rules']),
   });
 }
 
@@ -167,6 +216,10 @@ function parse(argv: readonly string[]) {
       'status-write-qps': { type: 'string' },
       'status-write-burst': { type: 'string' },
       'leader-elect': { type: 'string' },
+      usage: { type: 'string' },
+      'dashboard-selector': { type: 'string' },
+      'dashboard-namespaces': { type: 'string' },
+      'prometheus-rules': { type: 'string' },
       'leader-elect-namespace': { type: 'string' },
       'leader-elect-lease-duration': { type: 'string' },
       'leader-elect-renew-deadline': { type: 'string' },

@@ -383,3 +383,91 @@ describe('needsApply', () => {
     expect(needsApply(desired, live)).toBe(want);
   });
 });
+
+describe('reconcileInstance: usage', () => {
+  const view = {
+    spec: { metrics: [{ name: 'up', sources: ['PrometheusRule monitoring/r'], allLabelsExcept: [] }] },
+    problems: ['Dashboard monitoring/d/x.json: panel "p" target A: unexpected end of expression at column 5'],
+  };
+  const usageOf = (cluster: FakeCluster) =>
+    cluster.configMaps.get('cardinal-proxy-default-policies')?.data?.['usage.yaml'];
+
+  it('renders usage.yaml for a spec.unused policy and lists what is read in its status', async () => {
+    const { cluster, ctx } = setup();
+    let current: typeof view | undefined = view;
+    const withUsage = { ...ctx, usage: () => current };
+    cluster.set(policy('plain', { drop: ['x'] }));
+    await reconcileInstance(withUsage, 'default');
+    expect(usageOf(cluster)).toBeUndefined();
+
+    cluster.set(policy('u', { unused: { action: 'drop' } }));
+    await reconcileInstance(withUsage, 'default');
+    expect(usageOf(cluster)).toContain('"name":"up"');
+    expect(cluster.get('u').status?.unused).toEqual({
+      action: 'drop',
+      usedMetrics: 1,
+      usageKnown: true,
+      usedBy: [{ metric: 'up', sources: ['PrometheusRule monitoring/r'] }],
+      sourceProblems: view.problems,
+    });
+    expect(cluster.get('plain').status?.unused).toBeUndefined();
+
+    // Not synced (a new leader): the usage rendered before stays, it is not emptied.
+    current = undefined;
+    expect((await reconcileInstance(withUsage, 'default')).configMap).toBe('skipped');
+    expect(usageOf(cluster)).toContain('"name":"up"');
+
+    // No policy uses it any more: the key goes.
+    cluster.items.delete('apps/u');
+    current = view;
+    expect((await reconcileInstance(withUsage, 'default')).configMap).toBe('written');
+  });
+
+  it('sums the proxies\u2019 unused reports into the status', async () => {
+    const report = (series: number, rate: number) => ({
+      labels: [{ metric: 'req_total', label: 'pod', distinctValues: series }],
+      usageKnown: true,
+      unusedMetrics: 2,
+      activeSeries: series,
+      samplesPerSecond: rate,
+      metrics: [
+        { metric: 'a_total', activeSeries: series - 1, samplesPerSecond: rate / 2 },
+        { metric: 'b_total', activeSeries: 1, samplesPerSecond: rate / 2 },
+      ],
+    });
+    const { cluster, ctx } = setup(() => ({
+      observed: true,
+      proxies: [],
+      offenders: new Map(),
+      complete: true,
+      unused: new Map([['apps/u', [report(10, 4), report(5, 2)]]]),
+    }));
+    cluster.set(policy('u', { unused: {} }));
+    await reconcileInstance({ ...ctx, usage: () => view }, 'default');
+    expect(cluster.get('u').status?.unused).toMatchObject({
+      action: 'report',
+      unusedMetrics: 2,
+      series: 15,
+      samplesPerSecond: 6,
+      top: [
+        { metric: 'a_total', series: 13, samplesPerSecond: 3 },
+        { metric: 'b_total', series: 2, samplesPerSecond: 3 },
+      ],
+      labels: [{ metric: 'req_total', label: 'pod', distinctValues: 15 }],
+    });
+  });
+});
+
+describe('needsApply: rendered keys', () => {
+  it('a usage.yaml that is no longer rendered is stale', () => {
+    const desired = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'c', namespace: 'n', labels: {}, annotations: {} },
+      data: { [CONFIG_KEY]: 'x' },
+    } satisfies ConfigMap;
+    expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x' } })).toBe(false);
+    expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'usage.yaml': 'y' } })).toBe(true);
+    expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'other.yaml': 'y' } })).toBe(false);
+  });
+});

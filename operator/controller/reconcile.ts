@@ -11,15 +11,18 @@
 // proxies without waiting for the next refresh.
 
 import { createHash } from 'node:crypto';
-import { ConfigError, parsePolicyFile } from '../../proxy/config/load.js';
+import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
+import { ConfigError, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
 import { validatePolicies } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import {
   CONFIG_HASH_ANNOTATION,
   CONFIG_KEY,
   proxyConfigHash,
+  RENDERED_KEYS,
   renderedGenerations,
   renderProxyConfigMap,
+  USAGE_KEY,
 } from '../render/configmap.js';
 import {
   configMapName,
@@ -38,6 +41,14 @@ import {
 } from '../status/conditions.js';
 import { acceptanceEvent, appliedEvents, type PolicyEvent } from '../status/events.js';
 import { type ProxyObservation, policyDrops } from '../status/observation.js';
+import { unusedStatus } from '../usage/status.js';
+
+/** What the cluster reads, as the usage watch (operator/usage/watch.ts) last computed it. */
+export interface UsageView {
+  readonly spec: MetricUsageSpecT;
+  /** Rules, panels or dashboards that could not be read, bounded. */
+  readonly problems: readonly string[];
+}
 
 /** A ConfigMap as read back from the API server: whatever anyone wrote into it. */
 export interface LiveConfigMap {
@@ -80,6 +91,11 @@ export interface ReconcileContext {
   readonly proxyConfigPath: string;
   /** Resolves when one more status write or Event may be made (the write rate limit). */
   readonly writeLimit: () => Promise<void>;
+  /**
+   * What the cluster reads, for policies with spec.unused; undefined while the usage watches have
+   * not listed everything (the live usage.yaml then stays as it is). Absent: usage is not watched.
+   */
+  readonly usage?: () => UsageView | undefined;
 }
 
 export interface ReconcileResult {
@@ -115,6 +131,8 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
   let configMap: ReconcileResult['configMap'] = 'none';
   let generations: Record<string, number> = {};
   let renderedHash = '';
+  let usageSpec: MetricUsageSpecT | undefined;
+  let usageProblems: readonly string[] = [];
   let events = 0;
   const record = async (policy: MetricPolicy, event: PolicyEvent) => {
     await ctx.writeLimit();
@@ -132,11 +150,25 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
     // What the proxy will load must pass the proxy's validation as one configuration; each policy
     // did alone, so a failure here is a bug, and the live ConfigMap is better left as it is.
     validatePolicies(rendered.map(toDocument));
+    let usage: MetricUsageSpecT | string | undefined;
+    if (rendered.some((p) => p.spec.unused !== undefined)) {
+      const view = ctx.usage?.();
+      if (view !== undefined) {
+        usage = view.spec;
+        usageSpec = view.spec;
+        usageProblems = view.problems;
+      } else {
+        // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
+        usage = live?.data?.[USAGE_KEY];
+        usageSpec = usage === undefined ? undefined : liveUsage(usage);
+      }
+    }
     const desired = renderProxyConfigMap({
       instance,
       namespace: ctx.namespace,
       policies: rendered,
       operatorVersion: ctx.operatorVersion,
+      usage,
     });
     generations = renderedGenerations(desired);
     if (needsApply(desired, live)) {
@@ -181,6 +213,15 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
           now,
           observation,
         );
+    const unused = accepted.ok
+      ? unusedStatus({
+          policy,
+          usage: usageSpec,
+          problems: usageProblems,
+          reports: observation.observed ? (observation.unused?.get(policyId(policy)) ?? []) : undefined,
+        })
+      : undefined;
+    if (unused !== undefined) next.unused = unused;
     if (statusEqual(policy.status, next)) continue;
     await ctx.writeLimit();
     await ctx.cluster.writePolicyStatus(policy, next);
@@ -201,11 +242,23 @@ export function needsApply(desired: ConfigMap, live: LiveConfigMap | undefined):
   if (live === undefined) return true;
   const differs = (want: Record<string, string>, have: Record<string, string> | undefined) =>
     Object.entries(want).some(([k, v]) => have?.[k] !== v);
+  // A key the operator renders that is no longer rendered (usage.yaml once no policy uses it).
+  const stale = RENDERED_KEYS.some((k) => desired.data[k] === undefined && live.data?.[k] !== undefined);
   return (
+    stale ||
     differs(desired.data, live.data) ||
     differs(desired.metadata.labels, live.metadata.labels) ||
     differs(desired.metadata.annotations, live.metadata.annotations)
   );
+}
+
+/** The spec of a rendered usage.yaml, or undefined when it does not parse. */
+function liveUsage(text: string): MetricUsageSpecT | undefined {
+  try {
+    return parseConfigFile(USAGE_KEY, text).usage[0]?.spec as MetricUsageSpecT | undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether the proxy would accept the policy's spec, and why not: validatePolicies, one policy alone. */

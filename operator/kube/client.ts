@@ -15,6 +15,7 @@ import {
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import type { LiveConfigMap } from '../controller/reconcile.js';
 import type { EventObject } from '../status/events.js';
+import type { PrometheusRuleObject } from '../usage/objects.js';
 
 export const GROUP = 'cardinal.dev';
 export const VERSION = 'v1alpha1';
@@ -77,6 +78,46 @@ export class KubeClient {
       version: VERSION,
       plural: PLURAL,
     })) as ObjectList<MetricPolicy>;
+  }
+
+  /** Where PrometheusRules (prometheus-operator's CRD) are watched, cluster-wide. */
+  static readonly prometheusRulesPath = '/apis/monitoring.coreos.com/v1/prometheusrules';
+  /** Every ConfigMap, cluster-wide: dashboards are found by label (--dashboard-selector). */
+  static readonly allConfigMapsPath = '/api/v1/configmaps';
+
+  /**
+   * Whether the API server serves monitoring.coreos.com/v1 prometheusrules (API discovery). False
+   * when the group or the resource is absent, so a cluster without prometheus-operator's CRDs is
+   * no error; other failures throw.
+   */
+  async servesPrometheusRules(): Promise<boolean> {
+    try {
+      const list = await this.#custom.getAPIResources({ group: 'monitoring.coreos.com', version: 'v1' });
+      return list.resources.some((r) => r.name === 'prometheusrules');
+    } catch (err) {
+      if (statusCode(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  async listPrometheusRules(): Promise<ObjectList<PrometheusRuleObject>> {
+    return (await this.#custom.listClusterCustomObject({
+      group: 'monitoring.coreos.com',
+      version: 'v1',
+      plural: 'prometheusrules',
+    })) as ObjectList<PrometheusRuleObject>;
+  }
+
+  /** ConfigMaps by label: in `namespace`, or in every namespace when it is undefined. */
+  async listConfigMapsBySelector(
+    namespace: string | undefined,
+    labelSelector: string,
+  ): Promise<ObjectList<LiveConfigMap>> {
+    return (
+      namespace === undefined
+        ? await this.#core.listConfigMapForAllNamespaces({ labelSelector })
+        : await this.#core.listNamespacedConfigMap({ namespace, labelSelector })
+    ) as ObjectList<LiveConfigMap>;
   }
 
   async listConfigMaps(namespace: string, labelSelector: string): Promise<ObjectList<LiveConfigMap>> {

@@ -9,6 +9,7 @@ import {
   type ProxyPoll,
   ProxyPoller,
   parseConfigStatus,
+  parseUnusedReport,
   pollAll,
   pollProxy,
   toEndpointPoll,
@@ -110,7 +111,12 @@ describe('pollProxy', () => {
       limit: 50,
       at: 1234,
     });
-    expect(p.requests.sort()).toEqual(['/api/v1/stats/top-offenders?limit=50', '/api/v1/status/config']);
+    // The fake proxy has no unused route (an older proxy): the poll is whole without it.
+    expect(p.requests.sort()).toEqual([
+      '/api/v1/stats/top-offenders?limit=50',
+      '/api/v1/stats/unused?limit=50',
+      '/api/v1/status/config',
+    ]);
   });
 
   it("reports the proxy's failed reload, with the hash still in force", async () => {
@@ -293,6 +299,52 @@ describe('toProxyReport and toEndpointPoll', () => {
   ])('maps $poll.reachable/$poll.report', ({ poll, report, endpointPoll }) => {
     expect(toProxyReport(poll)).toStrictEqual(report);
     expect(toEndpointPoll(poll)).toStrictEqual(endpointPoll);
+  });
+});
+
+describe('parseUnusedReport', () => {
+  it('keeps each policy\u2019s counts and rows', () => {
+    const report = parseUnusedReport({
+      usageDocuments: 1,
+      used: [],
+      usedTotal: 0,
+      policies: [
+        {
+          policy: 'ns/p',
+          action: 'drop',
+          mode: 'enforce',
+          usageKnown: true,
+          usedMetrics: 3,
+          unusedMetrics: 1,
+          activeSeries: 4,
+          samplesPerSecond: 0.5,
+          metrics: [{ metric: 'a', activeSeries: 4, samples: 10, samplesPerSecond: 0.5 }],
+        },
+      ],
+    });
+    expect(report.get('ns/p')).toEqual({
+      usageKnown: true,
+      unusedMetrics: 1,
+      activeSeries: 4,
+      samplesPerSecond: 0.5,
+      metrics: [{ metric: 'a', activeSeries: 4, samplesPerSecond: 0.5 }],
+      labels: [],
+    });
+  });
+
+  it.each([
+    [null, 'policies: must be a list'],
+    [{ policies: [{ metrics: [] }] }, 'policies[0].policy: must be a string'],
+    [
+      { policies: [{ policy: 'p', metrics: [], unusedMetrics: -1 }] },
+      'policies[0].unusedMetrics: must be a non-negative number',
+    ],
+    [
+      { policies: [{ policy: 'p', unusedMetrics: 0, activeSeries: 0, samplesPerSecond: 0, metrics: [{}] }] },
+      'policies[0].metrics[0].metric: must be a string',
+    ],
+  ])('refuses %j', (json, message) => {
+    expect(() => parseUnusedReport(json)).toThrow(message);
   });
 });
 

@@ -11,10 +11,12 @@ import {
   type PolicyOffenders,
   parseTopOffendersReport,
 } from '../status/offenders.js';
+import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyEndpoint } from './endpoints.js';
 
 export const CONFIG_STATUS_PATH = '/api/v1/status/config';
 export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
+export const UNUSED_PATH = '/api/v1/stats/unused';
 
 /** The proxy accepts `?limit=` from 1 to 1000 (proxy/server.ts). */
 const MAX_TOP_LIMIT = 1000;
@@ -52,6 +54,8 @@ export interface ProxyPoll {
   readonly lastError?: string;
   /** The proxy's top offenders; present when reachable and that request succeeded too. */
   readonly report?: TopOffendersReport;
+  /** The proxy's unused report by policy id (spec.unused); absent when that request failed. */
+  readonly unused?: ReadonlyMap<string, ProxyUnusedReport>;
   /** The `?limit=` the report was asked for. */
   readonly limit: number;
   /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
@@ -79,9 +83,10 @@ async function pollOne(base: URL, endpoint: string, options: PollOptions): Promi
   const signal = AbortSignal.timeout(options.timeoutMs);
   const get = (path: string) =>
     getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs });
-  const [status, top] = await Promise.allSettled([
+  const [status, top, unused] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
+    get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
   ]);
   if (status.status === 'rejected') {
     return {
@@ -101,9 +106,59 @@ async function pollOne(base: URL, endpoint: string, options: PollOptions): Promi
     ...(top.status === 'fulfilled'
       ? { report: top.value }
       : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
+    // A proxy without the route (an older version) has no unused report: nothing to add.
+    ...(unused.status === 'fulfilled' ? { unused: unused.value } : {}),
     limit,
     at,
   };
+}
+
+/**
+ * Checks GET /api/v1/stats/unused (proxy/stats/unused.ts UnusedReport) and keeps each policy's
+ * counts and rows. Throws a TypeError naming the first field that is wrong.
+ */
+export function parseUnusedReport(json: unknown): Map<string, ProxyUnusedReport> {
+  const policies = (json as { policies?: unknown } | null)?.policies;
+  if (!Array.isArray(policies)) throw new TypeError('policies: must be a list');
+  const out = new Map<string, ProxyUnusedReport>();
+  const num = (v: unknown, what: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new TypeError(`${what}: must be a non-negative number`);
+    return v;
+  };
+  policies.forEach((raw, i) => {
+    const p = (raw ?? {}) as Record<string, unknown>;
+    if (typeof p.policy !== 'string') throw new TypeError(`policies[${i}].policy: must be a string`);
+    if (!Array.isArray(p.metrics)) throw new TypeError(`policies[${i}].metrics: must be a list`);
+    out.set(p.policy, {
+      usageKnown: p.usageKnown === true,
+      unusedMetrics: num(p.unusedMetrics, `policies[${i}].unusedMetrics`),
+      activeSeries: num(p.activeSeries, `policies[${i}].activeSeries`),
+      samplesPerSecond: num(p.samplesPerSecond, `policies[${i}].samplesPerSecond`),
+      metrics: p.metrics.map((m: unknown, j: number) => {
+        const row = (m ?? {}) as Record<string, unknown>;
+        if (typeof row.metric !== 'string')
+          throw new TypeError(`policies[${i}].metrics[${j}].metric: must be a string`);
+        return {
+          metric: row.metric,
+          activeSeries: num(row.activeSeries, `policies[${i}].metrics[${j}].activeSeries`),
+          samplesPerSecond: num(row.samplesPerSecond, `policies[${i}].metrics[${j}].samplesPerSecond`),
+        };
+      }),
+      // Absent from a proxy that judges no labels.
+      labels: (Array.isArray(p.labels) ? p.labels : []).map((l: unknown, j: number) => {
+        const row = (l ?? {}) as Record<string, unknown>;
+        if (typeof row.metric !== 'string' || typeof row.label !== 'string')
+          throw new TypeError(`policies[${i}].labels[${j}]: metric and label must be strings`);
+        return {
+          metric: row.metric,
+          label: row.label,
+          distinctValues: num(row.distinctValues, `policies[${i}].labels[${j}].distinctValues`),
+        };
+      }),
+    });
+  });
+  return out;
 }
 
 /**
@@ -184,6 +239,8 @@ export interface PollRound {
   readonly previous: readonly EndpointPoll[];
   /** aggregateOffenders over `current` and `previous`, by policy id; a policy not in it dropped nothing. */
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
+  /** Each reachable proxy's unused report, by policy id. */
+  readonly unused: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
 }
 
 export interface ProxyPollerOptions extends PollAllOptions {
@@ -236,11 +293,20 @@ export class ProxyPoller {
       this.#last.set(now.endpoint, now);
     }
     const limit = this.#options.offendersLimit;
+    const unused = new Map<string, ProxyUnusedReport[]>();
+    for (const p of polls) {
+      for (const [id, report] of p.unused ?? []) {
+        const list = unused.get(id) ?? [];
+        list.push(report);
+        unused.set(id, list);
+      }
+    }
     return {
       polls,
       proxies: polls.map(toProxyReport),
       current,
       previous,
+      unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
   }

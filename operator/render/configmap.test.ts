@@ -6,9 +6,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
-import { loadConfig, parsePolicyFile } from '../../proxy/config/load.js';
-import { validatePolicies } from '../../proxy/config/validate.js';
+import { loadConfig, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
+import { validatePolicies, validateUsage } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
+import { computeUsage, usageSpec } from '../usage/usage.js';
 import {
   CONFIG_HASH_ANNOTATION,
   CONFIG_KEY,
@@ -17,7 +18,10 @@ import {
   proxyConfigHash,
   renderedGenerations,
   renderProxyConfigMap,
+  renderUsageYaml,
   sortKeys,
+  USAGE_KEY,
+  USAGE_MAX_BYTES,
 } from './configmap.js';
 import { instanceProblem, selectInstance } from './instance.js';
 
@@ -85,14 +89,49 @@ const edge = policy(
   3,
 );
 
+const unusedPolicy = policy('team-b', 'unused-metrics', {
+  unused: {
+    action: 'drop',
+    keep: ['up', 'kube_.*'],
+    exemptions: [{ metric: 'legacy_.*', expiresAt: '2030-01-01T00:00:00Z', reason: 'migration' }],
+    expressions: ['sum by (job) (rate(batch_jobs_total[5m]))'],
+  },
+});
+const usage = computeUsage([
+  {
+    id: 'PrometheusRule monitoring/shop-rules',
+    exprs: {
+      exprs: [
+        { where: 'g/r', expr: 'sum by (job) (rate(shop_requests_total[5m]))', record: 'job:shop:rate5m' },
+        { where: 'g/a', expr: 'job:shop:rate5m > 1' },
+      ],
+      problems: [],
+    },
+  },
+  {
+    id: 'Dashboard monitoring/dashboards/shop.json',
+    exprs: {
+      exprs: [{ where: 'panel "x"', expr: 'sum without (pod) ({__name__=~"node_.*"})' }],
+      problems: [],
+    },
+  },
+]);
+
 const cases: { name: string; instance: string; policies: MetricPolicy[] }[] = [
   { name: 'empty', instance: 'default', policies: [] },
   { name: 'default', instance: 'default', policies: [minimal, dryRun, full] },
   { name: 'edge', instance: 'edge', policies: [edge] },
+  { name: 'usage', instance: 'default', policies: [minimal, unusedPolicy] },
 ];
 
 function render(instance: string, policies: readonly MetricPolicy[]): ConfigMap {
-  return renderProxyConfigMap({ instance, namespace: 'cardinal-system', policies, operatorVersion: '0.1.0' });
+  return renderProxyConfigMap({
+    instance,
+    namespace: 'cardinal-system',
+    policies,
+    operatorVersion: '0.1.0',
+    usage: usageSpec(usage),
+  });
 }
 
 function text(cm: ConfigMap): string {
@@ -221,6 +260,66 @@ describe('renderProxyConfigMap', () => {
         },
       ),
     );
+  });
+});
+
+describe('renderProxyConfigMap: usage', () => {
+  it('renders usage.yaml only for an instance with a spec.unused policy', () => {
+    expect(Object.keys(render('default', [minimal, dryRun]).data)).toEqual([CONFIG_KEY]);
+    expect(Object.keys(render('default', [minimal, unusedPolicy]).data).sort()).toEqual([
+      CONFIG_KEY,
+      USAGE_KEY,
+    ]);
+  });
+
+  it('renders a MetricUsage document the proxy loads, validates and hashes as the operator does', () => {
+    const cm = render('default', [minimal, unusedPolicy]);
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-usage-'));
+    try {
+      for (const [k, v] of Object.entries(cm.data)) writeFileSync(join(dir, k), v);
+      const loaded = loadConfig(dir);
+      const validated = validateUsage(loaded.usage);
+      expect(validated.documents).toBe(1);
+      expect(validated.metrics.map((m) => m.name ?? `~${m.pattern}`)).toEqual([
+        'job:shop:rate5m',
+        'shop_requests_total',
+        '~node_.*',
+      ]);
+      expect(validated.metrics[2]).toMatchObject({ allLabelsExcept: ['pod'] });
+      expect(proxyConfigHash(cm, dir)).toBe(loaded.hash);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('leaves the sources out when they would not fit in a ConfigMap', () => {
+    const sources = Array.from({ length: 5 }, (_, i) => `Dashboard monitoring/dashboards/board-${i}.json`);
+    const big = {
+      metrics: Array.from({ length: 5000 }, (_, i) => ({
+        name: `app_metric_${i}_total`,
+        sources,
+        labels: ['job'],
+      })),
+    };
+    const text = renderUsageYaml(big);
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(USAGE_MAX_BYTES);
+    const [doc] = parseConfigFile(USAGE_KEY, text).usage;
+    const metrics = validateUsage([doc!]).metrics;
+    expect(metrics).toHaveLength(5000);
+    expect(metrics[0]).toEqual({ name: 'app_metric_0_total', sources: [], sourceCount: 5, labels: ['job'] });
+    // A small usage keeps them.
+    expect(renderUsageYaml({ metrics: big.metrics.slice(0, 10) })).toContain('board-4.json');
+  });
+
+  it('keeps a given usage.yaml text as it is', () => {
+    const cm = renderProxyConfigMap({
+      instance: 'default',
+      namespace: 'cardinal-system',
+      policies: [unusedPolicy],
+      operatorVersion: '0.1.0',
+      usage: '# kept\n',
+    });
+    expect(cm.data[USAGE_KEY]).toBe('# kept\n');
   });
 });
 

@@ -10,12 +10,22 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
+import { API_VERSION, type MetricUsageSpecT, USAGE_KIND } from '../../crds/metric-policy.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
 
 /** The one data key; the proxy reads every `*.yaml` file of the mounted directory. */
 export const CONFIG_KEY = 'policies.yaml';
 export const HEADER = '# Rendered by cardinal-operator from MetricPolicy resources; do not edit.';
+/**
+ * What the cluster reads (spec.unused), as one MetricUsage document; only rendered when a policy of
+ * the instance sets spec.unused, so other instances' proxies never reload for a dashboard edit.
+ */
+export const USAGE_KEY = 'usage.yaml';
+export const USAGE_HEADER =
+  '# Rendered by cardinal-operator from PrometheusRules and Grafana dashboards; do not edit.';
+/** Every data key the operator writes; a live key among them that is not rendered is stale. */
+export const RENDERED_KEYS: readonly string[] = [CONFIG_KEY, USAGE_KEY];
 
 /** sha256 (hex) of the `policies.yaml` text: `kubectl get cm ... | sha256sum` gives the same. */
 export const CONFIG_HASH_ANNOTATION = 'cardinal.dev/config-hash';
@@ -39,6 +49,12 @@ export interface RenderInput {
    */
   readonly policies: readonly MetricPolicy[];
   readonly operatorVersion: string;
+  /**
+   * What the cluster reads, for policies with spec.unused: a spec to render, or the text of a
+   * usage.yaml rendered before (kept while the usage watches are not synced). Ignored when no
+   * policy sets spec.unused.
+   */
+  readonly usage?: MetricUsageSpecT | string | undefined;
 }
 
 export function renderProxyConfigMap(input: RenderInput): ConfigMap {
@@ -57,6 +73,10 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
     generations[id] = p.metadata.generation;
   }
   const text = renderPoliciesYaml(policies);
+  const data: Record<string, string> = { [CONFIG_KEY]: text };
+  if (input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
+    data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
+  }
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -74,8 +94,45 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
         [OPERATOR_VERSION_ANNOTATION]: input.operatorVersion,
       },
     },
-    data: { [CONFIG_KEY]: text },
+    data,
   };
+}
+
+const usageTexts = new WeakMap<MetricUsageSpecT, string>();
+
+/**
+ * Above this, usage.yaml is rendered without sources: a ConfigMap holds at most 1 MiB (Kubernetes
+ * "ConfigMaps"), and the policies share it. Sources are for reports; the proxy needs only names,
+ * patterns and labels.
+ */
+export const USAGE_MAX_BYTES = 640 * 1024;
+
+/**
+ * The MetricUsage document after a header comment, one metric per line (JSON flow style, which is
+ * YAML), so that thousands of metrics fit in a ConfigMap. Memoised per spec object, which the
+ * usage watch reuses until a source changes.
+ */
+export function renderUsageYaml(spec: MetricUsageSpecT): string {
+  let text = usageTexts.get(spec);
+  if (text === undefined) {
+    text = usageText(spec, true);
+    if (Buffer.byteLength(text) > USAGE_MAX_BYTES) text = usageText(spec, false);
+    usageTexts.set(spec, text);
+  }
+  return text;
+}
+
+function usageText(spec: MetricUsageSpecT, sources: boolean): string {
+  const head = `${USAGE_HEADER}\n${stringify(
+    { apiVersion: API_VERSION, kind: USAGE_KIND, metadata: { name: 'cluster' } },
+    { version: '1.1' },
+  )}`;
+  if (spec.metrics.length === 0) return `${head}spec:\n  metrics: []\n`;
+  const lines = spec.metrics.map((m) => {
+    const entry = sources ? m : { ...m, sources: [], sourceCount: m.sourceCount ?? m.sources.length };
+    return `    - ${JSON.stringify(sortKeys(entry))}\n`;
+  });
+  return `${head}spec:\n  metrics:\n${lines.join('')}`;
 }
 
 /**

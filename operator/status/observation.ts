@@ -2,6 +2,7 @@
 // Pure: operator/proxies/poll.ts does the polling, this only reads its result.
 
 import type { TopOffender } from '../api/types.js';
+import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyReport } from './conditions.js';
 import type { EndpointPoll, PolicyOffenders } from './offenders.js';
 
@@ -21,6 +22,8 @@ export type ProxyObservation =
        * proxy answered this round and the one before with a complete list of its drops.
        */
       readonly complete: boolean;
+      /** Each reachable proxy's unused report (spec.unused), by policy id. */
+      readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
     }
   | { readonly observed: false; readonly reason: string; readonly message: string };
 
@@ -30,12 +33,19 @@ export function observationOf(round: {
   readonly current: readonly EndpointPoll[];
   readonly previous: readonly EndpointPoll[];
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
+  readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
 }): ProxyObservation {
   const previous = new Set(round.previous.map((p) => p.endpoint));
   const complete =
     round.current.length === round.proxies.length &&
     round.current.every((p) => previous.has(p.endpoint) && p.report.drops.length < p.limit);
-  return { observed: true, proxies: round.proxies, offenders: round.offenders, complete };
+  return {
+    observed: true,
+    proxies: round.proxies,
+    offenders: round.offenders,
+    complete,
+    unused: round.unused ?? new Map(),
+  };
 }
 
 /** computeStatus's topOffenders and droppedSamplesPerSecond for the policy `id`. */

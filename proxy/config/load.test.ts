@@ -13,6 +13,28 @@ spec:
 `;
 
 describe('loadConfig', () => {
+  it('reads MetricUsage documents beside the policies', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-cfg-'));
+    writeFileSync(join(dir, 'policies.yaml'), policy('a'));
+    writeFileSync(
+      join(dir, 'usage.yaml'),
+      'apiVersion: cardinal.dev/v1alpha1\nkind: MetricUsage\nmetadata:\n  name: cluster\nspec:\n  metrics:\n    - name: up\n      sources: []\n',
+    );
+    const cfg = loadConfig(dir);
+    expect(cfg.policies.map((p) => p.name)).toEqual(['a']);
+    expect(cfg.usage).toEqual([
+      {
+        name: 'cluster',
+        source: `${join(dir, 'usage.yaml')}:1`,
+        spec: { metrics: [{ name: 'up', sources: [] }] },
+      },
+    ]);
+    // A policy file is still only policies.
+    expect(() => parsePolicyFile('f.yaml', 'apiVersion: cardinal.dev/v1alpha1\nkind: MetricUsage\n')).toThrow(
+      'expected apiVersion cardinal.dev/v1alpha1 and kind MetricPolicy, got',
+    );
+  });
+
   it('no path means no policies', () => {
     const cfg = loadConfig(undefined);
     expect(cfg.policies).toEqual([]);

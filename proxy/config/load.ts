@@ -5,6 +5,8 @@ import { parseAllDocuments } from 'yaml';
 
 export const API_VERSION = 'cardinal.dev/v1alpha1';
 export const KIND = 'MetricPolicy';
+/** What the cluster reads (spec.unused): rendered by the operator as usage.yaml, or written by hand. */
+export const USAGE_KIND = 'MetricUsage';
 
 /** One MetricPolicy document as read from disk, before its spec is validated. */
 export interface PolicyDocument {
@@ -15,9 +17,18 @@ export interface PolicyDocument {
   readonly spec: unknown;
 }
 
+/** One MetricUsage document as read from disk, before it is validated. */
+export interface UsageDocument {
+  readonly name: string;
+  readonly source: string;
+  readonly spec: unknown;
+}
+
 /** A configuration version: every policy document, and a hash that names this version. */
 export interface LoadedConfig {
   readonly policies: readonly PolicyDocument[];
+  /** MetricUsage documents; several are merged (see proxy/config/usage.ts). */
+  readonly usage: readonly UsageDocument[];
   /** sha256 of the files' names and contents; equal hashes mean equal configurations. */
   readonly hash: string;
   readonly files: readonly string[];
@@ -29,24 +40,28 @@ export class ConfigError extends Error {
 
 /**
  * Reads `--config PATH`: a YAML file, or a directory of them (a mounted ConfigMap), holding
- * MetricPolicy documents exactly as a user would `kubectl apply` them. In a directory, files whose
+ * MetricPolicy documents exactly as a user would `kubectl apply` them, and MetricUsage documents
+ * saying which metrics are read (spec.unused). In a directory, files whose
  * name starts with a dot are skipped: that is where the kubelet keeps the `..data` symlink and the
  * timestamped folder it points to, and the visible names are symlinks through `..data`.
  * No path means no policies. A path that does not exist, or a document that is not a MetricPolicy,
  * is an error naming the file and line.
  */
 export function loadConfig(path: string | undefined): LoadedConfig {
-  if (path === undefined) return freeze([], []);
+  if (path === undefined) return freeze([], [], []);
   const files = listConfigFiles(path, 'config');
 
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
+  const usage: UsageDocument[] = [];
   for (const file of files) {
     const text = readFileSync(file, 'utf8');
     hash.update(`${file}\0${text}\0`);
-    policies.push(...parsePolicyFile(file, text));
+    const docs = parseConfigFile(file, text);
+    policies.push(...docs.policies);
+    usage.push(...docs.usage);
   }
-  return freeze(policies, files, hash.digest('hex'));
+  return freeze(policies, usage, files, hash.digest('hex'));
 }
 
 /**
@@ -69,9 +84,22 @@ export function listConfigFiles(path: string, what: string): string[] {
   }
 }
 
-/** Parses one file of YAML documents; `file` names it in errors. */
+/** Parses one file of MetricPolicy documents; `file` names it in errors. */
 export function parsePolicyFile(file: string, text: string): PolicyDocument[] {
+  return parseConfigFile(file, text, false).policies;
+}
+
+/**
+ * Parses one file of YAML documents, MetricPolicy and (when `usage`) MetricUsage; `file` names it
+ * in errors.
+ */
+export function parseConfigFile(
+  file: string,
+  text: string,
+  usage = true,
+): { policies: PolicyDocument[]; usage: UsageDocument[] } {
   const out: PolicyDocument[] = [];
+  const usageDocs: UsageDocument[] = [];
   for (const doc of parseAllDocuments(text, { prettyErrors: true })) {
     const line = lineOf(text, doc.range[0]);
     if (doc.errors.length > 0) {
@@ -86,9 +114,18 @@ export function parsePolicyFile(file: string, text: string): PolicyDocument[] {
       );
     }
     const obj = value as Record<string, unknown>;
+    if (usage && obj.apiVersion === API_VERSION && obj.kind === USAGE_KIND) {
+      const metadata = (obj.metadata ?? {}) as Record<string, unknown>;
+      usageDocs.push({
+        name: typeof metadata.name === 'string' ? metadata.name : '',
+        source: where,
+        spec: obj.spec ?? {},
+      });
+      continue;
+    }
     if (obj.apiVersion !== API_VERSION || obj.kind !== KIND) {
       throw new ConfigError(
-        `${where}: expected apiVersion ${API_VERSION} and kind ${KIND}, got ${String(obj.apiVersion)} ${String(obj.kind)}`,
+        `${where}: expected apiVersion ${API_VERSION} and kind ${KIND}${usage ? ` or ${USAGE_KIND}` : ''}, got ${String(obj.apiVersion)} ${String(obj.kind)}`,
       );
     }
     const metadata = (obj.metadata ?? {}) as Record<string, unknown>;
@@ -102,7 +139,7 @@ export function parsePolicyFile(file: string, text: string): PolicyDocument[] {
       spec: obj.spec ?? {},
     });
   }
-  return out;
+  return { policies: out, usage: usageDocs };
 }
 
 function lineOf(text: string, offset: number): number {
@@ -113,8 +150,14 @@ function lineOf(text: string, offset: number): number {
 
 function freeze(
   policies: PolicyDocument[],
+  usage: UsageDocument[],
   files: string[],
   hash = createHash('sha256').digest('hex'),
 ): LoadedConfig {
-  return Object.freeze({ policies: Object.freeze(policies), files: Object.freeze(files), hash });
+  return Object.freeze({
+    policies: Object.freeze(policies),
+    usage: Object.freeze(usage),
+    files: Object.freeze(files),
+    hash,
+  });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, type PolicyDocument } from './load.js';
-import { parseDuration, validatePolicies } from './validate.js';
+import { isDateTime, parseDuration, validatePolicies, validateUsage } from './validate.js';
 
 function doc(spec: unknown, over: Partial<PolicyDocument> = {}): PolicyDocument {
   return { name: 'p', namespace: 'team', source: 'policies.yaml:1', spec, ...over };
@@ -144,6 +144,21 @@ describe('validatePolicies: semantics', () => {
       ['policies.yaml:1: spec.limits.window: "0s" must be longer than zero'],
     ],
     [
+      'unused: a keep or exemption pattern RE2 refuses, and an expression that does not parse',
+      {
+        unused: {
+          keep: ['up', '(a'],
+          exemptions: [{ metric: '[', expiresAt: '2030-01-01T00:00:00Z' }],
+          expressions: ['sum(rate(x[5m])', 'up'],
+        },
+      },
+      [
+        'policies.yaml:1: spec.unused.keep[1]: invalid regex "(a": missing ): ^(?s:(a)$',
+        'policies.yaml:1: spec.unused.exemptions[0].metric: invalid regex "[": missing ]: [)$',
+        'policies.yaml:1: spec.unused.expressions[0]: unexpected end of expression at column 16',
+      ],
+    ],
+    [
       'an overflowLabel without onExceed overflow',
       { limits: { perMetric: [{ metric: 'x', maxSeries: 1, overflowLabel: 'pod' }] } },
       ['policies.yaml:1: spec.limits.perMetric[0].overflowLabel: only used with onExceed overflow'],
@@ -222,5 +237,86 @@ describe('parseDuration', () => {
 
   it.each(['', '1', 'h', '1h1h', '1s1m', '-1s', '1.5h'])('refuses %j', (text) => {
     expect(() => parseDuration(text)).toThrow(JSON.stringify(text));
+  });
+});
+
+describe('validatePolicies: unused', () => {
+  it.each<[unknown, string[]]>([
+    [
+      { unused: { action: 'delete' } },
+      ['policies.yaml:1: spec.unused.action: must be one of report, drop, got "delete"'],
+    ],
+    [
+      { unused: { exemptions: [{ metric: 'x', expiresAt: 'next week' }] } },
+      [
+        'policies.yaml:1: spec.unused.exemptions[0].expiresAt: must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z, got "next week"',
+      ],
+    ],
+    [
+      { unused: { exemptions: [{ metric: 'x' }] } },
+      ['policies.yaml:1: spec.unused.exemptions[0].expiresAt: is required'],
+    ],
+    [{ unused: { keep: ['up'], metrics: ['x'], expressions: ['sum by (job) (y)'], action: 'drop' } }, []],
+  ])('%j', (spec, expected) => {
+    expect(problems(spec)).toEqual(expected);
+  });
+
+  it.each([
+    ['2026-12-31T00:00:00Z', true],
+    ['2026-12-31T00:00:00.5+02:00', true],
+    ['2026-12-31', false],
+    ['2026-13-31T00:00:00Z', false],
+    ['tomorrow', false],
+  ])('isDateTime(%j) is %s', (text, ok) => {
+    expect(isDateTime(text)).toBe(ok);
+  });
+});
+
+describe('validateUsage', () => {
+  const usageDoc = (spec: unknown) => ({ name: 'u', source: 'usage.yaml:1', spec });
+  const usageProblems = (spec: unknown): string[] => {
+    try {
+      validateUsage([usageDoc(spec)]);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return err.message.split('\n');
+    }
+    return [];
+  };
+
+  it('merges every document and counts them', () => {
+    const u = validateUsage([
+      usageDoc({ metrics: [{ name: 'up', sources: ['a'] }] }),
+      usageDoc({ metrics: [{ pattern: 'node_.*', sources: [], labels: ['job'] }] }),
+    ]);
+    expect(u.documents).toBe(2);
+    expect(u.metrics.map((m) => m.name ?? m.pattern)).toEqual(['up', 'node_.*']);
+    expect(validateUsage([]).documents).toBe(0);
+  });
+
+  it.each<[unknown, string[]]>([
+    [{}, ['usage.yaml:1: spec.metrics: is required']],
+    [
+      { metrics: [{ sources: [] }] },
+      ['usage.yaml:1: spec.metrics[0]: exactly one of name and pattern is required'],
+    ],
+    [
+      { metrics: [{ name: 'a', pattern: 'b', sources: [] }] },
+      ['usage.yaml:1: spec.metrics[0]: exactly one of name and pattern is required'],
+    ],
+    [
+      { metrics: [{ pattern: '(', sources: [] }] },
+      ['usage.yaml:1: spec.metrics[0].pattern: invalid regex "(": missing ): ^(?s:()$'],
+    ],
+    [
+      { metrics: [{ name: 'a', sources: [], labels: [], allLabelsExcept: [] }] },
+      ['usage.yaml:1: spec.metrics[0]: labels and allLabelsExcept cannot both be given'],
+    ],
+    [
+      { metrics: [{ name: 'a', sources: [], typo: 1 }] },
+      ['usage.yaml:1: spec.metrics[0].typo: unknown field'],
+    ],
+  ])('reports %j', (spec, expected) => {
+    expect(usageProblems(spec)).toEqual(expected);
   });
 });

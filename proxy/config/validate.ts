@@ -4,16 +4,23 @@
 // relabel configs pass Prometheus's checks, durations are well formed, names are unique. Every
 // problem of the configuration is reported at once, one per line, so one edit can fix them all.
 
-import { Kind, OptionalKind, type TSchema, Type } from '@sinclair/typebox';
+import { FormatRegistry, Kind, OptionalKind, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { MAX_ITEMS } from '../../crds/crd.js';
-import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
+import {
+  MetricPolicySpec,
+  type MetricPolicySpecT,
+  MetricUsageSpec,
+  type MetricUsageSpecT,
+  type MetricUseT,
+} from '../../crds/metric-policy.js';
+import { extract, PromQLError } from '../../operator/usage/promql.js';
 import { compileAnchored } from '../pipeline/regex.js';
 import { compileRelabel } from '../pipeline/relabel.js';
 import { parseSelector, SelectorError } from '../pipeline/selector.js';
-import { ConfigError, type PolicyDocument } from './load.js';
+import { ConfigError, type PolicyDocument, type UsageDocument } from './load.js';
 
 /** A policy whose spec passed every check: defaults applied, deeply frozen. */
 export interface ValidatedPolicy {
@@ -104,15 +111,26 @@ function forValidation(schema: TSchema, path: string): TSchema {
   return node[OptionalKind] === 'Optional' ? Type.Optional(out) : out;
 }
 
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** RFC 3339 date-time, as the apiserver checks `format: date-time` (exemptions' expiresAt). */
+export function isDateTime(value: string): boolean {
+  return RFC3339.test(value) && !Number.isNaN(Date.parse(value));
+}
+
+// TypeBox checks a format only once it is registered; the registry is TypeBox's own, one per process.
+if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', isDateTime);
+
 const checker = TypeCompiler.Compile(forValidation(MetricPolicySpec, 'spec'));
+const usageChecker = TypeCompiler.Compile(forValidation(MetricUsageSpec, 'spec'));
 
 const DURATION_PATTERN = '^([0-9]+(ms|s|m|h|d))+$';
 
 /** The structural problems of a spec, the first per field, as `spec.path: reason`. */
-function structuralErrors(spec: unknown): string[] {
-  if (checker.Check(spec)) return [];
+function structuralErrors(spec: unknown, check = checker): string[] {
+  if (check.Check(spec)) return [];
   const byPath = new Map<string, string>();
-  for (const e of checker.Errors(spec)) {
+  for (const e of check.Errors(spec)) {
     const path = fieldPath(spec, e.path);
     if (!byPath.has(path)) byPath.set(path, `${path}: ${reason(e)}`);
   }
@@ -142,6 +160,10 @@ function reason(e: ValueError): string {
         : `must match ${String(s.pattern)}`;
     case ValueErrorType.Integer:
       return `must be an integer, got ${describe(e.value)}`;
+    case ValueErrorType.StringFormat:
+      return s.format === 'date-time'
+        ? `must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z, got ${describe(e.value)}`
+        : e.message;
     case ValueErrorType.IntegerMinimum:
     case ValueErrorType.NumberMinimum:
       return `must be >= ${String(s.minimum)}`;
@@ -242,7 +264,66 @@ function semanticErrors(spec: MetricPolicySpecT): string[] {
   }
   for (const [i, l] of (limits?.perLabel ?? []).entries())
     regex(`spec.limits.perLabel[${i}].metric`, l.metric);
+
+  const unused = spec.unused;
+  for (const [i, p] of (unused?.keep ?? []).entries()) regex(`spec.unused.keep[${i}]`, p);
+  for (const [i, e] of (unused?.exemptions ?? []).entries())
+    regex(`spec.unused.exemptions[${i}].metric`, e.metric);
+  for (const [i, e] of (unused?.expressions ?? []).entries()) {
+    try {
+      extract(e);
+    } catch (err) {
+      if (!(err instanceof PromQLError)) throw err;
+      problems.push(`spec.unused.expressions[${i}]: ${err.message}`);
+    }
+  }
   return problems;
+}
+
+/** The metrics every MetricUsage document of a configuration lists, merged; see validateUsage. */
+export interface ValidatedUsage {
+  /** How many documents there were: none means no usage is known, and spec.unused judges nothing. */
+  readonly documents: number;
+  readonly metrics: readonly MetricUseT[];
+}
+
+/**
+ * Validates MetricUsage documents (structure, exactly one of name and pattern, patterns compile)
+ * and merges them. Throws one ConfigError listing every problem, as validatePolicies does.
+ */
+export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
+  const problems: string[] = [];
+  const metrics: MetricUseT[] = [];
+  for (const doc of docs) {
+    const spec = dropNulls(doc.spec) as MetricUsageSpecT;
+    const structural = structuralErrors(spec, usageChecker);
+    if (structural.length > 0) {
+      for (const p of structural) problems.push(`${doc.source}: ${p}`);
+      continue;
+    }
+    for (const [i, m] of spec.metrics.entries()) {
+      const at = `${doc.source}: spec.metrics[${i}]`;
+      if ((m.name === undefined) === (m.pattern === undefined)) {
+        problems.push(`${at}: exactly one of name and pattern is required`);
+        continue;
+      }
+      if (m.labels !== undefined && m.allLabelsExcept !== undefined) {
+        problems.push(`${at}: labels and allLabelsExcept cannot both be given`);
+        continue;
+      }
+      if (m.pattern !== undefined) {
+        try {
+          compileAnchored(m.pattern);
+        } catch (err) {
+          problems.push(`${at}.pattern: ${message(err)}`);
+          continue;
+        }
+      }
+      metrics.push(m);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return deepFreeze({ documents: docs.length, metrics });
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };

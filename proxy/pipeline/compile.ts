@@ -3,16 +3,26 @@
 //
 // Order (documented in README "Policies"): policies apply in ascending `priority`, then by
 // namespace and name. Within a policy the stateless stages run in the order match, relabel, drop,
-// standards, and each policy sees the series as the enforcing policies before it left it. Limits
+// unused, standards, and each policy sees the series as the enforcing policies before it left it. Limits
 // are stateful and run after every policy's stateless stages, in the same policy order, on the
 // series as all of them left it. A dryRun policy computes and counts its verdicts but hands the
 // series on unchanged.
 
-import type { MetricPolicySpecT, StandardsT } from '../../crds/metric-policy.js';
+import type { MetricPolicySpecT, MetricUseT, StandardsT } from '../../crds/metric-policy.js';
 import { parseDuration } from '../config/validate.js';
 import { type AnchoredRegex, compileAnchored } from './regex.js';
 import { compileRelabel, type RelabelProgram } from './relabel.js';
 import { type Matcher, parseSelector } from './selector.js';
+import { type CompiledUnused, compileUnused } from './unused.js';
+
+/** What the configuration's MetricUsage documents say is read; see proxy/config/validate.ts validateUsage. */
+export interface PipelineUsage {
+  /** How many MetricUsage documents were loaded; none means usage is unknown. */
+  readonly documents: number;
+  readonly metrics: readonly MetricUseT[];
+}
+
+const NO_USAGE: PipelineUsage = Object.freeze({ documents: 0, metrics: Object.freeze([]) });
 
 /** One policy as the configuration holds it. */
 export interface PolicyInput {
@@ -26,6 +36,8 @@ export type Reason =
   | 'relabel_dropped'
   | 'relabel_rewritten'
   | 'metric_dropped'
+  | 'metric_unused'
+  | 'label_unused'
   | 'metric_name'
   | 'label_name'
   | 'required_label'
@@ -104,10 +116,15 @@ export interface CompiledPolicy {
   /** Slot per standards reason, for this policy. */
   readonly standardsSlots: Readonly<Record<string, number>>;
   readonly limits: CompiledLimits | undefined;
+  /** spec.unused, when set and some usage is known (see compileUnused). */
+  readonly unused: CompiledUnused | undefined;
+  /** Whether spec.unused is set, known usage or not. */
+  readonly unusedConfigured: boolean;
 }
 
 export interface Pipeline {
   readonly policies: readonly CompiledPolicy[];
+  readonly usage: PipelineUsage;
   readonly slots: readonly Slot[];
   /** True when there is nothing to do: requests are forwarded untouched. */
   readonly empty: boolean;
@@ -133,7 +150,7 @@ function cmp(a: string, b: string): number {
  * Compiles policies. Throws an Error naming the policy and field on anything that does not
  * compile; configuration validation runs the same compilation, so a config that validated compiles.
  */
-export function compilePipeline(inputs: readonly PolicyInput[]): Pipeline {
+export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineUsage = NO_USAGE): Pipeline {
   const slots: Slot[] = [];
   const slot = (s: Slot): number => slots.push(s) - 1;
   const policies = orderPolicies(inputs).map((input, index): CompiledPolicy => {
@@ -162,6 +179,22 @@ export function compilePipeline(inputs: readonly PolicyInput[]): Pipeline {
       re: at(`drop[${i}]`, () => compileAnchored(pattern)) as AnchoredRegex,
       slot: mk(`drop[${i}]`, 'metric_dropped', 'dropped'),
     }));
+    const unused =
+      spec.unused === undefined
+        ? undefined
+        : compileUnused(
+            spec.unused,
+            usage,
+            mk('unused', 'metric_unused', spec.unused.action === 'drop' ? 'dropped' : 'reported'),
+            at,
+            spec.unused.labels === undefined
+              ? -1
+              : mk(
+                  'unused.labels',
+                  'label_unused',
+                  spec.unused.labels === 'aggregate' ? 'rewritten' : 'reported',
+                ),
+          );
     const standards = spec.standards
       ? compileStandards(spec.standards, (f, fn) => at(`standards.${f}`, fn))
       : undefined;
@@ -219,10 +252,13 @@ export function compilePipeline(inputs: readonly PolicyInput[]): Pipeline {
       standards,
       standardsSlots,
       limits,
+      unused,
+      unusedConfigured: spec.unused !== undefined,
     };
   });
   return Object.freeze({
     policies: Object.freeze(policies),
+    usage,
     slots: Object.freeze(slots),
     empty: policies.length === 0,
   });

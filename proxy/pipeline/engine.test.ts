@@ -288,3 +288,167 @@ describe('PolicyEngine', () => {
     }
   });
 });
+
+describe('PolicyEngine: unused', () => {
+  const usage = { documents: 1, metrics: [{ name: 'used_total', sources: ['Dashboard ns/d'] }] };
+
+  function unusedEngine(spec: MetricPolicySpecT, metrics = usage.metrics) {
+    const compile = (m: typeof metrics) =>
+      compilePipeline([{ name: 'p', namespace: undefined, spec }], { documents: 1, metrics: m });
+    const pipeline = compile(metrics);
+    const counted: Counted & { unused: string[] } = { slots: new Map(), forwarded: 0, unused: [] };
+    const engine: PolicyEngine = new PolicyEngine(pipeline, opts, {
+      slot(slot, _metric, samples) {
+        const s = engine.pipeline.slots[slot]!;
+        const key = `${s.rule}/${s.reason}/${s.action}/${s.mode}`;
+        counted.slots.set(key, (counted.slots.get(key) ?? 0) + samples);
+      },
+      forwarded() {
+        counted.forwarded++;
+        return false;
+      },
+      newSeries() {},
+      unused(policy, metric, _hash, samples) {
+        counted.unused.push(`${policy}:${engine.interner.name(metric)}:${samples}`);
+      },
+    });
+    return { engine, counted, compile };
+  }
+
+  const traffic = () =>
+    req(
+      series({ __name__: 'used_total', job: 'a' }),
+      series({ __name__: 'unused_total', job: 'a' }, 2),
+      series({ __name__: 'kept_total', job: 'a' }),
+    );
+
+  it('report: everything is forwarded, unused series are counted', () => {
+    const { engine, counted } = unusedEngine({ unused: { action: 'report', keep: ['kept_.*'] } });
+    const { result, names } = runV1(engine, traffic());
+    expect(result.unchanged).toBe(true);
+    expect(names.map((n) => n.__name__)).toEqual(['used_total', 'unused_total', 'kept_total']);
+    expect(counted.slots.get('unused/metric_unused/reported/enforce')).toBe(2);
+    expect(counted.unused).toEqual(['0:unused_total:2']);
+  });
+
+  it('drop: only read and kept metrics are forwarded', () => {
+    const { engine, counted } = unusedEngine({ unused: { action: 'drop', keep: ['kept_.*'] } });
+    const { names } = runV1(engine, traffic());
+    expect(names.map((n) => n.__name__)).toEqual(['used_total', 'kept_total']);
+    expect(counted.slots.get('unused/metric_unused/dropped/enforce')).toBe(2);
+    expect(counted.unused).toEqual(['0:unused_total:2']);
+  });
+
+  it('drop in dryRun: counts what it would drop and forwards everything', () => {
+    const { engine, counted } = unusedEngine({ mode: 'dryRun', unused: { action: 'drop' } });
+    const { result, names } = runV1(engine, traffic());
+    expect(result.unchanged).toBe(true);
+    expect(names).toHaveLength(3);
+    expect(counted.slots.get('unused/metric_unused/dropped/dryRun')).toBe(3);
+  });
+
+  it('a metric that becomes read flows again with the next pipeline', () => {
+    const { engine, compile } = unusedEngine({ unused: { action: 'drop' } });
+    expect(runV1(engine, traffic()).names.map((n) => n.__name__)).toEqual(['used_total']);
+    engine.setPipeline(compile([...usage.metrics, { name: 'unused_total', sources: ['Dashboard ns/new'] }]));
+    expect(runV1(engine, traffic()).names.map((n) => n.__name__)).toEqual(['used_total', 'unused_total']);
+  });
+
+  it('a cached verdict does not outlive the exemption it relied on', () => {
+    const expiresAt = '2026-07-01T00:00:00Z';
+    const end = Date.parse(expiresAt);
+    const { engine } = unusedEngine({
+      unused: { action: 'drop', exemptions: [{ metric: 'kept_total', expiresAt }] },
+    });
+    const run = (nowMs: number) => {
+      const buf = Buffer.from(encodeWriteRequestV1(traffic()));
+      const r = engine.process(buf, scanWriteRequestV1(buf), undefined, nowMs);
+      return (r.unchanged ? traffic() : decodeWriteRequestV1(r.body!)).timeseries.map(
+        (t) => t.labels.find((l) => l.name === '__name__')?.value,
+      );
+    };
+    expect(run(end - 1000)).toEqual(['used_total', 'kept_total']);
+    expect(run(end - 1)).toEqual(['used_total', 'kept_total']);
+    expect(run(end)).toEqual(['used_total']);
+  });
+});
+
+describe('PolicyEngine: unread labels', () => {
+  const usage = {
+    documents: 1,
+    metrics: [{ name: 'requests_total', sources: ['Dashboard ns/d'], labels: ['job'] }],
+  };
+  function labelsEngine(spec: MetricPolicySpecT) {
+    const pipeline = compilePipeline([{ name: 'p', namespace: undefined, spec }], usage);
+    const counted: Counted & { pairs: string[]; unread: number } = {
+      slots: new Map(),
+      forwarded: 0,
+      pairs: [],
+      unread: 0,
+    };
+    const engine: PolicyEngine = new PolicyEngine(pipeline, opts, {
+      slot(slot, _metric, samples) {
+        const s = engine.pipeline.slots[slot]!;
+        const key = `${s.rule}/${s.reason}/${s.action}/${s.mode}`;
+        counted.slots.set(key, (counted.slots.get(key) ?? 0) + samples);
+      },
+      forwarded() {
+        counted.forwarded++;
+        return false;
+      },
+      newSeries() {},
+      labelPair(metric, label) {
+        counted.pairs.push(`${engine.interner.name(metric)}/${label}`);
+        return counted.pairs.length;
+      },
+      unreadLabels(keys) {
+        counted.unread += keys.length / 3;
+      },
+    });
+    return { engine, counted };
+  }
+  const pods = (ts: number) =>
+    req(
+      ...['a', 'b', 'c'].map((pod, k) => ({
+        ...series({ __name__: 'requests_total', job: 'api', pod }),
+        samples: [{ value: k + 1, timestamp: ts }],
+      })),
+    );
+
+  it('aggregate: series differing only in unread labels collapse, summed per timestamp', () => {
+    const { engine, counted } = labelsEngine({ unused: { labels: 'aggregate' } });
+    const first = runV1(engine, pods(5000));
+    expect(first.out.timeseries).toHaveLength(1);
+    expect(first.names).toEqual([{ __name__: 'requests_total', job: 'api', pod: '__cardinal_aggregated__' }]);
+    expect(first.out.timeseries[0]?.samples).toEqual([{ value: 6, timestamp: 5000 }]);
+    expect(counted.slots.get('unused.labels/label_unused/rewritten/enforce')).toBe(3);
+    // Named once per new label set (a verdict-cache miss); the statistics intern the pair.
+    expect(new Set(counted.pairs)).toEqual(new Set(['requests_total/pod']));
+    expect(counted.unread).toBe(3);
+    // The same timestamp again would be a duplicate for the receiver: not forwarded twice.
+    expect(runV1(engine, pods(5000)).out.timeseries).toHaveLength(0);
+    expect(runV1(engine, pods(6000)).out.timeseries[0]?.samples).toEqual([{ value: 6, timestamp: 6000 }]);
+  });
+
+  it('report: counts and forwards every series as it is; dryRun aggregate changes nothing', () => {
+    for (const spec of [
+      { unused: { labels: 'report' as const } },
+      { mode: 'dryRun' as const, unused: { labels: 'aggregate' as const } },
+    ]) {
+      const { engine, counted } = labelsEngine(spec);
+      const { result, names } = runV1(engine, pods(5000));
+      expect(result.unchanged).toBe(true);
+      expect(names.map((n) => n.pod)).toEqual(['a', 'b', 'c']);
+      expect([...counted.slots.keys()]).toEqual([
+        spec.mode === 'dryRun'
+          ? 'unused.labels/label_unused/rewritten/dryRun'
+          : 'unused.labels/label_unused/reported/enforce',
+      ]);
+    }
+  });
+
+  it('keepLabels are never aggregated', () => {
+    const { engine } = labelsEngine({ unused: { labels: 'aggregate', keepLabels: ['pod'] } });
+    expect(runV1(engine, pods(5000)).names.map((n) => n.pod)).toEqual(['a', 'b', 'c']);
+  });
+});

@@ -22,7 +22,8 @@ import {
   SeriesTracker,
 } from './cardinality.js';
 import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
-import { evaluate } from './evaluate.js';
+import { evaluate, type Verdict } from './evaluate.js';
+import { nextExpiry } from './unused.js';
 
 const SEED_A = 0x9747b28c;
 const SEED_B = 0x85ebca6b;
@@ -50,6 +51,21 @@ export interface EngineObserver {
    */
   forwarded(metric: number, hash: number, nowMs: number): boolean;
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void;
+  /**
+   * A series whose metric no source reads, by the unused stage of policy `policy` (an index into
+   * the pipeline's policies), whether it was reported or dropped: for the unused statistics.
+   */
+  unused?(policy: number, metric: number, hash: number, samples: number, nowMs: number): void;
+  /**
+   * Names a (metric, label) pair for the unread-label statistics (spec.unused.labels); called on a
+   * verdict-cache miss only. Returns a pair index, or -1 when no more pairs are tracked.
+   */
+  labelPair?(metric: number, label: string): number;
+  /**
+   * The unread labels of a series, seen again: `keys` holds (policy, pair, value hash) triples
+   * as built from labelPair. Called per series, allocation-free.
+   */
+  unreadLabels?(keys: Uint32Array, nowMs: number): void;
 }
 
 interface Entry {
@@ -69,6 +85,10 @@ interface Entry {
   readonly hash: number;
   readonly metric: number;
   readonly limitPolicies: readonly number[];
+  /** Policies whose unused stage found the metric unread. */
+  readonly unusedPolicies: readonly number[];
+  /** (policy, pair, value hash) triples of unread labels (spec.unused.labels), or undefined. */
+  readonly unreadKeys: Uint32Array | undefined;
   /** Per limit policy: index of the perMetric rule that applies, or -1. */
   readonly metricRule: readonly number[];
   /** Overflow variants, computed once per (rule) and kept. */
@@ -116,6 +136,8 @@ export class PolicyEngine {
   #lists = new Map<string, readonly number[]>();
   #limits: (LimitState | undefined)[] = [];
   readonly #tenants: MetricInterner;
+  /** Verdicts hold until then: the next unused exemption expiry, after which the cache is dropped. */
+  #validUntil = Number.NEGATIVE_INFINITY;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
   readonly #overflowSeen = new Map<number, number>();
 
@@ -140,6 +162,20 @@ export class PolicyEngine {
     this.#previous = new Map();
     this.#cached = 0;
     this.#lists = new Map();
+    this.#validUntil = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Drops every cached verdict once an exemption they relied on has expired. */
+  #expire(nowMs: number): void {
+    if (this.#validUntil !== Number.NEGATIVE_INFINITY) {
+      this.#cache = new Map();
+      this.#previous = new Map();
+      this.#cached = 0;
+    }
+    this.#validUntil = nextExpiry(
+      this.#pipeline.policies.map((p) => p.unused),
+      nowMs,
+    );
   }
 
   /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
@@ -190,6 +226,7 @@ export class PolicyEngine {
    * the caller's next await.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
+    if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
     const tenantKey = tenant ?? '';
     const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
@@ -221,10 +258,12 @@ export class PolicyEngine {
       let entry = this.#lookup(tenantKey, h1, h2);
       if (entry === undefined) {
         const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
-        entry = this.#makeEntry(labels, h1, h2, tenant, v1);
+        entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
         this.#store(tenantKey, h1, entry);
       }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
+      for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
+      if (entry.unreadKeys !== undefined) this.#observer.unreadLabels?.(entry.unreadKeys, nowMs);
       if (entry.dropped) {
         out.drop(i);
         continue;
@@ -298,8 +337,15 @@ export class PolicyEngine {
     return hashes;
   }
 
-  #makeEntry(labels: Label[], h1: number, h2: number, tenant: string | undefined, v1: boolean): Entry {
-    const verdict = evaluate(this.#pipeline, labels, tenant);
+  #makeEntry(
+    labels: Label[],
+    h1: number,
+    h2: number,
+    tenant: string | undefined,
+    v1: boolean,
+    nowMs: number,
+  ): Entry {
+    const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
     const final = verdict.labels ?? labels;
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
@@ -307,7 +353,7 @@ export class PolicyEngine {
     const metric = this.interner.internString(name);
     const metricRule: number[] = [];
     // v1 rewrites need only the encoded labels; v2 rewrites re-reference symbols, so keep labels.
-    let needsLabels = changed && !v1;
+    let needsLabels = changed && (!v1 || verdict.aggregated);
     for (let k = 0; k < verdict.limitPolicies.length; k++) {
       const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
       metricRule.push(l.perMetric.findIndex((r) => r.metric.matches(name)));
@@ -323,10 +369,23 @@ export class PolicyEngine {
       hash: encoded === undefined ? h1 : hashBytes(encoded, 0, encoded.length, SEED_A),
       metric,
       limitPolicies: this.#shared(verdict.limitPolicies),
+      unusedPolicies: this.#shared(verdict.unused),
+      unreadKeys: this.#unreadKeys(metric, verdict.unread),
       metricRule: this.#shared(metricRule),
       overflow: undefined,
-      aggregated: false,
+      // Unread labels aggregated away (spec.unused.labels): summed per timestamp like overflow.
+      aggregated: verdict.aggregated,
     };
+  }
+
+  #unreadKeys(metric: number, unread: Verdict['unread']): Uint32Array | undefined {
+    if (unread.length === 0 || this.#observer.labelPair === undefined) return undefined;
+    const keys: number[] = [];
+    for (const u of unread) {
+      const pair = this.#observer.labelPair(metric, u.name);
+      if (pair >= 0) keys.push(u.policy, pair, hashString(u.value, SEED_A));
+    }
+    return keys.length === 0 ? undefined : Uint32Array.from(keys);
   }
 
   /**

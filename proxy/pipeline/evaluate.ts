@@ -6,6 +6,7 @@ import type { Label } from '../codec/types.js';
 import type { CompiledPolicy, CompiledStandards, Pipeline, Reason } from './compile.js';
 import { relabel } from './relabel.js';
 import { matchesLabels } from './selector.js';
+import { AGGREGATED_VALUE, isUnused, unusedLabels } from './unused.js';
 
 export interface Verdict {
   /** The labels after every enforcing policy; null when an enforcing policy dropped the series. */
@@ -16,6 +17,15 @@ export interface Verdict {
   readonly slots: readonly number[];
   /** The policies whose limits apply to the series, in order (indices into pipeline.policies). */
   readonly limitPolicies: readonly number[];
+  /** The policies whose unused stage found the metric unread, reported or dropped. */
+  readonly unused: readonly number[];
+  /**
+   * True when spec.unused.labels aggregate replaced unread labels' values: several series may
+   * collapse onto these labels, so their samples must be summed per timestamp.
+   */
+  readonly aggregated: boolean;
+  /** Labels (with their original values) a policy's spec.unused.labels found unread, for statistics. */
+  readonly unread: readonly { readonly policy: number; readonly name: string; readonly value: string }[];
 }
 
 function get(labels: readonly Label[], name: string): string {
@@ -46,13 +56,22 @@ export function standardsViolation(s: CompiledStandards, labels: readonly Label[
 
 /**
  * Runs every policy's stateless stages on `input` (sorted by name, as remote-write requires).
- * A dryRun policy's verdict is counted but does not change what the next policy sees.
+ * A dryRun policy's verdict is counted but does not change what the next policy sees. `nowMs`
+ * decides which unused exemptions are still live; the verdict holds until the next one expires.
  */
-export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: string | undefined): Verdict {
+export function evaluate(
+  pipeline: Pipeline,
+  input: readonly Label[],
+  tenant: string | undefined,
+  nowMs: number = Date.now(),
+): Verdict {
   let labels: Label[] = input as Label[];
   let changed = false;
   const slots: number[] = [];
   const limitPolicies: number[] = [];
+  const unused: number[] = [];
+  let aggregated = false;
+  const unread: { policy: number; name: string; value: string }[] = [];
   for (const p of pipeline.policies) {
     if (!matches(p, labels, tenant)) continue;
     let out: Label[] | null = labels;
@@ -71,6 +90,27 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
         }
       }
     }
+    if (
+      out !== null &&
+      dropSlot < 0 &&
+      p.unused !== undefined &&
+      isUnused(p.unused, get(out, '__name__'), nowMs)
+    ) {
+      unused.push(p.index);
+      if (p.unused.drop) dropSlot = p.unused.slot;
+      else slots.push(p.unused.slot);
+    } else if (out !== null && dropSlot < 0 && p.unused?.labels !== undefined) {
+      const names = unusedLabels(p.unused, get(out, '__name__'), out);
+      if (names.length > 0) {
+        slots.push(p.unused.labelSlot);
+        for (const l of out)
+          if (names.includes(l.name)) unread.push({ policy: p.index, name: l.name, value: l.value });
+        if (p.unused.labels === 'aggregate' && !p.dryRun) {
+          out = out.map((l) => (names.includes(l.name) ? { name: l.name, value: AGGREGATED_VALUE } : l));
+          aggregated = true;
+        }
+      }
+    }
     if (out !== null && dropSlot < 0 && p.standards !== undefined) {
       const violation = standardsViolation(p.standards, out);
       if (violation !== undefined) {
@@ -81,7 +121,8 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
     }
     if (dropSlot >= 0) {
       slots.push(dropSlot);
-      if (!p.dryRun) return { labels: null, changed: true, slots, limitPolicies };
+      if (!p.dryRun)
+        return { labels: null, changed: true, slots, limitPolicies, unused, aggregated: false, unread };
       continue;
     }
     if (p.limits !== undefined) limitPolicies.push(p.index);
@@ -90,7 +131,7 @@ export function evaluate(pipeline: Pipeline, input: readonly Label[], tenant: st
       changed = changed || !sameLabels(out, input);
     }
   }
-  return { labels, changed, slots, limitPolicies };
+  return { labels, changed, slots, limitPolicies, unused, aggregated: aggregated && changed, unread };
 }
 
 function sameLabels(a: readonly Label[], b: readonly Label[]): boolean {

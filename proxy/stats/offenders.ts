@@ -18,6 +18,8 @@ const REASONS: readonly Reason[] = [
   'relabel_dropped',
   'relabel_rewritten',
   'metric_dropped',
+  'metric_unused',
+  'label_unused',
   'metric_name',
   'label_name',
   'required_label',

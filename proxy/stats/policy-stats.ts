@@ -17,6 +17,9 @@ export class PolicyStats implements EngineObserver {
   #onForwarded: EngineObserver['forwarded'] | undefined;
   #onNewSeries: EngineObserver['newSeries'] | undefined;
   #onSlot: ((slot: number, metric: number, samples: number) => void) | undefined;
+  #onUnused: EngineObserver['unused'];
+  #onLabelPair: EngineObserver['labelPair'];
+  #onUnreadLabels: EngineObserver['unreadLabels'];
 
   constructor(registry: Registry) {
     this.#samples = new Counter({
@@ -32,10 +35,16 @@ export class PolicyStats implements EngineObserver {
     slot?: (slot: number, metric: number, samples: number) => void;
     forwarded?: EngineObserver['forwarded'];
     newSeries?: EngineObserver['newSeries'];
+    unused?: EngineObserver['unused'];
+    labelPair?: EngineObserver['labelPair'];
+    unreadLabels?: EngineObserver['unreadLabels'];
   }): void {
     this.#onSlot = hooks.slot;
     this.#onForwarded = hooks.forwarded;
     this.#onNewSeries = hooks.newSeries;
+    this.#onUnused = hooks.unused;
+    this.#onLabelPair = hooks.labelPair;
+    this.#onUnreadLabels = hooks.unreadLabels;
   }
 
   /** Called when a new pipeline takes effect, before any request runs on it. */
@@ -58,6 +67,18 @@ export class PolicyStats implements EngineObserver {
 
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void {
     this.#onNewSeries?.(metric, labels, nowMs);
+  }
+
+  unused(policy: number, metric: number, hash: number, samples: number, nowMs: number): void {
+    this.#onUnused?.(policy, metric, hash, samples, nowMs);
+  }
+
+  labelPair(metric: number, label: string): number {
+    return this.#onLabelPair?.(metric, label) ?? -1;
+  }
+
+  unreadLabels(keys: Uint32Array, nowMs: number): void {
+    this.#onUnreadLabels?.(keys, nowMs);
   }
 
   flush(): void {

@@ -191,7 +191,9 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     // second poll that saw the drops on.
     await eventually(async () => {
       const [header, row] = (await kubectl(['-n', apps, 'get', 'mp'])).trim().split('\n');
-      expect(header).toMatch(/^NAME\s+MODE\s+READY\s+PROXIES\s+DROPPED\/S\s+TOP OFFENDER\s+AGE$/);
+      expect(header).toMatch(
+        /^NAME\s+MODE\s+READY\s+PROXIES\s+DROPPED\/S\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/,
+      );
       expect(row).toMatch(
         /^drop-debug\s+enforce\s+True\s+1\s+\S+\s+cardinal_test_debug_queue_depth \S+\/s metric_dropped\s/,
       );

@@ -48,7 +48,14 @@ describe('the chart\u2019s RBAC with the real operator', () => {
   beforeAll(async () => {
     plane = track(await startControlPlane());
     await plane.apply(readFileSync(join(ROOT, CHART_CRD_FILE), 'utf8'));
+    await plane.apply(readFileSync(join(ROOT, 'test/fixtures/usage/prometheusrule-crd.yaml'), 'utf8'));
     await admin(['wait', '--for=condition=Established', '--timeout=60s', 'crd/metricpolicies.cardinal.dev']);
+    await admin([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/prometheusrules.monitoring.coreos.com',
+    ]);
     await admin(['create', 'namespace', system]);
     await admin(['create', 'namespace', apps]);
     // The rendered RBAC holds exactly the kinds a least-privilege install needs.
@@ -141,6 +148,45 @@ describe('the chart\u2019s RBAC with the real operator', () => {
       ) as { items: { reason: string; source?: { component?: string } }[] };
       expect(events.items.map((e) => e.reason)).toContain('Accepted');
     });
+    // spec.unused: the rules and dashboards of another namespace are read into usage.yaml.
+    await admin(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'monitoring.coreos.com/v1',
+        kind: 'PrometheusRule',
+        metadata: { name: 'api', namespace: apps },
+        spec: { groups: [{ name: 'api', rules: [{ alert: 'ApiDown', expr: 'up{job="api"} == 0' }] }] },
+      }),
+    );
+    await admin(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'api-dashboard', namespace: apps, labels: { grafana_dashboard: '1' } },
+        data: {
+          'api.json': JSON.stringify({
+            panels: [{ title: 'rps', targets: [{ expr: 'sum(rate(api_requests_total[5m]))' }] }],
+          }),
+        },
+      }),
+    );
+    await admin(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'cardinal.dev/v1alpha1',
+        kind: 'MetricPolicy',
+        metadata: { name: 'unused-report', namespace: apps },
+        spec: { unused: { action: 'report' } },
+      }),
+    );
+    await eventually(async () => {
+      const cm = JSON.parse(
+        await admin(['-n', system, 'get', 'configmap', 'cardinal-proxy-default-policies', '-o', 'json']),
+      ) as { data: Record<string, string> };
+      expect(cm.data['usage.yaml']).toContain('"name":"up"');
+      expect(cm.data['usage.yaml']).toContain('"name":"api_requests_total"');
+    });
     // A few status rounds, each listing the proxy Service's EndpointSlices (there are none).
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const log = readFileSync(operator.logPath, 'utf8');
@@ -174,6 +220,22 @@ describe('the chart\u2019s RBAC with the real operator', () => {
     const args = ['auth', 'can-i', verb, resource, '-n', ns, ...(extra === '' ? [] : [extra])];
     const r = await asOperator(args);
     expect(r.stdout.trim(), r.stderr).toBe(answer);
+  });
+
+  it('spec.unused reads rules and dashboard ConfigMaps in every namespace, and only reads them', async () => {
+    for (const [verb, resource, answer] of [
+      ['list', 'prometheusrules.monitoring.coreos.com', 'yes'],
+      ['watch', 'prometheusrules.monitoring.coreos.com', 'yes'],
+      ['list', 'configmaps', 'yes'],
+      ['watch', 'configmaps', 'yes'],
+      ['get', 'configmaps', 'no'],
+      ['get', 'prometheusrules.monitoring.coreos.com', 'no'],
+      ['update', 'prometheusrules.monitoring.coreos.com', 'no'],
+      ['delete', 'configmaps', 'no'],
+    ] as const) {
+      const r = await asOperator(['auth', 'can-i', verb, resource, '-n', apps]);
+      expect(r.stdout.trim(), `${verb} ${resource}: ${r.stderr}`).toBe(answer);
+    }
   });
 
   it('configmaps, leases and endpointslices only in the release namespace', async () => {

@@ -119,7 +119,18 @@ describe('MetricPolicy CRD on a real API server', () => {
         .trim()
         .split('\n')
         .map((line) => line.trim().split(/\s+/));
-      expect(rows[0]).toEqual(['NAME', 'MODE', 'READY', 'PROXIES', 'DROPPED/S', 'TOP', 'OFFENDER', 'AGE']);
+      expect(rows[0]).toEqual([
+        'NAME',
+        'MODE',
+        'READY',
+        'PROXIES',
+        'DROPPED/S',
+        'TOP',
+        'OFFENDER',
+        'UNUSED',
+        'SERIES',
+        'AGE',
+      ]);
       // No operator runs here, so the status columns are empty: name, mode and age remain.
       const byName = new Map(rows.slice(1).map((cells) => [cells[0], { mode: cells[1], age: cells.at(-1) }]));
       expect(byName.get('trial')).toEqual({ mode: 'dryRun', age: expect.stringMatching(/^\d+s$/) });
