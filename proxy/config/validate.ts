@@ -16,7 +16,7 @@ import {
   type MetricUsageSpecT,
   type MetricUseT,
 } from '../../crds/metric-policy.js';
-import { extract, PromQLError } from '../../operator/usage/promql.js';
+import { extract, PromQLError } from '../pipeline/promql.js';
 import { compileAnchored } from '../pipeline/regex.js';
 import { compileRelabel } from '../pipeline/relabel.js';
 import { parseSelector, SelectorError } from '../pipeline/selector.js';

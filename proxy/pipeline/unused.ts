@@ -5,12 +5,12 @@
 // of the cached stateless verdict; the engine drops its cache when an exemption expires.
 
 import type { MetricUseT, UnusedT } from '../../crds/metric-policy.js';
-import { extract } from '../../operator/usage/promql.js';
+import { extract } from './promql.js';
 import { type AnchoredRegex, compileAnchored } from './regex.js';
 
 /**
  * The labels the readings of a metric depend on: `labels` when not `all`, every label but
- * `except` when `all`. The same meaning as operator/usage/promql.ts Need, in plain sets.
+ * `except` when `all`. The same meaning as proxy/pipeline/promql.ts Need, in plain sets.
  */
 export interface LabelNeed {
   readonly all: boolean;
