@@ -8,8 +8,12 @@ import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
 import { validatePolicies } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
+import { parseRetryOn } from './forward/retry.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
+import { Drain } from './queue/drain.js';
+import { createQueueMetrics } from './queue/metrics.js';
+import { DiskQueue } from './queue/queue.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
@@ -133,6 +137,47 @@ async function main(): Promise<number> {
     metrics,
   });
 
+  // The durable queue: opened (and recovered) before the server accepts anything.
+  let queue: DiskQueue | undefined;
+  let drain: Drain | undefined;
+  if (options.queue !== undefined) {
+    const q = options.queue;
+    const queueMetrics = createQueueMetrics(metrics.registry);
+    try {
+      queue = await DiskQueue.open({
+        dir: q.dir,
+        maxBytes: q.maxBytes,
+        segmentMaxBytes: q.segmentMaxBytes,
+        fullPolicy: q.fullPolicy,
+        fullCode: q.fullStatus === 429 ? 'QUEUE_FULL' : 'QUEUE_FULL_UNAVAILABLE',
+        metrics: queueMetrics,
+        logger,
+      });
+    } catch (err) {
+      logger.fatal({ dir: q.dir }, `opening the queue failed: ${(err as Error).message}`);
+      return 1;
+    }
+    const opened = queue;
+    queueMetrics.observe(() => opened.gauges());
+    drain = new Drain({
+      queue,
+      forwarder,
+      batch: { maxSamples: q.batchMaxSamples, maxBytes: q.batchMaxBytes, maxWaitMs: q.batchMaxWaitMs },
+      retry: options.retry,
+      retryable: parseRetryOn(q.retryOn),
+      metrics: queueMetrics,
+      logger,
+    });
+    drain.start();
+  }
+  const ingestQueue =
+    queue === undefined || options.queue === undefined
+      ? undefined
+      : {
+          append: queue.append.bind(queue),
+          retryAfterSeconds: options.queue.fullRetryAfterSeconds,
+        };
+
   let ready = false;
   const app = buildServer({
     logger,
@@ -145,8 +190,11 @@ async function main(): Promise<number> {
     policyStats,
     topOffenders: (limit: number) => offenders.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
+    queue: ingestQueue,
     configStatus: () => status,
-    ready: () => ready,
+    // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
+    // sends senders to a replica with room.
+    ready: () => ready && !(queue?.refusing ?? false),
     reload,
     auth:
       credentials === undefined
@@ -168,6 +216,7 @@ async function main(): Promise<number> {
     {
       version,
       upstream: options.upstreamUrl,
+      queue: options.queue?.dir ?? null,
       config: options.configPath ?? null,
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
@@ -203,8 +252,11 @@ async function main(): Promise<number> {
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
       const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);
+      // With a queue, what is queued stays on disk for the next start: the drain loop stops at once.
       app
         .close()
+        .then(() => drain?.close())
+        .then(() => queue?.close())
         .then(() => forwarder.close())
         .then(
           () => {

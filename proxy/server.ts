@@ -9,7 +9,7 @@ import { type AuthOptions, registerAuth } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
-import { registerRemoteWrite } from './ingest/remote-write.js';
+import { type IngestQueue, registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
@@ -34,6 +34,8 @@ export interface ServerDeps {
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
+  /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
+  readonly queue?: IngestQueue | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   readonly configStatus: () => ConfigStatus;
   /** False while starting or shutting down; /-/ready answers 503 then. */

@@ -302,9 +302,16 @@ export class DiskQueue {
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ buf, samples, resolve, reject });
       this.#pendingBytes += buf.length;
-      this.#flushing ??= this.#flush().finally(() => {
-        this.#flushing = undefined;
-      });
+      this.#kick();
+    });
+  }
+
+  #kick(): void {
+    if (this.#flushing !== undefined) return;
+    this.#flushing = this.#flush().finally(() => {
+      this.#flushing = undefined;
+      // Appends that came after the loop's last look at the list.
+      if (this.#pending.length > 0) this.#kick();
     });
   }
 
