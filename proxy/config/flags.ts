@@ -199,9 +199,6 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       maxMetricNames: positiveInt('--limits.max-metric-names', v['limits.max-metric-names'] ?? '65536'),
     }),
   };
-  if (options.queue !== undefined && options.queue.batchMaxBytes > options.queue.maxBytes) {
-    throw new UsageError('--queue.batch-max-bytes must not exceed --queue.max-bytes');
-  }
   if (options.engine.maxMetricNames < 2 || options.engine.maxMetricNames > 65536) {
     throw new UsageError('--limits.max-metric-names must be between 2 and 65536');
   }
