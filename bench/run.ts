@@ -7,7 +7,8 @@
 //                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
 //   cardinal-proxy      load generator -> proxy -> sink; the proxy answers after the sink accepted;
-//                       once without policies, once with the realistic policy set (--config)
+//                       once without policies, once with the realistic policy set (--config), and
+//                       once with --queue.dir: then it answers once the data is fsync'd on disk
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
 //                       before it forwards, so its latency row is not the same contract; once plain,
 //                       once with the same relabel rules and -remoteWrite.maxHourlySeries
@@ -234,6 +235,28 @@ async function policyCounters(metricsUrl: string): Promise<string> {
   return [...sums].map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join('; ') || 'none';
 }
 
+/** What the queue did: records per fsync, and incoming requests per request sent upstream. */
+async function queueCounters(metricsUrl: string): Promise<string> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (name: string): number => {
+    let sum = 0;
+    for (const l of text.split('\n')) {
+      if (l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  };
+  const fsyncs = value('cardinal_proxy_queue_fsync_duration_seconds_count');
+  const records = value('cardinal_proxy_queue_fsync_records_total');
+  const sent = value('cardinal_proxy_queue_sent_requests_total');
+  const fsyncSeconds = value('cardinal_proxy_queue_fsync_duration_seconds_sum');
+  return (
+    `${records.toLocaleString('en-US')} records in ${fsyncs.toLocaleString('en-US')} fsyncs ` +
+    `(${(records / Math.max(1, fsyncs)).toFixed(1)} per fsync, mean ${((fsyncSeconds / Math.max(1, fsyncs)) * 1000).toFixed(2)} ms); ` +
+    `${sent.toLocaleString('en-US')} requests upstream (${(value('cardinal_proxy_queue_sent_records_total') / Math.max(1, sent)).toFixed(1)} records each)`
+  );
+}
+
 function runMemoryBench(): Promise<MemoryReport> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--expose-gc', join(here, 'memory.js')], {
@@ -357,6 +380,22 @@ async function main(): Promise<void> {
       ),
     );
     await stop(plain.child);
+
+    // The durable queue: the proxy answers once the request is fsync'd (group commit) and drains
+    // to the sink in batches. The directory is on the same disk as the rest of the run's files.
+    const queued = await startProxy(sink.url, ['--queue.dir', join(tmp, 'queue')]);
+    children.push(queued.child);
+    rows.push(
+      await measure(
+        'cardinal-proxy with durable queue -> sink',
+        `${queued.base}/api/v1/write`,
+        sink.url,
+        w,
+        'acks after fdatasync (group commit), drains in batches',
+      ),
+    );
+    checks.push(`cardinal-proxy with durable queue: ${await queueCounters(`${queued.base}/metrics`)}`);
+    await stop(queued.child);
 
     // Starting the proxy with the policy set is also what checks that it validates.
     const governed = await startProxy(sink.url, ['--config', configDir]);
