@@ -299,6 +299,7 @@ export class DiskQueue {
         );
       }
     }
+    this.#refusing = false;
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ buf, samples, resolve, reject });
       this.#pendingBytes += buf.length;
