@@ -60,9 +60,19 @@ export class Drain {
   }
 
   start(): void {
-    this.#loop ??= this.#run().catch((err: unknown) => {
-      this.#opts.logger.error({ err }, 'queue drain loop stopped');
-    });
+    this.#loop ??= this.#supervise();
+  }
+
+  /** Runs the loop; an unexpected error restarts it from the acknowledged position after a pause. */
+  async #supervise(): Promise<void> {
+    while (!this.#closing.signal.aborted) {
+      try {
+        await this.#run();
+      } catch (err) {
+        this.#opts.logger.error({ err }, 'queue drain loop failed; restarting in 1s');
+        await sleep(1000, undefined, { signal: this.#closing.signal }).catch(() => undefined);
+      }
+    }
   }
 
   /** Stops after the attempt in flight is cut short; queued data stays for the next start. */
@@ -102,11 +112,19 @@ export class Drain {
       replayEnd = undefined;
       queue.noteHead(batch.records[0]!.entry.enqueuedAtMs);
       if (!replay) await queue.markSent(batch.end);
-      const outcome = await this.#deliver(
-        mergeEntries(batch.records.map((r) => r.entry)),
-        replay,
-        generation,
-      );
+      let outcome: Delivery;
+      try {
+        outcome = await this.#deliver(mergeEntries(batch.records.map((r) => r.entry)), replay, generation);
+      } catch (err) {
+        // Records that pass their checksum but do not decode: written by a faulty proxy, or
+        // damaged before the checksum was taken. They can never be sent; retrying would stall
+        // everything behind them.
+        let samples = 0;
+        for (const r of batch.records) samples += r.entry.samples + r.entry.histograms;
+        this.#opts.metrics.dropped('corrupt', batch.records.length, samples);
+        logger.error({ err, records: batch.records.length }, 'queued records do not decode; dropped');
+        outcome = 'done';
+      }
       if (outcome === 'aborted') {
         cursor = queue.acked;
         continue;

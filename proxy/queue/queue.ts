@@ -522,10 +522,16 @@ export class DiskQueue {
   #persistAck(): Promise<void> {
     const dir = this.#opts.dir;
     // Chained, so that renames happen in order and the file on disk only moves forward.
+    // A failed write is logged, not thrown: the consumer's position in memory is right, and the
+    // stale file on disk only means more re-sending after a crash.
     this.#ackWrite = this.#ackWrite.then(async () => {
       const tmp = join(dir, 'ack.tmp');
-      await writeFile(tmp, encodeAck({ acked: this.#acked, sent: this.#sent }));
-      await rename(tmp, join(dir, 'ack'));
+      try {
+        await writeFile(tmp, encodeAck({ acked: this.#acked, sent: this.#sent }));
+        await rename(tmp, join(dir, 'ack'));
+      } catch (err) {
+        this.#opts.logger.warn({ err }, 'writing the queue ack file failed');
+      }
     });
     return this.#ackWrite;
   }
@@ -583,9 +589,7 @@ export class DiskQueue {
     this.#sent = this.#acked;
     this.#headAtMs = undefined;
     this.#generation++;
-    this.#persistAck().catch((err: unknown) =>
-      this.#opts.logger.warn({ err }, 'writing the queue ack file failed'),
-    );
+    void this.#persistAck();
     for (const l of this.#dropListeners) l();
   }
 
