@@ -56,8 +56,10 @@ interface Counts {
 async function setup(
   answer: (req: ForwardRequest, n: number) => number,
   batch = { maxSamples: 1000, maxBytes: 1 << 20, maxWaitMs: 50 },
+  prepare?: (dir: string) => Promise<void>,
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'cardinal-drain-'));
+  await prepare?.(dir);
   const counts: Counts = { sent: { records: 0, samples: 0, requests: 0 }, dropped: {}, retried: 0 };
   const metrics: QueueMetrics = {
     appended: () => undefined,
@@ -176,5 +178,42 @@ describe('Drain', () => {
     expect(delivered(requests)).toEqual([0, 1, 4, 5, 6, 7]);
     expect(counts.dropped).toEqual({ rejected: 2 });
     expect(counts.sent.samples).toBe(6);
+  });
+
+  it('after a crash, the first request repeats exactly the batch that was in flight, then goes on', async () => {
+    const { requests, drained } = await setup(
+      () => 200,
+      { maxSamples: 1000, maxBytes: 1 << 20, maxWaitMs: 0 },
+      async (dir) => {
+        // An earlier run: six records queued, the first three sent as one batch, no ack.
+        const q = await DiskQueue.open({
+          dir,
+          maxBytes: 1 << 20,
+          segmentMaxBytes: 1 << 14,
+          fullPolicy: 'reject',
+          fullCode: 'QUEUE_FULL',
+          metrics: {
+            appended() {},
+            refused() {},
+            dropped() {},
+            sent() {},
+            retried() {},
+            corruption() {},
+            fsync() {},
+          },
+          logger: { info() {}, warn() {}, error() {} },
+        });
+        for (let i = 0; i < 6; i++) await q.append(entry(i * 2, 2));
+        let pos = q.acked;
+        for (let i = 0; i < 3; i++) pos = (await q.read(pos))!.end;
+        await q.markSent(pos);
+        await q.close();
+      },
+    );
+    await drained();
+    expect(requests.map((r) => seriesOf(r.req))).toEqual([
+      [0, 1, 2, 3, 4, 5],
+      [6, 7, 8, 9, 10, 11],
+    ]);
   });
 });
