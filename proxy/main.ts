@@ -250,12 +250,14 @@ async function main(): Promise<number> {
       watch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      const stopBy = Date.now() + options.shutdownTimeoutMs;
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
       const timer = setTimeout(() => void forwarder.close(), options.shutdownTimeoutMs);
-      // With a queue, what is queued stays on disk for the next start: the drain loop stops at once.
+      // With a queue, the drain loop keeps delivering until the queue is empty or most of the
+      // timeout is spent; what is left stays on disk for the next start.
       app
         .close()
-        .then(() => drain?.close())
+        .then(() => drain?.close(Math.max(0, stopBy - 1000 - Date.now())))
         .then(() => queue?.close())
         .then(() => forwarder.close())
         .then(

@@ -117,7 +117,7 @@ async function setup(
     }
     throw new Error('the queue did not drain');
   };
-  return { queue, requests, counts, drained };
+  return { queue, requests, counts, drained, drain };
 }
 
 const delivered = (requests: { req: ForwardRequest; status: number }[]) =>
@@ -215,5 +215,13 @@ describe('Drain', () => {
       [0, 1, 2, 3, 4, 5],
       [6, 7, 8, 9, 10, 11],
     ]);
+  });
+
+  it('on close, keeps delivering what is queued within the grace time', async () => {
+    const { queue, requests, drain } = await setup((_r, n) => (n < 3 ? 503 : 200));
+    await queue.append(entry(0, 2));
+    await drain.close(10_000);
+    expect(requests.map((r) => r.status)).toEqual([503, 503, 503, 200]);
+    expect(await queue.read(queue.acked)).toBeUndefined();
   });
 });

@@ -75,8 +75,16 @@ export class Drain {
     }
   }
 
-  /** Stops after the attempt in flight is cut short; queued data stays for the next start. */
-  async close(): Promise<void> {
+  /**
+   * Keeps delivering for up to `graceMs` while anything is queued (on SIGTERM, so that a pod whose
+   * queue lives on an emptyDir hands its data over before the volume goes), then stops, cutting
+   * the attempt in flight short. What is left stays on disk for the next start.
+   */
+  async close(graceMs = 0): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && (await this.#opts.queue.read(this.#opts.queue.acked)) !== undefined) {
+      await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+    }
     this.#closing.abort();
     this.#unsubscribe();
     await this.#loop;
