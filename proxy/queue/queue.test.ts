@@ -283,15 +283,18 @@ describe('DiskQueue', () => {
     expect(bodies(await readAll(q))).toEqual([1, 2, 3, 4, 5]);
   });
 
-  it('does not start on a segment of a newer format version, and moves a headerless one aside', async () => {
+  it('does not start on a segment of a newer format version, moves a headerless one aside, removes a torn one', async () => {
     const dir = tmp();
     writeFileSync(join(dir, '0000000000000001.seg'), Buffer.from('CRDQ\x07\0\0\0', 'latin1'));
     await expect(open(dir, recorder())).rejects.toThrow(/format version 7; this proxy reads version 1/);
     writeFileSync(join(dir, '0000000000000001.seg'), Buffer.from('garbage!', 'latin1'));
+    // A segment whose creation a crash cut short (shorter than its header) held no records.
+    writeFileSync(join(dir, '0000000000000002.seg'), Buffer.from('CRD', 'latin1'));
     const r = recorder();
     const q = await open(dir, r);
-    expect(r.calls.corruption).toEqual(['header']);
+    expect(r.calls.corruption).toEqual(['header', 'truncated']);
     expect(readdirSync(dir)).toContain('0000000000000001.seg.corrupt');
+    expect(readdirSync(dir)).not.toContain('0000000000000002.seg');
     await q.close();
   });
 

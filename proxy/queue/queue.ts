@@ -653,6 +653,17 @@ async function recoverSegment(
         `queue segment ${path} has format version ${header.version}; this proxy reads version ${FORMAT_VERSION}. Use a newer proxy or another --queue.dir.`,
       );
     }
+    if (header.reason === 'short') {
+      // A crash while the segment was being created: its header is written and fsync'd before
+      // any record, so it holds nothing that was acknowledged.
+      metrics.corruption('truncated');
+      logger.warn(
+        { path, bytes: buf.length },
+        'queue segment creation was cut short; removed (it held no records)',
+      );
+      await unlink(path);
+      return undefined;
+    }
     metrics.corruption('header');
     logger.error({ path, problem: header.reason }, 'queue segment has no valid header; moved aside');
     await rename(path, `${path}.corrupt`);
