@@ -1,6 +1,7 @@
 // Batches of queued records as outgoing requests: merging many small records into one message,
 // and splitting a message the upstream refused as too large. Pure functions over messages.
 
+import { requestV2ToWriteRequestV1 } from '../codec/convert.js';
 import {
   decodeRequestV2,
   decodeWriteRequestV1,
@@ -102,6 +103,23 @@ export function splitPiece(p: Piece): [Piece, Piece] | undefined {
     part(encodeRequestV2(a), countSamples(a.timeseries)),
     part(encodeRequestV2(b), countSamples(b.timeseries)),
   ];
+}
+
+/**
+ * A 2.0 piece as 1.0, for an upstream that answered 415 (remote-write 2.0, "Content negotiation":
+ * a receiver that does not accept 2.0 says so with 415, and the sender falls back to 1.0). The
+ * queue already acknowledged the data, so it falls back itself rather than drop it.
+ */
+export function downConvert(p: Piece): Piece {
+  const v1 = requestV2ToWriteRequestV1(decodeRequestV2(snappyDecode(p.body, DECODE_LIMIT)));
+  return {
+    version: '1.0',
+    tenant: p.tenant,
+    body: snappyEncode(encodeWriteRequestV1(v1)),
+    records: p.records,
+    samples: p.samples,
+    entries: [],
+  };
 }
 
 /** The records of a merged piece as pieces of their own, in order. */

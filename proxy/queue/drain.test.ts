@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeWriteRequestV1, encodeWriteRequestV1 } from '../codec/proto.js';
+import { decodeWriteRequestV1, encodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import type { AttemptResult, ForwardRequest } from '../forward/client.js';
 import { parseRetryOn } from '../forward/retry.js';
@@ -223,5 +223,35 @@ describe('Drain', () => {
     await drain.close(10_000);
     expect(requests.map((r) => r.status)).toEqual([503, 503, 503, 200]);
     expect(await queue.read(queue.acked)).toBeUndefined();
+  });
+
+  it('falls back to 1.0 when the upstream refuses queued 2.0 data with 415', async () => {
+    const { queue, requests, counts, drained } = await setup((req) => (req.version === '2.0' ? 415 : 200));
+    const req = {
+      symbols: ['', '__name__', 'up', 'job', 'a'],
+      timeseries: [
+        {
+          labelsRefs: [1, 2, 3, 4],
+          samples: [{ value: 1, timestamp: 1000 }],
+          histograms: [],
+          exemplars: [],
+          metadata: { type: 0, helpRef: 0, unitRef: 0 },
+          createdTimestamp: 0,
+        },
+      ],
+    };
+    await queue.append({ ...entry(0, 1), version: '2.0', body: snappyEncode(encodeRequestV2(req)) });
+    await drained();
+    expect(requests.map((r) => [r.req.version, r.status])).toEqual([
+      ['2.0', 415],
+      ['1.0', 200],
+    ]);
+    const v1 = decodeWriteRequestV1(snappyDecode(requests[1]!.req.body, 1 << 30));
+    expect(v1.timeseries[0]?.labels).toEqual([
+      { name: '__name__', value: 'up' },
+      { name: 'job', value: 'a' },
+    ]);
+    expect(counts.dropped).toEqual({});
+    expect(counts.sent.samples).toBe(1);
   });
 });

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AttemptResult, Forwarder } from '../forward/client.js';
 import { backoffDelay, type RetryPolicy } from '../forward/retry.js';
-import { firstSeries, mergeEntries, type Piece, separate, splitPiece } from './batch.js';
+import { downConvert, firstSeries, mergeEntries, type Piece, separate, splitPiece } from './batch.js';
 import { comparePositions, type Position } from './format.js';
 import type { DropReason, QueueMetrics } from './metrics.js';
 import type { DiskQueue, QueueLogger, QueueRecord } from './queue.js';
@@ -49,10 +49,12 @@ export class Drain {
   #dropped = new AbortController();
   readonly #unsubscribe: () => void;
   readonly #logDrop = rateLimited(10_000);
+  #replayEnd: Position | undefined;
 
   constructor(opts: DrainOptions) {
     this.#opts = opts;
     this.#random = opts.random ?? Math.random;
+    this.#replayEnd = opts.queue.replayEnd;
     this.#unsubscribe = opts.queue.onDrop(() => {
       this.#dropped.abort();
       this.#dropped = new AbortController();
@@ -93,7 +95,9 @@ export class Drain {
   async #run(): Promise<void> {
     const { queue, logger } = this.#opts;
     let cursor = queue.acked;
-    let replayEnd = queue.replayEnd;
+    // Only the first batch after a start repeats the one in flight before, even if the loop restarts.
+    let replayEnd = this.#replayEnd;
+    this.#replayEnd = undefined;
     if (replayEnd !== undefined) {
       logger.info(
         { from: queue.acked, to: replayEnd },
@@ -204,6 +208,15 @@ export class Drain {
     if (result.status >= 200 && result.status < 300) {
       metrics.sent(piece.records, piece.samples);
       return 'done';
+    }
+    if (result.status === 415 && piece.version === '2.0') {
+      this.#logDrop('downconvert', (suppressed) =>
+        this.#opts.logger.warn(
+          { upstream: result.text, suppressed },
+          'upstream refused remote-write 2.0 with 415; sending queued 2.0 data as 1.0 (set --upstream.protocol 1.0 to convert on ingest)',
+        ),
+      );
+      return this.#deliver(downConvert(piece), replay, generation);
     }
     const parts = result.status === 413 ? splitPiece(piece) : separate(piece);
     if (parts !== undefined) {
