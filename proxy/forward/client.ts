@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
@@ -87,6 +88,9 @@ export class Forwarder {
       keepAliveTimeout: 30_000,
     });
     this.#random = opts.random ?? Math.random;
+    // Every request in flight listens on the closing signal until it completes; hundreds in flight
+    // are normal, not a leak, so Node's warning at 11 listeners is switched off for this signal.
+    setMaxListeners(0, this.#closing.signal);
   }
 
   #headers(req: ForwardRequest): Record<string, string> {
