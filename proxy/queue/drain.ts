@@ -84,7 +84,7 @@ export class Drain {
    */
   async close(graceMs = 0): Promise<void> {
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (await this.#opts.queue.read(this.#opts.queue.acked)) !== undefined) {
+    while (Date.now() < deadline && !this.#opts.queue.drained) {
       await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
     }
     this.#closing.abort();

@@ -129,7 +129,9 @@ describe('DiskQueue', () => {
     await q.ack(got[9]!.end, got.slice(0, 10));
     const left = segments(dir).length;
     expect(left).toBeLessThan(8);
+    expect(q.drained).toBe(false);
     await q.ack(got[19]!.end, got.slice(10));
+    expect(q.drained).toBe(true);
     expect(segments(dir)).toHaveLength(1);
     expect(q.gauges()).toMatchObject({ segments: 1, oldestAgeSeconds: 0 });
     await q.close();

@@ -116,6 +116,7 @@ export class DiskQueue {
   #reader: { segment: number; fh: FileHandle } | undefined;
   #chunk: { segment: number; offset: number; buf: Buffer } | undefined;
   #ackWrite: Promise<void> = Promise.resolve();
+  #reading: Promise<void> = Promise.resolve();
   #refusing = false;
   #generation = 0;
   #headAtMs: number | undefined;
@@ -250,7 +251,7 @@ export class DiskQueue {
   }
 
   gauges(): QueueGauges {
-    const drained = comparePositions(this.#acked, this.#committedEnd()) >= 0;
+    const drained = this.drained;
     return {
       bytes: this.bytes,
       maxBytes: this.#opts.maxBytes,
@@ -259,6 +260,17 @@ export class DiskQueue {
         drained || this.#headAtMs === undefined ? 0 : Math.max(0, (this.#now() - this.#headAtMs) / 1000),
       full: this.#refusing,
     };
+  }
+
+  /** True when every committed record was acknowledged: nothing is left to deliver. */
+  get drained(): boolean {
+    let p = this.#acked;
+    for (const s of this.#segments) {
+      if (s.id < p.segment) continue;
+      if (s.id > p.segment) p = { segment: s.id, offset: SEGMENT_HEADER_BYTES };
+      if (p.offset < s.size) return false;
+    }
+    return true;
   }
 
   /** Called by the consumer with the enqueue time of the oldest record it holds. */
@@ -375,10 +387,6 @@ export class DiskQueue {
     await old.close();
   }
 
-  #committedEnd(): Position {
-    return { segment: this.#active.id, offset: this.#active.size };
-  }
-
   #wake(): void {
     const waiters = this.#waiters;
     this.#waiters = new Set();
@@ -405,7 +413,17 @@ export class DiskQueue {
    * sealed one). Returns undefined when nothing committed lies at or after `pos`. A corrupt record
    * is reported, and the rest of its segment skipped.
    */
-  async read(pos: Position): Promise<QueueRecord | undefined> {
+  read(pos: Position): Promise<QueueRecord | undefined> {
+    // One read at a time: reads share the file handle and the read buffer.
+    const r = this.#reading.then(() => this.#read(pos));
+    this.#reading = r.then(
+      () => undefined,
+      () => undefined,
+    );
+    return r;
+  }
+
+  async #read(pos: Position): Promise<QueueRecord | undefined> {
     let p: Position | undefined = this.#normalize(pos);
     for (;;) {
       if (p === undefined) return undefined;
