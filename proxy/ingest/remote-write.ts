@@ -7,7 +7,7 @@ import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
 import type { PolicyEngine } from '../pipeline/engine.js';
-import type { QueueEntry } from '../queue/format.js';
+import type { IngestQueue } from '../queue/queue.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
 import type { PolicyStats } from '../stats/policy-stats.js';
 import { negotiate, type ProtocolVersion } from './negotiate.js';
@@ -26,14 +26,6 @@ export interface RemoteWriteDeps {
   readonly reportDroppedAsWritten: boolean;
   /** With --queue.dir: requests are answered once their data is durably queued, not forwarded. */
   readonly queue?: IngestQueue | undefined;
-}
-
-/** The durable queue as the ingest path sees it. */
-export interface IngestQueue {
-  /** Resolves once the entry is fsync'd; throws CardinalError QUEUE_* when it cannot be queued. */
-  append(entry: QueueEntry): Promise<void>;
-  /** Sent as Retry-After with QUEUE_FULL answers. */
-  readonly retryAfterSeconds: number;
 }
 
 /** The ingest paths: Prometheus's own receiver path, and the short alias some senders use. */

@@ -48,6 +48,14 @@ import type { QueueGauges, QueueMetrics } from './metrics.js';
 
 export type FullPolicy = 'reject' | 'drop-oldest';
 
+/** The durable queue as an ingest adapter sees it. */
+export interface IngestQueue {
+  /** Resolves once the entry is fsync'd; throws CardinalError QUEUE_* when it cannot be queued. */
+  append(entry: QueueEntry): Promise<void>;
+  /** Sent as Retry-After with QUEUE_FULL answers. */
+  readonly retryAfterSeconds: number;
+}
+
 export interface QueueLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
