@@ -8,7 +8,7 @@ import {
 } from '../codec/proto.js';
 import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import type { RequestV2, TimeSeriesV2, WriteRequestV1 } from '../codec/types.js';
-import { mergeEntries, type Piece, splitPiece } from './batch.js';
+import { concatSnappyBlocks, mergeEntries, type Piece, splitPiece } from './batch.js';
 import type { QueueEntry } from './format.js';
 
 function v1Entry(req: WriteRequestV1, tenant?: string): QueueEntry {
@@ -86,6 +86,30 @@ function resolved(req: RequestV2) {
 
 const decode1 = (p: Piece) => decodeWriteRequestV1(snappyDecode(p.body, 1 << 30));
 const decode2 = (p: Piece) => decodeRequestV2(snappyDecode(p.body, 1 << 30));
+
+describe('concatSnappyBlocks', () => {
+  it('joins blocks into one that decompresses to the concatenation, for any contents', () => {
+    // Repetitive contents make the compressor emit copies, which must stay valid after joining.
+    const content = fc.oneof(
+      fc.uint8Array({ maxLength: 3000 }),
+      fc
+        .tuple(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 400 }))
+        .map(([unit, n]) => Buffer.concat(Array.from({ length: n }, () => unit))),
+    );
+    fc.assert(
+      fc.property(fc.array(content, { minLength: 1, maxLength: 6 }), (raws) => {
+        const joined = concatSnappyBlocks(raws.map((r) => snappyEncode(r)));
+        expect(joined).toBeDefined();
+        expect(snappyDecode(joined!, 1 << 30).equals(Buffer.concat(raws))).toBe(true);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('refuses a malformed preamble', () => {
+    expect(concatSnappyBlocks([Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x01])])).toBeUndefined();
+  });
+});
 
 describe('mergeEntries', () => {
   it('1.0: concatenated messages are one message holding every series and metadata entry, in order', () => {

@@ -8,7 +8,7 @@ import {
   encodeRequestV2,
   encodeWriteRequestV1,
 } from '../codec/proto.js';
-import { snappyDecode, snappyEncode } from '../codec/snappy.js';
+import { snappyDecode, snappyDecodedLength, snappyEncode } from '../codec/snappy.js';
 import type { RequestV2, TimeSeriesV2, WriteRequestV1 } from '../codec/types.js';
 import type { ProtocolVersion } from '../ingest/negotiate.js';
 import type { QueueEntry } from './format.js';
@@ -33,7 +33,8 @@ export interface Piece {
  * Merges records of one tenant and protocol version into one request. One record is sent as it was
  * queued. Remote-write 1.0: a WriteRequest has only repeated fields, and concatenated encodings of
  * a message are the encoding of the merged message (protobuf encoding, "Last One Wins" / repeated
- * fields are appended), so the decompressed bodies are concatenated. 2.0: series refer to their
+ * fields are appended), so the decompressed bodies are concatenated, which for snappy blocks needs
+ * no decompression (concatSnappyBlocks). 2.0: series refer to their
  * request's symbols table by index, so the table is rebuilt and the references renumbered.
  */
 export function mergeEntries(entries: readonly QueueEntry[]): Piece {
@@ -49,8 +50,10 @@ export function mergeEntries(entries: readonly QueueEntry[]): Piece {
   const piece = { version: first.version, tenant: first.tenant, records: entries.length, samples, entries };
   if (entries.length === 1) return { ...piece, body: first.body };
   if (first.version === '1.0') {
-    const raw = Buffer.concat(entries.map((e) => snappyDecode(e.body, DECODE_LIMIT)));
-    return { ...piece, body: snappyEncode(raw) };
+    const body =
+      concatSnappyBlocks(entries.map((e) => e.body)) ??
+      snappyEncode(Buffer.concat(entries.map((e) => snappyDecode(e.body, DECODE_LIMIT))));
+    return { ...piece, body };
   }
   const merged = rebuildSymbols(
     entries.map((e) => {
@@ -59,6 +62,36 @@ export function mergeEntries(entries: readonly QueueEntry[]): Piece {
     }),
   );
   return { ...piece, body: snappyEncode(encodeRequestV2(merged)) };
+}
+
+/**
+ * Joins snappy blocks into one block that decompresses to the concatenation of their contents,
+ * without decompressing anything. A block is its uncompressed length as a varint, then literal and
+ * copy elements (google/snappy format_description.txt); a copy reaches back from the current output
+ * position by its offset, and in a valid block never before the block's own start, so every
+ * element stays valid after the blocks before it. Only the length preamble is rewritten.
+ * Undefined when a preamble is malformed or the total exceeds the format's 32-bit length.
+ */
+export function concatSnappyBlocks(blocks: readonly Uint8Array[]): Buffer | undefined {
+  let total = 0;
+  const parts: Uint8Array[] = [];
+  for (const b of blocks) {
+    const size = snappyDecodedLength(b);
+    if (size < 0) return undefined;
+    let preamble = 1;
+    while (b[preamble - 1]! >= 0x80) preamble++;
+    total += size;
+    parts.push(b.subarray(preamble));
+  }
+  if (total > 0xffffffff) return undefined;
+  const header: number[] = [];
+  let v = total;
+  while (v >= 0x80) {
+    header.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  header.push(v);
+  return Buffer.concat([Buffer.from(header), ...parts]);
 }
 
 /**
