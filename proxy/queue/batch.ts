@@ -12,6 +12,7 @@ import { snappyDecode, snappyDecodedLength, snappyEncode } from '../codec/snappy
 import type { RequestV2, TimeSeriesV2, WriteRequestV1 } from '../codec/types.js';
 import type { ProtocolVersion } from '../ingest/negotiate.js';
 import type { QueueEntry } from './format.js';
+import { mergeRequestsV2 } from './merge-v2.js';
 
 /** Queued bodies were limited by --max-decoded-bytes when accepted; this only guards the type. */
 const DECODE_LIMIT = 1 << 30;
@@ -35,7 +36,8 @@ export interface Piece {
  * a message are the encoding of the merged message (protobuf encoding, "Last One Wins" / repeated
  * fields are appended), so the decompressed bodies are concatenated, which for snappy blocks needs
  * no decompression (concatSnappyBlocks). 2.0: series refer to their
- * request's symbols table by index, so the table is rebuilt and the references renumbered.
+ * request's symbols table by index, so the table is rebuilt and the references renumbered
+ * (mergeRequestsV2).
  */
 export function mergeEntries(entries: readonly QueueEntry[]): Piece {
   const first = entries[0];
@@ -55,13 +57,8 @@ export function mergeEntries(entries: readonly QueueEntry[]): Piece {
       snappyEncode(Buffer.concat(entries.map((e) => snappyDecode(e.body, DECODE_LIMIT))));
     return { ...piece, body };
   }
-  const merged = rebuildSymbols(
-    entries.map((e) => {
-      const req = decodeRequestV2(snappyDecode(e.body, DECODE_LIMIT));
-      return { symbols: req.symbols, series: req.timeseries };
-    }),
-  );
-  return { ...piece, body: snappyEncode(encodeRequestV2(merged)) };
+  const raw = mergeRequestsV2(entries.map((e) => snappyDecode(e.body, DECODE_LIMIT)));
+  return { ...piece, body: snappyEncode(raw) };
 }
 
 /**
