@@ -75,6 +75,10 @@ describe('durable queue with real senders', () => {
     expect(await proxy.metric('cardinal_proxy_queue_retries_total')).toBeGreaterThan(0);
     expect(await proxy.metric('cardinal_proxy_queue_dropped_samples_total')).toBe(0);
     expect(await proxy.metric('cardinal_proxy_queue_corruptions_total')).toBe(0);
+    // What piled up during the outage went out merged: fewer requests than queued records.
+    expect(await proxy.metric('cardinal_proxy_queue_sent_records_total')).toBeGreaterThan(
+      await proxy.metric('cardinal_proxy_queue_sent_requests_total'),
+    );
   });
 
   it('SIGKILL of the proxy, with and without data queued: nothing acknowledged is lost (remote-write 2.0)', async () => {
@@ -121,6 +125,10 @@ describe('durable queue with real senders', () => {
 
     await expectReceivedExactly(receiver, target, served, 60_000);
     expect(await proxy.metric('cardinal_proxy_queue_corruptions_total', { kind: 'checksum' })).toBe(0);
+    // The 2.0 records queued during the outage reached Prometheus 3 as merged requests.
+    expect(await proxy.metric('cardinal_proxy_queue_sent_records_total')).toBeGreaterThan(
+      await proxy.metric('cardinal_proxy_queue_sent_requests_total'),
+    );
   });
 });
 
