@@ -253,8 +253,13 @@ export class DiskQueue {
     return this.#generation;
   }
 
-  /** True from a refused append until space was freed: /-/ready reports not ready meanwhile. */
+  /**
+   * True from a refused append until one is taken again or the queue drained below 90% of its
+   * limit: /-/ready reports not ready meanwhile. The margin keeps readiness from flapping with
+   * every delivered batch.
+   */
   get refusing(): boolean {
+    if (this.#refusing && this.#liveBytes() < 0.9 * this.#opts.maxBytes) this.#refusing = false;
     return this.#refusing;
   }
 
@@ -266,7 +271,7 @@ export class DiskQueue {
       segments: this.#segments.length,
       oldestAgeSeconds:
         drained || this.#headAtMs === undefined ? 0 : Math.max(0, (this.#now() - this.#headAtMs) / 1000),
-      full: this.#refusing,
+      full: this.refusing,
     };
   }
 
@@ -578,7 +583,6 @@ export class DiskQueue {
       if (comparePositions(this.#acked, { segment: s.id + 1, offset: 0 }) < 0) {
         this.#acked = { segment: this.#segments[0]!.id, offset: SEGMENT_HEADER_BYTES };
       }
-      this.#refusing = false;
       await this.#unlink(s.id);
     }
   }
