@@ -9,7 +9,7 @@ import { parseRetryOn } from '../forward/retry.js';
 import { Drain } from './drain.js';
 import type { QueueEntry } from './format.js';
 import type { QueueMetrics } from './metrics.js';
-import { DiskQueue } from './queue.js';
+import { DiskQueue, type DiskQueueOptions } from './queue.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -57,6 +57,7 @@ async function setup(
   answer: (req: ForwardRequest, n: number) => number,
   batch = { maxSamples: 1000, maxBytes: 1 << 20, maxWaitMs: 50 },
   prepare?: (dir: string) => Promise<void>,
+  queueOptions: Partial<Pick<DiskQueueOptions, 'maxBytes' | 'segmentMaxBytes' | 'fullPolicy'>> = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'cardinal-drain-'));
   await prepare?.(dir);
@@ -87,6 +88,7 @@ async function setup(
     fullCode: 'QUEUE_FULL',
     metrics,
     logger,
+    ...queueOptions,
   });
   const requests: { req: ForwardRequest; status: number }[] = [];
   const forwarder = {
@@ -254,5 +256,26 @@ describe('Drain', () => {
     ]);
     expect(counts.dropped).toEqual({});
     expect(counts.sent.samples).toBe(1);
+  });
+
+  it('drop-oldest during an outage: the batch in flight is abandoned, and sent plus dropped is everything', async () => {
+    let up = false;
+    const size = entry(0, 2).body.length + 40;
+    const { queue, requests, counts, drained } = await setup(
+      () => (up ? 200 : 503),
+      { maxSamples: 4, maxBytes: 1 << 20, maxWaitMs: 0 },
+      undefined,
+      { maxBytes: 12 * size, segmentMaxBytes: 3 * size, fullPolicy: 'drop-oldest' },
+    );
+    for (let i = 0; i < 40; i++) await queue.append(entry(i * 2, 2));
+    up = true;
+    await drained();
+    const got = delivered(requests);
+    const dropped = counts.dropped.full ?? 0;
+    expect(dropped).toBeGreaterThan(0);
+    expect(counts.sent.samples + dropped).toBe(80);
+    // What arrived is exactly the newest records, each once, in order.
+    expect(got).toEqual(Array.from({ length: got.length }, (_, k) => 80 - got.length + k));
+    expect(got.length).toBe(counts.sent.samples);
   });
 });
