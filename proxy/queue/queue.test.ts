@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CardinalError } from '../errors.js';
 import { encodeRecord, type QueueEntry, SEGMENT_HEADER_BYTES } from './format.js';
@@ -317,4 +318,61 @@ describe('DiskQueue', () => {
     expect(bodies(await readAll(q))).toEqual([0, 1, 2]);
     await q.close();
   });
+
+  it('behaves like a list under any sequence of concurrent appends, acknowledgements and reopens', async () => {
+    const op = fc.oneof(
+      fc.record({
+        op: fc.constant('append' as const),
+        n: fc.integer({ min: 1, max: 6 }),
+        size: fc.nat({ max: 300 }),
+      }),
+      fc.record({ op: fc.constant('ack' as const), k: fc.nat({ max: 7 }) }),
+      fc.record({ op: fc.constant('reopen' as const) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 20 }), async (ops) => {
+        const dir = tmp();
+        const r = recorder();
+        const options = { segmentMaxBytes: 500 };
+        let q = await open(dir, r, options);
+        const model: number[] = [];
+        let next = 0;
+        for (const o of ops) {
+          if (o.op === 'append') {
+            const ids = Array.from({ length: o.n }, () => next++);
+            await Promise.all(ids.map((id) => q.append(entry(id, o.size))));
+            model.push(...ids);
+          } else if (o.op === 'ack') {
+            const got: QueueRecord[] = [];
+            let pos = q.acked;
+            while (got.length < Math.min(o.k, model.length)) {
+              const rec = await q.read(pos);
+              if (rec === undefined) break;
+              got.push(rec);
+              pos = rec.end;
+            }
+            expect(got.map((x) => x.entry.enqueuedAtMs - 1_700_000_000_000)).toEqual(
+              model.slice(0, got.length),
+            );
+            if (got.length > 0) await q.ack(got.at(-1)!.end, got);
+            model.splice(0, got.length);
+          } else {
+            await q.close();
+            q = await open(dir, r, options);
+          }
+        }
+        const left = await readAll(q);
+        expect(left.map((x) => x.entry.enqueuedAtMs - 1_700_000_000_000)).toEqual(model);
+        expect(q.drained).toBe(model.length === 0);
+        if (left.length > 0) await q.ack(left.at(-1)!.end, left);
+        // Everything delivered: only the segment being appended to is left.
+        expect(segments(dir)).toHaveLength(1);
+        expect(r.calls.corruption).toEqual([]);
+        await q.close();
+        rmSync(dir, { recursive: true, force: true });
+      }),
+      { numRuns: 30 },
+    );
+    // Opens, fsyncs and closes real files: generous for a loaded machine.
+  }, 30_000);
 });
