@@ -7,7 +7,9 @@
 //                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
 //   cardinal-proxy      load generator -> proxy -> sink; the proxy answers after the sink accepted;
-//                       once without policies, once with the realistic policy set (--config)
+//                       once without policies, once with the realistic policy set (--config), and
+//                       once with --queue.dir: then it answers once the data is fsync'd on disk,
+//                       and an end-to-end row says how fast it delivers what it acknowledged
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
 //                       before it forwards, so its latency row is not the same contract; once plain,
 //                       once with the same relabel rules and -remoteWrite.maxHourlySeries
@@ -234,6 +236,57 @@ async function policyCounters(metricsUrl: string): Promise<string> {
   return [...sums].map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join('; ') || 'none';
 }
 
+/**
+ * The queue end to end: a closed loop as in `closedLoop`, then the time until everything it
+ * acknowledged reached the sink. Acknowledging can outpace delivering; this row shows the rate
+ * that can be kept up.
+ */
+async function queueEndToEnd(base: string, w: Workload): Promise<Row> {
+  const metric = async (name: string): Promise<number> => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return Number(line?.slice(line.lastIndexOf(' ') + 1) ?? Number.NaN);
+  };
+  const start = performance.now();
+  const load = await closedLoop(`${base}/api/v1/write`, w);
+  const loadSeconds = (performance.now() - start) / 1000;
+  for (;;) {
+    const appended = await metric('cardinal_proxy_queue_appended_samples_total');
+    if (appended === (await metric('cardinal_proxy_queue_sent_samples_total'))) break;
+    await sleep(20);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return {
+    name: 'cardinal-proxy with durable queue, end to end',
+    samplesPerSec: (load.samplesPerSec * loadSeconds) / seconds,
+    p50: undefined,
+    p99: undefined,
+    note: `closed loop for ${SECONDS}s, then until the sink received everything acknowledged (${(seconds - loadSeconds).toFixed(1)}s more)`,
+  };
+}
+
+/** What the queue did: records per fsync, and incoming requests per request sent upstream. */
+async function queueCounters(metricsUrl: string): Promise<string> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (name: string): number => {
+    let sum = 0;
+    for (const l of text.split('\n')) {
+      if (l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  };
+  const fsyncs = value('cardinal_proxy_queue_fsync_duration_seconds_count');
+  const records = value('cardinal_proxy_queue_fsync_records_total');
+  const sent = value('cardinal_proxy_queue_sent_requests_total');
+  const fsyncSeconds = value('cardinal_proxy_queue_fsync_duration_seconds_sum');
+  return (
+    `${records.toLocaleString('en-US')} records in ${fsyncs.toLocaleString('en-US')} fsyncs ` +
+    `(${(records / Math.max(1, fsyncs)).toFixed(1)} per fsync, mean ${((fsyncSeconds / Math.max(1, fsyncs)) * 1000).toFixed(2)} ms); ` +
+    `${sent.toLocaleString('en-US')} requests upstream (${(value('cardinal_proxy_queue_sent_records_total') / Math.max(1, sent)).toFixed(1)} records each)`
+  );
+}
+
 function runMemoryBench(): Promise<MemoryReport> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--expose-gc', join(here, 'memory.js')], {
@@ -357,6 +410,23 @@ async function main(): Promise<void> {
       ),
     );
     await stop(plain.child);
+
+    // The durable queue: the proxy answers once the request is fsync'd (group commit) and drains
+    // to the sink in batches. The directory is on the same disk as the rest of the run's files.
+    const queued = await startProxy(sink.url, ['--queue.dir', join(tmp, 'queue')]);
+    children.push(queued.child);
+    rows.push(await queueEndToEnd(queued.base, w));
+    rows.push(
+      await measure(
+        'cardinal-proxy with durable queue -> sink',
+        `${queued.base}/api/v1/write`,
+        sink.url,
+        w,
+        'acks after fdatasync (group commit), drains in batches',
+      ),
+    );
+    checks.push(`cardinal-proxy with durable queue: ${await queueCounters(`${queued.base}/metrics`)}`);
+    await stop(queued.child);
 
     // Starting the proxy with the policy set is also what checks that it validates.
     const governed = await startProxy(sink.url, ['--config', configDir]);

@@ -210,6 +210,34 @@ export const ProxyValues = Type.Object(
       },
       { additionalProperties: false, description: 'The proxies\u2019 PodDisruptionBudget (gateway mode).' },
     ),
+    queue: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Run each proxy with a durable queue (`--queue.dir`) on an emptyDir volume: senders are answered once ' +
+            'their data is fsync\u2019d, and the proxy delivers it from there. The queue survives a crash or OOM kill ' +
+            'of the container, not the deletion of the pod; on SIGTERM the proxy delivers what is queued within ' +
+            'its shutdown timeout.',
+        }),
+        maxBytes: Type.Integer({
+          minimum: 65536,
+          default: 1073741824,
+          description: 'Bytes the queue may hold (`--queue.max-bytes`); keep it below sizeLimit.',
+        }),
+        sizeLimit: Type.String({
+          pattern: '^[0-9]+(Ki|Mi|Gi|Ti)$',
+          default: '2Gi',
+          description: 'The emptyDir volume\u2019s sizeLimit.',
+        }),
+        fullPolicy: StringEnum(
+          ['reject', 'drop-oldest'],
+          'When full: refuse new data with 429 and Retry-After, or drop the oldest queued data (`--queue.full-policy`).',
+          'reject',
+        ),
+      },
+      { additionalProperties: false, description: 'The proxies\u2019 durable queue (gateway mode).' },
+    ),
     autoscaling: Type.Object(
       {
         enabled: Type.Boolean({

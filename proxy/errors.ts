@@ -25,6 +25,12 @@ export const errorTable = {
   UNAUTHORIZED: { status: 401, message: 'unauthorized' },
   FORBIDDEN: { status: 403, message: 'forbidden' },
   SHUTTING_DOWN: { status: 503, message: 'proxy is shutting down' },
+  // The durable queue (--queue.dir). Full: nothing of the request was enqueued; the answer carries
+  // Retry-After, and --queue.full-status chooses 429 or 503 (both are retried by senders).
+  QUEUE_FULL: { status: 429, message: 'queue full, retry later' },
+  QUEUE_FULL_UNAVAILABLE: { status: 503, message: 'queue full, retry later' },
+  QUEUE_RECORD_TOO_LARGE: { status: 413, message: 'request larger than the whole queue' },
+  QUEUE_WRITE_FAILED: { status: 503, message: 'writing to the queue failed' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorTable;

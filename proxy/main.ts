@@ -10,8 +10,12 @@ import { validatePolicies, validateUsage } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
+import { parseRetryOn } from './forward/retry.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
+import { Drain } from './queue/drain.js';
+import { createQueueMetrics } from './queue/metrics.js';
+import { DiskQueue } from './queue/queue.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
@@ -159,6 +163,46 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  // The durable queue: opened (and recovered) before the server accepts anything.
+  let queue: DiskQueue | undefined;
+  let drain: Drain | undefined;
+  if (options.queue !== undefined) {
+    const q = options.queue;
+    const queueMetrics = createQueueMetrics(metrics.registry);
+    try {
+      queue = await DiskQueue.open({
+        dir: q.dir,
+        maxBytes: q.maxBytes,
+        segmentMaxBytes: q.segmentMaxBytes,
+        fullPolicy: q.fullPolicy,
+        fullCode: q.fullStatus === 429 ? 'QUEUE_FULL' : 'QUEUE_FULL_UNAVAILABLE',
+        metrics: queueMetrics,
+        logger,
+      });
+    } catch (err) {
+      logger.fatal({ dir: q.dir }, `opening the queue failed: ${(err as Error).message}`);
+      return 1;
+    }
+    const opened = queue;
+    queueMetrics.observe(() => opened.gauges());
+    drain = new Drain({
+      queue,
+      forwarder,
+      batch: { maxSamples: q.batchMaxSamples, maxBytes: q.batchMaxBytes, maxWaitMs: q.batchMaxWaitMs },
+      retry: options.retry,
+      retryable: parseRetryOn(q.retryOn),
+      metrics: queueMetrics,
+      logger,
+    });
+    drain.start();
+  }
+  const ingestQueue =
+    queue === undefined || options.queue === undefined
+      ? undefined
+      : {
+          append: queue.append.bind(queue),
+          retryAfterSeconds: options.queue.fullRetryAfterSeconds,
+        };
 
   let ready = false;
   const app = buildServer({
@@ -173,8 +217,11 @@ async function main(): Promise<number> {
     topOffenders: (limit: number) => offenders.report(limit),
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
+    queue: ingestQueue,
     configStatus: () => status,
-    ready: () => ready,
+    // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
+    // sends senders to a replica with room.
+    ready: () => ready && !(queue?.refusing ?? false),
     reload,
     push:
       pushForwarder === undefined ? undefined : { forwarder: pushForwarder, lintMode: options.push.lintMode },
@@ -201,6 +248,7 @@ async function main(): Promise<number> {
       upstream: options.upstreamUrl,
       pushgateway: options.push.url ?? null,
       tls: options.tls !== undefined,
+      queue: options.queue?.dir ?? null,
       config: options.configPath ?? null,
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
@@ -247,11 +295,16 @@ async function main(): Promise<number> {
       tlsWatch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      const stopBy = Date.now() + options.shutdownTimeoutMs;
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
       const closeForwarders = () => Promise.all([forwarder.close(), pushForwarder?.close()]);
       const timer = setTimeout(() => void closeForwarders(), options.shutdownTimeoutMs);
+      // With a queue, the drain loop keeps delivering until the queue is empty or most of the
+      // timeout is spent; what is left stays on disk for the next start.
       app
         .close()
+        .then(() => drain?.close(Math.max(0, stopBy - 1000 - Date.now())))
+        .then(() => queue?.close())
         .then(closeForwarders)
         .then(
           () => {

@@ -17,6 +17,7 @@ import type { PushForwarder } from './forward/pushgateway.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
 import { registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
+import type { IngestQueue } from './queue/queue.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
@@ -41,6 +42,8 @@ export interface ServerDeps {
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
+  /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
+  readonly queue?: IngestQueue | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;

@@ -57,6 +57,42 @@ describe('parseProxyOptions', () => {
     });
   });
 
+  it('has no queue without --queue.dir, and reads the queue flags with it', () => {
+    expect(parseProxyOptions([], {})).toMatchObject({ queue: undefined });
+    expect(parseProxyOptions([], { CARDINAL_QUEUE_DIR: '/q' })).toMatchObject({
+      queue: {
+        dir: '/q',
+        maxBytes: 1 << 30,
+        segmentMaxBytes: 64 << 20,
+        fullPolicy: 'reject',
+        fullStatus: 429,
+        fullRetryAfterSeconds: 5,
+        batchMaxSamples: 10000,
+        batchMaxBytes: 4 << 20,
+        batchMaxWaitMs: 200,
+        retryOn: '5xx,429',
+      },
+    });
+    const argv = [
+      ...['--queue.dir', '/var/q', '--queue.max-bytes', '80000', '--queue.full-policy', 'drop-oldest'],
+      ...['--queue.full-status', '503', '--queue.batch-max-wait', '1s', '--queue.retry-on', '5xx,429,408'],
+      ...['--queue.batch-max-bytes', '1000', '--forward.backoff-jitter', '0.5'],
+    ];
+    expect(parseProxyOptions(argv, {})).toMatchObject({
+      retry: { jitter: 0.5 },
+      queue: {
+        dir: '/var/q',
+        maxBytes: 80000,
+        segmentMaxBytes: 10000,
+        fullPolicy: 'drop-oldest',
+        fullStatus: 503,
+        batchMaxWaitMs: 1000,
+        batchMaxBytes: 1000,
+        retryOn: '5xx,429,408',
+      },
+    });
+  });
+
   it('returns help for -h', () => {
     expect(parseProxyOptions(['-h'], {})).toBe('help');
   });
@@ -72,6 +108,16 @@ describe('parseProxyOptions', () => {
     [['--bogus'], "Unknown option '--bogus'"],
     [['--auth.tenant-header-mode', 'pass'], '--auth.tenant-header-mode: "pass" must be "override" or "none"'],
     [['--auth.credentials-file', ''], '--auth.credentials-file: must not be empty'],
+    [['--queue.max-bytes', '10'], '--queue.max-bytes needs --queue.dir'],
+    [['--queue.dir', '/q', '--queue.full-policy', 'block'], '"block" must be "reject" or "drop-oldest"'],
+    [['--queue.dir', '/q', '--queue.full-status', '500'], '--queue.full-status: "500" must be 429 or 503'],
+    [['--queue.dir', '/q', '--queue.retry-on', '5xx,2xx'], '--queue.retry-on: 2xx statuses mean success'],
+    [['--queue.dir', '/q', '--queue.retry-on', '42'], '"42" is neither a status code'],
+    [
+      ['--queue.dir', '/q', '--queue.max-bytes', '1000', '--queue.segment-max-bytes', '2000'],
+      'must not exceed',
+    ],
+    [['--forward.backoff-jitter', '2'], '--forward.backoff-jitter: "2" must be a number from 0 to 1'],
   ])('%j is rejected with %j', (argv, message) => {
     expect(() => parseProxyOptions(argv, {})).toThrow(message);
   });

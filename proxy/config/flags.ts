@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { TenantHeaderMode } from '../auth/http.js';
-import type { RetryPolicy } from '../forward/retry.js';
+import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
 export interface ProxyOptions {
@@ -38,12 +38,29 @@ export interface ProxyOptions {
     readonly maxTrackedSeries: number;
     readonly exposeTop: number;
   };
+  /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
+  readonly queue: QueueOptions | undefined;
   readonly engine: {
     readonly verdictCacheSize: number;
     readonly maxTrackedSeries: number;
     readonly maxTrackedLabelValues: number;
     readonly maxMetricNames: number;
   };
+}
+
+export interface QueueOptions {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly segmentMaxBytes: number;
+  readonly fullPolicy: 'reject' | 'drop-oldest';
+  /** The status a sender gets while the queue is full (reject policy). */
+  readonly fullStatus: 429 | 503;
+  readonly fullRetryAfterSeconds: number;
+  readonly batchMaxSamples: number;
+  readonly batchMaxBytes: number;
+  readonly batchMaxWaitMs: number;
+  /** The --queue.retry-on list, as given; parse with parseRetryOn. */
+  readonly retryOn: string;
 }
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
@@ -78,6 +95,21 @@ Flags (environment variable in brackets):
   --forward.retry-budget DURATION  total time spent retrying one request before answering 503 (default 20s)
   --forward.min-backoff DURATION   first retry delay (default 100ms)
   --forward.max-backoff DURATION   largest retry delay (default 3s)
+  --forward.backoff-jitter F       random fraction of each retry delay, 0 to 1 (default 1: full jitter)
+  --queue.dir PATH                 keep accepted data in a durable queue here and answer senders once it is
+                                   fsync'd; without it the proxy answers after the upstream accepted
+                                   [CARDINAL_QUEUE_DIR]
+  --queue.max-bytes N              bytes the queue may hold on disk (default 1073741824)
+  --queue.segment-max-bytes N      size of one segment file (default max-bytes/8, at most 67108864)
+  --queue.full-policy P            reject: refuse new data while full; drop-oldest: drop the oldest queued
+                                   data to make room, counted (default reject)
+  --queue.full-status 429|503      the status refused senders get, with Retry-After (default 429)
+  --queue.full-retry-after DUR     the Retry-After sent with it (default 5s)
+  --queue.batch-max-samples N      samples per request to the upstream (default 10000)
+  --queue.batch-max-bytes N        compressed bytes per request to the upstream (default 4194304)
+  --queue.batch-max-wait DURATION  how long queued data waits for more to share a request (default 200ms)
+  --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped
+                                   and counted; the queue retries without a time limit
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
   --report-dropped-as-written      count samples policies dropped as written in 2.0 responses (default off:
@@ -155,7 +187,9 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
       maxBackoffMs: parseDuration('--forward.max-backoff', v['forward.max-backoff'] ?? '3s'),
       budgetMs: parseDuration('--forward.retry-budget', v['forward.retry-budget'] ?? '20s'),
+      jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '1'),
     }),
+    queue: parseQueueOptions(v, env),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
@@ -213,6 +247,17 @@ function parse(argv: readonly string[]) {
       'forward.retry-budget': { type: 'string' },
       'forward.min-backoff': { type: 'string' },
       'forward.max-backoff': { type: 'string' },
+      'forward.backoff-jitter': { type: 'string' },
+      'queue.dir': { type: 'string' },
+      'queue.max-bytes': { type: 'string' },
+      'queue.segment-max-bytes': { type: 'string' },
+      'queue.full-policy': { type: 'string' },
+      'queue.full-status': { type: 'string' },
+      'queue.full-retry-after': { type: 'string' },
+      'queue.batch-max-samples': { type: 'string' },
+      'queue.batch-max-bytes': { type: 'string' },
+      'queue.batch-max-wait': { type: 'string' },
+      'queue.retry-on': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'report-dropped-as-written': { type: 'boolean' },
@@ -243,6 +288,63 @@ function httpUrl(flag: string, value: string, credentialsHint: string): URL {
     throw new UsageError(`${flag}: credentials in the URL are not accepted; ${credentialsHint}`);
   }
   return url;
+}
+
+function parseQueueOptions(
+  v: ReturnType<typeof parse>['values'],
+  env: NodeJS.ProcessEnv,
+): QueueOptions | undefined {
+  const dir = v['queue.dir'] ?? env.CARDINAL_QUEUE_DIR;
+  const given = Object.keys(v).filter((k) => k.startsWith('queue.') && k !== 'queue.dir');
+  if (dir === undefined || dir === '') {
+    if (given.length > 0) throw new UsageError(`--${given[0]} needs --queue.dir`);
+    return undefined;
+  }
+  const maxBytes = positiveInt('--queue.max-bytes', v['queue.max-bytes'] ?? String(1 << 30));
+  const segmentMaxBytes = positiveInt(
+    '--queue.segment-max-bytes',
+    v['queue.segment-max-bytes'] ?? String(Math.max(4096, Math.min(64 << 20, Math.floor(maxBytes / 8)))),
+  );
+  if (segmentMaxBytes > maxBytes) {
+    throw new UsageError('--queue.segment-max-bytes must not exceed --queue.max-bytes');
+  }
+  const fullPolicy = v['queue.full-policy'] ?? 'reject';
+  if (fullPolicy !== 'reject' && fullPolicy !== 'drop-oldest') {
+    throw new UsageError(`--queue.full-policy: "${fullPolicy}" must be "reject" or "drop-oldest"`);
+  }
+  const fullStatus = v['queue.full-status'] ?? '429';
+  if (fullStatus !== '429' && fullStatus !== '503') {
+    throw new UsageError(`--queue.full-status: "${fullStatus}" must be 429 or 503`);
+  }
+  const retryOn = v['queue.retry-on'] ?? '5xx,429';
+  try {
+    parseRetryOn(retryOn);
+  } catch (err) {
+    throw new UsageError(`--queue.retry-on: ${(err as Error).message}`);
+  }
+  return Object.freeze({
+    dir,
+    maxBytes,
+    segmentMaxBytes,
+    fullPolicy,
+    fullStatus: fullStatus === '429' ? 429 : 503,
+    fullRetryAfterSeconds: Math.max(
+      1,
+      Math.ceil(parseDuration('--queue.full-retry-after', v['queue.full-retry-after'] ?? '5s') / 1000),
+    ),
+    batchMaxSamples: positiveInt('--queue.batch-max-samples', v['queue.batch-max-samples'] ?? '10000'),
+    batchMaxBytes: positiveInt('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? String(4 << 20)),
+    batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
+    retryOn,
+  });
+}
+
+function fraction(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
+    throw new UsageError(`${flag}: "${value}" must be a number from 0 to 1`);
+  }
+  return n;
 }
 
 /** Accepts HOST:PORT, [IPv6]:PORT and :PORT (all interfaces). */

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
@@ -46,6 +47,17 @@ export interface WrittenStats {
   readonly exemplars: number;
 }
 
+/** The outcome of one attempt: the upstream's status, or a network error's reason. */
+export type AttemptResult =
+  | {
+      readonly kind: 'status';
+      readonly status: number;
+      /** The start of an error body, on one line; empty for 2xx. */
+      readonly text: string;
+      readonly retryAfterMs: number | undefined;
+    }
+  | { readonly kind: 'error'; readonly reason: string };
+
 export interface ForwardResult {
   readonly attempts: number;
   readonly written: WrittenStats | undefined;
@@ -76,10 +88,12 @@ export class Forwarder {
       keepAliveTimeout: 30_000,
     });
     this.#random = opts.random ?? Math.random;
+    // Every request in flight listens on the closing signal until it completes; hundreds in flight
+    // are normal, not a leak, so Node's warning at 11 listeners is switched off for this signal.
+    setMaxListeners(0, this.#closing.signal);
   }
 
-  async send(req: ForwardRequest): Promise<ForwardResult> {
-    const started = Date.now();
+  #headers(req: ForwardRequest): Record<string, string> {
     const headers: Record<string, string> = {
       'content-type': contentTypeFor[req.version],
       'content-encoding': 'snappy',
@@ -89,6 +103,51 @@ export class Forwarder {
     if (req.tenant !== undefined) headers['x-scope-orgid'] = req.tenant;
     const token = this.#bearerToken();
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    return headers;
+  }
+
+  /**
+   * One attempt, no retry: for the durable queue's drain loop, which owns its retry policy.
+   * `retryable` decides the outcome label of the attempt metrics. Never throws for upstream or
+   * network trouble; an aborted attempt reports reason 'aborted'.
+   */
+  async attempt(
+    req: ForwardRequest,
+    opts: { readonly signal: AbortSignal; readonly retryable: (status: number) => boolean },
+  ): Promise<AttemptResult> {
+    const attemptStart = performance.now();
+    try {
+      const res = await this.#pool.request({
+        path: this.#path,
+        method: 'POST',
+        headers: this.#headers(req),
+        body: req.body,
+        signal: opts.signal,
+      });
+      const seconds = (performance.now() - attemptStart) / 1000;
+      const status = res.statusCode;
+      const ok = status >= 200 && status < 300;
+      const outcome = ok ? 'ok' : opts.retryable(status) ? 'retry' : 'reject';
+      this.#opts.metrics.attempt(req.version, outcome, String(status), seconds);
+      let text = '';
+      if (ok) await res.body.dump();
+      else text = oneLine(await readSome(res.body));
+      return {
+        kind: 'status',
+        status,
+        text,
+        retryAfterMs: parseRetryAfter(headerValue(res.headers['retry-after']), Date.now()),
+      };
+    } catch (err) {
+      const reason = opts.signal.aborted ? 'aborted' : errorReason(err);
+      this.#opts.metrics.attempt(req.version, 'retry', reason, (performance.now() - attemptStart) / 1000);
+      return { kind: 'error', reason };
+    }
+  }
+
+  async send(req: ForwardRequest): Promise<ForwardResult> {
+    const started = Date.now();
+    const headers = this.#headers(req);
 
     for (let attempt = 1; ; attempt++) {
       const attemptStart = performance.now();

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
+import { backoffDelay, classifyStatus, parseRetryAfter, parseRetryOn, type RetryPolicy } from './retry.js';
 
 const policy: RetryPolicy = { minBackoffMs: 100, maxBackoffMs: 2000, budgetMs: 15_000 };
 
@@ -44,6 +44,13 @@ describe('backoffDelay', () => {
     );
   });
 
+  it('with less jitter stays nearer the cap; with none it is the cap', () => {
+    const low = () => 0;
+    expect(backoffDelay({ ...policy, jitter: 0 }, 3, undefined, low)).toBe(400);
+    expect(backoffDelay({ ...policy, jitter: 0.25 }, 3, undefined, low)).toBe(100 + 0.75 * 300);
+    expect(backoffDelay({ ...policy, jitter: 1 }, 3, undefined, low)).toBe(100);
+  });
+
   it('honours Retry-After as a floor', () => {
     expect(backoffDelay(policy, 1, 5000, () => 0)).toBe(5000);
   });
@@ -60,5 +67,26 @@ describe('parseRetryAfter', () => {
     ['soon', undefined],
   ])('%j -> %j ms', (header, ms) => {
     expect(parseRetryAfter(header, now)).toBe(ms);
+  });
+});
+
+describe('parseRetryOn', () => {
+  it.each([
+    ['5xx,429', [500, 503, 599, 429], [200, 400, 404, 413, 428]],
+    ['503, 408', [503, 408], [500, 429, 404]],
+    ['4XX', [400, 429, 499], [500, 200]],
+  ])('%j', (list, retried, notRetried) => {
+    const retry = parseRetryOn(list);
+    for (const s of retried) expect(retry(s), String(s)).toBe(true);
+    for (const s of notRetried) expect(retry(s), String(s)).toBe(false);
+  });
+
+  it.each([
+    ['2xx', '2xx statuses mean success'],
+    ['204', '2xx statuses mean success'],
+    ['5xx,', '"" is neither'],
+    ['600', '"600" is neither'],
+  ])('%j is refused', (list, message) => {
+    expect(() => parseRetryOn(list)).toThrow(message);
   });
 });

@@ -10,6 +10,11 @@ export interface RetryPolicy {
    * up on a request the proxy is still delivering and then sends it a second time.
    */
   readonly budgetMs: number;
+  /**
+   * Fraction of the delay that is random, 0 to 1; 1 (the default) is full jitter. With less, the
+   * delay stays closer to the exponential cap.
+   */
+  readonly jitter?: number;
 }
 
 /** What an attempt's outcome means for the request (remote-write 1.0 and 2.0, "Retries & Backoff"). */
@@ -35,7 +40,8 @@ export function backoffDelay(
   random: () => number,
 ): number {
   const cap = Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** Math.max(0, attempt - 1));
-  const jittered = policy.minBackoffMs + random() * Math.max(0, cap - policy.minBackoffMs);
+  const j = policy.jitter ?? 1;
+  const jittered = policy.minBackoffMs + (1 - j + j * random()) * Math.max(0, cap - policy.minBackoffMs);
   return Math.max(jittered, retryAfterMs ?? 0);
 }
 
@@ -50,4 +56,28 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   const date = Date.parse(trimmed);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - nowMs);
+}
+
+/**
+ * Parses a list of statuses to retry, like `5xx,429`: status codes and classes (`4xx`, `5xx`).
+ * 2xx cannot be listed. Returns a predicate.
+ */
+export function parseRetryOn(value: string): (status: number) => boolean {
+  const codes = new Set<number>();
+  const classes = new Set<number>();
+  for (const raw of value.split(',')) {
+    const item = raw.trim().toLowerCase();
+    const cls = /^([1-5])xx$/.exec(item);
+    if (cls !== null) {
+      classes.add(Number(cls[1]));
+    } else if (/^[1-5]\d\d$/.test(item)) {
+      codes.add(Number(item));
+    } else {
+      throw new RangeError(`"${raw.trim()}" is neither a status code like 429 nor a class like 5xx`);
+    }
+  }
+  if (classes.has(2) || [...codes].some((c) => c >= 200 && c < 300)) {
+    throw new RangeError('2xx statuses mean success and cannot be retried');
+  }
+  return (status) => codes.has(status) || classes.has(Math.floor(status / 100));
 }

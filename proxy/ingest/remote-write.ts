@@ -7,6 +7,7 @@ import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
 import type { PolicyEngine } from '../pipeline/engine.js';
+import type { IngestQueue } from '../queue/queue.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
 import type { PolicyStats } from '../stats/policy-stats.js';
 import { negotiate, type ProtocolVersion } from './negotiate.js';
@@ -23,6 +24,8 @@ export interface RemoteWriteDeps {
    * spec says the headers count what was written, and Prometheus then logs the difference.
    */
   readonly reportDroppedAsWritten: boolean;
+  /** With --queue.dir: requests are answered once their data is durably queued, not forwarded. */
+  readonly queue?: IngestQueue | undefined;
 }
 
 /** The ingest paths: Prometheus's own receiver path, and the short alias some senders use. */
@@ -133,7 +136,20 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       }
 
       let written: WrittenStats | undefined;
-      if (prepared.body !== undefined) {
+      if (prepared.body !== undefined && deps.queue !== undefined) {
+        const f = prepared.forwarded;
+        await deps.queue.append({
+          version: prepared.version,
+          tenant: tenant.forward,
+          enqueuedAtMs: Date.now(),
+          series: f.series,
+          samples: f.samples,
+          histograms: f.histograms,
+          exemplars: f.exemplars,
+          metadata: f.metadata,
+          body: prepared.body,
+        });
+      } else if (prepared.body !== undefined) {
         const result = await deps.forwarder.send({
           body: prepared.body,
           version: prepared.version,
@@ -165,6 +181,9 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       if (!(err instanceof CardinalError)) throw err;
       deps.metrics.request(version, err.status, err.code);
       logRejection(request, err);
+      if (deps.queue !== undefined && (err.code === 'QUEUE_FULL' || err.code === 'QUEUE_FULL_UNAVAILABLE')) {
+        void reply.header('Retry-After', deps.queue.retryAfterSeconds);
+      }
       if (version === '2.0' && err.status < 500) {
         // Nothing was written; say so explicitly (remote-write 2.0 "Response").
         void reply

@@ -139,6 +139,12 @@ const CASES: [string, string[], string[], string[]][] = [
   ['defaults (gateway)', [`upstream=${UPSTREAM}`], [], [...RBAC, ...OPERATOR, ...PROXY]],
   ['sidecar mode', ['mode=sidecar'], [], [...RBAC, ...OPERATOR]],
   [
+    'gateway with the durable queue',
+    [`upstream=${UPSTREAM}`, 'proxy.queue.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY],
+  ],
+  [
     'gateway with the HPA',
     [`upstream=${UPSTREAM}`, 'proxy.autoscaling.enabled=true'],
     [],
@@ -297,6 +303,28 @@ describe('helm lint and helm template', () => {
     expect((service.spec as { ports: unknown[] }).ports).toEqual([
       { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
     ]);
+  });
+
+  it('with the durable queue on, gives each proxy the queue flags and an emptyDir for the queue', () => {
+    const manifests = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'proxy.queue.enabled=true',
+      'proxy.queue.maxBytes=5368709120',
+      'proxy.queue.sizeLimit=8Gi',
+    ]);
+    const proxy = find(manifests, 'Deployment', 'r-cardinal-proxy');
+    const [p] = podSpec(proxy).containers;
+    expect(p?.args).toEqual(
+      expect.arrayContaining([
+        '--queue.dir=/var/lib/cardinal-proxy/queue',
+        '--queue.max-bytes=5368709120',
+        '--queue.full-policy=reject',
+      ]),
+    );
+    expect(p?.volumeMounts).toContainEqual({ name: 'queue', mountPath: '/var/lib/cardinal-proxy' });
+    expect(podSpec(proxy).volumes).toContainEqual({ name: 'queue', emptyDir: { sizeLimit: '8Gi' } });
+    const off = find(template('obs', [`upstream=${UPSTREAM}`]), 'Deployment', 'r-cardinal-proxy');
+    expect(podSpec(off).containers[0]?.args?.some((a) => a.startsWith('--queue.'))).toBe(false);
   });
 
   it('in sidecar mode runs the operator without proxy discovery', () => {

@@ -1,0 +1,165 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Why queued data was dropped instead of reaching the upstream. A fixed set: label values. */
+export type DropReason =
+  /** The upstream answered a status that is not retried (by default every 4xx but 429). */
+  | 'rejected'
+  /** A single series the upstream still refused with 413. */
+  | 'too_large'
+  /** The queue was full and --queue.full-policy=drop-oldest made room. */
+  | 'full'
+  /** Records behind a corrupt or torn place in a segment. */
+  | 'corrupt';
+
+/** What the queue and its drain loop report; implemented by createQueueMetrics. */
+export interface QueueMetrics {
+  appended(samples: number): void;
+  /** A request refused because the queue was full (nothing of it was enqueued). */
+  refused(samples: number): void;
+  dropped(reason: DropReason, records: number, samples: number): void;
+  sent(records: number, samples: number): void;
+  retried(reason: string): void;
+  corruption(kind: 'checksum' | 'length' | 'payload' | 'truncated' | 'header' | 'ack'): void;
+  fsync(seconds: number, records: number): void;
+}
+
+/** Point-in-time state the gauges read when /metrics is scraped. */
+export interface QueueGauges {
+  readonly bytes: number;
+  readonly maxBytes: number;
+  readonly segments: number;
+  readonly oldestAgeSeconds: number;
+  readonly full: boolean;
+}
+
+/**
+ * The durable queue's metrics, `cardinal_proxy_queue_*`. "Samples" counts float samples and
+ * histogram samples together, as the counters in the queue's records do.
+ */
+export function createQueueMetrics(registry: Registry): QueueMetrics & {
+  observe(gauges: () => QueueGauges): void;
+} {
+  let read: (() => QueueGauges) | undefined;
+  const gauge = (name: string, help: string, pick: (g: QueueGauges) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        if (read !== undefined) this.set(pick(read()));
+      },
+    });
+  gauge('cardinal_proxy_queue_bytes', 'Bytes of segment files on disk.', (g) => g.bytes);
+  gauge('cardinal_proxy_queue_max_bytes', 'The --queue.max-bytes limit.', (g) => g.maxBytes);
+  gauge('cardinal_proxy_queue_segments', 'Segment files on disk.', (g) => g.segments);
+  gauge(
+    'cardinal_proxy_queue_oldest_age_seconds',
+    'Age of the oldest entry not yet delivered upstream; 0 when the queue is drained.',
+    (g) => g.oldestAgeSeconds,
+  );
+  gauge(
+    'cardinal_proxy_queue_full',
+    '1 while the queue refuses requests because it is full (/-/ready answers 503 then).',
+    (g) => (g.full ? 1 : 0),
+  );
+  const appended = new Counter({
+    name: 'cardinal_proxy_queue_appended_samples_total',
+    help: 'Samples written to the queue (acknowledged to senders).',
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: 'cardinal_proxy_queue_refused_samples_total',
+    help: 'Samples of requests refused because the queue was full; their senders were told to retry.',
+    registers: [registry],
+  });
+  const refusedRequests = new Counter({
+    name: 'cardinal_proxy_queue_refused_requests_total',
+    help: 'Requests refused because the queue was full.',
+    registers: [registry],
+  });
+  const droppedSamples = new Counter({
+    name: 'cardinal_proxy_queue_dropped_samples_total',
+    help: 'Queued samples that will never reach the upstream, by reason (rejected, too_large, full, corrupt).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const droppedRecords = new Counter({
+    name: 'cardinal_proxy_queue_dropped_records_total',
+    help: 'Queued records (accepted requests) dropped in whole or in part, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const sentSamples = new Counter({
+    name: 'cardinal_proxy_queue_sent_samples_total',
+    help: 'Queued samples the upstream accepted.',
+    registers: [registry],
+  });
+  const sentRequests = new Counter({
+    name: 'cardinal_proxy_queue_sent_requests_total',
+    help: 'Requests from the queue the upstream accepted (each may carry many queued records).',
+    registers: [registry],
+  });
+  const sentRecords = new Counter({
+    name: 'cardinal_proxy_queue_sent_records_total',
+    help: 'Queued records delivered upstream.',
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'cardinal_proxy_queue_retries_total',
+    help: 'Attempts from the queue that failed in a way that is retried, by reason (status or network error).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const corruptions = new Counter({
+    name: 'cardinal_proxy_queue_corruptions_total',
+    help: 'Corrupt or torn places found in queue files, by kind (checksum, length, payload, truncated, header, ack).',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const fsyncs = new Histogram({
+    name: 'cardinal_proxy_queue_fsync_duration_seconds',
+    help: 'Duration of one group commit: write and fdatasync of every record appended meanwhile.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const fsyncRecords = new Counter({
+    name: 'cardinal_proxy_queue_fsync_records_total',
+    help: 'Records made durable by group commits; divided by the fsync count, records per fsync.',
+    registers: [registry],
+  });
+  for (const reason of ['rejected', 'too_large', 'full', 'corrupt'] satisfies DropReason[]) {
+    droppedSamples.labels(reason).inc(0);
+    droppedRecords.labels(reason).inc(0);
+  }
+  return {
+    observe(gauges) {
+      read = gauges;
+    },
+    appended(samples) {
+      appended.inc(samples);
+    },
+    refused(samples) {
+      refused.inc(samples);
+      refusedRequests.inc();
+    },
+    dropped(reason, records, samples) {
+      droppedSamples.labels(reason).inc(samples);
+      droppedRecords.labels(reason).inc(records);
+    },
+    sent(records, samples) {
+      sentSamples.inc(samples);
+      sentRequests.inc();
+      sentRecords.inc(records);
+    },
+    retried(reason) {
+      retries.labels(reason).inc();
+    },
+    corruption(kind) {
+      corruptions.labels(kind).inc();
+    },
+    fsync(seconds, records) {
+      fsyncs.observe(seconds);
+      fsyncRecords.inc(records);
+    },
+  };
+}
