@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { CardinalError } from '../errors.js';
 import { contentTypeFor, type ProtocolVersion, versionHeaderFor } from '../ingest/negotiate.js';
+import { errorReason, readSome } from './response.js';
 import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
 
 export interface ForwarderOptions {
@@ -131,7 +132,7 @@ export class Forwarder {
       this.#opts.metrics.attempt(req.version, outcome, String(status), seconds);
       let text = '';
       if (ok) await res.body.dump();
-      else text = oneLine(await readSome(res.body));
+      else text = oneLine(await readSome(res.body, 1024));
       return {
         kind: 'status',
         status,
@@ -171,7 +172,7 @@ export class Forwarder {
           this.#opts.metrics.attempt(req.version, 'ok', String(res.statusCode), seconds);
           return { attempts: attempt, written: parseWritten(res.headers) };
         }
-        const text = await readSome(res.body);
+        const text = await readSome(res.body, 1024);
         if (verdict === 'reject') {
           this.#opts.metrics.attempt(req.version, 'reject', String(res.statusCode), seconds);
           // A 415 to a 2.0 request tells the sender to fall back to 1.0 (remote-write 2.0,
@@ -242,38 +243,7 @@ export function parseWritten(
   };
 }
 
-/** Reads at most 1 KiB of an error body: enough for a reason, bounded whatever the upstream sends. */
-async function readSome(body: AsyncIterable<Uint8Array> & { destroy(): unknown }): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(Buffer.from(chunk));
-    size += chunk.length;
-    if (size >= 1024) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, 1024).toString('utf8');
-}
-
 function oneLine(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length > 300 ? `${line.slice(0, 300)}...` : line;
-}
-
-/** A bounded set of reasons for the `reason` label: error codes, never messages. */
-function errorReason(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    if (
-      err.name === 'TimeoutError' ||
-      code === 'UND_ERR_HEADERS_TIMEOUT' ||
-      code === 'UND_ERR_BODY_TIMEOUT'
-    ) {
-      return 'timeout';
-    }
-    if (typeof code === 'string' && /^[A-Z_]{3,40}$/.test(code)) return code.toLowerCase();
-  }
-  return 'network';
 }

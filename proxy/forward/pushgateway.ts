@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { CardinalError } from '../errors.js';
+import { errorReason, readSome } from './response.js';
 import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
 
 export interface PushForwarderOptions {
@@ -74,7 +75,7 @@ export class PushForwarder {
           ...(req.body === undefined ? {} : { body: req.body }),
           signal: this.#closing.signal,
         });
-        const text = await readSome(res.body);
+        const text = await readSome(res.body, 4096);
         const seconds = (performance.now() - attemptStart) / 1000;
         const verdict = classifyStatus(res.statusCode);
         if (verdict !== 'retry') {
@@ -91,7 +92,7 @@ export class PushForwarder {
         this.#opts.metrics.pushAttempt('retry', reason, seconds);
       } catch (err) {
         if (this.#closing.signal.aborted) throw new CardinalError('SHUTTING_DOWN');
-        reason = err instanceof Error && 'code' in err ? String(err.code) : 'error';
+        reason = errorReason(err);
         this.#opts.metrics.pushAttempt('retry', reason, (performance.now() - attemptStart) / 1000);
       }
       const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
@@ -114,19 +115,4 @@ export class PushForwarder {
     this.#closing.abort();
     await this.#pool.close();
   }
-}
-
-/** At most 4 KiB of an answer: enough for the Pushgateway's reason, bounded whatever it sends. */
-async function readSome(body: AsyncIterable<Uint8Array> & { destroy(): unknown }): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(Buffer.from(chunk));
-    size += chunk.length;
-    if (size >= 4096) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, 4096).toString('utf8');
 }
