@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
@@ -14,7 +15,8 @@ import { parseRetryOn } from './forward/retry.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { Drain } from './queue/drain.js';
-import { createQueueMetrics } from './queue/metrics.js';
+import { createQueueMetrics, type QueueName } from './queue/metrics.js';
+import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
@@ -163,15 +165,19 @@ async function main(): Promise<number> {
       return 1;
     }
   }
-  // The durable queue: opened (and recovered) before the server accepts anything.
+  // The durable queues: opened (and recovered) before the server accepts anything; one for the
+  // remote-write upstream in --queue.dir, one for the Pushgateway in its `pushgateway` directory.
   let queue: DiskQueue | undefined;
   let drain: Drain | undefined;
+  let pushQueue: DiskQueue | undefined;
+  let pushDrain: PushDrain | undefined;
   if (options.queue !== undefined) {
     const q = options.queue;
-    const queueMetrics = createQueueMetrics(metrics.registry);
-    try {
-      queue = await DiskQueue.open({
-        dir: q.dir,
+    const queueMetricsFor = createQueueMetrics(metrics.registry);
+    const openQueue = async (name: QueueName, dir: string) => {
+      const queueMetrics = queueMetricsFor(name);
+      const opened = await DiskQueue.open({
+        dir,
         maxBytes: q.maxBytes,
         segmentMaxBytes: q.segmentMaxBytes,
         fullPolicy: q.fullPolicy,
@@ -179,30 +185,44 @@ async function main(): Promise<number> {
         metrics: queueMetrics,
         logger,
       });
+      queueMetrics.observe(() => opened.gauges());
+      return { opened, queueMetrics };
+    };
+    try {
+      const rw = await openQueue('remote_write', q.dir);
+      queue = rw.opened;
+      drain = new Drain({
+        queue,
+        forwarder,
+        batch: { maxSamples: q.batchMaxSamples, maxBytes: q.batchMaxBytes, maxWaitMs: q.batchMaxWaitMs },
+        retry: options.retry,
+        retryable: parseRetryOn(q.retryOn),
+        metrics: rw.queueMetrics,
+        logger,
+      });
+      if (pushForwarder !== undefined) {
+        const push = await openQueue('pushgateway', join(q.dir, 'pushgateway'));
+        pushQueue = push.opened;
+        pushDrain = new PushDrain({
+          queue: pushQueue,
+          forwarder: pushForwarder,
+          metrics: push.queueMetrics,
+          logger,
+          retry: options.retry,
+        });
+      }
     } catch (err) {
       logger.fatal({ dir: q.dir }, `opening the queue failed: ${(err as Error).message}`);
       return 1;
     }
-    const opened = queue;
-    queueMetrics.observe(() => opened.gauges());
-    drain = new Drain({
-      queue,
-      forwarder,
-      batch: { maxSamples: q.batchMaxSamples, maxBytes: q.batchMaxBytes, maxWaitMs: q.batchMaxWaitMs },
-      retry: options.retry,
-      retryable: parseRetryOn(q.retryOn),
-      metrics: queueMetrics,
-      logger,
-    });
     drain.start();
+    pushDrain?.start();
   }
-  const ingestQueue =
-    queue === undefined || options.queue === undefined
+  const asIngestQueue = (dq: DiskQueue | undefined) =>
+    dq === undefined || options.queue === undefined
       ? undefined
-      : {
-          append: queue.append.bind(queue),
-          retryAfterSeconds: options.queue.fullRetryAfterSeconds,
-        };
+      : { append: dq.append.bind(dq), retryAfterSeconds: options.queue.fullRetryAfterSeconds };
+  const ingestQueue = asIngestQueue(queue);
 
   let ready = false;
   const app = buildServer({
@@ -221,10 +241,12 @@ async function main(): Promise<number> {
     configStatus: () => status,
     // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
     // sends senders to a replica with room.
-    ready: () => ready && !(queue?.refusing ?? false),
+    ready: () => ready && !(queue?.refusing ?? false) && !(pushQueue?.refusing ?? false),
     reload,
     push:
-      pushForwarder === undefined ? undefined : { forwarder: pushForwarder, lintMode: options.push.lintMode },
+      pushForwarder === undefined
+        ? undefined
+        : { forwarder: pushForwarder, lintMode: options.push.lintMode, queue: asIngestQueue(pushQueue) },
     tls,
     auth:
       credentials === undefined
@@ -303,8 +325,13 @@ async function main(): Promise<number> {
       // timeout is spent; what is left stays on disk for the next start.
       app
         .close()
-        .then(() => drain?.close(Math.max(0, stopBy - 1000 - Date.now())))
-        .then(() => queue?.close())
+        .then(() =>
+          Promise.all([
+            drain?.close(Math.max(0, stopBy - 1000 - Date.now())),
+            pushDrain?.close(Math.max(0, stopBy - 1000 - Date.now())),
+          ]),
+        )
+        .then(() => Promise.all([queue?.close(), pushQueue?.close()]))
         .then(closeForwarders)
         .then(
           () => {

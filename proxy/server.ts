@@ -52,7 +52,14 @@ export interface ServerDeps {
   readonly ready: () => boolean;
   readonly reload: () => Promise<ConfigStatus>;
   /** Pushgateway-protocol ingest; without it the push routes answer 404. */
-  readonly push?: { readonly forwarder: PushForwarder; readonly lintMode: LintMode } | undefined;
+  readonly push?:
+    | {
+        readonly forwarder: PushForwarder;
+        readonly lintMode: LintMode;
+        /** The push queue (--queue.dir); without it pushes are answered after the Pushgateway did. */
+        readonly queue?: IngestQueue | undefined;
+      }
+    | undefined;
   /** Serve HTTPS with this pair; the caller swaps in rotated pairs with setSecureContext. */
   readonly tls?: TlsPair | undefined;
   /** Credentials required on ingest; without them ingest is open. */
@@ -108,6 +115,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     registerPushgateway(app, {
       pushForwarder: deps.push.forwarder,
       lintMode: deps.push.lintMode,
+      queue: deps.push.queue,
       metrics: deps.metrics,
       maxDecodedBytes: deps.maxDecodedBytes,
       engine: deps.engine,

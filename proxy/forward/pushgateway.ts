@@ -25,6 +25,8 @@ export interface PushRequest {
   readonly path: string;
   /** A text-format 0.0.4 body; absent for DELETE. */
   readonly body?: string | Uint8Array | undefined;
+  /** Stops the attempts (SHUTTING_DOWN), besides close(). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What the Pushgateway answered: its status (200 for pushes, 202 for deletes) and body. */
@@ -61,6 +63,8 @@ export class PushForwarder {
 
   async send(req: PushRequest): Promise<PushResponse> {
     const started = Date.now();
+    const signal =
+      req.signal === undefined ? this.#closing.signal : AbortSignal.any([this.#closing.signal, req.signal]);
     const headers: Record<string, string> = { 'user-agent': this.#opts.userAgent };
     if (req.body !== undefined) headers['content-type'] = 'text/plain; version=0.0.4; charset=utf-8';
     for (let attempt = 1; ; attempt++) {
@@ -73,7 +77,7 @@ export class PushForwarder {
           method: req.method,
           headers,
           ...(req.body === undefined ? {} : { body: req.body }),
-          signal: this.#closing.signal,
+          signal,
         });
         const text = await readSome(res.body, 4096);
         const seconds = (performance.now() - attemptStart) / 1000;
@@ -91,7 +95,7 @@ export class PushForwarder {
         retryAfterMs = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra, Date.now());
         this.#opts.metrics.pushAttempt('retry', reason, seconds);
       } catch (err) {
-        if (this.#closing.signal.aborted) throw new CardinalError('SHUTTING_DOWN');
+        if (signal.aborted) throw new CardinalError('SHUTTING_DOWN');
         reason = errorReason(err);
         this.#opts.metrics.pushAttempt('retry', reason, (performance.now() - attemptStart) / 1000);
       }
@@ -104,7 +108,7 @@ export class PushForwarder {
         );
       }
       try {
-        await sleep(delay, undefined, { signal: this.#closing.signal });
+        await sleep(delay, undefined, { signal });
       } catch {
         throw new CardinalError('SHUTTING_DOWN');
       }

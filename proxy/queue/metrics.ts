@@ -32,21 +32,26 @@ export interface QueueGauges {
   readonly full: boolean;
 }
 
+/** The queues a proxy may run: one per upstream, labelled `queue` on every queue metric. */
+export type QueueName = 'remote_write' | 'pushgateway';
+
 /**
- * The durable queue's metrics, `cardinal_proxy_queue_*`. "Samples" counts float samples and
- * histogram samples together, as the counters in the queue's records do.
+ * The durable queues' metrics, `cardinal_proxy_queue_*`, labelled by queue. "Samples" counts float
+ * samples and histogram samples together, as the counters in the queue's records do (a push counts
+ * its samples). Returns the metrics of one queue for each name it is called with.
  */
-export function createQueueMetrics(registry: Registry): QueueMetrics & {
-  observe(gauges: () => QueueGauges): void;
-} {
-  let read: (() => QueueGauges) | undefined;
+export function createQueueMetrics(
+  registry: Registry,
+): (queue: QueueName) => QueueMetrics & { observe(gauges: () => QueueGauges): void } {
+  const readers = new Map<QueueName, () => QueueGauges>();
   const gauge = (name: string, help: string, pick: (g: QueueGauges) => number) =>
     new Gauge({
       name,
       help,
+      labelNames: ['queue'],
       registers: [registry],
       collect() {
-        if (read !== undefined) this.set(pick(read()));
+        for (const [queue, read] of readers) this.labels(queue).set(pick(read()));
       },
     });
   gauge('cardinal_proxy_queue_bytes', 'Bytes of segment files on disk.', (g) => g.bytes);
@@ -65,101 +70,111 @@ export function createQueueMetrics(registry: Registry): QueueMetrics & {
   const appended = new Counter({
     name: 'cardinal_proxy_queue_appended_samples_total',
     help: 'Samples written to the queue (acknowledged to senders).',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const refused = new Counter({
     name: 'cardinal_proxy_queue_refused_samples_total',
     help: 'Samples of requests refused because the queue was full; their senders were told to retry.',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const refusedRequests = new Counter({
     name: 'cardinal_proxy_queue_refused_requests_total',
     help: 'Requests refused because the queue was full.',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const droppedSamples = new Counter({
     name: 'cardinal_proxy_queue_dropped_samples_total',
     help: 'Queued samples that will never reach the upstream, by reason (rejected, too_large, full, corrupt).',
-    labelNames: ['reason'],
+    labelNames: ['queue', 'reason'],
     registers: [registry],
   });
   const droppedRecords = new Counter({
     name: 'cardinal_proxy_queue_dropped_records_total',
     help: 'Queued records (accepted requests) dropped in whole or in part, by reason.',
-    labelNames: ['reason'],
+    labelNames: ['queue', 'reason'],
     registers: [registry],
   });
   const sentSamples = new Counter({
     name: 'cardinal_proxy_queue_sent_samples_total',
     help: 'Queued samples the upstream accepted.',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const sentRequests = new Counter({
     name: 'cardinal_proxy_queue_sent_requests_total',
     help: 'Requests from the queue the upstream accepted (each may carry many queued records).',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const sentRecords = new Counter({
     name: 'cardinal_proxy_queue_sent_records_total',
     help: 'Queued records delivered upstream.',
+    labelNames: ['queue'],
     registers: [registry],
   });
   const retries = new Counter({
     name: 'cardinal_proxy_queue_retries_total',
     help: 'Attempts from the queue that failed in a way that is retried, by reason (status or network error).',
-    labelNames: ['reason'],
+    labelNames: ['queue', 'reason'],
     registers: [registry],
   });
   const corruptions = new Counter({
     name: 'cardinal_proxy_queue_corruptions_total',
     help: 'Corrupt or torn places found in queue files, by kind (checksum, length, payload, truncated, header, ack).',
-    labelNames: ['kind'],
+    labelNames: ['queue', 'kind'],
     registers: [registry],
   });
   const fsyncs = new Histogram({
     name: 'cardinal_proxy_queue_fsync_duration_seconds',
     help: 'Duration of one group commit: write and fdatasync of every record appended meanwhile.',
+    labelNames: ['queue'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
   const fsyncRecords = new Counter({
     name: 'cardinal_proxy_queue_fsync_records_total',
     help: 'Records made durable by group commits; divided by the fsync count, records per fsync.',
+    labelNames: ['queue'],
     registers: [registry],
   });
-  for (const reason of ['rejected', 'too_large', 'full', 'corrupt'] satisfies DropReason[]) {
-    droppedSamples.labels(reason).inc(0);
-    droppedRecords.labels(reason).inc(0);
-  }
-  return {
-    observe(gauges) {
-      read = gauges;
-    },
-    appended(samples) {
-      appended.inc(samples);
-    },
-    refused(samples) {
-      refused.inc(samples);
-      refusedRequests.inc();
-    },
-    dropped(reason, records, samples) {
-      droppedSamples.labels(reason).inc(samples);
-      droppedRecords.labels(reason).inc(records);
-    },
-    sent(records, samples) {
-      sentSamples.inc(samples);
-      sentRequests.inc();
-      sentRecords.inc(records);
-    },
-    retried(reason) {
-      retries.labels(reason).inc();
-    },
-    corruption(kind) {
-      corruptions.labels(kind).inc();
-    },
-    fsync(seconds, records) {
-      fsyncs.observe(seconds);
-      fsyncRecords.inc(records);
-    },
+  return (queue) => {
+    for (const reason of ['rejected', 'too_large', 'full', 'corrupt'] satisfies DropReason[]) {
+      droppedSamples.labels(queue, reason).inc(0);
+      droppedRecords.labels(queue, reason).inc(0);
+    }
+    return {
+      observe(gauges) {
+        readers.set(queue, gauges);
+      },
+      appended(samples) {
+        appended.labels(queue).inc(samples);
+      },
+      refused(samples) {
+        refused.labels(queue).inc(samples);
+        refusedRequests.labels(queue).inc();
+      },
+      dropped(reason, records, samples) {
+        droppedSamples.labels(queue, reason).inc(samples);
+        droppedRecords.labels(queue, reason).inc(records);
+      },
+      sent(records, samples) {
+        sentSamples.labels(queue).inc(samples);
+        sentRequests.labels(queue).inc();
+        sentRecords.labels(queue).inc(records);
+      },
+      retried(reason) {
+        retries.labels(queue, reason).inc();
+      },
+      corruption(kind) {
+        corruptions.labels(queue, kind).inc();
+      },
+      fsync(seconds, records) {
+        fsyncs.labels(queue).observe(seconds);
+        fsyncRecords.labels(queue).inc(records);
+      },
+    };
   };
 }

@@ -417,6 +417,63 @@ describe('Pushgateway-protocol pushes through the proxy', () => {
   });
 });
 
+describe('pushes with the durable queue', () => {
+  const track = useCleanup();
+
+  it('answers pushes while the Pushgateway is down and delivers them in order after a SIGKILL and restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-push-queue-'));
+    const gateway = track(await startPushgateway());
+    const proxy = track(
+      await startProxy({
+        upstream: 'http://127.0.0.1:9/api/v1/write',
+        args: () => ['--pushgateway', gateway.url, '--queue.dir', dir, '--forward.retry-budget', '1s'],
+      }),
+    );
+    const push = (action: 'push' | 'pushadd' | 'delete', job: string, metrics: Metric[]) =>
+      runPython(CLIENT, [action, job, '{}', JSON.stringify(metrics)], { GATEWAY: proxy.url });
+    const gauge = (name: string, value: number): Metric => ({
+      kind: 'gauge',
+      name,
+      help: 'Probe.',
+      values: [value],
+    });
+
+    // Delivered at once while the Pushgateway is up.
+    expect((await push('push', 'queued', [gauge('batch_first', 1)])).stderr).toBe('');
+    await eventually(async () =>
+      expect(comparable(await gateway.pushed())).toEqual(['batch_first{instance="",job="queued"} 1']),
+    );
+
+    // Down: pushes are still answered (queued on disk), in an order whose end state is known.
+    await gateway.stop();
+    expect((await push('push', 'queued', [gauge('batch_second', 2)])).stderr).toBe('');
+    expect((await push('pushadd', 'queued', [gauge('batch_third', 3)])).stderr).toBe('');
+    expect((await push('push', 'gone', [gauge('batch_gone', 4)])).stderr).toBe('');
+    expect((await push('delete', 'gone', [])).stderr).toBe('');
+    expect(await proxy.metric('cardinal_proxy_queue_appended_samples_total', { queue: 'pushgateway' })).toBe(
+      4,
+    );
+
+    proxy.program.kill('SIGKILL');
+    await proxy.program.exited();
+    await proxy.start();
+    await gateway.start();
+    await eventually(
+      async () =>
+        expect(comparable(await gateway.pushed())).toEqual([
+          'batch_second{instance="",job="queued"} 2',
+          'batch_third{instance="",job="queued"} 3',
+        ]),
+      { timeoutMs: 30_000 },
+    );
+    expect((await gateway.groups()).map((g) => g.labels.job)).toEqual(['queued']);
+    await eventually(async () =>
+      expect(await proxy.metric('cardinal_proxy_queue_sent_records_total', { queue: 'pushgateway' })).toBe(4),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 describe('TLS on the listener', () => {
   const track = useCleanup();
   let dir: string;

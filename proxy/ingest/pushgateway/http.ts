@@ -9,8 +9,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTenant } from '../../auth/http.js';
 import type { SeriesIndex } from '../../codec/scan.js';
 import { CardinalError } from '../../errors.js';
-import type { PushForwarder } from '../../forward/pushgateway.js';
+import type { PushForwarder, PushRequest } from '../../forward/pushgateway.js';
 import type { PolicyEngine } from '../../pipeline/engine.js';
+import { encodePushOp } from '../../queue/push.js';
+import type { IngestQueue } from '../../queue/queue.js';
 import type { ProxyMetrics } from '../../stats/metrics.js';
 import type { PolicyStats } from '../../stats/policy-stats.js';
 import {
@@ -36,6 +38,11 @@ export interface PushgatewayDeps {
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly lintMode: LintMode;
+  /**
+   * With --queue.dir: checked pushes are answered once durably queued (200, or 202 for DELETE, as
+   * the Pushgateway answers) and delivered in order by the push queue's drain loop.
+   */
+  readonly queue?: IngestQueue | undefined;
 }
 
 /** Parse problems and these can never be forwarded: the Pushgateway itself refuses them. */
@@ -55,6 +62,11 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
       const path = groupingPath(key);
 
       if (method === 'DELETE') {
+        if (deps.queue !== undefined) {
+          await enqueue(deps.queue, { method, path }, 0);
+          deps.metrics.request('pushgateway', 202, 'ok');
+          return relay(reply, 202, '');
+        }
         const res = await deps.pushForwarder.send({ method, path });
         deps.metrics.request('pushgateway', res.status, res.status < 300 ? 'ok' : 'PUSHGATEWAY_ANSWER');
         return relay(reply, res.status, res.body);
@@ -125,7 +137,10 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
               textFamilies(parsed.families, format),
               new Set(key.labels.map(([n]) => n)),
             );
-      const res = await deps.pushForwarder.send({ method, path, body });
+      const res =
+        deps.queue === undefined
+          ? await deps.pushForwarder.send({ method, path, body })
+          : await enqueue(deps.queue, { method, path, body }, result.series.length);
       const ok = res.status < 300;
       if (ok) {
         deps.metrics.forwarded('pushgateway', {
@@ -147,6 +162,9 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
     } catch (err) {
       if (!(err instanceof CardinalError)) throw err;
       deps.metrics.request('pushgateway', err.status, err.code);
+      if (deps.queue !== undefined && (err.code === 'QUEUE_FULL' || err.code === 'QUEUE_FULL_UNAVAILABLE')) {
+        void reply.header('Retry-After', deps.queue.retryAfterSeconds);
+      }
       return reply.code(err.status).type('text/plain; charset=utf-8').send(`${err.message}\n`);
     } finally {
       deps.metrics.inflight(-1);
@@ -187,6 +205,22 @@ function runPolicies(
   } finally {
     deps.policyStats.flush();
   }
+}
+
+/** Queues a checked push; resolves with the answer the Pushgateway gives a push it takes. */
+async function enqueue(queue: IngestQueue, op: PushRequest, samples: number) {
+  await queue.append({
+    version: '1.0',
+    tenant: undefined,
+    enqueuedAtMs: Date.now(),
+    series: samples,
+    samples,
+    histograms: 0,
+    exemplars: 0,
+    metadata: 0,
+    body: encodePushOp(op),
+  });
+  return { status: 200, body: '' };
 }
 
 function relay(reply: FastifyReply, status: number, body: string) {
