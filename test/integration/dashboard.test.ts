@@ -176,7 +176,21 @@ describe('Grafana dashboard', () => {
     const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-dashboard-')), 'config');
     await projectConfigMap(configDir, { 'policies.yaml': POLICIES });
     const sink = track(await startSink());
-    const proxy = track(await startProxy({ upstream: sink.url, args: () => ['--config', configDir] }));
+    // With a queue and the push routes on, so that their metrics are exported too (the Pushgateway
+    // address is never contacted: nothing is pushed).
+    const proxy = track(
+      await startProxy({
+        upstream: sink.url,
+        args: (dir) => [
+          '--config',
+          configDir,
+          '--queue.dir',
+          join(dir, 'queue'),
+          '--pushgateway',
+          'http://127.0.0.1:9',
+        ],
+      }),
+    );
     const now = Date.now();
     const series = (name: string) => ({
       labels: [
@@ -274,6 +288,10 @@ describe('Grafana dashboard', () => {
       'cardinal_operator_reconciles_total',
       'cardinal_operator_queue_depth',
       'cardinal_operator_leader',
+      'cardinal_proxy_queue_bytes',
+      'cardinal_proxy_queue_oldest_age_seconds',
+      'cardinal_proxy_queue_fsync_duration_seconds_bucket',
+      'cardinal_proxy_push_problems_total',
     ]) {
       expect(referred).toContain(name);
     }
