@@ -174,6 +174,21 @@ export const ProxyValues = Type.Object(
       },
       { additionalProperties: false, description: 'Pushgateway-protocol ingest (gateway mode).' },
     ),
+    tls: Type.Object(
+      {
+        secretName: Type.String({
+          default: '',
+          description:
+            'A kubernetes.io/tls Secret in the release namespace (tls.crt, tls.key; cert-manager writes one) the proxies serve HTTPS with, reloading it on rotation. Its certificate must name the proxy Service, <fullname>-proxy.<namespace>.svc: the operator polls the proxies over HTTPS checking that name, trusting the Secret\u2019s CA (caKey), and the ServiceMonitor scrapes them the same way. Empty: plain HTTP.',
+        }),
+        caKey: Type.String({
+          default: 'ca.crt',
+          description:
+            'The key of the Secret holding the CA certificate the operator and the ServiceMonitor trust.',
+        }),
+      },
+      { additionalProperties: false, description: 'HTTPS on the proxies\u2019 listener (gateway mode).' },
+    ),
     auth: Type.Object(
       {
         secretName: Type.String({

@@ -49,6 +49,7 @@ async function main(): Promise<number> {
     proxies: options.proxies,
     proxyConfigPath: options.proxyConfigPath,
     proxyTimeoutMs: options.proxyTimeoutMs,
+    proxyTls: options.proxyTls,
     statusIntervalMs: options.statusIntervalMs,
     statusWriteQps: options.statusWriteQps,
     statusWriteBurst: options.statusWriteBurst,

@@ -43,6 +43,8 @@ export interface ControllerOptions {
   /** The proxies' `--config`, where they mount the ConfigMap. */
   readonly proxyConfigPath: string;
   readonly proxyTimeoutMs: number;
+  /** HTTPS for the polls (operator/controller/options.ts proxyTls). */
+  readonly proxyTls?: { readonly caFile: string; readonly serverName: string | undefined } | undefined;
   /** How often every instance is reconciled again to refresh statuses from its proxies. */
   readonly statusIntervalMs: number;
   /** Status writes and Events per second over all policies, and the burst above it. */
@@ -244,7 +246,22 @@ export class MetricPolicyController {
     }
     let poller = this.#pollers.get(instance);
     if (poller === undefined) {
-      poller = new ProxyPoller({ timeoutMs: this.#options.proxyTimeoutMs, topLimit: TOP_LIMIT });
+      const tls = this.#options.proxyTls;
+      poller = new ProxyPoller({
+        timeoutMs: this.#options.proxyTimeoutMs,
+        topLimit: TOP_LIMIT,
+        tls:
+          tls === undefined
+            ? undefined
+            : {
+                caFile: tls.caFile,
+                serverName:
+                  tls.serverName ??
+                  (source.kind === 'service'
+                    ? `${proxyServiceName(source.service, instance)}.${namespace}.svc`
+                    : undefined),
+              },
+      });
       this.#pollers.set(instance, poller);
     }
     const round = await poller.poll(endpoints);

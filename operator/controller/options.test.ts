@@ -15,6 +15,7 @@ describe('parseOperatorOptions', () => {
       proxies: { kind: 'none' },
       proxyConfigPath: '/etc/cardinal/policies',
       proxyTimeoutMs: 5_000,
+      proxyTls: undefined,
       statusIntervalMs: 30_000,
       statusWriteQps: 5,
       statusWriteBurst: 10,
@@ -70,6 +71,19 @@ describe('parseOperatorOptions', () => {
     expect(parseOperatorOptions(['-h'], none)).toBe('help');
   });
 
+  it('polls the proxies over HTTPS with a CA file, and a server name when given', () => {
+    expect(
+      parseOperatorOptions(['--proxy-service', 'p', '--proxy-tls-ca-file', '/ca.crt'], none).proxyTls,
+    ).toEqual({
+      caFile: '/ca.crt',
+      serverName: undefined,
+    });
+    expect(
+      parseOperatorOptions(['--proxy-tls-ca-file=/ca.crt', '--proxy-tls-server-name=p.ns.svc'], none)
+        .proxyTls,
+    ).toEqual({ caFile: '/ca.crt', serverName: 'p.ns.svc' });
+  });
+
   it('takes a Service or a static list of proxies', () => {
     expect(parseOperatorOptions(['--proxy-service', 'cardinal-proxy'], none)).toMatchObject({
       proxies: { kind: 'service', service: 'cardinal-proxy' },
@@ -98,6 +112,7 @@ describe('parseOperatorOptions', () => {
     [['--status-write-qps', '0'], 'want a positive number'],
     [['--status-write-burst', '1.5'], 'want a whole number'],
     [['--proxy-service', 'a', '--proxy-endpoints', 'http://x:1'], 'exclude each other'],
+    [['--proxy-tls-server-name', 'p.ns.svc'], '--proxy-tls-server-name needs --proxy-tls-ca-file'],
     [['--proxy-service', 'Not_A_Service'], '--proxy-service: "Not_A_Service"'],
     [['--proxy-endpoints', 'http://x:1/metrics'], 'without a path'],
     [['--proxy-endpoints', 'ftp://x:1'], 'must be an http or https URL'],

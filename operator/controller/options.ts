@@ -18,6 +18,12 @@ export interface OperatorOptions {
   readonly proxyConfigPath: string;
   /** How long one poll of one proxy may take before it counts as unreachable. */
   readonly proxyTimeoutMs: number;
+  /**
+   * Poll the proxies over HTTPS (their --tls.cert-file), trusting the CA in `caFile`. `serverName`
+   * is the name their certificate is checked against; undefined: the proxy Service's DNS name
+   * (<service>.<namespace>.svc) with --proxy-service, the URL's host with --proxy-endpoints.
+   */
+  readonly proxyTls: { readonly caFile: string; readonly serverName: string | undefined } | undefined;
   /** How often every instance is reconciled again to refresh the policies' status from the proxies. */
   readonly statusIntervalMs: number;
   /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
@@ -71,6 +77,10 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
   --proxy-config-path DIR     Where the proxies mount their ConfigMap (their --config); default
                               ${DEFAULT_PROXY_CONFIG_PATH}. The configuration hash they report depends on it.
   --proxy-timeout DUR         Time one proxy has to answer a poll; default 5s.
+  --proxy-tls-ca-file FILE    Poll the proxies over HTTPS (they serve --tls.cert-file), trusting the CA
+                              certificate(s) in FILE, re-read every round.
+  --proxy-tls-server-name N   The name the proxies' certificate is checked against; default the proxy
+                              Service's DNS name, <service>.<namespace>.svc (pods are polled by IP).
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
   --status-write-qps N        Status writes and Events per second, all policies; default 5.
   --status-write-burst N      Writes allowed at once above that rate; default 10.
@@ -136,6 +146,7 @@ export function parseOperatorOptions(
     proxies: proxySource(v['proxy-service'], v['proxy-endpoints']),
     proxyConfigPath: v['proxy-config-path'] ?? DEFAULT_PROXY_CONFIG_PATH,
     proxyTimeoutMs: duration('--proxy-timeout', v['proxy-timeout'] ?? '5s'),
+    proxyTls: proxyTls(v['proxy-tls-ca-file'], v['proxy-tls-server-name']),
     statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
     statusWriteQps,
     statusWriteBurst,
@@ -210,6 +221,8 @@ function parse(argv: readonly string[]) {
       'shutdown-timeout': { type: 'string' },
       'proxy-service': { type: 'string' },
       'proxy-endpoints': { type: 'string' },
+      'proxy-tls-ca-file': { type: 'string' },
+      'proxy-tls-server-name': { type: 'string' },
       'proxy-config-path': { type: 'string' },
       'proxy-timeout': { type: 'string' },
       'status-interval': { type: 'string' },
@@ -227,6 +240,14 @@ function parse(argv: readonly string[]) {
       help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+function proxyTls(caFile: string | undefined, serverName: string | undefined): OperatorOptions['proxyTls'] {
+  if (caFile === undefined || caFile === '') {
+    if (serverName !== undefined) throw new UsageError('--proxy-tls-server-name needs --proxy-tls-ca-file');
+    return undefined;
+  }
+  return Object.freeze({ caFile, serverName });
 }
 
 function proxySource(service: string | undefined, endpoints: string | undefined): ProxySource {

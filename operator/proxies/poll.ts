@@ -3,6 +3,8 @@
 // The answers come over the network from pods, so they are bounded in time and size and checked
 // before they are used; a proxy that fails in any way is reported, never thrown.
 
+import { readFileSync } from 'node:fs';
+import { Agent, type Dispatcher, fetch as undiciFetch } from 'undici';
 import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
 import type { ProxyReport } from '../status/conditions.js';
 import {
@@ -35,6 +37,12 @@ export interface PollOptions {
   readonly maxResponseBytes?: number;
   /** The clock the polls are stamped with, in milliseconds since the epoch; default Date.now. */
   readonly now?: () => number;
+  /**
+   * Poll over HTTPS, trusting only the CA in `caFile` (re-read every round, so a rotated CA is
+   * taken up) and checking the proxies' certificate against `serverName` (their Service's DNS
+   * name: pods are reached by IP, which a certificate rarely names).
+   */
+  readonly tls?: { readonly caFile: string; readonly serverName?: string | undefined } | undefined;
 }
 
 export interface PollAllOptions extends PollOptions {
@@ -72,17 +80,42 @@ export interface ProxyPoll {
 export async function pollProxy(baseUrl: string, options: PollOptions): Promise<ProxyPoll> {
   checkOptions(options);
   const base = new URL(baseUrl);
-  return pollOne(base, base.host, options);
+  return withDispatcher(options, (dispatcher) => pollOne(base, base.host, options, dispatcher));
 }
 
-async function pollOne(base: URL, endpoint: string, options: PollOptions): Promise<ProxyPoll> {
+/** Runs `poll` with an HTTPS agent for `options.tls`, closed afterwards; none without it. */
+async function withDispatcher<T>(
+  options: PollOptions,
+  poll: (d: Dispatcher | undefined) => Promise<T>,
+): Promise<T> {
+  if (options.tls === undefined) return poll(undefined);
+  const agent = new Agent({
+    connect: {
+      ca: readFileSync(options.tls.caFile),
+      ...(options.tls.serverName === undefined ? {} : { servername: options.tls.serverName }),
+    },
+  });
+  try {
+    return await poll(agent);
+  } finally {
+    await agent.close();
+  }
+}
+
+async function pollOne(
+  base: URL,
+  endpoint: string,
+  options: PollOptions,
+  dispatcher: Dispatcher | undefined,
+): Promise<ProxyPoll> {
+  if (options.tls !== undefined) base.protocol = 'https:';
   const limit = options.topLimit;
   const at = (options.now ?? Date.now)();
   const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   // One deadline for both requests: the caller's timeout is per proxy, not per request.
   const signal = AbortSignal.timeout(options.timeoutMs);
   const get = (path: string) =>
-    getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs });
+    getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs, dispatcher });
   const [status, top, unused] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
@@ -173,13 +206,15 @@ export async function pollAll(
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   const out: ProxyPoll[] = new Array(endpoints.length);
   let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < endpoints.length; i = next++) {
-      const e = endpoints[i]!;
-      out[i] = await pollOne(new URL(e.url), e.endpoint, options);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, endpoints.length) }, worker));
+  await withDispatcher(options, async (dispatcher) => {
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < endpoints.length; i = next++) {
+        const e = endpoints[i]!;
+        out[i] = await pollOne(new URL(e.url), e.endpoint, options, dispatcher);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, endpoints.length) }, worker));
+  });
   return out;
 }
 
@@ -335,13 +370,17 @@ interface GetOptions {
   readonly signal: AbortSignal;
   readonly maxBytes: number;
   readonly timeoutMs: number;
+  readonly dispatcher: Dispatcher | undefined;
 }
 
-async function getJson(url: URL, { signal, maxBytes, timeoutMs }: GetOptions): Promise<unknown> {
+async function getJson(url: URL, { signal, maxBytes, timeoutMs, dispatcher }: GetOptions): Promise<unknown> {
   let res: Response;
   try {
     // A redirect would send the operator to an address no EndpointSlice named.
-    res = await fetch(url, { signal, redirect: 'manual', headers: { accept: 'application/json' } });
+    const init = { signal, redirect: 'manual', headers: { accept: 'application/json' } } as const;
+    res = (
+      dispatcher === undefined ? await fetch(url, init) : await undiciFetch(url, { ...init, dispatcher })
+    ) as Response;
   } catch (err) {
     throw new PollError(failure(err, timeoutMs), { cause: err });
   }

@@ -175,6 +175,12 @@ const CASES: [string, string[], string[], string[]][] = [
     [...RBAC, ...OPERATOR, ...PROXY],
   ],
   [
+    'gateway with HTTPS on the proxies and ServiceMonitors',
+    [`upstream=${UPSTREAM}`, 'proxy.tls.secretName=proxy-tls', 'serviceMonitor.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
+  ],
+  [
     'sidecar mode with ServiceMonitors: the operator only',
     ['mode=sidecar', 'serviceMonitor.enabled=true'],
     [],
@@ -367,6 +373,53 @@ describe('helm lint and helm template', () => {
     const args = off.containers[0]?.args ?? [];
     expect(args.filter((a) => a.startsWith('--pushgateway') || a.startsWith('--auth.'))).toEqual([]);
     expect(off.volumes?.map((v) => (v as { name: string }).name)).toEqual(['policies']);
+  });
+
+  it('with proxy.tls serves HTTPS, probes and scrapes it, and has the operator poll it trusting the CA', () => {
+    const manifests = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'proxy.tls.secretName=proxy-tls',
+      'serviceMonitor.enabled=true',
+    ]);
+    const proxy = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy'));
+    const [p] = proxy.containers;
+    expect(p?.args).toEqual(
+      expect.arrayContaining([
+        '--tls.cert-file=/etc/cardinal/tls/tls.crt',
+        '--tls.key-file=/etc/cardinal/tls/tls.key',
+      ]),
+    );
+    expect(p?.readinessProbe?.httpGet).toMatchObject({ scheme: 'HTTPS' });
+    expect(p?.livenessProbe?.httpGet).toMatchObject({ scheme: 'HTTPS' });
+    expect(proxy.volumes).toContainEqual({
+      name: 'tls',
+      secret: {
+        secretName: 'proxy-tls',
+        items: [
+          { key: 'tls.crt', path: 'tls.crt' },
+          { key: 'tls.key', path: 'tls.key' },
+        ],
+      },
+    });
+    const operator = podSpec(find(manifests, 'Deployment', 'r-cardinal-operator'));
+    expect(operator.containers[0]?.args).toContain('--proxy-tls-ca-file=/etc/cardinal/proxy-tls/ca.crt');
+    expect(operator.volumes).toEqual([
+      { name: 'proxy-tls', secret: { secretName: 'proxy-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    ]);
+    const monitor = find(manifests, 'ServiceMonitor', 'r-cardinal-proxy');
+    expect((monitor.spec as { endpoints: unknown[] }).endpoints[0]).toMatchObject({
+      scheme: 'https',
+      tlsConfig: {
+        serverName: 'r-cardinal-proxy.obs.svc',
+        ca: { secret: { name: 'proxy-tls', key: 'ca.crt' } },
+      },
+    });
+    // Without it, nothing of the above.
+    const plain = template('obs', [`upstream=${UPSTREAM}`]);
+    expect(podSpec(find(plain, 'Deployment', 'r-cardinal-operator')).volumes).toBeUndefined();
+    expect(
+      podSpec(find(plain, 'Deployment', 'r-cardinal-proxy')).containers[0]?.readinessProbe?.httpGet,
+    ).not.toHaveProperty('scheme');
   });
 
   it('with the HPA on leaves the replica count to it', () => {

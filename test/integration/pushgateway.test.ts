@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollProxy } from '../../operator/proxies/poll.js';
 import { PROXY_MAIN } from '../framework/cardinal.js';
 import {
   type ExpositionSample,
@@ -570,6 +571,19 @@ describe('TLS on the listener', () => {
     });
     expect(pushed.stderr).toBe('');
     expect(comparable(await gateway.pushed())).toEqual(['batch_tls_probe{instance="",job="tls"} 1']);
+
+    // The operator polls such proxies over HTTPS, trusting only the given CA and checking the name.
+    const caFile = join(dir, 'ca-first.pem');
+    const poll = (tls: { caFile: string; serverName?: string }) =>
+      pollProxy(`http://127.0.0.1:${port}`, { timeoutMs: 5000, topLimit: 10, tls });
+    const polled = await poll({ caFile });
+    expect(polled.reachable).toBe(true);
+    expect(polled.configHash).toMatch(/^[0-9a-f]+$/);
+    writeFileSync(join(dir, 'other-ca.pem'), certificate('cardinal-other').cert);
+    expect(await poll({ caFile: join(dir, 'other-ca.pem') })).toMatchObject({ reachable: false });
+    const misnamed = await poll({ caFile, serverName: 'cardinal-proxy.monitoring.svc' });
+    expect(misnamed.reachable).toBe(false);
+    expect(misnamed.reason).toContain('cardinal-proxy.monitoring.svc');
 
     const second = certificate('cardinal-second');
     await projectConfigMap(certs, { 'tls.crt': second.cert, 'tls.key': second.key });
