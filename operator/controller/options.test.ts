@@ -73,15 +73,13 @@ describe('parseOperatorOptions', () => {
 
   it('polls the proxies over HTTPS with a CA file, and a server name when given', () => {
     expect(
-      parseOperatorOptions(['--proxy-service', 'p', '--proxy-tls-ca-file', '/ca.crt'], none).proxyTls,
-    ).toEqual({
-      caFile: '/ca.crt',
-      serverName: undefined,
+      parseOperatorOptions(['--proxy-service', 'p', '--proxy-tls-ca-file', '/ca.crt'], none),
+    ).toMatchObject({
+      proxyTls: { caFile: '/ca.crt', serverName: undefined },
     });
     expect(
-      parseOperatorOptions(['--proxy-tls-ca-file=/ca.crt', '--proxy-tls-server-name=p.ns.svc'], none)
-        .proxyTls,
-    ).toEqual({ caFile: '/ca.crt', serverName: 'p.ns.svc' });
+      parseOperatorOptions(['--proxy-tls-ca-file=/ca.crt', '--proxy-tls-server-name=p.ns.svc'], none),
+    ).toMatchObject({ proxyTls: { caFile: '/ca.crt', serverName: 'p.ns.svc' } });
   });
 
   it('takes a Service or a static list of proxies', () => {

@@ -10,31 +10,23 @@
 // is covered by test/integration/proxy-discovery.test.ts).
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installChartRbac,
   installCrd,
   kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
-  projectConfigMap,
   startControlPlane,
-  startOperator,
-  startPrometheusReceiver,
-  startProxy,
   startTarget,
   startVmagent,
-  syncConfigMap,
   useCleanup,
 } from '../framework/index.js';
+import { DEFAULT_CONFIG_MAP, startGovernedStack } from '../framework/stack.js';
 
-const CONFIG_MAP = 'cardinal-proxy-default-policies';
+const CONFIG_MAP = DEFAULT_CONFIG_MAP;
 
 describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
   const track = useCleanup();
@@ -112,30 +104,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     await installCrd(plane);
     await kubectl(['create', 'namespace', system]);
     await kubectl(['create', 'namespace', apps]);
-    const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
-    await projectConfigMap(configDir, {});
-    track(
-      syncConfigMap({
-        kubectl: (args) => plane.kubectl(args),
-        namespace: system,
-        name: CONFIG_MAP,
-        dir: configDir,
-        intervalMs: 200,
-      }),
-    );
-    receiver = track(await startPrometheusReceiver({ version: 2 }));
-    proxy = track(
-      await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
-    );
-    // The operator runs with exactly the permissions the Helm chart grants its ServiceAccount.
-    const { kubeconfig } = await installChartRbac(plane, 'cardinal', system);
-    const operator = await startOperator({
-      plane,
-      namespace: system,
-      kubeconfig,
-      args: ['--proxy-endpoints', proxy.url, '--proxy-config-path', configDir, '--status-interval', '1s'],
-    });
-    track(operator.program);
+    ({ receiver, proxy } = await startGovernedStack({ plane, namespace: system, track }));
     const target = track(await startTarget());
     target.setSeries([
       { name: 'cardinal_test_debug_queue_depth', labels: { queue: 'a' }, value: 1 },

@@ -7,8 +7,7 @@
 // brings it back.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -17,23 +16,18 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installChartRbac,
   installCrd,
   kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
-  projectConfigMap,
   startControlPlane,
-  startOperator,
-  startPrometheusReceiver,
-  startProxy,
   startTarget,
   startVmagent,
-  syncConfigMap,
   useCleanup,
 } from '../framework/index.js';
+import { DEFAULT_CONFIG_MAP, startGovernedStack } from '../framework/stack.js';
 
-const CONFIG_MAP = 'cardinal-proxy-default-policies';
+const CONFIG_MAP = DEFAULT_CONFIG_MAP;
 const FIXTURES = fileURLToPath(new URL('../fixtures/usage/', import.meta.url));
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
 
@@ -109,29 +103,7 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
       'legacy.json': fixture('dashboard-legacy.json'),
     });
 
-    const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-usage-')), 'policies');
-    await projectConfigMap(configDir, {});
-    track(
-      syncConfigMap({
-        kubectl: (args) => plane.kubectl(args),
-        namespace: system,
-        name: CONFIG_MAP,
-        dir: configDir,
-        intervalMs: 200,
-      }),
-    );
-    receiver = track(await startPrometheusReceiver({ version: 2 }));
-    proxy = track(
-      await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
-    );
-    const { kubeconfig } = await installChartRbac(plane, 'cardinal', system);
-    const operator = await startOperator({
-      plane,
-      namespace: system,
-      kubeconfig,
-      args: ['--proxy-endpoints', proxy.url, '--proxy-config-path', configDir, '--status-interval', '1s'],
-    });
-    track(operator.program);
+    ({ receiver, proxy } = await startGovernedStack({ plane, namespace: system, track }));
 
     const target = track(await startTarget());
     target.setSeries([
