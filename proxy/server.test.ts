@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
+import protobuf from 'protobufjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TenantHeaderMode } from './auth/http.js';
 import { createAuthMetrics } from './auth/metrics.js';
@@ -863,6 +864,33 @@ describe('Pushgateway protocol', () => {
     const res = await push(app, url, body, headers as Record<string, string>);
     expect(res.statusCode).toBe(status);
     expect(res.body).toContain(message);
+    expect(received).toHaveLength(0);
+  });
+
+  it('refuses a protobuf push with problems, saying the lines are those of its text rendering', async () => {
+    const { app } = proxy({ push: { lintMode: 'reject' } });
+    // MetricFamily { name: "rows", type: COUNTER, metric { counter { value: 1 } } }, length-delimited.
+    const counter = protobuf.Writer.create().uint32(9).double(1).finish();
+    const metric = protobuf.Writer.create().uint32(26).bytes(counter).finish();
+    const family = protobuf.Writer.create()
+      .uint32(10)
+      .string('rows')
+      .uint32(24)
+      .int32(0)
+      .uint32(34)
+      .bytes(metric)
+      .finish();
+    const body = Buffer.from(protobuf.Writer.create().bytes(family).finish());
+    const res = await push(app, '/metrics/job/x', body, {
+      'content-type':
+        'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.body).toBe(
+      'push rejected, nothing was forwarded: 2 problems (lines of the protobuf push rendered in the text format)\n' +
+        'line 1: counter metrics should have "_total" suffix (counter-total-suffix)\n' +
+        'line 1: no help text (help-missing)\n',
+    );
     expect(received).toHaveLength(0);
   });
 

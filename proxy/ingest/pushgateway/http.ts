@@ -8,6 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTenant } from '../../auth/http.js';
 import type { SeriesIndex } from '../../codec/scan.js';
+import type { Label } from '../../codec/types.js';
 import { CardinalError } from '../../errors.js';
 import type { PushForwarder, PushRequest } from '../../forward/pushgateway.js';
 import type { PolicyEngine } from '../../pipeline/engine.js';
@@ -23,7 +24,7 @@ import {
   parseExposition,
 } from '../exposition/index.js';
 import { type GroupingKey, groupingPath, PUSH_PREFIX, parseGroupingKey } from './grouping.js';
-import { applyPushPolicies } from './policies.js';
+import { applyPushPolicies, storedLabelSets } from './policies.js';
 import { isProtobufPush, protobufPushToText } from './protobuf.js';
 import { renderText, textFamilies } from './render.js';
 import { type StandardsFindings, standardsProblems } from './standards.js';
@@ -96,9 +97,10 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
       // Linted even when some lines did not parse, so the answer lists every problem at once.
       const lint = lintFamilies(parsed.families);
       const tenant = requestTenant(request);
+      const stored = parseFailed || deps.engine.pipeline.empty ? [] : storedLabelSets(parsed.families, key);
       const standards: StandardsFindings = parseFailed
         ? { rejected: [], reported: [], count: () => {} }
-        : standardsProblems(deps.engine, parsed.families, key, tenant.match);
+        : standardsProblems(deps.engine, parsed.families, stored, tenant.match);
       problems.push(...lint, ...standards.rejected);
 
       const hard = parseFailed || problems.some((p) => HARD_RULES.has(p.rule));
@@ -108,15 +110,16 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
         deps.policyStats.flush();
         deps.metrics.request('pushgateway', 400, 'INVALID_PUSH');
         const n = problems.length;
+        const where = protobuf ? ' (lines of the protobuf push rendered in the text format)' : '';
         return reply
           .code(400)
           .type('text/plain; charset=utf-8')
           .send(
-            `push rejected, nothing was forwarded: ${n} problem${n === 1 ? '' : 's'}\n${formatProblems(problems)}`,
+            `push rejected, nothing was forwarded: ${n} problem${n === 1 ? '' : 's'}${where}\n${formatProblems(problems)}`,
           );
       }
 
-      const result = runPolicies(deps, parsed.families, key, tenant.match, () => scratch);
+      const result = runPolicies(deps, parsed.families, stored, tenant.match, () => scratch);
       scratch = result.index;
       const counts = {
         series: result.received,
@@ -189,7 +192,7 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
 function runPolicies(
   deps: PushgatewayDeps,
   families: Parameters<typeof applyPushPolicies>[0]['families'],
-  key: GroupingKey,
+  stored: Label[][],
   tenant: string | undefined,
   scratch: () => SeriesIndex | undefined,
 ) {
@@ -197,7 +200,7 @@ function runPolicies(
     return applyPushPolicies({
       engine: deps.engine,
       families,
-      key,
+      stored,
       tenant,
       nowMs: Date.now(),
       scratch: scratch(),

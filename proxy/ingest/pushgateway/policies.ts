@@ -19,23 +19,32 @@ export interface PushSeriesResult {
 }
 
 /**
- * The label set the Pushgateway stores for a pushed sample: the sample's labels with the grouping
- * key's labels set over them (the Pushgateway replaces a pushed `job` label with the key's), sorted
- * by name as remote-write requires, `__name__` included.
+ * The label sets the Pushgateway stores for the pushed samples, one per sample in the order of
+ * `families`: each sample's labels with the grouping key's labels set over them (the Pushgateway
+ * replaces a pushed `job` label with the key's), empty values left out, sorted by name as
+ * remote-write requires, `__name__` included. Computed once per push and shared by the standards
+ * check and the policies.
  */
-export function storedLabels(
-  name: string,
-  labels: readonly (readonly [string, string])[],
-  key: GroupingKey,
-): Label[] {
-  const byName = new Map<string, string>();
-  for (const [n, v] of labels) byName.set(n, v);
-  for (const [n, v] of key.labels) byName.set(n, v);
-  byName.set('__name__', name);
-  const out: Label[] = [];
-  for (const [n, v] of byName) if (v !== '') out.push({ name: n, value: v });
-  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+export function storedLabelSets(families: readonly MetricFamily[], key: GroupingKey): Label[][] {
+  const keyNames = new Set(key.labels.map(([n]) => n));
+  const keyLabels: Label[] = [];
+  for (const [name, value] of key.labels) if (value !== '') keyLabels.push({ name, value });
+  const out: Label[][] = [];
+  for (const f of families) {
+    for (const s of f.samples) {
+      const set: Label[] = [{ name: '__name__', value: s.name }, ...keyLabels];
+      for (const [name, value] of s.labels) {
+        if (value !== '' && name !== '__name__' && !keyNames.has(name)) set.push({ name, value });
+      }
+      set.sort(byName);
+      out.push(set);
+    }
+  }
   return out;
+}
+
+function byName(a: Label, b: Label): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /**
@@ -45,7 +54,8 @@ export function storedLabels(
 export function applyPushPolicies(opts: {
   readonly engine: PolicyEngine;
   readonly families: readonly MetricFamily[];
-  readonly key: GroupingKey;
+  /** storedLabelSets(families, key). */
+  readonly stored: readonly Label[][];
   readonly tenant: string | undefined;
   readonly nowMs: number;
   readonly scratch: SeriesIndex | undefined;
@@ -58,9 +68,9 @@ export function applyPushPolicies(opts: {
   if (opts.engine.pipeline.empty) {
     return { unchanged: true, series: original, received: original.length, index: opts.scratch };
   }
-  const timeseries: TimeSeriesV1[] = original.map((s) => ({
-    labels: storedLabels(s.name, s.labels, opts.key),
-    samples: [{ value: s.value, timestamp: opts.nowMs }],
+  const timeseries: TimeSeriesV1[] = opts.stored.map((labels, i) => ({
+    labels,
+    samples: [{ value: original[i]!.value, timestamp: opts.nowMs }],
     exemplars: [],
     histograms: [],
   }));

@@ -2,13 +2,12 @@
 // per series, so there the engine only drops or counts; a push is answered by a person or a job
 // log, so each pushed series that violates an enforced standard becomes a problem with its line.
 
+import type { Label } from '../../codec/types.js';
 import type { Reason } from '../../pipeline/compile.js';
 import type { PolicyEngine } from '../../pipeline/engine.js';
 import { evaluate } from '../../pipeline/evaluate.js';
 import type { PolicyStats } from '../../stats/policy-stats.js';
 import type { MetricFamily, Problem } from '../exposition/index.js';
-import type { GroupingKey } from './grouping.js';
-import { storedLabels } from './policies.js';
 
 const STANDARDS_TEXT: Partial<Record<Reason, string>> = {
   metric_name: 'the metric name does not match metricNamePattern',
@@ -32,7 +31,8 @@ export interface StandardsFindings {
 export function standardsProblems(
   engine: PolicyEngine,
   families: readonly MetricFamily[],
-  key: GroupingKey,
+  /** storedLabelSets(families, key): the label set of each sample, in order. */
+  stored: readonly Label[][],
   tenant: string | undefined,
 ): StandardsFindings {
   const pipeline = engine.pipeline;
@@ -42,11 +42,12 @@ export function standardsProblems(
   if (!pipeline.policies.some((p) => p.standards !== undefined)) {
     return { rejected, reported, count: () => {} };
   }
+  let i = 0;
   for (const f of families) {
     for (const s of f.samples) {
-      const verdict = evaluate(pipeline, storedLabels(s.name, s.labels, key), tenant);
-      for (const i of verdict.slots) {
-        const slot = pipeline.slots[i]!;
+      const verdict = evaluate(pipeline, stored[i++]!, tenant);
+      for (const k of verdict.slots) {
+        const slot = pipeline.slots[k]!;
         const text = STANDARDS_TEXT[slot.reason];
         if (text === undefined) continue;
         const problem: Problem = {
@@ -56,7 +57,7 @@ export function standardsProblems(
         };
         if (slot.action === 'dropped' && slot.mode === 'enforce') {
           rejected.push(problem);
-          hits.push({ slot: i, name: s.name });
+          hits.push({ slot: k, name: s.name });
         } else {
           reported.push(problem);
         }
