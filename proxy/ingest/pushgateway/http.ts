@@ -23,7 +23,7 @@ import {
   type Problem,
   parseExposition,
 } from '../exposition/index.js';
-import { type GroupingKey, groupingPath, PUSH_PREFIX, parseGroupingKey } from './grouping.js';
+import { groupingPath, PUSH_PREFIX, parseGroupingKey } from './grouping.js';
 import { applyPushPolicies, storedLabelSets } from './policies.js';
 import { isProtobufPush, protobufPushToText } from './protobuf.js';
 import { renderText, textFamilies } from './render.js';
