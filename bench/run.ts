@@ -242,17 +242,17 @@ async function policyCounters(metricsUrl: string): Promise<string> {
  * that can be kept up.
  */
 async function queueEndToEnd(base: string, w: Workload): Promise<Row> {
-  const metric = async (name: string): Promise<number> => {
-    const text = await (await fetch(`${base}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return Number(line?.slice(line.lastIndexOf(' ') + 1) ?? Number.NaN);
-  };
+  const metric = async (name: string): Promise<number> =>
+    sumOf(await (await fetch(`${base}/metrics`)).text(), name);
   const start = performance.now();
   const load = await closedLoop(`${base}/api/v1/write`, w);
   const loadSeconds = (performance.now() - start) / 1000;
+  // Bounded, so that a queue that never drains ends the row instead of the run.
+  const deadline = performance.now() + 300_000;
   for (;;) {
     const appended = await metric('cardinal_proxy_queue_appended_samples_total');
     if (appended === (await metric('cardinal_proxy_queue_sent_samples_total'))) break;
+    if (performance.now() > deadline) throw new Error('the queue did not drain within 300 s');
     await sleep(20);
   }
   const seconds = (performance.now() - start) / 1000;
@@ -265,17 +265,19 @@ async function queueEndToEnd(base: string, w: Workload): Promise<Row> {
   };
 }
 
+/** The sum of a metric over all its label sets in an exposition. */
+function sumOf(text: string, name: string): number {
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    if (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) sum += Number(l.slice(l.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
 /** What the queue did: records per fsync, and incoming requests per request sent upstream. */
 async function queueCounters(metricsUrl: string): Promise<string> {
   const text = await (await fetch(metricsUrl)).text();
-  const value = (name: string): number => {
-    let sum = 0;
-    for (const l of text.split('\n')) {
-      if (l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-        sum += Number(l.slice(l.lastIndexOf(' ') + 1));
-    }
-    return sum;
-  };
+  const value = (name: string): number => sumOf(text, name);
   const fsyncs = value('cardinal_proxy_queue_fsync_duration_seconds_count');
   const records = value('cardinal_proxy_queue_fsync_records_total');
   const sent = value('cardinal_proxy_queue_sent_requests_total');
