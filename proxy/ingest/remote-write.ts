@@ -8,6 +8,7 @@ import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
 import type { PolicyEngine } from '../pipeline/engine.js';
 import type { IngestQueue } from '../queue/queue.js';
+import { rateLimited } from '../ratelimit.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
 import type { PolicyStats } from '../stats/policy-stats.js';
 import { negotiate, type ProtocolVersion } from './negotiate.js';
@@ -227,19 +228,14 @@ function subtract(a: PayloadCounts, b: PayloadCounts): WrittenStats {
  * log), upstream trouble at warn, at most once per code per 10 s with the number suppressed.
  */
 function createRejectionLogger(intervalMs: number) {
-  const lastLogged = new Map<string, { at: number; suppressed: number }>();
+  const limited = rateLimited(intervalMs);
   return (request: FastifyRequest, err: CardinalError): void => {
     if (err.status < 500 && err.code !== 'UPSTREAM_REJECTED' && err.code !== 'UPSTREAM_UNSUPPORTED') {
       request.log.debug({ code: err.code, status: err.status }, err.message);
       return;
     }
-    const now = Date.now();
-    const entry = lastLogged.get(err.code);
-    if (entry !== undefined && now - entry.at < intervalMs) {
-      entry.suppressed++;
-      return;
-    }
-    lastLogged.set(err.code, { at: now, suppressed: 0 });
-    request.log.warn({ code: err.code, status: err.status, suppressed: entry?.suppressed ?? 0 }, err.message);
+    limited(err.code, (suppressed) =>
+      request.log.warn({ code: err.code, status: err.status, suppressed }, err.message),
+    );
   };
 }

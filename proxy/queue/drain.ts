@@ -6,8 +6,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AttemptResult, Forwarder } from '../forward/client.js';
 import { backoffDelay, type RetryPolicy } from '../forward/retry.js';
+import { rateLimited } from '../ratelimit.js';
 import { downConvert, firstSeries, mergeEntries, type Piece, separate, splitPiece } from './batch.js';
 import { comparePositions, type Position } from './format.js';
+import { supervise, untilDrained } from './loop.js';
 import type { DropReason, QueueMetrics } from './metrics.js';
 import type { DiskQueue, QueueLogger, QueueRecord } from './queue.js';
 
@@ -66,15 +68,12 @@ export class Drain {
   }
 
   /** Runs the loop; an unexpected error restarts it from the acknowledged position after a pause. */
-  async #supervise(): Promise<void> {
-    while (!this.#closing.signal.aborted) {
-      try {
-        await this.#run();
-      } catch (err) {
-        this.#opts.logger.error({ err }, 'queue drain loop failed; restarting in 1s');
-        await sleep(1000, undefined, { signal: this.#closing.signal }).catch(() => undefined);
-      }
-    }
+  #supervise(): Promise<void> {
+    return supervise(
+      () => this.#run(),
+      this.#closing.signal,
+      (err) => this.#opts.logger.error({ err }, 'queue drain loop failed; restarting in 1s'),
+    );
   }
 
   /**
@@ -83,10 +82,7 @@ export class Drain {
    * the attempt in flight short. What is left stays on disk for the next start.
    */
   async close(graceMs = 0): Promise<void> {
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && !this.#opts.queue.drained) {
-      await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
-    }
+    await untilDrained(this.#opts.queue, graceMs);
     this.#closing.abort();
     this.#unsubscribe();
     await this.#loop;
@@ -279,19 +275,4 @@ export class Drain {
       }
     }
   }
-}
-
-/** Calls `log` at most once per interval per key, passing how many calls were suppressed. */
-function rateLimited(intervalMs: number) {
-  const last = new Map<string, { at: number; suppressed: number }>();
-  return (key: string, log: (suppressed: number) => void): void => {
-    const now = Date.now();
-    const e = last.get(key);
-    if (e !== undefined && now - e.at < intervalMs) {
-      e.suppressed++;
-      return;
-    }
-    last.set(key, { at: now, suppressed: 0 });
-    log(e?.suppressed ?? 0);
-  };
 }

@@ -16,6 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CardinalError } from '../errors.js';
 import type { PushForwarder, PushRequest } from '../forward/pushgateway.js';
 import { backoffDelay, type RetryPolicy } from '../forward/retry.js';
+import { rateLimited } from '../ratelimit.js';
+import { supervise, untilDrained } from './loop.js';
 import type { QueueMetrics } from './metrics.js';
 import type { DiskQueue, QueueLogger } from './queue.js';
 
@@ -59,7 +61,7 @@ export class PushDrain {
   readonly #opts: PushDrainOptions;
   readonly #closing = new AbortController();
   #loop: Promise<void> | undefined;
-  #lastDropLog = 0;
+  readonly #logDrop = rateLimited(10_000);
 
   constructor(opts: PushDrainOptions) {
     this.#opts = opts;
@@ -71,23 +73,17 @@ export class PushDrain {
 
   /** Delivers for up to `graceMs` while anything is queued, then stops; the rest stays on disk. */
   async close(graceMs = 0): Promise<void> {
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && !this.#opts.queue.drained) {
-      await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
-    }
+    await untilDrained(this.#opts.queue, graceMs);
     this.#closing.abort();
     await this.#loop;
   }
 
-  async #supervise(): Promise<void> {
-    while (!this.#closing.signal.aborted) {
-      try {
-        await this.#run();
-      } catch (err) {
-        this.#opts.logger.error({ err }, 'push queue drain loop failed; restarting in 1s');
-        await sleep(1000, undefined, { signal: this.#closing.signal }).catch(() => undefined);
-      }
-    }
+  #supervise(): Promise<void> {
+    return supervise(
+      () => this.#run(),
+      this.#closing.signal,
+      (err) => this.#opts.logger.error({ err }, 'push queue drain loop failed; restarting in 1s'),
+    );
   }
 
   async #run(): Promise<void> {
@@ -119,14 +115,18 @@ export class PushDrain {
             // The Pushgateway refused it (an inconsistent push): retrying cannot help, and the
             // pusher was answered long ago. Counted, and logged at most every 10 s.
             metrics.dropped('rejected', 1, samples);
-            const now = Date.now();
-            if (now - this.#lastDropLog > 10_000) {
-              this.#lastDropLog = now;
+            this.#logDrop('rejected', (suppressed) =>
               logger.warn(
-                { status: res.status, method: op.method, path: op.path, answer: res.body.slice(0, 300) },
+                {
+                  status: res.status,
+                  method: op.method,
+                  path: op.path,
+                  answer: res.body.slice(0, 300),
+                  suppressed,
+                },
                 'the Pushgateway refused a queued push; dropped',
-              );
-            }
+              ),
+            );
           }
           break;
         } catch (err) {
