@@ -8,7 +8,6 @@ import { gunzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTenant } from '../../auth/http.js';
 import type { SeriesIndex } from '../../codec/scan.js';
-import type { Label } from '../../codec/types.js';
 import { CardinalError } from '../../errors.js';
 import type { PushForwarder, PushRequest } from '../../forward/pushgateway.js';
 import type { PolicyEngine } from '../../pipeline/engine.js';
@@ -119,7 +118,19 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
           );
       }
 
-      const result = runPolicies(deps, parsed.families, stored, tenant.match, () => scratch);
+      let result: ReturnType<typeof applyPushPolicies>;
+      try {
+        result = applyPushPolicies({
+          engine: deps.engine,
+          families: parsed.families,
+          stored,
+          tenant: tenant.match,
+          nowMs: Date.now(),
+          scratch,
+        });
+      } finally {
+        deps.policyStats.flush();
+      }
       scratch = result.index;
       const counts = {
         series: result.received,
@@ -186,27 +197,6 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
           .type('text/plain; charset=utf-8')
           .send('method not allowed; use PUT, POST or DELETE\n'),
     });
-  }
-}
-
-function runPolicies(
-  deps: PushgatewayDeps,
-  families: Parameters<typeof applyPushPolicies>[0]['families'],
-  stored: Label[][],
-  tenant: string | undefined,
-  scratch: () => SeriesIndex | undefined,
-) {
-  try {
-    return applyPushPolicies({
-      engine: deps.engine,
-      families,
-      stored,
-      tenant,
-      nowMs: Date.now(),
-      scratch: scratch(),
-    });
-  } finally {
-    deps.policyStats.flush();
   }
 }
 
