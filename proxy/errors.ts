@@ -13,6 +13,9 @@ export const errorTable = {
   MALFORMED_SNAPPY: { status: 400, message: 'body is not a valid snappy block' },
   MALFORMED_PROTOBUF: { status: 400, message: 'body is not a valid protobuf message' },
   INVALID_WRITE_REQUEST: { status: 400, message: 'invalid write request' },
+  // The door check (proxy/codec/check.ts): a series the receiver would refuse. Remote-write 2.0
+  // "Invalid Samples": 400, and the sender must not retry it.
+  INVALID_SERIES: { status: 400, message: 'series a receiver would refuse' },
   UPSTREAM_REJECTED: { status: 400, message: 'upstream rejected the request' },
   UPSTREAM_UNSUPPORTED: { status: 415, message: 'upstream does not accept this protobuf message' },
   UPSTREAM_UNAVAILABLE: { status: 503, message: 'upstream unavailable, retries exhausted' },

@@ -238,6 +238,7 @@ async function main(): Promise<number> {
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
+    checks: options.ingest,
     configStatus: () => status,
     // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
     // sends senders to a replica with room.

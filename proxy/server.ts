@@ -15,7 +15,7 @@ import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
-import { registerRemoteWrite } from './ingest/remote-write.js';
+import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { IngestQueue } from './queue/queue.js';
 import type { ProxyMetrics } from './stats/metrics.js';
@@ -44,6 +44,8 @@ export interface ServerDeps {
   readonly reportDroppedAsWritten: boolean;
   /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
   readonly queue?: IngestQueue | undefined;
+  /** The door check (--ingest.*); undefined with --ingest.invalid off. */
+  readonly checks?: IngestChecks | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
+import type { IngestChecks } from '../ingest/remote-write.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
 export interface ProxyOptions {
@@ -40,6 +41,8 @@ export interface ProxyOptions {
   };
   /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
   readonly queue: QueueOptions | undefined;
+  /** The door check of remote-write ingest (--ingest.*); undefined with --ingest.invalid off. */
+  readonly ingest: IngestChecks | undefined;
   readonly engine: {
     readonly verdictCacheSize: number;
     readonly maxTrackedSeries: number;
@@ -110,6 +113,16 @@ Flags (environment variable in brackets):
   --queue.batch-max-wait DURATION  how long queued data waits for more to share a request (default 200ms)
   --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped
                                    and counted; the queue retries without a time limit
+  --ingest.invalid reject|drop|off what to do with a series a receiver would refuse (no or invalid __name__, invalid
+                                   or repeated label names, an empty label set, invalid UTF-8, a native histogram
+                                   whose count does not match its buckets, a timestamp outside the window below):
+                                   reject: the request gets 400 naming the series and field; drop: the series is
+                                   left out and counted; off: no check (default reject). Unsorted labels are sorted
+  --ingest.max-future DURATION     refuse samples further ahead of the proxy's clock (default 10m; 0 turns it off)
+  --ingest.max-age DURATION        refuse samples further behind the proxy's clock (default 0: off; Prometheus
+                                   refuses samples older than its newest minus 1h, so 1h suits a bare Prometheus)
+  --ingest.label-names utf8|legacy utf8: any non-empty UTF-8 name (remote-write 2.0); legacy: [a-zA-Z_][a-zA-Z0-9_]*
+                                   and metric names [a-zA-Z_:][a-zA-Z0-9_:]* (default utf8)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
   --report-dropped-as-written      count samples policies dropped as written in 2.0 responses (default off:
@@ -190,6 +203,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '1'),
     }),
     queue: parseQueueOptions(v, env),
+    ingest: parseIngestChecks(v),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
@@ -258,6 +272,10 @@ function parse(argv: readonly string[]) {
       'queue.batch-max-bytes': { type: 'string' },
       'queue.batch-max-wait': { type: 'string' },
       'queue.retry-on': { type: 'string' },
+      'ingest.invalid': { type: 'string' },
+      'ingest.max-future': { type: 'string' },
+      'ingest.max-age': { type: 'string' },
+      'ingest.label-names': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'report-dropped-as-written': { type: 'boolean' },
@@ -337,6 +355,28 @@ function parseQueueOptions(
     batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
     retryOn,
   });
+}
+
+function parseIngestChecks(v: ReturnType<typeof parse>['values']): IngestChecks | undefined {
+  const onInvalid = v['ingest.invalid'] ?? 'reject';
+  if (onInvalid !== 'reject' && onInvalid !== 'drop' && onInvalid !== 'off') {
+    throw new UsageError(`--ingest.invalid: "${onInvalid}" must be "reject", "drop" or "off"`);
+  }
+  const names = v['ingest.label-names'] ?? 'utf8';
+  if (names !== 'utf8' && names !== 'legacy') {
+    throw new UsageError(`--ingest.label-names: "${names}" must be "utf8" or "legacy"`);
+  }
+  const window = (flag: 'ingest.max-future' | 'ingest.max-age', def: string): number => {
+    const raw = v[flag] ?? def;
+    return raw.trim() === '0' ? 0 : parseDuration(`--${flag}`, raw);
+  };
+  const checks = {
+    onInvalid,
+    names,
+    maxFutureMs: window('ingest.max-future', '10m'),
+    maxAgeMs: window('ingest.max-age', '0'),
+  } as const;
+  return onInvalid === 'off' ? undefined : Object.freeze({ ...checks, onInvalid });
 }
 
 function fraction(flag: string, value: string): number {

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTenant } from '../auth/http.js';
+import { type CheckReason, type CheckResult, checkRequest, withoutSeries } from '../codec/check.js';
 import { requestV2ToWriteRequestV1 } from '../codec/convert.js';
 import { decodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/scan.js';
@@ -27,6 +28,17 @@ export interface RemoteWriteDeps {
   readonly reportDroppedAsWritten: boolean;
   /** With --queue.dir: requests are answered once their data is durably queued, not forwarded. */
   readonly queue?: IngestQueue | undefined;
+  /** The door check; undefined turns it off (tests of what lies behind it). */
+  readonly checks?: IngestChecks | undefined;
+}
+
+/** The --ingest.* flags: what the door check refuses, and what happens to it. */
+export interface IngestChecks {
+  readonly maxFutureMs: number;
+  readonly maxAgeMs: number;
+  readonly names: 'legacy' | 'utf8';
+  /** reject: the request gets 400 naming the first bad series; drop: bad series are left out, counted. */
+  readonly onInvalid: 'reject' | 'drop';
 }
 
 /** The ingest paths: Prometheus's own receiver path, and the short alias some senders use. */
@@ -51,6 +63,9 @@ export interface PrepareOptions {
   readonly engine: PolicyEngine | undefined;
   readonly tenant: string | undefined;
   readonly nowMs: number;
+  readonly checks?: IngestChecks | undefined;
+  /** Told about series the door check refused or dropped, before any exception is thrown. */
+  readonly onInvalid?: ((r: CheckResult, action: 'rejected' | 'dropped') => void) | undefined;
 }
 
 /**
@@ -64,8 +79,9 @@ export function prepareRequest(
   opts: PrepareOptions,
 ): { prepared: Prepared; index: SeriesIndex; decodedBytes: number } {
   const decoded = snappyDecode(body, opts.maxDecodedBytes);
-  const index =
-    version === '1.0' ? scanWriteRequestV1(decoded, opts.scratch) : scanRequestV2(decoded, opts.scratch);
+  const scan = (b: Buffer, into: SeriesIndex | undefined) =>
+    version === '1.0' ? scanWriteRequestV1(b, into) : scanRequestV2(b, into);
+  let index = scan(decoded, opts.scratch);
   const received: PayloadCounts = {
     series: index.count,
     samples: index.totalSamples,
@@ -75,9 +91,35 @@ export function prepareRequest(
   };
   let forwarded = received;
   let raw: Uint8Array = decoded;
+  let checked: Buffer = decoded;
   let changed = false;
+  if (opts.checks !== undefined) {
+    const c = checkRequest(decoded, index, { ...opts.checks, nowMs: opts.nowMs });
+    if (c.first !== undefined) {
+      const action = opts.checks.onInvalid === 'reject' ? 'rejected' : 'dropped';
+      opts.onInvalid?.(c, action);
+      if (action === 'rejected') throw new CardinalError('INVALID_SERIES', c.first.detail);
+    }
+    if (c.sorted !== undefined) {
+      checked = c.sorted;
+      changed = true;
+    }
+    if (c.bad !== undefined) {
+      checked = withoutSeries(checked, index, c.bad);
+      changed = true;
+      index = scan(checked, index);
+      forwarded = {
+        series: index.count,
+        samples: index.totalSamples,
+        histograms: index.totalHistograms,
+        exemplars: index.totalExemplars,
+        metadata: index.metadataCount,
+      };
+    }
+  }
+  raw = checked;
   if (opts.engine !== undefined && !opts.engine.pipeline.empty) {
-    const r = opts.engine.process(decoded, index, opts.tenant, opts.nowMs);
+    const r = opts.engine.process(checked, index, opts.tenant, opts.nowMs);
     // v1 metadata are top-level records and always forwarded; v2 metadata ride on series, so
     // none is left when every series was dropped (the count is otherwise the request's).
     const metadata = version === '2.0' && r.series === 0 ? 0 : index.metadataCount;
@@ -110,6 +152,18 @@ export function prepareRequest(
 export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps): void {
   let scratch: SeriesIndex | undefined;
   const logRejection = createRejectionLogger(10_000);
+  const logDropped = rateLimited(10_000);
+  const countInvalid = (r: CheckResult, action: 'rejected' | 'dropped'): void => {
+    for (const [reason, n] of Object.entries(r.series) as [CheckReason, number][]) {
+      deps.metrics.invalid(reason, n, r.samples[reason] ?? 0, action);
+    }
+    if (action === 'dropped' && r.first !== undefined) {
+      const detail = r.first.detail;
+      logDropped('invalid', (suppressed) =>
+        app.log.warn({ suppressed }, `dropped series a receiver would refuse: ${detail}`),
+      );
+    }
+  };
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     let version: ProtocolVersion | 'unknown' = 'unknown';
@@ -128,6 +182,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           engine: deps.engine,
           tenant: tenant.match,
           nowMs: Date.now(),
+          checks: deps.checks,
+          onInvalid: countInvalid,
         });
         scratch = r.index;
         prepared = r.prepared;
