@@ -109,15 +109,17 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
   let unsorted = false;
   let prevStart = -1;
   let prevEnd = -1;
-  const problem = (r: CheckReason, w: string): void => {
+  // Returns true, so that a visitor can `return problem(...)`; the visitors' results are ignored.
+  const problem = (r: CheckReason, w: string): boolean => {
     if (reason === undefined) {
       reason = r;
       where = w;
     }
+    return true;
   };
-  const label = (ns: number, ne: number, vs: number, ve: number): void => {
+  const label = (ns: number, ne: number, vs: number, ve: number): boolean => {
     const k = count++;
-    if (reason !== undefined) return;
+    if (reason !== undefined) return true;
     if (ne === ns) return problem('invalid_label_name', `labels[${k}]: empty label name`);
     if (!utf8(buf, ns, ne) || !utf8(buf, vs, ve)) {
       return problem('invalid_utf8', `labels[${k}]: label name or value is not valid UTF-8`);
@@ -139,6 +141,7 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
     }
     prevStart = ns;
     prevEnd = ne;
+    return false;
   };
   // The visitors set `reason`; read it through a call, which the compiler does not narrow.
   const current = (): CheckReason | undefined => reason;
@@ -211,8 +214,8 @@ function checkSamples(
   index: SeriesIndex,
   i: number,
   opts: CheckOptions,
-  problem: (r: CheckReason, w: string) => void,
-): void {
+  problem: (r: CheckReason, w: string) => boolean,
+): boolean {
   const histField = index.version === 1 ? 4 : 3;
   const maxT = opts.maxFutureMs > 0 ? opts.nowMs + opts.maxFutureMs : Number.POSITIVE_INFINITY;
   const minT = opts.maxAgeMs > 0 ? opts.nowMs - opts.maxAgeMs : Number.NEGATIVE_INFINITY;
@@ -253,6 +256,7 @@ function checkSamples(
     const bad = histogramProblem(hist);
     if (bad !== undefined) return problem('histogram_count', `${at}: ${bad}`);
   }
+  return false;
 }
 
 /** The timestamp (field 2, int64) of a Sample payload buf[from, to). */
@@ -316,7 +320,8 @@ export function histogramProblem(h: HistogramLike): string | undefined {
     if (got !== want) return `${side} spans cover ${want} buckets, but ${got} bucket counts are given`;
     let abs = 0;
     for (let k = 0; k < got; k++) {
-      const c = isFloat ? counts[k]! : (abs += deltas[k]!);
+      if (!isFloat) abs += deltas[k]!;
+      const c = isFloat ? counts[k]! : abs;
       if (c < 0) return `${side} bucket ${k} has the negative count ${c}`;
       inBuckets += c;
     }
