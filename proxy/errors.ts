@@ -34,6 +34,7 @@ export const errorTable = {
   QUEUE_FULL_UNAVAILABLE: { status: 503, message: 'queue full, retry later' },
   QUEUE_RECORD_TOO_LARGE: { status: 413, message: 'request larger than the whole queue' },
   QUEUE_WRITE_FAILED: { status: 503, message: 'writing to the queue failed' },
+  QUEUE_DISK_FULL: { status: 503, message: 'queue disk full, retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorTable;

@@ -238,7 +238,13 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       if (!(err instanceof CardinalError)) throw err;
       deps.metrics.request(version, err.status, err.code);
       logRejection(request, err);
-      if (deps.queue !== undefined && (err.code === 'QUEUE_FULL' || err.code === 'QUEUE_FULL_UNAVAILABLE')) {
+      if (
+        deps.queue !== undefined &&
+        (err.code === 'QUEUE_FULL' ||
+          err.code === 'QUEUE_FULL_UNAVAILABLE' ||
+          err.code === 'QUEUE_DISK_FULL' ||
+          err.code === 'QUEUE_WRITE_FAILED')
+      ) {
         void reply.header('Retry-After', deps.queue.retryAfterSeconds);
       }
       if (version === '2.0' && err.status < 500) {

@@ -30,6 +30,7 @@ export interface QueueGauges {
   readonly segments: number;
   readonly oldestAgeSeconds: number;
   readonly full: boolean;
+  readonly diskFull: boolean;
 }
 
 /** The queues a proxy may run: one per upstream, labelled `queue` on every queue metric. */
@@ -66,6 +67,11 @@ export function createQueueMetrics(
     'cardinal_proxy_queue_full',
     '1 while the queue refuses requests because it is full (/-/ready answers 503 then).',
     (g) => (g.full ? 1 : 0),
+  );
+  gauge(
+    'cardinal_proxy_queue_disk_full',
+    '1 while the queue refuses appends because its file system is full; it ends by itself once there is room.',
+    (g) => (g.diskFull ? 1 : 0),
   );
   const appended = new Counter({
     name: 'cardinal_proxy_queue_appended_samples_total',
