@@ -64,6 +64,12 @@ export interface QueueOptions {
   readonly batchMaxWaitMs: number;
   /** The --queue.retry-on list, as given; parse with parseRetryOn. */
   readonly retryOn: string;
+  /** A request retried alone becomes a dead letter after failing this long (0: never). */
+  readonly maxRetryAgeMs: number;
+  /** ... or this many times (0: no limit). */
+  readonly maxRetryAttempts: number;
+  /** Bytes of dead letters kept in <dir>/dead-letter; beyond, the oldest go, counted. */
+  readonly deadLetterMaxBytes: number;
 }
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
@@ -111,8 +117,14 @@ Flags (environment variable in brackets):
   --queue.batch-max-samples N      samples per request to the upstream (default 10000)
   --queue.batch-max-bytes N        compressed bytes per request to the upstream (default 4194304)
   --queue.batch-max-wait DURATION  how long queued data waits for more to share a request (default 200ms)
-  --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped
-                                   and counted; the queue retries without a time limit
+  --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped,
+                                   counted, and kept as dead letters
+  --queue.max-retry-age DURATION   a request the upstream keeps failing for while it takes other data is
+                                   retried alone; after failing this long it becomes a dead letter (default
+                                   15m; 0: never). During an outage the queue retries without a time limit
+  --queue.max-retry-attempts N     ... or after this many attempts alone (default 0: no limit)
+  --queue.dead-letter-max-bytes N  bytes of dead letters kept in <queue.dir>/dead-letter; the oldest go
+                                   beyond, counted (default max-bytes/8)
   --ingest.invalid reject|drop|off what to do with a series a receiver would refuse (no or invalid __name__, invalid
                                    or repeated label names, an empty label set, invalid UTF-8, a native histogram
                                    whose count does not match its buckets, a timestamp outside the window below):
@@ -272,6 +284,9 @@ function parse(argv: readonly string[]) {
       'queue.batch-max-bytes': { type: 'string' },
       'queue.batch-max-wait': { type: 'string' },
       'queue.retry-on': { type: 'string' },
+      'queue.max-retry-age': { type: 'string' },
+      'queue.max-retry-attempts': { type: 'string' },
+      'queue.dead-letter-max-bytes': { type: 'string' },
       'ingest.invalid': { type: 'string' },
       'ingest.max-future': { type: 'string' },
       'ingest.max-age': { type: 'string' },
@@ -354,6 +369,18 @@ function parseQueueOptions(
     batchMaxBytes: positiveInt('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? String(4 << 20)),
     batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
     retryOn,
+    maxRetryAgeMs:
+      (v['queue.max-retry-age'] ?? '15m').trim() === '0'
+        ? 0
+        : parseDuration('--queue.max-retry-age', v['queue.max-retry-age'] ?? '15m'),
+    maxRetryAttempts:
+      (v['queue.max-retry-attempts'] ?? '0').trim() === '0'
+        ? 0
+        : positiveInt('--queue.max-retry-attempts', v['queue.max-retry-attempts'] ?? '0'),
+    deadLetterMaxBytes: positiveInt(
+      '--queue.dead-letter-max-bytes',
+      v['queue.dead-letter-max-bytes'] ?? String(Math.max(1 << 20, Math.floor(maxBytes / 8))),
+    ),
   });
 }
 
