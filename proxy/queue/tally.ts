@@ -63,7 +63,8 @@ export class DropTally {
       ...metrics,
       dropped: (reason, records, samples) => {
         metrics.dropped(reason, records, samples);
-        const c = (this.#counts[reason] ??= { records: 0, samples: 0 });
+        const c = this.#counts[reason] ?? { records: 0, samples: 0 };
+        this.#counts[reason] = c;
         c.records += records;
         c.samples += samples;
         this.#persist();
