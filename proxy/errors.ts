@@ -42,14 +42,21 @@ export type ErrorCode = keyof typeof errorTable;
 export class CardinalError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Sent as Retry-After with the answer (RFC 9110 section 10.2.3), when set. */
+  readonly retryAfterSeconds: number | undefined;
 
   /** `detail` says what exactly is wrong and where, in one line; it is appended to the message. */
-  constructor(code: ErrorCode, detail?: string, options?: ErrorOptions) {
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options?: ErrorOptions & { readonly retryAfterSeconds?: number | undefined },
+  ) {
     const base = errorTable[code].message;
     super(detail ? `${base}: ${detail}` : base, options);
     this.name = 'CardinalError';
     this.code = code;
     this.status = errorTable[code].status;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

@@ -104,7 +104,8 @@ Flags (environment variable in brackets):
   --forward.retry-budget DURATION  total time spent retrying one request before answering 503 (default 20s)
   --forward.min-backoff DURATION   first retry delay (default 100ms)
   --forward.max-backoff DURATION   largest retry delay (default 3s)
-  --forward.backoff-jitter F       random fraction of each retry delay, 0 to 1 (default 1: full jitter)
+  --forward.backoff-jitter F       random fraction of each retry delay, 0 to 1, never below the delay before
+                                   (default 0.5: "equal jitter", each delay in [d/2, d]; intervals only grow)
   --queue.dir PATH                 keep accepted data in a durable queue here and answer senders once it is
                                    fsync'd; without it the proxy answers after the upstream accepted
                                    [CARDINAL_QUEUE_DIR]
@@ -212,7 +213,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
       maxBackoffMs: parseDuration('--forward.max-backoff', v['forward.max-backoff'] ?? '3s'),
       budgetMs: parseDuration('--forward.retry-budget', v['forward.retry-budget'] ?? '20s'),
-      jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '1'),
+      jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '0.5'),
     }),
     queue: parseQueueOptions(v, env),
     ingest: parseIngestChecks(v),

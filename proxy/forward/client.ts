@@ -76,6 +76,9 @@ export class Forwarder {
   readonly #random: () => number;
   readonly #closing = new AbortController();
   #token: { value: string; readAt: number } | undefined;
+  /** When the upstream last took a request, and last failed one in a way that is retried. */
+  #lastOkAt = 0;
+  #lastFailAt = 0;
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
@@ -146,9 +149,18 @@ export class Forwarder {
     }
   }
 
+  /**
+   * Sends one request for a sender that waits for the answer (no queue). The sender retries a 503
+   * itself, with its own backoff (remote-write 1.0 and 2.0, "Retries & Backoff"), so the proxy
+   * must not multiply its retries: a failure right after a success (a blip) is retried a couple
+   * of times within the budget; once the upstream is failing, each request gets one attempt and
+   * its sender a 503 at once (with the upstream's Retry-After, if it sent one), and the sender's
+   * backoff governs.
+   */
   async send(req: ForwardRequest): Promise<ForwardResult> {
     const started = Date.now();
     const headers = this.#headers(req);
+    let retries = 0;
 
     for (let attempt = 1; ; attempt++) {
       const attemptStart = performance.now();
@@ -168,6 +180,7 @@ export class Forwarder {
         const verdict = classifyStatus(res.statusCode);
         const seconds = (performance.now() - attemptStart) / 1000;
         if (verdict === 'done') {
+          this.#lastOkAt = Date.now();
           await res.body.dump();
           this.#opts.metrics.attempt(req.version, 'ok', String(res.statusCode), seconds);
           return { attempts: attempt, written: parseWritten(res.headers) };
@@ -190,12 +203,22 @@ export class Forwarder {
         this.#opts.metrics.attempt(req.version, 'retry', reason, (performance.now() - attemptStart) / 1000);
       }
 
+      // The first failure after a success may be a blip worth two retries; any later one is not.
+      if (attempt === 1) retries = this.#lastOkAt >= this.#lastFailAt ? BLIP_RETRIES : 0;
+      this.#lastFailAt = Date.now();
       const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
       const elapsed = Date.now() - started;
-      if (elapsed + delay >= this.#opts.retry.budgetMs) {
+      if (attempt > retries || elapsed + delay >= this.#opts.retry.budgetMs) {
         throw new CardinalError(
           'UPSTREAM_UNAVAILABLE',
-          `${attempt} attempts in ${elapsed} ms, last: ${reason}${retryAfterMs !== undefined ? ` (Retry-After ${Math.round(retryAfterMs / 1000)}s)` : ''}`,
+          `${attempt} attempt${attempt === 1 ? '' : 's'} in ${elapsed} ms, last: ${reason}${retryAfterMs !== undefined ? ` (Retry-After ${Math.round(retryAfterMs / 1000)}s)` : ''}`,
+          // The upstream's Retry-After is relayed. None is invented: Prometheus sleeps exactly a
+          // Retry-After it gets instead of its growing backoff, so a fixed one would make it
+          // retry more often, not less.
+          {
+            retryAfterSeconds:
+              retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+          },
         );
       }
       try {
@@ -223,6 +246,9 @@ export class Forwarder {
     return this.#token.value;
   }
 }
+
+/** Retries of a failure that follows a success; a failing upstream gets none (see send). */
+const BLIP_RETRIES = 2;
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

@@ -246,6 +246,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           err.code === 'QUEUE_WRITE_FAILED')
       ) {
         void reply.header('Retry-After', deps.queue.retryAfterSeconds);
+      } else if (err.retryAfterSeconds !== undefined) {
+        void reply.header('Retry-After', err.retryAfterSeconds);
       }
       if (version === '2.0' && err.status < 500) {
         // Nothing was written; say so explicitly (remote-write 2.0 "Response").
