@@ -28,6 +28,13 @@ export const errorTable = {
   UNAUTHORIZED: { status: 401, message: 'unauthorized' },
   FORBIDDEN: { status: 403, message: 'forbidden' },
   SHUTTING_DOWN: { status: 503, message: 'proxy is shutting down' },
+  // Overload protection (--max-inflight-requests, --max-inflight-bytes): 503 with Retry-After, which
+  // every remote-write sender retries (remote-write 1.0 and 2.0, "Retries & Backoff"; a 429 is
+  // not retried by Prometheus unless retry_on_http_429 is set).
+  OVERLOADED: { status: 503, message: 'too many requests in flight, retry later' },
+  // The sender closed its connection before it was answered: nothing more is done for it, and it
+  // never sees this status (it is counted under it).
+  SENDER_GONE: { status: 499, message: 'the sender went away before it was answered' },
   // The durable queue (--queue.dir). Full: nothing of the request was enqueued; the answer carries
   // Retry-After, and --queue.full-status chooses 429 or 503 (both are retried by senders).
   QUEUE_FULL: { status: 429, message: 'queue full, retry later' },

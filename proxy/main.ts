@@ -294,6 +294,8 @@ async function main(): Promise<number> {
     forwarder,
     maxRequestBytes: options.maxRequestBytes,
     maxDecodedBytes: options.maxDecodedBytes,
+    maxInflightRequests: options.maxInflightRequests,
+    maxInflightBytes: options.maxInflightBytes,
     upstreamProtocol: options.upstreamProtocol,
     engine,
     policyStats,

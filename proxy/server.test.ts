@@ -294,8 +294,20 @@ describe('remote-write 2.0', () => {
     expect(decodeRequestV2(snappyDecode(got.body, 1 << 20))).toEqual(v2);
   });
 
-  it('reports its own counts when the upstream sends none', async () => {
+  it('invents no written counts when the upstream got 2.0 and sent none (Prometheus 2.42 stores nothing then)', async () => {
     const { app } = proxy();
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
+      'content-type': V2_TYPE,
+      'content-encoding': 'snappy',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBeUndefined();
+    expect(res.headers['x-prometheus-remote-write-histograms-written']).toBeUndefined();
+    expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBeUndefined();
+  });
+
+  it('reports its own counts when it down-converted: a 1.0 receiver answering 2xx wrote all', async () => {
+    const { app } = proxy({ upstreamProtocol: '1.0' });
     const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
       'content-type': V2_TYPE,
       'content-encoding': 'snappy',
@@ -552,6 +564,15 @@ describe('policies on the request path', () => {
           { name: 'p', namespace: undefined, spec: { match: { selector: '{job="api"}' }, drop: ['.*'] } },
         ],
         reportDroppedAsWritten: flag,
+      });
+      // A 2.0 receiver says what it wrote: the kept series' one sample.
+      respond = () => ({
+        status: 204,
+        headers: {
+          'x-prometheus-remote-write-samples-written': '1',
+          'x-prometheus-remote-write-histograms-written': '0',
+          'x-prometheus-remote-write-exemplars-written': '0',
+        },
       });
       const res = await post(app, snappyEncode(encodeRequestV2(v2)), V2);
       expect(res.statusCode).toBe(204);

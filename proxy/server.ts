@@ -39,6 +39,8 @@ export interface ServerDeps {
   readonly forwarder: Forwarder;
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
+  readonly maxInflightRequests?: number | undefined;
+  readonly maxInflightBytes?: number | undefined;
   readonly upstreamProtocol: 'same' | '1.0';
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;

@@ -17,6 +17,9 @@ export interface ProxyOptions {
   readonly configPath: string | undefined;
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
+  /** Remote-write requests handled at once, and their bodies' bytes; beyond, 503 with Retry-After. */
+  readonly maxInflightRequests: number;
+  readonly maxInflightBytes: number;
   readonly attemptTimeoutMs: number;
   readonly retry: RetryPolicy;
   readonly shutdownTimeoutMs: number;
@@ -100,6 +103,10 @@ Flags (environment variable in brackets):
                                    sender's; none: forward no X-Scope-OrgID (default override)
   --max-request-bytes N            largest accepted request body, compressed (default 33554432)
   --max-decoded-bytes N            largest accepted request body, decompressed (default 134217728)
+  --max-inflight-requests N        remote-write requests handled at once; beyond, senders get 503 with
+                                   Retry-After before their body is read (default 512)
+  --max-inflight-bytes N           bytes of remote-write bodies (by Content-Length) handled at once; beyond,
+                                   503 with Retry-After; one request always fits (default 268435456)
   --forward.timeout DURATION       timeout of one attempt upstream (default 10s)
   --forward.retry-budget DURATION  total time spent retrying one request before answering 503 (default 20s)
   --forward.min-backoff DURATION   first retry delay (default 100ms)
@@ -208,6 +215,8 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     configPath: v.config ?? env.CARDINAL_CONFIG,
     maxRequestBytes: positiveInt('--max-request-bytes', v['max-request-bytes'] ?? String(32 << 20)),
     maxDecodedBytes: positiveInt('--max-decoded-bytes', v['max-decoded-bytes'] ?? String(128 << 20)),
+    maxInflightRequests: positiveInt('--max-inflight-requests', v['max-inflight-requests'] ?? '512'),
+    maxInflightBytes: positiveInt('--max-inflight-bytes', v['max-inflight-bytes'] ?? String(256 << 20)),
     attemptTimeoutMs: parseDuration('--forward.timeout', v['forward.timeout'] ?? '10s'),
     retry: Object.freeze({
       minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
@@ -270,6 +279,8 @@ function parse(argv: readonly string[]) {
       'auth.tenant-header-mode': { type: 'string' },
       'max-request-bytes': { type: 'string' },
       'max-decoded-bytes': { type: 'string' },
+      'max-inflight-requests': { type: 'string' },
+      'max-inflight-bytes': { type: 'string' },
       'forward.timeout': { type: 'string' },
       'forward.retry-budget': { type: 'string' },
       'forward.min-backoff': { type: 'string' },

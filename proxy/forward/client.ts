@@ -39,6 +39,8 @@ export interface ForwardRequest {
   readonly version: ProtocolVersion;
   /** The X-Scope-OrgID to pass on, if any. */
   readonly tenant?: string | undefined;
+  /** Aborted when the sender went away: nothing more is sent for it (send only). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What the upstream said it wrote (remote-write 2.0 "Response"); absent when it did not say. */
@@ -79,6 +81,8 @@ export class Forwarder {
   /** When the upstream last took a request, and last failed one in a way that is retried. */
   #lastOkAt = 0;
   #lastFailAt = 0;
+  /** The deadline controllers of sends in flight, aborted together on close. */
+  readonly #sends = new Set<AbortController>();
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
@@ -158,6 +162,26 @@ export class Forwarder {
    * backoff governs.
    */
   async send(req: ForwardRequest): Promise<ForwardResult> {
+    // One deadline for the whole send, waiting for a pooled connection included (the pool's own
+    // timeouts start only once a request is written): --forward.retry-budget. The same controller
+    // is aborted when the sender goes away and on close, so each send costs one controller and
+    // one timer, not a composed signal.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.#opts.retry.budgetMs);
+    const onGone = () => ctl.abort();
+    req.signal?.addEventListener('abort', onGone, { once: true });
+    if (req.signal?.aborted === true) ctl.abort();
+    this.#sends.add(ctl);
+    try {
+      return await this.#send(req, ctl.signal);
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onGone);
+      this.#sends.delete(ctl);
+    }
+  }
+
+  async #send(req: ForwardRequest, signal: AbortSignal): Promise<ForwardResult> {
     const started = Date.now();
     const headers = this.#headers(req);
     let retries = 0;
@@ -174,8 +198,9 @@ export class Forwarder {
           body: req.body,
           // The attempt timeout is the pool's headersTimeout and bodyTimeout. A per-request
           // AbortSignal.any(closing, timeout) cost Node 20 several milliseconds at p99 under load
-          // (measured with bench/run.ts: added p99 at 250 req/s went from ~16 ms to ~5 ms without it).
-          signal: this.#closing.signal,
+          // (measured with bench/run.ts: added p99 at 250 req/s went from ~16 ms to ~5 ms without it),
+          // so the deadline, the sender and closing share one plain controller (see send).
+          signal,
         });
         const verdict = classifyStatus(res.statusCode);
         const seconds = (performance.now() - attemptStart) / 1000;
@@ -199,6 +224,13 @@ export class Forwarder {
       } catch (err) {
         if (err instanceof CardinalError) throw err;
         if (this.#closing.signal.aborted) throw new CardinalError('SHUTTING_DOWN');
+        if (req.signal?.aborted === true) throw new CardinalError('SENDER_GONE');
+        if (signal.aborted) {
+          throw new CardinalError(
+            'UPSTREAM_UNAVAILABLE',
+            `no answer within --forward.retry-budget ${this.#opts.retry.budgetMs} ms (${attempt} attempt${attempt === 1 ? '' : 's'})`,
+          );
+        }
         reason = errorReason(err);
         this.#opts.metrics.attempt(req.version, 'retry', reason, (performance.now() - attemptStart) / 1000);
       }
@@ -222,9 +254,11 @@ export class Forwarder {
         );
       }
       try {
-        await sleep(delay, undefined, { signal: this.#closing.signal });
+        await sleep(delay, undefined, { signal });
       } catch {
-        throw new CardinalError('SHUTTING_DOWN');
+        throw new CardinalError(
+          this.#closing.signal.aborted ? 'SHUTTING_DOWN' : req.signal?.aborted ? 'SENDER_GONE' : 'UPSTREAM_UNAVAILABLE',
+        );
       }
     }
   }
@@ -232,6 +266,7 @@ export class Forwarder {
   /** Stops retry loops (their senders get 503 and retry elsewhere or later) and closes connections. */
   async close(): Promise<void> {
     this.#closing.abort();
+    for (const c of this.#sends) c.abort();
     await this.#pool.close();
   }
 

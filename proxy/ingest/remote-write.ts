@@ -30,6 +30,12 @@ export interface RemoteWriteDeps {
   readonly queue?: IngestQueue | undefined;
   /** The door check; undefined turns it off (tests of what lies behind it). */
   readonly checks?: IngestChecks | undefined;
+  /**
+   * Overload protection: requests being handled, and their bodies' bytes (by Content-Length), at
+   * most; beyond, senders get 503 with Retry-After before their body is read. Unset: no bound.
+   */
+  readonly maxInflightRequests?: number | undefined;
+  readonly maxInflightBytes?: number | undefined;
 }
 
 /** The --ingest.* flags: what the door check refuses, and what happens to it. */
@@ -167,6 +173,11 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     let version: ProtocolVersion | 'unknown' = 'unknown';
+    // Aborted when the connection closes before the answer was written: the sender gave up.
+    const gone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
+    });
     deps.metrics.inflight(1);
     try {
       version = negotiate(request.headers['content-type'], request.headers['content-encoding']);
@@ -192,6 +203,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
         deps.policyStats.flush();
       }
 
+      // A sender that went away is not acknowledged and nothing is sent for it: it retries.
+      if (gone.signal.aborted) throw new CardinalError('SENDER_GONE');
       let written: WrittenStats | undefined;
       if (prepared.body !== undefined && deps.queue !== undefined) {
         const f = prepared.forwarded;
@@ -211,6 +224,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           body: prepared.body,
           version: prepared.version,
           tenant: tenant.forward,
+          signal: gone.signal,
         });
         written = result.written;
       }
@@ -221,17 +235,28 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
         // Remote-write 2.0 "Response": what was written. When the upstream said it (a 2.0
         // receiver), that is the truth; otherwise everything forwarded was accepted. Samples a
         // policy dropped were not written, unless the operator chose to report them as written.
+        // Counts are never invented: a receiver that got 2.0 and said nothing (Prometheus 2.42
+        // answers 204 to a 2.0 body and stores nothing) wrote nothing the proxy knows of, so no
+        // headers are sent and the sender can tell (2.0, "Required Written Response Headers":
+        // a 2xx without them to a 2.0 request means an unsupported receiver). A 1.0 receiver's
+        // 2xx means everything was written (down-conversion), and so does the durable queue's.
         const dropped = deps.reportDroppedAsWritten ? subtract(prepared.received, prepared.forwarded) : ZERO;
-        const base: WrittenStats = written ?? prepared.forwarded;
-        written = {
-          samples: base.samples + dropped.samples,
-          histograms: base.histograms + dropped.histograms,
-          exemplars: base.exemplars + dropped.exemplars,
-        };
-        void reply
-          .header('X-Prometheus-Remote-Write-Samples-Written', written.samples)
-          .header('X-Prometheus-Remote-Write-Histograms-Written', written.histograms)
-          .header('X-Prometheus-Remote-Write-Exemplars-Written', written.exemplars);
+        const base: WrittenStats | undefined =
+          written ??
+          (prepared.body === undefined || deps.queue !== undefined || prepared.version === '1.0'
+            ? prepared.forwarded
+            : undefined);
+        if (base !== undefined) {
+          written = {
+            samples: base.samples + dropped.samples,
+            histograms: base.histograms + dropped.histograms,
+            exemplars: base.exemplars + dropped.exemplars,
+          };
+          void reply
+            .header('X-Prometheus-Remote-Write-Samples-Written', written.samples)
+            .header('X-Prometheus-Remote-Write-Histograms-Written', written.histograms)
+            .header('X-Prometheus-Remote-Write-Exemplars-Written', written.exemplars);
+        }
       }
       return reply.code(204).send();
     } catch (err) {
@@ -262,8 +287,34 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
     }
   };
 
+  // Overload protection, before the body is read: a request beyond the bounds costs nothing more.
+  let inflight = 0;
+  let inflightBytes = 0;
+  const maxRequests = deps.maxInflightRequests ?? Number.POSITIVE_INFINITY;
+  const maxBytes = deps.maxInflightBytes ?? Number.POSITIVE_INFINITY;
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    const bytes = Number(request.headers['content-length'] ?? 0) || 0;
+    // One request always fits, however large: the body limit bounds it.
+    if (inflight >= maxRequests || (inflight > 0 && inflightBytes + bytes > maxBytes)) {
+      const err = new CardinalError(
+        'OVERLOADED',
+        `${inflight} requests with ${inflightBytes} bytes in flight (--max-inflight-requests ${deps.maxInflightRequests ?? 'unbounded'}, --max-inflight-bytes ${deps.maxInflightBytes ?? 'unbounded'})`,
+      );
+      deps.metrics.request('unknown', err.status, err.code);
+      logRejection(request, err);
+      return reply.code(err.status).header('Retry-After', 1).type('text/plain; charset=utf-8').send(`${err.message}\n`);
+    }
+    inflight++;
+    inflightBytes += bytes;
+    reply.raw.once('close', () => {
+      inflight--;
+      inflightBytes -= bytes;
+    });
+    return undefined;
+  };
+
   for (const url of REMOTE_WRITE_PATHS) {
-    app.post(url, handler);
+    app.post(url, { config: { access: 'ingest' }, onRequest: admit }, handler);
     app.route({
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url,
