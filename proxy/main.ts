@@ -257,6 +257,8 @@ async function main(): Promise<number> {
             metrics: authMetrics,
             status: () => credentials.status,
           },
+    metricsAuth: options.auth.metricsAuth,
+    reloadMinIntervalMs: options.reloadMinIntervalMs,
   });
 
   if (options.upstreamIsDefault) {

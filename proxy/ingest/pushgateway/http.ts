@@ -186,10 +186,16 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
   };
 
   for (const prefix of [PUSH_PREFIX, `${PUSH_PREFIX}@base64`]) {
-    app.route({ method: ['PUT', 'POST', 'DELETE'], url: `${prefix}/*`, handler });
+    app.route({
+      method: ['PUT', 'POST', 'DELETE'],
+      url: `${prefix}/*`,
+      config: { access: 'ingest' },
+      handler,
+    });
     app.route({
       method: ['GET', 'PATCH'],
       url: `${prefix}/*`,
+      config: { access: 'ingest' },
       handler: async (_req, reply) =>
         reply
           .code(405)
