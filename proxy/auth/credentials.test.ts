@@ -155,6 +155,10 @@ describe('allowed paths', () => {
     expect(pathAllowed(c!, '/api/v1/write')).toBe(true);
     expect(pathAllowed(c!, '/metrics/job/batch/instance/1')).toBe(true);
     expect(pathAllowed(c!, '/metrics/job/other')).toBe(false);
+    // A job with a slash is spelled in base64: only the catch-all pattern covers it.
+    expect(pathAllowed(c!, '/metrics/job@base64/YmF0Y2gvMQ')).toBe(false);
+    const [all] = loadCredentials(file('all.yaml', '- { tenant: a, bearerToken: x }\n')).entries;
+    expect(pathAllowed(all!, '/metrics/job@base64/YmF0Y2gvMQ')).toBe(true);
   });
 });
 

@@ -383,6 +383,8 @@ function normalisePattern(p: string): string | undefined {
 /** Whether a credential may push to `path`, an ingest path as `ingestPath` returns it. */
 export function pathAllowed(credential: Credential, path: string): boolean {
   for (const p of credential.allowedPaths) {
+    // Every push, also one whose job is spelled in base64 (`/metrics/job@base64/...`).
+    if (p === '/metrics/job/*' && path.startsWith('/metrics/job@base64/')) return true;
     if (p.endsWith('/*') ? path.startsWith(p.slice(0, -1)) : path === p) return true;
   }
   return false;

@@ -36,8 +36,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Who may call the route; every route must say (see ACCESS). */
     access?: RouteAccess;
-    /** For `ingest` routes: the ingest path credentials' allowedPaths are matched against. */
-    ingestPath?: string;
+    /**
+     * For `ingest` routes: the ingest path credentials' allowedPaths are matched against, or a
+     * function of the request target that gives it (undefined: the target's decoded path).
+     */
+    ingestPath?: string | ((target: string) => string | undefined);
   }
 }
 
@@ -134,7 +137,9 @@ export function registerAccess(app: FastifyInstance, opts: AccessOptions): void 
     }
     // An ingest route: its own path, or for the push routes the matched path itself (the target
     // was checked above, so decoding cannot make a new segment).
-    const path = request.routeOptions.config.ingestPath ?? decodedPath(request.raw.url ?? '/');
+    const target = request.raw.url ?? '/';
+    const ingestPath = request.routeOptions.config.ingestPath;
+    const path = (typeof ingestPath === 'function' ? ingestPath(target) : ingestPath) ?? decodedPath(target);
     if (!pathAllowed(credential, path)) {
       auth.metrics.failure('forbidden_path');
       return refuse(
