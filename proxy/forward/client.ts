@@ -257,7 +257,11 @@ export class Forwarder {
         await sleep(delay, undefined, { signal });
       } catch {
         throw new CardinalError(
-          this.#closing.signal.aborted ? 'SHUTTING_DOWN' : req.signal?.aborted ? 'SENDER_GONE' : 'UPSTREAM_UNAVAILABLE',
+          this.#closing.signal.aborted
+            ? 'SHUTTING_DOWN'
+            : req.signal?.aborted
+              ? 'SENDER_GONE'
+              : 'UPSTREAM_UNAVAILABLE',
         );
       }
     }

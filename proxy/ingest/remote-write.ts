@@ -302,7 +302,11 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       );
       deps.metrics.request('unknown', err.status, err.code);
       logRejection(request, err);
-      return reply.code(err.status).header('Retry-After', 1).type('text/plain; charset=utf-8').send(`${err.message}\n`);
+      return reply
+        .code(err.status)
+        .header('Retry-After', 1)
+        .type('text/plain; charset=utf-8')
+        .send(`${err.message}\n`);
     }
     inflight++;
     inflightBytes += bytes;
@@ -314,10 +318,12 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
   };
 
   for (const url of REMOTE_WRITE_PATHS) {
-    app.post(url, { config: { access: 'ingest' }, onRequest: admit }, handler);
+    const config = { access: 'ingest', ingestPath: '/api/v1/write' } as const;
+    app.post(url, { config, onRequest: admit }, handler);
     app.route({
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url,
+      config,
       handler: async (_req, reply) =>
         reply
           .code(405)

@@ -163,14 +163,19 @@ describe('out-of-order refusals after acknowledgement are kept', () => {
     const t = Date.now() - 30_000;
     // The same series, the second request older than the first: valid at the door, refused later.
     expect((await post(proxy, body([good(1, t + 1000)]))).status).toBe(204);
-    await eventually(async () => expect(await proxy.metric('cardinal_proxy_queue_sent_samples_total')).toBe(1));
+    await eventually(async () =>
+      expect(await proxy.metric('cardinal_proxy_queue_sent_samples_total')).toBe(1),
+    );
     expect((await post(proxy, body([good(1, t)]))).status).toBe(204);
-    const outOfOrder = () => proxy.metric('cardinal_proxy_queue_dropped_samples_total', { reason: 'out_of_order' });
+    const outOfOrder = () =>
+      proxy.metric('cardinal_proxy_queue_dropped_samples_total', { reason: 'out_of_order' });
     await eventually(async () => expect(await outOfOrder()).toBe(1));
     const status = async () =>
-      ((await (await fetch(`${proxy.url}/api/v1/status/queue`)).json()) as {
-        queues: { remote_write: { outOfOrder: { samples: number; records: number } } };
-      }).queues.remote_write.outOfOrder;
+      (
+        (await (await fetch(`${proxy.url}/api/v1/status/queue`)).json()) as {
+          queues: { remote_write: { outOfOrder: { samples: number; records: number } } };
+        }
+      ).queues.remote_write.outOfOrder;
     expect(await status()).toEqual({ samples: 1, records: 1 });
 
     proxy.program.kill('SIGKILL');

@@ -7,7 +7,13 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { encodeRequestV2, encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
-import { type Closable, eventually, startPrometheusReceiver, startProxy, useCleanup } from '../framework/index.js';
+import {
+  type Closable,
+  eventually,
+  startPrometheusReceiver,
+  startProxy,
+  useCleanup,
+} from '../framework/index.js';
 
 /** An upstream that takes 3 s to answer each request, noting when each reached it. */
 async function startSlowUpstream(): Promise<Closable & { url: string; arrivals: number[] }> {
@@ -78,7 +84,9 @@ describe('overload protection', () => {
     expect(overloaded).toHaveLength(14);
     for (const a of overloaded) expect(a.retryAfter).toBe('1');
     expect(answers.filter((a) => a.status === 0)).toHaveLength(6);
-    expect(await proxy.metric('cardinal_proxy_requests_total', { code: '503', reason: 'OVERLOADED' })).toBe(14);
+    expect(await proxy.metric('cardinal_proxy_requests_total', { code: '503', reason: 'OVERLOADED' })).toBe(
+      14,
+    );
 
     // The proxy lets go of all six, and none reached the upstream after its sender had given up:
     // the ones waiting for a connection went with their senders, instead of being sent once the
