@@ -5,6 +5,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { snappyEncode } from '../codec/snappy.js';
+import { CardinalError } from '../errors.js';
 import type { AttemptResult, Forwarder } from '../forward/client.js';
 import { backoffDelay, type RetryPolicy } from '../forward/retry.js';
 import { rateLimited } from '../ratelimit.js';
@@ -153,6 +154,14 @@ export class Drain {
       try {
         outcome = await this.#deliver(mergeEntries(batch.records.map((r) => r.entry)), replay, generation);
       } catch (err) {
+        if (!(err instanceof CardinalError)) {
+          // Not the data: writing a dead letter failed (a full disk), for one. Nothing is
+          // acknowledged; the batch is sent again later (what was delivered of it may repeat).
+          logger.error({ err }, 'delivering a queued batch failed; retrying it in 1s');
+          await sleep(1000, undefined, { signal: this.#closing.signal }).catch(() => undefined);
+          cursor = queue.acked;
+          continue;
+        }
         // Records that pass their checksum but do not decode: written by a faulty proxy, or
         // damaged before the checksum was taken. They can never be sent; retrying would stall
         // everything behind them.
