@@ -37,9 +37,13 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const queue = new WorkQueue<string>();
-  const metrics = createOperatorMetrics(version, () => queue.length);
-  const controller = new MetricPolicyController({
+  // The controller is made after its metrics, which read its cache while it leads.
+  let controller: MetricPolicyController | undefined;
+  const metrics = createOperatorMetrics(version, () => queue.length, {
+    policies: () => (controller?.leading === true ? controller.policies() : []),
+  });
+  const queue = new WorkQueue<string>({ metrics: metrics.queue });
+  controller = new MetricPolicyController({
     kube,
     namespace: options.namespace,
     operatorVersion: version,
