@@ -44,15 +44,15 @@ describe('cardinal_operator_policy_condition', () => {
         .split('\n')
         .filter((l) => l.startsWith('cardinal_operator_policy_condition{'));
     expect(await lines()).toEqual([
-      'cardinal_operator_policy_condition{namespace="team-a",policy="bad",type="Accepted",status="True"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="bad",type="Accepted",status="False"} 1',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="bad",type="Accepted",status="Unknown"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Accepted",status="True"} 1',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Accepted",status="False"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Accepted",status="Unknown"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Degraded",status="True"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Degraded",status="False"} 0',
-      'cardinal_operator_policy_condition{namespace="team-a",policy="ok",type="Degraded",status="Unknown"} 1',
+      'cardinal_operator_policy_condition{policy="team-a/bad",type="Accepted",status="True"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/bad",type="Accepted",status="False"} 1',
+      'cardinal_operator_policy_condition{policy="team-a/bad",type="Accepted",status="Unknown"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Accepted",status="True"} 1',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Accepted",status="False"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Accepted",status="Unknown"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Degraded",status="True"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Degraded",status="False"} 0',
+      'cardinal_operator_policy_condition{policy="team-a/ok",type="Degraded",status="Unknown"} 1',
     ]);
     // A deleted policy's series go with it.
     policies = [policy('ok', [['Accepted', 'True']])];

@@ -3,6 +3,9 @@
 // (the shape of kube-state-metrics' *_status_condition gauges). Alerts select `== 1` on the status
 // they care about, and a policy that loses a condition loses its series with it.
 //
+// The policy is named `namespace/name`, as the proxies' `policy` label names it; a `namespace`
+// label would clash with the target's own on scrape (it would become exported_namespace).
+//
 // Only the leader reports: standbys hold the same cache, and every replica reporting would count
 // each policy once per replica.
 
@@ -22,7 +25,7 @@ export function registerConditionMetrics(options: ConditionMetricsOptions): void
   new Gauge({
     name: 'cardinal_operator_policy_condition',
     help: 'The conditions of each MetricPolicy: 1 for the status a condition has, 0 for the others.',
-    labelNames: ['namespace', 'policy', 'type', 'status'],
+    labelNames: ['policy', 'type', 'status'],
     registers: [options.registry],
     collect() {
       this.reset();
@@ -31,7 +34,7 @@ export function registerConditionMetrics(options: ConditionMetricsOptions): void
         for (const condition of p.status?.conditions ?? []) {
           for (const status of STATUSES) {
             this.set(
-              { namespace: p.metadata.namespace, policy: p.metadata.name, type: condition.type, status },
+              { policy: `${p.metadata.namespace}/${p.metadata.name}`, type: condition.type, status },
               condition.status === status ? 1 : 0,
             );
           }

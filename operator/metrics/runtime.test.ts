@@ -10,7 +10,7 @@ async function value(registry: Registry, name: string, labels: Record<string, st
   if (metric === undefined) throw new Error(`${name} is not registered`);
   const series = metric.values.filter(
     (v) =>
-      (v.metricName ?? metric.name) === name &&
+      ((v as { metricName?: string }).metricName ?? metric.name) === name &&
       Object.entries(labels).every(([k, l]) => String(v.labels[k]) === l),
   );
   if (series.length !== 1) throw new Error(`${name} ${JSON.stringify(labels)}: ${series.length} series`);
