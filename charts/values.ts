@@ -225,6 +225,34 @@ export const OperatorValues = Type.Object(
           'Usage-aware governance: what rules and dashboards read (README "Usage-aware governance").',
       },
     ),
+    webhook: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Serve a validating admission webhook from the operator: `kubectl apply` of a MetricPolicy the proxy\u2019s validator refuses fails with its message, instead of being created and marked Accepted=False.',
+        }),
+        failurePolicy: StringEnum(
+          ['Fail', 'Ignore'],
+          'What the API server does when the webhook cannot be reached: refuse the change (Fail) or let it through to be judged by the operator (Ignore).',
+          'Fail',
+        ),
+        timeoutSeconds: Type.Integer({
+          minimum: 1,
+          maximum: 30,
+          default: 5,
+          description: 'How long the API server waits for the webhook.',
+        }),
+        certManager: Type.Optional(
+          Type.Union([Type.Boolean(), Type.Null()], {
+            default: null,
+            description:
+              'Serving certificates from cert-manager (a self-signed CA Issuer, a Certificate, caBundle injection): null when the cluster serves cert-manager.io/v1, true or false forces it. Without it the operator keeps its own CA and certificate in a Secret and renews them.',
+          }),
+        ),
+      },
+      { additionalProperties: false, description: 'The MetricPolicy validating admission webhook.' },
+    ),
     extraArgs: Type.Array(Type.String(), {
       default: [],
       description: 'More flags for cardinal-operator (`cardinal-operator --help`).',

@@ -175,3 +175,14 @@ serves monitoring.coreos.com/v1 ServiceMonitor. Helm drops a null value, so unse
 {{- fail "upstream is required in gateway mode: the receiver's remote-write URL, e.g. --set upstream=http://prometheus.monitoring:9090/api/v1/write (or --set mode=sidecar to run only the operator)" }}
 {{- else }}http://upstream.invalid/api/v1/write{{ end }}
 {{- end }}
+
+{{/* Whether the webhook takes its certificates from cert-manager (operator.webhook.certManager, else whether it is served). */}}
+{{- define "cardinal.webhookCertManager" -}}
+{{- $enabled := .Values.operator.webhook.certManager }}
+{{- if kindIs "invalid" $enabled }}
+{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate" }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{- define "cardinal.webhookConfiguration" -}}{{ include "cardinal.fullname" . }}-metricpolicies{{- end }}
+{{- define "cardinal.webhookSecret" -}}{{ include "cardinal.fullname" . }}-webhook-tls{{- end }}
