@@ -214,6 +214,27 @@ const CASES: [string, string[], string[], string[]][] = [
     [...RBAC, ...OPERATOR, ...PROXY, 'PrometheusRule/r-cardinal'],
   ],
   [
+    'the webhook with self-managed certificates',
+    [`upstream=${UPSTREAM}`, 'operator.webhook.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, 'ValidatingWebhookConfiguration/r-cardinal-metricpolicies'],
+  ],
+  [
+    'the webhook with certificates from cert-manager, because the cluster serves it',
+    [`upstream=${UPSTREAM}`, 'operator.webhook.enabled=true'],
+    ['--api-versions', 'cert-manager.io/v1/Certificate'],
+    [
+      ...RBAC,
+      ...OPERATOR,
+      ...PROXY,
+      'ValidatingWebhookConfiguration/r-cardinal-metricpolicies',
+      'Issuer/r-cardinal-webhook-selfsigned',
+      'Issuer/r-cardinal-webhook-ca',
+      'Certificate/r-cardinal-webhook-ca',
+      'Certificate/r-cardinal-webhook',
+    ],
+  ],
+  [
     'NetworkPolicies, a proxy ServiceAccount, no CRD and no PDBs',
     [
       `upstream=${UPSTREAM}`,
@@ -526,26 +547,11 @@ describe('the chart\u2019s conventions', () => {
     const lint = helm(['lint', '--strict', CHART]);
     expect(lint.stdout + lint.stderr).toContain('1 chart(s) linted, 0 chart(s) failed');
     expect(lint.stdout + lint.stderr).not.toMatch(/\[(WARNING|INFO)\]/);
-    for (const cmd of [
-      ['template', 'r', CHART],
-      ['install', 'r', CHART, '--dry-run=client'],
-    ]) {
-      const r = helm(cmd);
-      expect(r.code, cmd.join(' ')).not.toBe(0);
-      expect(r.stderr).toContain('upstream is required in gateway mode');
-      expect(r.stderr).toContain('--set upstream=http://');
-    }
+    const r = helm(['template', 'r', CHART]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('upstream is required in gateway mode');
+    expect(r.stderr).toContain('--set upstream=http://');
     expect(helm(['template', 'r', CHART, '--set', 'mode=sidecar']).code).toBe(0);
-  });
-
-  it('prints NOTES that say how to verify the install', () => {
-    const r = helm(['install', 'r', CHART, '--dry-run=client', '-n', 'obs', '--set', `upstream=${UPSTREAM}`]);
-    expect(r.code, r.stderr).toBe(0);
-    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
-    expect(notes).toContain('http://r-cardinal-proxy.obs.svc:8080/api/v1/write');
-    expect(notes).toContain('kubectl get mp -A');
-    expect(notes).toContain('helm test r -n obs');
-    expect(notes).toContain('/api/v1/status/config');
   });
 
   it('has an icon, and the file it names is in the chart', () => {
@@ -852,6 +858,92 @@ describe('the chart\u2019s conventions', () => {
     expect(JSON.stringify(rendered)).not.toContain('=~\\".*cardinal-');
   });
 
+  it('with operator.webhook.enabled registers the webhook and serves it from the operator, with either certificate source', () => {
+    const selfManaged = template('obs', [
+      ...gw,
+      'operator.webhook.enabled=true',
+      'operator.webhook.failurePolicy=Ignore',
+    ]);
+    const vwc = find(
+      selfManaged,
+      'ValidatingWebhookConfiguration',
+      'r-cardinal-metricpolicies',
+    ) as Manifest & {
+      webhooks: Record<string, unknown>[];
+    };
+    expect(vwc.webhooks).toEqual([
+      {
+        name: 'validate.metricpolicies.cardinal.dev',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: 'Ignore',
+        timeoutSeconds: 5,
+        matchPolicy: 'Equivalent',
+        clientConfig: {
+          service: {
+            name: 'r-cardinal-operator',
+            namespace: 'obs',
+            path: '/validate-metricpolicy',
+            port: 443,
+          },
+        },
+        rules: [
+          {
+            apiGroups: ['cardinal.dev'],
+            apiVersions: ['v1alpha1'],
+            resources: ['metricpolicies'],
+            operations: ['CREATE', 'UPDATE'],
+            scope: 'Namespaced',
+          },
+        ],
+      },
+    ]);
+    const op = podSpec(find(selfManaged, 'Deployment', 'r-cardinal-operator'));
+    expect(op.containers[0]?.args).toEqual(
+      expect.arrayContaining([
+        '--webhook-listen=:9443',
+        '--webhook-secret=r-cardinal-webhook-tls',
+        '--webhook-configuration=r-cardinal-metricpolicies',
+        '--webhook-hosts=r-cardinal-operator.obs.svc',
+      ]),
+    );
+    expect(
+      (find(selfManaged, 'Service', 'r-cardinal-operator').spec as { ports: unknown[] }).ports,
+    ).toContainEqual({
+      name: 'webhook',
+      port: 443,
+      targetPort: 'webhook',
+      protocol: 'TCP',
+    });
+    const rules = (m: Manifest) => JSON.stringify((m as unknown as { rules: unknown[] }).rules);
+    expect(rules(find(selfManaged, 'ClusterRole', 'r-cardinal-operator'))).toContain(
+      '"resources":["validatingwebhookconfigurations"],"resourceNames":["r-cardinal-metricpolicies"],"verbs":["get","update"]',
+    );
+    expect(rules(find(selfManaged, 'Role', 'r-cardinal-operator'))).toContain(
+      '"resources":["secrets"],"resourceNames":["r-cardinal-webhook-tls"],"verbs":["get","update"]',
+    );
+
+    const cm = template('obs', [...gw, 'operator.webhook.enabled=true', 'operator.webhook.certManager=true']);
+    expect(
+      (
+        find(cm, 'ValidatingWebhookConfiguration', 'r-cardinal-metricpolicies').metadata as {
+          annotations?: unknown;
+        }
+      ).annotations,
+    ).toEqual({ 'cert-manager.io/inject-ca-from': 'obs/r-cardinal-webhook' });
+    expect(find(cm, 'Certificate', 'r-cardinal-webhook').spec).toMatchObject({
+      secretName: 'r-cardinal-webhook-tls',
+      dnsNames: ['r-cardinal-operator.obs.svc', 'r-cardinal-operator.obs.svc.cluster.local'],
+    });
+    const cmOp = podSpec(find(cm, 'Deployment', 'r-cardinal-operator'));
+    expect(cmOp.containers[0]?.args).toContain('--webhook-cert-dir=/etc/cardinal/webhook');
+    expect(cmOp.containers[0]?.args?.some((a) => a.startsWith('--webhook-secret'))).toBe(false);
+    expect(rules(find(cm, 'Role', 'r-cardinal-operator'))).not.toContain('secrets');
+    const off = template('obs', gw);
+    expect(off.some((m) => m.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    expect(rules(find(off, 'Role', 'r-cardinal-operator'))).not.toContain('secrets');
+  });
+
   it('has a `helm test` hook that writes one sample through the proxy Service with the proxy image', () => {
     const hook = find(template('obs', gw), 'Pod', 'r-cardinal-test-write') as Manifest & {
       metadata: { annotations: Record<string, string> };
@@ -869,18 +961,18 @@ describe('the chart\u2019s conventions', () => {
   });
 });
 
-/** A minimal structural monitoring.coreos.com/v1 ServiceMonitor CRD: enough to accept the kind. */
-const SERVICE_MONITOR_CRD = {
+/** A minimal structural CRD of another project's kind: enough for the API server to accept it. */
+const structuralCrd = (group: string, kind: string) => ({
   apiVersion: 'apiextensions.k8s.io/v1',
   kind: 'CustomResourceDefinition',
-  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+  metadata: { name: `${kind.toLowerCase()}s.${group}` },
   spec: {
-    group: 'monitoring.coreos.com',
+    group,
     names: {
-      kind: 'ServiceMonitor',
-      listKind: 'ServiceMonitorList',
-      plural: 'servicemonitors',
-      singular: 'servicemonitor',
+      kind,
+      listKind: `${kind}List`,
+      plural: `${kind.toLowerCase()}s`,
+      singular: kind.toLowerCase(),
     },
     scope: 'Namespaced',
     versions: [
@@ -897,7 +989,14 @@ const SERVICE_MONITOR_CRD = {
       },
     ],
   },
-};
+});
+/** ServiceMonitor and PrometheusRule (Prometheus Operator), Issuer and Certificate (cert-manager). */
+const FOREIGN_CRDS = [
+  structuralCrd('monitoring.coreos.com', 'ServiceMonitor'),
+  structuralCrd('monitoring.coreos.com', 'PrometheusRule'),
+  structuralCrd('cert-manager.io', 'Issuer'),
+  structuralCrd('cert-manager.io', 'Certificate'),
+];
 
 describe('the rendered chart on a real API server', () => {
   const track = useCleanup();
@@ -907,13 +1006,13 @@ describe('the rendered chart on a real API server', () => {
   beforeAll(async () => {
     plane = track(await startControlPlane());
     await plane.apply(read(CHART_CRD_FILE));
-    await plane.apply(JSON.stringify(SERVICE_MONITOR_CRD));
+    await plane.apply(FOREIGN_CRDS.map((c) => JSON.stringify(c)).join('\n'));
     const wait = await plane.kubectl([
       'wait',
       '--for=condition=Established',
       '--timeout=60s',
       'crd/metricpolicies.cardinal.dev',
-      'crd/servicemonitors.monitoring.coreos.com',
+      ...FOREIGN_CRDS.map((c) => `crd/${c.metadata.name}`),
     ]);
     expect(wait.code, wait.stderr).toBe(0);
     await plane.apply(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"${namespace}"}}`);
@@ -930,6 +1029,33 @@ describe('the rendered chart on a real API server', () => {
     // kubectl prints one line per object: `kind.group/name created (server dry run)`.
     expect(r.stdout.trim().split('\n')).toHaveLength(manifests.length);
     expect(r.stdout).not.toMatch(/Warning/);
+  });
+
+  it('fails an install without an upstream with a hint, and prints NOTES that say how to verify one', async () => {
+    const kube = ['--kubeconfig', plane.kubeconfig];
+    const missing = helm(['install', 'r', CHART, '--dry-run=client', ...kube]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('upstream is required in gateway mode');
+    const r = helm([
+      'install',
+      'r',
+      CHART,
+      '--dry-run=client',
+      '-n',
+      'obs',
+      '--set',
+      `upstream=${UPSTREAM}`,
+      // The CRD this file installed is not the release's to adopt (README, "Upgrading").
+      '--set',
+      'crds.install=false',
+      ...kube,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    expect(notes).toContain('http://r-cardinal-proxy.obs.svc:8080/api/v1/write');
+    expect(notes).toContain('kubectl get mp -A');
+    expect(notes).toContain('helm test r -n obs');
+    expect(notes).toContain('/api/v1/status/config');
   });
 
   it('the sidecar example passes kubectl apply --dry-run=server and mounts the policies', async () => {

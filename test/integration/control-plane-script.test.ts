@@ -3,7 +3,7 @@
 // so the script's forked children are slow to exec. Its liveness check must not take a child that
 // has not exec'd yet for a dead etcd.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,5 +81,29 @@ describe('hack/control-plane.sh on a loaded machine', () => {
     expect(stopped.code).toBe(0);
     for (const name of ['etcd', 'kube-apiserver'])
       expect(() => readFileSync(join(dir, `${name}.pid`))).toThrow();
+  });
+
+  it('waits for a child that is slow to exec instead of taking it for a dead etcd', async () => {
+    // The slowest a child can be: its log is a FIFO that nobody reads yet, so the forked shell
+    // blocks opening it, before exec, for as long as the test likes. Load makes the same window
+    // likely, this makes it certain.
+    const slow = mkdtempSync(join(tmpdir(), 'cardinal-control-plane-slow-'));
+    execFileSync('mkfifo', [join(slow, 'etcd.log')]);
+    let reader: ChildProcess | undefined;
+    const timer = setTimeout(() => {
+      reader = spawn('sh', ['-c', `cat "${join(slow, 'etcd.log')}" > "${join(slow, 'etcd.out')}"`], {
+        stdio: 'ignore',
+      });
+    }, 3_000);
+    try {
+      const started = await script(['start', slow]);
+      expect(started.stderr).not.toMatch(/etcd exited/);
+      expect(started.code).toBe(0);
+    } finally {
+      clearTimeout(timer);
+      await script(['stop', slow]);
+      reader?.kill();
+      if (!keepTmpRequested()) rmSync(slow, { recursive: true, force: true });
+    }
   });
 });
