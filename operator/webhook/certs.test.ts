@@ -35,6 +35,13 @@ describe('self-managed webhook certificates', () => {
     );
   });
 
+  it('reissue a serving certificate that lives longer than the validity now asked for', () => {
+    const shorter = rotate(first, { ...o(t0), servingValidityMs: DAY });
+    expect(shorter.ca).toEqual(first.ca);
+    expect(Date.parse(new X509Certificate(shorter.serving.cert).validTo)).toBe(t0.getTime() + DAY);
+    expect(rotate(shorter, { ...o(t0), servingValidityMs: DAY })).toEqual(shorter);
+  });
+
   it('reissue the serving certificate when the hosts change', () => {
     const moved = rotate(first, { ...o(t0), hosts: ['other.ns.svc'] });
     expect(new X509Certificate(moved.serving.cert).subjectAltName).toBe('DNS:other.ns.svc');

@@ -91,11 +91,22 @@ export function rotate(current: Certificates | undefined, o: RotationOptions): C
     serving === undefined ||
     ca !== current?.ca ||
     due(serving.cert, o.now) ||
+    outlives(serving.cert, o.servingValidityMs) ||
     !fits({ ca, serving, caBundle: bundle }, o.hosts)
   ) {
     serving = issueServing(ca, CA_NAME, o.hosts, ...validity(o.servingValidityMs));
   }
   return { ca, serving, caBundle: bundle };
+}
+
+/** Whether a certificate is valid for longer than `validityMs` (plus the minute it is backdated): the flag was shortened. */
+function outlives(pem: string, validityMs: number): boolean {
+  try {
+    const c = new X509Certificate(pem);
+    return Date.parse(c.validTo) - Date.parse(c.validFrom) > validityMs + 60_000;
+  } catch {
+    return true;
+  }
 }
 
 function expired(pem: string, now: Date): boolean {

@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -176,7 +176,10 @@ describe('the MetricPolicy validating webhook on a real API server', () => {
   it.each([
     ['a regex RE2 refuses', BAD_REGEX],
     ['a bad selector', { match: { selector: '{job="a"' } }],
-    ['a relabel rule that needs a target', { relabel: [{ action: 'replace', sourceLabels: ['a'] }] }],
+    [
+      'a limit on a metric pattern RE2 refuses',
+      { limits: { perMetric: [{ metric: 'a(?=b)', maxSeries: 10 }] } },
+    ],
   ])('refuses %s at kubectl apply, with the proxy validator\u2019s message', async (_n, spec) => {
     const name = `bad-${randomBytes(3).toString('hex')}`;
     const r = await apply(policy(name, spec));
@@ -189,7 +192,7 @@ describe('the MetricPolicy validating webhook on a real API server', () => {
 
   it('keeps serving while the operator rotates its certificates', async () => {
     await operator?.program.stop();
-    await startSelfManaged(['--webhook-cert-validity=1s', '--webhook-cert-sync=1s']);
+    await startSelfManaged(['--webhook-cert-validity=10s', '--webhook-cert-sync=1s']);
     const first = await secretField('tls.crt');
     await eventually(async () => expect(await secretField('tls.crt')).not.toBe(first), { timeoutMs: 30_000 });
     const second = await secretField('tls.crt');
@@ -217,9 +220,20 @@ describe('the MetricPolicy validating webhook on a real API server', () => {
 
   it('with failurePolicy Fail refuses changes the webhook does not answer within timeoutSeconds, and an untrusted certificate', async () => {
     // A listener that accepts and never answers.
-    const silent = createServer(() => {});
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    track({ dirs: [], close: () => new Promise<void>((resolve) => silent.close(() => resolve())) });
+    track({
+      dirs: [],
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    });
     const silentPort = (silent.address() as { port: number }).port;
     const vwc = chartWebhookConfiguration(`https://127.0.0.1:${silentPort}/validate-metricpolicy`, [
       'operator.webhook.timeoutSeconds=1',
