@@ -24,6 +24,7 @@ import {
   eventually,
   freePort,
   helmPath,
+  installChartRbac,
   installCrd,
   type OperatorProgram,
   startControlPlane,
@@ -109,12 +110,15 @@ describe('the MetricPolicy validating webhook on a real API server', () => {
   let plane: ControlPlane;
   let port: number;
   let operator: OperatorProgram | undefined;
+  /** The chart's ServiceAccount with the webhook's RBAC: the operator runs with nothing more. */
+  let kubeconfig: string;
   const vwcName = 'r-cardinal-metricpolicies';
 
   const apply = (yaml: string) => plane.kubectl(['apply', '-f', '-'], { input: yaml });
   const startSelfManaged = async (extra: string[] = []) => {
     operator = await startOperator({
       plane,
+      kubeconfig,
       namespace: NS,
       args: [
         '--leader-elect=false',
@@ -159,12 +163,26 @@ describe('the MetricPolicy validating webhook on a real API server', () => {
     await plane.apply(
       JSON.stringify(chartWebhookConfiguration(`https://127.0.0.1:${port}/validate-metricpolicy`)),
     );
+    ({ kubeconfig } = await installChartRbac(plane, 'r', NS, [
+      'mode=sidecar',
+      'operator.webhook.enabled=true',
+      'operator.webhook.certManager=false',
+    ]));
     await startSelfManaged();
   });
 
   it('registers with the CA the operator made, written into the caBundle', async () => {
     await eventually(async () => expect(await caBundle()).not.toBe(''));
     expect(await caBundle()).toBe(await secretField('ca-bundle.crt'));
+  });
+
+  it('needs no more than the chart grants: other Secrets and webhook configurations stay out of reach', async () => {
+    const can = async (args: string[]) =>
+      (await plane.kubectl(['--kubeconfig', kubeconfig, 'auth', 'can-i', ...args])).stdout.trim();
+    expect(await can(['get', 'secret/r-cardinal-webhook-tls', '-n', NS])).toBe('yes');
+    expect(await can(['get', 'secret/other', '-n', NS])).toBe('no');
+    expect(await can(['update', `validatingwebhookconfiguration/${vwcName}`])).toBe('yes');
+    expect(await can(['update', 'validatingwebhookconfiguration/someone-elses'])).toBe('no');
   });
 
   it('admits a valid policy', async () => {
