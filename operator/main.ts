@@ -55,6 +55,7 @@ async function main(): Promise<number> {
     proxyConfigPath: options.proxyConfigPath,
     proxyTimeoutMs: options.proxyTimeoutMs,
     proxyTls: options.proxyTls,
+    proxyBearerTokenFile: options.proxyBearerTokenFile,
     statusIntervalMs: options.statusIntervalMs,
     statusWriteQps: options.statusWriteQps,
     statusWriteBurst: options.statusWriteBurst,
