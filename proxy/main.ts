@@ -5,9 +5,9 @@ import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
-import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
+import { readConfiguration } from './config/configuration.js';
+import type { LoadedConfig } from './config/load.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
-import { validatePolicies, validateUsage } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
@@ -47,9 +47,8 @@ async function main(): Promise<number> {
 
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
-    const loaded = loadConfig(options.configPath);
-    const pipeline = compilePipeline(validatePolicies(loaded.policies), validateUsage(loaded.usage));
-    return { config: loaded, pipeline };
+    const read = readConfiguration(options.configPath);
+    return { config: read.config, pipeline: compilePipeline(read.policies, read.usage) };
   };
   let config: LoadedConfig;
   let pipeline: Pipeline;

@@ -215,7 +215,7 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
           overflow: m.onExceed === 'overflow',
           overflowLabel: m.overflowLabel,
           slot: mk(
-            `limits.perMetric[${i}]`,
+            m.name ?? `limits.perMetric[${i}]`,
             'series_limit',
             m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
           ),
@@ -229,7 +229,7 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
           maxValues: m.maxValues,
           overflow: m.onExceed === 'overflow',
           slot: mk(
-            `limits.perLabel[${i}]`,
+            m.name ?? `limits.perLabel[${i}]`,
             'label_values_limit',
             m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
           ),
