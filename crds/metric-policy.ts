@@ -40,7 +40,7 @@ const RuleName = Type.Optional(
     maxLength: 63,
     pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
     description:
-      'The rule\'s name, unique in the policy: the `rule` label of its counters instead of its position, so dashboards survive inserting a rule. Lower-case letters, digits and dashes.',
+      "The rule's name, unique in the policy: the `rule` label of its counters instead of its position, so dashboards survive inserting a rule. Lower-case letters, digits and dashes.",
   }),
 );
 

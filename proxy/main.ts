@@ -1,17 +1,18 @@
 #!/usr/bin/env node
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
-import { parseProxyOptions, UsageError, usage } from './config/flags.js';
 import { readConfiguration } from './config/configuration.js';
+import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
 import type { LoadedConfig } from './config/load.js';
+import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { Drain } from './queue/drain.js';
@@ -28,10 +29,10 @@ import { readVersion } from './version.js';
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
   try {
-    options = parseProxyOptions(process.argv.slice(2), process.env);
+    options = parseProxyOptions(process.argv.slice(2), process.env, { terminal: process.stdout.isTTY });
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`cardinal-proxy: ${err.message}\n\n${usage}`);
+      process.stderr.write(`cardinal-proxy: ${err.message}\n${shortUsage}`);
       return 2;
     }
     throw err;
@@ -40,26 +41,37 @@ async function main(): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-
   const version = readVersion();
-  const logger = pino({ level: options.logLevel, base: { component: 'proxy' }, redact: REDACT });
+  if (options === 'version') {
+    process.stdout.write(`cardinal-proxy ${version} (node ${process.version})\n`);
+    return 0;
+  }
+
+  const logger = createLogger(options.logFormat, {
+    level: options.logLevel,
+    base: { component: 'proxy' },
+    redact: REDACT,
+  });
   const metrics = createProxyMetrics(version);
 
   // A configuration version is loaded, validated completely and compiled before it is used.
-  const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
+  const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
     const read = readConfiguration(options.configPath);
-    return { config: read.config, pipeline: compilePipeline(read.policies, read.usage) };
+    return {
+      config: read.config,
+      pipeline: compilePipeline(read.policies, read.usage),
+      summary: summarizePolicies(read.policies),
+    };
   };
   let config: LoadedConfig;
   let pipeline: Pipeline;
+  let summary: PolicySummary[];
   try {
-    ({ config, pipeline } = load());
+    ({ config, pipeline, summary } = load());
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) {
-      logger.fatal({ path: options.configPath }, err.message);
-      return 1;
-    }
-    throw err;
+    if (!(err instanceof Error)) throw err;
+    logger.fatal({ path: options.configPath }, `configuration rejected:\n${err.message}`);
+    return 1;
   }
   // Credentials are loaded, validated and reloaded on their own: a bad Secret keeps the running
   // credentials without holding back a policy change, and the other way round.
@@ -91,6 +103,7 @@ async function main(): Promise<number> {
     loadedAt: new Date(),
     files: config.files,
     policies: config.policies.length,
+    policyDetails: summary,
     lastError: undefined,
   };
 
@@ -103,7 +116,7 @@ async function main(): Promise<number> {
   // leaves the running configuration in force and says why.
   const reloadPolicies = async (): Promise<ConfigStatus> => {
     try {
-      const { config: next, pipeline: nextPipeline } = load();
+      const { config: next, pipeline: nextPipeline, summary: nextSummary } = load();
       if (next.hash !== status.hash) {
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
@@ -119,6 +132,7 @@ async function main(): Promise<number> {
         loadedAt: new Date(),
         files: next.files,
         policies: next.policies.length,
+        policyDetails: nextSummary,
         lastError: undefined,
       });
       metrics.configReload(true, next.hash);

@@ -10,6 +10,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { type AuthOptions, registerAuth } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
+import type { PolicySummary } from './config/summary.js';
 import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
@@ -29,6 +30,8 @@ export interface ConfigStatus {
   loadedAt: Date;
   files: readonly string[];
   policies: number;
+  /** Each policy in the order they apply, with its mode and rule counts. */
+  policyDetails: readonly PolicySummary[];
   lastError: { message: string; at: Date } | undefined;
 }
 
@@ -174,6 +177,7 @@ function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
     policies: s.policies,
+    policyDetails: s.policyDetails,
     lastError: errorJson(s.lastError),
     // `null` when ingest is open (no --auth.credentials-file).
     auth:

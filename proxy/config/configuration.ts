@@ -13,7 +13,9 @@ export interface Configuration {
 }
 
 /** Every problem of the configuration at PATH, and what of it is valid. Throws only when PATH cannot be read. */
-export function checkConfiguration(path: string | undefined): Configuration & { problems: readonly Problem[] } {
+export function checkConfiguration(
+  path: string | undefined,
+): Configuration & { problems: readonly Problem[] } {
   const read = readConfig(path);
   const policies = checkPolicies(read.policies);
   const usage = checkUsage(read.usage);

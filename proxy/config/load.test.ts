@@ -89,7 +89,10 @@ describe('parsePolicyFile', () => {
     ['- a\n- b\n', 'f.yaml:1:1: expected a MetricPolicy object, got a list'],
     ['apiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\n', 'f.yaml:1:1: metadata.name is required'],
     [`${policy('ok')}---\nkind: Secret\n`, 'f.yaml:8:1: expected apiVersion'],
-    ['a: [1, 2\n', 'f.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]'],
+    [
+      'a: [1, 2\n',
+      'f.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    ],
   ])('%j is rejected with %j', (text, message) => {
     expect(() => parsePolicyFile('f.yaml', text)).toThrow(message);
   });

@@ -242,7 +242,9 @@ function findNode(root: Node | null, path: readonly (string | number)[], key: bo
   for (const [i, step] of path.entries()) {
     const last = i === path.length - 1;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(step));
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(step),
+      );
       if (pair === undefined) return best;
       const k = pair.key as Node;
       if (last && key) return k.range?.[0] ?? best;

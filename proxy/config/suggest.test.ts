@@ -2,7 +2,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { distance, suggest } from './suggest.js';
 
-const FLAGS = ['upstream', 'upstream.protocol', 'listen', 'config', 'max-request-bytes', 'log.format', 'version'];
+const FLAGS = [
+  'upstream',
+  'upstream.protocol',
+  'listen',
+  'config',
+  'max-request-bytes',
+  'log.format',
+  'version',
+];
 
 describe('suggest', () => {
   it.each([
@@ -31,22 +39,28 @@ describe('suggest', () => {
   const name = fc.stringMatching(/^[a-z][a-z.-]{5,20}$/);
   it('property: one typo in a candidate suggests a candidate at most one edit away', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(name, { minLength: 1, maxLength: 8 }), fc.nat(), fc.nat(), fc.constantFrom('insert', 'delete', 'replace', 'swap'), (candidates, pick, at, edit) => {
-        const target = candidates[pick % candidates.length]!;
-        const i = at % (target.length - 1);
-        const typo =
-          edit === 'insert'
-            ? `${target.slice(0, i)}q${target.slice(i)}`
-            : edit === 'delete'
-              ? target.slice(0, i) + target.slice(i + 1)
-              : edit === 'replace'
-                ? `${target.slice(0, i)}${target[i] === 'q' ? 'z' : 'q'}${target.slice(i + 1)}`
-                : target.slice(0, i) + target[i + 1] + target[i] + target.slice(i + 2);
-        fc.pre(!candidates.includes(typo));
-        const s = suggest(typo, candidates);
-        expect(s).toBeDefined();
-        expect(distance(typo.toLowerCase(), s!.toLowerCase())).toBeLessThanOrEqual(1);
-      }),
+      fc.property(
+        fc.uniqueArray(name, { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        fc.nat(),
+        fc.constantFrom('insert', 'delete', 'replace', 'swap'),
+        (candidates, pick, at, edit) => {
+          const target = candidates[pick % candidates.length]!;
+          const i = at % (target.length - 1);
+          const typo =
+            edit === 'insert'
+              ? `${target.slice(0, i)}q${target.slice(i)}`
+              : edit === 'delete'
+                ? target.slice(0, i) + target.slice(i + 1)
+                : edit === 'replace'
+                  ? `${target.slice(0, i)}${target[i] === 'q' ? 'z' : 'q'}${target.slice(i + 1)}`
+                  : target.slice(0, i) + target[i + 1] + target[i] + target.slice(i + 2);
+          fc.pre(!candidates.includes(typo));
+          const s = suggest(typo, candidates);
+          expect(s).toBeDefined();
+          expect(distance(typo.toLowerCase(), s!.toLowerCase())).toBeLessThanOrEqual(1);
+        },
+      ),
     );
   });
 

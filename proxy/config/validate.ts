@@ -190,7 +190,10 @@ function reason(e: ValueError): string {
     case ValueErrorType.ObjectRequiredProperty:
       return 'is required';
     case ValueErrorType.ObjectAdditionalProperties: {
-      const field = e.path.slice(e.path.lastIndexOf('/') + 1).replaceAll('~1', '/').replaceAll('~0', '~');
+      const field = e.path
+        .slice(e.path.lastIndexOf('/') + 1)
+        .replaceAll('~1', '/')
+        .replaceAll('~0', '~');
       const known = Object.keys((s.properties ?? {}) as Record<string, unknown>);
       return `unknown field${didYouMean(field, known)}`;
     }
@@ -263,7 +266,8 @@ function dropNulls(value: unknown): unknown {
 
 function semanticErrors(spec: MetricPolicySpecT): SpecProblem[] {
   const problems: SpecProblem[] = [];
-  const add = (path: (string | number)[], message: string) => problems.push({ path: ['spec', ...path], message });
+  const add = (path: (string | number)[], message: string) =>
+    problems.push({ path: ['spec', ...path], message });
   const regex = (path: (string | number)[], pattern: string | undefined) => {
     if (pattern === undefined) return;
     try {
@@ -311,12 +315,14 @@ function semanticErrors(spec: MetricPolicySpecT): SpecProblem[] {
       add(['limits', 'perMetric', i, 'overflowLabel'], 'only used with onExceed overflow');
     }
   }
-  for (const [i, l] of (limits?.perLabel ?? []).entries()) regex(['limits', 'perLabel', i, 'metric'], l.metric);
+  for (const [i, l] of (limits?.perLabel ?? []).entries())
+    regex(['limits', 'perLabel', i, 'metric'], l.metric);
   ruleNames(spec, add);
 
   const unused = spec.unused;
   for (const [i, p] of (unused?.keep ?? []).entries()) regex(['unused', 'keep', i], p);
-  for (const [i, e] of (unused?.exemptions ?? []).entries()) regex(['unused', 'exemptions', i, 'metric'], e.metric);
+  for (const [i, e] of (unused?.exemptions ?? []).entries())
+    regex(['unused', 'exemptions', i, 'metric'], e.metric);
   for (const [i, e] of (unused?.expressions ?? []).entries()) {
     try {
       extract(e);
@@ -341,7 +347,8 @@ function ruleNames(spec: MetricPolicySpecT, add: (path: (string | number)[], mes
       return;
     }
     const first = seen.get(name);
-    if (first !== undefined) add([...path, 'name'], `rule name ${JSON.stringify(name)} is also used by ${first}`);
+    if (first !== undefined)
+      add([...path, 'name'], `rule name ${JSON.stringify(name)} is also used by ${first}`);
     else seen.set(name, pathText(['spec', ...path]));
   };
   for (const [i, r] of (spec.limits?.perMetric ?? []).entries()) check(['limits', 'perMetric', i], r.name);

@@ -133,7 +133,7 @@ export interface Pipeline {
 export const OVERFLOW_VALUE = '__cardinality_overflow__';
 
 /** Orders policies as documented: priority, then namespace, then name. */
-export function orderPolicies(policies: readonly PolicyInput[]): PolicyInput[] {
+export function orderPolicies<T extends PolicyInput>(policies: readonly T[]): T[] {
   return [...policies].sort(
     (a, b) =>
       (a.spec.priority ?? 0) - (b.spec.priority ?? 0) ||
