@@ -8,7 +8,13 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['proxy/**/*.test.ts', 'operator/**/*.test.ts', 'crds/**/*.test.ts', 'hack/**/*.test.ts'],
+          include: [
+            'proxy/**/*.test.ts',
+            'operator/**/*.test.ts',
+            'cli/**/*.test.ts',
+            'crds/**/*.test.ts',
+            'hack/**/*.test.ts',
+          ],
           environment: 'node',
         },
       },

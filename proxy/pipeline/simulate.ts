@@ -46,6 +46,8 @@ export interface SimulateOptions {
   readonly nowMs?: number;
   /** Bounds of the engine's state; the defaults are the proxy's. */
   readonly maxTrackedSeries?: number;
+  /** Compute `steps` (a stateless evaluation per policy); default true. */
+  readonly steps?: boolean;
 }
 
 /**
@@ -94,7 +96,13 @@ export function simulate(
       output = ts[0]?.labels ?? null;
     }
     const outcome: Outcome = output === null ? 'dropped' : sameLabels(output, labels) ? 'kept' : 'rewritten';
-    return { input, outcome, output, hits, steps: steps(pipeline, labels, options.tenant, nowMs) };
+    return {
+      input,
+      outcome,
+      output,
+      hits,
+      steps: options.steps === false ? [] : steps(pipeline, labels, options.tenant, nowMs),
+    };
   });
 }
 
