@@ -8,7 +8,7 @@
 import type { Label } from '../proxy/codec/types.js';
 import { CommandError, type Io, parseFlags, table } from './io.js';
 import { setupStored, storedFlags, summaryLine } from './preview.js';
-import { prometheusClient } from './prometheus.js';
+import { type PrometheusClient, prometheusClient, type TimeRange } from './prometheus.js';
 import type { MetricState } from './stored.js';
 
 export const retroUsageText = `Usage: cardinal retro --config PATH --prometheus URL [--apply] [flags]
@@ -52,7 +52,10 @@ export async function retro(argv: readonly string[], io: Io): Promise<number> {
   }
   const targets: { metric: string; state: MetricState }[] = [];
   const refused: { metric: string; series: number; readers: readonly string[] }[] = [];
-  for (const [metric, state] of [...s.report.metrics].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  const client = prometheusClient(s.prometheus);
+  for (const [metric, listed] of [...s.report.metrics].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (listed.dropped.length === 0) continue;
+    const state = await withSamples(client, metric, listed, s.report.range);
     if (state.dropped.length === 0) continue;
     const readers = s.readers.readers(metric);
     if (readers.length > 0) refused.push({ metric, series: state.dropped.length, readers });
@@ -94,7 +97,6 @@ export async function retro(argv: readonly string[], io: Io): Promise<number> {
     return 1;
   }
   const selectors = targets.flatMap((t) => deleteSelectors(t.metric, t.state));
-  const client = prometheusClient(s.prometheus);
   for (let i = 0; i < selectors.length; i += SELECTORS_PER_CALL) {
     await client.deleteSeries(selectors.slice(i, i + SELECTORS_PER_CALL));
   }
@@ -103,6 +105,27 @@ export async function retro(argv: readonly string[], io: Io): Promise<number> {
     `deleted ${total} series of ${metrics}${flavor === 'prometheus' ? '; tombstones cleaned' : ''}\n`,
   );
   return 0;
+}
+
+/**
+ * The metric's dropped series that still have samples in the range. Prometheus lists a deleted
+ * series in /api/v1/series until its head is compacted (up to two hours later), so a second run
+ * would find "deleted" series again; a query sees only series with data.
+ */
+async function withSamples(
+  client: PrometheusClient,
+  metric: string,
+  state: MetricState,
+  range: TimeRange,
+): Promise<MetricState> {
+  const seconds = Math.max(1, Math.ceil((range.endMs - range.startMs) / 1000));
+  const alive = await client.query(`last_over_time({__name__=${JSON.stringify(metric)}}[${seconds}s])`);
+  // _over_time functions drop the metric name (in some versions): compare the other labels.
+  const key = (labels: Iterable<[string, string]>) =>
+    JSON.stringify([...labels].filter(([n]) => n !== '__name__').sort(([a], [b]) => (a < b ? -1 : 1)));
+  const keys = new Set(alive.map((a) => key(Object.entries(a.labels))));
+  const dropped = state.dropped.filter((labels) => keys.has(key(labels.map((l) => [l.name, l.value]))));
+  return { ...state, dropped };
 }
 
 /**
