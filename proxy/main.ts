@@ -25,6 +25,7 @@ import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { readVersion } from './version.js';
+import { History } from './web/history.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
@@ -237,6 +238,13 @@ async function main(): Promise<number> {
       : { append: dq.append.bind(dq), retryAfterSeconds: options.queue.fullRetryAfterSeconds };
   const ingestQueue = asIngestQueue(queue);
 
+  // What the pages show over time, sampled from the side.
+  const history = new History({ intervalMs: 15_000, windowMs: options.stats.windowMs, topMetrics: 20 });
+  const sampleHistory = () => history.record(Date.now(), policyStats.totals(), offenders.report(20));
+  sampleHistory();
+  const historyTimer = setInterval(sampleHistory, history.options.intervalMs);
+  historyTimer.unref();
+
   let ready = false;
   const app = buildServer({
     logger,
@@ -270,6 +278,22 @@ async function main(): Promise<number> {
             metrics: authMetrics,
             status: () => credentials.status,
           },
+    web: {
+      version,
+      upstreamUrl: options.upstreamUrl,
+      configStatus: () => status,
+      engine,
+      policyStats,
+      metrics,
+      history,
+      topOffenders: (limit: number) => offenders.report(limit),
+      unused: (limit: number) => unused.report(limit),
+      queues: () => ({
+        ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
+        ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
+      }),
+      ready: () => ready,
+    },
   });
 
   if (options.upstreamIsDefault) {
@@ -327,6 +351,7 @@ async function main(): Promise<number> {
       stopping = true;
       ready = false;
       watch?.close();
+      clearInterval(historyTimer);
       tlsWatch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');

@@ -23,6 +23,7 @@ import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
 import type { UnusedReport } from './stats/unused.js';
+import { registerPages, type WebDeps } from './web/pages.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -67,6 +68,8 @@ export interface ServerDeps {
   readonly tls?: TlsPair | undefined;
   /** Credentials required on ingest; without them ingest is open. */
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
+  /** The web pages (/, /policies, ...); absent, they are not served. */
+  readonly web?: WebDeps | undefined;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -161,6 +164,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return unused(Number(raw));
     });
   }
+  if (deps.web !== undefined) registerPages(app, deps.web);
   app.post('/-/reload', async (_req, reply) => {
     const status = await deps.reload();
     const auth = authStatus();
