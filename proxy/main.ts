@@ -239,7 +239,11 @@ async function main(): Promise<number> {
   const ingestQueue = asIngestQueue(queue);
 
   // What the pages show over time, sampled from the side.
-  const history = new History({ intervalMs: 15_000, windowMs: options.stats.windowMs, topMetrics: 20 });
+  const history = new History({
+    intervalMs: options.stats.sampleIntervalMs,
+    windowMs: options.stats.windowMs,
+    topMetrics: 20,
+  });
   const sampleHistory = () => history.record(Date.now(), policyStats.totals(), offenders.report(20));
   sampleHistory();
   const historyTimer = setInterval(sampleHistory, history.options.intervalMs);

@@ -41,6 +41,8 @@ export interface ProxyOptions {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
     readonly exposeTop: number;
+    /** How often the web pages' history (counters over 5 minutes, sparklines) is sampled. */
+    readonly sampleIntervalMs: number;
   };
   /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
   readonly queue: QueueOptions | undefined;
@@ -129,6 +131,7 @@ Flags (environment variable in brackets):
   --stats.window DURATION          a series counts as active for top offenders while seen within it (default 10m)
   --stats.max-tracked-series N     series the top-offender statistics track (default 1000000)
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
+  --stats.sample-interval DURATION how often the web pages sample counters and top offenders (default 15s)
   --cache.max-label-sets N         label sets whose policy verdict is cached, in each of two generations (default 100000)
   --version                        print the version and exit
   -h, --help                       show this help
@@ -223,6 +226,7 @@ export function parseProxyOptions(
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
       exposeTop: positiveInt('--stats.expose-top', v['stats.expose-top'] ?? '20'),
+      sampleIntervalMs: parseDuration('--stats.sample-interval', v['stats.sample-interval'] ?? '15s'),
     }),
     engine: Object.freeze({
       verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '100000'),
@@ -288,6 +292,7 @@ const parseOptions = {
   'stats.window': { type: 'string' },
   'stats.max-tracked-series': { type: 'string' },
   'stats.expose-top': { type: 'string' },
+  'stats.sample-interval': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

@@ -71,6 +71,7 @@ export function page(opts: {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${opts.title} · Cardinal proxy</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/cardinal.css">
 ${
   opts.charts
