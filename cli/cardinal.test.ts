@@ -49,8 +49,8 @@ describe('cardinal check', () => {
     const r = await cardinal('check', d);
     expect(r.code).toBe(1);
     expect(r.out.split('\n').filter(Boolean)).toEqual([
-      `${join(d, 'b.yaml')}:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]`,
       `${join(d, 'a.yaml')}:7:9: spec.mode: must be one of enforce, dryRun, got "dryrun"; did you mean "dryRun"?`,
+      `${join(d, 'b.yaml')}:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]`,
       `${join(d, 'c.yaml')}:9:9: spec.limits.perMetric[0].maxSeries: is required`,
       `${join(d, 'c.yaml')}:10:9: spec.limits.perMetric[0].maxSerie: unknown field; did you mean "maxSeries"?`,
     ]);

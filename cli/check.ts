@@ -2,6 +2,7 @@
 // file at once, each at its file:line:column, then a one-line summary; exit 1 on any problem, so
 // CI and pre-commit hooks can run it.
 
+import { sortProblems } from '../proxy/config/configuration.js';
 import { type Problem, readConfig } from '../proxy/config/load.js';
 import { checkPolicies, checkUsage } from '../proxy/config/validate.js';
 import { CommandError, type Io, parseFlags } from './io.js';
@@ -35,7 +36,7 @@ export async function check(argv: readonly string[], io: Io): Promise<number> {
   const p = checkPolicies(policies);
   const u = checkUsage(usage);
   problems.push(...p.problems, ...u.problems);
-  for (const problem of problems) io.stdout(`${problem.where}: ${problem.message}\n`);
+  for (const problem of sortProblems(problems)) io.stdout(`${problem.where}: ${problem.message}\n`);
   const counts = `${files} file${files === 1 ? '' : 's'}, ${policies.length} polic${policies.length === 1 ? 'y' : 'ies'}, ${usage.length} usage document${usage.length === 1 ? '' : 's'}`;
   if (problems.length > 0) {
     io.stderr(`${counts}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n`);

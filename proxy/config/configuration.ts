@@ -23,8 +23,28 @@ export function checkConfiguration(
     config: read,
     policies: policies.policies,
     usage: usage.usage,
-    problems: [...read.problems, ...policies.problems, ...usage.problems],
+    problems: sortProblems([...read.problems, ...policies.problems, ...usage.problems]),
   };
+}
+
+/** Problems in reading order: by file, then line and column; problems without a place last. */
+export function sortProblems(problems: readonly Problem[]): Problem[] {
+  const place = (p: Problem) => {
+    const m = /^(.*?):(\d+)(?::(\d+))?$/.exec(p.where);
+    return m === null
+      ? { file: p.where, line: 0, col: 0 }
+      : { file: m[1]!, line: Number(m[2]), col: Number(m[3] ?? 0) };
+  };
+  return problems
+    .map((p, i) => ({ p, i, at: place(p) }))
+    .sort(
+      (a, b) =>
+        (a.at.file < b.at.file ? -1 : a.at.file > b.at.file ? 1 : 0) ||
+        a.at.line - b.at.line ||
+        a.at.col - b.at.col ||
+        a.i - b.i,
+    )
+    .map((x) => x.p);
 }
 
 /** The configuration at PATH, validated; throws one ConfigError listing every problem. */

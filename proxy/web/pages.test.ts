@@ -95,7 +95,8 @@ describe('the web pages', () => {
     const policies = (await app.inject({ url: '/policies' })).body;
     expect(policies).toContain('team/drops');
     expect(policies).toContain('<td>http-cap</td>');
-    expect(policies).toContain('perMetric[0] http_.*');
+    expect(policies).toContain('<td>http-cap: http_.*</td>');
+    expect(policies).not.toContain('tenant_series_limit');
   });
 
   it('the playground answers a form post with verdicts, escaping what was sent', async () => {

@@ -168,7 +168,13 @@ function policies(deps: WebDeps): Fragment {
     return html`<p class="empty">No policies are loaded: every series is forwarded as it came.</p>`;
   return html`<p class="note">Policies in the order they apply. Samples per rule since the configuration was loaded, and over the last ${Math.round(recent.span / 1000)} s (up to 5 minutes).</p>
 ${s.policyDetails.map((p) => {
-  const slots = pipeline.slots.filter((x) => x.policy === p.id);
+  const compiled = pipeline.policies.find((c) => c.id === p.id);
+  // The tenant limit's counter exists for every policy with limits; show it only when configured.
+  const slots = pipeline.slots.filter(
+    (x) =>
+      x.policy === p.id &&
+      (x.reason !== 'tenant_series_limit' || compiled?.limits?.perTenantMaxSeries !== undefined),
+  );
   const seen = new Set<string>();
   const rows = slots
     .filter((x) => {
@@ -181,7 +187,6 @@ ${s.policyDetails.map((p) => {
       const k = slotKey(x);
       return [x.rule, x.reason, x.action, totals.get(k) ?? 0, recent.by.get(k) ?? 0] as const;
     });
-  const compiled = pipeline.policies.find((c) => c.id === p.id);
   return html`<h2 id="${p.id}">${p.id} <span class="note">${p.mode}, priority ${p.priority}</span></h2>
 <p class="note">${p.source}${p.selector === null ? '' : html` · selector <code>${p.selector}</code>`}${p.tenants === null ? '' : html` · tenants ${p.tenants.join(', ')}`} · rules: ${p.rules.relabel} relabel, ${p.rules.drop} drop, ${p.rules.standards} standards, ${p.rules.limits} limits, ${p.rules.unused} unused</p>
 ${table(['rule', 'reason', 'action', 'samples', 'last 5 min'], rows, 'No rules.', [3, 4])}
@@ -219,7 +224,7 @@ function limitFullness(engine: PolicyEngine, policyIndex: number): Fragment {
       (n) => m.metric.matches(n),
       (b) => state.series.count(b),
       m.maxSeries,
-      `perMetric[${i}] ${m.metric.source}`,
+      `${engine.pipeline.slots[m.slot]?.rule ?? `limits.perMetric[${i}]`}: ${m.metric.source}`,
     );
   });
   limits.perLabel.forEach((l, i) => {
@@ -228,7 +233,7 @@ function limitFullness(engine: PolicyEngine, policyIndex: number): Fragment {
       (n) => l.metric === undefined || l.metric.matches(n),
       (b) => tracker.count(b),
       l.maxValues,
-      `perLabel[${i}] ${l.label}`,
+      `${engine.pipeline.slots[l.slot]?.rule ?? `limits.perLabel[${i}]`}: label ${l.label}`,
     );
   });
   return html`<h3>Limits (window ${Math.round(limits.windowMs / 1000)} s)</h3>
