@@ -11,7 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
-import { startPrometheusReceiver, startProxy, useCleanup } from '../framework/index.js';
+import {
+  eventually,
+  freePort,
+  startProgram,
+  startPrometheusReceiver,
+  startProxy,
+  useCleanup,
+} from '../framework/index.js';
 
 const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -74,40 +81,93 @@ const SERIES: Record<string, string>[] = [
   { __name__: 'kept_total', job: 'a' },
 ];
 
+async function writeThrough(writeUrl: string): Promise<void> {
+  const now = Date.now();
+  const body = encodeWriteRequestV1({
+    timeseries: SERIES.map((s) => ({
+      labels: Object.entries(s)
+        .map(([name, value]) => ({ name, value }))
+        .sort((a, b) => (a.name < b.name ? -1 : 1)),
+      samples: [{ value: 1, timestamp: now }],
+      exemplars: [],
+      histograms: [],
+    })),
+    metadata: [],
+  });
+  const res = await fetch(writeUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+    body: snappyEncode(body),
+  });
+  expect(res.status).toBe(204);
+}
+
+function configDir(): string {
+  const config = mkdtempSync(join(tmpdir(), 'cardinal-retro-'));
+  writeFileSync(join(config, 'policy.yaml'), POLICY);
+  writeFileSync(join(config, 'usage.yaml'), USAGE);
+  return config;
+}
+
+describe('cardinal retro against VictoriaMetrics', () => {
+  const track = useCleanup();
+
+  it('deletes exactly the dropped series with its delete API', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    track(
+      await startProgram({
+        name: 'victoria-metrics',
+        command: '/usr/bin/victoria-metrics',
+        args: (dir) => [
+          `-storageDataPath=${join(dir, 'data')}`,
+          `-httpListenAddr=127.0.0.1:${port}`,
+          '-search.latencyOffset=0s',
+        ],
+        readyUrl: `${url}/health`,
+      }),
+    );
+    const proxy = track(await startProxy({ upstream: `${url}/api/v1/write` }));
+    await writeThrough(proxy.writeUrl);
+    // VictoriaMetrics makes new data searchable after a flush.
+    expect((await fetch(`${url}/internal/force_flush`)).status).toBe(200);
+    const count = async (selector: string) => {
+      const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query: `count(${selector})` })}`);
+      const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+      return Number(body.data.result[0]?.value[1] ?? 0);
+    };
+    await eventually(async () => expect(await count('{job="a"}')).toBe(SERIES.length), {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+    });
+    const common = ['--config', configDir(), '--prometheus', url, '--flavor', 'victoriametrics'];
+    const dry = await cardinal(['retro', ...common]);
+    expect(dry.code, dry.err).toBe(0);
+    expect(dry.out).toContain('dry run: 6 series of 2 metrics would be deleted');
+    const applied = await cardinal(['retro', ...common, '--apply'], '6\n');
+    expect(applied.code, applied.err).toBe(0);
+    expect(applied.out).toContain('deleted 6 series of 2 metrics\n');
+    expect(await count('{__name__="debug_requests_total"}')).toBe(0);
+    expect(await count('{__name__="app_info"}')).toBe(2);
+    expect(await count('{__name__="read_but_dropped_total"}')).toBe(1);
+    expect(await count('{job="a"}')).toBe(SERIES.length - 6);
+  });
+});
+
 describe.each([2, 3] as const)('cardinal preview and retro against Prometheus %i', (version) => {
   const track = useCleanup();
 
   it('previews, refuses what is read, dry-runs, asks for the count, and deletes exactly the dropped series', async () => {
     const prom = track(await startPrometheusReceiver({ version, extraArgs: ['--web.enable-admin-api'] }));
     const proxy = track(await startProxy({ upstream: prom.remoteWriteUrl }));
-    const now = Date.now();
-    const body = encodeWriteRequestV1({
-      timeseries: SERIES.map((s) => ({
-        labels: Object.entries(s)
-          .map(([name, value]) => ({ name, value }))
-          .sort((a, b) => (a.name < b.name ? -1 : 1)),
-        samples: [{ value: 1, timestamp: now }],
-        exemplars: [],
-        histograms: [],
-      })),
-      metadata: [],
-    });
-    const res = await fetch(proxy.writeUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
-      body: snappyEncode(body),
-    });
-    expect(res.status).toBe(204);
+    await writeThrough(proxy.writeUrl);
     const count = async (selector: string) => {
       const r = await prom.query(`count(${selector})`);
       return r[0]?.value ?? 0;
     };
     expect(await count('{job="a"}')).toBe(SERIES.length);
 
-    const config = mkdtempSync(join(tmpdir(), 'cardinal-retro-'));
-    writeFileSync(join(config, 'policy.yaml'), POLICY);
-    writeFileSync(join(config, 'usage.yaml'), USAGE);
-    const common = ['--config', config, '--prometheus', prom.url];
+    const common = ['--config', configDir(), '--prometheus', prom.url];
 
     const preview = await cardinal(['preview', ...common]);
     expect(preview.code, preview.err).toBe(0);
