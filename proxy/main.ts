@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
-import { readConfiguration } from './config/configuration.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
 import type { LoadedConfig } from './config/load.js';
+import { loadValidated, loadValidatedInChild } from './config/loader.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { watchConfig } from './config/watch.js';
@@ -57,11 +57,11 @@ async function main(): Promise<number> {
 
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
-    const read = readConfiguration(options.configPath);
+    const v = loadValidated(options.configPath);
     return {
-      config: read.config,
-      pipeline: compilePipeline(read.policies, read.usage),
-      summary: summarizePolicies(read.policies),
+      config: v.config,
+      pipeline: compilePipeline(v.policies, v.usage),
+      summary: summarizePolicies(v.policies),
     };
   };
   let config: LoadedConfig;
@@ -115,10 +115,21 @@ async function main(): Promise<number> {
   };
   // Validates the new configuration completely before it replaces the old one; a failed load
   // leaves the running configuration in force and says why.
-  const reloadPolicies = async (): Promise<ConfigStatus> => {
+  // Reloads run one after another, each reading the files as they are when it starts, so a slow
+  // load can never replace a newer one.
+  let reloads: Promise<unknown> = Promise.resolve();
+  const reloadPolicies = (): Promise<ConfigStatus> => {
+    const next = reloads.then(reloadPoliciesNow, reloadPoliciesNow);
+    reloads = next;
+    return next;
+  };
+  const reloadPoliciesNow = async (): Promise<ConfigStatus> => {
     try {
-      const { config: next, pipeline: nextPipeline, summary: nextSummary } = load();
+      // Read and validated off the event loop; only an actual change is compiled here.
+      const validated = await loadValidatedInChild(options.configPath);
+      const next = validated.config;
       if (next.hash !== status.hash) {
+        const nextPipeline = compilePipeline(validated.policies, validated.usage);
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
         // between requests: each request runs wholly on the old or wholly on the new version.
@@ -133,7 +144,7 @@ async function main(): Promise<number> {
         loadedAt: new Date(),
         files: next.files,
         policies: next.policies.length,
-        policyDetails: nextSummary,
+        policyDetails: summarizePolicies(validated.policies),
         lastError: undefined,
       });
       metrics.configReload(true, next.hash);
@@ -282,6 +293,8 @@ async function main(): Promise<number> {
             metrics: authMetrics,
             status: () => credentials.status,
           },
+    metricsAuth: options.auth.metricsAuth,
+    reloadMinIntervalMs: options.reloadMinIntervalMs,
     web: {
       version,
       upstreamUrl: options.upstreamUrl,
