@@ -34,6 +34,12 @@ spec:
         maxSeries: 20
 `;
 
+const INGEST = 'ingest-token-Hn3kP0qWz';
+const ADMIN = 'admin-token-Vb7mT2xRc';
+const CREDENTIALS = `- { tenant: team-a, bearerToken: ${INGEST} }
+- { tenant: ops, bearerToken: ${ADMIN}, allowedPaths: [], roles: [admin] }
+`;
+
 async function write(url: string, series: Record<string, string>[]): Promise<void> {
   const now = Date.now();
   const body = encodeWriteRequestV1({
@@ -49,7 +55,11 @@ async function write(url: string, series: Record<string, string>[]): Promise<voi
   });
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+    headers: {
+      'content-type': 'application/x-protobuf',
+      'content-encoding': 'snappy',
+      authorization: `Bearer ${INGEST}`,
+    },
     body: snappyEncode(body),
   });
   expect(res.status).toBe(204);
@@ -63,12 +73,30 @@ describe('web pages in chromium', () => {
     const rx = track(await startPrometheusReceiver({ version: 2 }));
     const config = mkdtempSync(join(tmpdir(), 'cardinal-pages-'));
     writeFileSync(join(config, 'policy.yaml'), POLICY);
+    const secrets = mkdtempSync(join(tmpdir(), 'cardinal-pages-auth-'));
+    writeFileSync(join(secrets, 'credentials.yaml'), CREDENTIALS);
     const proxy = track(
       await startProxy({
         upstream: rx.remoteWriteUrl,
-        args: () => ['--config', config, '--stats.sample-interval', '1s', '--stats.window', '1m'],
+        args: () => [
+          '--config',
+          config,
+          '--auth.credentials-file',
+          join(secrets, 'credentials.yaml'),
+          '--stats.sample-interval',
+          '1s',
+          '--stats.window',
+          '1m',
+        ],
       }),
     );
+    // The pages need the admin credential, as the admin API does.
+    for (const path of ['/', '/policies', '/playground', '/static/pages.js']) {
+      expect((await fetch(`${proxy.url}${path}`)).status).toBe(401);
+      expect(
+        (await fetch(`${proxy.url}${path}`, { headers: { authorization: `Bearer ${INGEST}` } })).status,
+      ).toBe(403);
+    }
     const series = (n: number) => [
       ...Array.from({ length: n }, (_, i) => ({
         __name__: 'http_requests_total',
@@ -83,6 +111,7 @@ describe('web pages in chromium', () => {
 
     const browser = track(await startBrowser());
     const page = await browser.context.newPage();
+    await page.setExtraHTTPHeaders({ authorization: `Bearer ${ADMIN}` });
     const violations: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') violations.push(m.text());
