@@ -247,14 +247,15 @@ function offenders(deps: WebDeps): Fragment {
   return html`<p class="note">Active series are those seen within the statistics window (${Math.round(deps.history.options.windowMs / 1000)} s); the sparklines sample them every ${Math.round(deps.history.options.intervalMs / 1000)} s.</p>
 <h2>Metrics by active series</h2>
 ${table(
-  ['metric', 'active series', 'over the window'],
+  ['metric', 'active series', 'growth', 'over the window'],
   report.metrics.map((m) => [
     m.metric,
     m.activeSeries,
+    growth(history.series[m.metric] ?? [], m.activeSeries),
     html`<span class="spark" data-metric="${m.metric}"></span>`,
   ]),
   'No series are tracked yet (limits track them: a policy with limits is needed).',
-  [1],
+  [1, 2],
 )}
 <h2>Labels by distinct values</h2>
 ${table(
@@ -271,6 +272,14 @@ ${table(
   [3],
 )}
 ${jsonBlock('history', history)}`;
+}
+
+/** Active series now against the oldest sample of the window: `+12`, `-3` or `0`. */
+function growth(samples: readonly (number | null)[], now: number): string {
+  const first = samples.find((v) => v !== null);
+  if (first === undefined || first === null) return '';
+  const d = now - first;
+  return d > 0 ? `+${d}` : String(d);
 }
 
 function unused(deps: WebDeps): Fragment {

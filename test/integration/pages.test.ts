@@ -109,6 +109,19 @@ describe('web pages in chromium', () => {
     ];
     await write(proxy.writeUrl, series(10));
 
+    // Wait for the history to hold a sample with the first 10 series, so that growth is known.
+    await eventually(
+      async () => {
+        const body = await (
+          await fetch(`${proxy.url}/offenders`, { headers: { authorization: `Bearer ${ADMIN}` } })
+        ).text();
+        const json = /<script type="application\/json" id="history">(.*?)<\/script>/s.exec(body)?.[1] ?? '{}';
+        const history = JSON.parse(json) as { series?: Record<string, (number | null)[]> };
+        expect(history.series?.http_requests_total).toContain(10);
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+
     const browser = track(await startBrowser());
     const page = await browser.context.newPage();
     await page.setExtraHTTPHeaders({ authorization: `Bearer ${ADMIN}` });
@@ -151,7 +164,10 @@ describe('web pages in chromium', () => {
       },
       { timeoutMs: 60_000, intervalMs: 1000 },
     );
-    expect(await page.locator('main').textContent()).toContain('http_requests_total');
+    // 10 series at the first sample, 15 now.
+    expect(await page.locator('tr', { hasText: 'http_requests_total' }).first().textContent()).toContain(
+      '15+5',
+    );
     await page.screenshot({ path: join(ARTIFACTS, 'offenders.png'), fullPage: true });
 
     // The playground through its form, with the loaded policies (an empty policy box).
