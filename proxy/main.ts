@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
@@ -12,6 +13,7 @@ import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { RedisLimitStore } from './limits/redis.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { Drain } from './queue/drain.js';
@@ -76,7 +78,39 @@ async function main(): Promise<number> {
   }
   const policyStats = new PolicyStats(metrics.registry);
   policyStats.setPipeline(pipeline);
-  const engine = new PolicyEngine(pipeline, options.engine, policyStats);
+  let limitStore: RedisLimitStore | undefined;
+  if (options.limitsStore !== undefined) {
+    const ls = options.limitsStore;
+    let password: string | undefined;
+    try {
+      password = ls.passwordFile === undefined ? undefined : readFileSync(ls.passwordFile, 'utf8').trim();
+    } catch (err) {
+      logger.fatal(
+        { path: ls.passwordFile },
+        `reading the limit store's password failed: ${(err as Error).message}`,
+      );
+      return 1;
+    }
+    limitStore = new RedisLimitStore({
+      url: ls.url,
+      password,
+      prefix: ls.prefix,
+      timeoutMs: ls.timeoutMs,
+      connectTimeoutMs: ls.connectTimeoutMs,
+      retryIntervalMs: ls.retryIntervalMs,
+      flushIntervalMs: ls.flushIntervalMs,
+      maxPendingTouches: options.engine.maxTrackedSeries,
+      replicas: options.limitsReplicas,
+      registry: metrics.registry,
+      logger,
+    });
+  }
+  const engine = new PolicyEngine(
+    pipeline,
+    options.engine,
+    policyStats,
+    limitStore === undefined ? undefined : { store: limitStore, replicas: options.limitsReplicas },
+  );
   const offenders = new Offenders(engine, options.stats);
   offenders.register(metrics.registry);
   const unused = new UnusedStats(engine.interner, pipeline, options.stats);
@@ -248,6 +282,7 @@ async function main(): Promise<number> {
         ? undefined
         : { forwarder: pushForwarder, lintMode: options.push.lintMode, queue: asIngestQueue(pushQueue) },
     tls,
+    limitsStore: limitStore === undefined ? undefined : () => limitStore.status(),
     auth:
       credentials === undefined
         ? undefined
@@ -275,6 +310,7 @@ async function main(): Promise<number> {
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
       policies: config.policies.length,
+      limitsStore: limitStore?.status().url ?? null,
     },
     'cardinal-proxy started',
   );
@@ -331,7 +367,7 @@ async function main(): Promise<number> {
             pushDrain?.close(Math.max(0, stopBy - 1000 - Date.now())),
           ]),
         )
-        .then(() => Promise.all([queue?.close(), pushQueue?.close()]))
+        .then(() => Promise.all([queue?.close(), pushQueue?.close(), limitStore?.close()]))
         .then(closeForwarders)
         .then(
           () => {

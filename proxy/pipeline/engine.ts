@@ -14,10 +14,24 @@ import {
 } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import {
+  type AdmissionCheck,
+  ANSWER_ADMITTED,
+  ANSWER_KNOWN,
+  ANSWER_REFUSED,
+  CHECK_SERIES_START,
+  CHECK_SETS_OVERFLOW,
+  CHECK_SKIP_IF_OVERFLOWED,
+  CHECK_STOP,
+  fallbackShare,
+  type LimitStore,
+} from '../limits/store.js';
+import {
   ADMIT_KNOWN,
   ADMIT_NEW,
   hashBytes,
   hashString,
+  LOOKUP_DUE,
+  LOOKUP_UNKNOWN,
   MetricInterner,
   SeriesTracker,
 } from './cardinality.js';
@@ -110,10 +124,51 @@ export interface ProcessResult {
 
 interface LimitState {
   readonly key: string;
+  /** The policy's part of shared-store scope names: a hash of `key`. */
+  readonly tag: string;
+  readonly windowSeconds: number;
   readonly series: SeriesTracker;
   readonly labels: readonly SeriesTracker[];
   readonly tenants: SeriesTracker | undefined;
 }
+
+/** Limits shared by every replica through a store (proxy/limits/store.ts). */
+export interface SharedLimits {
+  readonly store: LimitStore;
+  /** Replicas sharing the limits: while the store is down each enforces limit / replicas. */
+  readonly replicas: number;
+}
+
+/** One request on its way through the engine; see #loop. */
+interface Pass {
+  readonly buf: Buffer;
+  readonly index: SeriesIndex;
+  readonly tenant: string | undefined;
+  readonly tenantKey: string;
+  readonly tenantIdx: number;
+  readonly nowMs: number;
+  readonly v1: boolean;
+  readonly symbolHash: Uint32Array | undefined;
+  readonly symbols: (string | undefined)[];
+  readonly out: OutputBuilder;
+  series: number;
+  samples: number;
+  histograms: number;
+  exemplars: number;
+  /** Shared store only: decide unknown series locally with each limit's share (the store is down). */
+  local: boolean;
+  /** The store's answers by `tag \0 sub \0 member`. */
+  answers: Map<string, number> | undefined;
+  /** The checks to ask the store, while collecting. */
+  checks: AdmissionCheck[] | undefined;
+  /** The first series that waits for the answers. */
+  resumeAt: number;
+}
+
+/** Scope kinds of a limit state, for #scope. */
+const SCOPE_TENANT = 0;
+const SCOPE_SERIES = 1;
+const SCOPE_LABEL = 2;
 
 /**
  * Long-lived: owns the metric-name interner, the limit trackers (kept across reloads for policies
@@ -140,10 +195,12 @@ export class PolicyEngine {
   #validUntil = Number.NEGATIVE_INFINITY;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
   readonly #overflowSeen = new Map<number, number>();
+  readonly #sharedLimits: SharedLimits | undefined;
 
-  constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver) {
+  constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
     this.#opts = opts;
     this.#observer = observer;
+    this.#sharedLimits = shared;
     this.interner = new MetricInterner({ capacity: opts.maxMetricNames });
     this.#tenants = new MetricInterner({ capacity: 4096 });
     this.#pipeline = pipeline;
@@ -194,12 +251,21 @@ export class PolicyEngine {
       const reuse = byKey.get(l.key);
       if (reuse !== undefined) return reuse;
       const buckets = this.interner.capacity;
+      const windowSeconds = Math.floor(l.windowMs / 1000);
+      // With a shared store, a known key's activity is told to it four times per window.
+      const refresh =
+        this.#sharedLimits === undefined
+          ? {}
+          : { refreshSeconds: Math.max(1, Math.floor(windowSeconds / 4)) };
       return {
         key: l.key,
+        tag: hashString(l.key, SEED_A).toString(36) + hashString(l.key, SEED_B).toString(36),
+        windowSeconds,
         series: new SeriesTracker({
           maxTrackedSeries: this.#opts.maxTrackedSeries,
           buckets,
           windowMs: l.windowMs,
+          ...refresh,
         }),
         labels: l.perLabel.map(
           () =>
@@ -207,6 +273,7 @@ export class PolicyEngine {
               maxTrackedSeries: this.#opts.maxTrackedLabelValues,
               buckets,
               windowMs: l.windowMs,
+              ...refresh,
             }),
         ),
         tenants:
@@ -216,23 +283,121 @@ export class PolicyEngine {
                 maxTrackedSeries: this.#opts.maxTrackedSeries,
                 buckets: 4096,
                 windowMs: l.windowMs,
+                ...refresh,
               }),
       };
     });
   }
 
   /**
-   * Runs the pipeline over a scanned request. Synchronous: `buf` and `index` are only valid until
-   * the caller's next await.
+   * Runs the pipeline over a scanned request, deciding limits with this process's own trackers
+   * (with a shared store: as while it is down, each limit's share). Synchronous: `buf` and
+   * `index` are only valid until the caller's next await.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
+    const pass = this.#begin(buf, index, tenant, nowMs);
+    pass.local = true;
+    this.#loop(pass, 0);
+    return this.#finish(pass);
+  }
+
+  /**
+   * Runs the pipeline over a scanned request. Without a shared store, or when this replica knows
+   * every series of the request, it answers synchronously, exactly as `process`. Otherwise it
+   * asks the store about the unknown series in one round trip and answers with a Promise: the
+   * caller must then keep `buf` and `index` untouched until it settles.
+   */
+  run(
+    buf: Buffer,
+    index: SeriesIndex,
+    tenant: string | undefined,
+    nowMs: number,
+  ): ProcessResult | Promise<ProcessResult> {
+    const shared = this.#sharedLimits;
+    if (shared === undefined) return this.process(buf, index, tenant, nowMs);
+    const pass = this.#begin(buf, index, tenant, nowMs);
+    pass.local = !shared.store.available;
+    this.#loop(pass, 0);
+    if (pass.checks === undefined) return this.#finish(pass);
+    return this.#admitAndResume(pass, shared.store);
+  }
+
+  async #admitAndResume(pass: Pass, store: LimitStore): Promise<ProcessResult> {
+    const pipeline = this.#pipeline;
+    const checks = pass.checks!;
+    const answers = await store.admit(checks, pass.nowMs);
+    pass.checks = undefined;
+    if (answers === undefined || this.#pipeline !== pipeline) {
+      // No answer in time, or a reload while waiting (the checks were of the old policies).
+      pass.local = true;
+    } else {
+      const byKey = new Map<string, number>();
+      for (let i = 0; i < checks.length; i++) {
+        const c = checks[i]!;
+        const key = `${c.tag}\0${c.sub}\0${c.member}`;
+        const a = answers[i]!;
+        const had = byKey.get(key);
+        // A member asked twice: a yes (known or admitted) wins over a no, a no over skipped.
+        if (had === undefined || a < had) byKey.set(key, a);
+      }
+      pass.answers = byKey;
+    }
+    this.#loop(pass, pass.resumeAt);
+    return this.#finish(pass);
+  }
+
+  #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
-    const tenantKey = tenant ?? '';
-    const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
-    const symbolHash = v1 ? undefined : this.#symbolHashes(buf, index);
-    const symbols: (string | undefined)[] = [];
-    const out = new OutputBuilder(buf, index);
+    return {
+      buf,
+      index,
+      tenant,
+      tenantKey: tenant ?? '',
+      tenantIdx: tenant === undefined ? 0 : this.#tenants.internString(tenant),
+      nowMs,
+      v1,
+      symbolHash: v1 ? undefined : this.#symbolHashes(buf, index),
+      symbols: [],
+      out: new OutputBuilder(buf, index),
+      series: 0,
+      samples: 0,
+      histograms: 0,
+      exemplars: 0,
+      local: true,
+      answers: undefined,
+      checks: undefined,
+      resumeAt: 0,
+    };
+  }
+
+  #finish(pass: Pass): ProcessResult {
+    const { out, series, samples, histograms, exemplars } = pass;
+    if (!out.changed) {
+      return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
+    }
+    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize);
+    return {
+      unchanged: false,
+      body,
+      series: series + out.aggregateSeries,
+      samples: samples + out.aggregateSamples,
+      histograms,
+      exemplars,
+    };
+  }
+
+  /**
+   * The series of `pass` from `from` on. With a shared store and no answers yet, the first series
+   * with a limit check this replica cannot decide starts collecting: from there on, series are only
+   * looked at for their checks (`pass.checks`, `pass.resumeAt`), to be run again with the answers.
+   */
+  #loop(pass: Pass, from: number): void {
+    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols } = pass;
+    const symbolHash = pass.symbolHash;
+    const shared = this.#sharedLimits !== undefined;
+    const asking = shared && !pass.local && pass.answers === undefined;
+    let collecting = false;
     let series = 0;
     let samples = 0;
     let histograms = 0;
@@ -245,7 +410,7 @@ export class PolicyEngine {
       h2 = mix(mix(h2, symbolHash![2 * nameRef + 1]!), symbolHash![2 * valueRef + 1]!);
     };
 
-    for (let i = 0; i < index.count; i++) {
+    for (let i = from; i < index.count; i++) {
       const n = index.samples[i]! + index.histograms[i]!;
       if (v1) {
         h1 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
@@ -261,6 +426,15 @@ export class PolicyEngine {
         entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
         this.#store(tenantKey, h1, entry);
       }
+      if (collecting) {
+        if (!entry.dropped && entry.limitPolicies.length > 0) this.#gather(entry, pass);
+        continue;
+      }
+      if (asking && !entry.dropped && entry.limitPolicies.length > 0 && this.#gather(entry, pass)) {
+        collecting = true;
+        pass.resumeAt = i;
+        continue;
+      }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
       for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
       if (entry.unreadKeys !== undefined) this.#observer.unreadLabels?.(entry.unreadKeys, nowMs);
@@ -268,7 +442,12 @@ export class PolicyEngine {
         out.drop(i);
         continue;
       }
-      const final = entry.limitPolicies.length === 0 ? entry : this.#applyLimits(entry, tenantIdx, nowMs, n);
+      const final =
+        entry.limitPolicies.length === 0
+          ? entry
+          : shared
+            ? this.#applyShared(entry, pass, n)
+            : this.#applyLimits(entry, pass.tenantIdx, nowMs, n);
       if (final === undefined) {
         out.drop(i);
         continue;
@@ -294,13 +473,10 @@ export class PolicyEngine {
         this.#observer.newSeries(final.metric, labels, nowMs);
       }
     }
-    if (!out.changed) {
-      return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
-    }
-    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize);
-    series += out.aggregateSeries;
-    samples += out.aggregateSamples;
-    return { unchanged: false, body, series, samples, histograms, exemplars };
+    pass.series += series;
+    pass.samples += samples;
+    pass.histograms += histograms;
+    pass.exemplars += exemplars;
   }
 
   #lookup(tenant: string, h1: number, h2: number): Entry | undefined {
@@ -453,6 +629,195 @@ export class PolicyEngine {
     return current;
   }
 
+  /**
+   * Shared store, asking: adds the checks of `entry` this replica cannot decide from what it knows
+   * to `pass.checks`, walking the limits as if every check passed (the flags tell the store's
+   * script what a refusal changes). Returns whether it added any.
+   */
+  #gather(entry: Entry, pass: Pass): boolean {
+    let added = false;
+    let flagsAfter = 0;
+    const push = (
+      state: LimitState,
+      kind: number,
+      j: number,
+      bucket: number,
+      hash: number,
+      limit: number,
+      flags: number,
+    ) => {
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      pass.checks ??= [];
+      pass.checks.push({
+        tag,
+        sub,
+        member: hash.toString(36),
+        limit,
+        windowSeconds: state.windowSeconds,
+        flags: flags | (added ? 0 : CHECK_SERIES_START),
+      });
+      added = true;
+    };
+    for (let k = 0; k < entry.limitPolicies.length; k++) {
+      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
+      const state = this.#limits[p.index]!;
+      const l = p.limits!;
+      const enforce = !p.dryRun;
+      let overflowLabel: string | undefined;
+      let mayOverflow = false;
+      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
+        if (!this.#known(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, entry.hash))
+          push(
+            state,
+            SCOPE_TENANT,
+            0,
+            pass.tenantIdx,
+            entry.hash,
+            l.perTenantMaxSeries,
+            (enforce ? CHECK_STOP : 0) | flagsAfter,
+          );
+      }
+      const ruleIndex = entry.metricRule[k]!;
+      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
+      if (rule !== undefined) {
+        const overflow = enforce && rule.overflow && rule.overflowLabel !== undefined;
+        if (overflow) {
+          overflowLabel = rule.overflowLabel;
+          mayOverflow = true;
+        }
+        if (!this.#known(pass, state, SCOPE_SERIES, 0, entry.metric, entry.hash))
+          push(
+            state,
+            SCOPE_SERIES,
+            0,
+            entry.metric,
+            entry.hash,
+            rule.maxSeries,
+            (enforce && !overflow ? CHECK_STOP : 0) | (overflow ? CHECK_SETS_OVERFLOW : 0) | flagsAfter,
+          );
+      }
+      for (let j = 0; j < l.perLabel.length; j++) {
+        const lr = l.perLabel[j]!;
+        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(entry.metric))) continue;
+        const v = labelValue(entry.labels!, lr.label);
+        if (v === '' || v === OVERFLOW_VALUE) continue;
+        const vh = hashString(v, SEED_A);
+        if (lr.overflow && enforce) mayOverflow = true;
+        if (this.#known(pass, state, SCOPE_LABEL, j, entry.metric, vh)) continue;
+        push(
+          state,
+          SCOPE_LABEL,
+          j,
+          entry.metric,
+          vh,
+          lr.maxValues,
+          (enforce && !lr.overflow ? CHECK_STOP : 0) |
+            (enforce && lr.overflow ? CHECK_SETS_OVERFLOW : 0) |
+            (lr.label === overflowLabel ? CHECK_SKIP_IF_OVERFLOWED : flagsAfter),
+        );
+      }
+      // After an overflow the series is another one; later policies decide it on their own.
+      if (mayOverflow) flagsAfter = CHECK_SKIP_IF_OVERFLOWED;
+    }
+    return added;
+  }
+
+  /** The shared-store scope of a limit state's tracker, as in README "Limits across replicas". */
+  #scope(
+    state: LimitState,
+    kind: number,
+    j: number,
+    bucket: number,
+    pass: Pass,
+  ): { tag: string; sub: string } {
+    if (kind === SCOPE_TENANT) return { tag: `${state.tag}:t:${scopeName(pass.tenantKey)}`, sub: '' };
+    const tag = `${state.tag}:m:${scopeName(this.interner.name(bucket))}`;
+    return { tag, sub: kind === SCOPE_LABEL ? `:l${j}` : '' };
+  }
+
+  /**
+   * Shared store: whether key (bucket, hash) of a tracker is admitted. Known keys pass (and their
+   * activity is told to the store when due); otherwise the store's answer decides, or, without one,
+   * the local tracker with this replica's share of the limit.
+   */
+  #decide(
+    pass: Pass,
+    state: LimitState,
+    kind: number,
+    j: number,
+    bucket: number,
+    hash: number,
+    limit: number,
+  ): boolean {
+    if (this.#known(pass, state, kind, j, bucket, hash)) return true;
+    const tracker = trackerOf(state, kind, j);
+    if (!pass.local && pass.answers !== undefined) {
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      const a = pass.answers.get(`${tag}\0${sub}\0${hash.toString(36)}`);
+      if (a === ANSWER_KNOWN || a === ANSWER_ADMITTED) {
+        tracker.admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
+        return true;
+      }
+      if (a === ANSWER_REFUSED) return false;
+    }
+    const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, this.#sharedLimits!.replicas));
+    return r === ADMIT_KNOWN || r === ADMIT_NEW;
+  }
+
+  /** Whether this replica knows the key; when its activity is due, tells the store (batched). */
+  #known(pass: Pass, state: LimitState, kind: number, j: number, bucket: number, hash: number): boolean {
+    const found = trackerOf(state, kind, j).lookup(bucket, hash, pass.nowMs);
+    if (found === LOOKUP_UNKNOWN) return false;
+    if (found === LOOKUP_DUE) {
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
+    }
+    return true;
+  }
+
+  /** #applyLimits with a shared store: the same walk, each check decided by #decide. */
+  #applyShared(entry: Entry, pass: Pass, samples: number): Entry | undefined {
+    let current = entry;
+    for (let k = 0; k < entry.limitPolicies.length; k++) {
+      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
+      const state = this.#limits[p.index]!;
+      const l = p.limits!;
+      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
+        if (!this.#decide(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, current.hash, l.perTenantMaxSeries)) {
+          this.#observer.slot(l.tenantSlot, current.metric, samples);
+          if (!p.dryRun) return undefined;
+        }
+      }
+      const ruleIndex = entry.metricRule[k]!;
+      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
+      if (rule === undefined) {
+        // No limit on this metric: tracked here for statistics only, never asked about.
+        state.series.admit(current.metric, current.hash, pass.nowMs, Number.POSITIVE_INFINITY);
+      } else if (!this.#decide(pass, state, SCOPE_SERIES, 0, current.metric, current.hash, rule.maxSeries)) {
+        this.#observer.slot(rule.slot, current.metric, samples);
+        if (!p.dryRun) {
+          if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
+          // The overflow series is this replica's own (it carries the replica label): not shared.
+          current = this.#overflowVariant(current, p, rule.overflowLabel, ruleIndex);
+        }
+      }
+      for (let j = 0; j < l.perLabel.length; j++) {
+        const lr = l.perLabel[j]!;
+        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
+        const v = labelValue(current.labels!, lr.label);
+        if (v === '' || v === OVERFLOW_VALUE) continue;
+        if (!this.#decide(pass, state, SCOPE_LABEL, j, current.metric, hashString(v, SEED_A), lr.maxValues)) {
+          this.#observer.slot(lr.slot, current.metric, samples);
+          if (!p.dryRun) {
+            if (!lr.overflow) return undefined;
+            current = this.#overflowVariant(current, p, lr.label, 1000 + j);
+          }
+        }
+      }
+    }
+    return current;
+  }
+
   #overflowVariant(entry: Entry, policy: CompiledPolicy, label: string, ruleKey: number): Entry {
     const key = policy.index * 4096 + ruleKey;
     entry.overflow ??= new Map();
@@ -482,6 +847,15 @@ function mix(h: number, k: number): number {
   let y = (h ^ x) >>> 0;
   y = (y << 13) | (y >>> 19);
   return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
+}
+
+function trackerOf(state: LimitState, kind: number, j: number): SeriesTracker {
+  return kind === SCOPE_TENANT ? state.tenants! : kind === SCOPE_SERIES ? state.series : state.labels[j]!;
+}
+
+/** A name inside a shared-store scope name: `{`, `}` and `%` percent-encoded (they delimit hash tags). */
+function scopeName(name: string): string {
+  return /[{}%]/.test(name) ? name.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : name;
 }
 
 function labelValue(labels: readonly Label[], name: string): string {
