@@ -297,6 +297,12 @@ async function main(): Promise<number> {
   if (options.upstreamIsDefault) {
     logger.warn(`no --upstream given; forwarding to the default ${options.upstreamUrl}`);
   }
+  if (limitStore !== undefined && !(await limitStore.waitReady(options.limitsStore!.connectTimeoutMs))) {
+    logger.warn(
+      { store: limitStore.status().url },
+      `limit store not answering yet; enforcing each limit / ${options.limitsReplicas} locally until it does`,
+    );
+  }
   await app.listen({ host: options.listenHost, port: options.listenPort });
   ready = true;
   logger.info(

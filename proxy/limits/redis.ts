@@ -7,8 +7,8 @@
 // expiry of twice its window plus a minute, so scopes nobody uses any more disappear.
 //
 // Admission. One EVALSHA per hash tag runs ADMIT_SCRIPT over the checks of that tag; all of a
-// request's scripts are written at once (auto-pipelining), so a request costs one round trip on
-// a single server and one per node in parallel on a cluster. The script is atomic: two replicas
+// request's scripts are written at once (auto-pipelining on a single server), so a request costs
+// one round trip on a single server and one per node, in parallel, on a cluster. The script is atomic: two replicas
 // asking at once for the last place under a limit get one yes and one no.
 //
 // Activity. Members a replica knows flow without asking; `touch` collects them and a timer sends
@@ -131,9 +131,12 @@ export class RedisLimitStore implements LimitStore {
   readonly #client: Client;
   readonly #m: StoreMetrics;
   readonly #url: string;
-  #available = true;
+  /** False until the first connection is ready, and while falling back. */
+  #available = false;
   #since = new Date();
-  #lastError: string | undefined;
+  #lastError: string | undefined = 'connecting';
+  #ready: Promise<void>;
+  #resolveReady: () => void = () => {};
   #pending = new Map<string, { window: number; members: Set<string> }>();
   #pendingCount = 0;
   readonly #flushTimer: NodeJS.Timeout;
@@ -144,6 +147,9 @@ export class RedisLimitStore implements LimitStore {
   constructor(opts: RedisStoreOptions) {
     this.#opts = opts;
     this.#url = redactStoreUrl(opts.url);
+    this.#ready = new Promise((resolve) => {
+      this.#resolveReady = resolve;
+    });
     const parsed = parseStoreUrl(opts.url);
     const common = {
       password: opts.password,
@@ -159,9 +165,11 @@ export class RedisLimitStore implements LimitStore {
     };
     const client: Redis | Cluster = parsed.cluster
       ? new Cluster(parsed.nodes, {
-          redisOptions: common,
+          // ioredis's cluster auto-pipelining refuses scripts of several slots in one tick; the
+          // scripts of one request still go out at once, one per node, and run in parallel.
+          redisOptions: { ...common, enableAutoPipelining: false },
           enableOfflineQueue: false,
-          enableAutoPipelining: true,
+          enableAutoPipelining: false,
           clusterRetryStrategy: () => Math.max(100, opts.retryIntervalMs),
           slotsRefreshTimeout: opts.connectTimeoutMs,
         })
@@ -169,6 +177,7 @@ export class RedisLimitStore implements LimitStore {
     client.defineCommand('cardinalAdmit', { lua: ADMIT_SCRIPT });
     // Connection errors surface through failed commands; the event only needs a listener.
     client.on('error', () => {});
+    client.on('ready', () => this.#answering());
     this.#client = client as Client;
     this.#m = createStoreMetrics(opts.registry, () => (this.#available ? 0 : 1));
     this.#flushTimer = setInterval(() => void this.#flush(), opts.flushIntervalMs);
@@ -177,6 +186,32 @@ export class RedisLimitStore implements LimitStore {
 
   get available(): boolean {
     return this.#available;
+  }
+
+  /**
+   * Resolves once the store answers, or after `timeoutMs` (still falling back then): main.ts
+   * waits for it before accepting requests, so that the first ones are decided globally.
+   */
+  async waitReady(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#ready, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    return this.#available;
+  }
+
+  #answering(): void {
+    if (this.#available || this.#closed) return;
+    const first = this.#lastError === 'connecting';
+    this.#available = true;
+    this.#since = new Date();
+    this.#lastError = undefined;
+    this.#resolveReady();
+    this.#opts.logger.info(
+      { store: this.#url },
+      first
+        ? 'limit store connected; limits are global'
+        : 'limit store answers again; limits are global again',
+    );
   }
 
   async admit(checks: readonly AdmissionCheck[], nowMs: number): Promise<Uint8Array | undefined> {
@@ -316,9 +351,7 @@ export class RedisLimitStore implements LimitStore {
       try {
         await this.#client.ping();
         this.#m.roundTrips.inc({ op: 'probe' });
-        this.#available = true;
-        this.#since = new Date();
-        this.#opts.logger.info({ store: this.#url }, 'limit store answers again; limits are global again');
+        this.#answering();
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.#m.errors.inc({ op: 'probe', reason: 'unavailable' });

@@ -126,3 +126,4 @@ export function useCleanup(scope: 'each' | 'all' = 'all'): <T extends Closable>(
     return thing;
   };
 }
+export { type RedisOptions, type RedisProgram, startRedis, startRedisCluster } from './redis.js';
