@@ -107,7 +107,7 @@ async function main(): Promise<number> {
   }
   const engine = new PolicyEngine(
     pipeline,
-    options.engine,
+    { ...options.engine, replicaLabel: { name: options.replica.label, value: options.replica.name } },
     policyStats,
     limitStore === undefined ? undefined : { store: limitStore, replicas: options.limitsReplicas },
   );

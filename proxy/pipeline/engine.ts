@@ -35,7 +35,7 @@ import {
   MetricInterner,
   SeriesTracker,
 } from './cardinality.js';
-import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
+import { type CollisionMode, type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
 import { evaluate, type Verdict } from './evaluate.js';
 import { nextExpiry } from './unused.js';
 
@@ -52,6 +52,12 @@ export interface EngineOptions {
   readonly maxTrackedLabelValues: number;
   /** Distinct metric names tracked for limits and statistics; later names share one bucket. */
   readonly maxMetricNames: number;
+  /**
+   * The label every series the proxy synthesizes (overflow, aggregated unread labels, merged
+   * collisions) carries, with this replica's value, so that replicas never send the same one.
+   * Without it (or with an empty name) synthesized series carry no replica label.
+   */
+  readonly replicaLabel?: { readonly name: string; readonly value: string } | undefined;
 }
 
 /** What the engine reports besides the request it builds; implemented by proxy/stats. */
@@ -109,6 +115,17 @@ interface Entry {
   overflow: Map<number, Entry> | undefined;
   /** True for an overflow variant: several series collapse onto it, so its samples are aggregated. */
   readonly aggregated: boolean;
+  /** How samples of one timestamp are combined when several series are merged into this one. */
+  readonly mode: CollisionMode;
+  /** Slot counting samples of this synthesized series left out as out of order, or -1. */
+  readonly oooSlot: number;
+  /** The policy whose relabel changed the series, or -1 (see Verdict.relabeledBy). */
+  readonly relabeledBy: number;
+  /**
+   * Hash of the final labels' v1 encoding whatever the request's version, so that series of one
+   * request can be told to be the same series; only when the pipeline may collide, else 0.
+   */
+  readonly canon: number;
 }
 
 export interface ProcessResult {
@@ -163,6 +180,11 @@ interface Pass {
   checks: AdmissionCheck[] | undefined;
   /** The first series that waits for the answers. */
   resumeAt: number;
+  /**
+   * When the pipeline may collide: what becomes of each series (null: dropped), emitted in
+   * #finish once series made the same by relabeling are known.
+   */
+  decisions: (Entry | null)[] | undefined;
 }
 
 /** Scope kinds of a limit state, for #scope. */
@@ -368,15 +390,19 @@ export class PolicyEngine {
       answers: undefined,
       checks: undefined,
       resumeAt: 0,
+      decisions: this.#pipeline.mayCollide ? new Array(index.count).fill(null) : undefined,
     };
   }
 
   #finish(pass: Pass): ProcessResult {
+    if (pass.decisions !== undefined) this.#emitDecisions(pass);
     const { out, series, samples, histograms, exemplars } = pass;
     if (!out.changed) {
       return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
     }
-    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize);
+    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize, (entry, leftOut) => {
+      if (entry.oooSlot >= 0) this.#observer.slot(entry.oooSlot, entry.metric, leftOut);
+    });
     return {
       unchanged: false,
       body,
@@ -393,7 +419,7 @@ export class PolicyEngine {
    * looked at for their checks (`pass.checks`, `pass.resumeAt`), to be run again with the answers.
    */
   #loop(pass: Pass, from: number): void {
-    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols } = pass;
+    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions } = pass;
     const symbolHash = pass.symbolHash;
     const shared = this.#sharedLimits !== undefined;
     const asking = shared && !pass.local && pass.answers === undefined;
@@ -439,7 +465,7 @@ export class PolicyEngine {
       for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
       if (entry.unreadKeys !== undefined) this.#observer.unreadLabels?.(entry.unreadKeys, nowMs);
       if (entry.dropped) {
-        out.drop(i);
+        if (decisions === undefined) out.drop(i);
         continue;
       }
       const final =
@@ -448,6 +474,10 @@ export class PolicyEngine {
           : shared
             ? this.#applyShared(entry, pass, n)
             : this.#applyLimits(entry, pass.tenantIdx, nowMs, n);
+      if (decisions !== undefined) {
+        decisions[i] = final ?? null;
+        continue;
+      }
       if (final === undefined) {
         out.drop(i);
         continue;
@@ -462,21 +492,80 @@ export class PolicyEngine {
       samples += index.samples[i]!;
       histograms += index.histograms[i]!;
       exemplars += index.exemplars[i]!;
-      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) {
-        const labels =
-          final.labels ??
-          (final.encoded !== undefined
-            ? decodeLabelRecords(final.encoded)
-            : v1
-              ? labelsV1(buf, index, i)
-              : labelsV2(buf, index, i, symbols));
-        this.#observer.newSeries(final.metric, labels, nowMs);
-      }
+      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) this.#newSeries(pass, i, final);
     }
     pass.series += series;
     pass.samples += samples;
     pass.histograms += histograms;
     pass.exemplars += exemplars;
+  }
+
+  #newSeries(pass: Pass, i: number, final: Entry): void {
+    const { buf, index } = pass;
+    const labels =
+      final.labels ??
+      (final.encoded !== undefined
+        ? decodeLabelRecords(final.encoded)
+        : pass.v1
+          ? labelsV1(buf, index, i)
+          : labelsV2(buf, index, i, pass.symbols));
+    this.#observer.newSeries(final.metric, labels, pass.nowMs);
+  }
+
+  /**
+   * Emits the decisions of a pipeline that may collide: series of the request that relabeling
+   * made the same series (same final labels, one of them relabeled) are merged into one
+   * (#collisionVariant) and counted with reason collision; the rest as #loop would have.
+   */
+  #emitDecisions(pass: Pass): void {
+    const decisions = pass.decisions!;
+    const { index, out, nowMs } = pass;
+    const count = new Map<number, number>();
+    let any = false;
+    for (const e of decisions) {
+      if (e === null || e.aggregated) continue;
+      const c = (count.get(e.canon) ?? 0) + 1;
+      count.set(e.canon, c);
+      if (c > 1) any = true;
+    }
+    // Per colliding label set, its merged series, built from a relabeled member.
+    const merged = new Map<number, Entry | null>();
+    if (any) {
+      for (const e of decisions) {
+        if (e === null || e.aggregated || count.get(e.canon)! < 2) continue;
+        const labels = e.labels ?? (e.encoded === undefined ? undefined : decodeLabelRecords(e.encoded));
+        if (e.relabeledBy >= 0 && labels !== undefined && !merged.get(e.canon)) {
+          merged.set(e.canon, this.#collisionVariant(e, labels));
+        } else if (!merged.has(e.canon)) merged.set(e.canon, null);
+      }
+    }
+    for (let i = 0; i < decisions.length; i++) {
+      const e = decisions[i]!;
+      if (e === null) {
+        out.drop(i);
+        continue;
+      }
+      const m = any && !e.aggregated ? merged.get(e.canon) : undefined;
+      if (m) {
+        this.#observer.slot(
+          this.#pipeline.policies[m.relabeledBy]!.collisionSlot,
+          e.metric,
+          index.samples[i]! + index.histograms[i]!,
+        );
+        out.aggregate(i, m);
+        continue;
+      }
+      if (e.aggregated) {
+        out.aggregate(i, e);
+        continue;
+      }
+      if (e.changed) out.rewrite(i, e.labels ?? [], e.encoded!);
+      pass.series++;
+      pass.samples += index.samples[i]!;
+      pass.histograms += index.histograms[i]!;
+      pass.exemplars += index.exemplars[i]!;
+      if (this.#observer.forwarded(e.metric, e.hash, nowMs)) this.#newSeries(pass, i, e);
+    }
   }
 
   #lookup(tenant: string, h1: number, h2: number): Entry | undefined {
@@ -522,7 +611,8 @@ export class PolicyEngine {
     nowMs: number,
   ): Entry {
     const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
-    const final = verdict.labels ?? labels;
+    // Unread labels aggregated away (spec.unused.labels) make a synthesized series: replica label.
+    const final = verdict.aggregated ? this.#withReplica(verdict.labels!) : (verdict.labels ?? labels);
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
     const name = labelValue(final, '__name__');
@@ -551,6 +641,14 @@ export class PolicyEngine {
       overflow: undefined,
       // Unread labels aggregated away (spec.unused.labels): summed per timestamp like overflow.
       aggregated: verdict.aggregated,
+      mode: 'sum',
+      oooSlot: verdict.aggregatedBy >= 0 ? this.#pipeline.policies[verdict.aggregatedBy]!.outOfOrderSlot : -1,
+      relabeledBy: verdict.relabeledBy,
+      canon: !this.#pipeline.mayCollide
+        ? 0
+        : encoded !== undefined
+          ? hashBytes(encoded, 0, encoded.length, SEED_A)
+          : hashOfLabels(final),
     };
   }
 
@@ -818,12 +916,46 @@ export class PolicyEngine {
     return current;
   }
 
+  /** `labels` (sorted) with the replica label set, in its sorted place. */
+  #withReplica(labels: readonly Label[]): Label[] {
+    const r = this.#opts.replicaLabel;
+    if (r === undefined || r.name === '') return labels as Label[];
+    const out = labels.filter((l) => l.name !== r.name);
+    let at = 0;
+    while (at < out.length && out[at]!.name < r.name) at++;
+    out.splice(at, 0, { name: r.name, value: r.value });
+    return out;
+  }
+
+  /**
+   * The series that several series of one request, made the same by relabeling, are forwarded as:
+   * their common labels with the replica label, samples combined by the relabeling policy's mode.
+   */
+  #collisionVariant(entry: Entry, labels: readonly Label[]): Entry {
+    const final = this.#withReplica(labels);
+    const encoded = encodeLabelsV1(final);
+    const p = entry.relabeledBy >= 0 ? this.#pipeline.policies[entry.relabeledBy] : undefined;
+    return {
+      ...entry,
+      changed: true,
+      labels: final,
+      encoded,
+      hash: hashBytes(encoded, 0, encoded.length, SEED_A),
+      overflow: undefined,
+      aggregated: true,
+      mode: p?.collisionMode ?? 'sum',
+      oooSlot: p?.outOfOrderSlot ?? -1,
+    };
+  }
+
   #overflowVariant(entry: Entry, policy: CompiledPolicy, label: string, ruleKey: number): Entry {
     const key = policy.index * 4096 + ruleKey;
     entry.overflow ??= new Map();
     const known = entry.overflow.get(key);
     if (known !== undefined) return known;
-    const labels = entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l));
+    const labels = this.#withReplica(
+      entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l)),
+    );
     const encoded = encodeLabelsV1(labels);
     const variant: Entry = {
       ...entry,
@@ -833,6 +965,8 @@ export class PolicyEngine {
       hash: hashBytes(encoded, 0, encoded.length, SEED_A),
       overflow: undefined,
       aggregated: true,
+      mode: 'sum',
+      oooSlot: policy.outOfOrderSlot,
     };
     entry.overflow.set(key, variant);
     return variant;
@@ -851,6 +985,11 @@ function mix(h: number, k: number): number {
 
 function trackerOf(state: LimitState, kind: number, j: number): SeriesTracker {
   return kind === SCOPE_TENANT ? state.tenants! : kind === SCOPE_SERIES ? state.series : state.labels[j]!;
+}
+
+function hashOfLabels(labels: readonly Label[]): number {
+  const e = encodeLabelsV1(labels);
+  return hashBytes(e, 0, e.length, SEED_A);
 }
 
 /** A name inside a shared-store scope name: `{`, `}` and `%` percent-encoded (they delimit hash tags). */
@@ -1079,7 +1218,8 @@ class OutputBuilder {
 
   /**
    * Series collapsing onto one overflow series within a request are merged: float samples with
-   * the same timestamp are summed (the series of one scrape share it), so the receiver gets one
+   * the same timestamp are combined by the entry's mode, summed unless a policy's onCollision
+   * says otherwise (the series of one scrape share a timestamp), so the receiver gets one
    * sample per timestamp instead of duplicates it would reject with a 400 for the whole request.
    * Histograms and exemplars of overflowed series are not aggregated and are dropped.
    */
@@ -1092,9 +1232,22 @@ class OutputBuilder {
       this.#aggregates.set(entry.hash, agg);
     }
     const buf = this.#buf;
+    const mode = entry.mode;
     for (const rec of recordsOf(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 2)) {
       const { value, timestamp } = readSample(buf, rec[0], rec[1]);
-      agg.byTs.set(timestamp, (agg.byTs.get(timestamp) ?? 0) + value);
+      const had = agg.byTs.get(timestamp);
+      agg.byTs.set(
+        timestamp,
+        had === undefined
+          ? value
+          : mode === 'sum'
+            ? had + value
+            : mode === 'max'
+              ? Math.max(had, value)
+              : mode === 'min'
+                ? Math.min(had, value)
+                : value,
+      );
     }
   }
 
@@ -1103,10 +1256,15 @@ class OutputBuilder {
    * or before it would be a duplicate or out of order for the receiver, which rejects the whole
    * request for one, so such samples are left out here.
    */
-  finish(seen: Map<number, number>, maxSeen: number): Uint8Array {
+  finish(
+    seen: Map<number, number>,
+    maxSeen: number,
+    leftOut: (entry: Entry, samples: number) => void,
+  ): Uint8Array {
     for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
       const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
       const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
+      if (times.length < byTs.size) leftOut(entry, byTs.size - times.length);
       if (times.length === 0) continue;
       if (seen.size >= maxSeen) seen.clear();
       seen.set(entry.hash, times[times.length - 1]!);
