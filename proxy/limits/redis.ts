@@ -17,7 +17,8 @@
 //
 // Failure. Every command has a timeout. A failed or late admission makes the store unavailable:
 // `admit` then answers undefined at once (the engine falls back to its share of each limit) and a
-// PING every retry interval finds out when the store answers again. State changes are logged and
+// PING every retry interval finds out when the store answers again. Series admitted locally
+// meanwhile are collected like activity and sent before the store decides anything again. State changes are logged and
 // exported (`cardinal_proxy_limits_store_*`); the password is never logged or exported.
 
 import { Cluster, Redis } from 'ioredis';
@@ -142,6 +143,8 @@ export class RedisLimitStore implements LimitStore {
   readonly #flushTimer: NodeJS.Timeout;
   #probeTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #recovering = false;
+  #lastFlushFailed = false;
   readonly #log = rateLimited(30_000);
 
   constructor(opts: RedisStoreOptions) {
@@ -177,7 +180,7 @@ export class RedisLimitStore implements LimitStore {
     client.defineCommand('cardinalAdmit', { lua: ADMIT_SCRIPT });
     // Connection errors surface through failed commands; the event only needs a listener.
     client.on('error', () => {});
-    client.on('ready', () => this.#answering());
+    client.on('ready', () => void this.#answering());
     this.#client = client as Client;
     this.#m = createStoreMetrics(opts.registry, () => (this.#available ? 0 : 1));
     this.#flushTimer = setInterval(() => void this.#flush(), opts.flushIntervalMs);
@@ -199,8 +202,22 @@ export class RedisLimitStore implements LimitStore {
     return this.#available;
   }
 
-  #answering(): void {
-    if (this.#available || this.#closed) return;
+  /**
+   * The store answers (again). What was admitted locally meanwhile is told to it first, so that
+   * its counts include those series before it decides anything new.
+   */
+  async #answering(): Promise<void> {
+    if (this.#available || this.#closed || this.#recovering) return;
+    this.#recovering = true;
+    try {
+      await this.#flush(true);
+    } finally {
+      this.#recovering = false;
+    }
+    if (this.#closed || this.#lastFlushFailed) {
+      this.#probe();
+      return;
+    }
     const first = this.#lastError === 'connecting';
     this.#available = true;
     this.#since = new Date();
@@ -287,17 +304,17 @@ export class RedisLimitStore implements LimitStore {
     this.#pendingCount += p.members.size - before;
   }
 
-  async #flush(): Promise<void> {
-    if (this.#pending.size === 0) return;
+  /**
+   * Sends the collected activity. While the store is unavailable it is kept (up to
+   * maxPendingTouches members) for when the store answers again; `recovering` sends it then.
+   */
+  async #flush(recovering = false): Promise<void> {
+    this.#lastFlushFailed = false;
+    if (this.#pending.size === 0 || (!this.#available && !recovering)) return;
     const pending = this.#pending;
     const count = this.#pendingCount;
     this.#pending = new Map();
     this.#pendingCount = 0;
-    if (!this.#available) {
-      // The members stay known here and are told again at their next refresh.
-      this.#m.touchDropped.inc(count);
-      return;
-    }
     const now = Math.floor(Date.now() / 1000);
     const sends: Promise<unknown>[] = [];
     for (const [key, { window, members }] of pending) {
@@ -314,8 +331,9 @@ export class RedisLimitStore implements LimitStore {
       this.#m.roundTrips.inc({ op: 'refresh' });
       this.#m.touched.inc(count);
     } catch (err) {
+      this.#lastFlushFailed = true;
       this.#m.touchDropped.inc(count);
-      this.#failed('refresh', err);
+      if (!recovering) this.#failed('refresh', err);
     }
   }
 
@@ -351,7 +369,7 @@ export class RedisLimitStore implements LimitStore {
       try {
         await this.#client.ping();
         this.#m.roundTrips.inc({ op: 'probe' });
-        this.#answering();
+        await this.#answering();
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.#m.errors.inc({ op: 'probe', reason: 'unavailable' });
@@ -436,7 +454,7 @@ function createStoreMetrics(registry: Registry, fallback: () => number): StoreMe
     }),
     touchDropped: new Counter({
       name: 'cardinal_proxy_limits_store_refresh_dropped_total',
-      help: 'Activity of known members not sent to the shared limit store (store unavailable, or more pending than --limits.store.max-pending); they are sent at their next refresh.',
+      help: 'Activity of known members not sent to the shared limit store (more pending than the tracked series while it is unavailable, or a failed send); they are sent at their next refresh.',
       registers,
     }),
   };

@@ -859,6 +859,11 @@ export class PolicyEngine {
       if (a === ANSWER_REFUSED) return false;
     }
     const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, this.#sharedLimits!.replicas));
+    if (r === ADMIT_NEW) {
+      // Admitted on this replica's own: the store learns of it (batched), so its counts hold it.
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
+    }
     return r === ADMIT_KNOWN || r === ADMIT_NEW;
   }
 
