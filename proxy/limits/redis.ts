@@ -30,6 +30,7 @@ import {
   ANSWER_KNOWN,
   ANSWER_REFUSED,
   ANSWER_SKIPPED,
+  CHECK_SERIES_START,
   groupByTag,
   type LimitStore,
   type LimitStoreStatus,
@@ -85,6 +86,9 @@ for k = 1, nk do
 end
 return out
 `;
+
+/** Checks one script runs at most; larger requests are cut into several scripts. */
+const MAX_CHECKS_PER_SCRIPT = 1000;
 
 export interface RedisStoreOptions {
   /**
@@ -238,7 +242,7 @@ export class RedisLimitStore implements LimitStore {
     const out = new Uint8Array(checks.length);
     try {
       const groups = groupByTag(checks);
-      const replies = await Promise.all(groups.map((g) => this.#runGroup(g.checks, now)));
+      const replies = await Promise.all(groups.map((g) => this.#runChunked(g.checks, now)));
       for (let gi = 0; gi < groups.length; gi++) {
         const at = groups[gi]!.at;
         const reply = replies[gi]!;
@@ -266,6 +270,27 @@ export class RedisLimitStore implements LimitStore {
     if (refused) this.#m.answers.inc({ answer: 'refused' }, refused);
     if (skipped) this.#m.answers.inc({ answer: 'skipped' }, skipped);
     return out;
+  }
+
+  /**
+   * A group's checks in scripts of at most MAX_CHECKS_PER_SCRIPT checks, cut between series (each
+   * series' checks stay in one atomic script), all sent at once: one round trip still, and other
+   * replicas' scripts get their turn between them.
+   */
+  async #runChunked(checks: readonly AdmissionCheck[], now: number): Promise<number[]> {
+    if (checks.length <= MAX_CHECKS_PER_SCRIPT) return this.#runGroup(checks, now);
+    const chunks: AdmissionCheck[][] = [];
+    let current: AdmissionCheck[] = [];
+    for (const c of checks) {
+      if (c.flags & CHECK_SERIES_START && current.length >= MAX_CHECKS_PER_SCRIPT) {
+        chunks.push(current);
+        current = [];
+      }
+      current.push(c);
+    }
+    if (current.length > 0) chunks.push(current);
+    const replies = await Promise.all(chunks.map((c) => this.#runGroup(c, now)));
+    return replies.flat();
   }
 
   #runGroup(checks: readonly AdmissionCheck[], now: number): Promise<number[]> {

@@ -89,6 +89,18 @@ describe('PolicyEngine with a shared limit store', () => {
     expect(store.admits).toBe(2);
   });
 
+  it('does not ask again, for a while, about series the store refused', async () => {
+    const store = new MemoryLimitStore();
+    const a = replica(perMetric(5), store);
+    expect(await send(a, bomb(0, 10))).toHaveLength(5);
+    expect(store.admits).toBe(1);
+    expect(await send(a, bomb(0, 10))).toHaveLength(5);
+    expect(store.admits).toBe(1);
+    // Once the refusal is older than refusedMs (5 s by default), the store is asked again.
+    expect(await send(a, bomb(0, 10), Date.now() + 7000)).toHaveLength(5);
+    expect(store.admits).toBe(2);
+  });
+
   it('rewrites refused series onto the overflow series, which is not shared', async () => {
     const store = new MemoryLimitStore();
     const [a, b] = [replica(perMetric(2, 'overflow'), store), replica(perMetric(2, 'overflow'), store)];

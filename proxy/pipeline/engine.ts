@@ -147,6 +147,12 @@ interface LimitState {
   readonly series: SeriesTracker;
   readonly labels: readonly SeriesTracker[];
   readonly tenants: SeriesTracker | undefined;
+  /**
+   * Shared store only: keys the store refused lately, per scope kind (0 tenant, 1 series, 2 + j
+   * label j), refused again without asking until `refusedMs` passed, so that a bomb's refused
+   * series do not cost a round trip in every request. Made on first use.
+   */
+  readonly refused: (SeriesTracker | undefined)[];
 }
 
 /** Limits shared by every replica through a store (proxy/limits/store.ts). */
@@ -154,6 +160,8 @@ export interface SharedLimits {
   readonly store: LimitStore;
   /** Replicas sharing the limits: while the store is down each enforces limit / replicas. */
   readonly replicas: number;
+  /** How long a key the store refused is refused again without asking (at least 1 s). */
+  readonly refusedMs?: number;
 }
 
 /** One request on its way through the engine; see #loop. */
@@ -307,8 +315,23 @@ export class PolicyEngine {
                 windowMs: l.windowMs,
                 ...refresh,
               }),
+        refused: [],
       };
     });
+  }
+
+  #refusedTracker(state: LimitState, kind: number, j: number): SeriesTracker {
+    const slot = kind === SCOPE_TENANT ? 0 : kind === SCOPE_SERIES ? 1 : 2 + j;
+    let t = state.refused[slot];
+    if (t === undefined) {
+      t = new SeriesTracker({
+        maxTrackedSeries: Math.min(this.#opts.maxTrackedSeries, 1 << 18),
+        buckets: kind === SCOPE_TENANT ? 4096 : this.interner.capacity,
+        windowMs: Math.max(1000, this.#sharedLimits?.refusedMs ?? 5000),
+      });
+      state.refused[slot] = t;
+    }
+    return t;
   }
 
   /**
@@ -735,6 +758,8 @@ export class PolicyEngine {
   #gather(entry: Entry, pass: Pass): boolean {
     let added = false;
     let flagsAfter = 0;
+    let stopped = false;
+    let overflowed = false;
     const push = (
       state: LimitState,
       kind: number,
@@ -744,6 +769,17 @@ export class PolicyEngine {
       limit: number,
       flags: number,
     ) => {
+      if (stopped || (overflowed && flags & CHECK_SKIP_IF_OVERFLOWED)) return;
+      // Refused lately: decided without asking (#decide refuses it again), with what that implies
+      // for the series' later checks.
+      if (
+        state.refused.length > 0 &&
+        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+      ) {
+        if (flags & CHECK_STOP) stopped = true;
+        if (flags & CHECK_SETS_OVERFLOW) overflowed = true;
+        return;
+      }
       const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
       pass.checks ??= [];
       pass.checks.push({
@@ -856,8 +892,17 @@ export class PolicyEngine {
         tracker.admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
         return true;
       }
-      if (a === ANSWER_REFUSED) return false;
+      if (a === ANSWER_REFUSED) {
+        this.#refusedTracker(state, kind, j).admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
+        return false;
+      }
     }
+    if (
+      !pass.local &&
+      state.refused.length > 0 &&
+      this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+    )
+      return false;
     const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, this.#sharedLimits!.replicas));
     if (r === ADMIT_NEW) {
       // Admitted on this replica's own: the store learns of it (batched), so its counts hold it.

@@ -66,8 +66,9 @@ export async function startReplicaStack(o: ReplicaStackOptions): Promise<Replica
             ...(o.password === undefined ? [] : ['--limits.store.password-file', passwordFile]),
             '--limits.store.prefix',
             'it',
+            // Generous on a loaded test machine: a timeout means fallback, which the test tells apart.
             '--limits.store.timeout',
-            '500ms',
+            '3s',
             '--limits.store.retry-interval',
             '500ms',
             '--limits.replicas',
