@@ -122,7 +122,7 @@ export async function startReplicaStack(o: ReplicaStackOptions): Promise<Replica
       for (const p of proxies) {
         const text = await (await fetch(p.metricsUrl)).text();
         for (const s of parseExposition(text)) {
-          if (s.name === 'cardinal_proxy_requests_total' && !/^2/.test(s.labels.status ?? ''))
+          if (s.name === 'cardinal_proxy_requests_total' && !/^2/.test(s.labels.code ?? ''))
             failed += s.value;
         }
       }
