@@ -420,7 +420,15 @@ async function limitStoreRows(o: {
   const config = writePolicyDir(join(o.tmp, 'limit-only'), limitOnlySpecs(10_000_000));
   const steady = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
   const fresh = makeWorkload({ series: SERIES, labels: LABELS, bodies: 400, newFraction: 0.1 });
-  const store = ['--limits.store', `redis://127.0.0.1:${port}`, '--limits.store.prefix', 'bench'];
+  // A generous timeout: a loaded machine must not turn the store rows into fallback rows.
+  const store = [
+    '--limits.store',
+    `redis://127.0.0.1:${port}`,
+    '--limits.store.prefix',
+    'bench',
+    '--limits.store.timeout',
+    '1s',
+  ];
   try {
     const memBefore = await usedMemory();
     for (const [label, w, note] of [
