@@ -99,6 +99,10 @@ export async function startReplicaStack(o: ReplicaStackOptions): Promise<Replica
       remoteWriteUrl: `${lb.url}/api/v1/write`,
       scrapeTargets: [vmTarget.address],
       scrapeInterval: '2s',
+      // One queue: vmagent then sends its blocks one after the other. With several, blocks of
+      // successive scrapes race through different replicas and Prometheus refuses the older one
+      // as out of order, whatever the proxy does (a Prometheus agent shards by series instead).
+      extraArgs: ['-remoteWrite.queues=1'],
     }),
   );
   const agent = track(
