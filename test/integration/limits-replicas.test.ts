@@ -60,14 +60,14 @@ describe('three replicas sharing their limits through Redis', () => {
     const overflow = await stack.receiver.series([`cardinal_bomb{id="${OVERFLOW}"}`]);
     expect(overflow.length).toBeLessThanOrEqual(3);
     for (const l of overflow) expect(l.cardinal_replica).toMatch(/^proxy-[012]$/);
-    // Every replica took part and asked the store.
+    // Every replica took part, the store was asked, and no replica fell back.
+    let admits = 0;
     for (const p of stack.proxies) {
       expect(await p.metric('cardinal_proxy_requests_total')).toBeGreaterThan(0);
-      expect(
-        await p.metric('cardinal_proxy_limits_store_round_trips_total', { op: 'admit' }),
-      ).toBeGreaterThan(0);
+      admits += await p.metric('cardinal_proxy_limits_store_round_trips_total', { op: 'admit' });
       expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(0);
     }
+    expect(admits).toBeGreaterThan(0);
     await expectNoFailures(stack);
 
     // The store goes away mid-test.
