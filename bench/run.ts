@@ -10,6 +10,10 @@
 //                       once without policies, once with the realistic policy set (--config), and
 //                       once with --queue.dir: then it answers once the data is fsync'd on disk,
 //                       and an end-to-end row says how fast it delivers what it acknowledged
+//   limit store         the proxy with one perMetric limit, without and with --limits.store (a
+//                       redis-server on loopback): steady state (every series known) and with 10 %
+//                       of each request's series new; the store's bytes per series from INFO memory
+//                       and round trips per request from the proxy's metrics
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
 //                       before it forwards, so its latency row is not the same contract; once plain,
 //                       once with the same relabel rules and -remoteWrite.maxHourlySeries
@@ -27,7 +31,13 @@ import { scanWriteRequestV1 } from '../proxy/codec/scan.js';
 import { snappyDecode } from '../proxy/codec/snappy.js';
 import type { MemoryReport } from './memory.js';
 import { policyPath } from './pipeline.js';
-import { policySpecs, VMAGENT_DIFFERENCES, writePolicyDir, writeVmagentRelabel } from './policies.js';
+import {
+  limitOnlySpecs,
+  policySpecs,
+  VMAGENT_DIFFERENCES,
+  writePolicyDir,
+  writeVmagentRelabel,
+} from './policies.js';
 import { makeWorkload, type Workload } from './workload.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -353,7 +363,118 @@ async function startVmagent(
   return { child, base };
 }
 
+function printRows(rows: readonly Row[], checks: readonly string[]): void {
+  console.log('\n| path | max samples/s | added p50 ms | added p99 ms | note |\n|---|---:|---:|---:|---|');
+  for (const r of rows) {
+    console.log(
+      `| ${r.name} | ${r.samplesPerSec === undefined ? '-' : Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${r.note} |`,
+    );
+  }
+  if (checks.length > 0) console.log('');
+  for (const c of checks) console.log(c);
+}
+
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+/**
+ * The limit store rows: one perMetric limit high enough to admit everything, the proxy without
+ * and with --limits.store on a redis-server started here, at steady state and with 10 % new series.
+ */
+async function limitStoreRows(o: {
+  sinkUrl: string;
+  tmp: string;
+  rows: Row[];
+  checks: string[];
+  children: ChildProcess[];
+  stop: (child: ChildProcess) => Promise<void>;
+}): Promise<void> {
+  const redisServer =
+    process.env.CARDINAL_REDIS ??
+    spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).stdout.trim();
+  if (!redisServer) {
+    o.rows.push({
+      name: 'limit store',
+      samplesPerSec: undefined,
+      p50: undefined,
+      p99: undefined,
+      note: 'redis-server not installed (bash hack/deps.sh)',
+    });
+    return;
+  }
+  const { Redis } = await import('ioredis');
+  const port = await freePort();
+  const redis = spawn(
+    redisServer,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  o.children.push(redis);
+  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 100 });
+  client.on('error', () => {});
+  for (let i = 0; i < 100 && client.status !== 'ready'; i++) {
+    await client.connect().catch(() => sleep(100));
+  }
+  const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
+  const config = writePolicyDir(join(o.tmp, 'limit-only'), limitOnlySpecs(10_000_000));
+  const steady = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
+  const fresh = makeWorkload({ series: SERIES, labels: LABELS, bodies: 400, newFraction: 0.1 });
+  // A generous timeout: a loaded machine must not turn the store rows into fallback rows.
+  const store = [
+    '--limits.store',
+    `redis://127.0.0.1:${port}`,
+    '--limits.store.prefix',
+    'bench',
+    '--limits.store.timeout',
+    '1s',
+  ];
+  try {
+    const memBefore = await usedMemory();
+    for (const [label, w, note] of [
+      ['steady state', steady, 'every series known after the first requests'],
+      [
+        '10% new series',
+        fresh,
+        `10 % of each request's series new for the first ${fresh.bodies.length} requests, then known`,
+      ],
+    ] as const) {
+      for (const withStore of [false, true]) {
+        const proxy = await startProxy(o.sinkUrl, ['--config', config, ...(withStore ? store : [])]);
+        o.children.push(proxy.child);
+        const name = `cardinal-proxy, perMetric limit${withStore ? ', limit store on loopback' : ''}, ${label}`;
+        o.rows.push(await measure(name, `${proxy.base}/api/v1/write`, o.sinkUrl, w, note));
+        if (withStore) {
+          const text = await (await fetch(`${proxy.base}/metrics`)).text();
+          const requests = sumOf(text, 'cardinal_proxy_requests_total');
+          const admits =
+            /cardinal_proxy_limits_store_round_trips_total\{op="admit"\} (\S+)/.exec(text)?.[1] ?? '0';
+          const refreshes =
+            /cardinal_proxy_limits_store_round_trips_total\{op="refresh"\} (\S+)/.exec(text)?.[1] ?? '0';
+          const fallbacks = sumOf(text, 'cardinal_proxy_limits_store_errors_total');
+          o.checks.push(
+            `${name}: ${(Number(admits) / Math.max(1, requests)).toFixed(3)} admission round trips per request ` +
+              `(${admits} of ${requests} requests), ${refreshes} background refreshes, ${fallbacks} store errors`,
+          );
+        }
+        await o.stop(proxy.child);
+      }
+    }
+    let members = 0;
+    for (const key of await client.keys('*')) members += await client.zcard(key);
+    const bytes = ((await usedMemory()) - memBefore) / Math.max(1, members);
+    o.rows.push({
+      name: 'limit store, bytes per tracked series',
+      samplesPerSec: undefined,
+      p50: undefined,
+      p99: undefined,
+      note: `${bytes.toFixed(1)} B (INFO memory used_memory growth / ${members.toLocaleString('en-US')} members in sorted sets)`,
+    });
+  } finally {
+    client.disconnect();
+    await o.stop(redis);
+  }
+}
 
 async function main(): Promise<void> {
   const w = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
@@ -391,6 +512,12 @@ async function main(): Promise<void> {
     children.splice(children.indexOf(child), 1);
   };
   try {
+    if (process.env.BENCH_ONLY === 'limits') {
+      // Only the limit store rows (BENCH_ONLY=limits npm run bench).
+      await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
+      printRows(rows, checks);
+      return;
+    }
     const direct = await closedLoop(sink.url, w);
     rows.push({
       name: 'direct -> sink',
@@ -447,6 +574,8 @@ async function main(): Promise<void> {
     );
     await stop(governed.child);
 
+    await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
+
     const vmagent =
       process.env.CARDINAL_VMAGENT ??
       spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
@@ -501,12 +630,7 @@ async function main(): Promise<void> {
 
   const memory = await runMemoryBench();
 
-  console.log('\n| path | max samples/s | added p50 ms | added p99 ms | note |\n|---|---:|---:|---:|---|');
-  for (const r of rows) {
-    console.log(
-      `| ${r.name} | ${r.samplesPerSec === undefined ? '-' : Math.round(r.samplesPerSec).toLocaleString('en-US')} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${r.note} |`,
-    );
-  }
+  printRows(rows, []);
   console.log('\n| memory | value | note |\n|---|---:|---|');
   console.log(
     `| bytes per tracked series, SeriesTracker | ${memory.trackerBytesPerSeries.toFixed(2)} | capacity 1,000,000, filled with 1,000,000 series |`,

@@ -9,6 +9,8 @@ export interface WorkloadOptions {
   readonly labels: number;
   /** Distinct request bodies to cycle through (different timestamps and values). */
   readonly bodies: number;
+  /** Fraction of each body's series that appear in no other body (a new pod name); default 0. */
+  readonly newFraction?: number;
 }
 
 export interface Workload {
@@ -39,7 +41,12 @@ export function makeWorkload(opts: WorkloadOptions): Workload {
         // namespace, container or code labels do.
         labels.push({
           name: `label_${l}`,
-          value: l === 1 ? `pod-${s}` : `value-${l}-${(s * 7919 + l) % 1000}`,
+          value:
+            l === 1
+              ? s < opts.series * (opts.newFraction ?? 0)
+                ? `pod-${b}-${s}`
+                : `pod-${s}`
+              : `value-${l}-${(s * 7919 + l) % 1000}`,
         });
       }
       labels.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));

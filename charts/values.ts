@@ -386,6 +386,41 @@ export const ProxyValues = Type.Object(
       },
       { additionalProperties: false, description: 'The proxies\u2019 durable queue (gateway mode).' },
     ),
+    limits: Type.Object(
+      {
+        store: Type.Object(
+          {
+            url: Type.String({
+              default: '',
+              pattern: '^((redis|rediss)(\\+cluster)?://.+)?$',
+              description:
+                'A Redis-protocol store (Redis 7, Valkey, a managed service) the proxies share every limit through (`--limits.store`): redis://HOST:PORT, rediss://... for TLS, redis+cluster://HOST:PORT,... for a Redis Cluster. Empty: the bundled Redis when redis.enabled, otherwise each proxy enforces every limit on its own (README "Limits across replicas").',
+            }),
+            passwordSecret: Type.Object(
+              {
+                name: Type.String({
+                  default: '',
+                  description:
+                    'A Secret in the release namespace holding the store’s password; empty: no AUTH.',
+                }),
+                key: Type.String({ default: 'password', description: 'The key of the Secret holding it.' }),
+              },
+              {
+                additionalProperties: false,
+                description: 'The store’s password, mounted as a file (`--limits.store.password-file`).',
+              },
+            ),
+            prefix: Type.String({
+              default: '',
+              description:
+                'Prefix of every key (`--limits.store.prefix`); empty: cardinal:<release namespace>/<fullname>, so releases sharing a store never share limits.',
+            }),
+          },
+          { additionalProperties: false, description: 'The shared limit store.' },
+        ),
+      },
+      { additionalProperties: false, description: 'Limits across the proxy replicas (gateway mode).' },
+    ),
     autoscaling: Type.Object(
       {
         enabled: Type.Boolean({
@@ -527,6 +562,43 @@ export const Values = Type.Object(
     }),
     operator: OperatorValues,
     proxy: ProxyValues,
+    redis: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Run a small Redis (a Deployment, a Service and a PodDisruptionBudget, with the chart’s hardened security context) for the proxies’ shared limits, when proxy.limits.store.url is empty. It keeps nothing on disk: after a restart the proxies tell it again what they track.',
+        }),
+        image: Type.Object(
+          {
+            repository: Type.String({
+              minLength: 1,
+              default: 'docker.io/library/redis',
+              description: 'The image repository.',
+            }),
+            tag: Type.String({ minLength: 1, default: '7.2-alpine', description: 'The image tag.' }),
+            pullPolicy: StringEnum(
+              ['Always', 'IfNotPresent', 'Never'],
+              'The image pull policy.',
+              'IfNotPresent',
+            ),
+          },
+          { additionalProperties: false, description: 'The Redis image.' },
+        ),
+        maxMemory: Type.String({
+          default: '200mb',
+          pattern: '^[0-9]+(kb|mb|gb)$',
+          description:
+            'Redis maxmemory, with noeviction: a full store refuses writes, and the proxies then enforce their share of each limit until it has room.',
+        }),
+        resources: Resources(
+          'The Redis container’s resources.',
+          { cpu: '50m', memory: '64Mi' },
+          { memory: '256Mi' },
+        ),
+      },
+      { additionalProperties: false, description: 'The bundled Redis for the shared limits (gateway mode).' },
+    ),
     serviceMonitor: ServiceMonitorValues,
     prometheusRule: PrometheusRuleValues,
     networkPolicy: NetworkPolicyValues,

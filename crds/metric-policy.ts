@@ -313,6 +313,12 @@ export const MetricPolicySpec = Type.Object(
         description: 'Prometheus relabel_configs, applied in order, first of the policy stages.',
       }),
     ),
+    onCollision: Type.Optional(
+      StringEnum(['sum', 'max', 'min', 'last'], {
+        description:
+          "When this policy's relabel makes several series of one request the same series (labeldrop, labelkeep, replace onto an existing label set), they are forwarded as one, with the replica label, and samples of one timestamp are combined: sum (default), max, min, or last (the later series of the request wins). Counted with reason collision.",
+      }),
+    ),
     drop: Type.Optional(
       Type.Array(NamePattern('Metric names to drop outright.'), {
         description: 'Metric-name patterns to drop outright.',

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAuthMetrics } from './auth/metrics.js';
@@ -13,6 +14,7 @@ import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { RedisLimitStore } from './limits/redis.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
@@ -91,7 +93,39 @@ async function main(): Promise<number> {
   }
   const policyStats = new PolicyStats(metrics.registry);
   policyStats.setPipeline(pipeline);
-  const engine = new PolicyEngine(pipeline, options.engine, policyStats);
+  let limitStore: RedisLimitStore | undefined;
+  if (options.limitsStore !== undefined) {
+    const ls = options.limitsStore;
+    let password: string | undefined;
+    try {
+      password = ls.passwordFile === undefined ? undefined : readFileSync(ls.passwordFile, 'utf8').trim();
+    } catch (err) {
+      logger.fatal(
+        { path: ls.passwordFile },
+        `reading the limit store's password failed: ${(err as Error).message}`,
+      );
+      return 1;
+    }
+    limitStore = new RedisLimitStore({
+      url: ls.url,
+      password,
+      prefix: ls.prefix,
+      timeoutMs: ls.timeoutMs,
+      connectTimeoutMs: ls.connectTimeoutMs,
+      retryIntervalMs: ls.retryIntervalMs,
+      flushIntervalMs: ls.flushIntervalMs,
+      maxPendingTouches: options.engine.maxTrackedSeries,
+      replicas: options.limitsReplicas,
+      registry: metrics.registry,
+      logger,
+    });
+  }
+  const engine = new PolicyEngine(
+    pipeline,
+    { ...options.engine, replicaLabel: { name: options.replica.label, value: options.replica.name } },
+    policyStats,
+    limitStore === undefined ? undefined : { store: limitStore, replicas: options.limitsReplicas },
+  );
   const offenders = new Offenders(engine, options.stats);
   offenders.register(metrics.registry);
   const unused = new UnusedStats(engine.interner, pipeline, options.stats);
@@ -351,6 +385,7 @@ async function main(): Promise<number> {
         ? undefined
         : { forwarder: pushForwarder, lintMode: options.push.lintMode, queue: asIngestQueue(pushQueue) },
     tls,
+    limitsStore: limitStore === undefined ? undefined : () => limitStore.status(),
     auth:
       credentials === undefined
         ? undefined
@@ -383,6 +418,12 @@ async function main(): Promise<number> {
   if (options.upstreamIsDefault) {
     logger.warn(`no --upstream given; forwarding to the default ${options.upstreamUrl}`);
   }
+  if (limitStore !== undefined && !(await limitStore.waitReady(options.limitsStore!.connectTimeoutMs))) {
+    logger.warn(
+      { store: limitStore.status().url },
+      `limit store not answering yet; enforcing each limit / ${options.limitsReplicas} locally until it does`,
+    );
+  }
   await app.listen({ host: options.listenHost, port: options.listenPort });
   ready = true;
   logger.info(
@@ -396,6 +437,7 @@ async function main(): Promise<number> {
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
       policies: config.policies.length,
+      limitsStore: limitStore?.status().url ?? null,
     },
     'cardinal-proxy started',
   );
@@ -454,7 +496,12 @@ async function main(): Promise<number> {
           ]),
         )
         .then(() =>
-          Promise.all([queue?.close(), pushQueue?.close(), ...[...tallies.values()].map((t) => t.flush())]),
+          Promise.all([
+            queue?.close(),
+            pushQueue?.close(),
+            limitStore?.close(),
+            ...[...tallies.values()].map((t) => t.flush()),
+          ]),
         )
         .then(closeForwarders)
         .then(

@@ -17,6 +17,7 @@ import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
 import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
+import type { LimitStoreStatus } from './limits/store.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
@@ -85,6 +86,8 @@ export interface ServerDeps {
    * every route is open.
    */
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
+  /** The shared limit store (--limits.store); without it limits are this process's own. */
+  readonly limitsStore?: (() => LimitStoreStatus) | undefined;
   /** The web pages (/, /policies, ...); absent, they are not served. */
   readonly web?: WebDeps | undefined;
   /** `--metrics.auth`: /metrics needs a credential with the metrics or admin role. */
@@ -161,16 +164,27 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const PUBLIC = { config: { access: 'public' } } as const;
   const ADMIN = { config: { access: 'admin' } } as const;
   app.get('/-/healthy', PUBLIC, async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
-  app.get('/-/ready', PUBLIC, async (_req, reply) =>
-    deps.ready()
-      ? reply.type('text/plain').send('Ready\n')
-      : reply.code(503).type('text/plain').send('Not ready\n'),
-  );
+  // A store that does not answer never makes the proxy unready (ingest goes on with each limit's
+  // share); the body says so.
+  app.get('/-/ready', PUBLIC, async (_req, reply) => {
+    if (!deps.ready()) return reply.code(503).type('text/plain').send('Not ready\n');
+    const store = deps.limitsStore?.();
+    return reply
+      .type('text/plain')
+      .send(
+        store === undefined || store.state === 'store'
+          ? 'Ready\n'
+          : `Ready; limit store ${store.url} not answering since ${store.since.toISOString()}: enforcing each limit / ${store.replicas} locally\n`,
+      );
+  });
   app.get('/metrics', { config: { access: 'metrics' } }, async (_req, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   const authStatus = () => (deps.auth === undefined ? undefined : deps.auth.status());
-  app.get('/api/v1/status/config', ADMIN, async () => statusJson(deps.configStatus(), authStatus()));
+  app.get('/api/v1/status/config', ADMIN, async () => ({
+    ...statusJson(deps.configStatus(), authStatus()),
+    limitsStore: limitsStoreJson(deps.limitsStore?.()),
+  }));
   app.get('/api/v1/stats/top-offenders', ADMIN, async (req, reply) => {
     const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
     const limit = Number(raw);
@@ -288,6 +302,20 @@ function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
             credentials: auth.credentials,
             lastError: errorJson(auth.lastError),
           },
+  };
+}
+
+/** `null` without a shared limit store: every limit is this process's own. */
+function limitsStoreJson(s: LimitStoreStatus | undefined) {
+  if (s === undefined) return null;
+  return {
+    state: s.state,
+    url: s.url,
+    since: s.since.toISOString(),
+    lastError: s.lastError ?? null,
+    replicas: s.replicas,
+    // What the limits mean in this state (README "Limits across replicas").
+    limits: s.state === 'store' ? 'global' : `local share: limit / ${s.replicas}`,
   };
 }
 

@@ -188,6 +188,64 @@ describe('parseDuration', () => {
   });
 });
 
+describe('limit store and replica flags', () => {
+  it('without --limits.store, limits stay local; the replica label defaults to cardinal_replica from POD_NAME', () => {
+    const o = parseProxyOptions([], { POD_NAME: 'proxy-7' });
+    if (o === 'help' || o === 'version') throw new Error('not options');
+    expect(o.limitsStore).toBeUndefined();
+    expect(o.limitsReplicas).toBe(1);
+    expect(o.replica).toEqual({ label: 'cardinal_replica', name: 'proxy-7' });
+  });
+
+  it('parses the store, its prefix default and timeouts', () => {
+    const o = parseProxyOptions(
+      [
+        '--upstream',
+        'http://prom:9090/api/v1/write',
+        '--limits.store',
+        'redis+cluster://10.0.0.1:7000,10.0.0.2:7000',
+        '--limits.store.timeout',
+        '50ms',
+        '--limits.replicas',
+        '3',
+        '--replica-label',
+        '',
+      ],
+      {},
+    );
+    if (o === 'help' || o === 'version') throw new Error('not options');
+    expect(o.limitsStore).toMatchObject({
+      url: 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000',
+      prefix: 'cardinal:prom:9090/api/v1/write',
+      timeoutMs: 50,
+      connectTimeoutMs: 2000,
+      retryIntervalMs: 1000,
+      flushIntervalMs: 1000,
+    });
+    expect(o.limitsReplicas).toBe(3);
+    expect(o.replica.label).toBe('');
+  });
+
+  it.each([
+    [['--limits.store', 'http://redis:6379'], /--limits.store: .*is not redis:/],
+    [['--limits.store', 'redis://user:hunter2@redis:6379'], /password in the URL is not accepted/],
+    [['--limits.store', 'redis://a:1,b:2'], /several addresses need redis\+cluster/],
+    [['--limits.store.prefix', 'x'], /--limits.store.prefix needs --limits.store/],
+    [['--limits.store', 'redis://r:6379', '--limits.store.prefix', '{x}'], /hash tags/],
+    [['--replica-label', '1abc'], /is not a label name/],
+    [['--replica-label', '__x'], /reserved/],
+    [['--limits.replicas', '0'], /positive integer/],
+  ])('refuses %j', (argv, message) => {
+    expect(() => parseProxyOptions(argv, {})).toThrow(message);
+  });
+
+  it('never echoes a password given in the URL', () => {
+    expect(() => parseProxyOptions(['--limits.store', 'redis://u:hunter2@r:6379'], {})).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('hunter2') }),
+    );
+  });
+});
+
 describe('flag mistakes and human units', () => {
   it.each([
     [['--upstrem', 'http://x/w'], 'unknown flag --upstrem; did you mean --upstream?'],

@@ -1,7 +1,9 @@
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 import type { IngestChecks } from '../ingest/remote-write.js';
+import { parseStoreUrl } from '../limits/url.js';
 import { didYouMean } from './suggest.js';
 import { parseSize } from './units.js';
 
@@ -54,6 +56,12 @@ export interface ProxyOptions {
   };
   /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
   readonly queue: QueueOptions | undefined;
+  /** The shared limit store; undefined: every limit is this process's own (README "Limits across replicas"). */
+  readonly limitsStore: LimitsStoreOptions | undefined;
+  /** Replicas sharing the limits: each enforces limit / replicas while the store is down. */
+  readonly limitsReplicas: number;
+  /** The label series the proxy synthesizes carry, and this replica's value of it; label '' for none. */
+  readonly replica: { readonly label: string; readonly name: string };
   /** The door check of remote-write ingest (--ingest.*); undefined with --ingest.invalid off. */
   readonly ingest: IngestChecks | undefined;
   readonly engine: {
@@ -85,6 +93,16 @@ export interface QueueOptions {
   readonly deadLetterMaxBytes: number;
 }
 
+export interface LimitsStoreOptions {
+  /** redis://, rediss://, redis+cluster:// or rediss+cluster:// (proxy/limits/redis.ts). */
+  readonly url: string;
+  readonly passwordFile: string | undefined;
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly retryIntervalMs: number;
+  readonly flushIntervalMs: number;
+}
 export type LogFormat = 'json' | 'logfmt';
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
@@ -168,6 +186,23 @@ Flags (environment variable in brackets):
                                    policy with limits (default 1000000)
   --limits.max-tracked-values N    label values each per-label limit tracks at most (default 262144)
   --limits.max-metric-names N      metric names told apart by limits and statistics (default 65536)
+  --limits.store URL               share every limit with the other replicas through a Redis-protocol store:
+                                   redis://HOST:PORT[/DB], rediss://... (TLS), redis+cluster://HOST:PORT,...
+                                   (Redis Cluster) [CARDINAL_LIMITS_STORE]
+  --limits.store.password-file F   the store's password (AUTH), read from F; never logged
+  --limits.store.prefix P          prefix of every key, so instances sharing a store never share limits
+                                   (default cardinal:<upstream host and path>)
+  --limits.store.timeout DUR       how long a request waits for the store before enforcing its share
+                                   locally (default 100ms)
+  --limits.store.connect-timeout DUR  (default 2s)
+  --limits.store.retry-interval DUR   how often a store that failed is asked again (default 1s)
+  --limits.store.flush-interval DUR   how often activity of known series is sent to the store (default 1s)
+  --limits.replicas N              replicas sharing the limits; while the store does not answer each
+                                   enforces limit / N (default 1) [CARDINAL_LIMITS_REPLICAS]
+  --replica-label NAME             the label series the proxy synthesizes (overflow, aggregates, merged
+                                   collisions) carry, so replicas never send the same one; "" for none
+                                   with a single replica (default cardinal_replica)
+  --replica-name NAME              this replica's value of it (default $POD_NAME, else the host name)
   --stats.window DURATION          a series counts as active for top offenders while seen within it (default 10m)
   --stats.max-tracked-series N     series the top-offender statistics track (default 1000000)
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
@@ -276,6 +311,15 @@ export function parseProxyOptions(
       exposeTop: positiveInt('--stats.expose-top', v['stats.expose-top'] ?? '20'),
       sampleIntervalMs: parseDuration('--stats.sample-interval', v['stats.sample-interval'] ?? '15s'),
     }),
+    limitsStore: parseLimitsStore(v, env, url),
+    limitsReplicas: positiveInt(
+      '--limits.replicas',
+      v['limits.replicas'] ?? env.CARDINAL_LIMITS_REPLICAS ?? '1',
+    ),
+    replica: Object.freeze({
+      label: replicaLabel(v['replica-label'] ?? 'cardinal_replica'),
+      name: v['replica-name'] ?? env.POD_NAME ?? hostname(),
+    }),
     engine: Object.freeze({
       verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '100000'),
       maxTrackedSeries: positiveInt(
@@ -348,6 +392,16 @@ const parseOptions = {
   'limits.max-tracked-values': { type: 'string' },
   'limits.max-metric-names': { type: 'string' },
   'cache.max-label-sets': { type: 'string' },
+  'limits.store': { type: 'string' },
+  'limits.store.password-file': { type: 'string' },
+  'limits.store.prefix': { type: 'string' },
+  'limits.store.timeout': { type: 'string' },
+  'limits.store.connect-timeout': { type: 'string' },
+  'limits.store.retry-interval': { type: 'string' },
+  'limits.store.flush-interval': { type: 'string' },
+  'limits.replicas': { type: 'string' },
+  'replica-label': { type: 'string' },
+  'replica-name': { type: 'string' },
   'stats.window': { type: 'string' },
   'stats.max-tracked-series': { type: 'string' },
   'stats.expose-top': { type: 'string' },
@@ -431,6 +485,53 @@ function parseQueueOptions(
       v['queue.dead-letter-max-bytes'] ?? String(Math.max(1 << 20, Math.floor(maxBytes / 8))),
     ),
   });
+}
+
+function parseLimitsStore(
+  v: ReturnType<typeof parse>['values'],
+  env: NodeJS.ProcessEnv,
+  upstream: URL,
+): LimitsStoreOptions | undefined {
+  const url = v['limits.store'] ?? env.CARDINAL_LIMITS_STORE;
+  const given = Object.keys(v).filter((k) => k.startsWith('limits.store.'));
+  if (url === undefined || url === '') {
+    if (given.length > 0) throw new UsageError(`--${given[0]} needs --limits.store`);
+    return undefined;
+  }
+  try {
+    parseStoreUrl(url);
+  } catch (err) {
+    throw new UsageError(`--limits.store: ${(err as Error).message}`);
+  }
+  const prefix = v['limits.store.prefix'] ?? `cardinal:${upstream.host}${upstream.pathname}`;
+  if (prefix === '' || /[{}]/.test(prefix)) {
+    throw new UsageError(
+      '--limits.store.prefix: must not be empty nor hold "{" or "}" (they delimit hash tags)',
+    );
+  }
+  const duration = (name: string, dflt: string) => {
+    const ms = parseDuration(`--${name}`, v[name as 'limits.store.timeout'] ?? dflt);
+    if (ms <= 0) throw new UsageError(`--${name}: must be more than 0`);
+    return ms;
+  };
+  return Object.freeze({
+    url,
+    passwordFile: v['limits.store.password-file'],
+    prefix,
+    timeoutMs: duration('limits.store.timeout', '100ms'),
+    connectTimeoutMs: duration('limits.store.connect-timeout', '2s'),
+    retryIntervalMs: duration('limits.store.retry-interval', '1s'),
+    flushIntervalMs: duration('limits.store.flush-interval', '1s'),
+  });
+}
+
+function replicaLabel(name: string): string {
+  if (name !== '' && !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) {
+    throw new UsageError(`--replica-label: "${name}" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`);
+  }
+  if (name.startsWith('__'))
+    throw new UsageError(`--replica-label: "${name}": names starting with __ are reserved`);
+  return name;
 }
 
 /** Narrows `value` to one of `allowed`, or throws naming them and the closest one. */

@@ -7,7 +7,7 @@ import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/sc
 import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
-import type { PolicyEngine } from '../pipeline/engine.js';
+import type { PolicyEngine, ProcessResult } from '../pipeline/engine.js';
 import type { IngestQueue } from '../queue/queue.js';
 import { rateLimited } from '../ratelimit.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
@@ -74,16 +74,55 @@ export interface PrepareOptions {
   readonly onInvalid?: ((r: CheckResult, action: 'rejected' | 'dropped') => void) | undefined;
 }
 
+type PrepareResult = { prepared: Prepared; index: SeriesIndex; decodedBytes: number };
+
 /**
  * Decodes, validates, runs the policies over and prepares one request body. Synchronous on
  * purpose: `scratch` is one SeriesIndex reused by every request, which is safe only because
- * nothing here awaits.
+ * nothing here awaits. Limits are decided by this process alone (PolicyEngine.process).
  */
 export function prepareRequest(
   version: ProtocolVersion,
   body: Uint8Array,
   opts: PrepareOptions,
-): { prepared: Prepared; index: SeriesIndex; decodedBytes: number } {
+): PrepareResult {
+  const c = checkAndScan(version, body, opts);
+  const r =
+    opts.engine !== undefined && !opts.engine.pipeline.empty
+      ? opts.engine.process(c.checked, c.index, opts.tenant, opts.nowMs)
+      : undefined;
+  return finishPrepare(version, body, c, r, opts);
+}
+
+/**
+ * prepareRequest with limits shared through the engine's store (PolicyEngine.run): synchronous
+ * unless the store has to be asked. When it answers with a Promise, `opts.scratch` is in use
+ * until the Promise settles; the caller must not hand it to another request meanwhile.
+ */
+export function prepareRequestShared(
+  version: ProtocolVersion,
+  body: Uint8Array,
+  opts: PrepareOptions,
+): PrepareResult | Promise<PrepareResult> {
+  const c = checkAndScan(version, body, opts);
+  if (opts.engine === undefined || opts.engine.pipeline.empty)
+    return finishPrepare(version, body, c, undefined, opts);
+  const r = opts.engine.run(c.checked, c.index, opts.tenant, opts.nowMs);
+  if (r instanceof Promise) return r.then((done) => finishPrepare(version, body, c, done, opts));
+  return finishPrepare(version, body, c, r, opts);
+}
+
+interface Checked {
+  readonly decoded: Buffer;
+  /** The body after the door check (sorted labels, invalid series cut out), and its index. */
+  readonly checked: Buffer;
+  readonly index: SeriesIndex;
+  readonly received: PayloadCounts;
+  readonly forwarded: PayloadCounts;
+  readonly changed: boolean;
+}
+
+function checkAndScan(version: ProtocolVersion, body: Uint8Array, opts: PrepareOptions): Checked {
   const decoded = snappyDecode(body, opts.maxDecodedBytes);
   const scan = (b: Buffer, into: SeriesIndex | undefined) =>
     version === '1.0' ? scanWriteRequestV1(b, into) : scanRequestV2(b, into);
@@ -96,7 +135,6 @@ export function prepareRequest(
     metadata: index.metadataCount,
   };
   let forwarded = received;
-  let raw: Uint8Array = decoded;
   let checked: Buffer = decoded;
   let changed = false;
   if (opts.checks !== undefined) {
@@ -123,9 +161,21 @@ export function prepareRequest(
       };
     }
   }
-  raw = checked;
-  if (opts.engine !== undefined && !opts.engine.pipeline.empty) {
-    const r = opts.engine.process(checked, index, opts.tenant, opts.nowMs);
+  return { decoded, checked, index, received, forwarded, changed };
+}
+
+function finishPrepare(
+  version: ProtocolVersion,
+  body: Uint8Array,
+  c: Checked,
+  r: ProcessResult | undefined,
+  opts: PrepareOptions,
+): PrepareResult {
+  const { decoded, index, received } = c;
+  let forwarded = c.forwarded;
+  let raw: Uint8Array = c.checked;
+  let changed = c.changed;
+  if (r !== undefined) {
     // v1 metadata are top-level records and always forwarded; v2 metadata ride on series, so
     // none is left when every series was dropped (the count is otherwise the request's).
     const metadata = version === '2.0' && r.series === 0 ? 0 : index.metadataCount;
@@ -185,21 +235,27 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       // Authenticated, the credential's tenant; otherwise the sender's X-Scope-OrgID.
       const tenant = requestTenant(request);
       let prepared: Prepared;
+      // This request owns the scratch index until it is prepared; requests that start while it
+      // waits for the limit store scan into their own.
+      const mine = scratch;
+      scratch = undefined;
       try {
-        const r = prepareRequest(version, body, {
+        let r = prepareRequestShared(version, body, {
           maxDecodedBytes: deps.maxDecodedBytes,
           upstreamProtocol: deps.upstreamProtocol,
-          scratch,
+          scratch: mine,
           engine: deps.engine,
           tenant: tenant.match,
           nowMs: Date.now(),
           checks: deps.checks,
           onInvalid: countInvalid,
         });
+        if (r instanceof Promise) r = await r;
         scratch = r.index;
         prepared = r.prepared;
         deps.metrics.received(version, prepared.received, body.length, r.decodedBytes);
       } finally {
+        scratch ??= mine;
         deps.policyStats.flush();
       }
 

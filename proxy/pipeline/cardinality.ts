@@ -173,6 +173,15 @@ export const ADMIT_OVER_LIMIT = 2;
  */
 export const ADMIT_TABLE_FULL = 3;
 
+/** What `SeriesTracker.lookup` found. */
+export type LookupResult = -1 | 0 | 1;
+/** Not an active key. */
+export const LOOKUP_UNKNOWN = -1;
+/** An active key; its last-seen time was refreshed. */
+export const LOOKUP_KNOWN = 0;
+/** An active key whose activity is due to be told to the shared store. */
+export const LOOKUP_DUE = 1;
+
 /** Largest number of buckets: the bucket of each slot is stored in 16 bits. */
 export const MAX_BUCKETS = 0x10000;
 /** Slots per tracked series is 1 / MAX_LOAD; linear probing stays short below it. */
@@ -188,6 +197,11 @@ export interface SeriesTrackerOptions {
   readonly windowMs: number;
   /** Slots each `admit` call sweeps for expired keys. Default 2. */
   readonly sweepPerAdmit?: number;
+  /**
+   * With a shared limit store: `lookup` says when a known key's activity is due to be told to the
+   * store again, at most once per this many seconds per key. Costs 4 bytes more per slot.
+   */
+  readonly refreshSeconds?: number;
 }
 
 /**
@@ -217,6 +231,9 @@ export class SeriesTracker {
   private readonly lastSeen: Uint32Array;
   private readonly bucketOf: Uint16Array;
   private readonly counts: Int32Array;
+  /** Second each key's activity was last told to the shared store; only with refreshSeconds. */
+  private readonly pushedAt: Uint32Array | undefined;
+  private readonly refreshSeconds: number;
   private cursor = 0;
 
   constructor(options: SeriesTrackerOptions) {
@@ -239,11 +256,45 @@ export class SeriesTracker {
     this.lastSeen = new Uint32Array(this.slots);
     this.bucketOf = new Uint16Array(this.slots);
     this.counts = new Int32Array(buckets);
+    const refresh = options.refreshSeconds;
+    if (refresh !== undefined && !(refresh >= 1))
+      throw new RangeError(`refreshSeconds must be at least 1, got ${refresh}`);
+    this.refreshSeconds = refresh ?? 0;
+    this.pushedAt = refresh === undefined ? undefined : new Uint32Array(this.slots);
   }
 
   /** Bytes of typed-array memory the tracker holds; fixed at construction. */
   get bytes(): number {
-    return this.slots * SLOT_BYTES + this.buckets * 4;
+    return this.slots * (SLOT_BYTES + (this.pushedAt === undefined ? 0 : 4)) + this.buckets * 4;
+  }
+
+  /**
+   * Looks up (bucket, hash) at `nowMs` without ever adding it: LOOKUP_UNKNOWN when it is not an
+   * active key, otherwise its last-seen time is refreshed and the answer is LOOKUP_KNOWN, or
+   * LOOKUP_DUE when the key's activity was last told to the shared store `refreshSeconds` ago or
+   * more (it then counts as told: the caller must pass it on). Sweeps like `admit`.
+   */
+  lookup(bucket: number, hash: number, nowMs: number): LookupResult {
+    const now = Math.floor(nowMs / 1000);
+    this.sweepSlots(now, this.sweepPerAdmit);
+    const fp = hash >>> 0 || 1;
+    const hashes = this.hashes;
+    let i = this.home(fp, bucket);
+    for (;;) {
+      const h = hashes[i]!;
+      if (h === 0) return LOOKUP_UNKNOWN;
+      if (h === fp && this.bucketOf[i] === bucket) {
+        if (now - this.lastSeen[i]! > this.windowSeconds) return LOOKUP_UNKNOWN;
+        this.lastSeen[i] = now;
+        const pushed = this.pushedAt;
+        if (pushed !== undefined && now - pushed[i]! >= this.refreshSeconds) {
+          pushed[i] = now;
+          return LOOKUP_DUE;
+        }
+        return LOOKUP_KNOWN;
+      }
+      i = i + 1 === this.slots ? 0 : i + 1;
+    }
   }
 
   /** Keys of `bucket` currently held: its active series (or label values), lagging expiry by at most one sweep cycle. */
@@ -291,6 +342,7 @@ export class SeriesTracker {
         // once already, so it is admitted when the bucket holds fewer than `limit` others.
         if (this.counts[bucket]! - 1 < limit) {
           lastSeen[i] = now;
+          if (this.pushedAt !== undefined) this.pushedAt[i] = now;
           return ADMIT_NEW;
         }
         this.removeAt(i);
@@ -321,6 +373,7 @@ export class SeriesTracker {
     hashes[i] = fp;
     bucketOf[i] = bucket;
     lastSeen[i] = now;
+    if (this.pushedAt !== undefined) this.pushedAt[i] = now;
     this.counts[bucket]!++;
     return ADMIT_NEW;
   }
@@ -413,6 +466,7 @@ export class SeriesTracker {
       if (fromHome >= fromHole) {
         hashes[hole] = h;
         lastSeen[hole] = lastSeen[j]!;
+        if (this.pushedAt !== undefined) this.pushedAt[hole] = this.pushedAt[j]!;
         bucketOf[hole] = b;
         hole = j;
       }

@@ -47,7 +47,9 @@ export type Reason =
   | 'label_value_length'
   | 'series_limit'
   | 'label_values_limit'
-  | 'tenant_series_limit';
+  | 'tenant_series_limit'
+  | 'collision'
+  | 'out_of_order';
 
 /** What a rule did to a series. `reported`: a violation that let the series through. */
 export type Action = 'dropped' | 'rewritten' | 'reported';
@@ -111,6 +113,14 @@ export interface CompiledPolicy {
   readonly relabel: RelabelProgram | undefined;
   readonly relabelDropSlot: number;
   readonly relabelRewriteSlot: number;
+  /** Series this policy's relabel merged with others of their request (spec.onCollision). */
+  readonly collisionSlot: number;
+  readonly collisionMode: CollisionMode;
+  /**
+   * Samples of series synthesized for this policy (overflow, aggregates, merged collisions) left
+   * out because this replica had already sent the same series at that time or later.
+   */
+  readonly outOfOrderSlot: number;
   readonly drop: readonly { readonly re: AnchoredRegex; readonly slot: number }[];
   readonly standards: CompiledStandards | undefined;
   /** Slot per standards reason, for this policy. */
@@ -128,7 +138,12 @@ export interface Pipeline {
   readonly slots: readonly Slot[];
   /** True when there is nothing to do: requests are forwarded untouched. */
   readonly empty: boolean;
+  /** Whether an enforcing policy relabels: series of one request may then become the same one. */
+  readonly mayCollide: boolean;
 }
+
+/** How samples of one timestamp of merged series are combined. */
+export type CollisionMode = 'sum' | 'max' | 'min' | 'last';
 
 export const OVERFLOW_VALUE = '__cardinality_overflow__';
 
@@ -248,6 +263,9 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
       relabel,
       relabelDropSlot: mk('relabel', 'relabel_dropped', 'dropped'),
       relabelRewriteSlot: mk('relabel', 'relabel_rewritten', 'rewritten'),
+      collisionSlot: mk('relabel', 'collision', 'rewritten'),
+      collisionMode: spec.onCollision ?? 'sum',
+      outOfOrderSlot: mk('synthesized', 'out_of_order', 'dropped'),
       drop,
       standards,
       standardsSlots,
@@ -261,6 +279,7 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
     usage,
     slots: Object.freeze(slots),
     empty: policies.length === 0,
+    mayCollide: policies.some((p) => p.relabel !== undefined && !p.dryRun),
   });
 }
 

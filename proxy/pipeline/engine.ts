@@ -14,14 +14,28 @@ import {
 } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import {
+  type AdmissionCheck,
+  ANSWER_ADMITTED,
+  ANSWER_KNOWN,
+  ANSWER_REFUSED,
+  CHECK_SERIES_START,
+  CHECK_SETS_OVERFLOW,
+  CHECK_SKIP_IF_OVERFLOWED,
+  CHECK_STOP,
+  fallbackShare,
+  type LimitStore,
+} from '../limits/store.js';
+import {
   ADMIT_KNOWN,
   ADMIT_NEW,
   hashBytes,
   hashString,
+  LOOKUP_DUE,
+  LOOKUP_UNKNOWN,
   MetricInterner,
   SeriesTracker,
 } from './cardinality.js';
-import { type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
+import { type CollisionMode, type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
 import { evaluate, type Verdict } from './evaluate.js';
 import { nextExpiry } from './unused.js';
 
@@ -38,6 +52,12 @@ export interface EngineOptions {
   readonly maxTrackedLabelValues: number;
   /** Distinct metric names tracked for limits and statistics; later names share one bucket. */
   readonly maxMetricNames: number;
+  /**
+   * The label every series the proxy synthesizes (overflow, aggregated unread labels, merged
+   * collisions) carries, with this replica's value, so that replicas never send the same one.
+   * Without it (or with an empty name) synthesized series carry no replica label.
+   */
+  readonly replicaLabel?: { readonly name: string; readonly value: string } | undefined;
 }
 
 /** What the engine reports besides the request it builds; implemented by proxy/stats. */
@@ -95,6 +115,17 @@ interface Entry {
   overflow: Map<number, Entry> | undefined;
   /** True for an overflow variant: several series collapse onto it, so its samples are aggregated. */
   readonly aggregated: boolean;
+  /** How samples of one timestamp are combined when several series are merged into this one. */
+  readonly mode: CollisionMode;
+  /** Slot counting samples of this synthesized series left out as out of order, or -1. */
+  readonly oooSlot: number;
+  /** The policy whose relabel changed the series, or -1 (see Verdict.relabeledBy). */
+  readonly relabeledBy: number;
+  /**
+   * Hash of the final labels' v1 encoding whatever the request's version, so that series of one
+   * request can be told to be the same series; only when the pipeline may collide, else 0.
+   */
+  readonly canon: number;
 }
 
 export interface ProcessResult {
@@ -110,10 +141,64 @@ export interface ProcessResult {
 
 interface LimitState {
   readonly key: string;
+  /** The policy's part of shared-store scope names: a hash of `key`. */
+  readonly tag: string;
+  readonly windowSeconds: number;
   readonly series: SeriesTracker;
   readonly labels: readonly SeriesTracker[];
   readonly tenants: SeriesTracker | undefined;
+  /**
+   * Shared store only: keys the store refused lately, per scope kind (0 tenant, 1 series, 2 + j
+   * label j), refused again without asking until `refusedMs` passed, so that a bomb's refused
+   * series do not cost a round trip in every request. Made on first use.
+   */
+  readonly refused: (SeriesTracker | undefined)[];
 }
+
+/** Limits shared by every replica through a store (proxy/limits/store.ts). */
+export interface SharedLimits {
+  readonly store: LimitStore;
+  /** Replicas sharing the limits: while the store is down each enforces limit / replicas. */
+  readonly replicas: number;
+  /** How long a key the store refused is refused again without asking (at least 1 s). */
+  readonly refusedMs?: number;
+}
+
+/** One request on its way through the engine; see #loop. */
+interface Pass {
+  readonly buf: Buffer;
+  readonly index: SeriesIndex;
+  readonly tenant: string | undefined;
+  readonly tenantKey: string;
+  readonly tenantIdx: number;
+  readonly nowMs: number;
+  readonly v1: boolean;
+  readonly symbolHash: Uint32Array | undefined;
+  readonly symbols: (string | undefined)[];
+  readonly out: OutputBuilder;
+  series: number;
+  samples: number;
+  histograms: number;
+  exemplars: number;
+  /** Shared store only: decide unknown series locally with each limit's share (the store is down). */
+  local: boolean;
+  /** The store's answers by `tag \0 sub \0 member`. */
+  answers: Map<string, number> | undefined;
+  /** The checks to ask the store, while collecting. */
+  checks: AdmissionCheck[] | undefined;
+  /** The first series that waits for the answers. */
+  resumeAt: number;
+  /**
+   * When the pipeline may collide: what becomes of each series (null: dropped), emitted in
+   * #finish once series made the same by relabeling are known.
+   */
+  decisions: (Entry | null)[] | undefined;
+}
+
+/** Scope kinds of a limit state, for #scope. */
+const SCOPE_TENANT = 0;
+const SCOPE_SERIES = 1;
+const SCOPE_LABEL = 2;
 
 /**
  * Long-lived: owns the metric-name interner, the limit trackers (kept across reloads for policies
@@ -140,10 +225,12 @@ export class PolicyEngine {
   #validUntil = Number.NEGATIVE_INFINITY;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
   readonly #overflowSeen = new Map<number, number>();
+  readonly #sharedLimits: SharedLimits | undefined;
 
-  constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver) {
+  constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
     this.#opts = opts;
     this.#observer = observer;
+    this.#sharedLimits = shared;
     this.interner = new MetricInterner({ capacity: opts.maxMetricNames });
     this.#tenants = new MetricInterner({ capacity: 4096 });
     this.#pipeline = pipeline;
@@ -194,12 +281,21 @@ export class PolicyEngine {
       const reuse = byKey.get(l.key);
       if (reuse !== undefined) return reuse;
       const buckets = this.interner.capacity;
+      const windowSeconds = Math.floor(l.windowMs / 1000);
+      // With a shared store, a known key's activity is told to it four times per window.
+      const refresh =
+        this.#sharedLimits === undefined
+          ? {}
+          : { refreshSeconds: Math.max(1, Math.floor(windowSeconds / 4)) };
       return {
         key: l.key,
+        tag: hashString(l.key, SEED_A).toString(36) + hashString(l.key, SEED_B).toString(36),
+        windowSeconds,
         series: new SeriesTracker({
           maxTrackedSeries: this.#opts.maxTrackedSeries,
           buckets,
           windowMs: l.windowMs,
+          ...refresh,
         }),
         labels: l.perLabel.map(
           () =>
@@ -207,6 +303,7 @@ export class PolicyEngine {
               maxTrackedSeries: this.#opts.maxTrackedLabelValues,
               buckets,
               windowMs: l.windowMs,
+              ...refresh,
             }),
         ),
         tenants:
@@ -216,23 +313,140 @@ export class PolicyEngine {
                 maxTrackedSeries: this.#opts.maxTrackedSeries,
                 buckets: 4096,
                 windowMs: l.windowMs,
+                ...refresh,
               }),
+        refused: [],
       };
     });
   }
 
+  #refusedTracker(state: LimitState, kind: number, j: number): SeriesTracker {
+    const slot = kind === SCOPE_TENANT ? 0 : kind === SCOPE_SERIES ? 1 : 2 + j;
+    let t = state.refused[slot];
+    if (t === undefined) {
+      t = new SeriesTracker({
+        maxTrackedSeries: Math.min(this.#opts.maxTrackedSeries, 1 << 18),
+        buckets: kind === SCOPE_TENANT ? 4096 : this.interner.capacity,
+        windowMs: Math.max(1000, this.#sharedLimits?.refusedMs ?? 5000),
+      });
+      state.refused[slot] = t;
+    }
+    return t;
+  }
+
   /**
-   * Runs the pipeline over a scanned request. Synchronous: `buf` and `index` are only valid until
-   * the caller's next await.
+   * Runs the pipeline over a scanned request, deciding limits with this process's own trackers
+   * (with a shared store: as while it is down, each limit's share). Synchronous: `buf` and
+   * `index` are only valid until the caller's next await.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
+    const pass = this.#begin(buf, index, tenant, nowMs);
+    pass.local = true;
+    this.#loop(pass, 0);
+    return this.#finish(pass);
+  }
+
+  /**
+   * Runs the pipeline over a scanned request. Without a shared store, or when this replica knows
+   * every series of the request, it answers synchronously, exactly as `process`. Otherwise it
+   * asks the store about the unknown series in one round trip and answers with a Promise: the
+   * caller must then keep `buf` and `index` untouched until it settles.
+   */
+  run(
+    buf: Buffer,
+    index: SeriesIndex,
+    tenant: string | undefined,
+    nowMs: number,
+  ): ProcessResult | Promise<ProcessResult> {
+    const shared = this.#sharedLimits;
+    if (shared === undefined) return this.process(buf, index, tenant, nowMs);
+    const pass = this.#begin(buf, index, tenant, nowMs);
+    pass.local = !shared.store.available;
+    this.#loop(pass, 0);
+    if (pass.checks === undefined) return this.#finish(pass);
+    return this.#admitAndResume(pass, shared.store);
+  }
+
+  async #admitAndResume(pass: Pass, store: LimitStore): Promise<ProcessResult> {
+    const pipeline = this.#pipeline;
+    const checks = pass.checks!;
+    const answers = await store.admit(checks, pass.nowMs);
+    pass.checks = undefined;
+    if (answers === undefined || this.#pipeline !== pipeline) {
+      // No answer in time, or a reload while waiting (the checks were of the old policies).
+      pass.local = true;
+    } else {
+      const byKey = new Map<string, number>();
+      for (let i = 0; i < checks.length; i++) {
+        const c = checks[i]!;
+        const key = `${c.tag}\0${c.sub}\0${c.member}`;
+        const a = answers[i]!;
+        const had = byKey.get(key);
+        // A member asked twice: a yes (known or admitted) wins over a no, a no over skipped.
+        if (had === undefined || a < had) byKey.set(key, a);
+      }
+      pass.answers = byKey;
+    }
+    this.#loop(pass, pass.resumeAt);
+    return this.#finish(pass);
+  }
+
+  #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
-    const tenantKey = tenant ?? '';
-    const tenantIdx = tenant === undefined ? 0 : this.#tenants.internString(tenant);
-    const symbolHash = v1 ? undefined : this.#symbolHashes(buf, index);
-    const symbols: (string | undefined)[] = [];
-    const out = new OutputBuilder(buf, index);
+    return {
+      buf,
+      index,
+      tenant,
+      tenantKey: tenant ?? '',
+      tenantIdx: tenant === undefined ? 0 : this.#tenants.internString(tenant),
+      nowMs,
+      v1,
+      symbolHash: v1 ? undefined : this.#symbolHashes(buf, index),
+      symbols: [],
+      out: new OutputBuilder(buf, index),
+      series: 0,
+      samples: 0,
+      histograms: 0,
+      exemplars: 0,
+      local: true,
+      answers: undefined,
+      checks: undefined,
+      resumeAt: 0,
+      decisions: this.#pipeline.mayCollide ? new Array(index.count).fill(null) : undefined,
+    };
+  }
+
+  #finish(pass: Pass): ProcessResult {
+    if (pass.decisions !== undefined) this.#emitDecisions(pass);
+    const { out, series, samples, histograms, exemplars } = pass;
+    if (!out.changed) {
+      return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
+    }
+    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize, (entry, leftOut) => {
+      if (entry.oooSlot >= 0) this.#observer.slot(entry.oooSlot, entry.metric, leftOut);
+    });
+    return {
+      unchanged: false,
+      body,
+      series: series + out.aggregateSeries,
+      samples: samples + out.aggregateSamples,
+      histograms,
+      exemplars,
+    };
+  }
+
+  /**
+   * The series of `pass` from `from` on. With a shared store and no answers yet, the first series
+   * with a limit check this replica cannot decide starts collecting: from there on, series are only
+   * looked at for their checks (`pass.checks`, `pass.resumeAt`), to be run again with the answers.
+   */
+  #loop(pass: Pass, from: number): void {
+    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions } = pass;
+    const symbolHash = pass.symbolHash;
+    const shared = this.#sharedLimits !== undefined;
+    const asking = shared && !pass.local && pass.answers === undefined;
+    let collecting = false;
     let series = 0;
     let samples = 0;
     let histograms = 0;
@@ -245,7 +459,7 @@ export class PolicyEngine {
       h2 = mix(mix(h2, symbolHash![2 * nameRef + 1]!), symbolHash![2 * valueRef + 1]!);
     };
 
-    for (let i = 0; i < index.count; i++) {
+    for (let i = from; i < index.count; i++) {
       const n = index.samples[i]! + index.histograms[i]!;
       if (v1) {
         h1 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
@@ -261,14 +475,32 @@ export class PolicyEngine {
         entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
         this.#store(tenantKey, h1, entry);
       }
+      if (collecting) {
+        if (!entry.dropped && entry.limitPolicies.length > 0) this.#gather(entry, pass);
+        continue;
+      }
+      if (asking && !entry.dropped && entry.limitPolicies.length > 0 && this.#gather(entry, pass)) {
+        collecting = true;
+        pass.resumeAt = i;
+        continue;
+      }
       for (const s of entry.slots) this.#observer.slot(s, entry.metric, n);
       for (const p of entry.unusedPolicies) this.#observer.unused?.(p, entry.metric, entry.hash, n, nowMs);
       if (entry.unreadKeys !== undefined) this.#observer.unreadLabels?.(entry.unreadKeys, nowMs);
       if (entry.dropped) {
-        out.drop(i);
+        if (decisions === undefined) out.drop(i);
         continue;
       }
-      const final = entry.limitPolicies.length === 0 ? entry : this.#applyLimits(entry, tenantIdx, nowMs, n);
+      const final =
+        entry.limitPolicies.length === 0
+          ? entry
+          : shared
+            ? this.#applyShared(entry, pass, n)
+            : this.#applyLimits(entry, pass.tenantIdx, nowMs, n);
+      if (decisions !== undefined) {
+        decisions[i] = final ?? null;
+        continue;
+      }
       if (final === undefined) {
         out.drop(i);
         continue;
@@ -283,24 +515,80 @@ export class PolicyEngine {
       samples += index.samples[i]!;
       histograms += index.histograms[i]!;
       exemplars += index.exemplars[i]!;
-      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) {
-        const labels =
-          final.labels ??
-          (final.encoded !== undefined
-            ? decodeLabelRecords(final.encoded)
-            : v1
-              ? labelsV1(buf, index, i)
-              : labelsV2(buf, index, i, symbols));
-        this.#observer.newSeries(final.metric, labels, nowMs);
+      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) this.#newSeries(pass, i, final);
+    }
+    pass.series += series;
+    pass.samples += samples;
+    pass.histograms += histograms;
+    pass.exemplars += exemplars;
+  }
+
+  #newSeries(pass: Pass, i: number, final: Entry): void {
+    const { buf, index } = pass;
+    const labels =
+      final.labels ??
+      (final.encoded !== undefined
+        ? decodeLabelRecords(final.encoded)
+        : pass.v1
+          ? labelsV1(buf, index, i)
+          : labelsV2(buf, index, i, pass.symbols));
+    this.#observer.newSeries(final.metric, labels, pass.nowMs);
+  }
+
+  /**
+   * Emits the decisions of a pipeline that may collide: series of the request that relabeling
+   * made the same series (same final labels, one of them relabeled) are merged into one
+   * (#collisionVariant) and counted with reason collision; the rest as #loop would have.
+   */
+  #emitDecisions(pass: Pass): void {
+    const decisions = pass.decisions!;
+    const { index, out, nowMs } = pass;
+    const count = new Map<number, number>();
+    let any = false;
+    for (const e of decisions) {
+      if (e === null || e.aggregated) continue;
+      const c = (count.get(e.canon) ?? 0) + 1;
+      count.set(e.canon, c);
+      if (c > 1) any = true;
+    }
+    // Per colliding label set, its merged series, built from a relabeled member.
+    const merged = new Map<number, Entry | null>();
+    if (any) {
+      for (const e of decisions) {
+        if (e === null || e.aggregated || count.get(e.canon)! < 2) continue;
+        const labels = e.labels ?? (e.encoded === undefined ? undefined : decodeLabelRecords(e.encoded));
+        if (e.relabeledBy >= 0 && labels !== undefined && !merged.get(e.canon)) {
+          merged.set(e.canon, this.#collisionVariant(e, labels));
+        } else if (!merged.has(e.canon)) merged.set(e.canon, null);
       }
     }
-    if (!out.changed) {
-      return { unchanged: true, body: undefined, series, samples, histograms, exemplars };
+    for (let i = 0; i < decisions.length; i++) {
+      const e = decisions[i]!;
+      if (e === null) {
+        out.drop(i);
+        continue;
+      }
+      const m = any && !e.aggregated ? merged.get(e.canon) : undefined;
+      if (m) {
+        this.#observer.slot(
+          this.#pipeline.policies[m.relabeledBy]!.collisionSlot,
+          e.metric,
+          index.samples[i]! + index.histograms[i]!,
+        );
+        out.aggregate(i, m);
+        continue;
+      }
+      if (e.aggregated) {
+        out.aggregate(i, e);
+        continue;
+      }
+      if (e.changed) out.rewrite(i, e.labels ?? [], e.encoded!);
+      pass.series++;
+      pass.samples += index.samples[i]!;
+      pass.histograms += index.histograms[i]!;
+      pass.exemplars += index.exemplars[i]!;
+      if (this.#observer.forwarded(e.metric, e.hash, nowMs)) this.#newSeries(pass, i, e);
     }
-    const body = out.finish(this.#overflowSeen, this.#opts.verdictCacheSize);
-    series += out.aggregateSeries;
-    samples += out.aggregateSamples;
-    return { unchanged: false, body, series, samples, histograms, exemplars };
   }
 
   #lookup(tenant: string, h1: number, h2: number): Entry | undefined {
@@ -346,7 +634,8 @@ export class PolicyEngine {
     nowMs: number,
   ): Entry {
     const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
-    const final = verdict.labels ?? labels;
+    // Unread labels aggregated away (spec.unused.labels) make a synthesized series: replica label.
+    const final = verdict.aggregated ? this.#withReplica(verdict.labels!) : (verdict.labels ?? labels);
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
     const name = labelValue(final, '__name__');
@@ -375,6 +664,14 @@ export class PolicyEngine {
       overflow: undefined,
       // Unread labels aggregated away (spec.unused.labels): summed per timestamp like overflow.
       aggregated: verdict.aggregated,
+      mode: 'sum',
+      oooSlot: verdict.aggregatedBy >= 0 ? this.#pipeline.policies[verdict.aggregatedBy]!.outOfOrderSlot : -1,
+      relabeledBy: verdict.relabeledBy,
+      canon: !this.#pipeline.mayCollide
+        ? 0
+        : encoded !== undefined
+          ? hashBytes(encoded, 0, encoded.length, SEED_A)
+          : hashOfLabels(final),
     };
   }
 
@@ -453,12 +750,262 @@ export class PolicyEngine {
     return current;
   }
 
+  /**
+   * Shared store, asking: adds the checks of `entry` this replica cannot decide from what it knows
+   * to `pass.checks`, walking the limits as if every check passed (the flags tell the store's
+   * script what a refusal changes). Returns whether it added any.
+   */
+  #gather(entry: Entry, pass: Pass): boolean {
+    let added = false;
+    let flagsAfter = 0;
+    let stopped = false;
+    let overflowed = false;
+    const push = (
+      state: LimitState,
+      kind: number,
+      j: number,
+      bucket: number,
+      hash: number,
+      limit: number,
+      flags: number,
+    ) => {
+      if (stopped || (overflowed && flags & CHECK_SKIP_IF_OVERFLOWED)) return;
+      // Refused lately: decided without asking (#decide refuses it again), with what that implies
+      // for the series' later checks.
+      if (
+        state.refused.length > 0 &&
+        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+      ) {
+        if (flags & CHECK_STOP) stopped = true;
+        if (flags & CHECK_SETS_OVERFLOW) overflowed = true;
+        return;
+      }
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      pass.checks ??= [];
+      pass.checks.push({
+        tag,
+        sub,
+        member: hash.toString(36),
+        limit,
+        windowSeconds: state.windowSeconds,
+        flags: flags | (added ? 0 : CHECK_SERIES_START),
+      });
+      added = true;
+    };
+    for (let k = 0; k < entry.limitPolicies.length; k++) {
+      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
+      const state = this.#limits[p.index]!;
+      const l = p.limits!;
+      const enforce = !p.dryRun;
+      let overflowLabel: string | undefined;
+      let mayOverflow = false;
+      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
+        if (!this.#known(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, entry.hash))
+          push(
+            state,
+            SCOPE_TENANT,
+            0,
+            pass.tenantIdx,
+            entry.hash,
+            l.perTenantMaxSeries,
+            (enforce ? CHECK_STOP : 0) | flagsAfter,
+          );
+      }
+      const ruleIndex = entry.metricRule[k]!;
+      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
+      if (rule !== undefined) {
+        const overflow = enforce && rule.overflow && rule.overflowLabel !== undefined;
+        if (overflow) {
+          overflowLabel = rule.overflowLabel;
+          mayOverflow = true;
+        }
+        if (!this.#known(pass, state, SCOPE_SERIES, 0, entry.metric, entry.hash))
+          push(
+            state,
+            SCOPE_SERIES,
+            0,
+            entry.metric,
+            entry.hash,
+            rule.maxSeries,
+            (enforce && !overflow ? CHECK_STOP : 0) | (overflow ? CHECK_SETS_OVERFLOW : 0) | flagsAfter,
+          );
+      }
+      for (let j = 0; j < l.perLabel.length; j++) {
+        const lr = l.perLabel[j]!;
+        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(entry.metric))) continue;
+        const v = labelValue(entry.labels!, lr.label);
+        if (v === '' || v === OVERFLOW_VALUE) continue;
+        const vh = hashString(v, SEED_A);
+        if (lr.overflow && enforce) mayOverflow = true;
+        if (this.#known(pass, state, SCOPE_LABEL, j, entry.metric, vh)) continue;
+        push(
+          state,
+          SCOPE_LABEL,
+          j,
+          entry.metric,
+          vh,
+          lr.maxValues,
+          (enforce && !lr.overflow ? CHECK_STOP : 0) |
+            (enforce && lr.overflow ? CHECK_SETS_OVERFLOW : 0) |
+            (lr.label === overflowLabel ? CHECK_SKIP_IF_OVERFLOWED : flagsAfter),
+        );
+      }
+      // After an overflow the series is another one; later policies decide it on their own.
+      if (mayOverflow) flagsAfter = CHECK_SKIP_IF_OVERFLOWED;
+    }
+    return added;
+  }
+
+  /** The shared-store scope of a limit state's tracker, as in README "Limits across replicas". */
+  #scope(
+    state: LimitState,
+    kind: number,
+    j: number,
+    bucket: number,
+    pass: Pass,
+  ): { tag: string; sub: string } {
+    if (kind === SCOPE_TENANT) return { tag: `${state.tag}:t:${scopeName(pass.tenantKey)}`, sub: '' };
+    const tag = `${state.tag}:m:${scopeName(this.interner.name(bucket))}`;
+    return { tag, sub: kind === SCOPE_LABEL ? `:l${j}` : '' };
+  }
+
+  /**
+   * Shared store: whether key (bucket, hash) of a tracker is admitted. Known keys pass (and their
+   * activity is told to the store when due); otherwise the store's answer decides, or, without one,
+   * the local tracker with this replica's share of the limit.
+   */
+  #decide(
+    pass: Pass,
+    state: LimitState,
+    kind: number,
+    j: number,
+    bucket: number,
+    hash: number,
+    limit: number,
+  ): boolean {
+    if (this.#known(pass, state, kind, j, bucket, hash)) return true;
+    const tracker = trackerOf(state, kind, j);
+    if (!pass.local && pass.answers !== undefined) {
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      const a = pass.answers.get(`${tag}\0${sub}\0${hash.toString(36)}`);
+      if (a === ANSWER_KNOWN || a === ANSWER_ADMITTED) {
+        tracker.admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
+        return true;
+      }
+      if (a === ANSWER_REFUSED) {
+        this.#refusedTracker(state, kind, j).admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
+        return false;
+      }
+    }
+    if (
+      !pass.local &&
+      state.refused.length > 0 &&
+      this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+    )
+      return false;
+    const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, this.#sharedLimits!.replicas));
+    if (r === ADMIT_NEW) {
+      // Admitted on this replica's own: the store learns of it (batched), so its counts hold it.
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
+    }
+    return r === ADMIT_KNOWN || r === ADMIT_NEW;
+  }
+
+  /** Whether this replica knows the key; when its activity is due, tells the store (batched). */
+  #known(pass: Pass, state: LimitState, kind: number, j: number, bucket: number, hash: number): boolean {
+    const found = trackerOf(state, kind, j).lookup(bucket, hash, pass.nowMs);
+    if (found === LOOKUP_UNKNOWN) return false;
+    if (found === LOOKUP_DUE) {
+      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
+      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
+    }
+    return true;
+  }
+
+  /** #applyLimits with a shared store: the same walk, each check decided by #decide. */
+  #applyShared(entry: Entry, pass: Pass, samples: number): Entry | undefined {
+    let current = entry;
+    for (let k = 0; k < entry.limitPolicies.length; k++) {
+      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
+      const state = this.#limits[p.index]!;
+      const l = p.limits!;
+      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
+        if (!this.#decide(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, current.hash, l.perTenantMaxSeries)) {
+          this.#observer.slot(l.tenantSlot, current.metric, samples);
+          if (!p.dryRun) return undefined;
+        }
+      }
+      const ruleIndex = entry.metricRule[k]!;
+      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
+      if (rule === undefined) {
+        // No limit on this metric: tracked here for statistics only, never asked about.
+        state.series.admit(current.metric, current.hash, pass.nowMs, Number.POSITIVE_INFINITY);
+      } else if (!this.#decide(pass, state, SCOPE_SERIES, 0, current.metric, current.hash, rule.maxSeries)) {
+        this.#observer.slot(rule.slot, current.metric, samples);
+        if (!p.dryRun) {
+          if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
+          // The overflow series is this replica's own (it carries the replica label): not shared.
+          current = this.#overflowVariant(current, p, rule.overflowLabel, ruleIndex);
+        }
+      }
+      for (let j = 0; j < l.perLabel.length; j++) {
+        const lr = l.perLabel[j]!;
+        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
+        const v = labelValue(current.labels!, lr.label);
+        if (v === '' || v === OVERFLOW_VALUE) continue;
+        if (!this.#decide(pass, state, SCOPE_LABEL, j, current.metric, hashString(v, SEED_A), lr.maxValues)) {
+          this.#observer.slot(lr.slot, current.metric, samples);
+          if (!p.dryRun) {
+            if (!lr.overflow) return undefined;
+            current = this.#overflowVariant(current, p, lr.label, 1000 + j);
+          }
+        }
+      }
+    }
+    return current;
+  }
+
+  /** `labels` (sorted) with the replica label set, in its sorted place. */
+  #withReplica(labels: readonly Label[]): Label[] {
+    const r = this.#opts.replicaLabel;
+    if (r === undefined || r.name === '') return labels as Label[];
+    const out = labels.filter((l) => l.name !== r.name);
+    let at = 0;
+    while (at < out.length && out[at]!.name < r.name) at++;
+    out.splice(at, 0, { name: r.name, value: r.value });
+    return out;
+  }
+
+  /**
+   * The series that several series of one request, made the same by relabeling, are forwarded as:
+   * their common labels with the replica label, samples combined by the relabeling policy's mode.
+   */
+  #collisionVariant(entry: Entry, labels: readonly Label[]): Entry {
+    const final = this.#withReplica(labels);
+    const encoded = encodeLabelsV1(final);
+    const p = entry.relabeledBy >= 0 ? this.#pipeline.policies[entry.relabeledBy] : undefined;
+    return {
+      ...entry,
+      changed: true,
+      labels: final,
+      encoded,
+      hash: hashBytes(encoded, 0, encoded.length, SEED_A),
+      overflow: undefined,
+      aggregated: true,
+      mode: p?.collisionMode ?? 'sum',
+      oooSlot: p?.outOfOrderSlot ?? -1,
+    };
+  }
+
   #overflowVariant(entry: Entry, policy: CompiledPolicy, label: string, ruleKey: number): Entry {
     const key = policy.index * 4096 + ruleKey;
     entry.overflow ??= new Map();
     const known = entry.overflow.get(key);
     if (known !== undefined) return known;
-    const labels = entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l));
+    const labels = this.#withReplica(
+      entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l)),
+    );
     const encoded = encodeLabelsV1(labels);
     const variant: Entry = {
       ...entry,
@@ -468,6 +1015,8 @@ export class PolicyEngine {
       hash: hashBytes(encoded, 0, encoded.length, SEED_A),
       overflow: undefined,
       aggregated: true,
+      mode: 'sum',
+      oooSlot: policy.outOfOrderSlot,
     };
     entry.overflow.set(key, variant);
     return variant;
@@ -482,6 +1031,20 @@ function mix(h: number, k: number): number {
   let y = (h ^ x) >>> 0;
   y = (y << 13) | (y >>> 19);
   return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
+}
+
+function trackerOf(state: LimitState, kind: number, j: number): SeriesTracker {
+  return kind === SCOPE_TENANT ? state.tenants! : kind === SCOPE_SERIES ? state.series : state.labels[j]!;
+}
+
+function hashOfLabels(labels: readonly Label[]): number {
+  const e = encodeLabelsV1(labels);
+  return hashBytes(e, 0, e.length, SEED_A);
+}
+
+/** A name inside a shared-store scope name: `{`, `}` and `%` percent-encoded (they delimit hash tags). */
+function scopeName(name: string): string {
+  return /[{}%]/.test(name) ? name.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : name;
 }
 
 function labelValue(labels: readonly Label[], name: string): string {
@@ -705,7 +1268,8 @@ class OutputBuilder {
 
   /**
    * Series collapsing onto one overflow series within a request are merged: float samples with
-   * the same timestamp are summed (the series of one scrape share it), so the receiver gets one
+   * the same timestamp are combined by the entry's mode, summed unless a policy's onCollision
+   * says otherwise (the series of one scrape share a timestamp), so the receiver gets one
    * sample per timestamp instead of duplicates it would reject with a 400 for the whole request.
    * Histograms and exemplars of overflowed series are not aggregated and are dropped.
    */
@@ -718,9 +1282,22 @@ class OutputBuilder {
       this.#aggregates.set(entry.hash, agg);
     }
     const buf = this.#buf;
+    const mode = entry.mode;
     for (const rec of recordsOf(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 2)) {
       const { value, timestamp } = readSample(buf, rec[0], rec[1]);
-      agg.byTs.set(timestamp, (agg.byTs.get(timestamp) ?? 0) + value);
+      const had = agg.byTs.get(timestamp);
+      agg.byTs.set(
+        timestamp,
+        had === undefined
+          ? value
+          : mode === 'sum'
+            ? had + value
+            : mode === 'max'
+              ? Math.max(had, value)
+              : mode === 'min'
+                ? Math.min(had, value)
+                : value,
+      );
     }
   }
 
@@ -729,10 +1306,15 @@ class OutputBuilder {
    * or before it would be a duplicate or out of order for the receiver, which rejects the whole
    * request for one, so such samples are left out here.
    */
-  finish(seen: Map<number, number>, maxSeen: number): Uint8Array {
+  finish(
+    seen: Map<number, number>,
+    maxSeen: number,
+    leftOut: (entry: Entry, samples: number) => void,
+  ): Uint8Array {
     for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
       const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
       const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
+      if (times.length < byTs.size) leftOut(entry, byTs.size - times.length);
       if (times.length === 0) continue;
       if (seen.size >= maxSeen) seen.clear();
       seen.set(entry.hash, times[times.length - 1]!);

@@ -24,6 +24,10 @@ export interface Verdict {
    * collapse onto these labels, so their samples must be summed per timestamp.
    */
   readonly aggregated: boolean;
+  /** The last policy whose relabel changed the series (index into pipeline.policies), or -1. */
+  readonly relabeledBy: number;
+  /** The last policy that aggregated unread labels of the series, or -1. */
+  readonly aggregatedBy: number;
   /** Labels (with their original values) a policy's spec.unused.labels found unread, for statistics. */
   readonly unread: readonly { readonly policy: number; readonly name: string; readonly value: string }[];
 }
@@ -76,6 +80,8 @@ export function evaluate(
   const limitPolicies: number[] = [];
   const unused: number[] = [];
   let aggregated = false;
+  let relabeledBy = -1;
+  let aggregatedBy = -1;
   const unread: { policy: number; name: string; value: string }[] = [];
   for (const p of pipeline.policies) {
     if (!policyMatches(p, labels, tenant)) continue;
@@ -84,7 +90,10 @@ export function evaluate(
     if (p.relabel !== undefined) {
       out = relabel(p.relabel, labels);
       if (out === null) dropSlot = p.relabelDropSlot;
-      else if (!sameLabels(out, labels)) slots.push(p.relabelRewriteSlot);
+      else if (!sameLabels(out, labels)) {
+        slots.push(p.relabelRewriteSlot);
+        if (!p.dryRun) relabeledBy = p.index;
+      }
     }
     if (out !== null) {
       const name = get(out, '__name__');
@@ -113,6 +122,7 @@ export function evaluate(
         if (p.unused.labels === 'aggregate' && !p.dryRun) {
           out = out.map((l) => (names.includes(l.name) ? { name: l.name, value: AGGREGATED_VALUE } : l));
           aggregated = true;
+          aggregatedBy = p.index;
         }
       }
     }
@@ -127,7 +137,17 @@ export function evaluate(
     if (dropSlot >= 0) {
       slots.push(dropSlot);
       if (!p.dryRun)
-        return { labels: null, changed: true, slots, limitPolicies, unused, aggregated: false, unread };
+        return {
+          labels: null,
+          changed: true,
+          slots,
+          limitPolicies,
+          unused,
+          aggregated: false,
+          relabeledBy,
+          aggregatedBy,
+          unread,
+        };
       continue;
     }
     if (p.limits !== undefined) limitPolicies.push(p.index);
@@ -136,7 +156,17 @@ export function evaluate(
       changed = changed || !sameLabels(out, input);
     }
   }
-  return { labels, changed, slots, limitPolicies, unused, aggregated: aggregated && changed, unread };
+  return {
+    labels,
+    changed,
+    slots,
+    limitPolicies,
+    unused,
+    aggregated: aggregated && changed,
+    relabeledBy,
+    aggregatedBy,
+    unread,
+  };
 }
 
 function sameLabels(a: readonly Label[], b: readonly Label[]): boolean {

@@ -5,7 +5,16 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-export type ProgramKind = 'prometheus2' | 'promtool' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
+export type ProgramKind =
+  | 'prometheus2'
+  | 'promtool'
+  | 'prometheus3'
+  | 'vmagent'
+  | 'pushgateway'
+  | 'python'
+  | 'redis'
+  | 'redis-cli'
+  | 'haproxy';
 
 interface Lookup {
   env: string;
@@ -38,6 +47,9 @@ const lookups: Record<ProgramKind, Lookup> = {
     path: ['prometheus-pushgateway', 'pushgateway'],
     files: () => ['/usr/bin/prometheus-pushgateway'],
   },
+  redis: { env: 'CARDINAL_REDIS', path: ['redis-server'], files: () => ['/usr/bin/redis-server'] },
+  'redis-cli': { env: 'CARDINAL_REDIS_CLI', path: ['redis-cli'], files: () => ['/usr/bin/redis-cli'] },
+  haproxy: { env: 'CARDINAL_HAPROXY', path: ['haproxy'], files: () => ['/usr/sbin/haproxy'] },
   // The interpreter of the virtual environment hack/python-client.sh makes, with prometheus_client.
   python: {
     env: 'CARDINAL_PYTHON',

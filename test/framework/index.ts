@@ -126,3 +126,5 @@ export function useCleanup(scope: 'each' | 'all' = 'all'): <T extends Closable>(
     return thing;
   };
 }
+export { type LoadBalancer, startLoadBalancer } from './haproxy.js';
+export { type RedisOptions, type RedisProgram, startRedis, startRedisCluster } from './redis.js';

@@ -202,6 +202,25 @@ const CASES: [string, string[], string[], string[]][] = [
     [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
   ],
   [
+    'gateway with the bundled Redis for shared limits',
+    [`upstream=${UPSTREAM}`, 'redis.enabled=true', 'proxy.limits.store.passwordSecret.name=limits-store'],
+    [],
+    [
+      ...RBAC,
+      ...OPERATOR,
+      ...PROXY,
+      'Deployment/r-cardinal-proxy-redis',
+      'PodDisruptionBudget/r-cardinal-proxy-redis',
+      'Service/r-cardinal-proxy-redis',
+    ],
+  ],
+  [
+    'gateway with an existing limit store',
+    [`upstream=${UPSTREAM}`, 'redis.enabled=true', 'proxy.limits.store.url=rediss://store.example:6380'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY],
+  ],
+  [
     'gateway with credentials on ingest, the admin API and /metrics, and ServiceMonitors',
     [
       `upstream=${UPSTREAM}`,
@@ -390,6 +409,51 @@ describe('helm lint and helm template', () => {
     expect((service.spec as { ports: unknown[] }).ports).toEqual([
       { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
     ]);
+  });
+
+  it('with the bundled Redis, points the proxies at it with the password file, the replica count and their pod name', () => {
+    const manifests = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'redis.enabled=true',
+      'proxy.replicas=4',
+      'proxy.limits.store.passwordSecret.name=limits-store',
+    ]);
+    const [p] = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy')).containers;
+    expect(p?.args).toEqual(
+      expect.arrayContaining([
+        '--limits.store=redis://r-cardinal-proxy-redis:6379',
+        '--limits.store.prefix=cardinal:obs/r-cardinal-proxy',
+        '--limits.replicas=4',
+        '--limits.store.password-file=/etc/cardinal/limits-store/password',
+      ]),
+    );
+    expect(p?.env).toContainEqual({
+      name: 'POD_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
+    expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy')).volumes).toContainEqual({
+      name: 'limits-store',
+      secret: { secretName: 'limits-store', items: [{ key: 'password', path: 'password' }] },
+    });
+    const [r] = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy-redis')).containers;
+    expect(r?.args).toEqual(
+      expect.arrayContaining(['--requirepass', '$(REDIS_PASSWORD)', '--maxmemory-policy', 'noeviction']),
+    );
+    expect(JSON.stringify(manifests)).not.toMatch(/"value":"[^"]*secret/i);
+    // Under the autoscaler the share is that of the most replicas it may run.
+    const hpa = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'redis.enabled=true',
+      'proxy.autoscaling.enabled=true',
+    ]);
+    expect(podSpec(find(hpa, 'Deployment', 'r-cardinal-proxy')).containers[0]?.args).toContain(
+      '--limits.replicas=10',
+    );
+    // Without a store the proxies get no store flags.
+    const none = template('obs', [`upstream=${UPSTREAM}`]);
+    expect(
+      podSpec(find(none, 'Deployment', 'r-cardinal-proxy')).containers[0]?.args?.join(' '),
+    ).not.toContain('--limits.store');
   });
 
   it('with the durable queue on, gives each proxy the queue flags and an emptyDir for the queue', () => {

@@ -160,6 +160,15 @@ serves monitoring.coreos.com/v1 ServiceMonitor. Helm drops a null value, so unse
 {{- else if $enabled }}true{{ end }}
 {{- end }}
 
+{{/* The shared limit store's URL: proxy.limits.store.url, else the bundled Redis when redis.enabled, else empty. */}}
+{{- define "cardinal.limitsStoreUrl" -}}
+{{- if .Values.proxy.limits.store.url -}}
+{{- .Values.proxy.limits.store.url -}}
+{{- else if .Values.redis.enabled -}}
+redis://{{ include "cardinal.proxyName" . }}-redis:6379
+{{- end -}}
+{{- end }}
+
 {{/* The same for the PrometheusRule, with prometheusRule.enabled. */}}
 {{- define "cardinal.prometheusRule" -}}
 {{- $enabled := .Values.prometheusRule.enabled }}
