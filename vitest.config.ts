@@ -30,6 +30,8 @@ export default defineConfig({
         test: {
           name: 'cluster',
           include: ['test/cluster/**/*.test.ts'],
+          // After the other projects: the node's pods would compete with them for the CPU.
+          sequence: { groupOrder: 1 },
           environment: 'node',
           fileParallelism: false,
           testTimeout: 600_000,

@@ -71,12 +71,18 @@ mkdir -p "$images"
 bstore="$cache/buildah"
 buildah_() { buildah --root "$bstore/root" --runroot "$bstore/runroot" --storage-driver overlay "$@"; }
 
-# One build per machine at a time.
-exec 9>"$images/.lock"
-if ! flock -n 9; then
-  log "another build holds $images/.lock; waiting for it"
-  flock 9
-fi
+# One build per machine at a time: the lock is taken for the first image to build (an image
+# already built needs none).
+locked=false
+lock() {
+  [[ $locked == true ]] && return 0
+  exec 9>"$images/.lock"
+  if ! flock -n 9; then
+    log "another build holds $images/.lock; waiting for it"
+    flock 9
+  fi
+  locked=true
+}
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cardinal-images.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -198,6 +204,9 @@ ensure() {
   local name="$1" file start=$SECONDS
   case "$name" in proxy | operator) ensure node ;; esac
   file="$(archive "$name")"
+  [[ -f $file ]] && return 0
+  lock
+  # Built meanwhile by the run that held the lock.
   [[ -f $file ]] && return 0
   log "building $name ($(ref "$name"))"
   "build_$name"

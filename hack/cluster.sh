@@ -119,7 +119,7 @@ alive() {
   pid="$(cat "$run/$1.pid" 2>/dev/null)" || return 1
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
   # The pid may have been reused: check it still runs on our DIR.
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
   [[ $cmdline == *"$dir"* ]]
 }
 
@@ -163,7 +163,7 @@ launch() {
 # The processes of the cluster that have no pid file: the containers and their shims. They run
 # in the cluster's network namespace (shims, CNI plugins) or in its cgroups (containers).
 stray_pids() {
-  local ns_inode pid
+  local ns_inode pid cmdline
   ns_inode="$(stat -L -c %i "/run/netns/$netns" 2>/dev/null || true)"
   for pid in /proc/[0-9]*; do
     pid="${pid#/proc/}"
@@ -172,8 +172,13 @@ stray_pids() {
       echo "$pid"
     elif grep -q ":/$cgroot/" "/proc/$pid/cgroup" 2>/dev/null || grep -q ":/$cgroot\$" "/proc/$pid/cgroup" 2>/dev/null; then
       echo "$pid"
+    else
+      # The relay's children, one per connection, name DIR too (and this script does).
+      cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
+      [[ $cmdline == *"$dir"* && $cmdline != *cluster.sh* ]] && echo "$pid"
     fi
   done
+  return 0
 }
 
 # --- snapshot ------------------------------------------------------------------------------
@@ -194,10 +199,11 @@ snapshot() {
   echo "# processes"
   local cmdline
   for p in /proc/[0-9]*; do
-    cmdline="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
-    # This script's own runs name DIR too.
+    cmdline="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
+    # This script's own runs name DIR too. The daemons, the shims (-address DIR/run/...) and
+    # the relay name it.
     [[ $cmdline == *cluster.sh* ]] && continue
-    [[ $cmdline == *"$dir"* || $cmdline == *containerd-shim* || $cmdline == *kubelet* ]] && echo "process: $cmdline"
+    [[ $cmdline == *"$dir"* ]] && echo "process: $cmdline"
   done
   echo "# paths"
   for p in "${runtime_paths[@]}"; do [[ -e $p ]] && echo "$p exists"; done
@@ -225,7 +231,7 @@ down() {
     pids="$(stray_pids)"
     [[ -z $pids ]] && break
     for pid in $pids; do
-      log "stopping leftover pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+      log "stopping leftover pid $pid: $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120)"
       kill_pid "$pid"
     done
   done
