@@ -46,7 +46,7 @@ describe('the chart on a real node', () => {
     const body = await cluster.serviceGet(
       MONITORING,
       'receiver',
-      9090,
+      'http',
       `/api/v1/query?query=${encodeURIComponent(expr)}`,
     );
     const parsed = JSON.parse(body) as { status: string; data: { result: Sample[] } };
@@ -55,8 +55,8 @@ describe('the chart on a real node', () => {
   };
   const scalar = async (expr: string): Promise<number> => Number((await query(expr))[0]?.value?.[1] ?? 0);
   /** A metric of a sender, read from the sender itself. */
-  const senderMetric = async (service: string, port: number, name: string): Promise<number> => {
-    const text = await cluster.serviceGet(MONITORING, service, port, '/metrics');
+  const senderMetric = async (service: string, name: string): Promise<number> => {
+    const text = await cluster.serviceGet(MONITORING, service, 'http', '/metrics');
     let sum = 0;
     for (const line of text.split('\n')) {
       if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(' ').at(-1));
@@ -90,16 +90,19 @@ describe('the chart on a real node', () => {
         }[];
       }
     ).items;
-  const waitReady = (namespace: string) =>
-    cluster.kubectlOrThrow([
-      '-n',
-      namespace,
-      'wait',
-      '--for=condition=Ready',
-      'pods',
-      '--all',
-      '--timeout=300s',
-    ]);
+  /** Every Deployment of the namespace rolled out, with all its pods Ready. */
+  const waitReady = async (namespace: string) => {
+    const names = (await cluster.kubectlOrThrow(['-n', namespace, 'get', 'deployments', '-o', 'name']))
+      .split('\n')
+      .filter((n) => n !== '');
+    for (const name of names) {
+      await cluster.kubectlOrThrow(
+        ['-n', namespace, 'rollout', 'status', name, '--timeout=300s'],
+        undefined,
+        320_000,
+      );
+    }
+  };
 
   beforeAll(async () => {
     cluster = await startCluster(['proxy', 'operator', 'prometheus', 'vmagent']);
@@ -169,7 +172,7 @@ describe('the chart on a real node', () => {
       }
     }
     // The proxies run their durable queue on the emptyDir.
-    const metrics = await cluster.serviceGet(SYSTEM, PROXY_SERVICE, 8080, '/metrics');
+    const metrics = await cluster.serviceGet(SYSTEM, PROXY_SERVICE, 'http', '/metrics');
     expect(metrics).toMatch(/cardinal_proxy_queue_\w+\{[^}]*queue="remote_write"/);
   });
 
@@ -289,18 +292,10 @@ describe('the chart on a real node', () => {
 
   it('a rolling update of the proxies fails no remote-write request and loses no sample', async () => {
     const failures = async () => ({
-      agentFailed: await senderMetric(
-        'prometheus-agent',
-        9090,
-        'prometheus_remote_storage_samples_failed_total',
-      ),
-      agentRetried: await senderMetric(
-        'prometheus-agent',
-        9090,
-        'prometheus_remote_storage_samples_retried_total',
-      ),
-      vmagentErrors: await senderMetric('vmagent', 8429, 'vmagent_remotewrite_errors_total'),
-      vmagentRetries: await senderMetric('vmagent', 8429, 'vmagent_remotewrite_retries_count_total'),
+      agentFailed: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_failed_total'),
+      agentRetried: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_retried_total'),
+      vmagentErrors: await senderMetric('vmagent', 'vmagent_remotewrite_errors_total'),
+      vmagentRetries: await senderMetric('vmagent', 'vmagent_remotewrite_retries_count_total'),
     });
     const before = await failures();
     const start = Date.now();

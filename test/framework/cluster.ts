@@ -37,7 +37,7 @@ export interface Cluster {
   /** The real kubectl against this cluster, always with --request-timeout. Never throws. */
   kubectl(args: readonly string[], options?: KubectlOptions): Promise<KubectlResult>;
   /** As kubectl, but throws with kubectl's stderr on a non-zero exit; returns stdout. */
-  kubectlOrThrow(args: readonly string[], input?: string): Promise<string>;
+  kubectlOrThrow(args: readonly string[], input?: string, timeoutMs?: number): Promise<string>;
   /** The real helm against this cluster; throws with helm's output on failure. */
   helm(args: readonly string[]): Promise<string>;
   /**
@@ -177,8 +177,11 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
 
   const kubectl = (args: readonly string[], options?: KubectlOptions) =>
     kubectlWith(kubectlBin, kubeconfig, args, options);
-  const kubectlOrThrow = async (args: readonly string[], input?: string) => {
-    const r = await kubectl(args, input === undefined ? {} : { input });
+  const kubectlOrThrow = async (args: readonly string[], input?: string, timeoutMs?: number) => {
+    const r = await kubectl(args, {
+      ...(input === undefined ? {} : { input }),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
     return r.stdout;
   };
