@@ -249,14 +249,13 @@ describe('the chart on a real node', () => {
   });
 
   it('operator failover: the other replica takes the Lease when the leader pod is deleted, and reconciles an edit', async () => {
-    const holder = async () =>
-      (
-        JSON.parse(
-          await cluster.kubectlOrThrow(['-n', SYSTEM, 'get', 'lease', 'cardinal-operator', '-o', 'json']),
-        ) as {
-          spec: { holderIdentity?: string };
-        }
-      ).spec.holderIdentity ?? '';
+    // The holder identity is <pod name>_<random>, the pod name coming from POD_NAME.
+    const holder = async () => {
+      const lease = JSON.parse(
+        await cluster.kubectlOrThrow(['-n', SYSTEM, 'get', 'lease', 'cardinal-operator', '-o', 'json']),
+      ) as { spec: { holderIdentity?: string } };
+      return (lease.spec.holderIdentity ?? '').replace(/_[0-9a-f]+$/, '');
+    };
     const leader = await holder();
     const operators = (await podsOf(SYSTEM, 'app.kubernetes.io/component=operator')).map(
       (p) => p.metadata.name,
@@ -290,13 +289,31 @@ describe('the chart on a real node', () => {
     await waitReady(SYSTEM);
   });
 
+  /** What the senders count as failed or retried remote-write requests and samples. */
+  const failures = async () => ({
+    agentFailed: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_failed_total'),
+    agentRetried: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_retried_total'),
+    vmagentErrors: await senderMetric('vmagent', 'vmagent_remotewrite_errors_total'),
+    vmagentRetries: await senderMetric('vmagent', 'vmagent_remotewrite_retries_count_total'),
+  });
+  /**
+   * No sample lost since `start`: both senders' scrapes of themselves arrive one interval apart
+   * (a lost one would leave a gap of two intervals).
+   */
+  const expectNoGaps = async (start: number) => {
+    const seconds = Math.ceil((Date.now() - start) / 1000) + 2 * SCRAPE_INTERVAL_S;
+    for (const sender of ['prometheus-agent', 'vmagent']) {
+      const [series] = await query(`up{sender="${sender}", job="self"}[${seconds}s]`);
+      const times = (series?.values ?? []).map(([ts]) => ts);
+      expect(times.length).toBeGreaterThan(seconds / SCRAPE_INTERVAL_S - 3);
+      const gaps = times.slice(1).map((ts, i) => ts - (times[i] ?? ts));
+      expect(Math.max(...gaps), `${sender}: scrape gaps ${gaps.join(',')}`).toBeLessThan(
+        1.5 * SCRAPE_INTERVAL_S,
+      );
+    }
+  };
+
   it('a rolling update of the proxies fails no remote-write request and loses no sample', async () => {
-    const failures = async () => ({
-      agentFailed: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_failed_total'),
-      agentRetried: await senderMetric('prometheus-agent', 'prometheus_remote_storage_samples_retried_total'),
-      vmagentErrors: await senderMetric('vmagent', 'vmagent_remotewrite_errors_total'),
-      vmagentRetries: await senderMetric('vmagent', 'vmagent_remotewrite_retries_count_total'),
-    });
     const before = await failures();
     const start = Date.now();
     const t = performance.now();
@@ -314,14 +331,11 @@ describe('the chart on a real node', () => {
       '--timeout',
       '10m',
     ]);
-    await cluster.kubectlOrThrow([
-      '-n',
-      SYSTEM,
-      'rollout',
-      'status',
-      `deployment/${PROXY_SERVICE}`,
-      '--timeout=300s',
-    ]);
+    await cluster.kubectlOrThrow(
+      ['-n', SYSTEM, 'rollout', 'status', `deployment/${PROXY_SERVICE}`, '--timeout=300s'],
+      undefined,
+      320_000,
+    );
     console.log(`cluster: rolling update of the proxies done in ${secondsSince(t)}s`);
     // Let the senders flush what they hold.
     await new Promise((r) => setTimeout(r, 3 * SCRAPE_INTERVAL_S * 1000));
@@ -330,18 +344,29 @@ describe('the chart on a real node', () => {
       `cluster: sender failure counters before ${JSON.stringify(before)} after ${JSON.stringify(after)}`,
     );
     expect(after).toEqual(before);
-    // No gap in the scrapes of either sender's own `up` over the update: consecutive samples are
-    // one interval apart (a lost one would leave a gap of two).
-    const seconds = Math.ceil((Date.now() - start) / 1000) + 2 * SCRAPE_INTERVAL_S;
-    for (const sender of ['prometheus-agent', 'vmagent']) {
-      const [series] = await query(`up{sender="${sender}", job="self"}[${seconds}s]`);
-      const times = (series?.values ?? []).map(([ts]) => ts);
-      expect(times.length).toBeGreaterThan(seconds / SCRAPE_INTERVAL_S - 3);
-      const gaps = times.slice(1).map((ts, i) => ts - (times[i] ?? ts));
-      expect(Math.max(...gaps), `${sender}: scrape gaps ${gaps.join(',')}`).toBeLessThan(
-        1.5 * SCRAPE_INTERVAL_S,
-      );
-    }
+    await expectNoGaps(start);
+  });
+
+  it('a proxy pod deleted mid-stream, with the durable queue on, fails no request and loses no sample', async () => {
+    const before = await failures();
+    const start = Date.now();
+    const t = performance.now();
+    const [victim] = await podsOf(SYSTEM, 'app.kubernetes.io/component=proxy');
+    expect(victim).toBeDefined();
+    await cluster.kubectlOrThrow(
+      ['-n', SYSTEM, 'delete', 'pod', victim?.metadata.name ?? '', '--wait=true'],
+      undefined,
+      120_000,
+    );
+    await waitReady(SYSTEM);
+    console.log(`cluster: proxy pod ${victim?.metadata.name} deleted and replaced in ${secondsSince(t)}s`);
+    await new Promise((r) => setTimeout(r, 3 * SCRAPE_INTERVAL_S * 1000));
+    const after = await failures();
+    console.log(
+      `cluster: sender failure counters before ${JSON.stringify(before)} after ${JSON.stringify(after)}`,
+    );
+    expect(after).toEqual(before);
+    await expectNoGaps(start);
   });
 
   it('down removes everything the cluster made, and the machine is as it was before up', async () => {

@@ -216,8 +216,10 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
     down: async () => {
       if (existing || isDown || dir === undefined) return undefined;
       isDown = true;
+      const t = performance.now();
       await script('down');
       const after = await script('snapshot');
+      console.log(`cluster: down and snapshot in ${secondsSince(t)}s`);
       // The logs stay when the run asked to keep temporary files; and nothing is deleted through
       // a mount that `down` could not remove.
       const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(`${dir}/`);
