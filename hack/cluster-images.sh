@@ -21,6 +21,7 @@
 #   operator    Dockerfile.operator, likewise
 #   prometheus  Debian's prometheus (the receiver, and the agent-mode sender), with the shared
 #               libraries it links, FROM scratch, user 65534
+#   prometheus3 Prometheus 3 as hack/build-prometheus3.sh builds it from its Go module, likewise
 #   vmagent     Debian's vmagent (package victoria-metrics), likewise
 #
 # Every image is kept as a docker-archive in $CACHE/images/NAME/<hash>.tar and rebuilt only when
@@ -49,7 +50,10 @@ NODE_VERSION="${NODE_VERSION:-20.20.2}"
 NPM_VERSION="${NPM_VERSION:-10.8.2}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-all=(pause node proxy operator prometheus vmagent)
+all=(pause node proxy operator prometheus prometheus3 vmagent)
+# Prometheus 3, as hack/build-prometheus3.sh builds it (for the chart's sidecar example, which
+# runs `prometheus --agent`).
+prometheus3_bin="${CARDINAL_PROMETHEUS3:-${CARDINAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardinal}/bin/prometheus-${PROMETHEUS3_VERSION:-3.5.0}}"
 
 cmd="${1:-}"
 shift || true
@@ -91,7 +95,7 @@ hash_of() { sha256sum | cut -c1-64; }
 files_hash() { (cd "$root" && find "$@" -type f -not -path '*/node_modules/*' -print0 | sort -z | xargs -0 sha256sum) | hash_of; }
 
 # binary_hash BINARY: the hash of a binary and of the shared libraries it links.
-binary_hash() { sha256sum "$1" $(ldd "$1" | grep -o '/[^ ]*' | xargs -r readlink -f) | hash_of; }
+binary_hash() { sha256sum "$1" $(ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | xargs -r readlink -f) | hash_of; }
 
 # inputs NAME: a text naming everything the image NAME is made of.
 inputs() {
@@ -102,6 +106,7 @@ inputs() {
       echo "$1 base $(ref node) $(files_hash "Dockerfile.$1" package.json package-lock.json tsconfig.json tsconfig.build.json proxy crds operator)"
       ;;
     prometheus) echo "prometheus $(dpkg-query -W -f '${Version}' prometheus) $(binary_hash /usr/bin/prometheus)" ;;
+    prometheus3) echo "prometheus3 $(binary_hash "$prometheus3_bin")" ;;
     vmagent) echo "vmagent $(dpkg-query -W -f '${Version}' victoria-metrics) $(binary_hash /usr/bin/vmagent)" ;;
     *)
       log "no image named $1 (images: ${all[*]})"
@@ -135,7 +140,7 @@ binary_rootfs() {
   cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/"
   for bin in "$@"; do
     cp "$bin" "$dir/usr/bin/"
-    for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*'); do
       mkdir -p "$dir$(dirname "$lib")"
       cp -L "$lib" "$dir$lib"
     done
@@ -192,6 +197,13 @@ build_operator() { build_dockerfile operator; }
 build_prometheus() {
   binary_rootfs "$work/prometheus" /usr/bin/prometheus
   from_rootfs prometheus "$work/prometheus" $'USER 65534:65534\nENTRYPOINT ["/usr/bin/prometheus"]'
+}
+
+build_prometheus3() {
+  [[ -x $prometheus3_bin ]] || { log "no Prometheus 3 at $prometheus3_bin: run hack/deps.sh"; exit 1; }
+  binary_rootfs "$work/prometheus3" "$prometheus3_bin"
+  mv "$work/prometheus3/usr/bin/$(basename "$prometheus3_bin")" "$work/prometheus3/usr/bin/prometheus"
+  from_rootfs prometheus3 "$work/prometheus3" $'USER 65534:65534\nENTRYPOINT ["/usr/bin/prometheus"]'
 }
 
 build_vmagent() {

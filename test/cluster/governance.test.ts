@@ -10,7 +10,9 @@
 // The tests run in order and build on each other (one cluster for the file); the last one takes
 // the cluster down and compares the machine with what it was before `up`.
 
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { type Cluster, eventually, secondsSince, startCluster } from '../framework/index.js';
 import { list, MONITORING, receiver, SCRAPE_INTERVAL_S, senders } from './manifests.js';
 
@@ -105,7 +107,7 @@ describe('the chart on a real node', () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster(['proxy', 'operator', 'prometheus', 'vmagent']);
+    cluster = await startCluster(['proxy', 'operator', 'prometheus', 'prometheus3', 'vmagent']);
     const t = performance.now();
     await cluster.kubectlOrThrow(['create', 'namespace', MONITORING]);
     await cluster.kubectlOrThrow(['apply', '-f', '-'], list(receiver(cluster.images.prometheus ?? '')));
@@ -367,6 +369,59 @@ describe('the chart on a real node', () => {
     );
     expect(after).toEqual(before);
     await expectNoGaps(start);
+  });
+
+  it("sidecar mode: the chart's example, a Prometheus agent with the proxy beside it, is governed by the MetricPolicy", async () => {
+    // The example as shipped, with the images built here and the receiver of this test as the
+    // proxy's upstream; nothing else is changed.
+    const example = readFileSync(
+      new URL('../../charts/cardinal/examples/sidecar-prometheus-agent.yaml', import.meta.url),
+      'utf8',
+    );
+    interface Container {
+      name: string;
+      image: string;
+      args: string[];
+      imagePullPolicy?: string;
+    }
+    const docs = parseAllDocuments(example).map(
+      (d) =>
+        d.toJS() as { kind: string; metadata: { namespace: string }; spec?: { containers?: Container[] } },
+    );
+    const pod = docs.find((d) => d.kind === 'Pod');
+    expect(pod?.metadata.namespace).toBe(SYSTEM);
+    for (const c of pod?.spec?.containers ?? []) {
+      c.imagePullPolicy = 'Never';
+      if (c.name === 'prometheus') c.image = cluster.images.prometheus3 ?? '';
+      if (c.name === 'cardinal-proxy') {
+        c.image = cluster.images.proxy ?? '';
+        c.args = c.args.map((a) => (a.startsWith('--upstream=') ? `--upstream=${UPSTREAM}` : a));
+      }
+    }
+    await cluster.kubectlOrThrow(['apply', '-f', '-'], list(docs as unknown as Record<string, unknown>[]));
+    await cluster.kubectlOrThrow(
+      ['-n', SYSTEM, 'wait', '--for=condition=Ready', 'pod/prometheus-agent', '--timeout=300s'],
+      undefined,
+      320_000,
+    );
+    // Its own scrapes (job "prometheus") arrive through the sidecar; the metrics the policy drops
+    // do not, though Prometheus 3 exports them.
+    await eventually(async () => expect(await scalar('count(up{job="prometheus"} == 1)')).toBe(1), {
+      timeoutMs: 180_000,
+      intervalMs: 2_000,
+    });
+    await eventually(
+      async () => expect(await scalar('count(prometheus_build_info{job="prometheus"})')).toBe(1),
+      { timeoutMs: 120_000, intervalMs: 2_000 },
+    );
+    expect(await scalar('count(go_goroutines{job="prometheus"})')).toBe(0);
+    expect(await scalar('count(go_threads{job="prometheus"})')).toBe(0);
+    const local = await cluster.kubectlOrThrow([
+      'get',
+      '--raw',
+      `/api/v1/namespaces/${SYSTEM}/pods/prometheus-agent:9090/proxy/metrics`,
+    ]);
+    expect(local).toMatch(/^go_goroutines /m);
   });
 
   it('down removes everything the cluster made, and the machine is as it was before up', async () => {

@@ -10,7 +10,7 @@
 // A cluster that cannot start is an error naming the reason, never a skipped test.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,7 @@ const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The images hack/cluster-images.sh knows. */
-export type ImageName = 'pause' | 'node' | 'proxy' | 'operator' | 'prometheus' | 'vmagent';
+export type ImageName = 'pause' | 'node' | 'proxy' | 'operator' | 'prometheus' | 'prometheus3' | 'vmagent';
 
 export interface Cluster {
   readonly kubeconfig: string;
@@ -223,7 +223,8 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
       // The logs stay when the run asked to keep temporary files; and nothing is deleted through
       // a mount that `down` could not remove.
       const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(`${dir}/`);
-      if (!keepTmpRequested() && !mounted) rmSync(dir, { recursive: true, force: true });
+      // rm -rf: the unpacked images are tens of thousands of files, and fs.rmSync takes minutes.
+      if (!keepTmpRequested() && !mounted) await execFileAsync('rm', ['-rf', '--one-file-system', dir]);
       return after;
     },
     snapshotBefore: () => (dir === undefined ? '' : readFileSync(join(dir, 'machine.before'), 'utf8')),
