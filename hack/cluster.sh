@@ -39,8 +39,9 @@
 #   * the two unreachable routes above;
 #   * processes: each daemon's PID is in DIR/run/NAME.pid; the containers and shims are found by
 #     the network namespace and the cgroups they run in, and killed by PID;
-#   * mounts under DIR (overlay root file systems, the pods' volumes, the network namespaces of
-#     the pods), unmounted deepest first;
+#   * mounts under DIR (overlay root file systems, the pods' volumes, and the pods' network
+#     namespaces, which containerd keeps under its state directory: netns_mounts_under_state_dir),
+#     unmounted deepest first;
 #   * cgroups under /sys/fs/cgroup/*/cardinal-<id> (the kubelet's cgroupRoot), removed;
 #   * paths the runtime insists on (/run/containerd for the shims' sockets, /var/lib/cni for
 #     libcni's cache, /var/log/containers for the kubelet's log links), removed when `up` found
@@ -191,7 +192,6 @@ snapshot() {
   ip route show table all | grep -E "10\.244\.|10\.96\." || true
   echo "# network namespaces"
   ip netns list 2>/dev/null | grep -F "$netns" || true
-  ls /run/netns 2>/dev/null | grep -E '^cni-' || true
   echo "# mounts"
   grep -F -e "$dir" -e "$netns" -e "/run/containerd" -e "/var/lib/kubelet" /proc/self/mountinfo | awk '{print $5}' || true
   echo "# cgroups"
@@ -240,11 +240,10 @@ down() {
   # Deepest first; a mount that will not go is detached lazily.
   local m
   for ((i = 0; i < 3; i++)); do
-    mapfile -t mounts < <(awk '{print $5}' /proc/self/mountinfo | grep -F -e "$dir/" -e "/run/netns/$netns" -e "/run/netns/cni-" | sort -r | uniq)
+    mapfile -t mounts < <(awk '{print $5}' /proc/self/mountinfo | grep -F -e "$dir/" -e "/run/netns/$netns" | sort -r | uniq)
     ((${#mounts[@]})) || break
     for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
   done
-  rm -f /run/netns/cni-* 2>/dev/null || true
 
   phase "network"
   if ip netns list 2>/dev/null | grep -qw "$netns"; then ip netns delete "$netns"; fi
