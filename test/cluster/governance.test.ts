@@ -192,9 +192,15 @@ describe('the chart on a real node', () => {
       { timeoutMs: 180_000, intervalMs: 2_000 },
     );
     console.log(`cluster: first samples of both senders in the receiver after ${secondsSince(t)}s`);
-    // Each sender scraped the other pod through its Service, across the bridge.
-    expect(await scalar('count(up{sender="vmagent", job="agent"} == 1)')).toBe(1);
-    expect(await scalar('count(up{sender="prometheus-agent", job="receiver"} == 1)')).toBe(1);
+    // Each sender scrapes the other pod through its Service, across the bridge (the pods started
+    // together, so a first scrape may have found the other one not yet listening).
+    await eventually(
+      async () => {
+        expect(await scalar('count(up{sender="vmagent", job="agent"} == 1)')).toBe(1);
+        expect(await scalar('count(up{sender="prometheus-agent", job="receiver"} == 1)')).toBe(1);
+      },
+      { timeoutMs: 120_000, intervalMs: 2_000 },
+    );
   });
 
   it('a MetricPolicy applied with kubectl is enforced by both proxies, and its status counts them', async () => {
