@@ -25,9 +25,8 @@
 #   vmagent     Debian's vmagent (package victoria-metrics), likewise
 #
 # Every image is kept as a docker-archive in $CACHE/images/NAME/<hash>.tar and rebuilt only when
-# its inputs change: the sources and versions above, and for proxy and operator the Dockerfile,
-# package.json, package-lock.json, the tsconfig files and every file under proxy/, crds/ and
-# operator/. buildah's own store (with the layer cache that makes an edit of the sources rebuild
+# its inputs change: the sources and versions above, and for proxy and operator the Dockerfile
+# and every file its COPY lines take from the context. buildah's own store (with the layer cache that makes an edit of the sources rebuild
 # only from `COPY proxy` on) is $CACHE/buildah. CACHE is
 # ${CARDINAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardinal}, as for hack/kube-assets.sh.
 #
@@ -103,7 +102,11 @@ inputs() {
     pause) echo "pause $(go version) $(files_hash hack/images/pause)" ;;
     node) echo "node $NODE_VERSION npm $NPM_VERSION $SUITE $DEBIAN_MIRROR $(sha256sum </etc/ssl/certs/ca-certificates.crt) script $(sed -n '/^build_node()/,/^}/p' "$0" | hash_of)" ;;
     proxy | operator)
-      echo "$1 base $(ref node) $(files_hash "Dockerfile.$1" package.json package-lock.json tsconfig.json tsconfig.build.json proxy crds operator)"
+      # What the Dockerfile's COPY lines (not the --from ones) take from the context.
+      local sources
+      sources="$(sed -n 's/^COPY \([^-][^#]*\) [^ ]*$/\1/p' "$root/Dockerfile.$1" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+      # shellcheck disable=SC2086
+      echo "$1 base $(ref node) $(files_hash "Dockerfile.$1" $sources)"
       ;;
     prometheus) echo "prometheus $(dpkg-query -W -f '${Version}' prometheus) $(binary_hash /usr/bin/prometheus)" ;;
     prometheus3) echo "prometheus3 $(binary_hash "$prometheus3_bin")" ;;

@@ -1,37 +1,42 @@
 #!/usr/bin/env node
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
-import { parseProxyOptions, UsageError, usage } from './config/flags.js';
-import { ConfigError, type LoadedConfig } from './config/load.js';
+import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
+import type { LoadedConfig } from './config/load.js';
 import { loadValidated, loadValidatedInChild } from './config/loader.js';
+import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
+import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueName } from './queue/metrics.js';
 import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
+import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { readVersion } from './version.js';
+import { History } from './web/history.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
   try {
-    options = parseProxyOptions(process.argv.slice(2), process.env);
+    options = parseProxyOptions(process.argv.slice(2), process.env, { terminal: process.stdout.isTTY });
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`cardinal-proxy: ${err.message}\n\n${usage}`);
+      process.stderr.write(`cardinal-proxy: ${err.message}\n${shortUsage}`);
       return 2;
     }
     throw err;
@@ -40,26 +45,37 @@ async function main(): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-
   const version = readVersion();
-  const logger = pino({ level: options.logLevel, base: { component: 'proxy' }, redact: REDACT });
+  if (options === 'version') {
+    process.stdout.write(`cardinal-proxy ${version} (node ${process.version})\n`);
+    return 0;
+  }
+
+  const logger = createLogger(options.logFormat, {
+    level: options.logLevel,
+    base: { component: 'proxy' },
+    redact: REDACT,
+  });
   const metrics = createProxyMetrics(version);
 
   // A configuration version is loaded, validated completely and compiled before it is used.
-  const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
+  const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
     const v = loadValidated(options.configPath);
-    return { config: v.config, pipeline: compilePipeline(v.policies, v.usage) };
+    return {
+      config: v.config,
+      pipeline: compilePipeline(v.policies, v.usage),
+      summary: summarizePolicies(v.policies),
+    };
   };
   let config: LoadedConfig;
   let pipeline: Pipeline;
+  let summary: PolicySummary[];
   try {
-    ({ config, pipeline } = load());
+    ({ config, pipeline, summary } = load());
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) {
-      logger.fatal({ path: options.configPath }, err.message);
-      return 1;
-    }
-    throw err;
+    if (!(err instanceof Error)) throw err;
+    logger.fatal({ path: options.configPath }, `configuration rejected:\n${err.message}`);
+    return 1;
   }
   // Credentials are loaded, validated and reloaded on their own: a bad Secret keeps the running
   // credentials without holding back a policy change, and the other way round.
@@ -91,6 +107,7 @@ async function main(): Promise<number> {
     loadedAt: new Date(),
     files: config.files,
     policies: config.policies.length,
+    policyDetails: summary,
     lastError: undefined,
   };
 
@@ -130,6 +147,7 @@ async function main(): Promise<number> {
         loadedAt: new Date(),
         files: next.files,
         policies: next.policies.length,
+        policyDetails: summarizePolicies(validated.policies),
         lastError: undefined,
       });
       metrics.configReload(true, next.hash);
@@ -181,11 +199,18 @@ async function main(): Promise<number> {
   let drain: Drain | undefined;
   let pushQueue: DiskQueue | undefined;
   let pushDrain: PushDrain | undefined;
+  let deadLetters: DeadLetters | undefined;
+  const tallies = new Map<QueueName, DropTally>();
   if (options.queue !== undefined) {
     const q = options.queue;
     const queueMetricsFor = createQueueMetrics(metrics.registry);
     const openQueue = async (name: QueueName, dir: string) => {
-      const queueMetrics = queueMetricsFor(name);
+      await mkdir(dir, { recursive: true });
+      // Drops are tallied in the queue directory, so their counters survive restarts.
+      const tally = new DropTally(dir, logger);
+      tallies.set(name, tally);
+      const named = queueMetricsFor(name);
+      const queueMetrics = tally.wrap(named);
       const opened = await DiskQueue.open({
         dir,
         maxBytes: q.maxBytes,
@@ -195,12 +220,18 @@ async function main(): Promise<number> {
         metrics: queueMetrics,
         logger,
       });
-      queueMetrics.observe(() => opened.gauges());
+      named.observe(() => opened.gauges());
       return { opened, queueMetrics };
     };
     try {
       const rw = await openQueue('remote_write', q.dir);
       queue = rw.opened;
+      deadLetters = await DeadLetters.open({
+        dir: join(q.dir, 'dead-letter'),
+        maxBytes: q.deadLetterMaxBytes,
+        metrics: rw.queueMetrics,
+        logger,
+      });
       drain = new Drain({
         queue,
         forwarder,
@@ -209,6 +240,9 @@ async function main(): Promise<number> {
         retryable: parseRetryOn(q.retryOn),
         metrics: rw.queueMetrics,
         logger,
+        deadLetters,
+        maxRetryAgeMs: q.maxRetryAgeMs,
+        maxRetryAttempts: q.maxRetryAttempts,
       });
       if (pushForwarder !== undefined) {
         const push = await openQueue('pushgateway', join(q.dir, 'pushgateway'));
@@ -233,6 +267,61 @@ async function main(): Promise<number> {
       ? undefined
       : { append: dq.append.bind(dq), retryAfterSeconds: options.queue.fullRetryAfterSeconds };
   const ingestQueue = asIngestQueue(queue);
+  const queueStatus = (name: QueueName, dq: DiskQueue | undefined) => {
+    if (dq === undefined) return undefined;
+    const dropped = tallies.get(name)?.counts ?? {};
+    const letters = name === 'remote_write' ? deadLetters?.list() : undefined;
+    return {
+      ...dq.gauges(),
+      // Kept in the queue directory: these do not reset on restart.
+      dropped,
+      outOfOrder: dropped.out_of_order ?? { records: 0, samples: 0 },
+      deadLetters:
+        letters === undefined
+          ? null
+          : {
+              count: letters.length,
+              bytes: deadLetters?.bytes ?? 0,
+              retrying: letters.filter((l) => l.state.status === 'retrying').length,
+              dead: letters.filter((l) => l.state.status === 'dead').length,
+            },
+    };
+  };
+  const queueApi =
+    queue === undefined || deadLetters === undefined
+      ? undefined
+      : {
+          status: () => ({
+            queues: {
+              remote_write: queueStatus('remote_write', queue),
+              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue) }),
+            },
+          }),
+          deadLetters: () => (deadLetters?.list() ?? []).map(describeLetter),
+          // Back into the queue, in their order, as new records; each leaves the dead letters
+          // once it is durably queued again.
+          requeue: async (ids: readonly number[] | 'all') => {
+            const dl = deadLetters!;
+            const chosen = ids === 'all' ? dl.list() : ids.flatMap((id) => dl.get(id) ?? []);
+            for (const l of chosen) {
+              await queue!.append({ ...l.entry, enqueuedAtMs: Date.now() });
+              await dl.remove(l.id);
+            }
+            logger.info({ requeued: chosen.length }, 'dead letters put back into the queue');
+            return chosen.length;
+          },
+        };
+
+  // What the pages show over time, sampled from the side.
+  const history = new History({
+    intervalMs: options.stats.sampleIntervalMs,
+    windowMs: options.stats.windowMs,
+    topMetrics: 20,
+  });
+  const sampleHistory = () => history.record(Date.now(), policyStats.totals(), offenders.report(20));
+  sampleHistory();
+  const historyTimer = setInterval(sampleHistory, history.options.intervalMs);
+  historyTimer.unref();
 
   let ready = false;
   const app = buildServer({
@@ -241,6 +330,8 @@ async function main(): Promise<number> {
     forwarder,
     maxRequestBytes: options.maxRequestBytes,
     maxDecodedBytes: options.maxDecodedBytes,
+    maxInflightRequests: options.maxInflightRequests,
+    maxInflightBytes: options.maxInflightBytes,
     upstreamProtocol: options.upstreamProtocol,
     engine,
     policyStats,
@@ -248,6 +339,8 @@ async function main(): Promise<number> {
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
+    checks: options.ingest,
+    queueApi,
     configStatus: () => status,
     // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
     // sends senders to a replica with room.
@@ -269,6 +362,22 @@ async function main(): Promise<number> {
           },
     metricsAuth: options.auth.metricsAuth,
     reloadMinIntervalMs: options.reloadMinIntervalMs,
+    web: {
+      version,
+      upstreamUrl: options.upstreamUrl,
+      configStatus: () => status,
+      engine,
+      policyStats,
+      metrics,
+      history,
+      topOffenders: (limit: number) => offenders.report(limit),
+      unused: (limit: number) => unused.report(limit),
+      queues: () => ({
+        ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
+        ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
+      }),
+      ready: () => ready,
+    },
   });
 
   if (options.upstreamIsDefault) {
@@ -326,6 +435,7 @@ async function main(): Promise<number> {
       stopping = true;
       ready = false;
       watch?.close();
+      clearInterval(historyTimer);
       tlsWatch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
@@ -343,7 +453,9 @@ async function main(): Promise<number> {
             pushDrain?.close(Math.max(0, stopBy - 1000 - Date.now())),
           ]),
         )
-        .then(() => Promise.all([queue?.close(), pushQueue?.close()]))
+        .then(() =>
+          Promise.all([queue?.close(), pushQueue?.close(), ...[...tallies.values()].map((t) => t.flush())]),
+        )
         .then(closeForwarders)
         .then(
           () => {

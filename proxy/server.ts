@@ -10,18 +10,21 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { type AuthOptions, registerAccess } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
+import type { PolicySummary } from './config/summary.js';
 import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
-import { registerRemoteWrite } from './ingest/remote-write.js';
+import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
+import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
 import type { UnusedReport } from './stats/unused.js';
+import { registerPages, type WebDeps } from './web/pages.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -29,6 +32,8 @@ export interface ConfigStatus {
   loadedAt: Date;
   files: readonly string[];
   policies: number;
+  /** Each policy in the order they apply, with its mode and rule counts. */
+  policyDetails: readonly PolicySummary[];
   lastError: { message: string; at: Date } | undefined;
 }
 
@@ -38,12 +43,25 @@ export interface ServerDeps {
   readonly forwarder: Forwarder;
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
+  readonly maxInflightRequests?: number | undefined;
+  readonly maxInflightBytes?: number | undefined;
   readonly upstreamProtocol: 'same' | '1.0';
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
   /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
   readonly queue?: IngestQueue | undefined;
+  /** The door check (--ingest.*); undefined with --ingest.invalid off. */
+  readonly checks?: IngestChecks | undefined;
+  /** The durable queue's status and dead letters (--queue.dir); absent, the routes are not served. */
+  readonly queueApi?:
+    | {
+        readonly status: () => unknown;
+        readonly deadLetters: () => readonly DeadLetterInfo[];
+        /** Puts dead letters back into the queue; returns how many. */
+        readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
+      }
+    | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
@@ -67,6 +85,8 @@ export interface ServerDeps {
    * every route is open.
    */
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
+  /** The web pages (/, /policies, ...); absent, they are not served. */
+  readonly web?: WebDeps | undefined;
   /** `--metrics.auth`: /metrics needs a credential with the metrics or admin role. */
   readonly metricsAuth?: boolean | undefined;
   /**
@@ -189,6 +209,34 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return unused(Number(raw));
     });
   }
+  if (deps.web !== undefined) registerPages(app, deps.web);
+  const queueApi = deps.queueApi;
+  if (queueApi !== undefined) {
+    app.get('/api/v1/status/queue', ADMIN, async () => queueApi.status());
+    app.get('/api/v1/queue/dead-letter', ADMIN, async () => ({ deadLetters: queueApi.deadLetters() }));
+    // ?id=N (repeatable) puts those back; ?all=true puts every dead letter back.
+    app.post('/api/v1/queue/dead-letter/requeue', ADMIN, async (req, reply) => {
+      const q = req.query as Record<string, string | string[] | undefined>;
+      const raw = q.id === undefined ? [] : Array.isArray(q.id) ? q.id : [q.id];
+      if (q.all !== 'true' && raw.length === 0) {
+        return reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send('give the dead letters to put back as ?id=N (repeatable), or ?all=true for all\n');
+      }
+      const bad = raw.find((v) => !/^\d{1,15}$/.test(v));
+      if (bad !== undefined) {
+        return reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send(
+            `id: "${bad.slice(0, 20)}" must be the id of a dead letter, as GET /api/v1/queue/dead-letter lists it\n`,
+          );
+      }
+      const requeued = await queueApi.requeue(q.all === 'true' ? 'all' : raw.map(Number));
+      return { requeued };
+    });
+  }
   const gate = reloadGate(deps.reload, deps.reloadMinIntervalMs ?? 1000);
   app.post('/-/reload', ADMIN, async (_req, reply) => {
     const status = await gate();
@@ -241,6 +289,7 @@ function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
     policies: s.policies,
+    policyDetails: s.policyDetails,
     lastError: errorJson(s.lastError),
     // `null` when ingest is open (no --auth.credentials-file).
     auth:
