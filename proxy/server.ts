@@ -113,8 +113,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // rejections are logged where they happen, rate-limited.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxRequestBytes,
-    return503OnClosing: true,
+    // While shutting down, a request that still arrives on an open keep-alive connection is
+    // served, with `Connection: close` so its sender reconnects, to another proxy behind the
+    // Service (the onSend hook below); a 503 there would count as a failed write at the sender
+    // on every rolling update.
+    return503OnClosing: false,
     ...(serverFactory === undefined ? {} : { serverFactory }),
+  });
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   // Remote-write bodies are binary; negotiation of their Content-Type happens in the handler, so
