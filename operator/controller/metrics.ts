@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { PolicyEvent } from '../status/events.js';
 
 /** The operator's own metrics; every label has a small, fixed set of values. */
 export interface OperatorMetrics {
@@ -6,7 +7,7 @@ export interface OperatorMetrics {
   reconciled(result: 'success' | 'error'): void;
   configMapApply(outcome: 'written' | 'skipped'): void;
   statusWrites(count: number): void;
-  events(reason: 'Accepted' | 'Rejected' | 'Applied'): void;
+  events(reason: PolicyEvent['reason']): void;
   /** Whether this replica holds the Lease and reconciles. */
   leader(leading: boolean): void;
 }
@@ -54,7 +55,7 @@ export function createOperatorMetrics(version: string, queueDepth: () => number)
   });
   for (const result of ['success', 'error']) reconciles.inc({ result }, 0);
   for (const outcome of ['written', 'skipped']) applies.inc({ outcome }, 0);
-  for (const reason of ['Accepted', 'Rejected', 'Applied']) events.inc({ reason }, 0);
+  for (const reason of ['Accepted', 'Rejected', 'Degraded', 'ConfigTooLarge']) events.inc({ reason }, 0);
   const leader = new Gauge({
     name: 'cardinal_operator_leader',
     help: '1 while this replica holds the Lease and reconciles, 0 while it stands by.',

@@ -54,9 +54,22 @@ export class WorkQueue<K = string> {
     return this.#shuttingDown;
   }
 
-  /** Queues `key` unless it is already waiting. Ignored once the queue is shutting down. */
-  add(key: K): void {
-    if (this.#shuttingDown || this.#dirty.has(key)) return;
+  /**
+   * Queues `key` unless it is already waiting. With `first`, the key goes to the front, or moves
+   * there when it is waiting already: an edit's status before a fan-out's. Ignored once the queue
+   * is shutting down.
+   */
+  add(key: K, first = false): void {
+    if (this.#shuttingDown) return;
+    if (this.#dirty.has(key)) {
+      if (!first) return;
+      const i = this.#queue.indexOf(key);
+      if (i > 0) {
+        this.#queue.splice(i, 1);
+        this.#queue.unshift(key);
+      }
+      return;
+    }
     this.#dirty.add(key);
     // A key being processed is put back by done(), so that no two workers hold it.
     if (this.#processing.has(key)) return;
@@ -67,7 +80,8 @@ export class WorkQueue<K = string> {
       waiter(key);
       return;
     }
-    this.#queue.push(key);
+    if (first) this.#queue.unshift(key);
+    else this.#queue.push(key);
   }
 
   /** Queues `key` after `delayMs`. */

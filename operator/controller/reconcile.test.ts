@@ -5,7 +5,13 @@ import { type ProxySource, unobserved } from '../proxies/source.js';
 import { CONFIG_KEY, GENERATIONS_ANNOTATION, proxyConfigHash } from '../render/configmap.js';
 import type { PolicyEvent } from '../status/events.js';
 import type { ProxyObservation } from '../status/observation.js';
-import { type Cluster, type LiveConfigMap, needsApply, reconcileInstance } from './reconcile.js';
+import {
+  type Cluster,
+  type EventTarget,
+  type LiveConfigMap,
+  needsApply,
+  reconcileInstance,
+} from './reconcile.js';
 
 const NO_DISCOVERY = unobserved({ kind: 'none' } satisfies ProxySource, 'default')!;
 const MOUNT = '/etc/cardinal/policies';
@@ -44,7 +50,7 @@ class FakeCluster implements Cluster {
     this.statusWrites++;
     this.set({ ...p, status: structuredClone(status) });
   }
-  async recordEvent(p: MetricPolicy, event: PolicyEvent): Promise<void> {
+  recordEvent(p: EventTarget, event: PolicyEvent): void {
     this.events.push({ policy: p.metadata.name, reason: event.reason, message: event.message });
   }
   get(name: string): MetricPolicy {
@@ -100,7 +106,7 @@ describe('reconcileInstance', () => {
       accepted: 1,
       rejected: 0,
       statusWrites: 1,
-      events: 2,
+      events: 0,
     });
     expect(cluster.rendered()).toContain('go_.*');
     const a = cluster.get('a');
@@ -299,22 +305,18 @@ describe('reconcileInstance with observed proxies', () => {
 });
 
 describe('reconcileInstance events', () => {
-  it('records Accepted and Applied once per generation, Rejected once per rejection, none in a steady state', async () => {
+  it('records Accepted for an edit, Rejected once per rejection, none for a new policy or in a steady state', async () => {
     const { cluster, limit, reconcile } = setup();
     cluster.set(policy('a', { drop: ['up'] }, 1));
     cluster.set(policy('bad', { drop: ['(?=x)'] }, 1));
     await reconcile();
-    expect(cluster.events.map((e) => [e.policy, e.reason])).toEqual([
-      ['a', 'Applied'],
-      ['a', 'Accepted'],
-      ['bad', 'Rejected'],
-    ]);
-    expect(cluster.events[2]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): spec\.drop\[0\]: /);
-    // Every status write and Event took a token.
-    expect(limit.taken).toBe(cluster.statusWrites + cluster.events.length);
+    expect(cluster.events.map((e) => [e.policy, e.reason])).toEqual([['bad', 'Rejected']]);
+    expect(cluster.events[0]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): spec\.drop\[0\]: /);
+    // Every status write took a token; Events have a budget of their own (the recorder's).
+    expect(limit.taken).toBe(cluster.statusWrites);
 
     await reconcile();
-    expect(cluster.events).toHaveLength(3);
+    expect(cluster.events).toHaveLength(1);
 
     cluster.set({
       ...cluster.get('a'),
@@ -322,24 +324,43 @@ describe('reconcileInstance events', () => {
       metadata: { ...cluster.get('a').metadata, generation: 2 },
     });
     await reconcile();
-    expect(cluster.events.slice(3)).toEqual([
-      {
-        policy: 'a',
-        reason: 'Applied',
-        message: 'Generation 2 written to ConfigMap cardinal-system/cardinal-proxy-default-policies.',
-      },
+    expect(cluster.events.slice(1)).toEqual([
       { policy: 'a', reason: 'Accepted', message: 'Generation 2 accepted for proxy instance default.' },
     ]);
     await reconcile();
-    expect(cluster.events).toHaveLength(5);
+    expect(cluster.events).toHaveLength(2);
   });
 
-  it('records no Applied when a hand-edited ConfigMap is put back with the same generations', async () => {
-    const { cluster, reconcile } = setup();
+  it('records Degraded when a proxy fails to reload, once', async () => {
+    let lastError: string | undefined;
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [
+        {
+          endpoint: '10.0.0.1:8080',
+          reachable: true,
+          configHash: 'x',
+          ...(lastError === undefined ? {} : { lastError }),
+        },
+      ],
+      offenders: new Map(),
+      complete: true,
+    }));
     cluster.set(policy('a', { drop: ['up'] }));
     await reconcile();
-    cluster.configMaps.get('cardinal-proxy-default-policies')!.data![CONFIG_KEY] = '# hand edit\n';
-    expect(await reconcile()).toMatchObject({ configMap: 'written', events: 0 });
+    expect(cluster.events).toEqual([]);
+    lastError = 'policies.yaml:3: invalid YAML';
+    await reconcile();
+    await reconcile();
+    expect(cluster.events).toEqual([
+      {
+        policy: 'a',
+        reason: 'Degraded',
+        message:
+          'ReloadFailed: 1 of 1 proxies failed to reload (10.0.0.1:8080); 10.0.0.1:8080: policies.yaml:3: invalid YAML',
+      },
+    ]);
+    expect(cluster.get('a').status?.reason).toBe('Pending');
   });
 });
 

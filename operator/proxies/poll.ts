@@ -289,10 +289,21 @@ export interface ProxyPollerOptions extends PollAllOptions {
  * forgotten; one that is listed but fails a round keeps its last report, so its next rate spans
  * both intervals. Rounds run one after another even when `poll` is called again before the last
  * one finished.
+ *
+ * Only rate rounds (the controller's, one status interval apart) move the readings rates are taken
+ * from. A round with `rates: false` (a look after a render, to see the proxies load it) refreshes
+ * what each proxy runs and keeps the offenders and rates of the last rate round: a rate over the
+ * milliseconds between two such looks would say nothing.
  */
 export class ProxyPoller {
   readonly #options: ProxyPollerOptions;
   readonly #last = new Map<string, EndpointPoll>();
+  #lastRates: Pick<PollRound, 'current' | 'previous' | 'offenders' | 'unused'> = {
+    current: [],
+    previous: [],
+    offenders: new Map(),
+    unused: new Map(),
+  };
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(options: ProxyPollerOptions) {
@@ -301,10 +312,16 @@ export class ProxyPoller {
   }
 
   /** Polls every endpoint once. Rejects only on invalid options. */
-  poll(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
-    const round = this.#tail.then(() => this.#round(endpoints));
+  poll(endpoints: readonly ProxyEndpoint[], options: { readonly rates?: boolean } = {}): Promise<PollRound> {
+    const rates = options.rates ?? true;
+    const round = this.#tail.then(() => (rates ? this.#round(endpoints) : this.#look(endpoints)));
     this.#tail = round.catch(() => {});
     return round;
+  }
+
+  async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
+    const polls = await pollAll(endpoints, this.#options);
+    return { polls, proxies: polls.map(toProxyReport), ...this.#lastRates };
   }
 
   /** The endpoints whose last report is kept. */
@@ -336,14 +353,13 @@ export class ProxyPoller {
         unused.set(id, list);
       }
     }
-    return {
-      polls,
-      proxies: polls.map(toProxyReport),
+    this.#lastRates = {
       current,
       previous,
       unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
+    return { polls, proxies: polls.map(toProxyReport), ...this.#lastRates };
   }
 }
 

@@ -76,6 +76,13 @@ export interface StatusInput {
   readonly topOffenders: readonly TopOffender[];
   /** This policy's drop rate over every metric; absent when not known. */
   readonly droppedSamplesPerSecond?: number;
+  /** How full the policy's fullest limit is on the fullest proxy, in %; absent when not known. */
+  readonly limitsFillPercent?: number;
+  /**
+   * Why the policy's part of the configuration cannot be delivered (a shard too large for the API
+   * server); the live ConfigMap stays in force.
+   */
+  readonly undeliverable?: string;
   readonly now: Date;
 }
 
@@ -118,9 +125,11 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
   });
   const topOffenders = boundOffenders(input.topOffenders, TOP_OFFENDERS_LIMIT);
   const first = topOffenders[0];
+  const why = notReadyReason(conditions);
   return {
     observedGeneration: generation,
     conditions,
+    ...(why === undefined ? {} : { reason: why }),
     proxies: {
       ready: proxies.filter((p) => p.reachable && p.configHash === renderedHash).length,
       total: proxies.length,
@@ -131,7 +140,24 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
       ? {}
       : { droppedSamplesPerSecond: input.droppedSamplesPerSecond }),
     ...(first === undefined ? {} : { topOffender: offenderLine(first) }),
+    ...(input.limitsFillPercent === undefined ? {} : { limitsFillPercent: input.limitsFillPercent }),
   };
+}
+
+/**
+ * The Reason printer column: why the policy is not Ready, or what degrades it. The rejection's
+ * reason when not accepted, else Ready's reason when Ready is not True, else Degraded's when True;
+ * undefined when all is well.
+ */
+export function notReadyReason(conditions: readonly Condition[]): string | undefined {
+  const of = (type: string) => conditions.find((c) => c.type === type);
+  const accepted = of(ACCEPTED);
+  if (accepted?.status === 'False') return accepted.reason;
+  const ready = of(READY);
+  if (ready !== undefined && ready.status !== 'True') return ready.reason;
+  const degraded = of(DEGRADED);
+  if (degraded?.status === 'True') return degraded.reason;
+  return undefined;
 }
 
 type Update = Omit<ConditionUpdate, 'observedGeneration'>;
@@ -160,6 +186,14 @@ function ready(input: StatusInput): Update {
         inForce === undefined
           ? `Generation ${generation} is not accepted, and no earlier generation is in force.`
           : `Generation ${generation} is not accepted; generation ${inForce} stays in force.`,
+    };
+  }
+  if (inForce !== generation && input.undeliverable !== undefined) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'ConfigTooLarge',
+      message: `Generation ${generation} cannot be delivered: ${input.undeliverable}.`,
     };
   }
   if (inForce !== generation) {
@@ -205,9 +239,17 @@ function ready(input: StatusInput): Update {
   };
 }
 
-function degraded({ accepted, proxies }: StatusInput): Update {
+function degraded({ accepted, proxies, undeliverable }: StatusInput): Update {
   if (!accepted.ok) {
     return { type: DEGRADED, status: 'False', reason: 'NotAccepted', message: 'See the Accepted condition.' };
+  }
+  if (undeliverable !== undefined) {
+    return {
+      type: DEGRADED,
+      status: 'True',
+      reason: 'ConfigTooLarge',
+      message: `The configuration holding this policy cannot be written: ${undeliverable}.`,
+    };
   }
   const failed = proxies.filter((p) => p.reachable && p.lastError !== undefined);
   const first = failed[0];
@@ -238,6 +280,55 @@ function degraded({ accepted, proxies }: StatusInput): Update {
  */
 export function statusEqual(a: MetricPolicyStatus | undefined, b: MetricPolicyStatus | undefined): boolean {
   return deepEqual(a ?? {}, b ?? {});
+}
+
+/**
+ * Relative change below which a rate in status is not rewritten: a steady drop rate wobbles from
+ * one reading to the next, and rewriting thousands of statuses for that would be all the operator
+ * does. The status stays within this of the latest reading.
+ */
+export const RATE_TOLERANCE = 0.05;
+/** Fields that are rates: compared within RATE_TOLERANCE. */
+const RATE_KEYS = new Set(['droppedSamplesPerSecond', 'samplesPerSecond']);
+/**
+ * Never a reason for a write on their own: counters that only grow while a policy drops, shown as
+ * of the last write (Kubernetes API conventions: status is not for fast-changing values), and the
+ * printer line, which is derived from topOffenders (compared with their rates' tolerance) and
+ * offendersStale.
+ */
+const UNCOMPARED_KEYS = new Set(['droppedSamples', 'topOffender']);
+
+/**
+ * Whether `next` differs from the live status in something a user can see: statusEqual, except
+ * that rates within RATE_TOLERANCE of each other are the same and sample counters do not count.
+ * The reconcile writes a status only when this is true, so a steady state writes nothing.
+ */
+export function statusChanged(live: MetricPolicyStatus | undefined, next: MetricPolicyStatus): boolean {
+  return !similar(live ?? {}, next, undefined);
+}
+
+function similar(a: unknown, b: unknown, key: string | undefined): boolean {
+  if (key !== undefined && UNCOMPARED_KEYS.has(key)) return true;
+  if (key !== undefined && RATE_KEYS.has(key) && typeof a === 'number' && typeof b === 'number') {
+    if (a === b) return true;
+    if (a === 0 || b === 0) return false;
+    return Math.abs(a - b) <= RATE_TOLERANCE * Math.max(a, b);
+  }
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) &&
+      Array.isArray(b) &&
+      a.length === b.length &&
+      a.every((v, i) => similar(v, b[i], undefined))
+    );
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)]);
+  for (const k of keys) if (!similar(ra[k], rb[k], k)) return false;
+  return true;
 }
 
 function deepEqual(a: unknown, b: unknown): boolean {
