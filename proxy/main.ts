@@ -19,6 +19,7 @@ import { createQueueMetrics, type QueueName } from './queue/metrics.js';
 import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
 import { buildServer, type ConfigStatus } from './server.js';
+import { limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -235,6 +236,7 @@ async function main(): Promise<number> {
     engine,
     policyStats,
     topOffenders: (limit: number) => offenders.report(limit),
+    limits: () => limitsReport(engine),
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,

@@ -18,6 +18,7 @@ import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js
 import { registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { IngestQueue } from './queue/queue.js';
+import type { LimitsReport } from './stats/limits.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
@@ -45,6 +46,8 @@ export interface ServerDeps {
   /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
   readonly queue?: IngestQueue | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
+  /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
+  readonly limits?: (() => LimitsReport) | undefined;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
   readonly configStatus: () => ConfigStatus;
@@ -145,6 +148,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     return deps.topOffenders(limit);
   });
+  const limits = deps.limits;
+  if (limits !== undefined) {
+    app.get('/api/v1/stats/limits', { config: { access: 'admin' } }, async () => limits());
+  }
   const unused = deps.unused;
   if (unused !== undefined) {
     app.get('/api/v1/stats/unused', async (req, reply) => {

@@ -19,6 +19,7 @@ import type { ProxyEndpoint } from './endpoints.js';
 export const CONFIG_STATUS_PATH = '/api/v1/status/config';
 export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
 export const UNUSED_PATH = '/api/v1/stats/unused';
+export const LIMITS_PATH = '/api/v1/stats/limits';
 
 /** The proxy accepts `?limit=` from 1 to 1000 (proxy/server.ts). */
 const MAX_TOP_LIMIT = 1000;
@@ -64,6 +65,8 @@ export interface ProxyPoll {
   readonly report?: TopOffendersReport;
   /** The proxy's unused report by policy id (spec.unused); absent when that request failed. */
   readonly unused?: ReadonlyMap<string, ProxyUnusedReport>;
+  /** How full each policy's fullest limit is, in %, by policy id; absent when that request failed. */
+  readonly limits?: ReadonlyMap<string, number>;
   /** The `?limit=` the report was asked for. */
   readonly limit: number;
   /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
@@ -116,10 +119,11 @@ async function pollOne(
   const signal = AbortSignal.timeout(options.timeoutMs);
   const get = (path: string) =>
     getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs, dispatcher });
-  const [status, top, unused] = await Promise.allSettled([
+  const [status, top, unused, limits] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
     get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
+    get(LIMITS_PATH).then(parseLimitsReport),
   ]);
   if (status.status === 'rejected') {
     return {
@@ -141,9 +145,37 @@ async function pollOne(
       : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
     // A proxy without the route (an older version) has no unused report: nothing to add.
     ...(unused.status === 'fulfilled' ? { unused: unused.value } : {}),
+    ...(limits.status === 'fulfilled' ? { limits: limits.value } : {}),
     limit,
     at,
   };
+}
+
+/**
+ * Checks GET /api/v1/stats/limits (proxy/stats/limits.ts LimitsReport) and keeps each policy's
+ * fill. Throws a TypeError naming the first field that is wrong.
+ */
+export function parseLimitsReport(json: unknown): Map<string, number> {
+  const policies = (json as { policies?: unknown } | null)?.policies;
+  if (!Array.isArray(policies)) throw new TypeError('policies: must be a list');
+  const out = new Map<string, number>();
+  policies.forEach((raw, i) => {
+    const p = (raw ?? {}) as Record<string, unknown>;
+    if (typeof p.policy !== 'string') throw new TypeError(`policies[${i}].policy: must be a string`);
+    const fill = p.fillPercent;
+    if (typeof fill !== 'number' || !Number.isInteger(fill) || fill < 0)
+      throw new TypeError(`policies[${i}].fillPercent: must be a non-negative integer`);
+    out.set(p.policy, fill);
+  });
+  return out;
+}
+
+/** The fullest fill of each policy over the polls that brought a limits report. */
+function fullest(polls: readonly ProxyPoll[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const p of polls)
+    for (const [id, fill] of p.limits ?? []) out.set(id, Math.max(fill, out.get(id) ?? 0));
+  return out;
 }
 
 /**
@@ -276,6 +308,8 @@ export interface PollRound {
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   /** Each reachable proxy's unused report, by policy id. */
   readonly unused: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+  /** The fullest limit of each policy, in %, over the proxies that answered this round. */
+  readonly limits: ReadonlyMap<string, number>;
 }
 
 export interface ProxyPollerOptions extends PollAllOptions {
@@ -321,7 +355,7 @@ export class ProxyPoller {
 
   async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
     const polls = await pollAll(endpoints, this.#options);
-    return { polls, proxies: polls.map(toProxyReport), ...this.#lastRates };
+    return { polls, proxies: polls.map(toProxyReport), limits: fullest(polls), ...this.#lastRates };
   }
 
   /** The endpoints whose last report is kept. */
@@ -359,7 +393,7 @@ export class ProxyPoller {
       unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
-    return { polls, proxies: polls.map(toProxyReport), ...this.#lastRates };
+    return { polls, proxies: polls.map(toProxyReport), limits: fullest(polls), ...this.#lastRates };
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 
 export const API_VERSION = 'cardinal.dev/v1alpha1';
@@ -49,13 +49,45 @@ export class ConfigError extends Error {
  */
 export function loadConfig(path: string | undefined): LoadedConfig {
   if (path === undefined) return freeze([], [], []);
-  const files = listConfigFiles(path, 'config');
+  // A mounted volume, one ConfigMap or several projected into one directory (the operator's
+  // shards), changes by one rename of `..data` over a new timestamped directory. Every file is
+  // read from the version `..data` named when the load began, and the load starts again when it
+  // moved meanwhile, so a configuration is never a mix of two versions and has one hash.
+  for (let attempt = 1; ; attempt++) {
+    const version = dataVersion(path);
+    try {
+      const loaded = loadVersion(path, version);
+      if (dataVersion(path) === version) return loaded;
+    } catch (err) {
+      // A version that stayed put and fails is a real error; one that moved is read again.
+      if (dataVersion(path) === version || attempt >= MAX_LOAD_ATTEMPTS) throw err;
+    }
+    if (attempt >= MAX_LOAD_ATTEMPTS)
+      throw new ConfigError(`cannot read config ${path}: it changed ${attempt} times while it was read`);
+  }
+}
 
+const MAX_LOAD_ATTEMPTS = 5;
+
+/** The timestamped directory `..data` points to in a mounted volume; undefined elsewhere. */
+function dataVersion(path: string): string | undefined {
+  try {
+    return readlinkSync(join(path, '..data'));
+  } catch {
+    return undefined;
+  }
+}
+
+function loadVersion(path: string, version: string | undefined): LoadedConfig {
+  const files = listConfigFiles(path, 'config');
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
   for (const file of files) {
-    const text = readFileSync(file, 'utf8');
+    // The kubelet's key files are symlinks through ..data: read the version's own file instead.
+    const pinned = version === undefined ? undefined : join(path, version, basename(file));
+    const text = readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8');
+    // Hashed by the visible path, which the operator's expected hash uses too.
     hash.update(`${file}\0${text}\0`);
     const docs = parseConfigFile(file, text);
     policies.push(...docs.policies);
