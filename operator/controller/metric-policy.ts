@@ -20,7 +20,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { MetricPolicy } from '../api/types.js';
+import type { MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import { KubeClient, MANAGED_BY_SELECTOR, statusCode } from '../kube/client.js';
 import { Informer, Watch } from '../kube/informer.js';
 import { listProxyEndpoints } from '../proxies/discovery.js';
@@ -28,6 +28,7 @@ import type { ProxyEndpoint } from '../proxies/endpoints.js';
 import { ProxyPoller } from '../proxies/poll.js';
 import { type ProxySource, proxyServiceName, unobserved } from '../proxies/source.js';
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
+import { READY } from '../status/conditions.js';
 import { observationOf, type ProxyObservation } from '../status/observation.js';
 import { UsageWatcher } from '../usage/watch.js';
 import type { OperatorMetrics } from './metrics.js';
@@ -49,6 +50,12 @@ const TOP_LIMIT = 200;
 /** How often the proxies are looked at after a render, until they run it, and for how long. */
 const LOOK_INTERVAL_MS = 500;
 const LOOK_ROUNDS = 120;
+/**
+ * How long an event waits before its instance renders: a `kubectl apply` of a thousand policies
+ * arrives as a thousand watch events over seconds, and one render per burst writes each shard once
+ * instead of once per policy.
+ */
+const RENDER_DELAY_MS = 300;
 
 export interface ControllerOptions {
   readonly kube: KubeClient;
@@ -117,6 +124,7 @@ export class MetricPolicyController {
   readonly #writeLimit: TokenBucket;
   readonly #recorder: EventRecorder;
   readonly #cache = new RenderCache();
+  readonly #renderTimers = new Map<string, NodeJS.Timeout>();
   #refresh: NodeJS.Timeout | undefined;
   #started = false;
   #synced = false;
@@ -229,6 +237,7 @@ export class MetricPolicyController {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#refresh);
+    for (const timer of this.#renderTimers.values()) clearTimeout(timer);
     // Statuses and Events are not worth delaying shutdown for; the next start writes them.
     this.#writeLimit.close();
     await this.#recorder.close();
@@ -381,14 +390,30 @@ export class MetricPolicyController {
     return observationOf(round);
   }
 
+  /** Queues a render of `instance` RENDER_DELAY_MS from now, unless one is due already. */
+  #queueRender(instance: string): void {
+    if (!this.#started) {
+      // Before leading nothing renders; lead() queues every instance.
+      return;
+    }
+    if (this.#renderTimers.has(instance)) return;
+    this.#renderTimers.set(
+      instance,
+      setTimeout(() => {
+        this.#renderTimers.delete(instance);
+        this.queue.add(instance);
+      }, RENDER_DELAY_MS),
+    );
+  }
+
   #onPolicy(policy: MetricPolicy, type: 'add' | 'update' | 'delete'): void {
     const id = policyId(policy);
     const instance = selectInstance(policy);
     const before = this.#seen.get(id);
-    if (before !== undefined && before.instance !== instance) this.queue.add(before.instance);
+    if (before !== undefined && before.instance !== instance) this.#queueRender(before.instance);
     if (type === 'delete') {
       this.#seen.delete(id);
-      this.queue.add(instance);
+      this.#queueRender(instance);
       return;
     }
     const now = {
@@ -407,7 +432,7 @@ export class MetricPolicyController {
       before.deleting === now.deleting
     )
       return;
-    this.queue.add(instance);
+    this.#queueRender(instance);
   }
 
   /** What the cluster reads changed: every instance with a spec.unused policy renders it again. */
@@ -418,14 +443,14 @@ export class MetricPolicyController {
         .filter((p) => p.spec.unused !== undefined && p.metadata.deletionTimestamp === undefined)
         .map(selectInstance),
     );
-    for (const instance of instances) this.queue.add(instance);
+    for (const instance of instances) this.#queueRender(instance);
   }
 
   /** A change to a rendered ConfigMap, by hand or by deletion, is put right by its instance's render. */
   #onConfigMap(configMap: LiveConfigMap): void {
     const instance = configMap.metadata.labels?.[INSTANCE_LABEL];
     if (instance !== undefined && configMap.metadata.name?.startsWith(configMapName(instance)))
-      this.queue.add(instance);
+      this.#queueRender(instance);
   }
 
   async #renderWork(ctx: ReconcileContext): Promise<void> {
@@ -498,7 +523,11 @@ export class MetricPolicyController {
         const st = policy === undefined ? undefined : this.#instances.get(selectInstance(policy));
         // Gone, or its instance not rendered or looked at yet: that render or look queues it again.
         if (policy !== undefined && st?.render !== undefined && st.observation !== undefined) {
-          const r = await reconcileStatus(ctx, policy, st.render, st.observation);
+          const r = await reconcileStatus(ctx, policy, st.render, st.observation, {
+            // While the proxies are loading a render, a status that would say Pending only
+            // until they have is not written: the look that sees them done queues it again.
+            hold: (next) => st.looking && loadingOnly(next),
+          });
           if (r.written) metrics.statusWrites(1);
         }
         this.statuses.forget(id);
@@ -514,6 +543,12 @@ export class MetricPolicyController {
       }
     }
   }
+}
+
+/** Whether `status` is Ready=False only because reachable proxies have not loaded the render yet. */
+function loadingOnly(status: MetricPolicyStatus): boolean {
+  const ready = status.conditions?.find((c) => c.type === READY);
+  return ready?.status === 'False' && ready.reason === 'Pending' && (status.proxies?.total ?? 0) > 0;
 }
 
 /** Whether two readings found the same proxies running the same configurations. */

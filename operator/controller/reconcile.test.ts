@@ -11,6 +11,7 @@ import {
   type LiveConfigMap,
   needsApply,
   reconcileInstance,
+  renderInstance,
 } from './reconcile.js';
 
 const NO_DISCOVERY = unobserved({ kind: 'none' } satisfies ProxySource, 'default')!;
@@ -490,5 +491,132 @@ describe('needsApply: rendered keys', () => {
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x' } })).toBe(false);
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'usage.yaml': 'y' } })).toBe(true);
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'other.yaml': 'y' } })).toBe(false);
+  });
+});
+
+describe('renderInstance: shards', () => {
+  const many = (n: number, drop = 'x') =>
+    Array.from({ length: n }, (_, i) =>
+      policy(`p${String(i).padStart(4, '0')}`, { drop: [`${drop}_${i}_.*`] }),
+    );
+
+  it('splits the policies over the shards by their id, and an edit rewrites one shard', async () => {
+    const { cluster, ctx } = setup();
+    const shards = { ...ctx, shards: 4 };
+    for (const p of many(40)) cluster.set(p);
+    const first = await renderInstance(shards, 'default');
+    expect(first.applies).toBe(4);
+    const names = ['', '-1', '-2', '-3'].map((s) => `cardinal-proxy-default-policies${s}`);
+    const keys = ['policies.yaml', 'policies-1.yaml', 'policies-2.yaml', 'policies-3.yaml'];
+    const counts = names.map(
+      (n, i) => (cluster.configMaps.get(n)?.data?.[keys[i]!]?.match(/^kind: MetricPolicy$/gm) ?? []).length,
+    );
+    expect(counts.reduce((a, b) => a + b)).toBe(40);
+    expect(counts.every((c) => c > 0)).toBe(true);
+    // What the proxies hash: every shard's key in the one mounted directory.
+    expect(first.renderedHash).toBe(
+      proxyConfigHash(
+        names.map((n) => ({ data: cluster.configMaps.get(n)!.data! })),
+        MOUNT,
+      ),
+    );
+    expect(Object.keys(first.generations)).toHaveLength(40);
+
+    cluster.set(policy('p0007', { drop: ['edited'] }, 2));
+    const second = await renderInstance(shards, 'default');
+    expect(second.applies).toBe(1);
+    expect(second.generations['apps/p0007']).toBe(2);
+    expect((await renderInstance(shards, 'default')).applies).toBe(0);
+  });
+
+  it('keeps a shard too large for the API server as it is, and says why for its policies', async () => {
+    const { cluster, ctx } = setup();
+    const shards = { ...ctx, shards: 2 };
+    for (const p of many(10)) cluster.set(p);
+    await renderInstance(shards, 'default');
+    // One policy grows past what a ConfigMap may hold: its shard cannot be written any more.
+    const huge = Array.from({ length: 20_000 }, (_, i) => `metric_with_a_rather_long_name_${i}_.*`);
+    cluster.set(policy('p0003', { drop: huge }, 2));
+    const render = await renderInstance(shards, 'default');
+    expect(render.problems).toHaveLength(1);
+    expect(render.problems[0]?.message).toMatch(/over the 768 KiB a shard may hold .*--config-shards/);
+    expect(render.generations['apps/p0003']).toBe(1);
+    expect(render.undeliverable.has('apps/p0003')).toBe(true);
+
+    await reconcileInstance(shards, 'default');
+    const status = cluster.get('p0003').status;
+    expect(conditions(cluster.get('p0003'))).toMatchObject({
+      Ready: ['False', 'ConfigTooLarge'],
+      Degraded: ['True', 'ConfigTooLarge'],
+    });
+    expect(status?.reason).toBe('ConfigTooLarge');
+    expect(cluster.events.filter((e) => e.reason === 'Degraded').map((e) => e.policy)).toContain('p0003');
+  });
+
+  it('empties shards beyond a lowered count, so no policy is loaded twice', async () => {
+    const { cluster, ctx } = setup();
+    for (const p of many(12)) cluster.set(p);
+    await renderInstance({ ...ctx, shards: 3 }, 'default');
+    const render = await renderInstance({ ...ctx, shards: 1 }, 'default');
+    expect(cluster.rendered().match(/^kind: MetricPolicy$/gm)).toHaveLength(12);
+    for (const [i, n] of ['-1', '-2'].entries()) {
+      const text = cluster.configMaps.get(`cardinal-proxy-default-policies${n}`)?.data?.[
+        `policies-${i + 1}.yaml`
+      ];
+      expect(text).not.toMatch(/^kind: MetricPolicy$/m);
+    }
+    expect(Object.keys(render.generations)).toHaveLength(12);
+  });
+});
+
+describe('desiredStatus: proxies that cannot be reached', () => {
+  it('keeps the last known offenders, marked stale, and drops the mark once they answer again', async () => {
+    let reachable = true;
+    const offenders = new Map([
+      [
+        'apps/a',
+        {
+          topOffenders: [
+            {
+              metric: 'debug_depth',
+              series: 3,
+              droppedSamplesPerSecond: 2,
+              droppedSamples: 40,
+              reason: 'metric_dropped',
+            },
+          ],
+          droppedSamples: 40,
+          droppedSamplesPerSecond: 2,
+        },
+      ],
+    ]);
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable, ...(reachable ? { configHash: 'h' } : {}) }],
+      offenders: reachable ? offenders : new Map(),
+      complete: reachable,
+    }));
+    cluster.set(policy('a', { drop: ['debug_.*'] }));
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({
+      droppedSamplesPerSecond: 2,
+      topOffender: 'debug_depth 2/s metric_dropped',
+    });
+    expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
+
+    reachable = false;
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({
+      offendersStale: true,
+      droppedSamplesPerSecond: 2,
+      topOffenders: offenders.get('apps/a')?.topOffenders,
+      topOffender: 'debug_depth 2/s metric_dropped (stale)',
+      reason: 'ProxiesUnreachable',
+    });
+
+    reachable = true;
+    await reconcile();
+    expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
+    expect(cluster.get('a').status?.topOffender).toBe('debug_depth 2/s metric_dropped');
   });
 });

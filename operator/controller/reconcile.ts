@@ -403,9 +403,11 @@ export async function reconcileStatus(
   policy: MetricPolicy,
   render: InstanceRender,
   observation: ProxyObservation,
+  options: { readonly hold?: (next: MetricPolicyStatus) => boolean } = {},
 ): Promise<{ written: boolean; events: number }> {
   const next = desiredStatus(policy, render, observation, ctx.now());
-  if (next === undefined || !statusChanged(policy.status, next)) return { written: false, events: 0 };
+  if (next === undefined || !statusChanged(policy.status, next) || options.hold?.(next) === true)
+    return { written: false, events: 0 };
   await ctx.writeLimit();
   await ctx.cluster.writePolicyStatus(policy, next);
   const events = statusEvents(policy, next);
@@ -548,7 +550,10 @@ export function statusWithoutProxies(
   };
   return {
     ...rest,
-    conditions: conditions.map((c) => (c.type === READY || c.type === DEGRADED ? unknown(c.type) : c)),
+    // A configuration that cannot be written is known without asking any proxy.
+    conditions: conditions.map((c) =>
+      (c.type === READY || c.type === DEGRADED) && c.reason !== 'ConfigTooLarge' ? unknown(c.type) : c,
+    ),
   };
 }
 

@@ -9,6 +9,7 @@ import {
   type ProxyPoll,
   ProxyPoller,
   parseConfigStatus,
+  parseLimitsReport,
   parseUnusedReport,
   pollAll,
   pollProxy,
@@ -99,6 +100,18 @@ function split(status: Handler, top: Handler): Handler {
 
 const OPTIONS: PollOptions = { timeoutMs: 2_000, topLimit: 50 };
 
+describe('parseLimitsReport', () => {
+  it("keeps each policy's fill and refuses a malformed answer, naming the field", () => {
+    expect(
+      parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: 75, limit: 'perMetric[0] x' }] }),
+    ).toEqual(new Map([['apps/a', 75]]));
+    expect(() => parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: -1 }] })).toThrow(
+      'policies[0].fillPercent: must be a non-negative integer',
+    );
+    expect(() => parseLimitsReport({})).toThrow('policies: must be a list');
+  });
+});
+
 describe('pollProxy', () => {
   it("reports a healthy proxy's hash and top offenders, asking for topLimit", async () => {
     const p = await fakeProxy(healthy({ hash: 'abc123', drops: [drop('debug_queue_depth', 7)] }));
@@ -111,8 +124,9 @@ describe('pollProxy', () => {
       limit: 50,
       at: 1234,
     });
-    // The fake proxy has no unused route (an older proxy): the poll is whole without it.
+    // The fake proxy has no unused or limits route (an older proxy): the poll is whole without them.
     expect(p.requests.sort()).toEqual([
+      '/api/v1/stats/limits',
       '/api/v1/stats/top-offenders?limit=50',
       '/api/v1/stats/unused?limit=50',
       '/api/v1/status/config',
