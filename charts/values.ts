@@ -101,7 +101,7 @@ export const OperatorValues = Type.Object(
       maximum: 64,
       default: 4,
       description:
-        'ConfigMaps the proxies\' configuration is split over (`--config-shards`), by a hash of each policy; the proxies mount all of them in one projected volume. Each holds at most 768 KiB, about 2,000 small policies.',
+        "ConfigMaps the proxies' configuration is split over (`--config-shards`), by a hash of each policy; the proxies mount all of them in one projected volume. Each holds at most 768 KiB, about 2,000 small policies.",
     }),
     usage: Type.Object(
       {

@@ -129,7 +129,7 @@ export function renderProxyConfigMaps(input: RenderInput): ConfigMap[] {
   return byShard.map((mine, shard) => {
     const generations: Record<string, number> = {};
     for (const p of mine) generations[policyId(p)] = p.metadata.generation;
-    const text = HEADER + '\n' + mine.map(yaml).join('');
+    const text = `${HEADER}\n${mine.map(yaml).join('')}`;
     const data: Record<string, string> = { [shardKey(shard)]: text };
     if (shard === 0 && input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
       data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
