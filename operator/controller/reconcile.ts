@@ -288,7 +288,7 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
     shards,
     ...(cache === undefined ? {} : { policyYaml: (p: MetricPolicy) => cache.yaml(p) }),
   });
-  cache?.retain(rendered);
+  cache?.retain([...policies, ...rendered]);
 
   // What the proxies will load: each shard as written, or as it stays when it cannot be.
   const inForce: Pick<ConfigMap, 'data'>[] = [];
