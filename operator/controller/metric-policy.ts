@@ -51,11 +51,13 @@ const TOP_LIMIT = 200;
 const LOOK_INTERVAL_MS = 500;
 const LOOK_ROUNDS = 120;
 /**
- * How long an event waits before its instance renders: a `kubectl apply` of a thousand policies
- * arrives as a thousand watch events over seconds, and one render per burst writes each shard once
- * instead of once per policy.
+ * How long an instance renders after the last event that queued it, and at most after the first:
+ * a `kubectl apply` of a thousand policies arrives as a thousand watch events over seconds, and a
+ * render per burst (or per RENDER_MAX_DELAY_MS of one) writes each shard, and makes every proxy
+ * reload, a few times instead of once per policy.
  */
 const RENDER_DELAY_MS = 300;
+const RENDER_MAX_DELAY_MS = 2_000;
 
 export interface ControllerOptions {
   readonly kube: KubeClient;
@@ -104,7 +106,12 @@ interface InstanceState {
   /** A look loop runs (lookSoon); `again` asks it to go on after a newer render. */
   looking: boolean;
   again: boolean;
+  /** The generations of the last renders before `render`, by hash (InstanceRender.earlier). */
+  readonly earlier: Map<string, Readonly<Record<string, number>>>;
 }
+
+/** Earlier renders remembered per instance: proxies a few renders behind still count as running what they hold. */
+const EARLIER_RENDERS = 32;
 
 export class MetricPolicyController {
   /** The instance queue. */
@@ -124,7 +131,7 @@ export class MetricPolicyController {
   readonly #writeLimit: TokenBucket;
   readonly #recorder: EventRecorder;
   readonly #cache = new RenderCache();
-  readonly #renderTimers = new Map<string, NodeJS.Timeout>();
+  readonly #renderTimers = new Map<string, { timer: NodeJS.Timeout; first: number }>();
   #refresh: NodeJS.Timeout | undefined;
   #started = false;
   #synced = false;
@@ -237,7 +244,7 @@ export class MetricPolicyController {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#refresh);
-    for (const timer of this.#renderTimers.values()) clearTimeout(timer);
+    for (const due of this.#renderTimers.values()) clearTimeout(due.timer);
     // Statuses and Events are not worth delaying shutdown for; the next start writes them.
     this.#writeLimit.close();
     await this.#recorder.close();
@@ -270,7 +277,7 @@ export class MetricPolicyController {
   #state(instance: string): InstanceState {
     let st = this.#instances.get(instance);
     if (st === undefined) {
-      st = { render: undefined, observation: undefined, looking: false, again: false };
+      st = { render: undefined, observation: undefined, looking: false, again: false, earlier: new Map() };
       this.#instances.set(instance, st);
     }
     return st;
@@ -390,20 +397,22 @@ export class MetricPolicyController {
     return observationOf(round);
   }
 
-  /** Queues a render of `instance` RENDER_DELAY_MS from now, unless one is due already. */
+  /** Queues a render of `instance` RENDER_DELAY_MS from now, or sooner once RENDER_MAX_DELAY_MS passed since the first event. */
   #queueRender(instance: string): void {
     if (!this.#started) {
       // Before leading nothing renders; lead() queues every instance.
       return;
     }
-    if (this.#renderTimers.has(instance)) return;
-    this.#renderTimers.set(
-      instance,
-      setTimeout(() => {
-        this.#renderTimers.delete(instance);
-        this.queue.add(instance);
-      }, RENDER_DELAY_MS),
-    );
+    const now = performance.now();
+    const due = this.#renderTimers.get(instance);
+    const first = due?.first ?? now;
+    if (due !== undefined) clearTimeout(due.timer);
+    const delay = Math.max(0, Math.min(RENDER_DELAY_MS, first + RENDER_MAX_DELAY_MS - now));
+    const timer = setTimeout(() => {
+      this.#renderTimers.delete(instance);
+      this.queue.add(instance);
+    }, delay);
+    this.#renderTimers.set(instance, { timer, first });
   }
 
   #onPolicy(policy: MetricPolicy, type: 'add' | 'update' | 'delete'): void {
@@ -466,7 +475,13 @@ export class MetricPolicyController {
         if (render.configMap !== 'none') metrics.configMapApply(render.configMap);
         const st = this.#state(instance);
         const previous = st.render;
-        st.render = render;
+        if (previous !== undefined && previous.renderedHash !== render.renderedHash) {
+          st.earlier.delete(previous.renderedHash);
+          st.earlier.set(previous.renderedHash, previous.generations);
+          while (st.earlier.size > EARLIER_RENDERS)
+            st.earlier.delete(st.earlier.keys().next().value as string);
+        }
+        st.render = { ...render, earlier: st.earlier };
         for (const problem of render.problems) {
           const live = this.#configMaps.get(problem.configMap, namespace);
           ctx.cluster.recordEvent(

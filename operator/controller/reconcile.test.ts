@@ -11,6 +11,7 @@ import {
   type LiveConfigMap,
   needsApply,
   reconcileInstance,
+  reconcileStatus,
   renderInstance,
 } from './reconcile.js';
 
@@ -618,5 +619,46 @@ describe('desiredStatus: proxies that cannot be reached', () => {
     await reconcile();
     expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
     expect(cluster.get('a').status?.topOffender).toBe('debug_depth 2/s metric_dropped');
+  });
+});
+
+describe('reconcileStatus with earlier renders', () => {
+  it('leaves a Ready policy unwritten when an edit of another one changes the instance hash', async () => {
+    let hash = '';
+    const { cluster, ctx } = setup();
+    const observation = (): ProxyObservation => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable: true, configHash: hash }],
+      offenders: new Map(),
+      complete: true,
+    });
+    cluster.set(policy('a', { drop: ['up'] }));
+    cluster.set(policy('b', { drop: ['down'] }));
+    const first = await renderInstance(ctx, 'default');
+    hash = first.renderedHash;
+    for (const name of ['a', 'b']) await reconcileStatus(ctx, cluster.get(name), first, observation());
+    expect(conditions(cluster.get('a'))).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
+    const writes = cluster.statusWrites;
+
+    cluster.set({
+      ...cluster.get('b'),
+      spec: { drop: ['sideways'] },
+      metadata: { ...cluster.get('b').metadata, generation: 2 },
+    });
+    const second = {
+      ...(await renderInstance(ctx, 'default')),
+      earlier: new Map([[first.renderedHash, first.generations]]),
+    };
+    // The proxy still runs the first render: a's generation is in it, b's new one is not.
+    expect((await reconcileStatus(ctx, cluster.get('a'), second, observation())).written).toBe(false);
+    await reconcileStatus(ctx, cluster.get('b'), second, observation());
+    expect(conditions(cluster.get('b'))).toMatchObject({ Ready: ['False', 'Pending'] });
+    // Now it runs the second: a still has nothing new to say, b is Ready.
+    hash = second.renderedHash;
+    expect((await reconcileStatus(ctx, cluster.get('a'), second, observation())).written).toBe(false);
+    await reconcileStatus(ctx, cluster.get('b'), second, observation());
+    expect(conditions(cluster.get('b'))).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
+    expect(cluster.statusWrites - writes).toBe(2);
+    expect(cluster.get('a').status?.proxies?.configHash).toBe(first.renderedHash);
   });
 });

@@ -178,6 +178,11 @@ export interface InstanceRender {
   readonly applies: number;
   /** Shards that could not be written: the ConfigMap and why. */
   readonly problems: readonly { readonly configMap: string; readonly message: string }[];
+  /**
+   * The generations of earlier renders of the instance, by the hash the proxies report for them
+   * (the controller keeps a few): a proxy still running one of them runs what it holds.
+   */
+  readonly earlier?: ReadonlyMap<string, Readonly<Record<string, number>>>;
 }
 
 export interface ReconcileResult {
@@ -360,12 +365,25 @@ export function desiredStatus(
   if (judged === undefined || judged.generation !== policy.metadata.generation) return undefined;
   const { accepted } = judged;
   const undeliverable = render.undeliverable.get(id);
+  const generation = policy.metadata.generation;
+  const holds = (hash: string) =>
+    (hash === render.renderedHash && render.generations[id] === generation) ||
+    render.earlier?.get(hash)?.[id] === generation;
+  // The hash named in status stays while it still holds this generation: an edit of another
+  // policy changes the instance's hash, and must not rewrite every status.
+  const named = policy.status?.proxies?.configHash;
+  const stable =
+    named !== undefined && policy.status?.observedGeneration === generation && holds(named)
+      ? named
+      : undefined;
   const input = {
     policy,
     accepted,
     renderedHash: render.renderedHash,
     renderedGenerations: render.generations,
     now,
+    holds,
+    ...(stable === undefined ? {} : { configHash: stable }),
     ...(undeliverable === undefined ? {} : { undeliverable }),
   };
   const reachable = observation.observed && observation.proxies.some((p) => p.reachable);

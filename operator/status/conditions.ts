@@ -72,6 +72,15 @@ export interface StatusInput {
   readonly renderedHash: string;
   /** The generations in that rendering, by policy id (renderedGenerations of the ConfigMap). */
   readonly renderedGenerations: Readonly<Record<string, number>>;
+  /**
+   * Whether a configuration hash a proxy reports holds this policy's generation: by default only
+   * renderedHash does; the controller also knows the hashes of the renders before it, so a policy
+   * is Ready as soon as the proxies run any configuration with its generation, and stays Ready,
+   * unwritten, when an edit of another policy changes the instance's hash.
+   */
+  readonly holds?: (hash: string) => boolean;
+  /** The hash status.proxies names; default renderedHash (the caller keeps an earlier one that still holds). */
+  readonly configHash?: string;
   /** This policy's offenders (aggregateOffenders); bounded to TOP_OFFENDERS_LIMIT and sorted here. */
   readonly topOffenders: readonly TopOffender[];
   /** This policy's drop rate over every metric; absent when not known. */
@@ -111,7 +120,8 @@ export function setCondition(
 
 /** The status the policy should have. Holds exactly the Accepted, Ready and Degraded conditions, in that order. */
 export function computeStatus(input: StatusInput): MetricPolicyStatus {
-  const { policy, proxies, renderedHash } = input;
+  const { policy, proxies } = input;
+  const holds = holdsOf(input);
   const generation = policy.metadata.generation;
   const previous = policy.status?.conditions ?? [];
   const updates = [accepted(input), ready(input), degraded(input)];
@@ -131,9 +141,9 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
     conditions,
     ...(why === undefined ? {} : { reason: why }),
     proxies: {
-      ready: proxies.filter((p) => p.reachable && p.configHash === renderedHash).length,
+      ready: proxies.filter((p) => p.reachable && p.configHash !== undefined && holds(p.configHash)).length,
       total: proxies.length,
-      configHash: renderedHash,
+      configHash: input.configHash ?? input.renderedHash,
     },
     topOffenders,
     ...(input.droppedSamplesPerSecond === undefined
@@ -161,6 +171,10 @@ export function notReadyReason(conditions: readonly Condition[]): string | undef
 }
 
 type Update = Omit<ConditionUpdate, 'observedGeneration'>;
+
+function holdsOf(input: StatusInput): (hash: string) => boolean {
+  return input.holds ?? ((hash) => hash === input.renderedHash);
+}
 
 function accepted({ policy, accepted }: StatusInput): Update {
   if (!accepted.ok)
@@ -213,7 +227,8 @@ function ready(input: StatusInput): Update {
     };
   }
   const reachable = proxies.filter((p) => p.reachable);
-  const behind = reachable.filter((p) => p.configHash !== renderedHash);
+  const holds = holdsOf(input);
+  const behind = reachable.filter((p) => p.configHash === undefined || !holds(p.configHash));
   if (behind.length > 0) {
     return {
       type: READY,
@@ -235,7 +250,7 @@ function ready(input: StatusInput): Update {
     type: READY,
     status: 'True',
     reason: 'ConfigLoaded',
-    message: `All ${proxies.length} proxies run generation ${generation} (configuration ${short(renderedHash)}).`,
+    message: `All ${proxies.length} proxies run generation ${generation} (configuration ${short(input.configHash ?? renderedHash)}).`,
   };
 }
 

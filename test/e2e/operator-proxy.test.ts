@@ -164,7 +164,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
         /^NAME\s+MODE\s+READY\s+REASON\s+PROXIES\s+DROPPED\/S\s+LIMITS %\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/,
       );
       expect(row).toMatch(
-        /^drop-debug\s+enforce\s+True\s+<none>\s+1\s+\S+\s+<none>\s+cardinal_test_debug_queue_depth \S+\/s metric_dropped\s/,
+        /^drop-debug\s+enforce\s+True\s+1\s+\S+\s+cardinal_test_debug_queue_depth \S+\/s metric_dropped\s/,
       );
     });
     // A new policy's acceptance is in its status, not in an Event.

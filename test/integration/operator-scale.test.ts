@@ -194,6 +194,10 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
       await sleep(3 * STATUS_INTERVAL_S * 1000 + 2_000);
       const steady = await apiWrites(plane);
       const rss = pid === undefined ? Number.NaN : peakRssMiB(pid);
+      const byReason = parseExposition(await (await fetch(operator.metricsUrl)).text())
+        .filter((m) => m.name === 'cardinal_operator_events_total' && m.value > 0)
+        .map((m) => `${m.labels.reason} ${m.value}`)
+        .join(', ');
       const writes = {
         status: converged.status - before.status,
         configMaps: converged.configMaps - before.configMaps,
@@ -204,7 +208,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
           `operator-scale ${n} policies (${SHARDS} shards, --status-interval ${STATUS_INTERVAL_S}s, default write budget):`,
           `  applied in ${appliedS.toFixed(1)} s; proxy runs all ${proxyRunsS.toFixed(1)} s after the apply; converged (all Accepted and Ready) ${convergedS.toFixed(1)} s after`,
           `  edit reached the proxy in ${editS.toFixed(2)} s, made while ${readyAtEdit} of ${n} were Ready`,
-          `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event)`,
+          `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event${byReason === '' ? '' : `: ${byReason}`})`,
           `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)}`,
         ].join('\n'),
       );
