@@ -302,7 +302,7 @@ describe('toProxyReport and toEndpointPoll', () => {
     },
     {
       poll: { endpoint: '10.0.0.1:8080', reachable: false, reason: 'down', limit: 50, at: 10 },
-      report: { endpoint: '10.0.0.1:8080', reachable: false },
+      report: { endpoint: '10.0.0.1:8080', reachable: false, reason: 'down' },
       endpointPoll: undefined,
     },
     {
@@ -427,20 +427,27 @@ describe('ProxyPoller', () => {
     await poller.poll([pa, pb]);
     expect(poller.known()).toEqual([pa.endpoint, pb.endpoint].sort());
 
-    // pa fails a round: reported unreachable, its last report kept; pb left the Service: forgotten.
+    // pa fails a round: it still runs what it ran (one miss is not an outage), its last report
+    // is kept for the rates; pb left the Service: forgotten.
     const failing = pa.handle;
     pa.handle = (_req, res) => json(res, {}, 503);
     c.t += 10_000;
     const second = await poller.poll([pa]);
-    expect(second.proxies).toEqual([{ endpoint: pa.endpoint, reachable: false }]);
+    expect(second.proxies).toEqual([{ endpoint: pa.endpoint, reachable: true, configHash: 'h' }]);
     expect(second.polls[0]?.reason).toMatch(/HTTP 503/);
     expect(second.current).toEqual([]);
     expect(second.offenders.size).toBe(0);
     expect(poller.known()).toEqual([pa.endpoint]);
+    // A second miss in a row: unreachable, and why.
+    c.t += 10_000;
+    const missed = await poller.poll([pa]);
+    expect(missed.proxies).toEqual([
+      { endpoint: pa.endpoint, reachable: false, reason: expect.stringMatching(/HTTP 503/) },
+    ]);
 
-    // Back again: the rate spans both intervals.
+    // Back again: the rate spans the three intervals.
     pa.handle = failing;
-    a.drops = [drop('debug_queue_depth', 500)];
+    a.drops = [drop('debug_queue_depth', 700)];
     c.t += 10_000;
     const third = await poller.poll([pa]);
     expect(third.previous.map((p) => p.at)).toEqual([0]);

@@ -255,6 +255,7 @@ export function toProxyReport(poll: ProxyPoll): ProxyReport {
   return {
     endpoint: poll.endpoint,
     reachable: poll.reachable,
+    ...(!poll.reachable && poll.reason !== undefined ? { reason: poll.reason } : {}),
     ...(poll.configHash === undefined ? {} : { configHash: poll.configHash }),
     ...(poll.lastError === undefined ? {} : { lastError: poll.lastError }),
   };
@@ -332,6 +333,9 @@ export interface ProxyPollerOptions extends PollAllOptions {
 export class ProxyPoller {
   readonly #options: ProxyPollerOptions;
   readonly #last = new Map<string, EndpointPoll>();
+  /** Each proxy's last poll that reached it, and how many polls in a row failed since. */
+  readonly #good = new Map<string, ProxyPoll>();
+  readonly #misses = new Map<string, number>();
   #lastRates: Pick<PollRound, 'current' | 'previous' | 'offenders' | 'unused'> = {
     current: [],
     previous: [],
@@ -355,7 +359,30 @@ export class ProxyPoller {
 
   async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
     const polls = await pollAll(endpoints, this.#options);
-    return { polls, proxies: polls.map(toProxyReport), limits: fullest(polls), ...this.#lastRates };
+    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
+  }
+
+  /**
+   * What each proxy runs, as computeStatus sees it: a proxy counts as unreachable once
+   * UNREACHABLE_AFTER polls in a row failed; before that it runs what it ran when last reached.
+   * One missed answer from a proxy busy loading thousands of policies is not an outage, and
+   * would flip every policy's Degraded condition and back.
+   */
+  #settle(endpoints: readonly ProxyEndpoint[], polls: readonly ProxyPoll[]): ProxyReport[] {
+    const listed = new Set(endpoints.map((e) => e.endpoint));
+    for (const map of [this.#good, this.#misses] as const)
+      for (const endpoint of map.keys()) if (!listed.has(endpoint)) map.delete(endpoint);
+    return polls.map((p) => {
+      if (p.reachable) {
+        this.#misses.delete(p.endpoint);
+        this.#good.set(p.endpoint, p);
+        return toProxyReport(p);
+      }
+      const misses = (this.#misses.get(p.endpoint) ?? 0) + 1;
+      this.#misses.set(p.endpoint, misses);
+      const good = this.#good.get(p.endpoint);
+      return misses < UNREACHABLE_AFTER && good !== undefined ? toProxyReport(good) : toProxyReport(p);
+    });
   }
 
   /** The endpoints whose last report is kept. */
@@ -393,9 +420,12 @@ export class ProxyPoller {
       unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
-    return { polls, proxies: polls.map(toProxyReport), limits: fullest(polls), ...this.#lastRates };
+    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
   }
 }
+
+/** Polls in a row a proxy must fail before it counts as unreachable (ProxyPoller). */
+export const UNREACHABLE_AFTER = 2;
 
 function checkOptions(o: PollAllOptions): void {
   if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) {

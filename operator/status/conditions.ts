@@ -57,6 +57,8 @@ export interface ProxyReport {
   readonly configHash?: string;
   /** The proxy's last failed reload, which left its previous configuration in force. */
   readonly lastError?: string;
+  /** Why it could not be reached; absent when reachable. */
+  readonly reason?: string;
 }
 
 export interface StatusInput {
@@ -243,7 +245,7 @@ function ready(input: StatusInput): Update {
       type: READY,
       status: 'Unknown',
       reason: 'ProxiesUnreachable',
-      message: `${unreachable} of ${proxies.length} proxies could not be reached: ${names(proxies.filter((p) => !p.reachable))}.`,
+      message: `${unreachable} of ${proxies.length} proxies could not be reached: ${unreachableNames(proxies)}.`,
     };
   }
   return {
@@ -282,7 +284,7 @@ function degraded({ accepted, proxies, undeliverable }: StatusInput): Update {
       type: DEGRADED,
       status: 'True',
       reason: 'ProxiesUnreachable',
-      message: `${unreachable.length} of ${proxies.length} proxies could not be reached: ${names(unreachable)}.`,
+      message: `${unreachable.length} of ${proxies.length} proxies could not be reached: ${unreachableNames(proxies)}.`,
     };
   }
   return { type: DEGRADED, status: 'False', reason: 'AsExpected', message: '' };
@@ -394,6 +396,13 @@ function names(proxies: readonly ProxyReport[]): string {
   const named = proxies.slice(0, MAX_NAMED).map((p) => p.endpoint);
   const more = proxies.length - named.length;
   return more > 0 ? `${named.join(', ')} and ${more} more` : named.join(', ');
+}
+
+/** The unreachable proxies, and why the first one was. */
+function unreachableNames(proxies: readonly ProxyReport[]): string {
+  const down = proxies.filter((p) => !p.reachable);
+  const why = down[0]?.reason;
+  return why === undefined ? names(down) : `${names(down)} (${down[0]!.endpoint}: ${why})`;
 }
 
 function truncate(message: string): string {

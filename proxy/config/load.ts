@@ -51,23 +51,25 @@ export function loadConfig(path: string | undefined): LoadedConfig {
   if (path === undefined) return freeze([], [], []);
   // A mounted volume, one ConfigMap or several projected into one directory (the operator's
   // shards), changes by one rename of `..data` over a new timestamped directory. Every file is
-  // read from the version `..data` named when the load began, and the load starts again when it
-  // moved meanwhile, so a configuration is never a mix of two versions and has one hash.
+  // read from the version `..data` named when the reading began, and read again when it moved
+  // meanwhile, so a configuration is never a mix of two versions and has one hash. Only the
+  // reading is repeated, which takes milliseconds; parsing starts once the texts are one version.
   for (let attempt = 1; ; attempt++) {
     const version = dataVersion(path);
+    let texts: { file: string; text: string }[] | undefined;
     try {
-      const loaded = loadVersion(path, version);
-      if (dataVersion(path) === version) return loaded;
+      texts = readVersion(path, version);
     } catch (err) {
       // A version that stayed put and fails is a real error; one that moved is read again.
-      if (dataVersion(path) === version || attempt >= MAX_LOAD_ATTEMPTS) throw err;
+      if (dataVersion(path) === version || attempt >= MAX_READ_ATTEMPTS) throw err;
     }
-    if (attempt >= MAX_LOAD_ATTEMPTS)
+    if (texts !== undefined && dataVersion(path) === version) return parseTexts(texts);
+    if (attempt >= MAX_READ_ATTEMPTS)
       throw new ConfigError(`cannot read config ${path}: it changed ${attempt} times while it was read`);
   }
 }
 
-const MAX_LOAD_ATTEMPTS = 5;
+const MAX_READ_ATTEMPTS = 10;
 
 /** The timestamped directory `..data` points to in a mounted volume; undefined elsewhere. */
 function dataVersion(path: string): string | undefined {
@@ -78,22 +80,31 @@ function dataVersion(path: string): string | undefined {
   }
 }
 
-function loadVersion(path: string, version: string | undefined): LoadedConfig {
-  const files = listConfigFiles(path, 'config');
+function readVersion(path: string, version: string | undefined): { file: string; text: string }[] {
+  return listConfigFiles(path, 'config').map((file) => {
+    // The kubelet's key files are symlinks through ..data: read the version's own file instead.
+    const pinned = version === undefined ? undefined : join(path, version, basename(file));
+    return { file, text: readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8') };
+  });
+}
+
+function parseTexts(texts: readonly { file: string; text: string }[]): LoadedConfig {
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
-  for (const file of files) {
-    // The kubelet's key files are symlinks through ..data: read the version's own file instead.
-    const pinned = version === undefined ? undefined : join(path, version, basename(file));
-    const text = readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8');
+  for (const { file, text } of texts) {
     // Hashed by the visible path, which the operator's expected hash uses too.
     hash.update(`${file}\0${text}\0`);
     const docs = parseConfigFile(file, text);
     policies.push(...docs.policies);
     usage.push(...docs.usage);
   }
-  return freeze(policies, usage, files, hash.digest('hex'));
+  return freeze(
+    policies,
+    usage,
+    texts.map((t) => t.file),
+    hash.digest('hex'),
+  );
 }
 
 /**

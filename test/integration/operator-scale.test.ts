@@ -203,6 +203,37 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
         configMaps: converged.configMaps - before.configMaps,
         events: converged.events - before.events,
       };
+      // What the Warning Events said, by message without the endpoint: what a user would read.
+      const warnings = (
+        await plane.kubectl(
+          [
+            '-n',
+            apps,
+            'get',
+            'events',
+            '--field-selector',
+            'type=Warning',
+            '--no-headers',
+            '-o',
+            'custom-columns=C:.count,M:.message',
+          ],
+          {
+            timeoutMs: 120_000,
+          },
+        )
+      ).stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l !== '')
+        .reduce((m, l) => {
+          const [count, ...words] = l.trim().split(/\s+/);
+          const key = words
+            .join(' ')
+            .replace(/127\.0\.0\.1:\d+/g, 'PROXY')
+            .slice(0, 120);
+          m.set(key, (m.get(key) ?? 0) + Number(count));
+          return m;
+        }, new Map<string, number>());
       console.log(
         [
           `operator-scale ${n} policies (${SHARDS} shards, --status-interval ${STATUS_INTERVAL_S}s, default write budget):`,
@@ -210,6 +241,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
           `  edit reached the proxy in ${editS.toFixed(2)} s, made while ${readyAtEdit} of ${n} were Ready`,
           `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event${byReason === '' ? '' : `: ${byReason}`})`,
           `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)}`,
+          ...[...warnings].map(([m, c]) => `  Warning x${c}: ${m}`),
         ].join('\n'),
       );
       expect(total(steady) - total(converged)).toBe(0);
