@@ -620,6 +620,41 @@ describe('desiredStatus: proxies that cannot be reached', () => {
     expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
     expect(cluster.get('a').status?.topOffender).toBe('debug_depth 2/s metric_dropped');
   });
+
+  it('keeps them too when the proxy counts as running but its report did not come this round', async () => {
+    let reported = true;
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable: true, configHash: 'h' }],
+      offenders: reported
+        ? new Map([
+            [
+              'apps/a',
+              {
+                topOffenders: [
+                  {
+                    metric: 'm',
+                    series: 1,
+                    droppedSamplesPerSecond: 5,
+                    droppedSamples: 9,
+                    reason: 'metric_dropped',
+                  },
+                ],
+                droppedSamples: 9,
+                droppedSamplesPerSecond: 5,
+              },
+            ],
+          ])
+        : new Map(),
+      complete: reported,
+      reported,
+    }));
+    cluster.set(policy('a', { drop: ['m'] }));
+    await reconcile();
+    reported = false;
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({ offendersStale: true, droppedSamplesPerSecond: 5 });
+  });
 });
 
 describe('reconcileStatus with earlier renders', () => {

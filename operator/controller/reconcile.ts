@@ -386,7 +386,9 @@ export function desiredStatus(
     ...(stable === undefined ? {} : { configHash: stable }),
     ...(undeliverable === undefined ? {} : { undeliverable }),
   };
-  const reachable = observation.observed && observation.proxies.some((p) => p.reachable);
+  // Whether what the proxies drop is known from this reading: some proxy answered with its report.
+  const reported =
+    observation.observed && observation.reported !== false && observation.proxies.some((p) => p.reachable);
   let next: MetricPolicyStatus;
   if (observation.observed) {
     next = computeStatus({ ...input, proxies: observation.proxies, ...policyDrops(observation, id) });
@@ -399,7 +401,7 @@ export function desiredStatus(
     );
   }
   // The proxies could not be asked: what they last told stays, marked as such.
-  if (!reachable && accepted.ok) next = withStaleOffenders(next, policy.status);
+  if (!reported && accepted.ok) next = withStaleOffenders(next, policy.status);
   const unused = accepted.ok
     ? unusedStatus({
         policy,

@@ -26,6 +26,11 @@ export type ProxyObservation =
       readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
       /** The fullest limit of each policy with limits, in %, over the proxies. */
       readonly limits?: ReadonlyMap<string, number>;
+      /**
+       * False when no proxy's drops are in `offenders`: the last rate round reached none of them.
+       * The statuses then keep what the proxies last told, marked stale. Absent: true.
+       */
+      readonly reported?: boolean;
     }
   | { readonly observed: false; readonly reason: string; readonly message: string };
 
@@ -49,6 +54,7 @@ export function observationOf(round: {
     complete,
     unused: round.unused ?? new Map(),
     limits: round.limits ?? new Map(),
+    reported: round.current.length > 0,
   };
 }
 
