@@ -79,6 +79,8 @@ export interface ControllerOptions {
   readonly proxyTimeoutMs: number;
   /** HTTPS for the polls (operator/controller/options.ts proxyTls). */
   readonly proxyTls?: { readonly caFile: string; readonly serverName: string | undefined } | undefined;
+  /** The proxies' admin credential (operator/controller/options.ts proxyBearerTokenFile). */
+  readonly proxyBearerTokenFile?: string | undefined;
   /** How often the proxies are polled and every status refreshed; the window of the rates. */
   readonly statusIntervalMs: number;
   /** Status writes per second over all policies, and the burst above it; Events get a bucket of their own alike. */
@@ -375,6 +377,7 @@ export class MetricPolicyController {
       poller = new ProxyPoller({
         timeoutMs: this.#options.proxyTimeoutMs,
         topLimit: TOP_LIMIT,
+        bearerTokenFile: this.#options.proxyBearerTokenFile,
         tls:
           tls === undefined
             ? undefined

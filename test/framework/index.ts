@@ -63,7 +63,7 @@ export {
   startPrometheusAgent,
   startPrometheusReceiver,
 } from './prometheus.js';
-export { startSink } from './sink.js';
+export { type RecordedRequest, startRecorder, startSink } from './sink.js';
 export {
   type ScrapeTarget,
   type SequenceOptions,

@@ -174,7 +174,13 @@ describe('policy status from a proxy that drops', () => {
       }
     };
     const sender = send();
-    track({ dirs: [], close: async () => ((sending = false), await sender) });
+    track({
+      dirs: [],
+      close: async () => {
+        sending = false;
+        await sender;
+      },
+    });
 
     await applyPolicy(plane, apps, 'drop-debug', {
       drop: ['debug_.*'],
