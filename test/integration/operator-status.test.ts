@@ -283,8 +283,9 @@ describe('policy status from a proxy that drops', () => {
       return degraded[0]!;
     });
     expect(first).toMatchObject({ type: 'Warning', count: 1 });
+    console.log(`operator-status: the Degraded Event says ${JSON.stringify(first.message)}`);
     expect(first.message).toMatch(
-      /^ProxiesUnreachable: 1 of 1 proxies could not be reached: 127\.0\.0\.1:\d+\.$/,
+      /^ProxiesUnreachable: 1 of 1 proxies could not be reached: 127\.0\.0\.1:\d+ \(.+\)\.$/,
     );
 
     await degradedWhileDown();
