@@ -28,6 +28,7 @@ import type { LintMode } from './ingest/pushgateway/http.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
+import { limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -143,6 +144,7 @@ function proxy(
     policyStats,
     reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
     topOffenders: (limit) => offenders.report(limit),
+    limits: () => limitsReport(engine),
     configStatus: () => status,
     ready: () => true,
     reload: async () => {
@@ -750,6 +752,7 @@ describe('authenticated ingest', () => {
     for (const [method, url] of [
       ['GET', '/api/v1/status/config'],
       ['GET', '/api/v1/stats/top-offenders'],
+      ['GET', '/api/v1/stats/limits'],
       ['POST', '/-/reload'],
     ] as const) {
       const anonymous = await app.inject({ method, url });
