@@ -5,7 +5,7 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-export type ProgramKind = 'prometheus2' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
+export type ProgramKind = 'prometheus2' | 'promtool' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
 
 interface Lookup {
   env: string;
@@ -25,6 +25,8 @@ function cacheBin(): string {
 
 const lookups: Record<ProgramKind, Lookup> = {
   prometheus2: { env: 'CARDINAL_PROMETHEUS2', path: ['prometheus'], files: () => ['/usr/bin/prometheus'] },
+  // Debian's prometheus package ships promtool beside prometheus.
+  promtool: { env: 'CARDINAL_PROMTOOL', path: ['promtool'], files: () => ['/usr/bin/promtool'] },
   prometheus3: {
     env: 'CARDINAL_PROMETHEUS3',
     path: [],
