@@ -29,6 +29,7 @@ import type { IngestChecks } from './ingest/remote-write.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
+import { limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -155,6 +156,7 @@ function proxy(
     reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
     checks: opts.checks,
     topOffenders: (limit) => offenders.report(limit),
+    limits: () => limitsReport(engine),
     configStatus: () => status,
     ready: () => true,
     reload: async () => {
@@ -827,6 +829,7 @@ describe('authenticated ingest', () => {
     for (const [method, url] of [
       ['GET', '/api/v1/status/config'],
       ['GET', '/api/v1/stats/top-offenders'],
+      ['GET', '/api/v1/stats/limits'],
       ['POST', '/-/reload'],
     ] as const) {
       const anonymous = await app.inject({ method, url });

@@ -21,6 +21,7 @@ import type { LimitStoreStatus } from './limits/store.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
+import type { LimitsReport } from './stats/limits.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
@@ -64,6 +65,8 @@ export interface ServerDeps {
       }
     | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
+  /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
+  readonly limits?: (() => LimitsReport) | undefined;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
   readonly configStatus: () => ConfigStatus;
@@ -210,6 +213,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     return deps.topOffenders(limit);
   });
+  const limits = deps.limits;
+  if (limits !== undefined) {
+    app.get('/api/v1/stats/limits', ADMIN, async () => limits());
+  }
   const unused = deps.unused;
   if (unused !== undefined) {
     app.get('/api/v1/stats/unused', ADMIN, async (req, reply) => {
