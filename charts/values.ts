@@ -603,6 +603,8 @@ export const Values = Type.Object(
           { cpu: '50m', memory: '64Mi' },
           { memory: '256Mi' },
         ),
+        podSecurityContext: AnyObject('The pod\u2019s securityContext.', POD_SECURITY_CONTEXT),
+        securityContext: AnyObject('The container\u2019s securityContext.', CONTAINER_SECURITY_CONTEXT),
       },
       { additionalProperties: false, description: 'The bundled Redis for the shared limits (gateway mode).' },
     ),

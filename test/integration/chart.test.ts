@@ -425,7 +425,7 @@ describe('helm lint and helm template', () => {
     const manifests = template('obs', [
       `upstream=${UPSTREAM}`,
       'redis.enabled=true',
-      'proxy.replicas=4',
+      'proxy.replicaCount=4',
       'proxy.limits.store.passwordSecret.name=limits-store',
     ]);
     const [p] = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy')).containers;
@@ -745,7 +745,10 @@ describe('the chart\u2019s conventions', () => {
       team: 'platform',
     });
     const pod = podSpec(proxy);
-    expect(pod.containers[0]?.env).toEqual([{ name: 'GOMEMLIMIT', value: '900MiB' }]);
+    expect(pod.containers[0]?.env).toEqual([
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'GOMEMLIMIT', value: '900MiB' },
+    ]);
     expect(pod.volumes).toContainEqual({ name: 'scratch', emptyDir: { medium: 'Memory' } });
     expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'scratch', mountPath: '/scratch' });
     expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-operator')).containers[0]?.env).toContainEqual({
