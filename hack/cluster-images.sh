@@ -117,7 +117,13 @@ inputs() {
       ;;
   esac
 }
-hash_for() { inputs "$1" | hash_of; }
+# The hash is taken once per run, so an edit of the sources during a build cannot give the
+# image two names.
+declare -A hashes=()
+hash_for() {
+  [[ -n ${hashes[$1]:-} ]] || hashes[$1]="$(inputs "$1" | hash_of)"
+  echo "${hashes[$1]}"
+}
 ref() { echo "cardinal.local/$1:$(hash_for "$1" | cut -c1-12)"; }
 archive() { echo "$images/$1/$(hash_for "$1").tar"; }
 
@@ -234,6 +240,8 @@ ensure() {
   log "built $name in $((SECONDS - start))s"
 }
 
+# Computed here, in this shell, so that the $(ref ...) subshells below find them.
+for name in node "${names[@]}"; do hash_for "$name" >/dev/null; done
 for name in "${names[@]}"; do ensure "$name"; done
 
 for name in "${names[@]}"; do
