@@ -102,14 +102,8 @@ export function readConfig(path: string | undefined): ReadConfig {
   // reading is repeated, which takes milliseconds; parsing starts once the texts are one version.
   for (let attempt = 1; ; attempt++) {
     const version = dataVersion(path);
-    let texts: { file: string; text: string }[] | undefined;
-    try {
-      texts = readVersion(path, version);
-    } catch (err) {
-      // A version that stayed put and fails is a real error; one that moved is read again.
-      if (dataVersion(path) === version || attempt >= MAX_READ_ATTEMPTS) throw err;
-    }
-    if (texts !== undefined && dataVersion(path) === version) return parseTexts(texts);
+    const texts = readVersion(path, version);
+    if (dataVersion(path) === version) return parseTexts(texts);
     if (attempt >= MAX_READ_ATTEMPTS)
       throw new ConfigError(`cannot read config ${path}: it changed ${attempt} times while it was read`);
   }
@@ -126,20 +120,29 @@ function dataVersion(path: string): string | undefined {
   }
 }
 
-function readVersion(path: string, version: string | undefined): { file: string; text: string }[] {
+/** Each file's text, or why it could not be read. */
+function readVersion(path: string, version: string | undefined): { file: string; text: string | Error }[] {
   return listConfigFiles(path, 'config').map((file) => {
     // The kubelet's key files are symlinks through ..data: read the version's own file instead.
     const pinned = version === undefined ? undefined : join(path, version, basename(file));
-    return { file, text: readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8') };
+    try {
+      return { file, text: readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8') };
+    } catch (err) {
+      return { file, text: err as Error };
+    }
   });
 }
 
-function parseTexts(texts: readonly { file: string; text: string }[]): ReadConfig {
+function parseTexts(texts: readonly { file: string; text: string | Error }[]): ReadConfig {
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
   const problems: Problem[] = [];
   for (const { file, text } of texts) {
+    if (text instanceof Error) {
+      problems.push({ where: file, message: `cannot read: ${text.message}` });
+      continue;
+    }
     // Hashed by the visible path, which the operator's expected hash uses too.
     hash.update(`${file}\0${text}\0`);
     const docs = readConfigFile(file, text);
