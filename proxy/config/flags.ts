@@ -40,6 +40,8 @@ export interface ProxyOptions {
   };
   /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
   readonly queue: QueueOptions | undefined;
+  /** The read path and usage statistics; undefined without --query.upstream or --query.log-file. */
+  readonly query: QueryOptions | undefined;
   readonly engine: {
     readonly verdictCacheSize: number;
     readonly maxTrackedSeries: number;
@@ -61,6 +63,21 @@ export interface QueueOptions {
   readonly batchMaxWaitMs: number;
   /** The --queue.retry-on list, as given; parse with parseRetryOn. */
   readonly retryOn: string;
+}
+
+export interface QueryOptions {
+  /** The query API's base URL; undefined serves no read path (the query log alone is tailed). */
+  readonly upstream: string | undefined;
+  readonly timeoutMs: number;
+  readonly connections: number;
+  readonly logFile: string | undefined;
+  readonly logPollMs: number;
+  readonly stateFile: string | undefined;
+  readonly saveIntervalMs: number;
+  readonly maxMetrics: number;
+  readonly maxReaders: number;
+  readonly readersPerMetric: number;
+  readonly namesRefreshMs: number;
 }
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
@@ -110,6 +127,22 @@ Flags (environment variable in brackets):
   --queue.batch-max-wait DURATION  how long queued data waits for more to share a request (default 200ms)
   --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped
                                    and counted; the queue retries without a time limit
+  --query.upstream URL             serve the Prometheus read API (/api/v1/query, query_range, series, labels,
+                                   label values, exemplars, metadata, /federate) on the proxy's port, passing
+                                   requests through to this query API (Prometheus, Thanos, Mimir,
+                                   VictoriaMetrics) and recording what each reads [CARDINAL_QUERY_UPSTREAM]
+  --query.timeout DURATION         how long the query API may take to answer (default 2m)
+  --query.connections N            connections kept open to the query API (default 16)
+  --query.log-file PATH            tail Prometheus's query log (query_log_file) for rule evaluations, which
+                                   count as reads by their rule group [CARDINAL_QUERY_LOG_FILE]
+  --query.usage.state-file PATH    where read counts survive restarts (default <queue.dir>/usage-state.json
+                                   with --queue.dir, otherwise none)
+  --query.usage.save-interval DUR  how often the state file is written (default 1m), and on shutdown
+  --query.usage.max-metrics N      metric names whose reads are tracked, about 450 bytes each (default 100000)
+  --query.usage.max-readers N      distinct readers tracked; later ones count as "other" (default 1000)
+  --query.usage.readers-per-metric N
+                                   recent readers kept per metric (default 5)
+  --query.names-refresh DURATION   how often the query API's metric names are fetched (default 5m)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
   --report-dropped-as-written      count samples policies dropped as written in 2.0 responses (default off:
@@ -190,6 +223,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '1'),
     }),
     queue: parseQueueOptions(v, env),
+    query: parseQueryOptions(v, env),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
@@ -258,6 +292,16 @@ function parse(argv: readonly string[]) {
       'queue.batch-max-bytes': { type: 'string' },
       'queue.batch-max-wait': { type: 'string' },
       'queue.retry-on': { type: 'string' },
+      'query.upstream': { type: 'string' },
+      'query.timeout': { type: 'string' },
+      'query.connections': { type: 'string' },
+      'query.log-file': { type: 'string' },
+      'query.usage.state-file': { type: 'string' },
+      'query.usage.save-interval': { type: 'string' },
+      'query.usage.max-metrics': { type: 'string' },
+      'query.usage.max-readers': { type: 'string' },
+      'query.usage.readers-per-metric': { type: 'string' },
+      'query.names-refresh': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'report-dropped-as-written': { type: 'boolean' },
@@ -336,6 +380,48 @@ function parseQueueOptions(
     batchMaxBytes: positiveInt('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? String(4 << 20)),
     batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
     retryOn,
+  });
+}
+
+function parseQueryOptions(
+  v: ReturnType<typeof parse>['values'],
+  env: NodeJS.ProcessEnv,
+): QueryOptions | undefined {
+  const upstream = v['query.upstream'] ?? env.CARDINAL_QUERY_UPSTREAM;
+  const logFile = v['query.log-file'] ?? env.CARDINAL_QUERY_LOG_FILE;
+  const given = Object.keys(v).filter(
+    (k) => k.startsWith('query.') && k !== 'query.upstream' && k !== 'query.log-file',
+  );
+  if ((upstream === undefined || upstream === '') && (logFile === undefined || logFile === '')) {
+    if (given.length > 0) throw new UsageError(`--${given[0]} needs --query.upstream or --query.log-file`);
+    return undefined;
+  }
+  const queueDir = v['queue.dir'] ?? env.CARDINAL_QUEUE_DIR;
+  const stateFile =
+    v['query.usage.state-file'] ??
+    (queueDir === undefined || queueDir === ''
+      ? undefined
+      : `${queueDir.replace(/\/+$/, '')}/usage-state.json`);
+  const readersPerMetric = positiveInt(
+    '--query.usage.readers-per-metric',
+    v['query.usage.readers-per-metric'] ?? '5',
+  );
+  if (readersPerMetric > 64) throw new UsageError('--query.usage.readers-per-metric must be at most 64');
+  return Object.freeze({
+    upstream:
+      upstream === undefined || upstream === ''
+        ? undefined
+        : httpUrl('--query.upstream', upstream, 'give it without user and password').toString(),
+    timeoutMs: parseDuration('--query.timeout', v['query.timeout'] ?? '2m'),
+    connections: positiveInt('--query.connections', v['query.connections'] ?? '16'),
+    logFile: logFile === '' ? undefined : logFile,
+    logPollMs: 1000,
+    stateFile: stateFile === '' ? undefined : stateFile,
+    saveIntervalMs: parseDuration('--query.usage.save-interval', v['query.usage.save-interval'] ?? '1m'),
+    maxMetrics: positiveInt('--query.usage.max-metrics', v['query.usage.max-metrics'] ?? '100000'),
+    maxReaders: positiveInt('--query.usage.max-readers', v['query.usage.max-readers'] ?? '1000'),
+    readersPerMetric,
+    namesRefreshMs: parseDuration('--query.names-refresh', v['query.names-refresh'] ?? '5m'),
   });
 }
 
