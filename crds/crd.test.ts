@@ -120,6 +120,7 @@ describe('buildCrd', () => {
       'topOffender',
       'topOffenders',
       'unused',
+      'usage',
     ]);
   });
 

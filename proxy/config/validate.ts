@@ -277,6 +277,16 @@ function semanticErrors(spec: MetricPolicySpecT): string[] {
       problems.push(`spec.unused.expressions[${i}]: ${err.message}`);
     }
   }
+  if (unused?.readWindow !== undefined) {
+    try {
+      parseDuration(unused.readWindow);
+    } catch (err) {
+      problems.push(`spec.unused.readWindow: ${message(err)}`);
+    }
+  }
+  if (unused?.countReferences === false && unused.readWindow === undefined) {
+    problems.push('spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)');
+  }
   return problems;
 }
 
@@ -285,6 +295,11 @@ export interface ValidatedUsage {
   /** How many documents there were: none means no usage is known, and spec.unused judges nothing. */
   readonly documents: number;
   readonly metrics: readonly MetricUseT[];
+  /**
+   * The documents' reads merged: the latest `since` (reads are known since then on every read
+   * path), the latest read per name. Absent when no document has reads.
+   */
+  readonly reads?: { readonly sinceMs: number; readonly lastRead: ReadonlyMap<string, number> } | undefined;
 }
 
 /**
@@ -294,6 +309,8 @@ export interface ValidatedUsage {
 export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
   const problems: string[] = [];
   const metrics: MetricUseT[] = [];
+  let sinceMs: number | undefined;
+  const lastRead = new Map<string, number>();
   for (const doc of docs) {
     const spec = dropNulls(doc.spec) as MetricUsageSpecT;
     const structural = structuralErrors(spec, usageChecker);
@@ -321,9 +338,26 @@ export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
       }
       metrics.push(m);
     }
+    if (spec.reads !== undefined) {
+      const since = Date.parse(spec.reads.since);
+      if (Number.isNaN(since)) {
+        problems.push(`${doc.source}: spec.reads.since: not an RFC 3339 time`);
+        continue;
+      }
+      sinceMs = Math.max(sinceMs ?? since, since);
+      for (const [i, r] of spec.reads.metrics.entries()) {
+        const at = Date.parse(r.lastRead);
+        if (Number.isNaN(at)) {
+          problems.push(`${doc.source}: spec.reads.metrics[${i}].lastRead: not an RFC 3339 time`);
+          continue;
+        }
+        lastRead.set(r.name, Math.max(lastRead.get(r.name) ?? at, at));
+      }
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
-  return deepFreeze({ documents: docs.length, metrics });
+  const reads = sinceMs === undefined ? undefined : Object.freeze({ sinceMs, lastRead });
+  return { ...deepFreeze({ documents: docs.length, metrics }), reads };
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
