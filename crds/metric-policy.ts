@@ -507,10 +507,16 @@ export const LeastReadMetricSchema = Type.Object(
   {
     metric: Type.String({ description: 'The metric name.' }),
     series: Type.Integer({ minimum: 0, description: 'Active series, summed over the proxies.' }),
-    samplesPerSecond: Type.Number({ minimum: 0, description: 'Samples per second, summed over the proxies.' }),
+    samplesPerSecond: Type.Number({
+      minimum: 0,
+      description: 'Samples per second, summed over the proxies.',
+    }),
     reads30d: Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days, all proxies.' }),
     lastRead: Type.Optional(
-      Type.String({ format: 'date-time', description: 'The last read on any proxy; absent when never read.' }),
+      Type.String({
+        format: 'date-time',
+        description: 'The last read on any proxy; absent when never read.',
+      }),
     ),
     costPerRead: Type.Optional(
       Type.Number({
@@ -534,7 +540,8 @@ export const MissingMetricSchema = Type.Object(
 export const UsageStatusSchema = Type.Object(
   {
     readsKnown: Type.Boolean({
-      description: "Whether a proxy of the policy's instance records reads (serves the read path or tails a query log).",
+      description:
+        "Whether a proxy of the policy's instance records reads (serves the read path or tails a query log).",
     }),
     since: Type.Optional(
       Type.String({
@@ -551,12 +558,16 @@ export const UsageStatusSchema = Type.Object(
       }),
     ),
     missingMetrics: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Metrics queried that no proxy ingests and the query API does not know.' }),
+      Type.Integer({
+        minimum: 0,
+        description: 'Metrics queried that no proxy ingests and the query API does not know.',
+      }),
     ),
     missing: Type.Optional(
       Type.Array(MissingMetricSchema, {
         maxItems: USAGE_STATUS_LIMIT,
-        description: 'Some of them, the most read first: dashboards and rules that query what does not exist.',
+        description:
+          'Some of them, the most read first: dashboards and rules that query what does not exist.',
       }),
     ),
   },
@@ -632,7 +643,9 @@ export const MetricRead = Type.Object(
       format: 'date-time',
       description: 'When it was last read, on any proxy; the operator rounds it up to the hour.',
     }),
-    reads30d: Type.Optional(Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days.' })),
+    reads30d: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days.' }),
+    ),
   },
   { description: 'A metric read through a read path.' },
 );
@@ -645,7 +658,7 @@ export const MetricReads = Type.Object(
     }),
     metrics: Type.Array(MetricRead, { description: 'Every metric read since then.' }),
   },
-  { description: "What the read paths saw read (spec.unused.readWindow)." },
+  { description: 'What the read paths saw read (spec.unused.readWindow).' },
 );
 
 export const MetricUsageSpec = Type.Object(

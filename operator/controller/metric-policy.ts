@@ -9,6 +9,7 @@
 // rates.
 
 import type { Logger } from 'pino';
+import type { MetricReadsT } from '../../crds/metric-policy.js';
 import type { MetricPolicy } from '../api/types.js';
 import { KubeClient, MANAGED_BY_SELECTOR, statusCode } from '../kube/client.js';
 import { Informer, Watch } from '../kube/informer.js';
@@ -19,6 +20,7 @@ import { type ProxySource, proxyServiceName, unobserved } from '../proxies/sourc
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
 import { buildEvent } from '../status/events.js';
 import { observationOf, type ProxyObservation } from '../status/observation.js';
+import { metricReads, type ProxyUsageReport } from '../usage/reads.js';
 import { UsageWatcher } from '../usage/watch.js';
 import type { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
@@ -73,6 +75,8 @@ export class MetricPolicyController {
   readonly #workers: Promise<void>[] = [];
   /** One poller per instance, kept across reconciles for the rates; dropped with the instance's last policy. */
   readonly #pollers = new Map<string, ProxyPoller>();
+  /** What each instance's read paths saw read, as of its last poll; rendered into usage.yaml. */
+  readonly #reads = new Map<string, { json: string; reads: MetricReadsT }>();
   readonly #writeLimit: TokenBucket;
   #refresh: NodeJS.Timeout | undefined;
   #eventSequence = 0;
@@ -150,6 +154,7 @@ export class MetricPolicyController {
       proxyConfigPath: this.#options.proxyConfigPath,
       writeLimit: () => this.#writeLimit.take(),
       ...(this.#usage === undefined ? {} : { usage: () => this.#usage?.view() }),
+      reads: (instance) => this.#reads.get(instance)?.reads,
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#work(ctx));
     // Without discovery a status depends on the watched objects only, which the watches cover.
@@ -218,6 +223,7 @@ export class MetricPolicyController {
         .map(selectInstance),
     );
     for (const instance of this.#pollers.keys()) if (!instances.has(instance)) this.#pollers.delete(instance);
+    for (const instance of this.#reads.keys()) if (!instances.has(instance)) this.#reads.delete(instance);
     for (const instance of instances) this.queue.add(instance);
   }
 
@@ -269,7 +275,28 @@ export class MetricPolicyController {
       if (p.reason !== undefined)
         logger.debug({ instance, endpoint: p.endpoint, reason: p.reason }, 'poll failed');
     }
+    this.#readsPolled(instance, round.usage);
     return observationOf(round);
+  }
+
+  /**
+   * Keeps what the instance's read paths saw read; when it changed, the instance is queued again,
+   * so the next reconcile renders it into usage.yaml (this one rendered before it polled).
+   */
+  #readsPolled(instance: string, reports: readonly ProxyUsageReport[]): void {
+    const reads = metricReads(reports);
+    const before = this.#reads.get(instance);
+    if (reads === undefined) {
+      if (before !== undefined) {
+        this.#reads.delete(instance);
+        this.queue.add(instance);
+      }
+      return;
+    }
+    const json = JSON.stringify(reads);
+    if (before?.json === json) return;
+    this.#reads.set(instance, { json, reads });
+    this.queue.add(instance);
   }
 
   #onPolicy(policy: MetricPolicy, type: 'add' | 'update' | 'delete'): void {

@@ -11,7 +11,7 @@
 // proxies without waiting for the next refresh.
 
 import { createHash } from 'node:crypto';
-import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
+import type { MetricReadsT, MetricUsageSpecT } from '../../crds/metric-policy.js';
 import { ConfigError, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
 import { validatePolicies } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
@@ -41,6 +41,7 @@ import {
 } from '../status/conditions.js';
 import { acceptanceEvent, appliedEvents, type PolicyEvent } from '../status/events.js';
 import { type ProxyObservation, policyDrops } from '../status/observation.js';
+import { usageStatus } from '../usage/reads.js';
 import { unusedStatus } from '../usage/status.js';
 
 /** What the cluster reads, as the usage watch (operator/usage/watch.ts) last computed it. */
@@ -96,6 +97,22 @@ export interface ReconcileContext {
    * not listed everything (the live usage.yaml then stays as it is). Absent: usage is not watched.
    */
   readonly usage?: () => UsageView | undefined;
+  /**
+   * What the instance's read paths saw read, as of the last poll (operator/usage/reads.ts); it is
+   * rendered into usage.yaml with the references. Absent or undefined: no reads are known.
+   */
+  readonly reads?: (instance: string) => MetricReadsT | undefined;
+}
+
+/** The usage spec with the reads, the same object while neither changed (its YAML is cached by it). */
+const withReadsCache = new WeakMap<MetricUsageSpecT, { reads: MetricReadsT; spec: MetricUsageSpecT }>();
+function withReads(spec: MetricUsageSpecT, reads: MetricReadsT | undefined): MetricUsageSpecT {
+  if (reads === undefined) return spec;
+  const hit = withReadsCache.get(spec);
+  if (hit !== undefined && hit.reads === reads) return hit.spec;
+  const combined = { ...spec, reads };
+  withReadsCache.set(spec, { reads, spec: combined });
+  return combined;
 }
 
 export interface ReconcileResult {
@@ -154,8 +171,8 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
     if (rendered.some((p) => p.spec.unused !== undefined)) {
       const view = ctx.usage?.();
       if (view !== undefined) {
-        usage = view.spec;
-        usageSpec = view.spec;
+        usage = withReads(view.spec, ctx.reads?.(instance));
+        usageSpec = usage;
         usageProblems = view.problems;
       } else {
         // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
@@ -222,6 +239,15 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
         })
       : undefined;
     if (unused !== undefined) next.unused = unused;
+    // What is read and what it costs, for the policies that judge usage, from the proxies that record reads.
+    if (
+      accepted.ok &&
+      policy.spec.unused !== undefined &&
+      observation.observed &&
+      (observation.usage?.length ?? 0) > 0
+    ) {
+      next.usage = usageStatus(observation.usage ?? []);
+    }
     if (statusEqual(policy.status, next)) continue;
     await ctx.writeLimit();
     await ctx.cluster.writePolicyStatus(policy, next);

@@ -115,6 +115,7 @@ describe('pollProxy', () => {
     expect(p.requests.sort()).toEqual([
       '/api/v1/stats/top-offenders?limit=50',
       '/api/v1/stats/unused?limit=50',
+      '/api/v1/stats/usage?limit=100000&readers=0&sort=lastRead',
       '/api/v1/status/config',
     ]);
   });

@@ -2,6 +2,7 @@
 // Pure: operator/proxies/poll.ts does the polling, this only reads its result.
 
 import type { TopOffender } from '../api/types.js';
+import type { ProxyUsageReport } from '../usage/reads.js';
 import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyReport } from './conditions.js';
 import type { EndpointPoll, PolicyOffenders } from './offenders.js';
@@ -24,6 +25,8 @@ export type ProxyObservation =
       readonly complete: boolean;
       /** Each reachable proxy's unused report (spec.unused), by policy id. */
       readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+      /** The usage report of each proxy that records reads. */
+      readonly usage?: readonly ProxyUsageReport[];
     }
   | { readonly observed: false; readonly reason: string; readonly message: string };
 
@@ -34,6 +37,7 @@ export function observationOf(round: {
   readonly previous: readonly EndpointPoll[];
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+  readonly usage?: readonly ProxyUsageReport[];
 }): ProxyObservation {
   const previous = new Set(round.previous.map((p) => p.endpoint));
   const complete =
@@ -45,6 +49,7 @@ export function observationOf(round: {
     offenders: round.offenders,
     complete,
     unused: round.unused ?? new Map(),
+    usage: round.usage ?? [],
   };
 }
 

@@ -285,7 +285,9 @@ function semanticErrors(spec: MetricPolicySpecT): string[] {
     }
   }
   if (unused?.countReferences === false && unused.readWindow === undefined) {
-    problems.push('spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)');
+    problems.push(
+      'spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)',
+    );
   }
   return problems;
 }

@@ -5,8 +5,8 @@
 // of the cached stateless verdict; the engine drops its cache when an exemption expires.
 
 import type { MetricUseT, UnusedT } from '../../crds/metric-policy.js';
-import { extract } from './promql.js';
 import { parseDuration } from '../config/validate.js';
+import { extract } from './promql.js';
 import { type AnchoredRegex, compileAnchored } from './regex.js';
 
 /**
@@ -145,9 +145,7 @@ export function isUnused(u: CompiledUnused, name: string, nowMs: number): boolea
   // References count unless told otherwise, and until reads cover a whole window: "not read in
   // the last D" is only known once reads were recorded for D.
   const references =
-    u.countReferences ||
-    reads?.known === undefined ||
-    nowMs < reads.known.sinceMs + reads.windowMs;
+    u.countReferences || reads?.known === undefined || nowMs < reads.known.sinceMs + reads.windowMs;
   if (references && isUsed(u.used, name)) return false;
   for (const k of u.keep) if (k.matches(name)) return false;
   for (const e of u.exemptions) if (nowMs < e.expiresAtMs && e.re.matches(name)) return false;
