@@ -42,9 +42,13 @@ export function readerOf(headers: IncomingHttpHeaders, tenant: string | undefine
   return who;
 }
 
-/** The reader of a rule group's evaluations, from Prometheus's query log. */
+/**
+ * The reader of a rule group's evaluations, from Prometheus's query log: `rule-group:<file>/<group>`
+ * with the rule file's base name (its directory is the same for every group of a server).
+ */
 export function ruleGroupReader(file: string, group: string): string {
-  const f = header({ f: file }, 'f') ?? '';
+  const base = file.slice(file.lastIndexOf('/') + 1);
+  const f = header({ f: base }, 'f') ?? '';
   const g = header({ g: group }, 'g') ?? '';
-  return `rule-group:${f}:${g}`;
+  return `rule-group:${f}/${g}`;
 }

@@ -5,7 +5,7 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-export type ProgramKind = 'prometheus2' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
+export type ProgramKind = 'prometheus2' | 'prometheus3' | 'promtool' | 'vmagent' | 'pushgateway' | 'python';
 
 interface Lookup {
   env: string;
@@ -30,6 +30,8 @@ const lookups: Record<ProgramKind, Lookup> = {
     path: [],
     files: () => [join(cacheBin(), `prometheus-${process.env.PROMETHEUS3_VERSION ?? '3.5.0'}`)],
   },
+  // Debian's prometheus package ships it beside Prometheus 2: a query client no one here wrote.
+  promtool: { env: 'CARDINAL_PROMTOOL', path: ['promtool'], files: () => ['/usr/bin/promtool'] },
   vmagent: { env: 'CARDINAL_VMAGENT', path: ['vmagent'], files: () => ['/usr/bin/vmagent'] },
   pushgateway: {
     env: 'CARDINAL_PUSHGATEWAY',
