@@ -257,6 +257,14 @@ describe('usage of the read path: exact counts, readers, restart', () => {
   beforeAll(async () => {
     const target = track(await startTarget({ series: BASE_SERIES }));
     prom = track(await startPrometheusServer({ version: 2, config: () => scrapeConfig(target) }));
+    // The names exist before the proxy starts, so its first fetch of them has them all.
+    await eventually(async () => {
+      const res = await fetch(`${prom.url}/api/v1/label/__name__/values`);
+      const names = ((await res.json()) as { data: string[] }).data;
+      expect(names).toEqual(
+        expect.arrayContaining(['app_requests_total', 'app_cpu_seconds_total', 'app_queue_depth']),
+      );
+    });
     proxy = track(
       await startProxy({
         upstream: `${prom.url}/api/v1/write`,
@@ -270,13 +278,6 @@ describe('usage of the read path: exact counts, readers, restart', () => {
         ],
       }),
     );
-    await eventually(async () => {
-      const res = await fetch(`${prom.url}/api/v1/label/__name__/values`);
-      const names = ((await res.json()) as { data: string[] }).data;
-      expect(names).toEqual(
-        expect.arrayContaining(['app_requests_total', 'app_cpu_seconds_total', 'app_queue_depth']),
-      );
-    });
   }, 60_000);
 
   interface UsageRow {
@@ -415,10 +416,20 @@ describe('the read path without a reachable upstream', () => {
 
   beforeAll(async () => {
     // A peer that accepts connections and never answers.
-    silent = createServer(() => {});
+    const sockets = new Set<import('node:net').Socket>();
+    silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const { port } = silent.address() as { port: number };
-    track({ dirs: [], close: async () => void (await new Promise((r) => silent.close(r))) });
+    track({
+      dirs: [],
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => silent.close(r));
+      },
+    });
     proxy = track(
       await startProxy({
         upstream: 'http://127.0.0.1:9/api/v1/write',
@@ -505,7 +516,7 @@ describe.each([2, 3] as const)('rule evaluations from the query log of Prometheu
   const lines = (text: string, group: string, metric: string) =>
     text
       .split('\n')
-      .filter((l) => l.trim() !== '')
+      .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { ruleGroup?: { name?: string }; params?: { query?: string } })
       .filter((l) => l.ruleGroup?.name === group && (l.params?.query ?? '').includes(metric)).length;
 
