@@ -76,7 +76,7 @@ export class MetricPolicyController {
   /** One poller per instance, kept across reconciles for the rates; dropped with the instance's last policy. */
   readonly #pollers = new Map<string, ProxyPoller>();
   /** What each instance's read paths saw read, as of its last poll; rendered into usage.yaml. */
-  readonly #reads = new Map<string, { json: string; reads: MetricReadsT }>();
+  readonly #reads = new Map<string, { json: string; reads: MetricReadsT | undefined }>();
   readonly #writeLimit: TokenBucket;
   #refresh: NodeJS.Timeout | undefined;
   #eventSequence = 0;
@@ -154,7 +154,10 @@ export class MetricPolicyController {
       proxyConfigPath: this.#options.proxyConfigPath,
       writeLimit: () => this.#writeLimit.take(),
       ...(this.#usage === undefined ? {} : { usage: () => this.#usage?.view() }),
-      reads: (instance) => this.#reads.get(instance)?.reads,
+      reads: (instance) => {
+        const r = this.#reads.get(instance);
+        return r === undefined ? 'notPolled' : r.reads;
+      },
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#work(ctx));
     // Without discovery a status depends on the watched objects only, which the watches cover.
@@ -286,14 +289,7 @@ export class MetricPolicyController {
   #readsPolled(instance: string, reports: readonly ProxyUsageReport[]): void {
     const reads = metricReads(reports);
     const before = this.#reads.get(instance);
-    if (reads === undefined) {
-      if (before !== undefined) {
-        this.#reads.delete(instance);
-        this.queue.add(instance);
-      }
-      return;
-    }
-    const json = JSON.stringify(reads);
+    const json = JSON.stringify(reads ?? null);
     if (before?.json === json) return;
     this.#reads.set(instance, { json, reads });
     this.queue.add(instance);

@@ -99,9 +99,10 @@ export interface ReconcileContext {
   readonly usage?: () => UsageView | undefined;
   /**
    * What the instance's read paths saw read, as of the last poll (operator/usage/reads.ts); it is
-   * rendered into usage.yaml with the references. Absent or undefined: no reads are known.
+   * rendered into usage.yaml with the references. Undefined: no proxy records reads. `notPolled`:
+   * the proxies were not polled yet, so whether anything was read is not known.
    */
-  readonly reads?: (instance: string) => MetricReadsT | undefined;
+  readonly reads?: (instance: string) => MetricReadsT | undefined | 'notPolled';
 }
 
 /** The usage spec with the reads, the same object while neither changed (its YAML is cached by it). */
@@ -170,12 +171,17 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
     let usage: MetricUsageSpecT | string | undefined;
     if (rendered.some((p) => p.spec.unused !== undefined)) {
       const view = ctx.usage?.();
-      if (view !== undefined) {
-        usage = withReads(view.spec, ctx.reads?.(instance));
+      const reads = ctx.reads?.(instance);
+      // A policy that judges by reads must not see a usage without them: what was read would be
+      // dropped until the next render. Until the proxies were polled, the live usage.yaml stays.
+      const waitForReads = reads === 'notPolled' && rendered.some((p) => p.spec.unused?.readWindow !== undefined);
+      if (view !== undefined && !waitForReads) {
+        usage = withReads(view.spec, reads === 'notPolled' ? undefined : reads);
         usageSpec = usage;
         usageProblems = view.problems;
       } else {
-        // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
+        // Not synced yet (or reads not polled yet): a partial usage would make a drop policy drop
+        // what the rest reads.
         usage = live?.data?.[USAGE_KEY];
         usageSpec = usage === undefined ? undefined : liveUsage(usage);
       }
