@@ -5,7 +5,8 @@
 // The file is polled. A new inode at the path (logrotate's rename, then Prometheus reopening on
 // reload) is read from its start after the old file is read to its end; a file shorter than the
 // position (copytruncate) is read from its start. The position is saved with the usage state, so a
-// restarted proxy goes on where it stopped; a file never seen before is read from its end.
+// restarted proxy goes on where it stopped; a file that exists when the proxy starts but was
+// never seen is read from its end; one that appears later is read from its start.
 
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -70,9 +71,12 @@ export class QueryLogTailer {
   #running: Promise<void> = Promise.resolve();
   #first = true;
   #closed = false;
+  /** The saved position, until the first open used it or not. */
+  #start: LogPosition | undefined;
 
   constructor(opts: TailerOptions) {
     this.#opts = opts;
+    this.#start = opts.start;
   }
 
   /** Where reading stands, for the state file. */
@@ -119,11 +123,16 @@ export class QueryLogTailer {
       this.#fh = undefined;
       this.#dropPartial();
     }
-    if (st === undefined) return;
+    if (st === undefined) {
+      // Not there at the start: when it appears, everything in it is new.
+      if (this.#start === undefined) this.#first = false;
+      return;
+    }
     if (this.#fh === undefined) {
       this.#fh = await open(this.#opts.path, 'r');
       const opened = await this.#fh.stat();
-      const start = this.#opts.start;
+      const start = this.#start;
+      this.#start = undefined;
       if (this.#first && start !== undefined && start.path === this.#opts.path && start.ino === opened.ino) {
         this.#offset = start.offset <= opened.size ? start.offset : 0;
       } else {
