@@ -174,7 +174,8 @@ export async function reconcileInstance(ctx: ReconcileContext, instance: string)
       const reads = ctx.reads?.(instance);
       // A policy that judges by reads must not see a usage without them: what was read would be
       // dropped until the next render. Until the proxies were polled, the live usage.yaml stays.
-      const waitForReads = reads === 'notPolled' && rendered.some((p) => p.spec.unused?.readWindow !== undefined);
+      const waitForReads =
+        reads === 'notPolled' && rendered.some((p) => p.spec.unused?.readWindow !== undefined);
       if (view !== undefined && !waitForReads) {
         usage = withReads(view.spec, reads === 'notPolled' ? undefined : reads);
         usageSpec = usage;

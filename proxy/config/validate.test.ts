@@ -284,6 +284,26 @@ describe('validateUsage', () => {
     return [];
   };
 
+  it('merges the reads of every document: the latest start, the latest read per metric', () => {
+    const u = validateUsage([
+      usageDoc({
+        metrics: [],
+        reads: { since: '2026-11-01T00:00:00Z', metrics: [{ name: 'a', lastRead: '2026-11-20T00:00:00Z' }] },
+      }),
+      usageDoc({
+        metrics: [],
+        reads: { since: '2026-11-10T00:00:00Z', metrics: [{ name: 'a', lastRead: '2026-11-02T00:00:00Z' }] },
+      }),
+      usageDoc({ metrics: [] }),
+    ]);
+    expect(u.reads?.sinceMs).toBe(Date.parse('2026-11-10T00:00:00Z'));
+    expect(u.reads?.lastRead.get('a')).toBe(Date.parse('2026-11-20T00:00:00Z'));
+    expect(validateUsage([usageDoc({ metrics: [] })]).reads).toBeUndefined();
+    expect(usageProblems({ metrics: [], reads: { since: 'yesterday', metrics: [] } })).toEqual([
+      expect.stringContaining('spec.reads.since'),
+    ]);
+  });
+
   it('merges every document and counts them', () => {
     const u = validateUsage([
       usageDoc({ metrics: [{ name: 'up', sources: ['a'] }] }),
