@@ -197,7 +197,7 @@ export const ProxyValues = Type.Object(
         maxMetrics: Type.Integer({
           minimum: 1,
           default: 100000,
-          description: 'Metric names whose reads are tracked, about 450 bytes each (`--query.usage.max-metrics`).',
+          description: 'Metric names whose reads are tracked, about 500 bytes each (`--query.usage.max-metrics`).',
         }),
       },
       {

@@ -138,7 +138,7 @@ Flags (environment variable in brackets):
   --query.usage.state-file PATH    where read counts survive restarts (default <queue.dir>/usage-state.json
                                    with --queue.dir, otherwise none)
   --query.usage.save-interval DUR  how often the state file is written (default 1m), and on shutdown
-  --query.usage.max-metrics N      metric names whose reads are tracked, about 450 bytes each (default 100000)
+  --query.usage.max-metrics N      metric names whose reads are tracked, about 500 bytes each (default 100000)
   --query.usage.max-readers N      distinct readers tracked; later ones count as "other" (default 1000)
   --query.usage.readers-per-metric N
                                    recent readers kept per metric (default 5)
