@@ -182,7 +182,9 @@ const QUERIES = [
 /** Queries per second the recorder takes, one core: with PromQL parsing, and without. */
 export function recorderBench(seconds: number): RecorderRow[] {
   // 2,000 known names, 20 of which the regex query matches (node_exporter has about that many).
-  const known = Array.from({ length: 2000 }, (_, i) => (i < 20 ? `node_network_metric_${i}` : `app_metric_${i}`));
+  const known = Array.from({ length: 2000 }, (_, i) =>
+    i < 20 ? `node_network_metric_${i}` : `app_metric_${i}`,
+  );
   const recorder = new UsageRecorder(
     { maxMetrics: 100_000, maxReaders: 1000, readersPerMetric: 5 },
     Date.now(),

@@ -197,7 +197,8 @@ export const ProxyValues = Type.Object(
         maxMetrics: Type.Integer({
           minimum: 1,
           default: 100000,
-          description: 'Metric names whose reads are tracked, about 500 bytes each (`--query.usage.max-metrics`).',
+          description:
+            'Metric names whose reads are tracked, about 500 bytes each (`--query.usage.max-metrics`).',
         }),
       },
       {
@@ -226,7 +227,21 @@ export const ProxyValues = Type.Object(
         secretName: Type.String({
           default: '',
           description:
-            'A Secret in the release namespace with the ingest credentials file(s) (`cardinal-proxy --auth.credentials-file`; see the README, "Authentication"), mounted and hot-reloaded. Empty: ingest is open.',
+            'A Secret in the release namespace with the credentials file(s) (`cardinal-proxy --auth.credentials-file`; see the README, "Authentication"), mounted and hot-reloaded. Empty: ingest and the admin API are open.',
+        }),
+        operatorTokenKey: Type.String({
+          default: 'operator.token',
+          description:
+            'The key of that Secret holding the token of a credential with the admin role, which the operator mounts and polls the proxies\u2019 status and statistics with (`--proxy-bearer-token-file`).',
+        }),
+        metrics: Type.Boolean({
+          default: false,
+          description:
+            'Protect the proxies\u2019 /metrics too (`--metrics.auth`); the ServiceMonitor then scrapes with the token under metricsTokenKey, of a credential with the metrics or admin role.',
+        }),
+        metricsTokenKey: Type.String({
+          default: 'scrape.token',
+          description: 'The key of that Secret holding the scraper\u2019s token, with metrics: true.',
         }),
       },
       { additionalProperties: false, description: 'Credentials required on ingest (gateway mode).' },

@@ -50,6 +50,7 @@ async function main(): Promise<number> {
     proxyConfigPath: options.proxyConfigPath,
     proxyTimeoutMs: options.proxyTimeoutMs,
     proxyTls: options.proxyTls,
+    proxyBearerTokenFile: options.proxyBearerTokenFile,
     statusIntervalMs: options.statusIntervalMs,
     statusWriteQps: options.statusWriteQps,
     statusWriteBurst: options.statusWriteBurst,

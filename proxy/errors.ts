@@ -23,6 +23,10 @@ export const errorTable = {
   // RFC 9110 section 15.5.2 and 15.5.4: 401 carries a WWW-Authenticate challenge; 403 means the
   // credentials are valid but do not allow this request.
   UNAUTHORIZED: { status: 401, message: 'unauthorized' },
+  // RFC 9112 section 3.2: only origin-form targets are served (see proxy/auth/target.ts).
+  BAD_REQUEST_TARGET: { status: 400, message: 'bad request target' },
+  // RFC 6585 section 4: a reload asked for again before --reload.min-interval passed.
+  TOO_MANY_RELOADS: { status: 429, message: 'too many reloads' },
   FORBIDDEN: { status: 403, message: 'forbidden' },
   SHUTTING_DOWN: { status: 503, message: 'proxy is shutting down' },
   // The durable queue (--queue.dir). Full: nothing of the request was enqueued; the answer carries

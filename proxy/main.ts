@@ -5,9 +5,9 @@ import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, UsageError, usage } from './config/flags.js';
-import { ConfigError, type LoadedConfig, loadConfig } from './config/load.js';
+import { ConfigError, type LoadedConfig } from './config/load.js';
+import { loadValidated, loadValidatedInChild } from './config/loader.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
-import { validatePolicies, validateUsage } from './config/validate.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
@@ -51,9 +51,8 @@ async function main(): Promise<number> {
 
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
-    const loaded = loadConfig(options.configPath);
-    const pipeline = compilePipeline(validatePolicies(loaded.policies), validateUsage(loaded.usage));
-    return { config: loaded, pipeline };
+    const v = loadValidated(options.configPath);
+    return { config: v.config, pipeline: compilePipeline(v.policies, v.usage) };
   };
   let config: LoadedConfig;
   let pipeline: Pipeline;
@@ -106,10 +105,21 @@ async function main(): Promise<number> {
   };
   // Validates the new configuration completely before it replaces the old one; a failed load
   // leaves the running configuration in force and says why.
-  const reloadPolicies = async (): Promise<ConfigStatus> => {
+  // Reloads run one after another, each reading the files as they are when it starts, so a slow
+  // load can never replace a newer one.
+  let reloads: Promise<unknown> = Promise.resolve();
+  const reloadPolicies = (): Promise<ConfigStatus> => {
+    const next = reloads.then(reloadPoliciesNow, reloadPoliciesNow);
+    reloads = next;
+    return next;
+  };
+  const reloadPoliciesNow = async (): Promise<ConfigStatus> => {
     try {
-      const { config: next, pipeline: nextPipeline } = load();
+      // Read and validated off the event loop; only an actual change is compiled here.
+      const validated = await loadValidatedInChild(options.configPath);
+      const next = validated.config;
       if (next.hash !== status.hash) {
+        const nextPipeline = compilePipeline(validated.policies, validated.usage);
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
         // between requests: each request runs wholly on the old or wholly on the new version.
@@ -339,6 +349,8 @@ async function main(): Promise<number> {
             metrics: authMetrics,
             status: () => credentials.status,
           },
+    metricsAuth: options.auth.metricsAuth,
+    reloadMinIntervalMs: options.reloadMinIntervalMs,
   });
 
   if (options.upstreamIsDefault) {

@@ -81,6 +81,8 @@ function proxy(
     policies?: PolicyInput[];
     reportDroppedAsWritten?: boolean;
     credentialsFile?: string;
+    metricsAuth?: boolean;
+    reloadMinIntervalMs?: number;
     tenantHeaderMode?: TenantHeaderMode;
     logger?: Logger;
     /** Enable the push routes, forwarding to the test upstream as the Pushgateway. */
@@ -160,6 +162,8 @@ function proxy(
             metrics: createAuthMetrics(metrics.registry),
             status: () => store.status,
           },
+    metricsAuth: opts.metricsAuth,
+    reloadMinIntervalMs: opts.reloadMinIntervalMs,
   });
   app.addHook('onClose', async () => {
     await forwarder.close();
@@ -623,7 +627,10 @@ describe('authenticated ingest', () => {
     '- { tenant: team-a, bearerToken: token-a }',
     '- { tenant: team-b, basicAuth: { username: bob, password: "pw-b" } }',
     '- { tenant: pusher, bearerToken: token-p, allowedPaths: ["/metrics/job/*"] }',
+    '- { tenant: ops, bearerToken: token-admin, allowedPaths: [], roles: [admin] }',
+    '- { tenant: scraper, bearerToken: token-scrape, allowedPaths: [], roles: [metrics] }',
   ].join('\n');
+  const ADMIN = { authorization: 'Bearer token-admin' };
   const V1 = { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' };
   const body = () => snappyEncode(encodeWriteRequestV1(v1));
   const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
@@ -735,34 +742,80 @@ describe('authenticated ingest', () => {
     );
   });
 
-  it('leaves the operational endpoints open', async () => {
+  it('leaves only the probes and /metrics open; status, statistics and reload need the admin role', async () => {
     const { app } = authProxy();
+    expect((await app.inject('/-/healthy')).statusCode).toBe(200);
     expect((await app.inject('/-/ready')).statusCode).toBe(200);
     expect((await app.inject('/metrics')).statusCode).toBe(200);
-    const s = await app.inject('/api/v1/status/config');
+    for (const [method, url] of [
+      ['GET', '/api/v1/status/config'],
+      ['GET', '/api/v1/stats/top-offenders'],
+      ['POST', '/-/reload'],
+    ] as const) {
+      const anonymous = await app.inject({ method, url });
+      expect(anonymous.statusCode, `${method} ${url}`).toBe(401);
+      expect(anonymous.headers['www-authenticate']).toBeDefined();
+      // An ingest credential is valid but not an admin's.
+      const writer = await app.inject({ method, url, headers: { authorization: 'Bearer token-a' } });
+      expect(writer.statusCode, `${method} ${url}`).toBe(403);
+      expect(writer.body).toBe('forbidden: tenant team-a lacks the admin role\n');
+    }
+    const s = await app.inject({ url: '/api/v1/status/config', headers: ADMIN });
+    expect(s.statusCode).toBe(200);
     expect(s.json()).toMatchObject({
       auth: {
         files: [credentialsFile],
-        tenants: ['pusher', 'team-a', 'team-b'],
-        credentials: 3,
+        tenants: ['ops', 'pusher', 'scraper', 'team-a', 'team-b'],
+        credentials: 5,
         lastError: null,
       },
     });
     expect(s.body).not.toContain('token-a');
   });
 
-  it('takes a rotated token on reload without a restart; an invalid file keeps the old ones and says why', async () => {
+  it('an admin or metrics credential writes nothing', async () => {
     const { app } = authProxy();
+    for (const token of ['token-admin', 'token-scrape']) {
+      const res = await post(app, body(), { ...V1, authorization: `Bearer ${token}` });
+      expect(res.statusCode).toBe(403);
+    }
+    expect(received).toHaveLength(0);
+  });
+
+  it('with --metrics.auth, /metrics needs the metrics or admin role', async () => {
+    const { app } = authProxy({ metricsAuth: true });
+    expect((await app.inject('/metrics')).statusCode).toBe(401);
+    expect(
+      (await app.inject({ url: '/metrics', headers: { authorization: 'Bearer token-a' } })).statusCode,
+    ).toBe(403);
+    expect(
+      (await app.inject({ url: '/metrics', headers: { authorization: 'Bearer token-scrape' } })).statusCode,
+    ).toBe(200);
+    expect((await app.inject({ url: '/metrics', headers: ADMIN })).statusCode).toBe(200);
+    expect((await app.inject('/-/ready')).statusCode).toBe(200);
+  });
+
+  it('answers a reload asked for too soon with 429 and Retry-After', async () => {
+    const { app } = authProxy({ reloadMinIntervalMs: 60_000 });
+    expect((await app.inject({ method: 'POST', url: '/-/reload', headers: ADMIN })).statusCode).toBe(200);
+    const again = await app.inject({ method: 'POST', url: '/-/reload', headers: ADMIN });
+    expect(again.statusCode).toBe(429);
+    expect(again.headers['retry-after']).toBe('60');
+  });
+
+  it('takes a rotated token on reload without a restart; an invalid file keeps the old ones and says why', async () => {
+    const { app } = authProxy({ reloadMinIntervalMs: 0 });
     const send = (token: string) => post(app, body(), { ...V1, authorization: `Bearer ${token}` });
     expect((await send('token-a')).statusCode).toBe(204);
 
-    writeFileSync(credentialsFile, '- { tenant: team-a, bearerToken: token-a2 }\n');
-    expect((await app.inject({ method: 'POST', url: '/-/reload' })).statusCode).toBe(200);
+    const admin = '- { tenant: ops, bearerToken: token-admin, allowedPaths: [], roles: [admin] }\n';
+    writeFileSync(credentialsFile, `- { tenant: team-a, bearerToken: token-a2 }\n${admin}`);
+    expect((await app.inject({ method: 'POST', url: '/-/reload', headers: ADMIN })).statusCode).toBe(200);
     expect((await send('token-a2')).statusCode).toBe(204);
     expect((await send('token-a')).statusCode).toBe(401);
 
-    writeFileSync(credentialsFile, '- { tenant: team-a }\n');
-    const bad = await app.inject({ method: 'POST', url: '/-/reload' });
+    writeFileSync(credentialsFile, `- { tenant: team-a }\n${admin}`);
+    const bad = await app.inject({ method: 'POST', url: '/-/reload', headers: ADMIN });
     expect(bad.statusCode).toBe(500);
     expect(bad.json().auth.lastError.message).toContain(`${credentialsFile}:1: [0]: needs bearerToken`);
     expect((await send('token-a2')).statusCode).toBe(204);

@@ -8,7 +8,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { type AuthOptions, registerAuth } from './auth/http.js';
+import { type AuthOptions, registerAccess } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
 import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
@@ -64,7 +64,10 @@ export interface ServerDeps {
     | undefined;
   /** Serve HTTPS with this pair; the caller swaps in rotated pairs with setSecureContext. */
   readonly tls?: TlsPair | undefined;
-  /** Credentials required on ingest; without them ingest is open. */
+  /**
+   * Credentials required on ingest, admin routes and (with metricsAuth) /metrics; without them
+   * every route is open.
+   */
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
   /** The read path (--query.upstream) and GET /api/v1/stats/usage; absent, neither is served. */
   readonly query?:
@@ -76,6 +79,13 @@ export interface ServerDeps {
         readonly maxLimit: number;
       }
     | undefined;
+  /** `--metrics.auth`: /metrics needs a credential with the metrics or admin role. */
+  readonly metricsAuth?: boolean | undefined;
+  /**
+   * Least time between two reloads asked for over HTTP; one asked for sooner is answered 429 with
+   * Retry-After, and one asked for while another runs shares its result.
+   */
+  readonly reloadMinIntervalMs?: number | undefined;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -120,8 +130,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).type('text/plain; charset=utf-8').send('internal error\n');
   });
 
-  // Before every route, so that each ingest path, whichever adapter serves it, is authenticated.
-  registerAuth(app, deps.auth, (err) => deps.metrics.request('unknown', err.status, err.code));
+  // Before every route: each route declares its access, and every request is judged by the route
+  // the router matched.
+  registerAccess(app, {
+    auth: deps.auth,
+    metricsAuth: deps.metricsAuth === true,
+    refused: (err) => deps.metrics.request('unknown', err.status, err.code),
+  });
   registerRemoteWrite(app, deps);
   if (deps.push !== undefined) {
     registerPushgateway(app, {
@@ -135,18 +150,20 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     });
   }
 
-  app.get('/-/healthy', async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
-  app.get('/-/ready', async (_req, reply) =>
+  const PUBLIC = { config: { access: 'public' } } as const;
+  const ADMIN = { config: { access: 'admin' } } as const;
+  app.get('/-/healthy', PUBLIC, async (_req, reply) => reply.type('text/plain').send('Healthy\n'));
+  app.get('/-/ready', PUBLIC, async (_req, reply) =>
     deps.ready()
       ? reply.type('text/plain').send('Ready\n')
       : reply.code(503).type('text/plain').send('Not ready\n'),
   );
-  app.get('/metrics', async (_req, reply) =>
+  app.get('/metrics', { config: { access: 'metrics' } }, async (_req, reply) =>
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   const authStatus = () => (deps.auth === undefined ? undefined : deps.auth.status());
-  app.get('/api/v1/status/config', async () => statusJson(deps.configStatus(), authStatus()));
-  app.get('/api/v1/stats/top-offenders', async (req, reply) => {
+  app.get('/api/v1/status/config', ADMIN, async () => statusJson(deps.configStatus(), authStatus()));
+  app.get('/api/v1/stats/top-offenders', ADMIN, async (req, reply) => {
     const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
     const limit = Number(raw);
     if (!/^\d+$/.test(raw) || limit < 1 || limit > 1000) {
@@ -159,7 +176,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   const unused = deps.unused;
   if (unused !== undefined) {
-    app.get('/api/v1/stats/unused', async (req, reply) => {
+    app.get('/api/v1/stats/unused', ADMIN, async (req, reply) => {
       const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
       if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) {
         return reply
@@ -175,7 +192,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (query.upstream !== undefined) {
       registerReadPath(app, query.upstream, { ...query.readPath, auth: deps.auth, logger: deps.logger });
     }
-    app.get('/api/v1/stats/usage', { config: { access: 'admin' } }, async (req, reply) => {
+    app.get('/api/v1/stats/usage', ADMIN, async (req, reply) => {
       const q = req.query as Record<string, string | undefined>;
       const bad = (field: string, raw: string, want: string) =>
         reply
@@ -196,14 +213,50 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return query.report({ limit: Number(limit), readers: Number(readers), sort: sort as UsageSort });
     });
   }
-  app.post('/-/reload', async (_req, reply) => {
-    const status = await deps.reload();
+  const gate = reloadGate(deps.reload, deps.reloadMinIntervalMs ?? 1000);
+  app.post('/-/reload', ADMIN, async (_req, reply) => {
+    const status = await gate();
+    if (status === undefined) {
+      const e = new CardinalError(
+        'TOO_MANY_RELOADS',
+        `at most one per ${deps.reloadMinIntervalMs ?? 1000} ms`,
+      );
+      deps.metrics.request('unknown', e.status, e.code);
+      return reply
+        .code(e.status)
+        .header('Retry-After', Math.max(1, Math.ceil((deps.reloadMinIntervalMs ?? 1000) / 1000)))
+        .type('text/plain; charset=utf-8')
+        .send(`${e.message}\n`);
+    }
     const auth = authStatus();
     const ok = status.lastError === undefined && auth?.lastError === undefined;
     return reply.code(ok ? 200 : 500).send(statusJson(status, auth));
   });
 
   return app;
+}
+
+/**
+ * Reloads asked for over HTTP: one at a time (a request that comes while one runs shares its
+ * result), and none sooner than `minIntervalMs` after the last one started (undefined then).
+ */
+export function reloadGate(
+  reload: () => Promise<ConfigStatus>,
+  minIntervalMs: number,
+  now: () => number = Date.now,
+): () => Promise<ConfigStatus | undefined> {
+  let running: Promise<ConfigStatus> | undefined;
+  let lastStart = Number.NEGATIVE_INFINITY;
+  return async () => {
+    if (running !== undefined) return running;
+    const t = now();
+    if (t - lastStart < minIntervalMs) return undefined;
+    lastStart = t;
+    running = reload().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
 }
 
 function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {

@@ -47,6 +47,8 @@ export interface ControllerOptions {
   readonly proxyTimeoutMs: number;
   /** HTTPS for the polls (operator/controller/options.ts proxyTls). */
   readonly proxyTls?: { readonly caFile: string; readonly serverName: string | undefined } | undefined;
+  /** The proxies' admin credential (operator/controller/options.ts proxyBearerTokenFile). */
+  readonly proxyBearerTokenFile?: string | undefined;
   /** How often every instance is reconciled again to refresh statuses from its proxies. */
   readonly statusIntervalMs: number;
   /** Status writes and Events per second over all policies, and the burst above it. */
@@ -259,6 +261,7 @@ export class MetricPolicyController {
       poller = new ProxyPoller({
         timeoutMs: this.#options.proxyTimeoutMs,
         topLimit: TOP_LIMIT,
+        bearerTokenFile: this.#options.proxyBearerTokenFile,
         tls:
           tls === undefined
             ? undefined

@@ -24,6 +24,8 @@ export interface OperatorOptions {
    * (<service>.<namespace>.svc) with --proxy-service, the URL's host with --proxy-endpoints.
    */
   readonly proxyTls: { readonly caFile: string; readonly serverName: string | undefined } | undefined;
+  /** A token of a proxy credential with the admin role, sent with every poll. */
+  readonly proxyBearerTokenFile: string | undefined;
   /** How often every instance is reconciled again to refresh the policies' status from the proxies. */
   readonly statusIntervalMs: number;
   /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
@@ -81,6 +83,9 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
                               certificate(s) in FILE, re-read every round.
   --proxy-tls-server-name N   The name the proxies' certificate is checked against; default the proxy
                               Service's DNS name, <service>.<namespace>.svc (pods are polled by IP).
+  --proxy-bearer-token-file F Send this token with every poll, re-read each time: with
+                              --auth.credentials-file, the proxies' status and statistics need a
+                              credential with the admin role.
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
   --status-write-qps N        Status writes and Events per second, all policies; default 5.
   --status-write-burst N      Writes allowed at once above that rate; default 10.
@@ -147,6 +152,7 @@ export function parseOperatorOptions(
     proxyConfigPath: v['proxy-config-path'] ?? DEFAULT_PROXY_CONFIG_PATH,
     proxyTimeoutMs: duration('--proxy-timeout', v['proxy-timeout'] ?? '5s'),
     proxyTls: proxyTls(v['proxy-tls-ca-file'], v['proxy-tls-server-name']),
+    proxyBearerTokenFile: v['proxy-bearer-token-file'],
     statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
     statusWriteQps,
     statusWriteBurst,
@@ -223,6 +229,7 @@ function parse(argv: readonly string[]) {
       'proxy-endpoints': { type: 'string' },
       'proxy-tls-ca-file': { type: 'string' },
       'proxy-tls-server-name': { type: 'string' },
+      'proxy-bearer-token-file': { type: 'string' },
       'proxy-config-path': { type: 'string' },
       'proxy-timeout': { type: 'string' },
       'status-interval': { type: 'string' },

@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TopDrop, TopOffendersReport } from '../../proxy/stats/top-offenders.js';
 import type { ProxyEndpoint } from './endpoints.js';
@@ -118,6 +121,29 @@ describe('pollProxy', () => {
       '/api/v1/stats/usage?limit=100000&readers=0&sort=lastRead',
       '/api/v1/status/config',
     ]);
+  });
+
+  it('sends the token of --proxy-bearer-token-file, re-read every poll', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-poll-token-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 'admin-1\n');
+    const ok = healthy({ hash: 'h1', drops: [] });
+    const p = await fakeProxy((req, res) => {
+      if (req.headers.authorization !== 'Bearer admin-2') return json(res, { error: 'unauthorized' }, 401);
+      ok(req, res);
+    });
+    const first = await pollProxy(p.url, { ...OPTIONS, bearerTokenFile: tokenFile });
+    expect(first).toMatchObject({ reachable: false, reason: expect.stringContaining('HTTP 401') });
+    writeFileSync(tokenFile, 'admin-2\n');
+    expect(await pollProxy(p.url, { ...OPTIONS, bearerTokenFile: tokenFile })).toMatchObject({
+      reachable: true,
+      configHash: 'h1',
+    });
+    rmSync(dir, { recursive: true, force: true });
+    expect(await pollProxy(p.url, { ...OPTIONS, bearerTokenFile: tokenFile })).toMatchObject({
+      reachable: false,
+      reason: 'reading --proxy-bearer-token-file: ENOENT',
+    });
   });
 
   it("reports the proxy's failed reload, with the hash still in force", async () => {

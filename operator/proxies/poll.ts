@@ -48,6 +48,12 @@ export interface PollOptions {
    * name: pods are reached by IP, which a certificate rarely names).
    */
   readonly tls?: { readonly caFile: string; readonly serverName?: string | undefined } | undefined;
+  /**
+   * Send `Authorization: Bearer` with the token in this file (re-read every poll, so a rotated
+   * Secret is taken up): the proxies' status and statistics need a credential with the admin role
+   * when they require credentials.
+   */
+  readonly bearerTokenFile?: string | undefined;
 }
 
 export interface PollAllOptions extends PollOptions {
@@ -121,8 +127,23 @@ async function pollOne(
   const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   // One deadline for both requests: the caller's timeout is per proxy, not per request.
   const signal = AbortSignal.timeout(options.timeoutMs);
+  let authorization: string | undefined;
+  if (options.bearerTokenFile !== undefined) {
+    try {
+      authorization = `Bearer ${readFileSync(options.bearerTokenFile, 'utf8').trim()}`;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      return { endpoint, reachable: false, limit, at, reason: `reading --proxy-bearer-token-file: ${code}` };
+    }
+  }
   const get = (path: string) =>
-    getJson(new URL(path, base), { signal, maxBytes, timeoutMs: options.timeoutMs, dispatcher });
+    getJson(new URL(path, base), {
+      signal,
+      maxBytes,
+      timeoutMs: options.timeoutMs,
+      dispatcher,
+      authorization,
+    });
   const [status, top, unused, usage] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
@@ -132,6 +153,7 @@ async function pollOne(
       maxBytes: Math.max(maxBytes, USAGE_MAX_BYTES),
       timeoutMs: options.timeoutMs,
       dispatcher,
+      authorization,
     }).then(parseUsageReport),
   ]);
   if (status.status === 'rejected') {
@@ -427,13 +449,17 @@ interface GetOptions {
   readonly maxBytes: number;
   readonly timeoutMs: number;
   readonly dispatcher: Dispatcher | undefined;
+  readonly authorization: string | undefined;
 }
 
-async function getJson(url: URL, { signal, maxBytes, timeoutMs, dispatcher }: GetOptions): Promise<unknown> {
+async function getJson(url: URL, options: GetOptions): Promise<unknown> {
+  const { signal, maxBytes, timeoutMs, dispatcher, authorization } = options;
   let res: Response;
   try {
     // A redirect would send the operator to an address no EndpointSlice named.
-    const init = { signal, redirect: 'manual', headers: { accept: 'application/json' } } as const;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (authorization !== undefined) headers.authorization = authorization;
+    const init = { signal, redirect: 'manual', headers } as const;
     res = (
       dispatcher === undefined ? await fetch(url, init) : await undiciFetch(url, { ...init, dispatcher })
     ) as Response;

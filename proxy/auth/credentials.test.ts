@@ -47,8 +47,21 @@ describe('loadCredentials', () => {
     expect(b?.basic?.password.equals(digest('pw b'))).toBe(true);
     expect(a?.allowedPaths).toEqual(DEFAULT_ALLOWED_PATHS);
     expect(b?.allowedPaths).toEqual(['/api/v1/write', '/metrics/job/*']);
+    expect([...(a?.roles ?? [])]).toEqual([]);
     expect(a?.source).toBe(`${path}:1`);
     expect(JSON.stringify(c)).not.toContain('s3cr3t-A');
+  });
+
+  it('reads roles; admin implies metrics, and an empty allowedPaths writes nothing', () => {
+    const path = file(
+      'roles.yaml',
+      '- { tenant: ops, bearerToken: t1, allowedPaths: [], roles: [admin] }\n- { tenant: s, bearerToken: t2, roles: [metrics] }\n',
+    );
+    const [ops, scraper] = loadCredentials(path).entries;
+    expect([...(ops?.roles ?? [])].sort()).toEqual(['admin', 'metrics']);
+    expect(ops?.allowedPaths).toEqual([]);
+    expect([...(scraper?.roles ?? [])]).toEqual(['metrics']);
+    expect(scraper?.allowedPaths).toEqual(DEFAULT_ALLOWED_PATHS);
   });
 
   it('reads every YAML file of a mounted Secret, through the kubelet layout', async () => {
@@ -86,7 +99,8 @@ describe('loadCredentials', () => {
       '- tenant: a\n  bearerToken: x\n  allowedPaths: [/api/v1/query]',
       ':3: [0].allowedPaths: "/api/v1/query" is not an ingest path',
     ],
-    ['- tenant: a\n  bearerToken: x\n  allowedPaths: []', '[0].allowedPaths: expected a non-empty list'],
+    ['- tenant: a\n  bearerToken: x\n  allowedPaths: /write', '[0].allowedPaths: expected a list of paths'],
+    ['- tenant: a\n  bearerToken: x\n  roles: [root]', ':3: [0].roles: expected a list of admin and metrics'],
     [
       '- tenant: a\n  bearerToken: x\n- tenant: b\n  bearerToken: x',
       ':3: the same bearer token is also given at',
@@ -141,6 +155,10 @@ describe('allowed paths', () => {
     expect(pathAllowed(c!, '/api/v1/write')).toBe(true);
     expect(pathAllowed(c!, '/metrics/job/batch/instance/1')).toBe(true);
     expect(pathAllowed(c!, '/metrics/job/other')).toBe(false);
+    // A job with a slash is spelled in base64: only the catch-all pattern covers it.
+    expect(pathAllowed(c!, '/metrics/job@base64/YmF0Y2gvMQ')).toBe(false);
+    const [all] = loadCredentials(file('all.yaml', '- { tenant: a, bearerToken: x }\n')).entries;
+    expect(pathAllowed(all!, '/metrics/job@base64/YmF0Y2gvMQ')).toBe(true);
   });
 });
 

@@ -6,6 +6,10 @@
 //   - tenant: team-b
 //     basicAuth: { username: b, passwordFile: team-b.password }
 //     allowedPaths: [/api/v1/write]          # default: /api/v1/write and /metrics/job/*
+//   - tenant: ops
+//     bearerTokenFile: ops.token
+//     allowedPaths: []                       # writes nothing
+//     roles: [admin]                         # status, statistics, reload, pages; implies metrics
 //
 // Relative token and password files are resolved against the directory of the file naming them,
 // so the keys of one Secret can refer to each other. Secrets are kept only as sha256 digests, and
@@ -29,7 +33,16 @@ export interface Credential {
   readonly basic: { readonly username: Buffer; readonly password: Buffer } | undefined;
   /** Exact ingest paths, or prefixes written as `/prefix/*`; `/write` is normalised to `/api/v1/write`. */
   readonly allowedPaths: readonly string[];
+  /** What the credential may do beyond ingest; `admin` implies `metrics`. */
+  readonly roles: ReadonlySet<Role>;
 }
+
+/**
+ * `admin`: the status, statistics and reload endpoints and the web pages. `metrics`: the proxy's
+ * own /metrics when `--metrics.auth` protects it (a scraper's credential).
+ */
+export type Role = 'admin' | 'metrics';
+const ROLES: ReadonlySet<string> = new Set<Role>(['admin', 'metrics']);
 
 /** A credentials version. */
 export interface Credentials {
@@ -59,7 +72,14 @@ export const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 // most 150 characters of alphanumerics and !-_.*'(), and neither "." nor "..".
 const TENANT = /^[A-Za-z0-9!\-_.*'()]{1,150}$/;
 
-const ENTRY_KEYS = new Set(['tenant', 'bearerToken', 'bearerTokenFile', 'basicAuth', 'allowedPaths']);
+const ENTRY_KEYS = new Set([
+  'tenant',
+  'bearerToken',
+  'bearerTokenFile',
+  'basicAuth',
+  'allowedPaths',
+  'roles',
+]);
 const BASIC_KEYS = new Set(['username', 'password', 'passwordFile']);
 
 /** Reads a file for a credential; tests pass their own. */
@@ -235,8 +255,9 @@ function parseEntry(node: Node, i: number, ctx: EntryContext): Credential | stri
   let allowedPaths: readonly string[] = DEFAULT_ALLOWED_PATHS;
   if (value.allowedPaths !== undefined) {
     const paths = value.allowedPaths;
-    if (!Array.isArray(paths) || paths.length === 0 || paths.some((p) => typeof p !== 'string')) {
-      problems.push(`${at('allowedPaths')}: expected a non-empty list of paths`);
+    // An empty list is a credential that writes nothing: one for the admin API or a scraper.
+    if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string')) {
+      problems.push(`${at('allowedPaths')}: expected a list of paths`);
     } else {
       const out: string[] = [];
       for (const p of paths as string[]) {
@@ -251,6 +272,17 @@ function parseEntry(node: Node, i: number, ctx: EntryContext): Credential | stri
     }
   }
 
+  const roles = new Set<Role>();
+  if (value.roles !== undefined) {
+    const list = value.roles;
+    if (!Array.isArray(list) || list.some((r) => typeof r !== 'string' || !ROLES.has(r))) {
+      problems.push(`${at('roles')}: expected a list of admin and metrics`);
+    } else {
+      for (const r of list as Role[]) roles.add(r);
+      if (roles.has('admin')) roles.add('metrics');
+    }
+  }
+
   if (problems.length > 0) return problems;
   return Object.freeze({
     tenant: tenant as string,
@@ -258,6 +290,7 @@ function parseEntry(node: Node, i: number, ctx: EntryContext): Credential | stri
     bearer,
     basic,
     allowedPaths,
+    roles,
   });
 }
 
@@ -350,6 +383,8 @@ function normalisePattern(p: string): string | undefined {
 /** Whether a credential may push to `path`, an ingest path as `ingestPath` returns it. */
 export function pathAllowed(credential: Credential, path: string): boolean {
   for (const p of credential.allowedPaths) {
+    // Every push, also one whose job is spelled in base64 (`/metrics/job@base64/...`).
+    if (p === '/metrics/job/*' && path.startsWith('/metrics/job@base64/')) return true;
     if (p.endsWith('/*') ? path.startsWith(p.slice(0, -1)) : path === p) return true;
   }
   return false;

@@ -1,10 +1,12 @@
-// Authentication of ingest requests as a fastify hook. It runs on request, before the body is
-// read, so a refused sender costs no decompression and nothing of its request is forwarded.
+// Access control as fastify hooks: every route declares who may call it, and a request is judged by
+// the route the router matched, never by a second reading of its URL. It runs on request, before
+// the body is read, so a refused sender costs no decompression and nothing of it is forwarded.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CardinalError } from '../errors.js';
-import { type Credentials, ingestPath, pathAllowed } from './credentials.js';
+import { type Credentials, pathAllowed } from './credentials.js';
 import type { AuthMetrics } from './metrics.js';
+import { targetProblem } from './target.js';
 import { authenticate } from './verify.js';
 
 /**
@@ -31,7 +33,38 @@ declare module 'fastify' {
     /** Set by the auth hook when credentials are required; read it with requestTenant(). */
     cardinalTenant: RequestTenant | null;
   }
+  interface FastifyContextConfig {
+    /** Who may call the route; every route must say (see ACCESS). */
+    access?: RouteAccess;
+    /**
+     * For `ingest` routes: the ingest path credentials' allowedPaths are matched against, or a
+     * function of the request target that gives it (undefined: the target's decoded path).
+     */
+    ingestPath?: string | ((target: string) => string | undefined);
+  }
 }
+
+/**
+ * Who may call a route, declared by every route in its `config.access`; a route that does not
+ * declare it is refused at registration, so a new route can never be open by omission.
+ * - `public`: anyone, always (health and readiness probes).
+ * - `ingest`: remote-write and push; with credentials configured, a credential whose
+ *   allowedPaths allow the route's ingest path.
+ * - `admin`: status, statistics, reload and pages; with credentials configured, a credential with
+ *   the `admin` role.
+ * - `metrics`: the proxy's own /metrics; public unless `--metrics.auth`, then a credential with the
+ *   `metrics` (or `admin`) role.
+ * - `query`: the read path (--query.upstream), served to data sources such as Grafana's; with
+ *   credentials configured, any valid credential, whose tenant the query API then sees.
+ */
+export type RouteAccess = 'public' | 'ingest' | 'admin' | 'metrics' | 'query';
+export const ACCESS: ReadonlySet<string> = new Set<RouteAccess>([
+  'public',
+  'ingest',
+  'admin',
+  'metrics',
+  'query',
+]);
 
 /**
  * The tenant of a request: the authenticated one when credentials are required, otherwise the
@@ -44,27 +77,49 @@ export function requestTenant(request: FastifyRequest): RequestTenant {
   return { match: tenant, forward: tenant };
 }
 
+export interface AccessOptions {
+  /** Credentials in force; without them every route is open, as before any were configured. */
+  readonly auth: AuthOptions | undefined;
+  /** `--metrics.auth`: /metrics needs a credential with the metrics role. */
+  readonly metricsAuth: boolean;
+  /** Told of each refusal, for the request metrics. */
+  readonly refused: (err: CardinalError) => void;
+}
+
 /**
- * Requires credentials on every ingest path when `auth` is given; without it ingest stays open.
- * `refused` is told of each refusal, for the request metrics.
+ * Hardens the request target and decides access by the route the router matched, before any body
+ * is read: a refused request costs no decompression and nothing of it is forwarded. Must be
+ * called before any route is registered.
  */
-export function registerAuth(
-  app: FastifyInstance,
-  auth: AuthOptions | undefined,
-  refused: (err: CardinalError) => void,
-): void {
+export function registerAccess(app: FastifyInstance, opts: AccessOptions): void {
   app.decorateRequest('cardinalTenant', null);
-  if (auth === undefined) return;
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.access;
+    if (access === undefined || !ACCESS.has(access)) {
+      const methods = Array.isArray(route.method) ? route.method.join(',') : route.method;
+      throw new Error(
+        `route ${methods} ${route.url} must declare config.access (public, ingest, admin, metrics or query)`,
+      );
+    }
+  });
 
   const refuse = (reply: FastifyReply, err: CardinalError, challenge: string[] | undefined) => {
-    refused(err);
+    opts.refused(err);
     if (challenge !== undefined) void reply.header('WWW-Authenticate', challenge);
     return reply.code(err.status).type('text/plain; charset=utf-8').send(`${err.message}\n`);
   };
 
   app.addHook('onRequest', async (request, reply) => {
-    const path = ingestPath(requestPath(request));
-    if (path === undefined) return;
+    const problem = targetProblem(request.raw.url ?? '');
+    if (problem !== undefined)
+      return refuse(reply, new CardinalError('BAD_REQUEST_TARGET', problem), undefined);
+
+    const auth = opts.auth;
+    const access = request.routeOptions.config.access;
+    // No route matched: the not-found handler answers 404 and does nothing else.
+    if (auth === undefined || access === undefined || access === 'public') return;
+    if (access === 'metrics' && !opts.metricsAuth) return;
+
     const credentials = auth.store.credentials;
     const result = authenticate(credentials, request.headers.authorization);
     if (!result.ok) {
@@ -79,6 +134,28 @@ export function registerAuth(
       return refuse(reply, new CardinalError('UNAUTHORIZED', FAILURE_DETAIL[result.failure]), challenge);
     }
     const { credential } = result;
+    if (access === 'query') {
+      // A data source reads its own tenant: the credential's, whatever the client sent.
+      request.cardinalTenant = {
+        match: credential.tenant,
+        forward: auth.tenantHeaderMode === 'override' ? credential.tenant : undefined,
+      };
+      return;
+    }
+    if (access === 'admin' || access === 'metrics') {
+      if (credential.roles.has(access)) return;
+      auth.metrics.failure('forbidden_role');
+      return refuse(
+        reply,
+        new CardinalError('FORBIDDEN', `tenant ${credential.tenant} lacks the ${access} role`),
+        undefined,
+      );
+    }
+    // An ingest route: its own path, or for the push routes the matched path itself (the target
+    // was checked above, so decoding cannot make a new segment).
+    const target = request.raw.url ?? '/';
+    const ingestPath = request.routeOptions.config.ingestPath;
+    const path = (typeof ingestPath === 'function' ? ingestPath(target) : ingestPath) ?? decodedPath(target);
     if (!pathAllowed(credential, path)) {
       auth.metrics.failure('forbidden_path');
       return refuse(
@@ -101,14 +178,10 @@ const FAILURE_DETAIL = {
   invalid: 'invalid credentials',
 } as const;
 
-/**
- * The path as the router sees it: percent-decoded, without the query, so that an encoded spelling
- * of an ingest path is authenticated as that path.
- */
-function requestPath(request: FastifyRequest): string {
-  const raw = request.url;
-  const q = raw.indexOf('?');
-  const path = q < 0 ? raw : raw.slice(0, q);
+/** The path of an origin-form target, percent-decoded as the router decodes it, without the query. */
+function decodedPath(target: string): string {
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
   try {
     return decodeURIComponent(path);
   } catch {

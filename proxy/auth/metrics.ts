@@ -1,8 +1,11 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { AUTH_FAILURES, type AuthFailure } from './verify.js';
 
-/** Refusals of ingest requests: the reasons of a 401, and `forbidden_path` for a 403. */
-export type AuthRefusal = AuthFailure | 'forbidden_path';
+/**
+ * Refusals: the reasons of a 401; for a 403 `forbidden_path` (ingest) or `forbidden_role` (admin
+ * and metrics routes).
+ */
+export type AuthRefusal = AuthFailure | 'forbidden_path' | 'forbidden_role';
 
 export interface AuthMetrics {
   failure(reason: AuthRefusal): void;
@@ -16,11 +19,11 @@ export interface AuthMetrics {
 export function createAuthMetrics(registry: Registry): AuthMetrics {
   const failures = new Counter({
     name: 'cardinal_proxy_auth_failures_total',
-    help: 'Ingest requests refused: 401 by reason (missing, malformed, unsupported_scheme, invalid), 403 as forbidden_path.',
+    help: 'Requests refused: 401 by reason (missing, malformed, unsupported_scheme, invalid), 403 as forbidden_path (ingest) or forbidden_role (admin, metrics).',
     labelNames: ['reason'],
     registers: [registry],
   });
-  for (const reason of [...AUTH_FAILURES, 'forbidden_path']) failures.labels(reason).inc(0);
+  for (const reason of [...AUTH_FAILURES, 'forbidden_path', 'forbidden_role']) failures.labels(reason).inc(0);
   const reloads = new Counter({
     name: 'cardinal_proxy_auth_reloads_total',
     help: 'Loads of --auth.credentials-file, by result (success or failure).',

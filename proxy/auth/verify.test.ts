@@ -13,6 +13,7 @@ function credentials(): Credentials {
     bearer: undefined,
     basic: undefined,
     allowedPaths: DEFAULT_ALLOWED_PATHS,
+    roles: new Set(),
     ...rest,
   });
   return {
@@ -93,5 +94,6 @@ describe('authenticate', () => {
         expect(r.ok).toBe(token === 'token-a' || token === 'token-b');
       }),
     );
-  });
+    // Each attempt hashes; on a shared, loaded machine the three properties take seconds.
+  }, 60_000);
 });

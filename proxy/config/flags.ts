@@ -32,7 +32,11 @@ export interface ProxyOptions {
     /** Credentials required on ingest; undefined leaves ingest open. */
     readonly credentialsPath: string | undefined;
     readonly tenantHeaderMode: TenantHeaderMode;
+    /** /metrics needs a credential with the metrics or admin role. */
+    readonly metricsAuth: boolean;
   };
+  /** Least time between two reloads asked for with POST /-/reload. */
+  readonly reloadMinIntervalMs: number;
   readonly stats: {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
@@ -106,6 +110,9 @@ Flags (environment variable in brackets):
                                    [CARDINAL_AUTH_CREDENTIALS_FILE]
   --auth.tenant-header-mode M      override: forward the credential's tenant as X-Scope-OrgID, replacing the
                                    sender's; none: forward no X-Scope-OrgID (default override)
+  --metrics.auth                   with --auth.credentials-file, /metrics too needs a credential with the
+                                   metrics or admin role (status, statistics and reload always need admin)
+  --reload.min-interval DURATION   least time between two POST /-/reload; sooner is 429 (default 1s)
   --max-request-bytes N            largest accepted request body, compressed (default 33554432)
   --max-decoded-bytes N            largest accepted request body, decompressed (default 134217728)
   --forward.timeout DURATION       timeout of one attempt upstream (default 10s)
@@ -203,6 +210,10 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
   }
   const credentialsPath = v['auth.credentials-file'] ?? env.CARDINAL_AUTH_CREDENTIALS_FILE;
   if (credentialsPath === '') throw new UsageError('--auth.credentials-file: must not be empty');
+  const metricsAuth = v['metrics.auth'] ?? false;
+  if (metricsAuth && credentialsPath === undefined) {
+    throw new UsageError('--metrics.auth needs --auth.credentials-file');
+  }
 
   const options: ProxyOptions = {
     listenHost: host,
@@ -229,7 +240,8 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
     push: Object.freeze({ url: pushUrl?.toString(), lintMode }),
     tls: certFile === undefined || keyFile === undefined ? undefined : Object.freeze({ certFile, keyFile }),
-    auth: Object.freeze({ credentialsPath, tenantHeaderMode }),
+    auth: Object.freeze({ credentialsPath, tenantHeaderMode, metricsAuth }),
+    reloadMinIntervalMs: parseDuration('--reload.min-interval', v['reload.min-interval'] ?? '1s'),
     stats: Object.freeze({
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
@@ -275,6 +287,8 @@ function parse(argv: readonly string[]) {
       'tls.key-file': { type: 'string' },
       'auth.credentials-file': { type: 'string' },
       'auth.tenant-header-mode': { type: 'string' },
+      'metrics.auth': { type: 'boolean' },
+      'reload.min-interval': { type: 'string' },
       'max-request-bytes': { type: 'string' },
       'max-decoded-bytes': { type: 'string' },
       'forward.timeout': { type: 'string' },

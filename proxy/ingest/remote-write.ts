@@ -199,10 +199,12 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
   };
 
   for (const url of REMOTE_WRITE_PATHS) {
-    app.post(url, handler);
+    const config = { access: 'ingest', ingestPath: '/api/v1/write' } as const;
+    app.post(url, { config }, handler);
     app.route({
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url,
+      config,
       handler: async (_req, reply) =>
         reply
           .code(405)

@@ -6,19 +6,18 @@
 // (proxy/query/recorder.ts) and never changes what is forwarded: a query the proxy cannot parse is
 // passed through and counted as unparsed.
 //
-// Access (route config `access: 'query'`): with --auth.credentials-file, every read request needs
-// a valid credential, as ingest does; the credential's tenant is what the upstream sees as
-// X-Scope-OrgID (per --auth.tenant-header-mode), so a data source reads only its tenant, and the
-// credential itself is not passed on. Without credentials configured, Authorization and
-// X-Scope-OrgID pass through to the upstream, which then decides.
+// Access (route config `access: 'query'`, decided by proxy/auth/http.ts): with
+// --auth.credentials-file, every read request needs a valid credential; the credential's tenant is
+// what the upstream sees as X-Scope-OrgID (per --auth.tenant-header-mode), so a data source reads
+// only its tenant, and the credential itself is not passed on. Without credentials configured,
+// Authorization and X-Scope-OrgID pass through to the upstream, which then decides.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import type { AuthOptions } from '../auth/http.js';
-import { authenticate } from '../auth/verify.js';
+import { type AuthOptions, requestTenant } from '../auth/http.js';
 import { addExpression, emptyReads, expressionsOf, type ReadEndpoint } from './extract.js';
 import type { QueryMetrics } from './metrics.js';
 import { readerOf } from './readers.js';
@@ -69,7 +68,10 @@ export interface ReadPathOptions {
   readonly record: (reads: ReturnType<typeof emptyReads>, reader: string, nowMs: number) => void;
   readonly metrics: QueryMetrics;
   readonly logger: Logger;
-  /** Credentials required on the read path; undefined passes Authorization through. */
+  /**
+   * Credentials in force (checked by the access hook); with them the client's Authorization and
+   * X-Scope-OrgID are not passed on. Undefined passes both through.
+   */
   readonly auth?: AuthOptions | undefined;
   readonly now?: () => number;
 }
@@ -141,39 +143,14 @@ function paramsOf(request: FastifyRequest): URLSearchParams {
   return params;
 }
 
-interface Tenanted {
-  cardinalReadTenant?: string | undefined;
-}
-
 export function registerReadPath(app: FastifyInstance, upstream: ReadUpstream, opts: ReadPathOptions): void {
   const now = opts.now ?? Date.now;
   const auth = opts.auth;
 
-  // Before the body is read: a refused client costs nothing and nothing of it goes upstream.
-  const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
-    if (auth === undefined) return;
-    const result = authenticate(auth.store.credentials, request.headers.authorization);
-    if (!result.ok) {
-      auth.metrics.failure(result.failure);
-      opts.metrics.request('unauthorized', 401);
-      // Grafana shows the `error` of a Prometheus error answer; the challenge is RFC 6750's.
-      return reply
-        .code(401)
-        .header('WWW-Authenticate', 'Bearer realm="cardinal"')
-        .type('application/json')
-        .send({ status: 'error', errorType: 'unauthorized', error: 'valid credentials required' });
-    }
-    (request as Tenanted).cardinalReadTenant =
-      auth.tenantHeaderMode === 'override' ? result.credential.tenant : undefined;
-    return undefined;
-  };
-
   const handle = async (endpoint: ReadEndpoint, request: FastifyRequest, reply: FastifyReply) => {
     const started = now();
-    const tenant =
-      auth === undefined
-        ? firstHeader(request.headers['x-scope-orgid'])
-        : (request as Tenanted).cardinalReadTenant;
+    // With credentials, the access hook (proxy/auth/http.ts, access `query`) set the credential's.
+    const tenant = requestTenant(request);
     const body = Buffer.isBuffer(request.body) ? request.body : undefined;
     reply.hijack();
     const res = reply.raw;
@@ -184,7 +161,7 @@ export function registerReadPath(app: FastifyInstance, upstream: ReadUpstream, o
     const pending = upstream.pool.request({
       path: `${upstream.basePath}${request.raw.url ?? '/'}`,
       method: request.method as 'GET' | 'POST',
-      headers: upstreamHeaders(request.headers, auth !== undefined, tenant),
+      headers: upstreamHeaders(request.headers, auth !== undefined, tenant.forward),
       ...(body === undefined || body.length === 0 ? {} : { body }),
       signal: abort.signal,
       headersTimeout: opts.timeoutMs,
@@ -197,7 +174,7 @@ export function registerReadPath(app: FastifyInstance, upstream: ReadUpstream, o
       for (const e of expressionsOf(endpoint, params)) addExpression(reads, e);
       opts.metrics.expressions(reads.parsed, reads.unparsed, reads.unnamed);
       try {
-        opts.record(reads, readerOf(request.headers, tenant), started);
+        opts.record(reads, readerOf(request.headers, tenant.match), started);
       } catch (err) {
         opts.logger.error({ err }, 'recording a read failed');
       }
@@ -238,12 +215,7 @@ export function registerReadPath(app: FastifyInstance, upstream: ReadUpstream, o
       method: [...route.methods],
       url: route.path,
       config: { access: 'query' },
-      onRequest,
       handler: (request, reply) => handle(route.endpoint, request, reply),
     });
   }
-}
-
-function firstHeader(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }

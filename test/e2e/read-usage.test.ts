@@ -137,7 +137,9 @@ describe('reads through the proxy decide what spec.unused drops', () => {
       },
       { timeoutMs: 30_000 },
     );
-    const [kept] = await receiver.query('sum(count_over_time(app_read_yesterday[1m])) / sum(count_over_time(up[1m]))');
+    const [kept] = await receiver.query(
+      'sum(count_over_time(app_read_yesterday[1m])) / sum(count_over_time(up[1m]))',
+    );
     expect(kept?.value).toBe(1);
 
     // A client no one here wrote reads a dropped metric through the proxy: it is read, so it is kept.

@@ -66,7 +66,7 @@ export {
   startPrometheusReceiver,
   startPrometheusServer,
 } from './prometheus.js';
-export { startSink } from './sink.js';
+export { type RecordedRequest, startRecorder, startSink } from './sink.js';
 export {
   type ScrapeTarget,
   type SequenceOptions,

@@ -26,7 +26,8 @@ const TOKEN_1 = 'first-token-7Qm2xV9pL4';
 const TOKEN_2 = 'second-token-Zr8nK3wB6';
 const WRONG = 'wrong-token-Hd5tY1cJ0';
 
-const CREDENTIALS = '- tenant: team-a\n  bearerTokenFile: team-a.token\n';
+const ADMIN = 'admin-token-Qs4Wd8Lp2';
+const CREDENTIALS = `- tenant: team-a\n  bearerTokenFile: team-a.token\n- { tenant: ops, bearerToken: ${ADMIN}, allowedPaths: [], roles: [admin] }\n`;
 
 describe('authenticated remote-write through the proxy', () => {
   const track = useCleanup();
@@ -105,10 +106,14 @@ describe('authenticated remote-write through the proxy', () => {
     expect(proxy.program.pid).toBe(pid);
     expect(await proxy.metric('cardinal_proxy_auth_last_reload_successful')).toBe(1);
 
-    const status = (await (await fetch(`${proxy.url}/api/v1/status/config`)).json()) as {
+    const anonymous = await fetch(`${proxy.url}/api/v1/status/config`);
+    expect(anonymous.status).toBe(401);
+    await anonymous.body?.cancel();
+    const admin = { headers: { authorization: `Bearer ${ADMIN}` } };
+    const status = (await (await fetch(`${proxy.url}/api/v1/status/config`, admin)).json()) as {
       auth: { tenants: string[]; lastError: unknown };
     };
-    expect(status.auth).toMatchObject({ tenants: ['team-a'], lastError: null });
+    expect(status.auth).toMatchObject({ tenants: ['ops', 'team-a'], lastError: null });
   });
 
   it('never writes a token to its log or its metrics', async () => {

@@ -181,6 +181,17 @@ const CASES: [string, string[], string[], string[]][] = [
     [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
   ],
   [
+    'gateway with credentials on ingest, the admin API and /metrics, and ServiceMonitors',
+    [
+      `upstream=${UPSTREAM}`,
+      'proxy.auth.secretName=creds',
+      'proxy.auth.metrics=true',
+      'serviceMonitor.enabled=true',
+    ],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, ...MONITORS],
+  ],
+  [
     'sidecar mode with ServiceMonitors: the operator only',
     ['mode=sidecar', 'serviceMonitor.enabled=true'],
     [],
@@ -447,6 +458,49 @@ describe('helm lint and helm template', () => {
     expect(
       podSpec(find(plain, 'Deployment', 'r-cardinal-proxy')).containers[0]?.readinessProbe?.httpGet,
     ).not.toHaveProperty('scheme');
+  });
+
+  it('with proxy.auth, has the operator poll with its admin token and, with metrics, scrapes with a token', () => {
+    const manifests = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'proxy.auth.secretName=creds',
+      'proxy.auth.metrics=true',
+      'serviceMonitor.enabled=true',
+    ]);
+    const proxy = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy'));
+    expect(proxy.containers[0]?.args).toEqual(
+      expect.arrayContaining(['--auth.credentials-file=/etc/cardinal/auth', '--metrics.auth']),
+    );
+    const operator = podSpec(find(manifests, 'Deployment', 'r-cardinal-operator'));
+    expect(operator.containers[0]?.args).toContain(
+      '--proxy-bearer-token-file=/etc/cardinal/proxy-token/token',
+    );
+    expect(operator.containers[0]?.volumeMounts).toEqual([
+      { name: 'proxy-token', mountPath: '/etc/cardinal/proxy-token', readOnly: true },
+    ]);
+    // Only the operator's key of the Secret, never the whole credentials file.
+    expect(operator.volumes).toEqual([
+      {
+        name: 'proxy-token',
+        secret: { secretName: 'creds', items: [{ key: 'operator.token', path: 'token' }] },
+      },
+    ]);
+    const monitor = find(manifests, 'ServiceMonitor', 'r-cardinal-proxy');
+    expect((monitor.spec as { endpoints: unknown[] }).endpoints[0]).toMatchObject({
+      authorization: { type: 'Bearer', credentials: { name: 'creds', key: 'scrape.token' } },
+    });
+    // Without metrics, /metrics stays open and is scraped without a token.
+    const open = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'proxy.auth.secretName=creds',
+      'serviceMonitor.enabled=true',
+    ]);
+    expect(podSpec(find(open, 'Deployment', 'r-cardinal-proxy')).containers[0]?.args).not.toContain(
+      '--metrics.auth',
+    );
+    expect(
+      (find(open, 'ServiceMonitor', 'r-cardinal-proxy').spec as { endpoints: unknown[] }).endpoints[0],
+    ).not.toHaveProperty('authorization');
   });
 
   it('with the HPA on leaves the replica count to it', () => {

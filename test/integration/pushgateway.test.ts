@@ -28,6 +28,7 @@ const TOKEN_1 = 'push-token-Xw4Lp9Qa2';
 const TOKEN_2 = 'push-token-rotated-Mb7Ts1Ke';
 const WRONG = 'push-token-wrong-Hc3Vn8Jd';
 const RW_ONLY = 'remote-write-only-Gf6Rq2Wy';
+const ADMIN = 'push-admin-Lk2Pv7Xs';
 
 const CREDENTIALS = [
   '- tenant: batch',
@@ -35,6 +36,7 @@ const CREDENTIALS = [
   '- tenant: agents',
   `  bearerToken: ${RW_ONLY}`,
   '  allowedPaths: [/api/v1/write]',
+  `- { tenant: ops, bearerToken: ${ADMIN}, allowedPaths: [], roles: [admin] }`,
   '',
 ].join('\n');
 
@@ -320,7 +322,10 @@ describe('Pushgateway-protocol pushes through the proxy', () => {
       }),
     ).toBe(1);
 
-    const offenders = (await (await fetch(`${proxy.url}/api/v1/stats/top-offenders?limit=50`)).json()) as {
+    const admin = { headers: { authorization: `Bearer ${ADMIN}` } };
+    const offenders = (await (
+      await fetch(`${proxy.url}/api/v1/stats/top-offenders?limit=50`, admin)
+    ).json()) as {
       drops: { metric: string; policy: string; reason: string }[];
       metrics: { metric: string; activeSeries: number }[];
     };

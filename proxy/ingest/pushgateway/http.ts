@@ -45,6 +45,18 @@ export interface PushgatewayDeps {
   readonly queue?: IngestQueue | undefined;
 }
 
+/**
+ * Push routes need an ingest credential, whose allowedPaths are matched against the canonical
+ * grouping path: the group the push is for, however its key was spelled.
+ */
+const PUSH_ACCESS = {
+  access: 'ingest',
+  ingestPath: (target: string) => {
+    const parsed = parseGroupingKey(target.split('?', 1)[0] as string);
+    return parsed.ok ? groupingPath(parsed.key) : undefined;
+  },
+} as const;
+
 /** Parse problems and these can never be forwarded: the Pushgateway itself refuses them. */
 const HARD_RULES: ReadonlySet<string> = new Set(['timestamp']);
 
@@ -186,10 +198,16 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
   };
 
   for (const prefix of [PUSH_PREFIX, `${PUSH_PREFIX}@base64`]) {
-    app.route({ method: ['PUT', 'POST', 'DELETE'], url: `${prefix}/*`, handler });
+    app.route({
+      method: ['PUT', 'POST', 'DELETE'],
+      url: `${prefix}/*`,
+      config: PUSH_ACCESS,
+      handler,
+    });
     app.route({
       method: ['GET', 'PATCH'],
       url: `${prefix}/*`,
+      config: PUSH_ACCESS,
       handler: async (_req, reply) =>
         reply
           .code(405)
