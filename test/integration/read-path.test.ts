@@ -6,8 +6,9 @@
 // survival across a restart, and rule evaluations counted from a tailed query log, across rotation.
 
 import { execFile } from 'node:child_process';
-import { appendFileSync, readFileSync, renameSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -482,28 +483,24 @@ describe.each([2, 3] as const)('rule evaluations from the query log of Prometheu
       '        expr: app_queue_depth > 100',
       '',
     ].join('\n');
+    // The proxy starts first: a log that appears after it started is read from its start, so
+    // every evaluation Prometheus logs is counted.
+    logFile = join(mkdtempSync(join(tmpdir(), 'cardinal-query-log-')), 'query.log');
+    proxy = track(
+      await startProxy({
+        upstream: 'http://127.0.0.1:9/api/v1/write',
+        args: (dir) => ['--query.log-file', logFile, '--query.usage.state-file', join(dir, 'usage.json')],
+      }),
+    );
     prom = track(
       await startPrometheusServer({
         version,
         files: { 'rules.yml': rules },
-        config: (dir) => {
-          logFile = join(dir, 'query.log');
-          return {
-            ...scrapeConfig(target),
-            global: { scrape_interval: '1s', evaluation_interval: '1s', query_log_file: logFile },
-            rule_files: [join(dir, 'rules.yml')],
-          };
-        },
-      }),
-    );
-    // Before the proxy starts: a proxy that never saw the file reads it from its end.
-    await eventually(async () => expect(readFileSync(logFile, 'utf8')).toContain('shop-recording'), {
-      timeoutMs: 30_000,
-    });
-    proxy = track(
-      await startProxy({
-        upstream: `${prom.url}/api/v1/write`,
-        args: (dir) => ['--query.log-file', logFile, '--query.usage.state-file', join(dir, 'usage.json')],
+        config: (dir) => ({
+          ...scrapeConfig(target),
+          global: { scrape_interval: '1s', evaluation_interval: '1s', query_log_file: logFile },
+          rule_files: [join(dir, 'rules.yml')],
+        }),
       }),
     );
   }, 90_000);
@@ -522,8 +519,6 @@ describe.each([2, 3] as const)('rule evaluations from the query log of Prometheu
       .filter((l) => l.ruleGroup?.name === group && (l.params?.query ?? '').includes(metric)).length;
 
   it('counts each evaluation as a read by its rule group, across a rotation of the log', async () => {
-    // The proxy reads from where the file ended when it started, and then everything appended.
-    const atStart = readFileSync(logFile, 'utf8');
     await eventually(async () => {
       const u = await usage();
       expect(u.readPath).toBe(false);
@@ -542,7 +537,7 @@ describe.each([2, 3] as const)('rule evaluations from the query log of Prometheu
     // A line the proxy cannot read is skipped, not fatal.
     appendFileSync(logFile, 'not json\n');
     await prom.stop();
-    const rotated = readFileSync(`${logFile}.1`, 'utf8').slice(atStart.length);
+    const rotated = readFileSync(`${logFile}.1`, 'utf8');
     const current = readFileSync(logFile, 'utf8');
     const want =
       lines(rotated, 'shop-recording', 'app_requests_total') +
