@@ -159,6 +159,18 @@ describe('validatePolicies: semantics', () => {
       ],
     ],
     [
+      'unused: only reads counting, with no window to count them in',
+      { unused: { countReferences: false } },
+      [
+        'policies.yaml:1: spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)',
+      ],
+    ],
+    [
+      'unused: a zero read window',
+      { unused: { readWindow: '0d' } },
+      ['policies.yaml:1: spec.unused.readWindow: "0d" must be longer than zero'],
+    ],
+    [
       'an overflowLabel without onExceed overflow',
       { limits: { perMetric: [{ metric: 'x', maxSeries: 1, overflowLabel: 'pod' }] } },
       ['policies.yaml:1: spec.limits.perMetric[0].overflowLabel: only used with onExceed overflow'],
