@@ -207,6 +207,22 @@ describe.each([2, 3] as const)('the read path in front of Prometheus %i', (versi
     });
   });
 
+  it("passes the upstream's own query timeout through as it answered it", async () => {
+    // A timeout of 1 ns: Prometheus 2 answers 503 (timed out in the queue or in execution, either
+    // may come first), Prometheus 3 a 400; the proxy's answer is whichever the upstream gave.
+    const path = `/api/v1/query?query=${encodeURIComponent('count_over_time(app_big_metric[1h])')}&timeout=0.000000001`;
+    await eventually(async () => {
+      const direct = await get(prom.url, path);
+      const through = await get(proxy.url, path);
+      expect(direct.status).toBe(version === 2 ? 503 : 400);
+      expect(JSON.parse(direct.body.toString())).toMatchObject({ status: 'error' });
+      expect({ status: through.status, body: through.body.toString() }).toEqual({
+        status: direct.status,
+        body: direct.body.toString(),
+      });
+    });
+  });
+
   it('prints the same through the proxy as direct, with promtool as the client', async () => {
     const promtool = binaryPath('promtool');
     // Unix seconds: promtool 2.42 prints nothing for an RFC 3339 time with milliseconds.
