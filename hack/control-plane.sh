@@ -264,10 +264,28 @@ mv -f "$kubeconfig.tmp" "$kubeconfig"
 # launch NAME ARGS...: starts NAME from the assets in the background, detached from this
 # shell, logging to DIR/NAME.log, and records its pid in DIR/NAME.pid.
 launch() {
-  local name="$1"
+  local name="$1" pid
   shift
   nohup "$assets/$name" "$@" >"$dir/$name.log" 2>&1 </dev/null &
-  echo $! >"$dir/$name.pid"
+  pid=$!
+  echo "$pid" >"$dir/$name.pid"
+  exec_wait "$name" "$pid"
+}
+
+# exec_wait NAME PID: returns once PID runs NAME's binary, or has exited. $! names the forked
+# shell, which becomes nohup and then NAME only when it execs; until then /proc/PID/cmdline is this
+# script's, so alive() would take a process that is merely slow to start (a busy machine) for one
+# that died. An exited child stays a zombie (state Z, no exe) until this shell reaps it.
+exec_wait() {
+  local name="$1" pid="$2" want state i
+  want="$(readlink -f "$assets/$name")"
+  for ((i = 0; i < timeout * 20; i++)); do
+    [[ $(readlink -f "/proc/$pid/exe" 2>/dev/null) == "$want" ]] && return 0
+    state="$(sed -n 's/^[^)]*) \([A-Z]\).*/\1/p' "/proc/$pid/stat" 2>/dev/null)" || return 0
+    [[ -z $state || $state == Z || $state == X ]] && return 0
+    sleep 0.05
+  done
+  fail "$name did not start within ${timeout}s"
 }
 
 # fail MESSAGE: report, show the logs' tails, stop what was started.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real programs the tests start, once per machine:
-#   - Debian packages: prometheus (2.x receiver and agent-mode sender), victoria-metrics (vmagent),
+#   - Debian packages: prometheus (2.x receiver and agent-mode sender, and promtool for the alert
+#     rules' unit tests), victoria-metrics (vmagent),
 #     prometheus-pushgateway;
 #   - Prometheus 3.x built from its Go module (remote-write 2.0), cached outside the checkout;
 #   - Python's prometheus_client from PyPI (the reference Pushgateway client), in a cached venv;
@@ -24,6 +25,7 @@ if ((${#need[@]})); then
 fi
 
 echo "CARDINAL_PROMETHEUS2=$(command -v prometheus)"
+echo "CARDINAL_PROMTOOL=$(command -v promtool)"
 echo "CARDINAL_VMAGENT=$(command -v vmagent)"
 echo "CARDINAL_PUSHGATEWAY=$(command -v prometheus-pushgateway)"
 echo "CARDINAL_PROMETHEUS3=$("$here/build-prometheus3.sh")"

@@ -9,6 +9,7 @@ import { parseOperatorOptions, UsageError, usage } from './controller/options.js
 import { WorkQueue } from './controller/queue.js';
 import { KubeClient, loadKubeConfig } from './kube/client.js';
 import { candidateIdentity, LeaderElector, leaseApiFromKubeConfig } from './leader/lease.js';
+import { type RunningWebhook, startWebhook } from './webhook/start.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseOperatorOptions>;
@@ -37,9 +38,13 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const queue = new WorkQueue<string>();
-  const metrics = createOperatorMetrics(version, () => queue.length);
-  const controller = new MetricPolicyController({
+  // The controller is made after its metrics, which read its cache while it leads.
+  let controller: MetricPolicyController | undefined;
+  const metrics = createOperatorMetrics(version, () => queue.length, {
+    policies: () => (controller?.leading === true ? controller.policies() : []),
+  });
+  const queue = new WorkQueue<string>({ metrics: metrics.queue });
+  controller = new MetricPolicyController({
     kube,
     namespace: options.namespace,
     operatorVersion: version,
@@ -97,6 +102,17 @@ async function main(): Promise<number> {
     'cardinal-operator starting',
   );
 
+  // Every replica serves the webhook, leader or not: the Service sends reviews to any ready pod.
+  let webhook: RunningWebhook | undefined;
+  if (options.webhook !== undefined) {
+    try {
+      webhook = await startWebhook(options.webhook, kube, options.namespace, logger);
+    } catch (err) {
+      logger.fatal({ err }, err instanceof Error ? err.message : String(err));
+      return 1;
+    }
+  }
+
   const le = options.leaderElection;
   const elector = le.enabled
     ? new LeaderElector({
@@ -141,6 +157,7 @@ async function main(): Promise<number> {
       controller
         .stop()
         .then(() => elector?.release())
+        .then(() => webhook?.close())
         .then(() => {
           live = false;
           return new Promise<void>((done) => server.close(() => done()));

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
@@ -18,10 +19,12 @@ import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
 import { createQueryMetrics } from './query/metrics.js';
 import { UsageService } from './query/usage.js';
+import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueName } from './queue/metrics.js';
 import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
+import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
@@ -185,11 +188,18 @@ async function main(): Promise<number> {
   let drain: Drain | undefined;
   let pushQueue: DiskQueue | undefined;
   let pushDrain: PushDrain | undefined;
+  let deadLetters: DeadLetters | undefined;
+  const tallies = new Map<QueueName, DropTally>();
   if (options.queue !== undefined) {
     const q = options.queue;
     const queueMetricsFor = createQueueMetrics(metrics.registry);
     const openQueue = async (name: QueueName, dir: string) => {
-      const queueMetrics = queueMetricsFor(name);
+      await mkdir(dir, { recursive: true });
+      // Drops are tallied in the queue directory, so their counters survive restarts.
+      const tally = new DropTally(dir, logger);
+      tallies.set(name, tally);
+      const named = queueMetricsFor(name);
+      const queueMetrics = tally.wrap(named);
       const opened = await DiskQueue.open({
         dir,
         maxBytes: q.maxBytes,
@@ -199,12 +209,18 @@ async function main(): Promise<number> {
         metrics: queueMetrics,
         logger,
       });
-      queueMetrics.observe(() => opened.gauges());
+      named.observe(() => opened.gauges());
       return { opened, queueMetrics };
     };
     try {
       const rw = await openQueue('remote_write', q.dir);
       queue = rw.opened;
+      deadLetters = await DeadLetters.open({
+        dir: join(q.dir, 'dead-letter'),
+        maxBytes: q.deadLetterMaxBytes,
+        metrics: rw.queueMetrics,
+        logger,
+      });
       drain = new Drain({
         queue,
         forwarder,
@@ -213,6 +229,9 @@ async function main(): Promise<number> {
         retryable: parseRetryOn(q.retryOn),
         metrics: rw.queueMetrics,
         logger,
+        deadLetters,
+        maxRetryAgeMs: q.maxRetryAgeMs,
+        maxRetryAttempts: q.maxRetryAttempts,
       });
       if (pushForwarder !== undefined) {
         const push = await openQueue('pushgateway', join(q.dir, 'pushgateway'));
@@ -237,6 +256,50 @@ async function main(): Promise<number> {
       ? undefined
       : { append: dq.append.bind(dq), retryAfterSeconds: options.queue.fullRetryAfterSeconds };
   const ingestQueue = asIngestQueue(queue);
+  const queueStatus = (name: QueueName, dq: DiskQueue | undefined) => {
+    if (dq === undefined) return undefined;
+    const dropped = tallies.get(name)?.counts ?? {};
+    const letters = name === 'remote_write' ? deadLetters?.list() : undefined;
+    return {
+      ...dq.gauges(),
+      // Kept in the queue directory: these do not reset on restart.
+      dropped,
+      outOfOrder: dropped.out_of_order ?? { records: 0, samples: 0 },
+      deadLetters:
+        letters === undefined
+          ? null
+          : {
+              count: letters.length,
+              bytes: deadLetters?.bytes ?? 0,
+              retrying: letters.filter((l) => l.state.status === 'retrying').length,
+              dead: letters.filter((l) => l.state.status === 'dead').length,
+            },
+    };
+  };
+  const queueApi =
+    queue === undefined || deadLetters === undefined
+      ? undefined
+      : {
+          status: () => ({
+            queues: {
+              remote_write: queueStatus('remote_write', queue),
+              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue) }),
+            },
+          }),
+          deadLetters: () => (deadLetters?.list() ?? []).map(describeLetter),
+          // Back into the queue, in their order, as new records; each leaves the dead letters
+          // once it is durably queued again.
+          requeue: async (ids: readonly number[] | 'all') => {
+            const dl = deadLetters!;
+            const chosen = ids === 'all' ? dl.list() : ids.flatMap((id) => dl.get(id) ?? []);
+            for (const l of chosen) {
+              await queue!.append({ ...l.entry, enqueuedAtMs: Date.now() });
+              await dl.remove(l.id);
+            }
+            logger.info({ requeued: chosen.length }, 'dead letters put back into the queue');
+            return chosen.length;
+          },
+        };
 
   // The read path and usage statistics (--query.upstream, --query.log-file).
   const q = options.query;
@@ -301,6 +364,8 @@ async function main(): Promise<number> {
     forwarder,
     maxRequestBytes: options.maxRequestBytes,
     maxDecodedBytes: options.maxDecodedBytes,
+    maxInflightRequests: options.maxInflightRequests,
+    maxInflightBytes: options.maxInflightBytes,
     upstreamProtocol: options.upstreamProtocol,
     engine,
     policyStats,
@@ -308,6 +373,8 @@ async function main(): Promise<number> {
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
+    checks: options.ingest,
+    queueApi,
     configStatus: () => status,
     // A full queue in reject mode refuses everything; readiness says so, so that a load balancer
     // sends senders to a replica with room.
@@ -431,7 +498,14 @@ async function main(): Promise<number> {
             pushDrain?.close(Math.max(0, stopBy - 1000 - Date.now())),
           ]),
         )
-        .then(() => Promise.all([queue?.close(), pushQueue?.close(), usageService?.close()]))
+        .then(() =>
+          Promise.all([
+            queue?.close(),
+            pushQueue?.close(),
+            usageService?.close(),
+            ...[...tallies.values()].map((t) => t.flush()),
+          ]),
+        )
         .then(closeForwarders)
         .then(
           () => {

@@ -25,6 +25,7 @@ import type { RequestV2, WriteRequestV1 } from './codec/types.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import type { LintMode } from './ingest/pushgateway/http.js';
+import type { IngestChecks } from './ingest/remote-write.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
@@ -80,6 +81,7 @@ function proxy(
     maxDecodedBytes?: number;
     policies?: PolicyInput[];
     reportDroppedAsWritten?: boolean;
+    checks?: IngestChecks;
     credentialsFile?: string;
     metricsAuth?: boolean;
     reloadMinIntervalMs?: number;
@@ -142,6 +144,7 @@ function proxy(
     engine,
     policyStats,
     reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
+    checks: opts.checks,
     topOffenders: (limit) => offenders.report(limit),
     configStatus: () => status,
     ready: () => true,
@@ -298,8 +301,20 @@ describe('remote-write 2.0', () => {
     expect(decodeRequestV2(snappyDecode(got.body, 1 << 20))).toEqual(v2);
   });
 
-  it('reports its own counts when the upstream sends none', async () => {
+  it('invents no written counts when the upstream got 2.0 and sent none (Prometheus 2.42 stores nothing then)', async () => {
     const { app } = proxy();
+    const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
+      'content-type': V2_TYPE,
+      'content-encoding': 'snappy',
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBeUndefined();
+    expect(res.headers['x-prometheus-remote-write-histograms-written']).toBeUndefined();
+    expect(res.headers['x-prometheus-remote-write-exemplars-written']).toBeUndefined();
+  });
+
+  it('reports its own counts when it down-converted: a 1.0 receiver answering 2xx wrote all', async () => {
+    const { app } = proxy({ upstreamProtocol: '1.0' });
     const res = await post(app, snappyEncode(encodeRequestV2(v2)), {
       'content-type': V2_TYPE,
       'content-encoding': 'snappy',
@@ -556,6 +571,15 @@ describe('policies on the request path', () => {
           { name: 'p', namespace: undefined, spec: { match: { selector: '{job="api"}' }, drop: ['.*'] } },
         ],
         reportDroppedAsWritten: flag,
+      });
+      // A 2.0 receiver says what it wrote: the kept series' one sample.
+      respond = () => ({
+        status: 204,
+        headers: {
+          'x-prometheus-remote-write-samples-written': '1',
+          'x-prometheus-remote-write-histograms-written': '0',
+          'x-prometheus-remote-write-exemplars-written': '0',
+        },
       });
       const res = await post(app, snappyEncode(encodeRequestV2(v2)), V2);
       expect(res.statusCode).toBe(204);
@@ -1039,5 +1063,58 @@ describe('Pushgateway protocol', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the door check on the request path', () => {
+  const CHECKS: IngestChecks = { onInvalid: 'reject', names: 'utf8', maxFutureMs: 600_000, maxAgeMs: 0 };
+  const V2H = { 'content-type': V2_TYPE, 'content-encoding': 'snappy' };
+  // The second series has a timestamp far in the future.
+  const mixed: RequestV2 = {
+    symbols: ['', '__name__', 'ok', 'bad'],
+    timeseries: [
+      {
+        labelsRefs: [1, 2],
+        samples: [{ value: 1, timestamp: Date.now() }],
+        histograms: [],
+        exemplars: [],
+        metadata: { type: 0, helpRef: 0, unitRef: 0 },
+        createdTimestamp: 0,
+      },
+      {
+        labelsRefs: [1, 3],
+        samples: [
+          { value: 1, timestamp: 2 ** 62 },
+          { value: 2, timestamp: 2 ** 62 + 1 },
+        ],
+        histograms: [],
+        exemplars: [],
+        metadata: { type: 0, helpRef: 0, unitRef: 0 },
+        createdTimestamp: 0,
+      },
+    ],
+  };
+
+  it('reject: 400 naming the series, nothing forwarded, and 2.0 written counts of 0', async () => {
+    const { app, metrics } = proxy({ checks: CHECKS });
+    const res = await post(app, snappyEncode(encodeRequestV2(mixed)), V2H);
+    expect(res.statusCode).toBe(400);
+    expect(res.body).toMatch(
+      /^series a receiver would refuse: timeseries\[1\] \{__name__="bad"\}: samples\[0\]\.timestamp/,
+    );
+    expect(received).toHaveLength(0);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('0');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/cardinal_proxy_invalid_samples_total\{reason="too_new",action="rejected"\} 2/);
+  });
+
+  it('drop: the rest is forwarded, and the 2.0 written counts are what the upstream wrote of it (a partial write)', async () => {
+    const { app } = proxy({ checks: { ...CHECKS, onInvalid: 'drop' } });
+    respond = () => ({ status: 204, headers: { 'x-prometheus-remote-write-samples-written': '1' } });
+    const res = await post(app, snappyEncode(encodeRequestV2(mixed)), V2H);
+    expect(res.statusCode).toBe(204);
+    const out = decodeRequestV2(snappyDecode(received[0]!.body, 1 << 20));
+    expect(out.timeseries.map((t) => out.symbols[t.labelsRefs[1]!])).toEqual(['ok']);
+    expect(res.headers['x-prometheus-remote-write-samples-written']).toBe('1');
   });
 });

@@ -15,10 +15,11 @@ import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
-import { registerRemoteWrite } from './ingest/remote-write.js';
+import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import { type ReadPathOptions, type ReadUpstream, registerReadPath } from './query/http.js';
 import type { UsageQuery, UsageReportJson, UsageSort } from './query/usage.js';
+import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
@@ -40,12 +41,25 @@ export interface ServerDeps {
   readonly forwarder: Forwarder;
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
+  readonly maxInflightRequests?: number | undefined;
+  readonly maxInflightBytes?: number | undefined;
   readonly upstreamProtocol: 'same' | '1.0';
   readonly engine: PolicyEngine;
   readonly policyStats: PolicyStats;
   readonly reportDroppedAsWritten: boolean;
   /** The durable queue (--queue.dir); without it requests are answered after the upstream accepted. */
   readonly queue?: IngestQueue | undefined;
+  /** The door check (--ingest.*); undefined with --ingest.invalid off. */
+  readonly checks?: IngestChecks | undefined;
+  /** The durable queue's status and dead letters (--queue.dir); absent, the routes are not served. */
+  readonly queueApi?:
+    | {
+        readonly status: () => unknown;
+        readonly deadLetters: () => readonly DeadLetterInfo[];
+        /** Puts dead letters back into the queue; returns how many. */
+        readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
+      }
+    | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
@@ -211,6 +225,33 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         return bad('sort', sort, 'reads, lastRead or cost');
       }
       return query.report({ limit: Number(limit), readers: Number(readers), sort: sort as UsageSort });
+    });
+  }
+  const queueApi = deps.queueApi;
+  if (queueApi !== undefined) {
+    app.get('/api/v1/status/queue', ADMIN, async () => queueApi.status());
+    app.get('/api/v1/queue/dead-letter', ADMIN, async () => ({ deadLetters: queueApi.deadLetters() }));
+    // ?id=N (repeatable) puts those back; ?all=true puts every dead letter back.
+    app.post('/api/v1/queue/dead-letter/requeue', ADMIN, async (req, reply) => {
+      const q = req.query as Record<string, string | string[] | undefined>;
+      const raw = q.id === undefined ? [] : Array.isArray(q.id) ? q.id : [q.id];
+      if (q.all !== 'true' && raw.length === 0) {
+        return reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send('give the dead letters to put back as ?id=N (repeatable), or ?all=true for all\n');
+      }
+      const bad = raw.find((v) => !/^\d{1,15}$/.test(v));
+      if (bad !== undefined) {
+        return reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send(
+            `id: "${bad.slice(0, 20)}" must be the id of a dead letter, as GET /api/v1/queue/dead-letter lists it\n`,
+          );
+      }
+      const requeued = await queueApi.requeue(q.all === 'true' ? 'all' : raw.map(Number));
+      return { requeued };
     });
   }
   const gate = reloadGate(deps.reload, deps.reloadMinIntervalMs ?? 1000);

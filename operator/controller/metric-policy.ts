@@ -128,6 +128,11 @@ export class MetricPolicyController {
     return this.#synced && this.#policies.synced && this.#configMaps.synced && !this.queue.shuttingDown;
   }
 
+  /** Every MetricPolicy in the watch cache, as last seen. */
+  policies(): readonly MetricPolicy[] {
+    return this.#policies.list();
+  }
+
   /** Whether this replica runs the workers (it leads, or leader election is off). */
   get leading(): boolean {
     return this.#started;

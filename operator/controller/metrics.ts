@@ -1,8 +1,14 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { MetricPolicy } from '../api/types.js';
+import { registerConditionMetrics } from '../metrics/conditions.js';
+import { registerRuntimeMetrics } from '../metrics/runtime.js';
+import type { QueueMetrics } from './queue.js';
 
 /** The operator's own metrics; every label has a small, fixed set of values. */
 export interface OperatorMetrics {
   readonly registry: Registry;
+  /** For the WorkQueue: workqueue_* under client-go's names (operator/metrics/runtime.ts). */
+  readonly queue: QueueMetrics<string>;
   reconciled(result: 'success' | 'error'): void;
   configMapApply(outcome: 'written' | 'skipped'): void;
   statusWrites(count: number): void;
@@ -11,10 +17,23 @@ export interface OperatorMetrics {
   leader(leading: boolean): void;
 }
 
+export interface OperatorMetricsOptions {
+  /** The controller's workers; default 2, the controller's default. */
+  readonly workers?: number;
+  /** The policies whose conditions are exported, read at scrape time: none unless given. */
+  readonly policies?: () => readonly MetricPolicy[];
+}
+
 /** `queueDepth` is read at scrape time. */
-export function createOperatorMetrics(version: string, queueDepth: () => number): OperatorMetrics {
+export function createOperatorMetrics(
+  version: string,
+  queueDepth: () => number,
+  options: OperatorMetricsOptions = {},
+): OperatorMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const runtime = registerRuntimeMetrics({ registry, depth: queueDepth, workers: options.workers ?? 2 });
+  registerConditionMetrics({ registry, policies: options.policies ?? (() => []) });
   new Gauge({
     name: 'cardinal_operator_build_info',
     help: 'Always 1; the version label names the running operator.',
@@ -62,8 +81,12 @@ export function createOperatorMetrics(version: string, queueDepth: () => number)
   });
   return {
     registry,
+    queue: runtime.queue,
     leader: (leading) => leader.set(leading ? 1 : 0),
-    reconciled: (result) => reconciles.inc({ result }),
+    reconciled: (result) => {
+      reconciles.inc({ result });
+      runtime.reconciled(result);
+    },
     configMapApply: (outcome) => applies.inc({ outcome }),
     statusWrites: (count) => statuses.inc(count),
     events: (reason) => events.inc({ reason }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseOperatorOptions, UsageError } from './options.js';
+import { type OperatorOptions, parseOperatorOptions, UsageError } from './options.js';
 
 const none = () => undefined;
 
@@ -20,6 +20,7 @@ describe('parseOperatorOptions', () => {
       statusWriteQps: 5,
       statusWriteBurst: 10,
       usage: { dashboardSelector: 'grafana_dashboard=1', dashboardNamespaces: [], prometheusRules: true },
+      webhook: undefined,
       leaderElection: {
         enabled: true,
         namespace: 'cardinal-system',
@@ -32,6 +33,51 @@ describe('parseOperatorOptions', () => {
       namespace: 'monitoring',
       leaderElection: { namespace: 'monitoring' },
     });
+  });
+
+  it('serves the webhook from a certificate directory or a self-managed Secret', () => {
+    const webhook = (argv: string[]) => (parseOperatorOptions(argv, none) as OperatorOptions).webhook;
+    expect(webhook(['--webhook-listen', ':9443', '--webhook-cert-dir', '/certs'])).toEqual({
+      host: '0.0.0.0',
+      port: 9443,
+      certs: { kind: 'dir', dir: '/certs' },
+    });
+    expect(
+      webhook([
+        '--webhook-listen=127.0.0.1:9443',
+        '--webhook-secret=wh',
+        '--webhook-configuration=vwc',
+        '--namespace=obs',
+      ]),
+    ).toEqual({
+      host: '127.0.0.1',
+      port: 9443,
+      certs: {
+        kind: 'self-managed',
+        secretName: 'wh',
+        webhookConfiguration: 'vwc',
+        hosts: ['cardinal-operator.obs.svc'],
+        servingValidityMs: 2160 * 3_600_000,
+        caValidityMs: 43800 * 3_600_000,
+        syncIntervalMs: 60_000,
+      },
+    });
+  });
+
+  it.each([
+    [['--webhook-cert-dir', '/c'], '--webhook-cert-dir needs --webhook-listen'],
+    [['--webhook-listen', ':9443'], 'exactly one of --webhook-cert-dir and --webhook-secret'],
+    [
+      ['--webhook-listen', ':9443', '--webhook-secret', 's'],
+      '--webhook-secret needs --webhook-configuration',
+    ],
+    [
+      ['--webhook-listen', ':9443', '--webhook-cert-dir', '/c', '--webhook-hosts', 'x'],
+      '--webhook-hosts applies to --webhook-secret',
+    ],
+    [['--webhook-listen', '9443', '--webhook-cert-dir', '/c'], 'want HOST:PORT or :PORT'],
+  ])('refuses webhook flags %j', (argv, message) => {
+    expect(() => parseOperatorOptions(argv, none)).toThrow(message);
   });
 
   it('reads flags as `--flag value` and `--flag=value`', () => {

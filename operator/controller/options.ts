@@ -40,6 +40,8 @@ export interface OperatorOptions {
         readonly prometheusRules: boolean;
       }
     | undefined;
+  /** The validating admission webhook (operator/webhook/), served by every replica; undefined: off. */
+  readonly webhook: WebhookOptions | undefined;
   /** Leader election: only the holder of the Lease reconciles and writes. */
   readonly leaderElection: {
     readonly enabled: boolean;
@@ -48,6 +50,23 @@ export interface OperatorOptions {
     readonly renewDeadlineMs: number;
     readonly retryPeriodMs: number;
   };
+}
+
+export interface WebhookOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Where the serving certificate comes from. */
+  readonly certs:
+    | { readonly kind: 'dir'; readonly dir: string }
+    | {
+        readonly kind: 'self-managed';
+        readonly secretName: string;
+        readonly webhookConfiguration: string;
+        readonly hosts: readonly string[];
+        readonly servingValidityMs: number;
+        readonly caValidityMs: number;
+        readonly syncIntervalMs: number;
+      };
 }
 
 /** Where Kubernetes mounts the pod's namespace (the service account volume). */
@@ -98,6 +117,20 @@ Usage-aware governance (spec.unused: what PrometheusRules and Grafana dashboards
   --dashboard-namespaces NS,...  Where dashboards are looked for; default every namespace.
   --prometheus-rules=false    Read no PrometheusRules (read by default, when monitoring.coreos.com/v1
                               is served).
+
+Validating admission webhook (refuses at kubectl apply what the proxy's validator refuses):
+  --webhook-listen ADDR       Serve it over HTTPS on ADDR, e.g. :9443; off by default.
+  --webhook-cert-dir DIR      Serve DIR/tls.crt and DIR/tls.key (a mounted cert-manager Secret),
+                              re-read when they change.
+  --webhook-secret NAME       Or: keep a self-managed CA and serving certificate in Secret NAME in
+                              --namespace, renewed after two thirds of their life, and write the CA
+                              into the caBundle of --webhook-configuration.
+  --webhook-configuration N   The ValidatingWebhookConfiguration to write the caBundle into.
+  --webhook-hosts H,...       DNS names and IPs the self-managed certificate names; default
+                              cardinal-operator.<namespace>.svc.
+  --webhook-cert-validity DUR Self-managed serving certificate lifetime; default 2160h (90 days).
+  --webhook-ca-validity DUR   Self-managed CA lifetime; default 43800h (5 years).
+  --webhook-cert-sync DUR     How often the Secret is checked; default 1m.
 
 Leader election (replicas share a coordination.k8s.io Lease named cardinal-operator; only its
 holder reconciles and writes; a replica that loses it exits, to be restarted as a standby):
@@ -157,6 +190,7 @@ export function parseOperatorOptions(
     statusWriteQps,
     statusWriteBurst,
     usage: usageSources(v),
+    webhook: webhookOptions(v, namespace),
     leaderElection: leaderElection(v, namespace),
   });
 }
@@ -186,6 +220,62 @@ function usageSources(v: ReturnType<typeof parse>['values']): OperatorOptions['u
     dashboardSelector: selector,
     dashboardNamespaces: Object.freeze(namespaces),
     prometheusRules: bool('prometheus-rules', v['prometheus-rules']),
+  });
+}
+
+function webhookOptions(
+  v: ReturnType<typeof parse>['values'],
+  namespace: string,
+): WebhookOptions | undefined {
+  const listen = v['webhook-listen'];
+  const dir = v['webhook-cert-dir'];
+  const secretName = v['webhook-secret'];
+  const selfManagedFlags = [
+    'webhook-configuration',
+    'webhook-hosts',
+    'webhook-cert-validity',
+    'webhook-ca-validity',
+  ];
+  if (listen === undefined) {
+    const stray = ['webhook-cert-dir', 'webhook-secret', ...selfManagedFlags].find(
+      (f) => v[f as 'webhook-secret'] !== undefined,
+    );
+    if (stray !== undefined) throw new UsageError(`--${stray} needs --webhook-listen`);
+    return undefined;
+  }
+  const colon = listen.lastIndexOf(':');
+  const port = Number(listen.slice(colon + 1));
+  if (colon === -1 || !/^\d+$/.test(listen.slice(colon + 1)) || port < 1 || port > 65535)
+    throw new UsageError(`--webhook-listen ${listen}: want HOST:PORT or :PORT`);
+  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+  if ((dir === undefined) === (secretName === undefined))
+    throw new UsageError('--webhook-listen needs exactly one of --webhook-cert-dir and --webhook-secret');
+  if (dir !== undefined) {
+    const stray = selfManagedFlags.find((f) => v[f as 'webhook-secret'] !== undefined);
+    if (stray !== undefined)
+      throw new UsageError(`--${stray} applies to --webhook-secret, not --webhook-cert-dir`);
+    return Object.freeze({ host, port, certs: Object.freeze({ kind: 'dir', dir }) });
+  }
+  const webhookConfiguration = v['webhook-configuration'];
+  if (webhookConfiguration === undefined)
+    throw new UsageError('--webhook-secret needs --webhook-configuration');
+  const hosts = (v['webhook-hosts'] ?? `cardinal-operator.${namespace}.svc`)
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  if (hosts.length === 0) throw new UsageError('--webhook-hosts: name at least one host');
+  return Object.freeze({
+    host,
+    port,
+    certs: Object.freeze({
+      kind: 'self-managed',
+      secretName: secretName!,
+      webhookConfiguration,
+      hosts: Object.freeze(hosts),
+      servingValidityMs: duration('--webhook-cert-validity', v['webhook-cert-validity'] ?? '2160h'),
+      caValidityMs: duration('--webhook-ca-validity', v['webhook-ca-validity'] ?? '43800h'),
+      syncIntervalMs: duration('--webhook-cert-sync', v['webhook-cert-sync'] ?? '1m'),
+    }),
   });
 }
 
@@ -240,6 +330,14 @@ function parse(argv: readonly string[]) {
       'dashboard-selector': { type: 'string' },
       'dashboard-namespaces': { type: 'string' },
       'prometheus-rules': { type: 'string' },
+      'webhook-listen': { type: 'string' },
+      'webhook-cert-dir': { type: 'string' },
+      'webhook-secret': { type: 'string' },
+      'webhook-configuration': { type: 'string' },
+      'webhook-hosts': { type: 'string' },
+      'webhook-cert-validity': { type: 'string' },
+      'webhook-ca-validity': { type: 'string' },
+      'webhook-cert-sync': { type: 'string' },
       'leader-elect-namespace': { type: 'string' },
       'leader-elect-lease-duration': { type: 'string' },
       'leader-elect-renew-deadline': { type: 'string' },

@@ -5,7 +5,7 @@
 // per failure of that key and an overall token bucket, the larger of the two winning
 // (DefaultControllerRateLimiter).
 
-export interface QueueOptions {
+export interface QueueOptions<K = string> {
   /** The first retry delay of a key; doubles per failure. Default 5 ms. */
   readonly baseDelayMs?: number;
   /** The longest retry delay of a key. Default 5 minutes. */
@@ -15,9 +15,23 @@ export interface QueueOptions {
   readonly retryBurst?: number;
   /** For tests. */
   readonly now?: () => number;
+  /** Told of every key's way through the queue, for workqueue_* metrics (runtime-metrics.ts). */
+  readonly metrics?: QueueMetrics<K>;
+}
+
+/**
+ * What the queue reports, as client-go's queueMetrics sees it: a key became waiting (not when it
+ * was waiting already), was handed to a worker, was finished by it, or was queued for a retry.
+ */
+export interface QueueMetrics<K> {
+  added(key: K): void;
+  started(key: K): void;
+  finished(key: K): void;
+  retried(key: K): void;
 }
 
 export class WorkQueue<K = string> {
+  readonly #metrics: QueueMetrics<K> | undefined;
   readonly #queue: K[] = [];
   /** Keys waiting to be processed: in #queue, or to be put there when they are done. */
   readonly #dirty = new Set<K>();
@@ -35,7 +49,8 @@ export class WorkQueue<K = string> {
   #tokensAt: number;
   #shuttingDown = false;
 
-  constructor(options: QueueOptions = {}) {
+  constructor(options: QueueOptions<K> = {}) {
+    this.#metrics = options.metrics;
     this.#baseDelayMs = options.baseDelayMs ?? 5;
     this.#maxDelayMs = options.maxDelayMs ?? 300_000;
     this.#rate = options.retriesPerSecond ?? 10;
@@ -58,12 +73,19 @@ export class WorkQueue<K = string> {
   add(key: K): void {
     if (this.#shuttingDown || this.#dirty.has(key)) return;
     this.#dirty.add(key);
+    this.#metrics?.added(key);
     // A key being processed is put back by done(), so that no two workers hold it.
     if (this.#processing.has(key)) return;
+    this.#hand(key);
+  }
+
+  /** Gives a waiting (dirty, not processing) key to an idle worker, or queues it. */
+  #hand(key: K): void {
     const waiter = this.#waiting.shift();
     if (waiter !== undefined) {
       this.#dirty.delete(key);
       this.#processing.add(key);
+      this.#metrics?.started(key);
       waiter(key);
       return;
     }
@@ -88,6 +110,7 @@ export class WorkQueue<K = string> {
   addRateLimited(key: K): number {
     const failures = this.#failures.get(key) ?? 0;
     this.#failures.set(key, failures + 1);
+    this.#metrics?.retried(key);
     const exponential = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** failures);
     const delay = Math.max(exponential, this.#bucketDelay());
     this.addAfter(key, delay);
@@ -112,6 +135,7 @@ export class WorkQueue<K = string> {
     if (key !== undefined) {
       this.#dirty.delete(key);
       this.#processing.add(key);
+      this.#metrics?.started(key);
       return Promise.resolve(key);
     }
     if (this.#shuttingDown) return Promise.resolve(undefined);
@@ -121,9 +145,11 @@ export class WorkQueue<K = string> {
   /** Marks `key` as processed; a key added meanwhile is queued again now. */
   done(key: K): void {
     this.#processing.delete(key);
+    this.#metrics?.finished(key);
+    // Added while it was processed (and counted then): queued now, unless shutting down.
     if (this.#dirty.has(key)) {
-      this.#dirty.delete(key);
-      this.add(key);
+      if (this.#shuttingDown) this.#dirty.delete(key);
+      else this.#hand(key);
     }
     if (this.#processing.size === 0 && this.#queue.length === 0) {
       for (const resolve of this.#idle.splice(0)) resolve();

@@ -30,17 +30,20 @@ export function createAuthMetrics(registry: Registry): AuthMetrics {
     labelNames: ['result'],
     registers: [registry],
   });
-  const lastOk = new Gauge({
-    name: 'cardinal_proxy_auth_last_reload_successful',
-    help: '1 when the last load of the credentials succeeded, 0 when it failed and the previous credentials stay in force.',
-    registers: [registry],
-  });
+  // Registered by the first load: a proxy without --auth.credentials-file has no credentials to
+  // fail loading, and a gauge reading 0 there would make every "reload failed" alert fire.
+  let lastOk: Gauge | undefined;
   return {
     failure(reason) {
       failures.labels(reason).inc();
     },
     reload(ok) {
       reloads.labels(ok ? 'success' : 'failure').inc();
+      lastOk ??= new Gauge({
+        name: 'cardinal_proxy_auth_last_reload_successful',
+        help: '1 when the last load of the credentials succeeded, 0 when it failed and the previous credentials stay in force.',
+        registers: [registry],
+      });
       lastOk.set(ok ? 1 : 0);
     },
   };

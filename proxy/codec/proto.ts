@@ -125,6 +125,13 @@ export const requestV2Type: protobuf.Type = protobuf
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
 
+const histogramType: protobuf.Type = writeRequestV1Type.root.lookupType('prometheus.Histogram');
+
+/** Decodes one Histogram message (the same in both versions); the buffer must have been scanned. */
+export function decodeHistogram(buf: Uint8Array): Histogram {
+  return decodeWith(histogramType, buf) as unknown as Histogram;
+}
+
 function decodeWith(type: protobuf.Type, buf: Uint8Array): Record<string, unknown> {
   const reader = protobuf.Reader.create(buf);
   let message: protobuf.Message;

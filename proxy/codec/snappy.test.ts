@@ -52,13 +52,23 @@ describe('snappy block codec', () => {
     expect(snappyDecodedLength(hex(bytes))).toBe(length);
   });
 
-  it('rejects an oversized body from its preamble alone, before decompressing', () => {
-    // Declares 4 GiB - 1 with nothing behind it: only the preamble can have been read.
+  it('a preamble declaring more than the block can hold is a malformed body (400), not a large one', () => {
+    // Declares 4 GiB - 1 with nothing behind it.
     const err = errorOf(() => snappyDecode(hex('ffffffff0f'), 1 << 20));
+    expect(err.code).toBe('MALFORMED_SNAPPY');
+    expect(err.status).toBe(400);
+    expect(err.message).toBe(
+      'body is not a valid snappy block: the preamble declares 4294967295 bytes, more than a 5-byte block can hold',
+    );
+  });
+
+  it('rejects an oversized body from its preamble alone, before decompressing', () => {
+    const big = snappyEncode(new Uint8Array(2 << 20));
+    const err = errorOf(() => snappyDecode(big, 1 << 20));
     expect(err.code).toBe('BODY_TOO_LARGE');
     expect(err.status).toBe(413);
     expect(err.message).toBe(
-      'request body too large: decoded size 4294967295 bytes exceeds the limit of 1048576 bytes',
+      'request body too large: decoded size 2097152 bytes exceeds the limit of 1048576 bytes',
     );
   });
 

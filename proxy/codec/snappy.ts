@@ -48,6 +48,15 @@ export function snappyDecode(body: Uint8Array, maxDecodedBytes: number): Buffer 
       `bad length preamble in the first bytes of a ${body.length}-byte body`,
     );
   }
+  // The most a snappy block can expand: a 3-byte copy element (2-byte offset) writes at most 64
+  // bytes (google/snappy format_description.txt, "Copy with 2-byte offset"); every other element
+  // expands less. A preamble declaring more than that is corrupt, not a large body (400, not 413).
+  if (size > Math.ceil((body.length * 64) / 3)) {
+    throw new CardinalError(
+      'MALFORMED_SNAPPY',
+      `the preamble declares ${size} bytes, more than a ${body.length}-byte block can hold`,
+    );
+  }
   if (size > maxDecodedBytes) {
     throw new CardinalError(
       'BODY_TOO_LARGE',

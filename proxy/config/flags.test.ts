@@ -2,6 +2,37 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_UPSTREAM, parseDuration, parseHostPort, parseProxyOptions } from './flags.js';
 
 describe('parseProxyOptions', () => {
+  it('the door check, overload bounds and retry lane: defaults, values and refusals', () => {
+    const d = parseProxyOptions([], {}) as Exclude<ReturnType<typeof parseProxyOptions>, 'help'>;
+    expect(d.ingest).toEqual({ onInvalid: 'reject', names: 'utf8', maxFutureMs: 600_000, maxAgeMs: 0 });
+    expect(d).toMatchObject({ maxInflightRequests: 512, maxInflightBytes: 256 << 20 });
+    expect(d.retry.jitter).toBe(0.5);
+    const o = parseProxyOptions(
+      [
+        ...['--ingest.invalid', 'drop', '--ingest.max-future', '0', '--ingest.max-age', '1h'],
+        ...['--ingest.label-names', 'legacy', '--max-inflight-requests', '7', '--max-inflight-bytes', '1000'],
+        ...['--queue.dir', '/q', '--queue.max-retry-age', '0', '--queue.max-retry-attempts', '5'],
+        ...['--queue.dead-letter-max-bytes', '4096'],
+      ],
+      {},
+    ) as Exclude<ReturnType<typeof parseProxyOptions>, 'help'>;
+    expect(o.ingest).toEqual({ onInvalid: 'drop', names: 'legacy', maxFutureMs: 0, maxAgeMs: 3_600_000 });
+    expect(o).toMatchObject({ maxInflightRequests: 7, maxInflightBytes: 1000 });
+    expect(o.queue).toMatchObject({ maxRetryAgeMs: 0, maxRetryAttempts: 5, deadLetterMaxBytes: 4096 });
+    expect(parseProxyOptions(['--queue.dir', '/q'], {})).toMatchObject({
+      queue: { maxRetryAgeMs: 900_000, maxRetryAttempts: 0, deadLetterMaxBytes: (1 << 30) / 8 },
+    });
+    expect(parseProxyOptions(['--ingest.invalid', 'off'], {})).toMatchObject({ ingest: undefined });
+    expect(() => parseProxyOptions(['--ingest.invalid', 'warn'], {})).toThrow(
+      '--ingest.invalid: "warn" must be "reject", "drop" or "off"',
+    );
+    expect(() => parseProxyOptions(['--ingest.label-names', 'ascii'], {})).toThrow(/--ingest.label-names/);
+    expect(() => parseProxyOptions(['--max-inflight-requests', '0'], {})).toThrow(/--max-inflight-requests/);
+    expect(() => parseProxyOptions(['--queue.max-retry-attempts', '3'], {})).toThrow(
+      '--queue.max-retry-attempts needs --queue.dir',
+    );
+  });
+
   it('has defaults that run with nothing set', () => {
     const o = parseProxyOptions([], {});
     expect(o).toMatchObject({

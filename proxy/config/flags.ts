@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
+import type { IngestChecks } from '../ingest/remote-write.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
 export interface ProxyOptions {
@@ -16,6 +17,9 @@ export interface ProxyOptions {
   readonly configPath: string | undefined;
   readonly maxRequestBytes: number;
   readonly maxDecodedBytes: number;
+  /** Remote-write requests handled at once, and their bodies' bytes; beyond, 503 with Retry-After. */
+  readonly maxInflightRequests: number;
+  readonly maxInflightBytes: number;
   readonly attemptTimeoutMs: number;
   readonly retry: RetryPolicy;
   readonly shutdownTimeoutMs: number;
@@ -46,6 +50,8 @@ export interface ProxyOptions {
   readonly queue: QueueOptions | undefined;
   /** The read path and usage statistics; undefined without --query.upstream or --query.log-file. */
   readonly query: QueryOptions | undefined;
+  /** The door check of remote-write ingest (--ingest.*); undefined with --ingest.invalid off. */
+  readonly ingest: IngestChecks | undefined;
   readonly engine: {
     readonly verdictCacheSize: number;
     readonly maxTrackedSeries: number;
@@ -67,6 +73,12 @@ export interface QueueOptions {
   readonly batchMaxWaitMs: number;
   /** The --queue.retry-on list, as given; parse with parseRetryOn. */
   readonly retryOn: string;
+  /** A request retried alone becomes a dead letter after failing this long (0: never). */
+  readonly maxRetryAgeMs: number;
+  /** ... or this many times (0: no limit). */
+  readonly maxRetryAttempts: number;
+  /** Bytes of dead letters kept in <dir>/dead-letter; beyond, the oldest go, counted. */
+  readonly deadLetterMaxBytes: number;
 }
 
 export interface QueryOptions {
@@ -115,11 +127,16 @@ Flags (environment variable in brackets):
   --reload.min-interval DURATION   least time between two POST /-/reload; sooner is 429 (default 1s)
   --max-request-bytes N            largest accepted request body, compressed (default 33554432)
   --max-decoded-bytes N            largest accepted request body, decompressed (default 134217728)
+  --max-inflight-requests N        remote-write requests handled at once; beyond, senders get 503 with
+                                   Retry-After before their body is read (default 512)
+  --max-inflight-bytes N           bytes of remote-write bodies (by Content-Length) handled at once; beyond,
+                                   503 with Retry-After; one request always fits (default 268435456)
   --forward.timeout DURATION       timeout of one attempt upstream (default 10s)
   --forward.retry-budget DURATION  total time spent retrying one request before answering 503 (default 20s)
   --forward.min-backoff DURATION   first retry delay (default 100ms)
   --forward.max-backoff DURATION   largest retry delay (default 3s)
-  --forward.backoff-jitter F       random fraction of each retry delay, 0 to 1 (default 1: full jitter)
+  --forward.backoff-jitter F       random fraction of each retry delay, 0 to 1, never below the delay before
+                                   (default 0.5: "equal jitter", each delay in [d/2, d]; intervals only grow)
   --queue.dir PATH                 keep accepted data in a durable queue here and answer senders once it is
                                    fsync'd; without it the proxy answers after the upstream accepted
                                    [CARDINAL_QUEUE_DIR]
@@ -132,8 +149,24 @@ Flags (environment variable in brackets):
   --queue.batch-max-samples N      samples per request to the upstream (default 10000)
   --queue.batch-max-bytes N        compressed bytes per request to the upstream (default 4194304)
   --queue.batch-max-wait DURATION  how long queued data waits for more to share a request (default 200ms)
-  --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped
-                                   and counted; the queue retries without a time limit
+  --queue.retry-on LIST            upstream statuses retried, e.g. 5xx,429 (default); others are dropped,
+                                   counted, and kept as dead letters
+  --queue.max-retry-age DURATION   a request the upstream keeps failing for while it takes other data is
+                                   retried alone; after failing this long it becomes a dead letter (default
+                                   15m; 0: never). During an outage the queue retries without a time limit
+  --queue.max-retry-attempts N     ... or after this many attempts alone (default 0: no limit)
+  --queue.dead-letter-max-bytes N  bytes of dead letters kept in <queue.dir>/dead-letter; the oldest go
+                                   beyond, counted (default max-bytes/8)
+  --ingest.invalid reject|drop|off what to do with a series a receiver would refuse (no or invalid __name__, invalid
+                                   or repeated label names, an empty label set, invalid UTF-8, a native histogram
+                                   whose count does not match its buckets, a timestamp outside the window below):
+                                   reject: the request gets 400 naming the series and field; drop: the series is
+                                   left out and counted; off: no check (default reject). Unsorted labels are sorted
+  --ingest.max-future DURATION     refuse samples further ahead of the proxy's clock (default 10m; 0 turns it off)
+  --ingest.max-age DURATION        refuse samples further behind the proxy's clock (default 0: off; Prometheus
+                                   refuses samples older than its newest minus 1h, so 1h suits a bare Prometheus)
+  --ingest.label-names utf8|legacy utf8: any non-empty UTF-8 name (remote-write 2.0); legacy: [a-zA-Z_][a-zA-Z0-9_]*
+                                   and metric names [a-zA-Z_:][a-zA-Z0-9_:]* (default utf8)
   --query.upstream URL             serve the Prometheus read API (/api/v1/query, query_range, series, labels,
                                    label values, exemplars, metadata, /federate) on the proxy's port, passing
                                    requests through to this query API (Prometheus, Thanos, Mimir,
@@ -226,15 +259,18 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     configPath: v.config ?? env.CARDINAL_CONFIG,
     maxRequestBytes: positiveInt('--max-request-bytes', v['max-request-bytes'] ?? String(32 << 20)),
     maxDecodedBytes: positiveInt('--max-decoded-bytes', v['max-decoded-bytes'] ?? String(128 << 20)),
+    maxInflightRequests: positiveInt('--max-inflight-requests', v['max-inflight-requests'] ?? '512'),
+    maxInflightBytes: positiveInt('--max-inflight-bytes', v['max-inflight-bytes'] ?? String(256 << 20)),
     attemptTimeoutMs: parseDuration('--forward.timeout', v['forward.timeout'] ?? '10s'),
     retry: Object.freeze({
       minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
       maxBackoffMs: parseDuration('--forward.max-backoff', v['forward.max-backoff'] ?? '3s'),
       budgetMs: parseDuration('--forward.retry-budget', v['forward.retry-budget'] ?? '20s'),
-      jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '1'),
+      jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '0.5'),
     }),
     queue: parseQueueOptions(v, env),
     query: parseQueryOptions(v, env),
+    ingest: parseIngestChecks(v),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
@@ -291,6 +327,8 @@ function parse(argv: readonly string[]) {
       'reload.min-interval': { type: 'string' },
       'max-request-bytes': { type: 'string' },
       'max-decoded-bytes': { type: 'string' },
+      'max-inflight-requests': { type: 'string' },
+      'max-inflight-bytes': { type: 'string' },
       'forward.timeout': { type: 'string' },
       'forward.retry-budget': { type: 'string' },
       'forward.min-backoff': { type: 'string' },
@@ -316,6 +354,13 @@ function parse(argv: readonly string[]) {
       'query.usage.max-readers': { type: 'string' },
       'query.usage.readers-per-metric': { type: 'string' },
       'query.names-refresh': { type: 'string' },
+      'queue.max-retry-age': { type: 'string' },
+      'queue.max-retry-attempts': { type: 'string' },
+      'queue.dead-letter-max-bytes': { type: 'string' },
+      'ingest.invalid': { type: 'string' },
+      'ingest.max-future': { type: 'string' },
+      'ingest.max-age': { type: 'string' },
+      'ingest.label-names': { type: 'string' },
       'shutdown-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'report-dropped-as-written': { type: 'boolean' },
@@ -394,6 +439,18 @@ function parseQueueOptions(
     batchMaxBytes: positiveInt('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? String(4 << 20)),
     batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
     retryOn,
+    maxRetryAgeMs:
+      (v['queue.max-retry-age'] ?? '15m').trim() === '0'
+        ? 0
+        : parseDuration('--queue.max-retry-age', v['queue.max-retry-age'] ?? '15m'),
+    maxRetryAttempts:
+      (v['queue.max-retry-attempts'] ?? '0').trim() === '0'
+        ? 0
+        : positiveInt('--queue.max-retry-attempts', v['queue.max-retry-attempts'] ?? '0'),
+    deadLetterMaxBytes: positiveInt(
+      '--queue.dead-letter-max-bytes',
+      v['queue.dead-letter-max-bytes'] ?? String(Math.max(1 << 20, Math.floor(maxBytes / 8))),
+    ),
   });
 }
 
@@ -437,6 +494,28 @@ function parseQueryOptions(
     readersPerMetric,
     namesRefreshMs: parseDuration('--query.names-refresh', v['query.names-refresh'] ?? '5m'),
   });
+}
+
+function parseIngestChecks(v: ReturnType<typeof parse>['values']): IngestChecks | undefined {
+  const onInvalid = v['ingest.invalid'] ?? 'reject';
+  if (onInvalid !== 'reject' && onInvalid !== 'drop' && onInvalid !== 'off') {
+    throw new UsageError(`--ingest.invalid: "${onInvalid}" must be "reject", "drop" or "off"`);
+  }
+  const names = v['ingest.label-names'] ?? 'utf8';
+  if (names !== 'utf8' && names !== 'legacy') {
+    throw new UsageError(`--ingest.label-names: "${names}" must be "utf8" or "legacy"`);
+  }
+  const window = (flag: 'ingest.max-future' | 'ingest.max-age', def: string): number => {
+    const raw = v[flag] ?? def;
+    return raw.trim() === '0' ? 0 : parseDuration(`--${flag}`, raw);
+  };
+  const checks = {
+    onInvalid,
+    names,
+    maxFutureMs: window('ingest.max-future', '10m'),
+    maxAgeMs: window('ingest.max-age', '0'),
+  } as const;
+  return onInvalid === 'off' ? undefined : Object.freeze({ ...checks, onInvalid });
 }
 
 function fraction(flag: string, value: string): number {

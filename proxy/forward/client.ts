@@ -39,6 +39,8 @@ export interface ForwardRequest {
   readonly version: ProtocolVersion;
   /** The X-Scope-OrgID to pass on, if any. */
   readonly tenant?: string | undefined;
+  /** Aborted when the sender went away: nothing more is sent for it (send only). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What the upstream said it wrote (remote-write 2.0 "Response"); absent when it did not say. */
@@ -76,6 +78,11 @@ export class Forwarder {
   readonly #random: () => number;
   readonly #closing = new AbortController();
   #token: { value: string; readAt: number } | undefined;
+  /** When the upstream last took a request, and last failed one in a way that is retried. */
+  #lastOkAt = 0;
+  #lastFailAt = 0;
+  /** The deadline controllers of sends in flight, aborted together on close. */
+  readonly #sends = new Set<AbortController>();
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
@@ -146,9 +153,38 @@ export class Forwarder {
     }
   }
 
+  /**
+   * Sends one request for a sender that waits for the answer (no queue). The sender retries a 503
+   * itself, with its own backoff (remote-write 1.0 and 2.0, "Retries & Backoff"), so the proxy
+   * must not multiply its retries: a failure right after a success (a blip) is retried a couple
+   * of times within the budget; once the upstream is failing, each request gets one attempt and
+   * its sender a 503 at once (with the upstream's Retry-After, if it sent one), and the sender's
+   * backoff governs.
+   */
   async send(req: ForwardRequest): Promise<ForwardResult> {
+    // One deadline for the whole send, waiting for a pooled connection included (the pool's own
+    // timeouts start only once a request is written): --forward.retry-budget. The same controller
+    // is aborted when the sender goes away and on close, so each send costs one controller and
+    // one timer, not a composed signal.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.#opts.retry.budgetMs);
+    const onGone = () => ctl.abort();
+    req.signal?.addEventListener('abort', onGone, { once: true });
+    if (req.signal?.aborted === true) ctl.abort();
+    this.#sends.add(ctl);
+    try {
+      return await this.#send(req, ctl.signal);
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onGone);
+      this.#sends.delete(ctl);
+    }
+  }
+
+  async #send(req: ForwardRequest, signal: AbortSignal): Promise<ForwardResult> {
     const started = Date.now();
     const headers = this.#headers(req);
+    let retries = 0;
 
     for (let attempt = 1; ; attempt++) {
       const attemptStart = performance.now();
@@ -162,12 +198,14 @@ export class Forwarder {
           body: req.body,
           // The attempt timeout is the pool's headersTimeout and bodyTimeout. A per-request
           // AbortSignal.any(closing, timeout) cost Node 20 several milliseconds at p99 under load
-          // (measured with bench/run.ts: added p99 at 250 req/s went from ~16 ms to ~5 ms without it).
-          signal: this.#closing.signal,
+          // (measured with bench/run.ts: added p99 at 250 req/s went from ~16 ms to ~5 ms without it),
+          // so the deadline, the sender and closing share one plain controller (see send).
+          signal,
         });
         const verdict = classifyStatus(res.statusCode);
         const seconds = (performance.now() - attemptStart) / 1000;
         if (verdict === 'done') {
+          this.#lastOkAt = Date.now();
           await res.body.dump();
           this.#opts.metrics.attempt(req.version, 'ok', String(res.statusCode), seconds);
           return { attempts: attempt, written: parseWritten(res.headers) };
@@ -186,22 +224,45 @@ export class Forwarder {
       } catch (err) {
         if (err instanceof CardinalError) throw err;
         if (this.#closing.signal.aborted) throw new CardinalError('SHUTTING_DOWN');
+        if (req.signal?.aborted === true) throw new CardinalError('SENDER_GONE');
+        if (signal.aborted) {
+          throw new CardinalError(
+            'UPSTREAM_UNAVAILABLE',
+            `no answer within --forward.retry-budget ${this.#opts.retry.budgetMs} ms (${attempt} attempt${attempt === 1 ? '' : 's'})`,
+          );
+        }
         reason = errorReason(err);
         this.#opts.metrics.attempt(req.version, 'retry', reason, (performance.now() - attemptStart) / 1000);
       }
 
+      // The first failure after a success may be a blip worth two retries; any later one is not.
+      if (attempt === 1) retries = this.#lastOkAt >= this.#lastFailAt ? BLIP_RETRIES : 0;
+      this.#lastFailAt = Date.now();
       const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
       const elapsed = Date.now() - started;
-      if (elapsed + delay >= this.#opts.retry.budgetMs) {
+      if (attempt > retries || elapsed + delay >= this.#opts.retry.budgetMs) {
         throw new CardinalError(
           'UPSTREAM_UNAVAILABLE',
-          `${attempt} attempts in ${elapsed} ms, last: ${reason}${retryAfterMs !== undefined ? ` (Retry-After ${Math.round(retryAfterMs / 1000)}s)` : ''}`,
+          `${attempt} attempt${attempt === 1 ? '' : 's'} in ${elapsed} ms, last: ${reason}${retryAfterMs !== undefined ? ` (Retry-After ${Math.round(retryAfterMs / 1000)}s)` : ''}`,
+          // The upstream's Retry-After is relayed. None is invented: Prometheus sleeps exactly a
+          // Retry-After it gets instead of its growing backoff, so a fixed one would make it
+          // retry more often, not less.
+          {
+            retryAfterSeconds:
+              retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+          },
         );
       }
       try {
-        await sleep(delay, undefined, { signal: this.#closing.signal });
+        await sleep(delay, undefined, { signal });
       } catch {
-        throw new CardinalError('SHUTTING_DOWN');
+        throw new CardinalError(
+          this.#closing.signal.aborted
+            ? 'SHUTTING_DOWN'
+            : req.signal?.aborted
+              ? 'SENDER_GONE'
+              : 'UPSTREAM_UNAVAILABLE',
+        );
       }
     }
   }
@@ -209,6 +270,7 @@ export class Forwarder {
   /** Stops retry loops (their senders get 503 and retry elsewhere or later) and closes connections. */
   async close(): Promise<void> {
     this.#closing.abort();
+    for (const c of this.#sends) c.abort();
     await this.#pool.close();
   }
 
@@ -223,6 +285,9 @@ export class Forwarder {
     return this.#token.value;
   }
 }
+
+/** Retries of a failure that follows a success; a failing upstream gets none (see send). */
+const BLIP_RETRIES = 2;
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

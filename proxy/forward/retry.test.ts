@@ -31,24 +31,44 @@ describe('backoffDelay', () => {
     expect(backoffDelay(policy, 10, undefined, top)).toBeCloseTo(2000, 0);
   });
 
-  it('stays within [min, cap] for any attempt and jitter', () => {
+  it('by default (equal jitter) lies in [d/2, d] of the exponential step d', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 60 }),
         fc.double({ min: 0, max: 0.9999, noNaN: true }),
         (attempt, r) => {
+          const step = Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** (attempt - 1));
           const d = backoffDelay(policy, attempt, undefined, () => r);
-          return d >= policy.minBackoffMs && d <= policy.maxBackoffMs;
+          return d >= step / 2 && d <= step;
         },
       ),
     );
   });
 
-  it('with less jitter stays nearer the cap; with none it is the cap', () => {
+  it('by default, each interval is at least the one before, whatever the random draws', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 0.9999, noNaN: true }), { minLength: 2, maxLength: 20 }),
+        (rs) => {
+          const delays = rs.map((r, k) => backoffDelay(policy, k + 1, undefined, () => r));
+          for (let k = 1; k < delays.length; k++) expect(delays[k]).toBeGreaterThanOrEqual(delays[k - 1]!);
+          const full = rs.map((r, k) => backoffDelay({ ...policy, jitter: 1 }, k + 1, undefined, () => r));
+          for (let k = 1; k < full.length; k++) expect(full[k]).toBeGreaterThanOrEqual(full[k - 1]!);
+        },
+      ),
+    );
+  });
+
+  it('at the cap, the delay is the cap', () => {
+    expect(backoffDelay(policy, 7, undefined, () => 0)).toBe(2000);
+    expect(backoffDelay(policy, 30, undefined, () => 0.5)).toBe(2000);
+  });
+
+  it('with less jitter stays nearer the step; with none it is the step', () => {
     const low = () => 0;
     expect(backoffDelay({ ...policy, jitter: 0 }, 3, undefined, low)).toBe(400);
-    expect(backoffDelay({ ...policy, jitter: 0.25 }, 3, undefined, low)).toBe(100 + 0.75 * 300);
-    expect(backoffDelay({ ...policy, jitter: 1 }, 3, undefined, low)).toBe(100);
+    expect(backoffDelay({ ...policy, jitter: 0.25 }, 3, undefined, low)).toBe(0.75 * 400);
+    expect(backoffDelay({ ...policy, jitter: 1 }, 3, undefined, low)).toBe(200);
   });
 
   it('honours Retry-After as a floor', () => {

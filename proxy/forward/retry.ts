@@ -11,8 +11,12 @@ export interface RetryPolicy {
    */
   readonly budgetMs: number;
   /**
-   * Fraction of the delay that is random, 0 to 1; 1 (the default) is full jitter. With less, the
-   * delay stays closer to the exponential cap.
+   * Fraction of the delay that is random, 0 to 1: the delay lies in [(1 - jitter) * d, d] for the
+   * exponential step d, and never below the step before (so at the cap it is the cap). 0.5 (the
+   * default) is "equal jitter", each delay in [d/2, d]: every interval is at least the one before,
+   * as the remote-write specs' backoff intends, while proxies retrying after one outage still
+   * spread out. Full jitter ([0, d]) makes intervals shrink as often as they grow, so it is not
+   * offered.
    */
   readonly jitter?: number;
 }
@@ -28,10 +32,11 @@ export function classifyStatus(status: number): AttemptVerdict {
 }
 
 /**
- * Delay before retry number `attempt` (1 for the first retry): exponential backoff with full jitter
- * (a uniformly random delay up to the exponential cap), so that many proxies retrying after one
- * upstream outage do not return in lockstep. A Retry-After the upstream sent is honoured as a floor.
- * `random` returns a number in [0, 1).
+ * Delay before retry number `attempt` (1 for the first retry): exponential backoff (remote-write
+ * 1.0 and 2.0, "Retries & Backoff": senders MUST use a backoff algorithm), the step d doubling from
+ * the minimum to the cap, with a random part (see RetryPolicy.jitter) so that many proxies retrying
+ * after one upstream outage do not return in lockstep. A Retry-After the upstream sent is honoured
+ * as a floor. `random` returns a number in [0, 1).
  */
 export function backoffDelay(
   policy: RetryPolicy,
@@ -39,10 +44,10 @@ export function backoffDelay(
   retryAfterMs: number | undefined,
   random: () => number,
 ): number {
-  const cap = Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** Math.max(0, attempt - 1));
-  const j = policy.jitter ?? 1;
-  const jittered = policy.minBackoffMs + (1 - j + j * random()) * Math.max(0, cap - policy.minBackoffMs);
-  return Math.max(jittered, retryAfterMs ?? 0);
+  const step = (k: number) => (k < 1 ? 0 : Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** (k - 1)));
+  const d = step(Math.max(1, attempt));
+  const j = policy.jitter ?? 0.5;
+  return Math.max(d * (1 - j + j * random()), step(attempt - 1), retryAfterMs ?? 0);
 }
 
 /**

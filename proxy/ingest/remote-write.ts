@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requestTenant } from '../auth/http.js';
+import { type CheckReason, type CheckResult, checkRequest, withoutSeries } from '../codec/check.js';
 import { requestV2ToWriteRequestV1 } from '../codec/convert.js';
 import { decodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/scan.js';
@@ -27,6 +28,23 @@ export interface RemoteWriteDeps {
   readonly reportDroppedAsWritten: boolean;
   /** With --queue.dir: requests are answered once their data is durably queued, not forwarded. */
   readonly queue?: IngestQueue | undefined;
+  /** The door check; undefined turns it off (tests of what lies behind it). */
+  readonly checks?: IngestChecks | undefined;
+  /**
+   * Overload protection: requests being handled, and their bodies' bytes (by Content-Length), at
+   * most; beyond, senders get 503 with Retry-After before their body is read. Unset: no bound.
+   */
+  readonly maxInflightRequests?: number | undefined;
+  readonly maxInflightBytes?: number | undefined;
+}
+
+/** The --ingest.* flags: what the door check refuses, and what happens to it. */
+export interface IngestChecks {
+  readonly maxFutureMs: number;
+  readonly maxAgeMs: number;
+  readonly names: 'legacy' | 'utf8';
+  /** reject: the request gets 400 naming the first bad series; drop: bad series are left out, counted. */
+  readonly onInvalid: 'reject' | 'drop';
 }
 
 /** The ingest paths: Prometheus's own receiver path, and the short alias some senders use. */
@@ -51,6 +69,9 @@ export interface PrepareOptions {
   readonly engine: PolicyEngine | undefined;
   readonly tenant: string | undefined;
   readonly nowMs: number;
+  readonly checks?: IngestChecks | undefined;
+  /** Told about series the door check refused or dropped, before any exception is thrown. */
+  readonly onInvalid?: ((r: CheckResult, action: 'rejected' | 'dropped') => void) | undefined;
 }
 
 /**
@@ -64,8 +85,9 @@ export function prepareRequest(
   opts: PrepareOptions,
 ): { prepared: Prepared; index: SeriesIndex; decodedBytes: number } {
   const decoded = snappyDecode(body, opts.maxDecodedBytes);
-  const index =
-    version === '1.0' ? scanWriteRequestV1(decoded, opts.scratch) : scanRequestV2(decoded, opts.scratch);
+  const scan = (b: Buffer, into: SeriesIndex | undefined) =>
+    version === '1.0' ? scanWriteRequestV1(b, into) : scanRequestV2(b, into);
+  let index = scan(decoded, opts.scratch);
   const received: PayloadCounts = {
     series: index.count,
     samples: index.totalSamples,
@@ -75,9 +97,35 @@ export function prepareRequest(
   };
   let forwarded = received;
   let raw: Uint8Array = decoded;
+  let checked: Buffer = decoded;
   let changed = false;
+  if (opts.checks !== undefined) {
+    const c = checkRequest(decoded, index, { ...opts.checks, nowMs: opts.nowMs });
+    if (c.first !== undefined) {
+      const action = opts.checks.onInvalid === 'reject' ? 'rejected' : 'dropped';
+      opts.onInvalid?.(c, action);
+      if (action === 'rejected') throw new CardinalError('INVALID_SERIES', c.first.detail);
+    }
+    if (c.sorted !== undefined) {
+      checked = c.sorted;
+      changed = true;
+    }
+    if (c.bad !== undefined) {
+      checked = withoutSeries(checked, index, c.bad);
+      changed = true;
+      index = scan(checked, index);
+      forwarded = {
+        series: index.count,
+        samples: index.totalSamples,
+        histograms: index.totalHistograms,
+        exemplars: index.totalExemplars,
+        metadata: index.metadataCount,
+      };
+    }
+  }
+  raw = checked;
   if (opts.engine !== undefined && !opts.engine.pipeline.empty) {
-    const r = opts.engine.process(decoded, index, opts.tenant, opts.nowMs);
+    const r = opts.engine.process(checked, index, opts.tenant, opts.nowMs);
     // v1 metadata are top-level records and always forwarded; v2 metadata ride on series, so
     // none is left when every series was dropped (the count is otherwise the request's).
     const metadata = version === '2.0' && r.series === 0 ? 0 : index.metadataCount;
@@ -110,9 +158,26 @@ export function prepareRequest(
 export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps): void {
   let scratch: SeriesIndex | undefined;
   const logRejection = createRejectionLogger(10_000);
+  const logDropped = rateLimited(10_000);
+  const countInvalid = (r: CheckResult, action: 'rejected' | 'dropped'): void => {
+    for (const [reason, n] of Object.entries(r.series) as [CheckReason, number][]) {
+      deps.metrics.invalid(reason, n, r.samples[reason] ?? 0, action);
+    }
+    if (action === 'dropped' && r.first !== undefined) {
+      const detail = r.first.detail;
+      logDropped('invalid', (suppressed) =>
+        app.log.warn({ suppressed }, `dropped series a receiver would refuse: ${detail}`),
+      );
+    }
+  };
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     let version: ProtocolVersion | 'unknown' = 'unknown';
+    // Aborted when the connection closes before the answer was written: the sender gave up.
+    const gone = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
+    });
     deps.metrics.inflight(1);
     try {
       version = negotiate(request.headers['content-type'], request.headers['content-encoding']);
@@ -128,6 +193,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           engine: deps.engine,
           tenant: tenant.match,
           nowMs: Date.now(),
+          checks: deps.checks,
+          onInvalid: countInvalid,
         });
         scratch = r.index;
         prepared = r.prepared;
@@ -136,6 +203,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
         deps.policyStats.flush();
       }
 
+      // A sender that went away is not acknowledged and nothing is sent for it: it retries.
+      if (gone.signal.aborted) throw new CardinalError('SENDER_GONE');
       let written: WrittenStats | undefined;
       if (prepared.body !== undefined && deps.queue !== undefined) {
         const f = prepared.forwarded;
@@ -155,6 +224,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           body: prepared.body,
           version: prepared.version,
           tenant: tenant.forward,
+          signal: gone.signal,
         });
         written = result.written;
       }
@@ -165,25 +235,44 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
         // Remote-write 2.0 "Response": what was written. When the upstream said it (a 2.0
         // receiver), that is the truth; otherwise everything forwarded was accepted. Samples a
         // policy dropped were not written, unless the operator chose to report them as written.
+        // Counts are never invented: a receiver that got 2.0 and said nothing (Prometheus 2.42
+        // answers 204 to a 2.0 body and stores nothing) wrote nothing the proxy knows of, so no
+        // headers are sent and the sender can tell (2.0, "Required Written Response Headers":
+        // a 2xx without them to a 2.0 request means an unsupported receiver). A 1.0 receiver's
+        // 2xx means everything was written (down-conversion), and so does the durable queue's.
         const dropped = deps.reportDroppedAsWritten ? subtract(prepared.received, prepared.forwarded) : ZERO;
-        const base: WrittenStats = written ?? prepared.forwarded;
-        written = {
-          samples: base.samples + dropped.samples,
-          histograms: base.histograms + dropped.histograms,
-          exemplars: base.exemplars + dropped.exemplars,
-        };
-        void reply
-          .header('X-Prometheus-Remote-Write-Samples-Written', written.samples)
-          .header('X-Prometheus-Remote-Write-Histograms-Written', written.histograms)
-          .header('X-Prometheus-Remote-Write-Exemplars-Written', written.exemplars);
+        const base: WrittenStats | undefined =
+          written ??
+          (prepared.body === undefined || deps.queue !== undefined || prepared.version === '1.0'
+            ? prepared.forwarded
+            : undefined);
+        if (base !== undefined) {
+          written = {
+            samples: base.samples + dropped.samples,
+            histograms: base.histograms + dropped.histograms,
+            exemplars: base.exemplars + dropped.exemplars,
+          };
+          void reply
+            .header('X-Prometheus-Remote-Write-Samples-Written', written.samples)
+            .header('X-Prometheus-Remote-Write-Histograms-Written', written.histograms)
+            .header('X-Prometheus-Remote-Write-Exemplars-Written', written.exemplars);
+        }
       }
       return reply.code(204).send();
     } catch (err) {
       if (!(err instanceof CardinalError)) throw err;
       deps.metrics.request(version, err.status, err.code);
       logRejection(request, err);
-      if (deps.queue !== undefined && (err.code === 'QUEUE_FULL' || err.code === 'QUEUE_FULL_UNAVAILABLE')) {
+      if (
+        deps.queue !== undefined &&
+        (err.code === 'QUEUE_FULL' ||
+          err.code === 'QUEUE_FULL_UNAVAILABLE' ||
+          err.code === 'QUEUE_DISK_FULL' ||
+          err.code === 'QUEUE_WRITE_FAILED')
+      ) {
         void reply.header('Retry-After', deps.queue.retryAfterSeconds);
+      } else if (err.retryAfterSeconds !== undefined) {
+        void reply.header('Retry-After', err.retryAfterSeconds);
       }
       if (version === '2.0' && err.status < 500) {
         // Nothing was written; say so explicitly (remote-write 2.0 "Response").
@@ -198,9 +287,39 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
     }
   };
 
+  // Overload protection, before the body is read: a request beyond the bounds costs nothing more.
+  let inflight = 0;
+  let inflightBytes = 0;
+  const maxRequests = deps.maxInflightRequests ?? Number.POSITIVE_INFINITY;
+  const maxBytes = deps.maxInflightBytes ?? Number.POSITIVE_INFINITY;
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    const bytes = Number(request.headers['content-length'] ?? 0) || 0;
+    // One request always fits, however large: the body limit bounds it.
+    if (inflight >= maxRequests || (inflight > 0 && inflightBytes + bytes > maxBytes)) {
+      const err = new CardinalError(
+        'OVERLOADED',
+        `${inflight} requests with ${inflightBytes} bytes in flight (--max-inflight-requests ${deps.maxInflightRequests ?? 'unbounded'}, --max-inflight-bytes ${deps.maxInflightBytes ?? 'unbounded'})`,
+      );
+      deps.metrics.request('unknown', err.status, err.code);
+      logRejection(request, err);
+      return reply
+        .code(err.status)
+        .header('Retry-After', 1)
+        .type('text/plain; charset=utf-8')
+        .send(`${err.message}\n`);
+    }
+    inflight++;
+    inflightBytes += bytes;
+    reply.raw.once('close', () => {
+      inflight--;
+      inflightBytes -= bytes;
+    });
+    return undefined;
+  };
+
   for (const url of REMOTE_WRITE_PATHS) {
     const config = { access: 'ingest', ingestPath: '/api/v1/write' } as const;
-    app.post(url, { config }, handler);
+    app.post(url, { config, onRequest: admit }, handler);
     app.route({
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url,

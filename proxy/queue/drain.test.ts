@@ -1,11 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeWriteRequestV1, encodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import type { AttemptResult, ForwardRequest } from '../forward/client.js';
 import { parseRetryOn } from '../forward/retry.js';
+import { DeadLetters } from './dead-letter.js';
 import { Drain } from './drain.js';
 import type { QueueEntry } from './format.js';
 import type { QueueMetrics } from './metrics.js';
@@ -58,6 +60,7 @@ async function setup(
   batch = { maxSamples: 1000, maxBytes: 1 << 20, maxWaitMs: 50 },
   prepare?: (dir: string) => Promise<void>,
   queueOptions: Partial<Pick<DiskQueueOptions, 'maxBytes' | 'segmentMaxBytes' | 'fullPolicy'>> = {},
+  lane: { maxRetryAttempts: number } | undefined = undefined,
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'cardinal-drain-'));
   await prepare?.(dir);
@@ -98,6 +101,10 @@ async function setup(
       return { kind: 'status', status, text: status === 200 ? '' : 'no', retryAfterMs: undefined };
     },
   };
+  const deadLetters =
+    lane === undefined
+      ? undefined
+      : await DeadLetters.open({ dir: join(dir, 'dead-letter'), maxBytes: 1 << 20, metrics, logger });
   const drain = new Drain({
     queue,
     forwarder,
@@ -106,6 +113,8 @@ async function setup(
     retryable: parseRetryOn('5xx,429'),
     metrics,
     logger,
+    deadLetters,
+    maxRetryAttempts: lane?.maxRetryAttempts ?? 0,
   });
   drain.start();
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -119,7 +128,7 @@ async function setup(
     }
     throw new Error('the queue did not drain');
   };
-  return { queue, requests, counts, drained, drain };
+  return { queue, requests, counts, drained, drain, deadLetters };
 }
 
 const delivered = (requests: { req: ForwardRequest; status: number }[]) =>
@@ -158,17 +167,18 @@ describe('Drain', () => {
     expect(counts.dropped).toEqual({});
   });
 
-  it('splits what the upstream refuses with 413 until it fits; a single series still too large is dropped and counted', async () => {
-    // The upstream takes at most 2 series per request, and never series 5.
+  it('a 413 splits a merged batch along its records; a single original request still too large is dropped, never split or retried', async () => {
+    // The upstream takes at most 4 series per request, and never series 5.
     const { queue, requests, counts, drained } = await setup((req) => {
       const s = seriesOf(req);
-      return s.length > 2 || s.includes(5) ? 413 : 200;
+      return s.length > 4 || s.includes(5) ? 413 : 200;
     });
     await Promise.all([queue.append(entry(0, 4)), queue.append(entry(4, 3))]);
     await drained();
-    expect(delivered(requests)).toEqual([0, 1, 2, 3, 4, 6]);
-    expect(counts.dropped).toEqual({ too_large: 1 });
-    expect(counts.sent.samples + (counts.dropped.too_large ?? 0)).toBe(7);
+    expect(delivered(requests)).toEqual([0, 1, 2, 3]);
+    expect(counts.dropped).toEqual({ too_large: 3 });
+    // The batch, then each record once: nothing is sent again, nothing halved down to series.
+    expect(requests.map((r) => seriesOf(r.req).length)).toEqual([7, 4, 3]);
   });
 
   it('a refused merged batch is retried record by record, so only the bad record is dropped', async () => {
@@ -277,5 +287,124 @@ describe('Drain', () => {
     // What arrived is exactly the newest records, each once, in order.
     expect(got).toEqual(Array.from({ length: got.length }, (_, k) => 80 - got.length + k));
     expect(got.length).toBe(counts.sent.samples);
+  });
+});
+
+describe('Drain: no head-of-line blocking', () => {
+  it('property: against a model, good records arrive once and in order; records the upstream fails for go to the retry lane, then become dead letters; an outage makes no good record a dead letter', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 0, max: 4 }),
+        async (poisoned, outage) => {
+          // Record k holds series 2k and 2k+1. The upstream answers 500 to any request holding a
+          // poisoned record's series, and 503 to everything (the empty probe too) during its
+          // first `outage` attempts.
+          const poison = new Set(poisoned.flatMap((p, k) => (p ? [2 * k] : [])));
+          const { queue, requests, counts, drained, deadLetters } = await setup(
+            (req, n) => (n < outage ? 503 : seriesOf(req).some((x) => poison.has(x)) ? 500 : 200),
+            { maxSamples: 1000, maxBytes: 1 << 20, maxWaitMs: 20 },
+            undefined,
+            {},
+            { maxRetryAttempts: 3 },
+          );
+          await Promise.all(poisoned.map((_, k) => queue.append(entry(2 * k, 2))));
+          await drained();
+          const good = poisoned.flatMap((p, k) => (p ? [] : [2 * k, 2 * k + 1]));
+          const bad = poisoned.filter((p) => p).length;
+          // The poisoned records are in the lane; each ends as a dead letter after 3 attempts.
+          for (let i = 0; i < 500 && deadLetters!.list().some((l) => l.state.status === 'retrying'); i++) {
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          // Delivered exactly once each, in queue order when the upstream never failed for all
+          // (an outage ending between a failure and the probe may send a good record the long way).
+          if (outage === 0) expect(delivered(requests)).toEqual(good);
+          else expect(delivered(requests).sort((a, b) => a - b)).toEqual(good);
+          const letters = deadLetters!.list();
+          expect(letters.map((l) => l.entry.samples)).toEqual(Array.from({ length: bad }, () => 2));
+          for (const l of letters) {
+            expect(l.state).toMatchObject({ status: 'dead', reason: 'retry_exhausted', attempts: 3 });
+          }
+          expect(counts.dropped).toEqual(bad > 0 ? { retry_exhausted: 2 * bad } : {});
+          expect(counts.sent.samples).toBe(good.length);
+          // No poisoned record was ever merged with another once it had been isolated.
+          const lone = requests.filter((r) => seriesOf(r.req).some((x) => poison.has(x)) && r.status === 500);
+          expect(lone.slice(-2 * bad).every((r) => seriesOf(r.req).length === 2)).toBe(true);
+        },
+      ),
+      { numRuns: 12 },
+    );
+  }, 120_000);
+
+  it('a dead letter survives a restart and is listed with its state', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-dlq-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const quiet = () => undefined;
+    const metrics: QueueMetrics = {
+      appended: quiet,
+      refused: quiet,
+      dropped: quiet,
+      sent: quiet,
+      retried: quiet,
+      corruption: quiet,
+      fsync: quiet,
+    };
+    const logger = { info: quiet, warn: quiet, error: quiet };
+    const a = await DeadLetters.open({ dir, maxBytes: 1 << 20, metrics, logger });
+    const e = entry(0, 3, 'team-a');
+    await a.add(e, {
+      status: 'retrying',
+      lastError: '500 no',
+      attempts: 1,
+      firstFailureMs: 5,
+      nextAttemptMs: 6,
+    });
+    const b = await DeadLetters.open({ dir, maxBytes: 1 << 20, metrics, logger });
+    expect(b.list()).toHaveLength(1);
+    const [l] = b.list();
+    expect(l!.state).toEqual({
+      status: 'retrying',
+      lastError: '500 no',
+      attempts: 1,
+      firstFailureMs: 5,
+      nextAttemptMs: 6,
+    });
+    expect(Buffer.from(l!.entry.body).equals(Buffer.from(e.body))).toBe(true);
+    expect(l!.entry.tenant).toBe('team-a');
+  });
+
+  it('the dead letters stay within their bound, the oldest going first, counted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-dlq-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dropped: string[] = [];
+    const quiet = () => undefined;
+    const metrics: QueueMetrics = {
+      appended: quiet,
+      refused: quiet,
+      dropped: (reason) => dropped.push(reason),
+      sent: quiet,
+      retried: quiet,
+      corruption: quiet,
+      fsync: quiet,
+    };
+    const one = entry(0, 3);
+    const d = await DeadLetters.open({
+      dir,
+      maxBytes: 2500,
+      metrics,
+      logger: { info: quiet, warn: quiet, error: quiet },
+    });
+    const state = {
+      status: 'dead' as const,
+      lastError: '',
+      attempts: 1,
+      firstFailureMs: 0,
+      nextAttemptMs: 0,
+    };
+    for (let i = 0; i < 30; i++) await d.add({ ...one, enqueuedAtMs: i }, state);
+    expect(d.bytes).toBeLessThanOrEqual(2500);
+    const kept = d.list().map((l) => l.entry.enqueuedAtMs);
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 30 - kept.length + i));
+    expect(dropped).toEqual(Array.from({ length: 30 - kept.length }, () => 'dead_letter_full'));
   });
 });

@@ -4,11 +4,14 @@
 // Prometheus's TSDB requires (remote-write 1.0 and 2.0 senders keep per-series order too).
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { snappyEncode } from '../codec/snappy.js';
+import { CardinalError } from '../errors.js';
 import type { AttemptResult, Forwarder } from '../forward/client.js';
 import { backoffDelay, type RetryPolicy } from '../forward/retry.js';
 import { rateLimited } from '../ratelimit.js';
 import { downConvert, firstSeries, mergeEntries, type Piece, separate, splitPiece } from './batch.js';
-import { comparePositions, type Position } from './format.js';
+import type { DeadLetters } from './dead-letter.js';
+import { comparePositions, type Position, type QueueEntry } from './format.js';
 import { supervise, untilDrained } from './loop.js';
 import type { DropReason, QueueMetrics } from './metrics.js';
 import type { DiskQueue, QueueLogger, QueueRecord } from './queue.js';
@@ -33,7 +36,25 @@ export interface DrainOptions {
   readonly metrics: QueueMetrics;
   readonly logger: QueueLogger;
   readonly random?: () => number;
+  /**
+   * Where records go that the upstream keeps refusing while it takes other data. Without it, a
+   * batch that fails with a retryable status is retried whole until it succeeds.
+   */
+  readonly deadLetters?: DeadLetters | undefined;
+  /** A record in the retry lane becomes a dead letter after failing this long (0: no limit). */
+  readonly maxRetryAgeMs?: number;
+  /** ... or after this many attempts in the retry lane (0: no limit). */
+  readonly maxRetryAttempts?: number;
 }
+
+/** An empty message: valid in both versions, so a healthy upstream takes it (used as a probe). */
+const EMPTY_BODY = snappyEncode(new Uint8Array(0));
+
+/**
+ * Upstream refusals that mean the samples are older than what it holds for their series
+ * (Prometheus: "out of order sample", "out of bounds", "duplicate sample for timestamp").
+ */
+const OUT_OF_ORDER = /out[ -]of[ -]order|out of bounds|duplicate sample|too old/i;
 
 interface Batch {
   readonly records: QueueRecord[];
@@ -47,6 +68,7 @@ export class Drain {
   readonly #closing = new AbortController();
   readonly #random: () => number;
   #loop: Promise<void> | undefined;
+  #lane: Promise<void> | undefined;
   /** Aborted when drop-oldest took the records of the batch in flight. */
   #dropped = new AbortController();
   readonly #unsubscribe: () => void;
@@ -65,6 +87,13 @@ export class Drain {
 
   start(): void {
     this.#loop ??= this.#supervise();
+    if (this.#opts.deadLetters !== undefined) {
+      this.#lane ??= supervise(
+        () => this.#runLane(),
+        this.#closing.signal,
+        (err) => this.#opts.logger.error({ err }, 'queue retry lane failed; restarting in 1s'),
+      );
+    }
   }
 
   /** Runs the loop; an unexpected error restarts it from the acknowledged position after a pause. */
@@ -86,6 +115,7 @@ export class Drain {
     this.#closing.abort();
     this.#unsubscribe();
     await this.#loop;
+    await this.#lane;
   }
 
   async #run(): Promise<void> {
@@ -124,6 +154,14 @@ export class Drain {
       try {
         outcome = await this.#deliver(mergeEntries(batch.records.map((r) => r.entry)), replay, generation);
       } catch (err) {
+        if (!(err instanceof CardinalError)) {
+          // Not the data: writing a dead letter failed (a full disk), for one. Nothing is
+          // acknowledged; the batch is sent again later (what was delivered of it may repeat).
+          logger.error({ err }, 'delivering a queued batch failed; retrying it in 1s');
+          await sleep(1000, undefined, { signal: this.#closing.signal }).catch(() => undefined);
+          cursor = queue.acked;
+          continue;
+        }
         // Records that pass their checksum but do not decode: written by a faulty proxy, or
         // damaged before the checksum was taken. They can never be sent; retrying would stall
         // everything behind them.
@@ -192,19 +230,103 @@ export class Drain {
   }
 
   /**
-   * Sends a piece until the upstream took it or it was dropped: retryable failures are retried
-   * with backoff without a time limit; a 413 splits the piece in halves; any other refusal of a
-   * merged piece sends its records one by one, so that one bad record does not take the others
-   * with it; a refused single record (or a single series still too large) is dropped and counted.
+   * Sends a piece until the upstream took it, or it was dropped or moved aside. A retryable failure
+   * is retried with backoff while the upstream is down; when the upstream takes other data (an
+   * empty request succeeds), the piece is bisected along its records and the halves are sent on
+   * their own, so that the records it fails for are found and moved to the retry lane while the
+   * others are delivered (no head-of-line blocking). Final refusals are handled by #refused.
    */
   async #deliver(piece: Piece, replay: boolean, generation: number): Promise<Delivery> {
-    const { queue, metrics } = this.#opts;
-    const result = await this.#sendUntilFinal(piece, generation);
-    if (result === 'aborted') return 'aborted';
-    if (result.status >= 200 && result.status < 300) {
-      metrics.sent(piece.records, piece.samples);
-      return 'done';
+    const { forwarder, queue, metrics, retryable, deadLetters } = this.#opts;
+    const signal = this.#closing.signal;
+    const work: Piece[] = [piece];
+    let attempt = 0;
+    while (work.length > 0) {
+      const p = work[0]!;
+      if (signal.aborted || queue.generation !== generation) return 'aborted';
+      const r = await forwarder.attempt(
+        { body: p.body, version: p.version, tenant: p.tenant },
+        { signal, retryable },
+      );
+      if (signal.aborted || queue.generation !== generation) return 'aborted';
+      if (r.kind === 'status' && r.status >= 200 && r.status < 300) {
+        metrics.sent(p.records, p.samples);
+        work.shift();
+        attempt = 0;
+        continue;
+      }
+      if (r.kind === 'status' && !retryable(r.status)) {
+        if ((await this.#refused(p, r, replay, generation)) === 'aborted') return 'aborted';
+        work.shift();
+        attempt = 0;
+        continue;
+      }
+      metrics.retried(r.kind === 'status' ? String(r.status) : r.reason);
+      attempt++;
+      // Failed twice, and an empty request succeeds: the upstream is up and fails for this data.
+      if (deadLetters !== undefined && attempt >= 2 && p.entries.length >= 1 && (await this.#healthy(p))) {
+        work.shift();
+        if (p.entries.length === 1) {
+          await this.#toLane(p.entries[0]!, r);
+        } else {
+          const mid = Math.ceil(p.entries.length / 2);
+          work.unshift(mergeEntries(p.entries.slice(0, mid)), mergeEntries(p.entries.slice(mid)));
+        }
+        attempt = 0;
+        continue;
+      }
+      const retryAfterMs = r.kind === 'status' ? r.retryAfterMs : undefined;
+      const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
+      try {
+        await sleep(delay, undefined, { signal: AbortSignal.any([signal, this.#dropped.signal]) });
+      } catch {
+        return 'aborted';
+      }
     }
+    return 'done';
+  }
+
+  /** Whether the upstream takes an empty request for this tenant and protocol right now. */
+  async #healthy(p: Piece): Promise<boolean> {
+    const r = await this.#opts.forwarder.attempt(
+      { body: EMPTY_BODY, version: p.version, tenant: p.tenant },
+      { signal: this.#closing.signal, retryable: this.#opts.retryable },
+    );
+    return r.kind === 'status' && r.status >= 200 && r.status < 300;
+  }
+
+  /** Moves a record the upstream fails for into the retry lane, durably, before it is acknowledged. */
+  async #toLane(entry: QueueEntry, r: AttemptResult): Promise<void> {
+    const now = Date.now();
+    const lastError = r.kind === 'status' ? `${r.status} ${r.text}`.trim() : r.reason;
+    await this.#opts.deadLetters!.add(entry, {
+      status: 'retrying',
+      lastError,
+      attempts: 1,
+      firstFailureMs: now,
+      nextAttemptMs: now + backoffDelay(this.#opts.retry, 1, undefined, this.#random),
+    });
+    this.#logDrop('isolated', (suppressed) =>
+      this.#opts.logger.warn(
+        { upstream: lastError, tenant: entry.tenant, samples: entry.samples, suppressed },
+        'the upstream keeps failing for one queued request while it takes others; retrying it alone',
+      ),
+    );
+  }
+
+  /**
+   * A final refusal: a 415 for 2.0 data is resent as 1.0; a 413 splits the piece in halves; any
+   * other refusal of a merged piece sends its records one by one, so that one bad record does not
+   * take the others with it; a refused single record (or a single series still too large) is
+   * dropped, counted by reason, and (a whole record) kept as a dead letter.
+   */
+  async #refused(
+    piece: Piece,
+    result: Extract<AttemptResult, { kind: 'status' }>,
+    replay: boolean,
+    generation: number,
+  ): Promise<Delivery> {
+    const { queue, metrics, deadLetters } = this.#opts;
     if (result.status === 415 && piece.version === '2.0') {
       this.#logDrop('downconvert', (suppressed) =>
         this.#opts.logger.warn(
@@ -214,7 +336,9 @@ export class Drain {
       );
       return this.#deliver(downConvert(piece), replay, generation);
     }
-    const parts = result.status === 413 ? splitPiece(piece) : separate(piece);
+    // A single original request that is too large stays too large; only merged ones are split.
+    const parts =
+      result.status === 413 ? (piece.entries.length > 1 ? splitPiece(piece) : undefined) : separate(piece);
     if (parts !== undefined) {
       for (const part of parts) {
         if ((await this.#deliver(part, replay, generation)) === 'aborted') return 'aborted';
@@ -222,13 +346,26 @@ export class Drain {
       }
       return 'done';
     }
-    const reason: DropReason = result.status === 413 ? 'too_large' : 'rejected';
+    const reason: DropReason =
+      result.status === 413 ? 'too_large' : OUT_OF_ORDER.test(result.text) ? 'out_of_order' : 'rejected';
     metrics.dropped(reason, Math.max(piece.records, 1), piece.samples);
+    if (deadLetters !== undefined && piece.entries.length === 1 && reason !== 'out_of_order') {
+      const now = Date.now();
+      await deadLetters.add(piece.entries[0]!, {
+        status: 'dead',
+        reason,
+        lastError: `${result.status} ${result.text}`.trim(),
+        attempts: 1,
+        firstFailureMs: now,
+        nextAttemptMs: now,
+      });
+    }
     this.#logDrop(reason, (suppressed) =>
       this.#opts.logger.warn(
         {
           status: result.status,
           upstream: result.text,
+          reason,
           tenant: piece.tenant,
           protocol: piece.version,
           samples: piece.samples,
@@ -244,35 +381,73 @@ export class Drain {
     return 'done';
   }
 
-  async #sendUntilFinal(
-    piece: Piece,
-    generation: number,
-  ): Promise<Extract<AttemptResult, { kind: 'status' }> | 'aborted'> {
-    const { forwarder, queue, metrics, retryable } = this.#opts;
+  /**
+   * The retry lane: records moved aside by #deliver, each sent alone with its own backoff, until
+   * the upstream takes it, refuses it for good, or it ran out of time or attempts (then it stays
+   * as a dead letter).
+   */
+  async #runLane(): Promise<void> {
+    const deadLetters = this.#opts.deadLetters!;
+    const { forwarder, metrics, retryable, logger } = this.#opts;
     const signal = this.#closing.signal;
-    const dropped = this.#dropped.signal;
-    for (let attempt = 1; ; attempt++) {
-      if (signal.aborted || queue.generation !== generation) return 'aborted';
-      const r = await forwarder.attempt(
-        { body: piece.body, version: piece.version, tenant: piece.tenant },
-        { signal, retryable },
-      );
-      if (signal.aborted || queue.generation !== generation) return 'aborted';
-      let retryAfterMs: number | undefined;
-      if (r.kind === 'status') {
-        const ok = r.status >= 200 && r.status < 300;
-        if (ok || !retryable(r.status)) return r;
-        metrics.retried(String(r.status));
-        retryAfterMs = r.retryAfterMs;
-      } else {
-        metrics.retried(r.reason);
+    const maxAge = this.#opts.maxRetryAgeMs ?? 0;
+    const maxAttempts = this.#opts.maxRetryAttempts ?? 0;
+    while (!signal.aborted) {
+      let wait = 1000;
+      for (const l of deadLetters.list()) {
+        if (signal.aborted) return;
+        if (l.state.status !== 'retrying') continue;
+        const now = Date.now();
+        if (l.state.nextAttemptMs > now) {
+          wait = Math.min(wait, l.state.nextAttemptMs - now);
+          continue;
+        }
+        const e = l.entry;
+        const samples = e.samples + e.histograms;
+        const r = await forwarder.attempt(
+          { body: e.body, version: e.version, tenant: e.tenant },
+          { signal, retryable },
+        );
+        if (signal.aborted) return;
+        if (r.kind === 'status' && r.status >= 200 && r.status < 300) {
+          metrics.sent(1, samples);
+          await deadLetters.remove(l.id);
+          logger.info({ id: l.id, attempts: l.state.attempts + 1 }, 'a request retried alone was delivered');
+          continue;
+        }
+        const lastError = r.kind === 'status' ? `${r.status} ${r.text}`.trim() : r.reason;
+        const attempts = l.state.attempts + 1;
+        let reason: DropReason | undefined;
+        if (r.kind === 'status' && !retryable(r.status)) {
+          reason = r.status === 413 ? 'too_large' : OUT_OF_ORDER.test(r.text) ? 'out_of_order' : 'rejected';
+        } else {
+          metrics.retried(r.kind === 'status' ? String(r.status) : r.reason);
+          if (
+            (maxAttempts > 0 && attempts >= maxAttempts) ||
+            (maxAge > 0 && now - l.state.firstFailureMs >= maxAge)
+          ) {
+            reason = 'retry_exhausted';
+          }
+        }
+        if (reason === undefined) {
+          const delay = backoffDelay(
+            this.#opts.retry,
+            attempts,
+            r.kind === 'status' ? r.retryAfterMs : undefined,
+            this.#random,
+          );
+          await deadLetters.update(l.id, { ...l.state, attempts, lastError, nextAttemptMs: now + delay });
+          wait = Math.min(wait, delay);
+          continue;
+        }
+        metrics.dropped(reason, 1, samples);
+        await deadLetters.update(l.id, { ...l.state, status: 'dead', reason, attempts, lastError });
+        logger.warn(
+          { id: l.id, reason, attempts, upstream: lastError, tenant: e.tenant, samples },
+          'a queued request is now a dead letter: GET /api/v1/queue/dead-letter lists it, POST /api/v1/queue/dead-letter/requeue sends it again',
+        );
       }
-      const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
-      try {
-        await sleep(delay, undefined, { signal: AbortSignal.any([signal, dropped]) });
-      } catch {
-        return 'aborted';
-      }
+      await sleep(Math.max(10, wait), undefined, { signal }).catch(() => undefined);
     }
   }
 }

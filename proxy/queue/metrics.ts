@@ -9,7 +9,29 @@ export type DropReason =
   /** The queue was full and --queue.full-policy=drop-oldest made room. */
   | 'full'
   /** Records behind a corrupt or torn place in a segment. */
-  | 'corrupt';
+  | 'corrupt'
+  /**
+   * Refused by the upstream as out of order, out of bounds or a duplicate: samples of a series
+   * older than ones it already holds (parallel senders, or data the upstream took before a retry).
+   */
+  | 'out_of_order'
+  /** Kept failing with a retryable status beyond --queue.max-retry-age or --queue.max-retry-attempts. */
+  | 'retry_exhausted'
+  /** A dead letter deleted to keep the dead-letter directory within its bound. */
+  | 'dead_letter_full'
+  /** A dead letter deleted through the API. */
+  | 'discarded';
+
+export const DROP_REASONS: readonly DropReason[] = [
+  'rejected',
+  'too_large',
+  'full',
+  'corrupt',
+  'out_of_order',
+  'retry_exhausted',
+  'dead_letter_full',
+  'discarded',
+];
 
 /** What the queue and its drain loop report; implemented by createQueueMetrics. */
 export interface QueueMetrics {
@@ -30,6 +52,7 @@ export interface QueueGauges {
   readonly segments: number;
   readonly oldestAgeSeconds: number;
   readonly full: boolean;
+  readonly diskFull: boolean;
 }
 
 /** The queues a proxy may run: one per upstream, labelled `queue` on every queue metric. */
@@ -67,6 +90,11 @@ export function createQueueMetrics(
     '1 while the queue refuses requests because it is full (/-/ready answers 503 then).',
     (g) => (g.full ? 1 : 0),
   );
+  gauge(
+    'cardinal_proxy_queue_disk_full',
+    '1 while the queue refuses appends because its file system is full; it ends by itself once there is room.',
+    (g) => (g.diskFull ? 1 : 0),
+  );
   const appended = new Counter({
     name: 'cardinal_proxy_queue_appended_samples_total',
     help: 'Samples written to the queue (acknowledged to senders).',
@@ -87,7 +115,7 @@ export function createQueueMetrics(
   });
   const droppedSamples = new Counter({
     name: 'cardinal_proxy_queue_dropped_samples_total',
-    help: 'Queued samples that will never reach the upstream, by reason (rejected, too_large, full, corrupt).',
+    help: 'Queued samples that will not reach the upstream, by reason (rejected, too_large, full, corrupt, out_of_order, retry_exhausted, dead_letter_full, discarded). Kept in the queue directory: does not reset on restart.',
     labelNames: ['queue', 'reason'],
     registers: [registry],
   });
@@ -141,7 +169,7 @@ export function createQueueMetrics(
     registers: [registry],
   });
   return (queue) => {
-    for (const reason of ['rejected', 'too_large', 'full', 'corrupt'] satisfies DropReason[]) {
+    for (const reason of DROP_REASONS) {
       droppedSamples.labels(queue, reason).inc(0);
       droppedRecords.labels(queue, reason).inc(0);
     }

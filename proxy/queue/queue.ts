@@ -13,7 +13,14 @@
 // - The ack file is replaced by rename without fsync: a process crash keeps it (the page cache
 //   survives), and a power loss at worst leaves the previous one, which means more re-sending,
 //   never loss.
+//
+// A full disk is a state, not a failure: an append that cannot be written (ENOSPC) is refused with
+// 503 and Retry-After, nothing of it enqueued, and `refusing` turns true so that /-/ready sends
+// senders elsewhere. Delivered data is deleted even then (a delivered active segment is unlinked
+// before its successor is created, and read handles are closed before a file is unlinked, so the
+// space really returns), and the state ends by itself once the file system has room again.
 
+import { statfsSync } from 'node:fs';
 import {
   type FileHandle,
   mkdir,
@@ -111,8 +118,11 @@ export class DiskQueue {
   readonly #opts: DiskQueueOptions;
   readonly #now: () => number;
   readonly #segments: Segment[];
-  #active: Segment;
-  #writer: FileHandle;
+  /** The segment appends go to, and its handle; undefined when it could not be created (disk full). */
+  #active: Segment | undefined;
+  #writer: FileHandle | undefined;
+  /** Set by a write that failed for want of space: the bytes it needed. */
+  #diskFull: { need: number; probedAt: number } | undefined;
   #acked: Position;
   #sent: Position;
   /** The end of the batch in flight before the last restart, if any: the first batch ends there. */
@@ -136,14 +146,14 @@ export class DiskQueue {
   private constructor(
     opts: DiskQueueOptions,
     segments: Segment[],
-    writer: FileHandle,
+    writer: FileHandle | undefined,
     ack: AckState,
     replayEnd: Position | undefined,
   ) {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#segments = segments;
-    this.#active = segments.at(-1)!;
+    this.#active = writer === undefined ? undefined : segments.at(-1);
     this.#writer = writer;
     this.#acked = ack.acked;
     this.#sent = ack.sent;
@@ -211,11 +221,35 @@ export class DiskQueue {
       replayEnd = ack.sent;
     }
 
+    // Segments wholly delivered go before a new one is made: on a full disk, that is the room.
+    while (segments.length > 0) {
+      const s = segments[0]!;
+      const delivered = s.id < acked.segment || (s.id === acked.segment && acked.offset >= s.size);
+      if (!delivered) break;
+      segments.shift();
+      await unlink(join(dir, segmentFileName(s.id)));
+    }
     const nextId = Math.max(ids.at(-1) ?? 0, ack.acked.segment, ack.sent.segment) + 1;
-    const { seg, fh } = await createSegment(dir, nextId);
-    segments.push(seg);
-    if (first === undefined) acked = { segment: seg.id, offset: SEGMENT_HEADER_BYTES };
-    const q = new DiskQueue(opts, segments, fh, { acked, sent: replayEnd ?? acked }, replayEnd);
+    let created: { seg: Segment; fh: FileHandle } | undefined;
+    try {
+      created = await createSegment(dir, nextId);
+      segments.push(created.seg);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      logger.error(
+        { dir },
+        'queue disk full at start: delivering what is queued, refusing appends until there is room',
+      );
+    }
+    const head = segments[0];
+    if (head === undefined) {
+      acked = { segment: nextId, offset: SEGMENT_HEADER_BYTES };
+    } else if (comparePositions(acked, { segment: head.id, offset: SEGMENT_HEADER_BYTES }) < 0) {
+      acked = { segment: head.id, offset: SEGMENT_HEADER_BYTES };
+    }
+    if (replayEnd !== undefined && comparePositions(replayEnd, acked) <= 0) replayEnd = undefined;
+    const q = new DiskQueue(opts, segments, created?.fh, { acked, sent: replayEnd ?? acked }, replayEnd);
+    if (created === undefined) q.#diskFull = { need: SEGMENT_HEADER_BYTES, probedAt: 0 };
     const queued = segments.reduce((n, s) => n + s.records, 0);
     logger.info(
       { dir, segments: segments.length, records: queued, bytes: q.bytes, formatVersion: FORMAT_VERSION },
@@ -260,7 +294,29 @@ export class DiskQueue {
    */
   get refusing(): boolean {
     if (this.#refusing && this.#liveBytes() < 0.9 * this.#opts.maxBytes) this.#refusing = false;
-    return this.#refusing;
+    return this.#refusing || this.diskFull;
+  }
+
+  /**
+   * True from a write that failed for want of space until a write succeeds again, or the file
+   * system has room for what failed (looked at at most once a second, so a proxy nobody sends to
+   * while it is not ready still finds out).
+   */
+  get diskFull(): boolean {
+    const full = this.#diskFull;
+    if (full === undefined) return false;
+    const now = this.#now();
+    if (now - full.probedAt >= 1000) {
+      full.probedAt = now;
+      try {
+        const st = statfsSync(this.#opts.dir);
+        // A page for a new segment's header, and the group that failed.
+        if (st.bavail * st.bsize >= full.need + 2 * 4096) this.#diskFull = undefined;
+      } catch {
+        // Unknown: stay in the state; the next write decides.
+      }
+    }
+    return this.#diskFull !== undefined;
   }
 
   gauges(): QueueGauges {
@@ -272,6 +328,7 @@ export class DiskQueue {
       oldestAgeSeconds:
         drained || this.#headAtMs === undefined ? 0 : Math.max(0, (this.#now() - this.#headAtMs) / 1000),
       full: this.refusing,
+      diskFull: this.diskFull,
     };
   }
 
@@ -351,8 +408,8 @@ export class DiskQueue {
       const started = performance.now();
       try {
         if (
-          this.#active.size > SEGMENT_HEADER_BYTES &&
-          this.#active.size + bytes > this.#opts.segmentMaxBytes
+          this.#active === undefined ||
+          (this.#active.size > SEGMENT_HEADER_BYTES && this.#active.size + bytes > this.#opts.segmentMaxBytes)
         ) {
           await this.#rotate();
         }
@@ -363,20 +420,46 @@ export class DiskQueue {
                 group.map((p) => p.buf),
                 bytes,
               );
-        await writeFully(this.#writer, data, this.#active.size);
-        await this.#writer.datasync();
+        await writeFully(this.#writer!, data, this.#active!.size);
+        await this.#writer!.datasync();
       } catch (err) {
         this.#pendingBytes -= bytes;
         // A torn record may sit past the committed end; cut it off so later appends continue a
-        // valid segment. If even that fails, start a new segment (the torn tail is then reported
-        // and skipped when the segment is read after a restart).
-        await this.#writer.truncate(this.#active.size).catch(() => this.#rotate().catch(() => undefined));
-        const e = new CardinalError('QUEUE_WRITE_FAILED', (err as Error).message, { cause: err });
-        this.#opts.logger.error({ err, records: group.length }, 'writing to the queue failed');
+        // valid segment. If even that fails, the next append starts a new segment (the torn tail
+        // is then reported and skipped when the segment is read after a restart).
+        const active = this.#active;
+        const writer = this.#writer;
+        if (active !== undefined && writer !== undefined) {
+          await writer.truncate(active.size).catch(async () => {
+            active.sealed = true;
+            this.#active = undefined;
+            this.#writer = undefined;
+            await writer.close().catch(() => undefined);
+          });
+        }
+        const noSpace = (err as NodeJS.ErrnoException).code === 'ENOSPC';
+        if (noSpace) {
+          if (this.#diskFull === undefined) {
+            this.#opts.logger.error(
+              { dir: this.#opts.dir, records: group.length, bytes },
+              'queue disk full: refusing appends with 503 until there is room; delivering what is queued',
+            );
+          }
+          this.#diskFull = { need: bytes, probedAt: this.#now() };
+        } else {
+          this.#opts.logger.error({ err, records: group.length }, 'writing to the queue failed');
+        }
+        const e = noSpace
+          ? new CardinalError('QUEUE_DISK_FULL', `no space left in ${this.#opts.dir}`, { cause: err })
+          : new CardinalError('QUEUE_WRITE_FAILED', (err as Error).message, { cause: err });
         for (const p of group) p.reject(e);
         continue;
       }
-      const seg = this.#active;
+      if (this.#diskFull !== undefined) {
+        this.#diskFull = undefined;
+        this.#opts.logger.info({ dir: this.#opts.dir }, 'queue disk has room again');
+      }
+      const seg = this.#active!;
       seg.size += bytes;
       this.#pendingBytes -= bytes;
       for (const p of group) {
@@ -390,14 +473,57 @@ export class DiskQueue {
     }
   }
 
+  /** Seals the active segment (if any) and starts the next one. */
   async #rotate(): Promise<void> {
-    const { seg, fh } = await createSegment(this.#opts.dir, this.#active.id + 1);
     const old = this.#writer;
-    this.#active.sealed = true;
+    if (this.#active !== undefined) this.#active.sealed = true;
+    this.#active = undefined;
+    this.#writer = undefined;
+    await old?.close();
+    // After the last one; with none left, the one `acked` already points to (ids only grow).
+    const last = this.#segments.at(-1)?.id;
+    const { seg, fh } = await createSegment(
+      this.#opts.dir,
+      last === undefined ? this.#acked.segment : last + 1,
+    );
     this.#segments.push(seg);
     this.#active = seg;
     this.#writer = fh;
-    await old.close();
+    // The sealed one may already be wholly delivered.
+    await this.#deleteAcked();
+  }
+
+  /**
+   * The active segment holds only delivered records and nothing is being appended: it is sealed
+   * and deleted, so that its space returns even when no append ever fills it (on a full disk
+   * none can). The next append starts a new segment. Runs in the append chain (#flushing).
+   */
+  #retireDelivered(): void {
+    const a = this.#active;
+    if (
+      a === undefined ||
+      a.size <= SEGMENT_HEADER_BYTES ||
+      this.#flushing !== undefined ||
+      this.#pending.length > 0 ||
+      this.#closed ||
+      this.#acked.segment !== a.id ||
+      this.#acked.offset < a.size
+    ) {
+      return;
+    }
+    this.#flushing = (async () => {
+      const writer = this.#writer;
+      a.sealed = true;
+      this.#active = undefined;
+      this.#writer = undefined;
+      await writer?.close();
+      await this.#deleteAcked();
+    })()
+      .catch((err: unknown) => this.#opts.logger.warn({ err }, 'retiring a delivered queue segment failed'))
+      .finally(() => {
+        this.#flushing = undefined;
+        if (this.#pending.length > 0) this.#kick();
+      });
   }
 
   #wake(): void {
@@ -441,7 +567,13 @@ export class DiskQueue {
     for (;;) {
       if (p === undefined) return undefined;
       const seg = this.#segment(p.segment);
-      if (seg === undefined) return undefined;
+      if (seg === undefined) {
+        // Deleted (delivered, or dropped): go on at the next segment there is.
+        const n = this.#segments.find((x) => x.id > p!.segment);
+        if (n === undefined) return undefined;
+        p = { segment: n.id, offset: SEGMENT_HEADER_BYTES };
+        continue;
+      }
       if (p.offset >= seg.size) {
         if (!seg.sealed) return undefined;
         p = this.#next(seg);
@@ -548,6 +680,7 @@ export class DiskQueue {
     this.#headAtMs = undefined;
     await this.#persistAck();
     await this.#deleteAcked();
+    this.#retireDelivered();
   }
 
   #persistAck(): Promise<void> {
@@ -581,14 +714,31 @@ export class DiskQueue {
         this.#opts.metrics.dropped('corrupt', s.records, s.samples);
       }
       if (comparePositions(this.#acked, { segment: s.id + 1, offset: 0 }) < 0) {
-        this.#acked = { segment: this.#segments[0]!.id, offset: SEGMENT_HEADER_BYTES };
+        const next = this.#segments[0];
+        // With no segment left (the delivered active one was retired), the next one created.
+        this.#acked = { segment: next?.id ?? s.id + 1, offset: SEGMENT_HEADER_BYTES };
+        this.#sent = this.#acked;
+        void this.#persistAck();
       }
       await this.#unlink(s.id);
+      // Space came back: the next write may succeed.
+      if (this.#diskFull !== undefined) this.#diskFull.probedAt = 0;
     }
   }
 
-  /** The reader's handle on the file, if any, stays valid (POSIX) until the reader moves on. */
+  /**
+   * Deletes a segment file. The reader's handle on it is closed first: an unlinked file's space
+   * returns only when its last handle closes, and the reader may not come back to move on.
+   */
   async #unlink(id: number): Promise<void> {
+    if (this.#reader?.segment === id) {
+      const fh = this.#reader.fh;
+      this.#reader = undefined;
+      this.#chunk = undefined;
+      // Reads are serialised; wait for one in progress before closing under it.
+      await this.#reading;
+      await fh.close().catch(() => undefined);
+    }
     await unlink(join(this.#opts.dir, segmentFileName(id))).catch((err: unknown) =>
       this.#opts.logger.warn({ err, segment: segmentFileName(id) }, 'deleting a queue segment failed'),
     );
@@ -629,7 +779,7 @@ export class DiskQueue {
     await this.#flushing;
     await this.#ackWrite.catch(() => undefined);
     this.#wake();
-    await this.#writer.close();
+    await this.#writer?.close();
     await this.#reader?.fh.close();
     this.#reader = undefined;
   }

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { CHECK_REASONS, type CheckReason } from '../codec/check.js';
 import type { ForwardMetrics } from '../forward/client.js';
 import type { PushForwardMetrics } from '../forward/pushgateway.js';
 import type { Problem } from '../ingest/exposition/index.js';
@@ -38,6 +39,11 @@ export interface ProxyMetrics extends ForwardMetrics, PushForwardMetrics {
   /** Problems found in pushes, by rule, and whether the push was rejected or forwarded with them. */
   pushProblems(problems: readonly Problem[], outcome: 'rejected' | 'warned'): void;
   inflight(delta: 1 | -1): void;
+  /**
+   * Series the door check found a receiver would refuse (proxy/codec/check.ts), by reason, and
+   * whether the request was refused with 400 or the series dropped (--ingest.invalid).
+   */
+  invalid(reason: CheckReason, series: number, samples: number, action: 'rejected' | 'dropped'): void;
   configReload(ok: boolean, hash: string): void;
 }
 
@@ -108,6 +114,24 @@ export function createProxyMetrics(version: string): ProxyMetrics {
     help: 'Ingest requests being processed or forwarded right now.',
     registers: [registry],
   });
+  const invalidSeries = new Counter({
+    name: 'cardinal_proxy_invalid_series_total',
+    help: 'Series a receiver would refuse, found before the request was acknowledged, by reason and action (rejected: the request got 400; dropped: the series was left out, --ingest.invalid drop).',
+    labelNames: ['reason', 'action'],
+    registers: [registry],
+  });
+  const invalidSamples = new Counter({
+    name: 'cardinal_proxy_invalid_samples_total',
+    help: 'Float and histogram samples of the series counted by cardinal_proxy_invalid_series_total.',
+    labelNames: ['reason', 'action'],
+    registers: [registry],
+  });
+  for (const reason of CHECK_REASONS) {
+    for (const action of ['rejected', 'dropped']) {
+      invalidSeries.labels(reason, action).inc(0);
+      invalidSamples.labels(reason, action).inc(0);
+    }
+  }
   const reloads = new Counter({
     name: 'cardinal_proxy_config_reloads_total',
     help: 'Configuration loads, by result (success or failure).',
@@ -162,6 +186,10 @@ export function createProxyMetrics(version: string): ProxyMetrics {
     },
     inflight(delta) {
       inflight.inc(delta);
+    },
+    invalid(reason, series, samples, action) {
+      invalidSeries.labels(reason, action).inc(series);
+      invalidSamples.labels(reason, action).inc(samples);
     },
     configReload(ok, hash) {
       reloads.labels(ok ? 'success' : 'failure').inc();

@@ -5,7 +5,7 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
-export type ProgramKind = 'prometheus2' | 'prometheus3' | 'promtool' | 'vmagent' | 'pushgateway' | 'python';
+export type ProgramKind = 'prometheus2' | 'promtool' | 'prometheus3' | 'vmagent' | 'pushgateway' | 'python';
 
 interface Lookup {
   env: string;
@@ -25,13 +25,13 @@ function cacheBin(): string {
 
 const lookups: Record<ProgramKind, Lookup> = {
   prometheus2: { env: 'CARDINAL_PROMETHEUS2', path: ['prometheus'], files: () => ['/usr/bin/prometheus'] },
+  // Debian's prometheus package ships promtool beside prometheus.
+  promtool: { env: 'CARDINAL_PROMTOOL', path: ['promtool'], files: () => ['/usr/bin/promtool'] },
   prometheus3: {
     env: 'CARDINAL_PROMETHEUS3',
     path: [],
     files: () => [join(cacheBin(), `prometheus-${process.env.PROMETHEUS3_VERSION ?? '3.5.0'}`)],
   },
-  // Debian's prometheus package ships it beside Prometheus 2: a query client no one here wrote.
-  promtool: { env: 'CARDINAL_PROMTOOL', path: ['promtool'], files: () => ['/usr/bin/promtool'] },
   vmagent: { env: 'CARDINAL_VMAGENT', path: ['vmagent'], files: () => ['/usr/bin/vmagent'] },
   pushgateway: {
     env: 'CARDINAL_PUSHGATEWAY',

@@ -36,8 +36,15 @@ export interface RenderedObject {
   metadata: { name: string; namespace?: string };
 }
 
-/** The chart's ServiceAccount, roles and bindings as `helm template` renders them for a release. */
-export function renderChartRbac(release: string, namespace: string): RenderedObject[] {
+/**
+ * The chart's ServiceAccount, roles and bindings as `helm template` renders them for a release,
+ * with `set` as more `--set` values.
+ */
+export function renderChartRbac(
+  release: string,
+  namespace: string,
+  set: readonly string[] = [],
+): RenderedObject[] {
   const r = spawnSync(
     helmPath(),
     [
@@ -48,6 +55,7 @@ export function renderChartRbac(release: string, namespace: string): RenderedObj
       namespace,
       '--set',
       'upstream=http://upstream:9090/write',
+      ...set.flatMap((s) => ['--set', s]),
     ],
     { encoding: 'utf8' },
   );
@@ -70,8 +78,9 @@ export async function installChartRbac(
   plane: ControlPlane,
   release: string,
   namespace: string,
+  set: readonly string[] = [],
 ): Promise<{ kubeconfig: string; serviceAccount: string }> {
-  const rbac = renderChartRbac(release, namespace);
+  const rbac = renderChartRbac(release, namespace, set);
   const serviceAccount = rbac.find((d) => d.kind === 'ServiceAccount')!.metadata.name;
   await plane.apply(rbac.map((d) => JSON.stringify(d)).join('\n'));
   const r = await plane.kubectl(['-n', namespace, 'create', 'token', serviceAccount, '--duration=1h']);

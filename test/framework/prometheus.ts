@@ -38,7 +38,8 @@ function programKind(version: PrometheusVersion): 'prometheus2' | 'prometheus3' 
 interface LaunchOptions {
   name: string;
   version: PrometheusVersion;
-  config: unknown;
+  /** The configuration file's content; a function may write files it refers to under `dir`. */
+  config: unknown | ((dir: string) => unknown);
   args: (dir: string) => string[];
   port: number | undefined;
   dir: string | undefined;
@@ -54,7 +55,8 @@ async function launch(options: LaunchOptions): Promise<{ program: Program; port:
     ...(options.dir === undefined ? {} : { dir: options.dir }),
     args: (dir) => {
       const configFile = join(dir, 'prometheus.yml');
-      writeFileSync(configFile, stringify(options.config));
+      const config = typeof options.config === 'function' ? options.config(dir) : options.config;
+      writeFileSync(configFile, stringify(config));
       return [`--config.file=${configFile}`, `--web.listen-address=127.0.0.1:${port}`, ...options.args(dir)];
     },
     readyUrl: `${url}/-/ready`,
@@ -91,6 +93,12 @@ export interface ReceiverOptions {
    * the sender's failed-sample counter shows the refusal.
    */
   acceptedProtobufMessages?: RemoteWriteMessage[];
+  /** Rule files by name, written to the data directory and loaded (`rule_files`). */
+  ruleFiles?: Record<string, string>;
+  /** scrape_configs entries, as they are; none by default. */
+  scrapeConfigs?: unknown[];
+  /** global.scrape_interval and evaluation_interval; default 1m (nothing is scraped by default). */
+  interval?: string;
 }
 
 /** A native histogram as the query API returns it, with numbers parsed. */
@@ -208,7 +216,18 @@ export async function startPrometheusReceiver(options: ReceiverOptions): Promise
   const { program, port, url } = await launch({
     name: `prometheus${version}-receiver`,
     version,
-    config: { global: { evaluation_interval: '1m' } },
+    config: (dir: string) => {
+      const interval = options.interval ?? '1m';
+      const ruleFiles = Object.entries(options.ruleFiles ?? {}).map(([name, text]) => {
+        writeFileSync(join(dir, name), text);
+        return join(dir, name);
+      });
+      return {
+        global: { evaluation_interval: interval, scrape_interval: interval, scrape_timeout: interval },
+        ...(ruleFiles.length === 0 ? {} : { rule_files: ruleFiles }),
+        ...(options.scrapeConfigs === undefined ? {} : { scrape_configs: options.scrapeConfigs }),
+      };
+    },
     port: options.port,
     dir: options.dataDir,
     args: (dir) => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { RULES_FILE } from '../../charts/alerts.js';
 import {
   CHART_CRD_FILE,
   CHART_DIR,
@@ -93,7 +94,20 @@ function template(namespace: string, set: readonly string[], extra: readonly str
     ...extra,
   ]);
   if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  return parseAllDocuments(r.stdout)
+  return parseStrictly(r.stdout);
+}
+
+/**
+ * Every document of a rendering, parsed strictly: a duplicate key (which most YAML parsers, and
+ * kubectl, resolve silently to the last value) or any other YAML error or warning fails the test.
+ */
+function parseStrictly(text: string): Manifest[] {
+  const docs = parseAllDocuments(text, { uniqueKeys: true, strict: true, prettyErrors: true });
+  const problems = (Array.isArray(docs) ? docs : [docs]).flatMap((d) =>
+    [...d.errors, ...d.warnings].map((e) => `${e.message}\n${String(d).slice(0, 300)}`),
+  );
+  if (problems.length > 0) throw new Error(`the rendering does not parse strictly:\n${problems.join('\n')}`);
+  return (Array.isArray(docs) ? docs : [docs])
     .map((d) => d.toJS() as Manifest | null)
     .filter((m): m is Manifest => m !== null);
 }
@@ -126,11 +140,18 @@ const RBAC = [
   'RoleBinding/r-cardinal-operator',
   'ServiceAccount/r-cardinal-operator',
 ];
-const OPERATOR = ['Deployment/r-cardinal-operator', 'Service/r-cardinal-operator'];
+const OPERATOR = [
+  'CustomResourceDefinition/metricpolicies.cardinal.dev',
+  'Deployment/r-cardinal-operator',
+  'PodDisruptionBudget/r-cardinal-operator',
+  'Service/r-cardinal-operator',
+];
 const PROXY = [
   'Deployment/r-cardinal-proxy',
   'PodDisruptionBudget/r-cardinal-proxy',
   'Service/r-cardinal-proxy',
+  // The `helm test` hook.
+  'Pod/r-cardinal-test-write',
 ];
 const MONITORS = ['ServiceMonitor/r-cardinal-operator', 'ServiceMonitor/r-cardinal-proxy'];
 
@@ -197,6 +218,55 @@ const CASES: [string, string[], string[], string[]][] = [
     [],
     [...RBAC, ...OPERATOR, 'ServiceMonitor/r-cardinal-operator'],
   ],
+  [
+    'the PrometheusRule because the cluster serves the API',
+    [`upstream=${UPSTREAM}`],
+    ['--api-versions', 'monitoring.coreos.com/v1/PrometheusRule'],
+    [...RBAC, ...OPERATOR, ...PROXY, 'PrometheusRule/r-cardinal'],
+  ],
+  [
+    'the webhook with self-managed certificates',
+    [`upstream=${UPSTREAM}`, 'operator.webhook.enabled=true'],
+    [],
+    [...RBAC, ...OPERATOR, ...PROXY, 'ValidatingWebhookConfiguration/r-cardinal-metricpolicies'],
+  ],
+  [
+    'the webhook with certificates from cert-manager, because the cluster serves it',
+    [`upstream=${UPSTREAM}`, 'operator.webhook.enabled=true'],
+    ['--api-versions', 'cert-manager.io/v1/Certificate'],
+    [
+      ...RBAC,
+      ...OPERATOR,
+      ...PROXY,
+      'ValidatingWebhookConfiguration/r-cardinal-metricpolicies',
+      'Issuer/r-cardinal-webhook-selfsigned',
+      'Issuer/r-cardinal-webhook-ca',
+      'Certificate/r-cardinal-webhook-ca',
+      'Certificate/r-cardinal-webhook',
+    ],
+  ],
+  [
+    'NetworkPolicies, a proxy ServiceAccount, no CRD and no PDBs',
+    [
+      `upstream=${UPSTREAM}`,
+      'networkPolicy.enabled=true',
+      'proxy.serviceAccount.create=true',
+      'crds.install=false',
+      'operator.podDisruptionBudget.enabled=false',
+      'proxy.podDisruptionBudget.enabled=false',
+      'prometheusRule.enabled=true',
+    ],
+    [],
+    [
+      ...RBAC,
+      ...OPERATOR.filter((o) => !o.startsWith('CustomResourceDefinition') && !o.startsWith('PodDisruption')),
+      ...PROXY.filter((o) => !o.startsWith('PodDisruption')),
+      'NetworkPolicy/r-cardinal-operator',
+      'NetworkPolicy/r-cardinal-proxy',
+      'ServiceAccount/r-cardinal-proxy',
+      'PrometheusRule/r-cardinal',
+    ],
+  ],
 ];
 
 describe('the chart\u2019s generated files', () => {
@@ -219,7 +289,7 @@ describe('the chart\u2019s generated files', () => {
     for (const path of [
       'mode',
       'upstream',
-      'operator.replicas',
+      'operator.replicaCount',
       'proxy.autoscaling.enabled',
       'serviceMonitor.enabled',
     ]) {
@@ -277,7 +347,7 @@ describe('helm lint and helm template', () => {
   );
 
   it('wires the operator to the release namespace, the proxy Service and the proxies\u2019 mount', () => {
-    const manifests = template('obs', [`upstream=${UPSTREAM}`, 'operator.replicas=3']);
+    const manifests = template('obs', [`upstream=${UPSTREAM}`, 'operator.replicaCount=3']);
     const operator = find(manifests, 'Deployment', 'r-cardinal-operator');
     expect(operator.spec?.replicas).toBe(3);
     const [c] = podSpec(operator).containers;
@@ -517,7 +587,6 @@ describe('helm lint and helm template', () => {
   });
 
   it.each([
-    ['no upstream in gateway mode', [], "at '': missing property 'upstream'"],
     [
       'an upstream that is not a URL',
       ['upstream=prometheus:9090'],
@@ -530,13 +599,13 @@ describe('helm lint and helm template', () => {
     ],
     [
       'zero operator replicas',
-      [`upstream=${UPSTREAM}`, 'operator.replicas=0'],
-      "at '/operator/replicas': minimum: got 0, want 1",
+      [`upstream=${UPSTREAM}`, 'operator.replicaCount=0'],
+      "at '/operator/replicaCount': minimum: got 0, want 1",
     ],
     [
       'a misspelt value',
-      [`upstream=${UPSTREAM}`, 'proxy.replica=3'],
-      "at '/proxy': additional properties 'replica' not allowed",
+      [`upstream=${UPSTREAM}`, 'proxy.replicas=3'],
+      "at '/proxy': additional properties 'replicas' not allowed",
     ],
     [
       'a log level the programs do not know',
@@ -551,18 +620,440 @@ describe('helm lint and helm template', () => {
   });
 });
 
-/** A minimal structural monitoring.coreos.com/v1 ServiceMonitor CRD: enough to accept the kind. */
-const SERVICE_MONITOR_CRD = {
+describe('the chart\u2019s conventions', () => {
+  const gw = [`upstream=${UPSTREAM}`];
+  const deployment = (set: string[], name: string) => podSpec(find(template('obs', set), 'Deployment', name));
+
+  it('lints clean on its defaults alone, and fails an install without an upstream with a hint', () => {
+    const lint = helm(['lint', '--strict', CHART]);
+    expect(lint.stdout + lint.stderr).toContain('1 chart(s) linted, 0 chart(s) failed');
+    expect(lint.stdout + lint.stderr).not.toMatch(/\[(WARNING|INFO)\]/);
+    const r = helm(['template', 'r', CHART]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('upstream is required in gateway mode');
+    expect(r.stderr).toContain('--set upstream=http://');
+    expect(helm(['template', 'r', CHART, '--set', 'mode=sidecar']).code).toBe(0);
+  });
+
+  it('has an icon, and the file it names is in the chart', () => {
+    const chart = read(`${CHART_DIR}/Chart.yaml`);
+    expect(chart).toMatch(/^icon: https:\/\/\S+\/charts\/cardinal\/icon\.svg$/m);
+    expect(read(`${CHART_DIR}/icon.svg`)).toMatch(/^<svg /);
+  });
+
+  it('names images registry/repository:tag@digest', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const manifests = template('obs', [
+      ...gw,
+      'proxy.image.registry=registry.example.com',
+      'proxy.image.tag=1.2.3',
+      `proxy.image.digest=${digest}`,
+      'operator.image.registry=',
+    ]);
+    expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy')).containers[0]).toMatchObject({
+      image: `registry.example.com/cardinal-dev/cardinal-proxy:1.2.3@${digest}`,
+    });
+    expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-operator')).containers[0]).toMatchObject({
+      image: 'cardinal-dev/cardinal-operator:0.1.0',
+    });
+    const r = helm([
+      'template',
+      'r',
+      CHART,
+      '--set',
+      `upstream=${UPSTREAM}`,
+      '--set',
+      'proxy.image.digest=latest',
+    ]);
+    expect(r.stderr).toContain("at '/proxy/image/digest'");
+  });
+
+  it('adds commonLabels, extraEnv, extraVolumes and extraVolumeMounts, each key once', () => {
+    const manifests = template('obs', [
+      ...gw,
+      'commonLabels.team=platform',
+      'commonLabels.app\\.kubernetes\\.io/name=ignored',
+      'proxy.podLabels.app\\.kubernetes\\.io/component=ignored',
+      'proxy.podLabels.tier=ingest',
+      'proxy.extraEnv[0].name=GOMEMLIMIT',
+      'proxy.extraEnv[0].value=900MiB',
+      'proxy.extraVolumes[0].name=scratch',
+      'proxy.extraVolumes[0].emptyDir.medium=Memory',
+      'proxy.extraVolumeMounts[0].name=scratch',
+      'proxy.extraVolumeMounts[0].mountPath=/scratch',
+      'operator.extraEnv[0].name=X',
+      'operator.extraEnv[0].value=y',
+    ]);
+    for (const m of manifests) {
+      const labels = (m.metadata as { labels?: Record<string, string> }).labels ?? {};
+      expect(labels.team, `${m.kind}/${m.metadata.name}`).toBe('platform');
+      expect(labels['app.kubernetes.io/name']).toBe('cardinal');
+    }
+    const proxy = find(manifests, 'Deployment', 'r-cardinal-proxy');
+    const podLabels = (proxy.spec as { template: { metadata: { labels: Record<string, string> } } }).template
+      .metadata.labels;
+    expect(podLabels).toMatchObject({
+      'app.kubernetes.io/component': 'proxy',
+      tier: 'ingest',
+      team: 'platform',
+    });
+    const pod = podSpec(proxy);
+    expect(pod.containers[0]?.env).toEqual([{ name: 'GOMEMLIMIT', value: '900MiB' }]);
+    expect(pod.volumes).toContainEqual({ name: 'scratch', emptyDir: { medium: 'Memory' } });
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'scratch', mountPath: '/scratch' });
+    expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-operator')).containers[0]?.env).toContainEqual({
+      name: 'X',
+      value: 'y',
+    });
+  });
+
+  it('takes security contexts and probes from the values, and a startup probe by default', () => {
+    const defaults = deployment(gw, 'r-cardinal-proxy').containers[0] as Container & {
+      startupProbe?: unknown;
+    };
+    expect(defaults.startupProbe).toEqual({
+      httpGet: { path: '/-/healthy', port: 'http' },
+      periodSeconds: 2,
+      failureThreshold: 60,
+    });
+    const operator = deployment(gw, 'r-cardinal-operator').containers[0] as Container & {
+      startupProbe?: unknown;
+    };
+    expect(operator.startupProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'metrics' } });
+    const set = [
+      ...gw,
+      'proxy.securityContext.runAsUser=10001',
+      'proxy.podSecurityContext.fsGroup=10001',
+      'proxy.livenessProbe.timeoutSeconds=5',
+      'proxy.readinessProbe.tcpSocket.port=http',
+      'proxy.startupProbe.enabled=false',
+    ];
+    const pod = deployment(set, 'r-cardinal-proxy');
+    const c = pod.containers[0] as Container & { startupProbe?: unknown; readinessProbe?: unknown };
+    expect(c.securityContext?.runAsUser).toBe(10001);
+    expect(pod.securityContext?.fsGroup).toBe(10001);
+    expect(c.livenessProbe).toEqual({
+      httpGet: { path: '/-/healthy', port: 'http' },
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+    });
+    expect(c.readinessProbe).toEqual({ tcpSocket: { port: 'http' }, periodSeconds: 5 });
+    expect(c.startupProbe).toBeUndefined();
+  });
+
+  it('spreads pods: the anti-affinity preset, topology spread with the selector filled in, or the given affinity', () => {
+    const selector = (component: string) => ({
+      'app.kubernetes.io/name': 'cardinal',
+      'app.kubernetes.io/instance': 'r',
+      'app.kubernetes.io/component': component,
+    });
+    const soft = deployment(gw, 'r-cardinal-proxy') as PodSpec & { affinity?: unknown };
+    expect(soft.affinity).toEqual({
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            weight: 100,
+            podAffinityTerm: {
+              topologyKey: 'kubernetes.io/hostname',
+              labelSelector: { matchLabels: selector('proxy') },
+            },
+          },
+        ],
+      },
+    });
+    const hard = deployment([...gw, 'operator.podAntiAffinity=hard'], 'r-cardinal-operator') as PodSpec & {
+      affinity?: unknown;
+    };
+    expect(hard.affinity).toEqual({
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selector('operator') } },
+        ],
+      },
+    });
+    const spread = deployment(
+      [
+        ...gw,
+        'proxy.podAntiAffinity=none',
+        'proxy.topologySpreadConstraints[0].maxSkew=1',
+        'proxy.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone',
+        'proxy.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway',
+      ],
+      'r-cardinal-proxy',
+    ) as PodSpec & { affinity?: unknown; topologySpreadConstraints?: unknown };
+    expect(spread.affinity).toBeUndefined();
+    expect(spread.topologySpreadConstraints).toEqual([
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'ScheduleAnyway',
+        labelSelector: { matchLabels: selector('proxy') },
+      },
+    ]);
+    const given = deployment([...gw, 'proxy.affinity.nodeAffinity.x=y'], 'r-cardinal-proxy') as PodSpec & {
+      affinity?: unknown;
+    };
+    expect(given.affinity).toEqual({ nodeAffinity: { x: 'y' } });
+  });
+
+  it('renders a PodDisruptionBudget for the operator and the proxies', () => {
+    const manifests = template('obs', gw);
+    for (const name of ['r-cardinal-operator', 'r-cardinal-proxy']) {
+      expect(find(manifests, 'PodDisruptionBudget', name).spec).toMatchObject({ maxUnavailable: 1 });
+    }
+  });
+
+  it('uses its own or a given ServiceAccount, with annotations for a cloud identity', () => {
+    const manifests = template('obs', [
+      ...gw,
+      'operator.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/op',
+      'proxy.serviceAccount.create=true',
+      'proxy.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/px',
+    ]);
+    const sa = find(manifests, 'ServiceAccount', 'r-cardinal-operator') as Manifest & {
+      metadata: { annotations?: Record<string, string> };
+    };
+    expect(sa.metadata.annotations).toEqual({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::1:role/op' });
+    const proxySa = find(manifests, 'ServiceAccount', 'r-cardinal-proxy') as Manifest & {
+      automountServiceAccountToken?: boolean;
+    };
+    expect(proxySa.automountServiceAccountToken).toBe(false);
+    expect(podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy')).serviceAccountName).toBe(
+      'r-cardinal-proxy',
+    );
+
+    const existing = template('obs', [
+      ...gw,
+      'operator.serviceAccount.create=false',
+      'operator.serviceAccount.name=ops',
+    ]);
+    expect(existing.some((m) => m.kind === 'ServiceAccount')).toBe(false);
+    expect(podSpec(find(existing, 'Deployment', 'r-cardinal-operator')).serviceAccountName).toBe('ops');
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      expect((find(existing, kind, 'r-cardinal-operator') as { subjects?: unknown }).subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'ops', namespace: 'obs' },
+      ]);
+    }
+  });
+
+  it('configures the ServiceMonitors: interval, timeout, relabelings and their namespace', () => {
+    const manifests = template('obs', [
+      ...gw,
+      'serviceMonitor.enabled=true',
+      'serviceMonitor.interval=15s',
+      'serviceMonitor.scrapeTimeout=10s',
+      'serviceMonitor.namespace=monitoring',
+      'serviceMonitor.relabelings[0].targetLabel=cluster',
+      'serviceMonitor.relabelings[0].replacement=prod',
+      'serviceMonitor.metricRelabelings[0].action=drop',
+      'serviceMonitor.metricRelabelings[0].regex=nodejs_.*',
+      'serviceMonitor.metricRelabelings[0].sourceLabels[0]=__name__',
+    ]);
+    for (const name of ['r-cardinal-operator', 'r-cardinal-proxy']) {
+      const sm = find(manifests, 'ServiceMonitor', name);
+      expect(sm.metadata.namespace).toBe('monitoring');
+      expect(sm.spec).toMatchObject({
+        namespaceSelector: { matchNames: ['obs'] },
+        endpoints: [
+          {
+            interval: '15s',
+            scrapeTimeout: '10s',
+            relabelings: [{ targetLabel: 'cluster', replacement: 'prod' }],
+            metricRelabelings: [{ action: 'drop', regex: 'nodejs_.*', sourceLabels: ['__name__'] }],
+          },
+        ],
+      });
+    }
+  });
+
+  it('renders NetworkPolicies that open only the pods\u2019 ports, and always let the operator poll the proxies', () => {
+    const open = template('obs', [...gw, 'networkPolicy.enabled=true']);
+    expect(find(open, 'NetworkPolicy', 'r-cardinal-proxy').spec).toEqual({
+      podSelector: {
+        matchLabels: {
+          'app.kubernetes.io/name': 'cardinal',
+          'app.kubernetes.io/instance': 'r',
+          'app.kubernetes.io/component': 'proxy',
+        },
+      },
+      policyTypes: ['Ingress'],
+      ingress: [{ ports: [{ port: 'http', protocol: 'TCP' }] }],
+    });
+    const narrow = template('obs', [
+      ...gw,
+      'networkPolicy.enabled=true',
+      'networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring',
+    ]);
+    const ingress = (
+      find(narrow, 'NetworkPolicy', 'r-cardinal-proxy').spec as { ingress: { from: unknown[] }[] }
+    ).ingress[0];
+    expect(ingress?.from).toEqual([
+      { namespaceSelector: { matchLabels: { team: 'monitoring' } } },
+      {
+        podSelector: {
+          matchLabels: {
+            'app.kubernetes.io/name': 'cardinal',
+            'app.kubernetes.io/instance': 'r',
+            'app.kubernetes.io/component': 'operator',
+          },
+        },
+      },
+    ]);
+  });
+
+  it('renders the CRD as generated, kept on uninstall, or not at all', () => {
+    const generated = parseStrictly(read(CHART_CRD_FILE))[0]!;
+    const crd = find(template('obs', gw), 'CustomResourceDefinition', 'metricpolicies.cardinal.dev');
+    expect(crd.spec).toEqual(generated.spec);
+    expect((crd.metadata as { annotations?: unknown }).annotations).toEqual({
+      'helm.sh/resource-policy': 'keep',
+    });
+    const unkept = find(
+      template('obs', [...gw, 'crds.keep=false']),
+      'CustomResourceDefinition',
+      'metricpolicies.cardinal.dev',
+    );
+    expect((unkept.metadata as { annotations?: unknown }).annotations).toBeUndefined();
+    expect(
+      template('obs', [...gw, 'crds.install=false']).some((m) => m.kind === 'CustomResourceDefinition'),
+    ).toBe(false);
+  });
+
+  it('renders the shipped alerting rules as a PrometheusRule selecting the chart\u2019s own jobs', () => {
+    const rule = find(
+      template('obs', [...gw, 'prometheusRule.enabled=true', 'prometheusRule.labels.release=kps']),
+      'PrometheusRule',
+      'r-cardinal',
+    );
+    expect((rule.metadata as { labels?: Record<string, string> }).labels?.release).toBe('kps');
+    const shipped = parseStrictly(read(RULES_FILE))[0] as unknown as {
+      groups: { rules: { alert: string; expr: string }[] }[];
+    };
+    const rendered = (rule.spec as { groups: { rules: { alert: string; expr: string }[] }[] }).groups;
+    expect(rendered.flatMap((g) => g.rules.map((r) => r.alert))).toEqual(
+      shipped.groups.flatMap((g) => g.rules.map((r) => r.alert)),
+    );
+    const expr = (alert: string) => rendered.flatMap((g) => g.rules).find((r) => r.alert === alert)?.expr;
+    expect(expr('CardinalProxyDown')).toBe('up{job="r-cardinal-proxy"} == 0');
+    expect(expr('CardinalOperatorDown')).toBe('up{job="r-cardinal-operator"} == 0');
+    expect(JSON.stringify(rendered)).not.toContain('=~\\".*cardinal-');
+  });
+
+  it('with operator.webhook.enabled registers the webhook and serves it from the operator, with either certificate source', () => {
+    const selfManaged = template('obs', [
+      ...gw,
+      'operator.webhook.enabled=true',
+      'operator.webhook.failurePolicy=Ignore',
+    ]);
+    const vwc = find(
+      selfManaged,
+      'ValidatingWebhookConfiguration',
+      'r-cardinal-metricpolicies',
+    ) as Manifest & {
+      webhooks: Record<string, unknown>[];
+    };
+    expect(vwc.webhooks).toEqual([
+      {
+        name: 'validate.metricpolicies.cardinal.dev',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: 'Ignore',
+        timeoutSeconds: 5,
+        matchPolicy: 'Equivalent',
+        clientConfig: {
+          service: {
+            name: 'r-cardinal-operator',
+            namespace: 'obs',
+            path: '/validate-metricpolicy',
+            port: 443,
+          },
+        },
+        rules: [
+          {
+            apiGroups: ['cardinal.dev'],
+            apiVersions: ['v1alpha1'],
+            resources: ['metricpolicies'],
+            operations: ['CREATE', 'UPDATE'],
+            scope: 'Namespaced',
+          },
+        ],
+      },
+    ]);
+    const op = podSpec(find(selfManaged, 'Deployment', 'r-cardinal-operator'));
+    expect(op.containers[0]?.args).toEqual(
+      expect.arrayContaining([
+        '--webhook-listen=:9443',
+        '--webhook-secret=r-cardinal-webhook-tls',
+        '--webhook-configuration=r-cardinal-metricpolicies',
+        '--webhook-hosts=r-cardinal-operator.obs.svc',
+      ]),
+    );
+    expect(
+      (find(selfManaged, 'Service', 'r-cardinal-operator').spec as { ports: unknown[] }).ports,
+    ).toContainEqual({
+      name: 'webhook',
+      port: 443,
+      targetPort: 'webhook',
+      protocol: 'TCP',
+    });
+    const rules = (m: Manifest) => JSON.stringify((m as unknown as { rules: unknown[] }).rules);
+    expect(rules(find(selfManaged, 'ClusterRole', 'r-cardinal-operator'))).toContain(
+      '"resources":["validatingwebhookconfigurations"],"resourceNames":["r-cardinal-metricpolicies"],"verbs":["get","update"]',
+    );
+    expect(rules(find(selfManaged, 'Role', 'r-cardinal-operator'))).toContain(
+      '"resources":["secrets"],"resourceNames":["r-cardinal-webhook-tls"],"verbs":["get","update"]',
+    );
+
+    const cm = template('obs', [...gw, 'operator.webhook.enabled=true', 'operator.webhook.certManager=true']);
+    expect(
+      (
+        find(cm, 'ValidatingWebhookConfiguration', 'r-cardinal-metricpolicies').metadata as {
+          annotations?: unknown;
+        }
+      ).annotations,
+    ).toEqual({ 'cert-manager.io/inject-ca-from': 'obs/r-cardinal-webhook' });
+    expect(find(cm, 'Certificate', 'r-cardinal-webhook').spec).toMatchObject({
+      secretName: 'r-cardinal-webhook-tls',
+      dnsNames: ['r-cardinal-operator.obs.svc', 'r-cardinal-operator.obs.svc.cluster.local'],
+    });
+    const cmOp = podSpec(find(cm, 'Deployment', 'r-cardinal-operator'));
+    expect(cmOp.containers[0]?.args).toContain('--webhook-cert-dir=/etc/cardinal/webhook');
+    expect(cmOp.containers[0]?.args?.some((a) => a.startsWith('--webhook-secret'))).toBe(false);
+    expect(rules(find(cm, 'Role', 'r-cardinal-operator'))).not.toContain('secrets');
+    const off = template('obs', gw);
+    expect(off.some((m) => m.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    expect(rules(find(off, 'Role', 'r-cardinal-operator'))).not.toContain('secrets');
+  });
+
+  it('has a `helm test` hook that writes one sample through the proxy Service with the proxy image', () => {
+    const hook = find(template('obs', gw), 'Pod', 'r-cardinal-test-write') as Manifest & {
+      metadata: { annotations: Record<string, string> };
+    };
+    expect(hook.metadata.annotations['helm.sh/hook']).toBe('test');
+    const c = (hook.spec as unknown as { containers: (Container & { image: string; command: string[] })[] })
+      .containers[0]!;
+    expect(c.image).toBe('ghcr.io/cardinal-dev/cardinal-proxy:0.1.0');
+    expect(c.command).toEqual(['node', '/app/dist/proxy/tools/write-sample.js']);
+    expect(c.args).toEqual(['http://r-cardinal-proxy.obs.svc:8080/api/v1/write']);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
+    // The image's WORKDIR is /app and its dist/ is this build's (Dockerfile.proxy).
+    expect(readFileSync(join(ROOT, 'dist/proxy/tools/write-sample.js'), 'utf8')).toMatch(/write-sample/);
+    expect(read('Dockerfile.proxy')).toMatch(/^COPY --from=build \/src\/dist \.\/dist$/m);
+  });
+});
+
+/** A minimal structural CRD of another project's kind: enough for the API server to accept it. */
+const structuralCrd = (group: string, kind: string) => ({
   apiVersion: 'apiextensions.k8s.io/v1',
   kind: 'CustomResourceDefinition',
-  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+  metadata: { name: `${kind.toLowerCase()}s.${group}` },
   spec: {
-    group: 'monitoring.coreos.com',
+    group,
     names: {
-      kind: 'ServiceMonitor',
-      listKind: 'ServiceMonitorList',
-      plural: 'servicemonitors',
-      singular: 'servicemonitor',
+      kind,
+      listKind: `${kind}List`,
+      plural: `${kind.toLowerCase()}s`,
+      singular: kind.toLowerCase(),
     },
     scope: 'Namespaced',
     versions: [
@@ -579,7 +1070,14 @@ const SERVICE_MONITOR_CRD = {
       },
     ],
   },
-};
+});
+/** ServiceMonitor and PrometheusRule (Prometheus Operator), Issuer and Certificate (cert-manager). */
+const FOREIGN_CRDS = [
+  structuralCrd('monitoring.coreos.com', 'ServiceMonitor'),
+  structuralCrd('monitoring.coreos.com', 'PrometheusRule'),
+  structuralCrd('cert-manager.io', 'Issuer'),
+  structuralCrd('cert-manager.io', 'Certificate'),
+];
 
 describe('the rendered chart on a real API server', () => {
   const track = useCleanup();
@@ -589,13 +1087,13 @@ describe('the rendered chart on a real API server', () => {
   beforeAll(async () => {
     plane = track(await startControlPlane());
     await plane.apply(read(CHART_CRD_FILE));
-    await plane.apply(JSON.stringify(SERVICE_MONITOR_CRD));
+    await plane.apply(FOREIGN_CRDS.map((c) => JSON.stringify(c)).join('\n'));
     const wait = await plane.kubectl([
       'wait',
       '--for=condition=Established',
       '--timeout=60s',
       'crd/metricpolicies.cardinal.dev',
-      'crd/servicemonitors.monitoring.coreos.com',
+      ...FOREIGN_CRDS.map((c) => `crd/${c.metadata.name}`),
     ]);
     expect(wait.code, wait.stderr).toBe(0);
     await plane.apply(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"${namespace}"}}`);
@@ -612,6 +1110,33 @@ describe('the rendered chart on a real API server', () => {
     // kubectl prints one line per object: `kind.group/name created (server dry run)`.
     expect(r.stdout.trim().split('\n')).toHaveLength(manifests.length);
     expect(r.stdout).not.toMatch(/Warning/);
+  });
+
+  it('fails an install without an upstream with a hint, and prints NOTES that say how to verify one', async () => {
+    const kube = ['--kubeconfig', plane.kubeconfig];
+    const missing = helm(['install', 'r', CHART, '--dry-run=client', ...kube]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('upstream is required in gateway mode');
+    const r = helm([
+      'install',
+      'r',
+      CHART,
+      '--dry-run=client',
+      '-n',
+      'obs',
+      '--set',
+      `upstream=${UPSTREAM}`,
+      // The CRD this file installed is not the release's to adopt (README, "Upgrading").
+      '--set',
+      'crds.install=false',
+      ...kube,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    expect(notes).toContain('http://r-cardinal-proxy.obs.svc:8080/api/v1/write');
+    expect(notes).toContain('kubectl get mp -A');
+    expect(notes).toContain('helm test r -n obs');
+    expect(notes).toContain('/api/v1/status/config');
   });
 
   it('the sidecar example passes kubectl apply --dry-run=server and mounts the policies', async () => {

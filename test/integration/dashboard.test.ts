@@ -295,10 +295,55 @@ describe('Grafana dashboard', () => {
       'cardinal_proxy_queue_oldest_age_seconds',
       'cardinal_proxy_queue_fsync_duration_seconds_bucket',
       'cardinal_proxy_push_problems_total',
+      'controller_runtime_reconcile_time_seconds_bucket',
+      'controller_runtime_reconcile_total',
+      'workqueue_adds_total',
+      'workqueue_retries_total',
+      'workqueue_queue_duration_seconds_bucket',
+      'workqueue_depth',
+      'cardinal_operator_policy_condition',
     ]) {
       expect(referred).toContain(name);
     }
     expect(unexported(dashboard, exported)).toEqual([]);
+  });
+
+  it('has cluster and pod variables, and every selector of a panel honours the cluster', () => {
+    const dashboard = loadDashboard();
+    const names = dashboard.templating.list.map((v) => v.name);
+    expect(names).toEqual(['datasource', 'cluster', 'namespace', 'job', 'pod', 'operator_job']);
+    const missing = expressions(dashboard).flatMap(({ where, expr }) =>
+      [...expr.matchAll(/\{([^}]*)\}/g)]
+        .filter((m) => !m[1]!.includes('cluster=~"$cluster"'))
+        .map(() => `${where}: ${expr}`),
+    );
+    // The cluster variable itself is the one query that cannot filter by cluster.
+    expect(missing).toEqual([]);
+    const proxySelectors = expressions(dashboard).flatMap(({ where, expr }) =>
+      [...expr.matchAll(/\{([^}]*job=~"\$job[^}]*)\}/g)]
+        .filter((m) => where.startsWith('panel') && !m[1]!.includes('pod=~"$pod"'))
+        .map(() => `${where}: ${expr}`),
+    );
+    expect(proxySelectors).toEqual([]);
+  });
+
+  it('gives every rate panel a per-second unit and every latency panel seconds', () => {
+    const perSecond = new Set(['cps', 'ops', 'reqps', 'rps', 'wps', 'Bps', 'binBps']);
+    const wrong: string[] = [];
+    for (const p of allPanels(loadDashboard().panels)) {
+      const exprs = (p.targets ?? []).map((t) => t.expr ?? '');
+      if (exprs.length === 0) continue;
+      const unit = (p as { fieldConfig?: { defaults?: { unit?: string } } }).fieldConfig?.defaults?.unit;
+      if (exprs.some((e) => e.includes('histogram_quantile'))) {
+        if (unit !== 's') wrong.push(`"${p.title}": ${unit} for a latency`);
+      } else if (exprs.every((e) => /\brate\(/.test(e))) {
+        // The CPU used is seconds per second: a fraction of one core.
+        const want = exprs.every((e) => e.includes('process_cpu_seconds_total')) ? 'percentunit' : undefined;
+        if (want !== undefined ? unit !== want : !perSecond.has(unit ?? ''))
+          wrong.push(`"${p.title}": ${unit} for a rate`);
+      }
+    }
+    expect(wrong).toEqual([]);
   });
 
   it('would report a misspelled metric, a misspelled suffix and a name in a __name__ matcher', () => {

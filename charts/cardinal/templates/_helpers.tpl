@@ -23,6 +23,17 @@ contains the chart name, else release-chart. Truncated so that "-operator" still
 {{- define "cardinal.operatorName" -}}{{ include "cardinal.fullname" . }}-operator{{- end }}
 {{- define "cardinal.proxyName" -}}{{ include "cardinal.fullname" . }}-proxy{{- end }}
 
+{{/* The operator's ServiceAccount: operator.serviceAccount.name, else <fullname>-operator. */}}
+{{- define "cardinal.operatorServiceAccount" -}}
+{{- default (include "cardinal.operatorName" .) .Values.operator.serviceAccount.name }}
+{{- end }}
+
+{{/* The proxies' ServiceAccount, or nothing for the namespace's default. */}}
+{{- define "cardinal.proxyServiceAccount" -}}
+{{- $sa := .Values.proxy.serviceAccount }}
+{{- if $sa.create }}{{ default (include "cardinal.proxyName" .) $sa.name }}{{ else }}{{ $sa.name }}{{ end }}
+{{- end }}
+
 {{/*
 The operator renders instance "default" into this ConfigMap in its --namespace (operator/render);
 the proxies mount it at cardinal.policiesPath and pass that as --config. The operator's
@@ -31,13 +42,27 @@ the proxies mount it at cardinal.policiesPath and pass that as --config. The ope
 {{- define "cardinal.policiesConfigMap" -}}cardinal-proxy-default-policies{{- end }}
 {{- define "cardinal.policiesPath" -}}/etc/cardinal/policies{{- end }}
 
+{{/*
+The labels of an object: call with (dict "root" $ "component" "proxy" "extra" .Values.proxy.podLabels);
+component and extra are optional. Built as one map, so that a key given twice (commonLabels,
+podLabels) appears once: the chart's own labels win, then extra, then commonLabels.
+*/}}
+{{- define "cardinal.componentLabels" -}}
+{{- $root := .root }}
+{{- $l := dict
+  "helm.sh/chart" (printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_")
+  "app.kubernetes.io/name" (include "cardinal.name" $root)
+  "app.kubernetes.io/instance" $root.Release.Name
+  "app.kubernetes.io/version" $root.Chart.AppVersion
+  "app.kubernetes.io/managed-by" $root.Release.Service
+  "app.kubernetes.io/part-of" "cardinal" }}
+{{- with .component }}{{ $_ := set $l "app.kubernetes.io/component" . }}{{ end }}
+{{- toYaml (merge $l (.extra | default dict) ($root.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/* The labels of an object that belongs to no component; call with $. */}}
 {{- define "cardinal.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/name: {{ include "cardinal.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: cardinal
+{{- include "cardinal.componentLabels" (dict "root" .) }}
 {{- end }}
 
 {{/* Selector labels; call with (dict "root" $ "component" "proxy"). */}}
@@ -47,34 +72,36 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/* registry/repository:tag@digest; call with (dict "root" $ "image" .Values.proxy.image). */}}
 {{- define "cardinal.image" -}}
-{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- $ref := .image.repository }}
+{{- with .image.registry }}{{ $ref = printf "%s/%s" . $ref }}{{ end }}
+{{- $ref = printf "%s:%s" $ref (default .root.Chart.AppVersion .image.tag) }}
+{{- with .image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}
+{{- $ref }}
 {{- end }}
 
-{{/* The pod's securityContext: both images run as the distroless nonroot user 65532. */}}
-{{- define "cardinal.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{/*
+A probe: the values' settings, with an httpGet on path and port (and scheme) unless they set a
+handler themselves. Call with (dict "probe" .Values.proxy.livenessProbe "path" "/-/healthy"
+"port" "http" "scheme" "HTTPS"); renders nothing when the probe has enabled: false.
+*/}}
+{{- define "cardinal.probe" -}}
+{{- $p := omit .probe "enabled" }}
+{{- if not (or (hasKey $p "httpGet") (hasKey $p "exec") (hasKey $p "tcpSocket") (hasKey $p "grpc")) }}
+{{- $get := dict "path" .path "port" .port }}
+{{- with .scheme }}{{ $_ := set $get "scheme" . }}{{ end }}
+{{- $_ := set $p "httpGet" $get }}
+{{- end }}
+{{- toYaml $p }}
 {{- end }}
 
-{{- define "cardinal.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-capabilities:
-  drop: [ALL]
-seccompProfile:
-  type: RuntimeDefault
-{{- end }}
-
-{{/* nodeSelector, tolerations, affinity, priorityClassName and pull secrets of a pod spec; call with (dict "root" $ "pod" .Values.proxy). */}}
+{{/*
+Pull secrets, priorityClassName, nodeSelector, tolerations, affinity (or the anti-affinity
+preset) and topology spread of a pod spec; call with (dict "root" $ "pod" .Values.proxy "component" "proxy").
+*/}}
 {{- define "cardinal.placement" -}}
+{{- $selector := include "cardinal.selectorLabels" (dict "root" .root "component" .component) | fromYaml }}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -90,9 +117,35 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .pod.affinity }}
+{{- if .pod.affinity }}
 affinity:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .pod.affinity | nindent 2 }}
+{{- else if eq .pod.podAntiAffinity "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- toYaml $selector | nindent 14 }}
+{{- else if eq .pod.podAntiAffinity "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- toYaml $selector | nindent 12 }}
+{{- end }}
+{{- with .pod.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $c := deepCopy . }}
+  {{- if not (hasKey $c "labelSelector") }}{{ $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}{{ end }}
+  - {{- toYaml $c | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
@@ -106,3 +159,30 @@ serves monitoring.coreos.com/v1 ServiceMonitor. Helm drops a null value, so unse
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" }}true{{ end }}
 {{- else if $enabled }}true{{ end }}
 {{- end }}
+
+{{/* The same for the PrometheusRule, with prometheusRule.enabled. */}}
+{{- define "cardinal.prometheusRule" -}}
+{{- $enabled := .Values.prometheusRule.enabled }}
+{{- if kindIs "invalid" $enabled }}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule" }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{/* The upstream, required when the chart installs or upgrades proxies; `helm lint` gets a stand-in. */}}
+{{- define "cardinal.upstream" -}}
+{{- if .Values.upstream }}{{ .Values.upstream }}
+{{- else if or .Release.IsInstall .Release.IsUpgrade }}
+{{- fail "upstream is required in gateway mode: the receiver's remote-write URL, e.g. --set upstream=http://prometheus.monitoring:9090/api/v1/write (or --set mode=sidecar to run only the operator)" }}
+{{- else }}http://upstream.invalid/api/v1/write{{ end }}
+{{- end }}
+
+{{/* Whether the webhook takes its certificates from cert-manager (operator.webhook.certManager, else whether it is served). */}}
+{{- define "cardinal.webhookCertManager" -}}
+{{- $enabled := .Values.operator.webhook.certManager }}
+{{- if kindIs "invalid" $enabled }}
+{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate" }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
+{{- end }}
+
+{{- define "cardinal.webhookConfiguration" -}}{{ include "cardinal.fullname" . }}-metricpolicies{{- end }}
+{{- define "cardinal.webhookSecret" -}}{{ include "cardinal.fullname" . }}-webhook-tls{{- end }}
