@@ -8,7 +8,13 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['proxy/**/*.test.ts', 'operator/**/*.test.ts', 'crds/**/*.test.ts', 'hack/**/*.test.ts'],
+          include: [
+            'proxy/**/*.test.ts',
+            'operator/**/*.test.ts',
+            'cli/**/*.test.ts',
+            'crds/**/*.test.ts',
+            'hack/**/*.test.ts',
+          ],
           environment: 'node',
           // Property tests run hundreds of cases; on a shared 2-core machine the default 5 s is
           // too little for a few of them. No test asserts a time.

@@ -22,7 +22,7 @@ export interface PolicyPath {
 /** Builds the path for the policies under `configDir`, with the proxy's defaults for all other flags. */
 export function policyPath(configDir: string, flags: readonly string[] = []): PolicyPath {
   const options = parseProxyOptions(['--config', configDir, ...flags], {});
-  if (options === 'help') throw new Error('unreachable: no --help given');
+  if (options === 'help' || options === 'version') throw new Error('unreachable: no --help given');
   const pipeline = compilePipeline(validatePolicies(loadConfig(configDir).policies));
   const stats = new PolicyStats(new Registry());
   stats.setPipeline(pipeline);

@@ -30,6 +30,20 @@ const Duration = (description: string, def?: string) =>
 const NamePattern = (description: string) =>
   Type.String({ minLength: 1, description: `${description} An RE2 regular expression, fully anchored.` });
 
+/**
+ * A rule's own name, for the `rule` label of its counters instead of its position
+ * (`limits.perMetric[0]`), so dashboards and alerts keep their series when a rule is inserted.
+ */
+const RuleName = Type.Optional(
+  Type.String({
+    minLength: 1,
+    maxLength: 63,
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+    description:
+      "The rule's name, unique in the policy: the `rule` label of its counters instead of its position, so dashboards survive inserting a rule. Lower-case letters, digits and dashes.",
+  }),
+);
+
 /** Every relabel action Prometheus has. */
 export const RELABEL_ACTIONS = [
   'replace',
@@ -149,6 +163,7 @@ export const OnExceed = StringEnum(['dropNewSeries', 'overflow'], {
 
 export const MetricLimit = Type.Object(
   {
+    name: RuleName,
     metric: NamePattern(
       'The metric names this limit applies to; each matching metric is limited on its own.',
     ),
@@ -170,6 +185,7 @@ export const MetricLimit = Type.Object(
 
 export const LabelLimit = Type.Object(
   {
+    name: RuleName,
     metric: Type.Optional(NamePattern('The metric names this limit applies to; default every metric.')),
     label: Type.String({
       minLength: 1,

@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
-import { parseProxyOptions, UsageError, usage } from './config/flags.js';
-import { ConfigError, type LoadedConfig } from './config/load.js';
+import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
+import type { LoadedConfig } from './config/load.js';
 import { loadValidated, loadValidatedInChild } from './config/loader.js';
+import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { ReadUpstream } from './query/http.js';
@@ -31,14 +32,15 @@ import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { readVersion } from './version.js';
+import { History } from './web/history.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
   try {
-    options = parseProxyOptions(process.argv.slice(2), process.env);
+    options = parseProxyOptions(process.argv.slice(2), process.env, { terminal: process.stdout.isTTY });
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`cardinal-proxy: ${err.message}\n\n${usage}`);
+      process.stderr.write(`cardinal-proxy: ${err.message}\n${shortUsage}`);
       return 2;
     }
     throw err;
@@ -47,26 +49,37 @@ async function main(): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-
   const version = readVersion();
-  const logger = pino({ level: options.logLevel, base: { component: 'proxy' }, redact: REDACT });
+  if (options === 'version') {
+    process.stdout.write(`cardinal-proxy ${version} (node ${process.version})\n`);
+    return 0;
+  }
+
+  const logger = createLogger(options.logFormat, {
+    level: options.logLevel,
+    base: { component: 'proxy' },
+    redact: REDACT,
+  });
   const metrics = createProxyMetrics(version);
 
   // A configuration version is loaded, validated completely and compiled before it is used.
-  const load = (): { config: LoadedConfig; pipeline: Pipeline } => {
+  const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
     const v = loadValidated(options.configPath);
-    return { config: v.config, pipeline: compilePipeline(v.policies, v.usage) };
+    return {
+      config: v.config,
+      pipeline: compilePipeline(v.policies, v.usage),
+      summary: summarizePolicies(v.policies),
+    };
   };
   let config: LoadedConfig;
   let pipeline: Pipeline;
+  let summary: PolicySummary[];
   try {
-    ({ config, pipeline } = load());
+    ({ config, pipeline, summary } = load());
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof Error) {
-      logger.fatal({ path: options.configPath }, err.message);
-      return 1;
-    }
-    throw err;
+    if (!(err instanceof Error)) throw err;
+    logger.fatal({ path: options.configPath }, `configuration rejected:\n${err.message}`);
+    return 1;
   }
   // Credentials are loaded, validated and reloaded on their own: a bad Secret keeps the running
   // credentials without holding back a policy change, and the other way round.
@@ -98,6 +111,7 @@ async function main(): Promise<number> {
     loadedAt: new Date(),
     files: config.files,
     policies: config.policies.length,
+    policyDetails: summary,
     lastError: undefined,
   };
 
@@ -137,6 +151,7 @@ async function main(): Promise<number> {
         loadedAt: new Date(),
         files: next.files,
         policies: next.policies.length,
+        policyDetails: summarizePolicies(validated.policies),
         lastError: undefined,
       });
       metrics.configReload(true, next.hash);
@@ -356,6 +371,16 @@ async function main(): Promise<number> {
               .slice(0, n),
           options.stats.exposeTop,
         );
+  // What the pages show over time, sampled from the side.
+  const history = new History({
+    intervalMs: options.stats.sampleIntervalMs,
+    windowMs: options.stats.windowMs,
+    topMetrics: 20,
+  });
+  const sampleHistory = () => history.record(Date.now(), policyStats.totals(), offenders.report(20));
+  sampleHistory();
+  const historyTimer = setInterval(sampleHistory, history.options.intervalMs);
+  historyTimer.unref();
 
   let ready = false;
   const app = buildServer({
@@ -418,6 +443,22 @@ async function main(): Promise<number> {
           },
     metricsAuth: options.auth.metricsAuth,
     reloadMinIntervalMs: options.reloadMinIntervalMs,
+    web: {
+      version,
+      upstreamUrl: options.upstreamUrl,
+      configStatus: () => status,
+      engine,
+      policyStats,
+      metrics,
+      history,
+      topOffenders: (limit: number) => offenders.report(limit),
+      unused: (limit: number) => unused.report(limit),
+      queues: () => ({
+        ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
+        ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
+      }),
+      ready: () => ready,
+    },
   });
 
   if (options.upstreamIsDefault) {
@@ -479,6 +520,7 @@ async function main(): Promise<number> {
       stopping = true;
       ready = false;
       watch?.close();
+      clearInterval(historyTimer);
       tlsWatch?.close();
       credentials?.close();
       logger.info({ signal }, 'shutting down: finishing in-flight requests');

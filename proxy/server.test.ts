@@ -120,6 +120,7 @@ function proxy(
     loadedAt: new Date(0),
     files: [],
     policies: 0,
+    policyDetails: [],
     lastError: undefined,
   };
   const store = opts.credentialsFile === undefined ? undefined : new CredentialStore(opts.credentialsFile);

@@ -10,6 +10,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import { type AuthOptions, registerAccess } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
+import type { PolicySummary } from './config/summary.js';
 import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
@@ -25,6 +26,7 @@ import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
 import type { UnusedReport } from './stats/unused.js';
+import { registerPages, type WebDeps } from './web/pages.js';
 
 /** What GET /api/v1/status/config reports; owned by main.ts, which loads configurations. */
 export interface ConfigStatus {
@@ -32,6 +34,8 @@ export interface ConfigStatus {
   loadedAt: Date;
   files: readonly string[];
   policies: number;
+  /** Each policy in the order they apply, with its mode and rule counts. */
+  policyDetails: readonly PolicySummary[];
   lastError: { message: string; at: Date } | undefined;
 }
 
@@ -93,6 +97,8 @@ export interface ServerDeps {
         readonly maxLimit: number;
       }
     | undefined;
+  /** The web pages (/, /policies, ...); absent, they are not served. */
+  readonly web?: WebDeps | undefined;
   /** `--metrics.auth`: /metrics needs a credential with the metrics or admin role. */
   readonly metricsAuth?: boolean | undefined;
   /**
@@ -227,6 +233,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return query.report({ limit: Number(limit), readers: Number(readers), sort: sort as UsageSort });
     });
   }
+  if (deps.web !== undefined) registerPages(app, deps.web);
   const queueApi = deps.queueApi;
   if (queueApi !== undefined) {
     app.get('/api/v1/status/queue', ADMIN, async () => queueApi.status());
@@ -306,6 +313,7 @@ function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
     policies: s.policies,
+    policyDetails: s.policyDetails,
     lastError: errorJson(s.lastError),
     // `null` when ingest is open (no --auth.credentials-file).
     auth:

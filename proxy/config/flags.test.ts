@@ -3,7 +3,7 @@ import { DEFAULT_UPSTREAM, parseDuration, parseHostPort, parseProxyOptions } fro
 
 describe('parseProxyOptions', () => {
   it('the door check, overload bounds and retry lane: defaults, values and refusals', () => {
-    const d = parseProxyOptions([], {}) as Exclude<ReturnType<typeof parseProxyOptions>, 'help'>;
+    const d = parseProxyOptions([], {}) as Exclude<ReturnType<typeof parseProxyOptions>, 'help' | 'version'>;
     expect(d.ingest).toEqual({ onInvalid: 'reject', names: 'utf8', maxFutureMs: 600_000, maxAgeMs: 0 });
     expect(d).toMatchObject({ maxInflightRequests: 512, maxInflightBytes: 256 << 20 });
     expect(d.retry.jitter).toBe(0.5);
@@ -15,7 +15,7 @@ describe('parseProxyOptions', () => {
         ...['--queue.dead-letter-max-bytes', '4096'],
       ],
       {},
-    ) as Exclude<ReturnType<typeof parseProxyOptions>, 'help'>;
+    ) as Exclude<ReturnType<typeof parseProxyOptions>, 'help' | 'version'>;
     expect(o.ingest).toEqual({ onInvalid: 'drop', names: 'legacy', maxFutureMs: 0, maxAgeMs: 3_600_000 });
     expect(o).toMatchObject({ maxInflightRequests: 7, maxInflightBytes: 1000 });
     expect(o.queue).toMatchObject({ maxRetryAgeMs: 0, maxRetryAttempts: 5, deadLetterMaxBytes: 4096 });
@@ -162,13 +162,16 @@ describe('parseProxyOptions', () => {
     [['--listen', '8080'], '--listen: "8080" must be HOST:PORT'],
     [['--upstream.protocol', '3.0'], '--upstream.protocol: "3.0" must be "same" or "1.0"'],
     [['--forward.timeout', 'ten'], '--forward.timeout: "ten" is not a duration'],
-    [['--max-request-bytes=-1'], '--max-request-bytes: "-1" must be a positive integer'],
-    [['--bogus'], "Unknown option '--bogus'"],
+    [['--max-request-bytes=-1'], '--max-request-bytes: "-1" is not a size such as 32MiB'],
+    [['--bogus'], 'unknown flag --bogus'],
     [['--auth.tenant-header-mode', 'pass'], '--auth.tenant-header-mode: "pass" must be "override" or "none"'],
     [['--auth.credentials-file', ''], '--auth.credentials-file: must not be empty'],
     [['--queue.max-bytes', '10'], '--queue.max-bytes needs --queue.dir'],
     [['--queue.dir', '/q', '--queue.full-policy', 'block'], '"block" must be "reject" or "drop-oldest"'],
-    [['--queue.dir', '/q', '--queue.full-status', '500'], '--queue.full-status: "500" must be 429 or 503'],
+    [
+      ['--queue.dir', '/q', '--queue.full-status', '500'],
+      '--queue.full-status: "500" must be "429" or "503"',
+    ],
     [['--queue.dir', '/q', '--queue.retry-on', '5xx,2xx'], '--queue.retry-on: 2xx statuses mean success'],
     [['--queue.dir', '/q', '--queue.retry-on', '42'], '"42" is neither a status code'],
     [
@@ -209,5 +212,50 @@ describe('parseDuration', () => {
   });
   it.each(['', '10', 's', '10x', '1m x'])('%j is rejected', (value) => {
     expect(() => parseDuration('--x', value)).toThrow('--x');
+  });
+});
+
+describe('flag mistakes and human units', () => {
+  it.each([
+    [['--upstrem', 'http://x/w'], 'unknown flag --upstrem; did you mean --upstream?'],
+    [['--max-request-byte=1'], 'unknown flag --max-request-byte; did you mean --max-request-bytes?'],
+    [['--log-format', 'json'], 'unknown flag --log-format; did you mean --log.format?'],
+    [['--zzzzzz'], 'unknown flag --zzzzzz'],
+    [['extra'], 'unexpected argument "extra": every setting is a --flag'],
+    [['--push.lint', 'warm'], '--push.lint: "warm" must be "reject" or "warn"; did you mean "warn"?'],
+    [['--log.format', 'text'], '--log.format: "text" must be "json" or "logfmt"'],
+    [
+      ['--log-level', 'inf'],
+      '--log-level: "inf" must be "trace" or "debug" or "info" or "warn" or "error" or "fatal" or "silent"; did you mean "info"?',
+    ],
+    [['--max-request-bytes', '32 megs'], '--max-request-bytes: "32 megs" is not a size such as 32MiB'],
+  ])('%j is refused with %j', (argv, message) => {
+    expect(() => parseProxyOptions(argv, {})).toThrow(message);
+  });
+
+  it('an unknown flag is named exactly, with nothing about positionals', () => {
+    expect(() => parseProxyOptions(['--upstrem'], {})).toThrow(
+      /^unknown flag --upstrem; did you mean --upstream\?$/,
+    );
+  });
+
+  it('sizes take units', () => {
+    const o = parseProxyOptions(['--max-request-bytes', '32MiB', '--max-decoded-bytes', '1GiB'], {});
+    expect(o).toMatchObject({ maxRequestBytes: 32 << 20, maxDecodedBytes: 1 << 30 });
+    const q = parseProxyOptions(
+      ['--queue.dir', '/q', '--queue.max-bytes', '2GiB', '--queue.batch-max-bytes', '512KiB'],
+      {},
+    );
+    expect(q).toMatchObject({ queue: { maxBytes: 2 ** 31, batchMaxBytes: 512 * 1024 } });
+  });
+
+  it('--version, and the log format: logfmt on a terminal, json otherwise, the flag and environment win', () => {
+    expect(parseProxyOptions(['--version'], {})).toBe('version');
+    expect(parseProxyOptions([], {})).toMatchObject({ logFormat: 'json' });
+    expect(parseProxyOptions([], {}, { terminal: true })).toMatchObject({ logFormat: 'logfmt' });
+    expect(parseProxyOptions(['--log.format', 'json'], {}, { terminal: true })).toMatchObject({
+      logFormat: 'json',
+    });
+    expect(parseProxyOptions([], { CARDINAL_LOG_FORMAT: 'logfmt' })).toMatchObject({ logFormat: 'logfmt' });
   });
 });

@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 import type { IngestChecks } from '../ingest/remote-write.js';
+import { didYouMean } from './suggest.js';
+import { parseSize } from './units.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
 export interface ProxyOptions {
@@ -24,6 +26,8 @@ export interface ProxyOptions {
   readonly retry: RetryPolicy;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
+  /** json: one JSON object a line; logfmt: key=value lines, and multi-line messages as text. */
+  readonly logFormat: LogFormat;
   readonly reportDroppedAsWritten: boolean;
   readonly push: {
     /** The Pushgateway pushes are forwarded to; undefined leaves the push routes off (404). */
@@ -45,6 +49,8 @@ export interface ProxyOptions {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
     readonly exposeTop: number;
+    /** How often the web pages' history (counters over 5 minutes, sparklines) is sampled. */
+    readonly sampleIntervalMs: number;
   };
   /** The durable queue; undefined without --queue.dir (synchronous pass-through). */
   readonly queue: QueueOptions | undefined;
@@ -95,6 +101,7 @@ export interface QueryOptions {
   readonly readersPerMetric: number;
   readonly namesRefreshMs: number;
 }
+export type LogFormat = 'json' | 'logfmt';
 
 export const DEFAULT_UPSTREAM = 'http://127.0.0.1:9090/api/v1/write';
 
@@ -185,6 +192,8 @@ Flags (environment variable in brackets):
   --query.names-refresh DURATION   how often the query API's metric names are fetched (default 5m)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
+  --log.format json|logfmt         json: one JSON object a line; logfmt: key=value lines, problems as text
+                                   (default logfmt on a terminal, json otherwise) [CARDINAL_LOG_FORMAT]
   --report-dropped-as-written      count samples policies dropped as written in 2.0 responses (default off:
                                    the headers count what reached the upstream, as the 2.0 spec says)
   --limits.max-tracked-series N    series each limit tracks at most, ~13.3 bytes each, allocated per
@@ -194,24 +203,41 @@ Flags (environment variable in brackets):
   --stats.window DURATION          a series counts as active for top offenders while seen within it (default 10m)
   --stats.max-tracked-series N     series the top-offender statistics track (default 1000000)
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
+  --stats.sample-interval DURATION how often the web pages sample counters and top offenders (default 15s)
   --cache.max-label-sets N         label sets whose policy verdict is cached, in each of two generations (default 100000)
+  --version                        print the version and exit
   -h, --help                       show this help
+
+Sizes take a unit: 32MiB, 512KiB, 4GB (or plain bytes); durations are like 500ms, 10s, 1m30s.
 `;
+
+/** What a flag mistake prints instead of the whole help. */
+export const shortUsage = 'Usage: cardinal-proxy [flags]; cardinal-proxy --help lists every flag.\n';
 
 export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** Where the proxy runs: whether its log goes to a terminal decides the default log format. */
+export interface ProxyEnvironment {
+  readonly terminal?: boolean;
+}
+
 /** Parses flags and environment. Flags win over environment variables, which win over defaults. */
-export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEnv): ProxyOptions | 'help' {
+export function parseProxyOptions(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  where: ProxyEnvironment = {},
+): ProxyOptions | 'help' | 'version' {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(flagMistake(err));
   }
   const v = parsed.values;
   if (v.help) return 'help';
+  if (v.version) return 'version';
 
   const listen =
     v.listen ?? env.CARDINAL_LISTEN ?? (env.PROXY_PORT ? `0.0.0.0:${env.PROXY_PORT}` : '0.0.0.0:8080');
@@ -224,23 +250,21 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       ? undefined
       : httpUrl('--pushgateway', pushgateway, 'give it without user and password');
   const lintMode = v['push.lint'] ?? 'reject';
-  if (lintMode !== 'reject' && lintMode !== 'warn') {
-    throw new UsageError(`--push.lint: "${lintMode}" must be "reject" or "warn"`);
-  }
+  oneOf('--push.lint', lintMode, ['reject', 'warn']);
   const certFile = v['tls.cert-file'];
   const keyFile = v['tls.key-file'];
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError('--tls.cert-file and --tls.key-file must be given together');
   }
   const protocol = v['upstream.protocol'] ?? 'same';
-  if (protocol !== 'same' && protocol !== '1.0') {
-    throw new UsageError(`--upstream.protocol: "${protocol}" must be "same" or "1.0"`);
-  }
+  oneOf('--upstream.protocol', protocol, ['same', '1.0']);
 
   const tenantHeaderMode = v['auth.tenant-header-mode'] ?? 'override';
-  if (tenantHeaderMode !== 'override' && tenantHeaderMode !== 'none') {
-    throw new UsageError(`--auth.tenant-header-mode: "${tenantHeaderMode}" must be "override" or "none"`);
-  }
+  oneOf('--auth.tenant-header-mode', tenantHeaderMode, ['override', 'none']);
+  const logFormat = v['log.format'] ?? env.CARDINAL_LOG_FORMAT ?? (where.terminal ? 'logfmt' : 'json');
+  oneOf('--log.format', logFormat, ['json', 'logfmt']);
+  const logLevel = v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info';
+  oneOf('--log-level', logLevel, ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
   const credentialsPath = v['auth.credentials-file'] ?? env.CARDINAL_AUTH_CREDENTIALS_FILE;
   if (credentialsPath === '') throw new UsageError('--auth.credentials-file: must not be empty');
   const metricsAuth = v['metrics.auth'] ?? false;
@@ -257,10 +281,10 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     upstreamBearerTokenFile: v['upstream.bearer-token-file'],
     upstreamConnections: positiveInt('--upstream.connections', v['upstream.connections'] ?? '32'),
     configPath: v.config ?? env.CARDINAL_CONFIG,
-    maxRequestBytes: positiveInt('--max-request-bytes', v['max-request-bytes'] ?? String(32 << 20)),
-    maxDecodedBytes: positiveInt('--max-decoded-bytes', v['max-decoded-bytes'] ?? String(128 << 20)),
+    maxRequestBytes: size('--max-request-bytes', v['max-request-bytes'] ?? '32MiB'),
+    maxDecodedBytes: size('--max-decoded-bytes', v['max-decoded-bytes'] ?? '128MiB'),
     maxInflightRequests: positiveInt('--max-inflight-requests', v['max-inflight-requests'] ?? '512'),
-    maxInflightBytes: positiveInt('--max-inflight-bytes', v['max-inflight-bytes'] ?? String(256 << 20)),
+    maxInflightBytes: size('--max-inflight-bytes', v['max-inflight-bytes'] ?? '256MiB'),
     attemptTimeoutMs: parseDuration('--forward.timeout', v['forward.timeout'] ?? '10s'),
     retry: Object.freeze({
       minBackoffMs: parseDuration('--forward.min-backoff', v['forward.min-backoff'] ?? '100ms'),
@@ -272,7 +296,8 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
     query: parseQueryOptions(v, env),
     ingest: parseIngestChecks(v),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
-    logLevel: v['log-level'] ?? env.CARDINAL_LOG_LEVEL ?? 'info',
+    logLevel,
+    logFormat,
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
     push: Object.freeze({ url: pushUrl?.toString(), lintMode }),
     tls: certFile === undefined || keyFile === undefined ? undefined : Object.freeze({ certFile, keyFile }),
@@ -282,6 +307,7 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
       exposeTop: positiveInt('--stats.expose-top', v['stats.expose-top'] ?? '20'),
+      sampleIntervalMs: parseDuration('--stats.sample-interval', v['stats.sample-interval'] ?? '15s'),
     }),
     engine: Object.freeze({
       verdictCacheSize: positiveInt('--cache.max-label-sets', v['cache.max-label-sets'] ?? '100000'),
@@ -305,75 +331,75 @@ export function parseProxyOptions(argv: readonly string[], env: NodeJS.ProcessEn
   return Object.freeze(options);
 }
 
+const parseOptions = {
+  listen: { type: 'string' },
+  upstream: { type: 'string' },
+  'upstream.protocol': { type: 'string' },
+  'upstream.bearer-token-file': { type: 'string' },
+  'upstream.connections': { type: 'string' },
+  config: { type: 'string' },
+  pushgateway: { type: 'string' },
+  'push.lint': { type: 'string' },
+  'tls.cert-file': { type: 'string' },
+  'tls.key-file': { type: 'string' },
+  'auth.credentials-file': { type: 'string' },
+  'auth.tenant-header-mode': { type: 'string' },
+  'metrics.auth': { type: 'boolean' },
+  'reload.min-interval': { type: 'string' },
+  'max-request-bytes': { type: 'string' },
+  'max-decoded-bytes': { type: 'string' },
+  'max-inflight-requests': { type: 'string' },
+  'max-inflight-bytes': { type: 'string' },
+  'forward.timeout': { type: 'string' },
+  'forward.retry-budget': { type: 'string' },
+  'forward.min-backoff': { type: 'string' },
+  'forward.max-backoff': { type: 'string' },
+  'forward.backoff-jitter': { type: 'string' },
+  'queue.dir': { type: 'string' },
+  'queue.max-bytes': { type: 'string' },
+  'queue.segment-max-bytes': { type: 'string' },
+  'queue.full-policy': { type: 'string' },
+  'queue.full-status': { type: 'string' },
+  'queue.full-retry-after': { type: 'string' },
+  'queue.batch-max-samples': { type: 'string' },
+  'queue.batch-max-bytes': { type: 'string' },
+  'queue.batch-max-wait': { type: 'string' },
+  'queue.retry-on': { type: 'string' },
+  'queue.max-retry-age': { type: 'string' },
+  'queue.max-retry-attempts': { type: 'string' },
+  'queue.dead-letter-max-bytes': { type: 'string' },
+  'ingest.invalid': { type: 'string' },
+  'ingest.max-future': { type: 'string' },
+  'ingest.max-age': { type: 'string' },
+  'ingest.label-names': { type: 'string' },
+  'query.upstream': { type: 'string' },
+  'query.timeout': { type: 'string' },
+  'query.connections': { type: 'string' },
+  'query.log-file': { type: 'string' },
+  'query.usage.state-file': { type: 'string' },
+  'query.usage.save-interval': { type: 'string' },
+  'query.usage.max-metrics': { type: 'string' },
+  'query.usage.max-readers': { type: 'string' },
+  'query.usage.readers-per-metric': { type: 'string' },
+  'query.names-refresh': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  'log-level': { type: 'string' },
+  'log.format': { type: 'string' },
+  version: { type: 'boolean' },
+  'report-dropped-as-written': { type: 'boolean' },
+  'limits.max-tracked-series': { type: 'string' },
+  'limits.max-tracked-values': { type: 'string' },
+  'limits.max-metric-names': { type: 'string' },
+  'cache.max-label-sets': { type: 'string' },
+  'stats.window': { type: 'string' },
+  'stats.max-tracked-series': { type: 'string' },
+  'stats.expose-top': { type: 'string' },
+  'stats.sample-interval': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parse(argv: readonly string[]) {
-  return parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: {
-      listen: { type: 'string' },
-      upstream: { type: 'string' },
-      'upstream.protocol': { type: 'string' },
-      'upstream.bearer-token-file': { type: 'string' },
-      'upstream.connections': { type: 'string' },
-      config: { type: 'string' },
-      pushgateway: { type: 'string' },
-      'push.lint': { type: 'string' },
-      'tls.cert-file': { type: 'string' },
-      'tls.key-file': { type: 'string' },
-      'auth.credentials-file': { type: 'string' },
-      'auth.tenant-header-mode': { type: 'string' },
-      'metrics.auth': { type: 'boolean' },
-      'reload.min-interval': { type: 'string' },
-      'max-request-bytes': { type: 'string' },
-      'max-decoded-bytes': { type: 'string' },
-      'max-inflight-requests': { type: 'string' },
-      'max-inflight-bytes': { type: 'string' },
-      'forward.timeout': { type: 'string' },
-      'forward.retry-budget': { type: 'string' },
-      'forward.min-backoff': { type: 'string' },
-      'forward.max-backoff': { type: 'string' },
-      'forward.backoff-jitter': { type: 'string' },
-      'queue.dir': { type: 'string' },
-      'queue.max-bytes': { type: 'string' },
-      'queue.segment-max-bytes': { type: 'string' },
-      'queue.full-policy': { type: 'string' },
-      'queue.full-status': { type: 'string' },
-      'queue.full-retry-after': { type: 'string' },
-      'queue.batch-max-samples': { type: 'string' },
-      'queue.batch-max-bytes': { type: 'string' },
-      'queue.batch-max-wait': { type: 'string' },
-      'queue.retry-on': { type: 'string' },
-      'query.upstream': { type: 'string' },
-      'query.timeout': { type: 'string' },
-      'query.connections': { type: 'string' },
-      'query.log-file': { type: 'string' },
-      'query.usage.state-file': { type: 'string' },
-      'query.usage.save-interval': { type: 'string' },
-      'query.usage.max-metrics': { type: 'string' },
-      'query.usage.max-readers': { type: 'string' },
-      'query.usage.readers-per-metric': { type: 'string' },
-      'query.names-refresh': { type: 'string' },
-      'queue.max-retry-age': { type: 'string' },
-      'queue.max-retry-attempts': { type: 'string' },
-      'queue.dead-letter-max-bytes': { type: 'string' },
-      'ingest.invalid': { type: 'string' },
-      'ingest.max-future': { type: 'string' },
-      'ingest.max-age': { type: 'string' },
-      'ingest.label-names': { type: 'string' },
-      'shutdown-timeout': { type: 'string' },
-      'log-level': { type: 'string' },
-      'report-dropped-as-written': { type: 'boolean' },
-      'limits.max-tracked-series': { type: 'string' },
-      'limits.max-tracked-values': { type: 'string' },
-      'limits.max-metric-names': { type: 'string' },
-      'cache.max-label-sets': { type: 'string' },
-      'stats.window': { type: 'string' },
-      'stats.max-tracked-series': { type: 'string' },
-      'stats.expose-top': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  return parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: parseOptions });
 }
 
 /** An http(s) URL without credentials in it (they would end up in logs). */
@@ -403,8 +429,8 @@ function parseQueueOptions(
     if (given.length > 0) throw new UsageError(`--${given[0]} needs --queue.dir`);
     return undefined;
   }
-  const maxBytes = positiveInt('--queue.max-bytes', v['queue.max-bytes'] ?? String(1 << 30));
-  const segmentMaxBytes = positiveInt(
+  const maxBytes = size('--queue.max-bytes', v['queue.max-bytes'] ?? '1GiB');
+  const segmentMaxBytes = size(
     '--queue.segment-max-bytes',
     v['queue.segment-max-bytes'] ?? String(Math.max(4096, Math.min(64 << 20, Math.floor(maxBytes / 8)))),
   );
@@ -412,13 +438,9 @@ function parseQueueOptions(
     throw new UsageError('--queue.segment-max-bytes must not exceed --queue.max-bytes');
   }
   const fullPolicy = v['queue.full-policy'] ?? 'reject';
-  if (fullPolicy !== 'reject' && fullPolicy !== 'drop-oldest') {
-    throw new UsageError(`--queue.full-policy: "${fullPolicy}" must be "reject" or "drop-oldest"`);
-  }
+  oneOf('--queue.full-policy', fullPolicy, ['reject', 'drop-oldest']);
   const fullStatus = v['queue.full-status'] ?? '429';
-  if (fullStatus !== '429' && fullStatus !== '503') {
-    throw new UsageError(`--queue.full-status: "${fullStatus}" must be 429 or 503`);
-  }
+  oneOf('--queue.full-status', fullStatus, ['429', '503']);
   const retryOn = v['queue.retry-on'] ?? '5xx,429';
   try {
     parseRetryOn(retryOn);
@@ -436,7 +458,7 @@ function parseQueueOptions(
       Math.ceil(parseDuration('--queue.full-retry-after', v['queue.full-retry-after'] ?? '5s') / 1000),
     ),
     batchMaxSamples: positiveInt('--queue.batch-max-samples', v['queue.batch-max-samples'] ?? '10000'),
-    batchMaxBytes: positiveInt('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? String(4 << 20)),
+    batchMaxBytes: size('--queue.batch-max-bytes', v['queue.batch-max-bytes'] ?? '4MiB'),
     batchMaxWaitMs: parseDuration('--queue.batch-max-wait', v['queue.batch-max-wait'] ?? '200ms'),
     retryOn,
     maxRetryAgeMs:
@@ -447,7 +469,7 @@ function parseQueueOptions(
       (v['queue.max-retry-attempts'] ?? '0').trim() === '0'
         ? 0
         : positiveInt('--queue.max-retry-attempts', v['queue.max-retry-attempts'] ?? '0'),
-    deadLetterMaxBytes: positiveInt(
+    deadLetterMaxBytes: size(
       '--queue.dead-letter-max-bytes',
       v['queue.dead-letter-max-bytes'] ?? String(Math.max(1 << 20, Math.floor(maxBytes / 8))),
     ),
@@ -494,6 +516,47 @@ function parseQueryOptions(
     readersPerMetric,
     namesRefreshMs: parseDuration('--query.names-refresh', v['query.names-refresh'] ?? '5m'),
   });
+}
+
+/** Narrows `value` to one of `allowed`, or throws naming them and the closest one. */
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): asserts value is T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `${flag}: "${value}" must be ${allowed.map((a) => `"${a}"`).join(' or ')}${didYouMean(value, allowed)}`,
+    );
+  }
+}
+
+/** The names of every flag, for suggestions. */
+const FLAG_NAMES = (): string[] => Object.keys(parseOptions);
+
+/**
+ * A flag mistake as a person should read it: the flag, and the closest known flag. node:util's
+ * parseArgs reports an unknown option with advice about positionals that does not apply here.
+ */
+export function flagMistake(err: unknown, names: readonly string[] = FLAG_NAMES()): string {
+  const code = (err as { code?: string }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  const unknown = /^Unknown option '(-{1,2})([^'=]+)/.exec(message);
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown !== null) {
+    const given = unknown[2]!;
+    const s = didYouMean(given, names, false);
+    return `unknown flag ${unknown[1]}${given}${s === '' ? '' : s.replace('mean ', 'mean --')}`;
+  }
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    const arg = /'([^']*)'/.exec(message)?.[1];
+    return `unexpected argument ${JSON.stringify(arg ?? '')}: every setting is a --flag`;
+  }
+  return message;
+}
+
+/** A size in bytes: plain, or with a unit (32MiB, 4GB); see units.ts. */
+function size(flag: string, value: string): number {
+  try {
+    return parseSize(value);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
 }
 
 function parseIngestChecks(v: ReturnType<typeof parse>['values']): IngestChecks | undefined {

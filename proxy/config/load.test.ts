@@ -22,7 +22,7 @@ describe('loadConfig', () => {
     );
     const cfg = loadConfig(dir);
     expect(cfg.policies.map((p) => p.name)).toEqual(['a']);
-    expect(cfg.usage).toEqual([
+    expect(cfg.usage).toMatchObject([
       {
         name: 'cluster',
         source: `${join(dir, 'usage.yaml')}:1`,
@@ -84,12 +84,15 @@ describe('parsePolicyFile', () => {
   it.each([
     [
       'kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n',
-      'f.yaml:1: expected apiVersion cardinal.dev/v1alpha1 and kind MetricPolicy, got v1 ConfigMap',
+      'f.yaml:2:13: expected apiVersion cardinal.dev/v1alpha1 and kind MetricPolicy, got v1 ConfigMap',
     ],
-    ['- a\n- b\n', 'f.yaml:1: expected a MetricPolicy object, got a list'],
-    ['apiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\n', 'f.yaml:1: metadata.name is required'],
-    [`${policy('ok')}---\nkind: Secret\n`, 'f.yaml:7: expected apiVersion'],
-    ['a: [1, 2\n', 'f.yaml: '],
+    ['- a\n- b\n', 'f.yaml:1:1: expected a MetricPolicy object, got a list'],
+    ['apiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\n', 'f.yaml:1:1: metadata.name is required'],
+    [`${policy('ok')}---\nkind: Secret\n`, 'f.yaml:8:1: expected apiVersion'],
+    [
+      'a: [1, 2\n',
+      'f.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    ],
   ])('%j is rejected with %j', (text, message) => {
     expect(() => parsePolicyFile('f.yaml', text)).toThrow(message);
   });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
 
 export const API_VERSION = 'cardinal.dev/v1alpha1';
 export const KIND = 'MetricPolicy';
@@ -15,6 +15,8 @@ export interface PolicyDocument {
   /** Where it came from, for error messages: `file:line`. */
   readonly source: string;
   readonly spec: unknown;
+  /** Where a field of the document is written, `file:line:column`; see Locate. */
+  readonly locate?: Locate | undefined;
 }
 
 /** One MetricUsage document as read from disk, before it is validated. */
@@ -22,6 +24,21 @@ export interface UsageDocument {
   readonly name: string;
   readonly source: string;
   readonly spec: unknown;
+  readonly locate?: Locate | undefined;
+}
+
+/**
+ * Where the value at `path` (from the document's root: `['spec', 'drop', 1]`) is written, as
+ * `file:line:column`, from the YAML parser's positions. With `key`, the position of the field's
+ * name (for an unknown field). A path that goes deeper than the document gives the deepest node
+ * that exists on it (a required field that is missing points at the object that lacks it).
+ */
+export type Locate = (path: readonly (string | number)[], key?: boolean) => string;
+
+/** One problem of a configuration: where, `file:line:column` (or `file:line`), and what. */
+export interface Problem {
+  readonly where: string;
+  readonly message: string;
 }
 
 /** A configuration version: every policy document, and a hash that names this version. */
@@ -34,8 +51,26 @@ export interface LoadedConfig {
   readonly files: readonly string[];
 }
 
+/** A configuration version as read, with the problems of the files or documents that did not read. */
+export interface ReadConfig extends LoadedConfig {
+  readonly problems: readonly Problem[];
+}
+
+/**
+ * A configuration that cannot be used. `problems` lists every problem found, in file order; the
+ * message is them one per line as `where: message`.
+ */
 export class ConfigError extends Error {
   override name = 'ConfigError';
+  readonly problems: readonly Problem[];
+  constructor(message: string | readonly Problem[]) {
+    super(typeof message === 'string' ? message : formatProblems(message));
+    this.problems = typeof message === 'string' ? [{ where: '', message }] : message;
+  }
+}
+
+export function formatProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => (p.where === '' ? p.message : `${p.where}: ${p.message}`)).join('\n');
 }
 
 /**
@@ -48,20 +83,39 @@ export class ConfigError extends Error {
  * is an error naming the file and line.
  */
 export function loadConfig(path: string | undefined): LoadedConfig {
-  if (path === undefined) return freeze([], [], []);
+  const read = readConfig(path);
+  if (read.problems.length > 0) throw new ConfigError(read.problems);
+  return read;
+}
+
+/**
+ * As loadConfig, but a file that does not parse, or a document that is not a MetricPolicy or
+ * MetricUsage, is a problem in the result and every other file and document is still read, so
+ * that one broken file does not hide the others' problems. Throws only when PATH cannot be read.
+ */
+export function readConfig(path: string | undefined): ReadConfig {
+  if (path === undefined) return { ...freeze([], [], []), problems: Object.freeze([]) };
   const files = listConfigFiles(path, 'config');
 
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
+  const problems: Problem[] = [];
   for (const file of files) {
-    const text = readFileSync(file, 'utf8');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      problems.push({ where: file, message: `cannot read: ${(err as Error).message}` });
+      continue;
+    }
     hash.update(`${file}\0${text}\0`);
-    const docs = parseConfigFile(file, text);
+    const docs = readConfigFile(file, text);
     policies.push(...docs.policies);
     usage.push(...docs.usage);
+    problems.push(...docs.problems);
   }
-  return freeze(policies, usage, files, hash.digest('hex'));
+  return { ...freeze(policies, usage, files, hash.digest('hex')), problems: Object.freeze(problems) };
 }
 
 /**
@@ -91,27 +145,53 @@ export function parsePolicyFile(file: string, text: string): PolicyDocument[] {
 
 /**
  * Parses one file of YAML documents, MetricPolicy and (when `usage`) MetricUsage; `file` names it
- * in errors.
+ * in errors. Throws one ConfigError listing every problem of the file.
  */
 export function parseConfigFile(
   file: string,
   text: string,
   usage = true,
 ): { policies: PolicyDocument[]; usage: UsageDocument[] } {
+  const read = readConfigFile(file, text, usage);
+  if (read.problems.length > 0) throw new ConfigError(read.problems);
+  return read;
+}
+
+/**
+ * Parses one file of YAML documents. Each problem is returned with its `file:line:column`; a
+ * document with a YAML error is skipped, and the documents around it are still read.
+ */
+export function readConfigFile(
+  file: string,
+  text: string,
+  usage = true,
+): { policies: PolicyDocument[]; usage: UsageDocument[]; problems: Problem[] } {
   const out: PolicyDocument[] = [];
   const usageDocs: UsageDocument[] = [];
-  for (const doc of parseAllDocuments(text, { prettyErrors: true })) {
-    const line = lineOf(text, doc.range[0]);
+  const problems: Problem[] = [];
+  const lines = new LineCounter();
+  const at = (offset: number) => {
+    const { line, col } = lines.linePos(offset);
+    return `${file}:${line}:${col}`;
+  };
+  for (const doc of parseAllDocuments(text, { lineCounter: lines, prettyErrors: false })) {
     if (doc.errors.length > 0) {
-      throw new ConfigError(`${file}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
+      for (const e of doc.errors) problems.push({ where: at(e.pos[0]), message: yamlMessage(e.message) });
+      continue;
     }
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue;
+    const line = lineOf(text, doc.range[0]);
     const where = `${file}:${line}`;
+    const locate: Locate = (path, key = false) => {
+      const found = findNode(doc.contents, path, key);
+      return found === undefined ? where : at(found);
+    };
+    const problem = (path: readonly (string | number)[], message: string) =>
+      problems.push({ where: locate(path), message });
     if (typeof value !== 'object' || Array.isArray(value)) {
-      throw new ConfigError(
-        `${where}: expected a ${KIND} object, got ${Array.isArray(value) ? 'a list' : typeof value}`,
-      );
+      problem([], `expected a ${KIND} object, got ${Array.isArray(value) ? 'a list' : typeof value}`);
+      continue;
     }
     const obj = value as Record<string, unknown>;
     if (usage && obj.apiVersion === API_VERSION && obj.kind === USAGE_KIND) {
@@ -120,26 +200,66 @@ export function parseConfigFile(
         name: typeof metadata.name === 'string' ? metadata.name : '',
         source: where,
         spec: obj.spec ?? {},
+        locate,
       });
       continue;
     }
     if (obj.apiVersion !== API_VERSION || obj.kind !== KIND) {
-      throw new ConfigError(
-        `${where}: expected apiVersion ${API_VERSION} and kind ${KIND}${usage ? ` or ${USAGE_KIND}` : ''}, got ${String(obj.apiVersion)} ${String(obj.kind)}`,
+      problem(
+        obj.apiVersion !== API_VERSION ? ['apiVersion'] : ['kind'],
+        `expected apiVersion ${API_VERSION} and kind ${KIND}${usage ? ` or ${USAGE_KIND}` : ''}, got ${String(obj.apiVersion)} ${String(obj.kind)}`,
       );
+      continue;
     }
     const metadata = (obj.metadata ?? {}) as Record<string, unknown>;
     if (typeof metadata.name !== 'string' || metadata.name === '') {
-      throw new ConfigError(`${where}: metadata.name is required`);
+      problem(['metadata', 'name'], 'metadata.name is required');
+      continue;
     }
     out.push({
       name: metadata.name,
       namespace: typeof metadata.namespace === 'string' ? metadata.namespace : undefined,
       source: where,
       spec: obj.spec ?? {},
+      locate,
     });
   }
-  return { policies: out, usage: usageDocs };
+  return { policies: out, usage: usageDocs, problems };
+}
+
+/** The parser's message without the position it appends (the problem's `where` has it). */
+function yamlMessage(message: string): string {
+  return message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
+}
+
+/**
+ * The offset where the node at `path` starts (with `key`, where its key is written), or of the
+ * deepest node on the path that exists; undefined when not even the first step exists.
+ */
+function findNode(root: Node | null, path: readonly (string | number)[], key: boolean): number | undefined {
+  let node: unknown = root;
+  let best: number | undefined = root?.range?.[0];
+  for (const [i, step] of path.entries()) {
+    const last = i === path.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(step),
+      );
+      if (pair === undefined) return best;
+      const k = pair.key as Node;
+      if (last && key) return k.range?.[0] ?? best;
+      node = pair.value;
+      best = (pair.value as Node | null)?.range?.[0] ?? k.range?.[0] ?? best;
+    } else if (isSeq(node) && typeof step === 'number') {
+      const item = node.items[step] as Node | undefined;
+      if (item === undefined) return best;
+      node = item;
+      best = item.range?.[0] ?? best;
+    } else {
+      return best;
+    }
+  }
+  return best;
 }
 
 function lineOf(text: string, offset: number): number {

@@ -4,8 +4,9 @@
 
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, type LoadedConfig, loadConfig } from './load.js';
-import { type ValidatedPolicy, type ValidatedUsage, validatePolicies, validateUsage } from './validate.js';
+import { readConfiguration } from './configuration.js';
+import { ConfigError, type LoadedConfig, type Problem } from './load.js';
+import type { ValidatedPolicy, ValidatedUsage } from './validate.js';
 
 export interface ValidatedConfig {
   readonly config: LoadedConfig;
@@ -13,10 +14,22 @@ export interface ValidatedConfig {
   readonly usage: ValidatedUsage;
 }
 
-/** Reads and validates `--config PATH`; throws a ConfigError listing every problem. */
+/**
+ * Reads and validates `--config PATH`; throws a ConfigError listing every problem of every file,
+ * in reading order (see configuration.ts).
+ */
 export function loadValidated(path: string | undefined): ValidatedConfig {
-  const config = loadConfig(path);
-  return { config, policies: validatePolicies(config.policies), usage: validateUsage(config.usage) };
+  return readConfiguration(path);
+}
+
+/**
+ * What the child sends: the documents without their `locate` functions, which only validation
+ * uses and which cannot cross a process boundary.
+ */
+export function transferable(v: ValidatedConfig): ValidatedConfig {
+  const strip = <T extends { locate?: unknown }>(docs: readonly T[]) =>
+    docs.map(({ locate: _locate, ...rest }) => rest) as unknown as T[];
+  return { ...v, config: { ...v.config, policies: strip(v.config.policies), usage: strip(v.config.usage) } };
 }
 
 /**
@@ -34,11 +47,14 @@ export function loadValidatedInChild(path: string | undefined): Promise<Validate
       if (stderr.length < 4096) stderr += c.toString();
     });
     let settled = false;
-    child.once('message', (m: { ok: true; value: ValidatedConfig } | { ok: false; message: string }) => {
-      settled = true;
-      if (m.ok) resolve(deepFreeze(m.value));
-      else reject(new ConfigError(m.message));
-    });
+    child.once(
+      'message',
+      (m: { ok: true; value: ValidatedConfig } | { ok: false; message: string; problems?: Problem[] }) => {
+        settled = true;
+        if (m.ok) resolve(deepFreeze(m.value));
+        else reject(new ConfigError(m.problems ?? m.message));
+      },
+    );
     child.once('error', (err) => {
       if (!settled) reject(err);
       settled = true;

@@ -32,7 +32,7 @@ describe('validatePolicies: structure', () => {
     [
       'a misspelt field',
       { limits: { perMetric: [{ metric: 'x', maxSerie: 10, maxSeries: 10 }] } },
-      ['policies.yaml:1: spec.limits.perMetric[0].maxSerie: unknown field'],
+      ['policies.yaml:1: spec.limits.perMetric[0].maxSerie: unknown field; did you mean "maxSeries"?'],
     ],
     [
       'a value not in the enum',
@@ -67,7 +67,7 @@ describe('validatePolicies: structure', () => {
       'a relabel action Prometheus does not have',
       { relabel: [{ action: 'Replace', target_label: 'a' }] },
       [
-        'policies.yaml:1: spec.relabel[0].action: must be one of replace, keep, drop, keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase, uppercase, got "Replace"',
+        'policies.yaml:1: spec.relabel[0].action: must be one of replace, keep, drop, keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase, uppercase, got "Replace"; did you mean "replace"?',
       ],
     ],
     [
@@ -106,7 +106,7 @@ describe('validatePolicies: semantics', () => {
       'a pattern RE2 refuses',
       { drop: ['ok_.*', '(a'], standards: { metricNamePattern: 'a{2,1}' } },
       [
-        'policies.yaml:1: spec.drop[1]: invalid regex "(a": missing ): ^(?s:(a)$',
+        'policies.yaml:1: spec.drop[1]: invalid regex "(a": missing ): (a',
         'policies.yaml:1: spec.standards.metricNamePattern: invalid regex "a{2,1}": invalid repetition size: {2,1}',
       ],
     ],
@@ -153,8 +153,8 @@ describe('validatePolicies: semantics', () => {
         },
       },
       [
-        'policies.yaml:1: spec.unused.keep[1]: invalid regex "(a": missing ): ^(?s:(a)$',
-        'policies.yaml:1: spec.unused.exemptions[0].metric: invalid regex "[": missing ]: [)$',
+        'policies.yaml:1: spec.unused.keep[1]: invalid regex "(a": missing ): (a',
+        'policies.yaml:1: spec.unused.exemptions[0].metric: invalid regex "[": missing ]: [',
         'policies.yaml:1: spec.unused.expressions[0]: unexpected end of expression at column 16',
       ],
     ],
@@ -188,9 +188,7 @@ describe('validatePolicies: semantics', () => {
       doc({}, { source: 'e.yaml:3', namespace: 'default', name: 'q' }),
     ];
     expect(() => validatePolicies(docs)).toThrow(
-      new ConfigError(
-        'b.yaml:7: MetricPolicy team/p is also defined at a.yaml:1\ne.yaml:3: MetricPolicy default/q is also defined at d.yaml:1',
-      ),
+      'b.yaml:7: MetricPolicy team/p is also defined at a.yaml:1\ne.yaml:3: MetricPolicy default/q is also defined at d.yaml:1',
     );
   });
 
@@ -200,7 +198,7 @@ describe('validatePolicies: semantics', () => {
       doc({ drop: ['('] }, { source: 'b.yaml:1', name: 'q' }),
     ];
     expect(() => validatePolicies(docs)).toThrow(
-      'a.yaml:1: spec.mode: must be one of enforce, dryRun, got "x"\nb.yaml:1: spec.drop[0]: invalid regex "(": missing ): ^(?s:()$',
+      'a.yaml:1: spec.mode: must be one of enforce, dryRun, got "x"\nb.yaml:1: spec.drop[0]: invalid regex "(": missing ): (',
     );
   });
 });
@@ -338,7 +336,7 @@ describe('validateUsage', () => {
     ],
     [
       { metrics: [{ pattern: '(', sources: [] }] },
-      ['usage.yaml:1: spec.metrics[0].pattern: invalid regex "(": missing ): ^(?s:()$'],
+      ['usage.yaml:1: spec.metrics[0].pattern: invalid regex "(": missing ): ('],
     ],
     [
       { metrics: [{ name: 'a', sources: [], labels: [], allLabelsExcept: [] }] },

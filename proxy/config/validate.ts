@@ -20,7 +20,8 @@ import { extract, PromQLError } from '../pipeline/promql.js';
 import { compileAnchored } from '../pipeline/regex.js';
 import { compileRelabel } from '../pipeline/relabel.js';
 import { parseSelector, SelectorError } from '../pipeline/selector.js';
-import { ConfigError, type PolicyDocument, type UsageDocument } from './load.js';
+import { ConfigError, type Locate, type PolicyDocument, type Problem, type UsageDocument } from './load.js';
+import { didYouMean } from './suggest.js';
 
 /** A policy whose spec passed every check: defaults applied, deeply frozen. */
 export interface ValidatedPolicy {
@@ -33,10 +34,47 @@ export interface ValidatedPolicy {
 /**
  * Validates every document and returns them with their specs defaulted and frozen, in the given
  * order. Throws one ConfigError whose message lists every problem, one per line, each as
- * `file:line: spec.path: reason`.
+ * `file:line:column: spec.path: reason`.
  */
 export function validatePolicies(docs: readonly PolicyDocument[]): ValidatedPolicy[] {
-  const problems: string[] = [];
+  const { policies, problems } = checkPolicies(docs);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return policies;
+}
+
+/** A problem in a spec: the path from the document's root, and the reason. */
+interface SpecProblem {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+  /** Point at the field's name rather than its value (an unknown field). */
+  readonly key?: boolean;
+}
+
+/** Where a problem is: from the document's positions when it has them, else its `source`. */
+function place(doc: { source: string; locate?: Locate | undefined }, p: SpecProblem): Problem {
+  return { where: doc.locate?.(p.path, p.key) ?? doc.source, message: `${pathText(p.path)}: ${p.message}` };
+}
+
+/** `['spec', 'limits', 'perMetric', 0, 'maxSeries']` as users write it: `spec.limits.perMetric[0].maxSeries`. */
+export function pathText(path: readonly (string | number)[]): string {
+  let out = '';
+  for (const step of path) {
+    if (typeof step === 'number') out += `[${step}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(step)) out += out === '' ? step : `.${step}`;
+    else out += `[${JSON.stringify(step)}]`;
+  }
+  return out;
+}
+
+/**
+ * As validatePolicies, without throwing: the policies that passed and every problem of the others,
+ * so a caller can report them together with problems found elsewhere (cardinal check, a reload).
+ */
+export function checkPolicies(docs: readonly PolicyDocument[]): {
+  policies: ValidatedPolicy[];
+  problems: Problem[];
+} {
+  const problems: Problem[] = [];
   const out: ValidatedPolicy[] = [];
   const seen = new Map<string, string>();
 
@@ -45,21 +83,24 @@ export function validatePolicies(docs: readonly PolicyDocument[]): ValidatedPoli
     const key = `${doc.namespace ?? 'default'}/${doc.name}`;
     const first = seen.get(key);
     if (first !== undefined) {
-      problems.push(`${doc.source}: MetricPolicy ${key} is also defined at ${first}`);
+      problems.push({
+        where: doc.locate?.(['metadata', 'name']) ?? doc.source,
+        message: `MetricPolicy ${key} is also defined at ${first}`,
+      });
       continue;
     }
-    seen.set(key, doc.source);
+    seen.set(key, doc.locate?.(['metadata', 'name']) ?? doc.source);
 
     const spec = dropNulls(doc.spec);
     const structural = structuralErrors(spec);
     if (structural.length > 0) {
-      for (const p of structural) problems.push(`${doc.source}: ${p}`);
+      for (const p of structural) problems.push(place(doc, p));
       continue;
     }
     const defaulted = Value.Default(MetricPolicySpec, Value.Clone(spec)) as MetricPolicySpecT;
     const semantic = semanticErrors(defaulted);
     if (semantic.length > 0) {
-      for (const p of semantic) problems.push(`${doc.source}: ${p}`);
+      for (const p of semantic) problems.push(place(doc, p));
       continue;
     }
     out.push(
@@ -71,8 +112,7 @@ export function validatePolicies(docs: readonly PolicyDocument[]): ValidatedPoli
       }),
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
-  return out;
+  return { policies: out, problems };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,13 +166,20 @@ const usageChecker = TypeCompiler.Compile(forValidation(MetricUsageSpec, 'spec')
 
 const DURATION_PATTERN = '^([0-9]+(ms|s|m|h|d))+$';
 
-/** The structural problems of a spec, the first per field, as `spec.path: reason`. */
-function structuralErrors(spec: unknown, check = checker): string[] {
+/** The structural problems of a spec, the first per field. */
+function structuralErrors(spec: unknown, check = checker): SpecProblem[] {
   if (check.Check(spec)) return [];
-  const byPath = new Map<string, string>();
+  const byPath = new Map<string, SpecProblem>();
   for (const e of check.Errors(spec)) {
-    const path = fieldPath(spec, e.path);
-    if (!byPath.has(path)) byPath.set(path, `${path}: ${reason(e)}`);
+    const path = ['spec', ...pointerPath(spec, e.path)];
+    const text = pathText(path);
+    if (!byPath.has(text)) {
+      byPath.set(text, {
+        path,
+        message: reason(e),
+        key: e.type === ValueErrorType.ObjectAdditionalProperties,
+      });
+    }
   }
   return [...byPath.values()];
 }
@@ -142,8 +189,14 @@ function reason(e: ValueError): string {
   switch (e.type) {
     case ValueErrorType.ObjectRequiredProperty:
       return 'is required';
-    case ValueErrorType.ObjectAdditionalProperties:
-      return 'unknown field';
+    case ValueErrorType.ObjectAdditionalProperties: {
+      const field = e.path
+        .slice(e.path.lastIndexOf('/') + 1)
+        .replaceAll('~1', '/')
+        .replaceAll('~0', '~');
+      const known = Object.keys((s.properties ?? {}) as Record<string, unknown>);
+      return `unknown field${didYouMean(field, known)}`;
+    }
     case ValueErrorType.Object:
       return `must be an object, got ${describe(e.value)}`;
     case ValueErrorType.Array:
@@ -169,7 +222,7 @@ function reason(e: ValueError): string {
       return `must be >= ${String(s.minimum)}`;
     case ValueErrorType.Union:
       return Array.isArray(s.enum)
-        ? `must be one of ${s.enum.join(', ')}, got ${describe(e.value)}`
+        ? `must be one of ${s.enum.join(', ')}, got ${describe(e.value)}${typeof e.value === 'string' ? didYouMean(e.value, s.enum as string[]) : ''}`
         : `is not valid: ${e.message}`;
     default:
       return e.message;
@@ -184,14 +237,13 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** A JSON pointer into the spec as users write paths: `spec.limits.perMetric[0].maxSeries`. */
-function fieldPath(spec: unknown, pointer: string): string {
-  let out = 'spec';
+/** A JSON pointer into the spec as path steps; indices into lists are numbers. */
+function pointerPath(spec: unknown, pointer: string): (string | number)[] {
+  const out: (string | number)[] = [];
   let node: unknown = spec;
   for (const raw of pointer.split('/').slice(1)) {
     const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
-    if (Array.isArray(node)) out += `[${key}]`;
-    else out += /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+    out.push(Array.isArray(node) ? Number(key) : key);
     node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
   }
   return out;
@@ -212,14 +264,16 @@ function dropNulls(value: unknown): unknown {
 // ---------------------------------------------------------------------------------------------
 // Semantics
 
-function semanticErrors(spec: MetricPolicySpecT): string[] {
-  const problems: string[] = [];
-  const regex = (path: string, pattern: string | undefined) => {
+function semanticErrors(spec: MetricPolicySpecT): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const add = (path: (string | number)[], message: string) =>
+    problems.push({ path: ['spec', ...path], message });
+  const regex = (path: (string | number)[], pattern: string | undefined) => {
     if (pattern === undefined) return;
     try {
       compileAnchored(pattern);
     } catch (err) {
-      problems.push(`${path}: ${message(err)}`);
+      add(path, message(err));
     }
   };
 
@@ -228,10 +282,9 @@ function semanticErrors(spec: MetricPolicySpecT): string[] {
     try {
       parseSelector(selector);
     } catch (err) {
-      problems.push(
-        err instanceof SelectorError
-          ? `spec.match.selector: ${err.reason} at column ${err.column}`
-          : `spec.match.selector: ${message(err)}`,
+      add(
+        ['match', 'selector'],
+        err instanceof SelectorError ? `${err.reason} at column ${err.column}` : message(err),
       );
     }
   }
@@ -241,55 +294,75 @@ function semanticErrors(spec: MetricPolicySpecT): string[] {
       compileRelabel([config]);
     } catch (err) {
       const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
-      problems.push(`spec.relabel[${i}]: ${message(cause)}`);
+      add(['relabel', i], message(cause));
     }
   }
-  for (const [i, p] of (spec.drop ?? []).entries()) regex(`spec.drop[${i}]`, p);
-  regex('spec.standards.metricNamePattern', spec.standards?.metricNamePattern);
-  regex('spec.standards.labelNamePattern', spec.standards?.labelNamePattern);
+  for (const [i, p] of (spec.drop ?? []).entries()) regex(['drop', i], p);
+  regex(['standards', 'metricNamePattern'], spec.standards?.metricNamePattern);
+  regex(['standards', 'labelNamePattern'], spec.standards?.labelNamePattern);
 
   const limits = spec.limits;
   if (limits?.window !== undefined) {
     try {
       parseDuration(limits.window);
     } catch (err) {
-      problems.push(`spec.limits.window: ${message(err)}`);
+      add(['limits', 'window'], message(err));
     }
   }
   for (const [i, l] of (limits?.perMetric ?? []).entries()) {
-    regex(`spec.limits.perMetric[${i}].metric`, l.metric);
+    regex(['limits', 'perMetric', i, 'metric'], l.metric);
     if (l.overflowLabel !== undefined && l.onExceed !== 'overflow') {
-      problems.push(`spec.limits.perMetric[${i}].overflowLabel: only used with onExceed overflow`);
+      add(['limits', 'perMetric', i, 'overflowLabel'], 'only used with onExceed overflow');
     }
   }
   for (const [i, l] of (limits?.perLabel ?? []).entries())
-    regex(`spec.limits.perLabel[${i}].metric`, l.metric);
+    regex(['limits', 'perLabel', i, 'metric'], l.metric);
+  ruleNames(spec, add);
 
   const unused = spec.unused;
-  for (const [i, p] of (unused?.keep ?? []).entries()) regex(`spec.unused.keep[${i}]`, p);
+  for (const [i, p] of (unused?.keep ?? []).entries()) regex(['unused', 'keep', i], p);
   for (const [i, e] of (unused?.exemptions ?? []).entries())
-    regex(`spec.unused.exemptions[${i}].metric`, e.metric);
+    regex(['unused', 'exemptions', i, 'metric'], e.metric);
   for (const [i, e] of (unused?.expressions ?? []).entries()) {
     try {
       extract(e);
     } catch (err) {
       if (!(err instanceof PromQLError)) throw err;
-      problems.push(`spec.unused.expressions[${i}]: ${err.message}`);
+      add(['unused', 'expressions', i], err.message);
     }
   }
   if (unused?.readWindow !== undefined) {
     try {
       parseDuration(unused.readWindow);
     } catch (err) {
-      problems.push(`spec.unused.readWindow: ${message(err)}`);
+      add(['unused', 'readWindow'], message(err));
     }
   }
   if (unused?.countReferences === false && unused.readWindow === undefined) {
-    problems.push(
-      'spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)',
-    );
+    add(['unused', 'countReferences'], 'false needs spec.unused.readWindow (reads are then what counts)');
   }
   return problems;
+}
+
+/** The `rule` label values the policy's unnamed stages use. */
+const RESERVED_RULES = ['relabel', 'unused'];
+
+/** Rule names label counters, so two rules of one policy must not share one. */
+function ruleNames(spec: MetricPolicySpecT, add: (path: (string | number)[], message: string) => void): void {
+  const seen = new Map<string, string>();
+  const check = (path: (string | number)[], name: string | undefined) => {
+    if (name === undefined) return;
+    if (RESERVED_RULES.includes(name)) {
+      add([...path, 'name'], `rule name ${JSON.stringify(name)} is reserved for the policy's own rules`);
+      return;
+    }
+    const first = seen.get(name);
+    if (first !== undefined)
+      add([...path, 'name'], `rule name ${JSON.stringify(name)} is also used by ${first}`);
+    else seen.set(name, pathText(['spec', ...path]));
+  };
+  for (const [i, r] of (spec.limits?.perMetric ?? []).entries()) check(['limits', 'perMetric', i], r.name);
+  for (const [i, r] of (spec.limits?.perLabel ?? []).entries()) check(['limits', 'perLabel', i], r.name);
 }
 
 /** The metrics every MetricUsage document of a configuration lists, merged; see validateUsage. */
@@ -309,7 +382,14 @@ export interface ValidatedUsage {
  * and merges them. Throws one ConfigError listing every problem, as validatePolicies does.
  */
 export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
-  const problems: string[] = [];
+  const { usage, problems } = checkUsage(docs);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return usage;
+}
+
+/** As validateUsage, without throwing: the merged usage of the valid entries, and every problem. */
+export function checkUsage(docs: readonly UsageDocument[]): { usage: ValidatedUsage; problems: Problem[] } {
+  const problems: Problem[] = [];
   const metrics: MetricUseT[] = [];
   let sinceMs: number | undefined;
   const lastRead = new Map<string, number>();
@@ -317,24 +397,25 @@ export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
     const spec = dropNulls(doc.spec) as MetricUsageSpecT;
     const structural = structuralErrors(spec, usageChecker);
     if (structural.length > 0) {
-      for (const p of structural) problems.push(`${doc.source}: ${p}`);
+      for (const p of structural) problems.push(place(doc, p));
       continue;
     }
     for (const [i, m] of spec.metrics.entries()) {
-      const at = `${doc.source}: spec.metrics[${i}]`;
+      const at = (path: (string | number)[], message: string) =>
+        problems.push(place(doc, { path: ['spec', 'metrics', i, ...path], message }));
       if ((m.name === undefined) === (m.pattern === undefined)) {
-        problems.push(`${at}: exactly one of name and pattern is required`);
+        at([], 'exactly one of name and pattern is required');
         continue;
       }
       if (m.labels !== undefined && m.allLabelsExcept !== undefined) {
-        problems.push(`${at}: labels and allLabelsExcept cannot both be given`);
+        at([], 'labels and allLabelsExcept cannot both be given');
         continue;
       }
       if (m.pattern !== undefined) {
         try {
           compileAnchored(m.pattern);
         } catch (err) {
-          problems.push(`${at}.pattern: ${message(err)}`);
+          at(['pattern'], message(err));
           continue;
         }
       }
@@ -343,23 +424,27 @@ export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
     if (spec.reads !== undefined) {
       const since = Date.parse(spec.reads.since);
       if (Number.isNaN(since)) {
-        problems.push(`${doc.source}: spec.reads.since: not an RFC 3339 time`);
+        problems.push(place(doc, { path: ['spec', 'reads', 'since'], message: 'not an RFC 3339 time' }));
         continue;
       }
       sinceMs = Math.max(sinceMs ?? since, since);
       for (const [i, r] of spec.reads.metrics.entries()) {
         const at = Date.parse(r.lastRead);
         if (Number.isNaN(at)) {
-          problems.push(`${doc.source}: spec.reads.metrics[${i}].lastRead: not an RFC 3339 time`);
+          problems.push(
+            place(doc, {
+              path: ['spec', 'reads', 'metrics', i, 'lastRead'],
+              message: 'not an RFC 3339 time',
+            }),
+          );
           continue;
         }
         lastRead.set(r.name, Math.max(lastRead.get(r.name) ?? at, at));
       }
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   const reads = sinceMs === undefined ? undefined : Object.freeze({ sinceMs, lastRead });
-  return { ...deepFreeze({ documents: docs.length, metrics }), reads };
+  return { usage: { ...deepFreeze({ documents: docs.length, metrics }), reads }, problems };
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };

@@ -135,7 +135,7 @@ export interface Pipeline {
 export const OVERFLOW_VALUE = '__cardinality_overflow__';
 
 /** Orders policies as documented: priority, then namespace, then name. */
-export function orderPolicies(policies: readonly PolicyInput[]): PolicyInput[] {
+export function orderPolicies<T extends PolicyInput>(policies: readonly T[]): T[] {
   return [...policies].sort(
     (a, b) =>
       (a.spec.priority ?? 0) - (b.spec.priority ?? 0) ||
@@ -217,7 +217,7 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
           overflow: m.onExceed === 'overflow',
           overflowLabel: m.overflowLabel,
           slot: mk(
-            `limits.perMetric[${i}]`,
+            m.name ?? `limits.perMetric[${i}]`,
             'series_limit',
             m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
           ),
@@ -231,7 +231,7 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
           maxValues: m.maxValues,
           overflow: m.onExceed === 'overflow',
           slot: mk(
-            `limits.perLabel[${i}]`,
+            m.name ?? `limits.perLabel[${i}]`,
             'label_values_limit',
             m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
           ),

@@ -33,7 +33,12 @@ function get(labels: readonly Label[], name: string): string {
   return '';
 }
 
-function matches(p: CompiledPolicy, labels: readonly Label[], tenant: string | undefined): boolean {
+/** Whether policy `p` applies to a series: its tenants and its selector. */
+export function policyMatches(
+  p: CompiledPolicy,
+  labels: readonly Label[],
+  tenant: string | undefined,
+): boolean {
   if (p.tenants !== undefined && (tenant === undefined || !p.tenants.has(tenant))) return false;
   return p.matchers === undefined || matchesLabels(p.matchers, (name) => get(labels, name));
 }
@@ -73,7 +78,7 @@ export function evaluate(
   let aggregated = false;
   const unread: { policy: number; name: string; value: string }[] = [];
   for (const p of pipeline.policies) {
-    if (!matches(p, labels, tenant)) continue;
+    if (!policyMatches(p, labels, tenant)) continue;
     let out: Label[] | null = labels;
     let dropSlot = -1;
     if (p.relabel !== undefined) {

@@ -50,8 +50,7 @@ export function compileAnchored(pattern: string, options: AnchorOptions = {}): A
   try {
     re = new RE2(anchored);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(`invalid regex ${JSON.stringify(pattern)}: ${reason}`, { cause: err });
+    throw new Error(`invalid regex ${JSON.stringify(pattern)}: ${asWritten(pattern, err)}`, { cause: err });
   }
   return {
     source: pattern,
@@ -63,6 +62,21 @@ export function compileAnchored(pattern: string, options: AnchorOptions = {}): A
       return expandTemplate(typeof template === 'string' ? parseTemplate(template) : template, m);
     },
   };
+}
+
+/**
+ * RE2's reason for refusing a pattern, about the pattern as the user wrote it: RE2 quotes the
+ * part of the expression it stopped at, which for the anchored form would show the anchoring
+ * (`missing ): ^(?s:(a)$`). The bare pattern fails for the same reason, since the anchoring only
+ * wraps it in a balanced group, so its message is the one to show.
+ */
+function asWritten(pattern: string, anchoredError: unknown): string {
+  try {
+    new RE2(pattern);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  return anchoredError instanceof Error ? anchoredError.message : String(anchoredError);
 }
 
 /**

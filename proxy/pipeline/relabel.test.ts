@@ -410,7 +410,7 @@ describe('compileRelabel: defaults and validation', () => {
       "relabel[1]: labelkeep action requires only 'regex', and no other fields",
     ],
     [{ source_labels: [''], target_label: 't' }, 'relabel[1]: "" is not a valid label name'],
-    [{ regex: '(', target_label: 't' }, 'relabel[1]: invalid regex "(": missing ): ^(?s:()$'],
+    [{ regex: '(', target_label: 't' }, 'relabel[1]: invalid regex "(": missing ): ('],
     [
       { action: 'hashmod', modulus: 1.5, target_label: 't' },
       'relabel[1]: modulus must be a non-negative integer, got 1.5',

@@ -115,7 +115,7 @@ describe('configuration hot reload', () => {
     );
     expect(rejected.hash).toBe(good.hash);
     expect(rejected.lastError?.message).toContain(
-      `${join(configDir, 'policies.yaml')}:1: spec.limits.perMetric[0].maxSeries: must be >= 1`,
+      `${join(configDir, 'policies.yaml')}:10:20: spec.limits.perMetric[0].maxSeries: must be >= 1`,
     );
     expect(await proxy.metric('cardinal_proxy_config_last_reload_successful')).toBe(0);
 

@@ -1,0 +1,152 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readConfigFile } from '../config/load.js';
+import { summarizePolicies } from '../config/summary.js';
+import { validatePolicies } from '../config/validate.js';
+import { compilePipeline } from '../pipeline/compile.js';
+import { PolicyEngine } from '../pipeline/engine.js';
+import { createProxyMetrics } from '../stats/metrics.js';
+import { Offenders } from '../stats/offenders.js';
+import { PolicyStats } from '../stats/policy-stats.js';
+import { History } from './history.js';
+import { escapeHtml, html } from './html.js';
+import { CONTENT_SECURITY_POLICY, registerPages } from './pages.js';
+
+const POLICY = `apiVersion: cardinal.dev/v1alpha1
+kind: MetricPolicy
+metadata:
+  name: drops
+  namespace: team
+spec:
+  drop: ["debug_.*"]
+  limits:
+    perMetric:
+      - name: http-cap
+        metric: http_.*
+        maxSeries: 10
+`;
+
+describe('the web pages', () => {
+  let app: FastifyInstance;
+  const routes: { url: string; access: unknown }[] = [];
+
+  beforeAll(async () => {
+    const policies = validatePolicies(readConfigFile('p.yaml', POLICY).policies);
+    const pipeline = compilePipeline(policies);
+    const metrics = createProxyMetrics('1.2.3');
+    const policyStats = new PolicyStats(metrics.registry);
+    policyStats.setPipeline(pipeline);
+    const engine = new PolicyEngine(
+      pipeline,
+      { verdictCacheSize: 100, maxTrackedSeries: 100, maxTrackedLabelValues: 100, maxMetricNames: 100 },
+      policyStats,
+    );
+    const offenders = new Offenders(engine, { windowMs: 60_000, maxTrackedSeries: 1000, exposeTop: 5 });
+    const history = new History({ intervalMs: 1000, windowMs: 60_000, topMetrics: 5 });
+    history.record(0, policyStats.totals(), offenders.report(5));
+    app = Fastify();
+    app.addHook('onRoute', (r) => {
+      routes.push({ url: r.url, access: (r.config as { access?: unknown } | undefined)?.access });
+    });
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    registerPages(app, {
+      version: '1.2.3',
+      upstreamUrl: 'http://upstream:9090/api/v1/write',
+      configStatus: () => ({
+        hash: 'abcdef0123456789',
+        loadedAt: new Date(0),
+        files: ['p.yaml'],
+        policyDetails: summarizePolicies(policies),
+        lastError: { message: 'p.yaml:3:5: spec.mode: <b>bad</b>', at: new Date(0) },
+      }),
+      engine,
+      policyStats,
+      metrics,
+      history,
+      topOffenders: (n) => offenders.report(n),
+      ready: () => true,
+    });
+    await app.ready();
+  });
+  afterAll(() => app.close());
+
+  it.each(['/', '/policies', '/offenders', '/unused', '/playground'])(
+    '%s renders with a restrictive CSP',
+    async (url) => {
+      const res = await app.inject({ url });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(res.headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+      expect(res.body).toMatch(/^<!doctype html>/);
+      expect(res.body).not.toMatch(/<script>|style="/);
+    },
+  );
+
+  it('every route asks for the admin credential', () => {
+    expect(routes.length).toBeGreaterThan(5);
+    for (const r of routes) expect(r).toMatchObject({ access: 'admin' });
+  });
+
+  it('the overview shows the rejected reload escaped, and the policies page the named rule', async () => {
+    const overview = (await app.inject({ url: '/' })).body;
+    expect(overview).toContain('p.yaml:3:5: spec.mode: &lt;b&gt;bad&lt;/b&gt;');
+    expect(overview).not.toContain('<b>bad</b>');
+    const policies = (await app.inject({ url: '/policies' })).body;
+    expect(policies).toContain('team/drops');
+    expect(policies).toContain('<td>http-cap</td>');
+    expect(policies).toContain('<td>http-cap: http_.*</td>');
+    expect(policies).not.toContain('tenant_series_limit');
+  });
+
+  it('the playground answers a form post with verdicts, escaping what was sent', async () => {
+    const form = new URLSearchParams({
+      series: 'debug_x{job="a"}\nhttp_total{job="<script>alert(1)</script>"}\n',
+      policies: '',
+      tenant: '',
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/playground',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: form.toString(),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('team/drops drop[0] metric_dropped (dropped)');
+    expect(res.body).toContain('<span class="verdict">dropped</span>');
+    expect(res.body).toContain('<span class="verdict">kept</span>');
+    expect(res.body).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(res.body).not.toContain('<script>alert(1)');
+  });
+
+  it('the playground shows a policy problem at its line and column', async () => {
+    const form = new URLSearchParams({
+      series: 'up',
+      policies: POLICY.replace('drop: ["debug_.*"]', 'drop: ["(debug"]'),
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/playground',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: form.toString(),
+    });
+    expect(res.body).toContain(
+      'policies:7:10: spec.drop[0]: invalid regex &quot;(debug&quot;: missing ): (debug',
+    );
+  });
+
+  it('serves uPlot from the installed package', async () => {
+    const res = await app.inject({ url: '/static/uplot.iife.min.js' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('uPlot');
+  });
+});
+
+describe('html', () => {
+  it('escapes every interpolation but nested fragments', () => {
+    expect(html`<p title="${'"x"'}">${'<a>'}${html`<b>${'&'}</b>`}${[1, null, false, 'c']}</p>`.text).toBe(
+      '<p title="&quot;x&quot;">&lt;a&gt;<b>&amp;</b>1c</p>',
+    );
+    expect(escapeHtml(`'<>&"`)).toBe('&#39;&lt;&gt;&amp;&quot;');
+  });
+});
