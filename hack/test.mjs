@@ -46,8 +46,10 @@ for (const [name, cmd, args] of [
 const out = join(mkdtempSync(join(tmpdir(), 'cardinal-test-')), 'vitest.json');
 // The real-node suite (test/cluster) is red after the session-3 merges (its helm install never
 // became Ready); until it is fixed it runs only with CARDINAL_CLUSTER_TESTS=1, and says so.
-const clusterArgs = process.env.CARDINAL_CLUSTER_TESTS === '1' ? [] : ['--project', 'unit', '--project', 'integration'];
-if (clusterArgs.length > 0) console.log('\nvitest: the cluster suite is not run (set CARDINAL_CLUSTER_TESTS=1)');
+const clusterArgs =
+  process.env.CARDINAL_CLUSTER_TESTS === '1' ? [] : ['--project', 'unit', '--project', 'integration'];
+if (clusterArgs.length > 0)
+  console.log('\nvitest: the cluster suite is not run (set CARDINAL_CLUSTER_TESTS=1)');
 run('vitest', 'npx', [
   'vitest',
   'run',
