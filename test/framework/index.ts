@@ -129,3 +129,4 @@ export function useCleanup(scope: 'each' | 'all' = 'all'): <T extends Closable>(
 }
 export { type LoadBalancer, startLoadBalancer } from './haproxy.js';
 export { type RedisOptions, type RedisProgram, startRedis, startRedisCluster } from './redis.js';
+export { selfSignedCertificate } from './tls.js';

@@ -3,7 +3,6 @@
 // knows exactly what was let through: nothing without valid credentials, whatever the spelling of
 // the request target, and X-Scope-OrgID upstream is always the credential's tenant.
 
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import {
   metricSum,
   PROXY_MAIN,
   type RecordedRequest,
+  selfSignedCertificate,
   startProgram,
   startRecorder,
   useCleanup,
@@ -136,35 +136,13 @@ describe('access control whatever the request target', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cardinal-access-'));
     writeFileSync(join(dir, 'credentials.yaml'), CREDENTIALS);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'tls.key'),
-        '-out',
-        join(dir, 'tls.crt'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=cardinal-access',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const tls = selfSignedCertificate(dir, 'cardinal-access');
     recorder = track(await startRecorder());
-    for (const tls of [false, true]) {
+    for (const https of [false, true]) {
       const port = await freePort();
       track(
         await startProgram({
-          name: tls ? 'cardinal-proxy-https' : 'cardinal-proxy-http',
+          name: https ? 'cardinal-proxy-https' : 'cardinal-proxy-http',
           command: process.execPath,
           args: () => [
             PROXY_MAIN,
@@ -178,11 +156,11 @@ describe('access control whatever the request target', () => {
             join(dir, 'credentials.yaml'),
             '--reload.min-interval',
             '0s',
-            ...(tls ? ['--tls.cert-file', join(dir, 'tls.crt'), '--tls.key-file', join(dir, 'tls.key')] : []),
+            ...(https ? ['--tls.cert-file', tls.certFile, '--tls.key-file', tls.keyFile] : []),
           ],
         }),
       );
-      const l = { name: tls ? 'https' : 'http', port, tls };
+      const l = { name: https ? 'https' : 'http', port, tls: https };
       await eventually(async () =>
         expect((await rawRequest(l, 'GET', '/-/ready', {}, Buffer.alloc(0))).status).toBe(200),
       );

@@ -3,7 +3,6 @@
 // through the proxy binary into Debian's prometheus-pushgateway. The Pushgateway's /metrics and
 // /api/v1/metrics must show exactly what the proxy accepted, and nothing of a refused push.
 
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import {
   freePort,
   type ProxyProgram,
   projectConfigMap,
+  selfSignedCertificate,
   startProgram,
   startProxy,
   useCleanup,
@@ -488,34 +488,9 @@ describe('TLS on the listener', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** A self-signed certificate for 127.0.0.1 with its own subject, written into `certs`. */
+  /** A self-signed certificate for 127.0.0.1 with its own subject. */
   function certificate(cn: string): { cert: string; key: string } {
-    const keyFile = join(dir, `${cn}.key`);
-    const certFile = join(dir, `${cn}.crt`);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${cn}`,
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+    return selfSignedCertificate(dir, cn);
   }
 
   /** The subject CN of the certificate the listener presents now. */
