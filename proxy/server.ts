@@ -258,18 +258,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return { requeued };
     });
   }
-  const gate = reloadGate(deps.reload, deps.reloadMinIntervalMs ?? 1000);
+  const reloadMinIntervalMs = deps.reloadMinIntervalMs ?? 1000;
+  const gate = reloadGate(deps.reload, reloadMinIntervalMs);
   app.post('/-/reload', ADMIN, async (_req, reply) => {
     const status = await gate();
     if (status === undefined) {
-      const e = new CardinalError(
-        'TOO_MANY_RELOADS',
-        `at most one per ${deps.reloadMinIntervalMs ?? 1000} ms`,
-      );
+      const e = new CardinalError('TOO_MANY_RELOADS', `at most one per ${reloadMinIntervalMs} ms`);
       deps.metrics.request('unknown', e.status, e.code);
       return reply
         .code(e.status)
-        .header('Retry-After', Math.max(1, Math.ceil((deps.reloadMinIntervalMs ?? 1000) / 1000)))
+        .header('Retry-After', Math.max(1, Math.ceil(reloadMinIntervalMs / 1000)))
         .type('text/plain; charset=utf-8')
         .send(`${e.message}\n`);
     }
