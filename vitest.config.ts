@@ -25,11 +25,26 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/cluster/**'],
           environment: 'node',
           globalSetup: ['test/framework/global-setup.ts'],
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 300_000,
+        },
+      },
+      {
+        // A real node (hack/cluster.sh): the chart's pods from the images built here. One file at
+        // a time, since one cluster runs per machine; a first run builds the images (see README).
+        test: {
+          name: 'cluster',
+          include: ['test/cluster/**/*.test.ts'],
+          // After the other projects: the node's pods would compete with them for the CPU.
+          sequence: { groupOrder: 1 },
+          environment: 'node',
+          fileParallelism: false,
+          testTimeout: 600_000,
+          hookTimeout: 3_600_000,
         },
       },
     ],

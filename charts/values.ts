@@ -196,6 +196,13 @@ export const OperatorValues = Type.Object(
       default: '30s',
       description: 'How often statuses are refreshed from the proxies (`--status-interval`).',
     }),
+    configShards: Type.Integer({
+      minimum: 1,
+      maximum: 64,
+      default: 4,
+      description:
+        "ConfigMaps the proxies' configuration is split over (`--config-shards`), by a hash of each policy; the proxies mount all of them in one projected volume. Each holds at most 768 KiB, about 2,000 small policies.",
+    }),
     usage: Type.Object(
       {
         enabled: Type.Boolean({

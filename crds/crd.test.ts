@@ -99,14 +99,27 @@ describe('buildCrd', () => {
     expect(version(crd).additionalPrinterColumns).toEqual([
       expect.objectContaining({ name: 'Mode', type: 'string', jsonPath: '.spec.mode' }),
       expect.objectContaining({ name: 'Ready', jsonPath: '.status.conditions[?(@.type=="Ready")].status' }),
+      expect.objectContaining({ name: 'Reason', type: 'string', jsonPath: '.status.reason' }),
       expect.objectContaining({ name: 'Proxies', type: 'integer', jsonPath: '.status.proxies.ready' }),
       expect.objectContaining({
         name: 'Dropped/s',
         type: 'number',
         jsonPath: '.status.droppedSamplesPerSecond',
       }),
-      expect.objectContaining({ name: 'Top Offender', type: 'string', jsonPath: '.status.topOffender' }),
-      expect.objectContaining({ name: 'Unused Series', type: 'integer', jsonPath: '.status.unused.series' }),
+      expect.objectContaining({ name: 'Limits %', type: 'integer', jsonPath: '.status.limitsFillPercent' }),
+      // -o wide only: the default listing stays narrow.
+      expect.objectContaining({
+        name: 'Top Offender',
+        type: 'string',
+        jsonPath: '.status.topOffender',
+        priority: 1,
+      }),
+      expect.objectContaining({
+        name: 'Unused Series',
+        type: 'integer',
+        jsonPath: '.status.unused.series',
+        priority: 1,
+      }),
       { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
     ]);
     // The status schema is derived from the same source as the spec's, not left open.
@@ -115,8 +128,11 @@ describe('buildCrd', () => {
     expect(Object.keys(status.properties as Record<string, Node>).sort()).toEqual([
       'conditions',
       'droppedSamplesPerSecond',
+      'limitsFillPercent',
       'observedGeneration',
+      'offendersStale',
       'proxies',
+      'reason',
       'topOffender',
       'topOffenders',
       'unused',

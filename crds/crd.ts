@@ -15,6 +15,7 @@ import {
   MetricPolicySpec,
   MetricPolicyStatusSchema,
   PLURAL,
+  PRINTER_COLUMNS,
   SHORT_NAMES,
   SINGULAR,
   VERSION,
@@ -169,46 +170,7 @@ export function buildCrd(): JsonSchema {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [
-            {
-              name: 'Mode',
-              type: 'string',
-              jsonPath: '.spec.mode',
-              description: 'enforce, or dryRun when the policy only counts what it would do.',
-            },
-            {
-              name: 'Ready',
-              type: 'string',
-              jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-              description: 'True when every proxy of the instance runs this generation of the policy.',
-            },
-            {
-              name: 'Proxies',
-              type: 'integer',
-              jsonPath: '.status.proxies.ready',
-              description: 'Proxies that run the current configuration.',
-            },
-            {
-              name: 'Dropped/s',
-              type: 'number',
-              jsonPath: '.status.droppedSamplesPerSecond',
-              description: 'Samples per second the policy drops, all proxies.',
-            },
-            {
-              name: 'Top Offender',
-              type: 'string',
-              jsonPath: '.status.topOffender',
-              description: 'The metric that loses the most samples to the policy.',
-            },
-            {
-              name: 'Unused Series',
-              type: 'integer',
-              jsonPath: '.status.unused.series',
-              description:
-                'Active series of the metrics that no rule or dashboard reads: what dropping them saves (spec.unused).',
-            },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
+          additionalPrinterColumns: PRINTER_COLUMNS.map((c) => ({ ...c })),
           schema: {
             openAPIV3Schema: {
               type: 'object',

@@ -535,12 +535,99 @@ export const MetricPolicyStatusSchema = Type.Object(
       }),
     ),
     topOffender: Type.Optional(
-      Type.String({ description: 'The first of topOffenders on one line, for a printer column.' }),
+      Type.String({
+        description:
+          'The first of topOffenders on one line, for a printer column; ends in (stale) with offendersStale.',
+      }),
+    ),
+    offendersStale: Type.Optional(
+      Type.Boolean({
+        description:
+          'True while no proxy of the instance can be reached: topOffenders, droppedSamplesPerSecond and limitsFillPercent are the last known values.',
+      }),
+    ),
+    reason: Type.Optional(
+      Type.String({
+        description:
+          'Why the policy is not Ready (the reason of Accepted when rejected, else of Ready), or of Degraded when that is True; absent when all is well.',
+      }),
+    ),
+    limitsFillPercent: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          "How full the policy's fullest limit is, in % of its maxSeries, maxValues or perTenantMaxSeries, on the fullest proxy. Absent without limits or until the proxies were polled.",
+      }),
     ),
     unused: Type.Optional(UnusedStatusSchema),
   },
   { description: 'Written by the operator.' },
 );
+
+/**
+ * What `kubectl get metricpolicies` prints (the CRD's additionalPrinterColumns). Priority 1 columns
+ * appear with `-o wide` only.
+ */
+export const PRINTER_COLUMNS: readonly {
+  readonly name: string;
+  readonly type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
+  readonly jsonPath: string;
+  readonly description?: string;
+  readonly priority?: number;
+}[] = [
+  {
+    name: 'Mode',
+    type: 'string',
+    jsonPath: '.spec.mode',
+    description: 'enforce, or dryRun when the policy only counts what it would do.',
+  },
+  {
+    name: 'Ready',
+    type: 'string',
+    jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+    description: 'True when every proxy of the instance runs this generation of the policy.',
+  },
+  {
+    name: 'Reason',
+    type: 'string',
+    jsonPath: '.status.reason',
+    description: 'Why the policy is not Ready, or what degrades it.',
+  },
+  {
+    name: 'Proxies',
+    type: 'integer',
+    jsonPath: '.status.proxies.ready',
+    description: 'Proxies that run the current configuration.',
+  },
+  {
+    name: 'Dropped/s',
+    type: 'number',
+    jsonPath: '.status.droppedSamplesPerSecond',
+    description: 'Samples per second the policy drops, all proxies.',
+  },
+  {
+    name: 'Limits %',
+    type: 'integer',
+    jsonPath: '.status.limitsFillPercent',
+    description: "How full the policy's fullest limit is, in %.",
+  },
+  {
+    name: 'Top Offender',
+    type: 'string',
+    jsonPath: '.status.topOffender',
+    description: 'The metric that loses the most samples to the policy.',
+    priority: 1,
+  },
+  {
+    name: 'Unused Series',
+    type: 'integer',
+    jsonPath: '.status.unused.series',
+    description:
+      'Active series of the metrics that no rule or dashboard reads: what dropping them saves (spec.unused).',
+    priority: 1,
+  },
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+];
 
 // The MetricUsage document: what the cluster reads, rendered by the operator next to the policies
 // (usage.yaml in the proxy's ConfigMap), or written by hand for a proxy run without Kubernetes.

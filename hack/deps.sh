@@ -9,7 +9,10 @@
 #   - Python's prometheus_client from PyPI (the reference Pushgateway client), in a cached venv;
 #   - kube-apiserver, etcd, kubectl and helm (hack/kube-assets.sh), built once per machine into the
 #     same cache. An already-set KUBEBUILDER_ASSETS (envtest's convention) or CARDINAL_HELM that
-#     holds the binaries is used as is.
+#     holds the binaries is used as is;
+#   - for the cluster tests (hack/cluster.sh): the node's binaries (kubelet, kube-proxy,
+#     kube-controller-manager, kube-scheduler, crictl, CoreDNS; kube-assets.sh --node) and, from
+#     Debian, containerd, runc, the CNI plugins, iptables, socat, buildah and mmdebstrap.
 # Prints `NAME=PATH` lines that test/framework reads (hack/test.mjs exports them).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +24,10 @@ command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+for prog in containerd runc iptables socat buildah mmdebstrap; do
+  command -v "$prog" >/dev/null || need+=("$prog")
+done
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then
   sudo=""
@@ -41,4 +48,5 @@ echo "CARDINAL_CHROMIUM=$(command -v chromium)"
 echo "CARDINAL_PROMETHEUS3=$("$here/build-prometheus3.sh")"
 echo "$("$here/python-client.sh")"
 # KUBEBUILDER_ASSETS=<dir with kube-apiserver, etcd, kubectl> and CARDINAL_HELM=<path>.
-"$here/kube-assets.sh"
+# and CARDINAL_KUBE_NODE_DIR=<dir with the node's binaries>.
+"$here/kube-assets.sh" --node

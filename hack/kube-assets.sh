@@ -6,6 +6,9 @@
 #   hack/kube-assets.sh                # prints KUBEBUILDER_ASSETS=<dir> and CARDINAL_HELM=<path>
 #   hack/kube-assets.sh --print-env    # prints the same as `export KEY='VALUE'` lines, for
 #                                      #   eval "$(hack/kube-assets.sh --print-env)"
+#   hack/kube-assets.sh --node [--print-env]
+#                                      # also the node's binaries (hack/cluster.sh uses them) and
+#                                      #   prints CARDINAL_KUBE_NODE_DIR=<dir> too
 #
 # Only those lines go to stdout; progress and build output go to stderr.
 #
@@ -34,9 +37,20 @@
 #     etcdmain.Main), in a throwaway main module, since its go.mod carries replace directives.
 #     The version is the one Kubernetes $KUBE_VERSION ships with (build/dependencies.yaml).
 #   * helm: helm.sh/helm/v3/cmd/helm, with the ldflags helm's Makefile sets.
+#   * With --node, into CARDINAL_KUBE_NODE_DIR=$CACHE/kube-node/<kubernetes version>:
+#       kubelet, kube-controller-manager, kube-scheduler, kube-proxy   the same trick and stamps
+#                                      as kube-apiserver (they share most of its build cache)
+#       crictl     sigs.k8s.io/cri-tools/cmd/crictl at v$CRICTL_VERSION
+#       coredns    CoreDNS v$COREDNS_VERSION as a library: a main package of ours (written out
+#                  below) that links only the plugins the cluster's Corefile uses (errors,
+#                  health, ready, kubernetes, cache, loadbalance), the way CoreDNS documents
+#                  compile-time plugin selection; the full binary links every cloud SDK.
+#     They are separate from KUBEBUILDER_ASSETS so that an envtest directory given there still
+#     works for the control-plane tests.
 #
 # Environment:
 #   KUBE_VERSION, ETCD_VERSION, HELM_VERSION  override the pins below
+#   CRICTL_VERSION, COREDNS_VERSION           likewise (--node)
 #   CARDINAL_CACHE_DIR                        the cache root (see above)
 #   CARDINAL_BUILD_NICE                       niceness of the go builds (default 19, so a
 #                                             build only takes idle CPU)
@@ -51,20 +65,26 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.5}"
 HELM_VERSION="${HELM_VERSION:-3.19.5}"
+CRICTL_VERSION="${CRICTL_VERSION:-1.34.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-1.12.4}"
+NODE_BINARIES=(kubelet kube-controller-manager kube-scheduler kube-proxy)
 
 mode=plain
-case "${1:-}" in
-  "") ;;
-  --print-env) mode="export" ;;
-  -h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "usage: $0 [--print-env]" >&2
-    exit 2
-    ;;
-esac
+node=false
+for arg in "$@"; do
+  case "$arg" in
+    --print-env) mode="export" ;;
+    --node) node=true ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "usage: $0 [--node] [--print-env]" >&2
+      exit 2
+      ;;
+  esac
+done
 
 log() { echo "kube-assets: $*" >&2; }
 
@@ -84,6 +104,14 @@ cache="${CARDINAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardinal}"
 kube_dir="$cache/kube/$KUBE_VERSION"
 helm_dir="$cache/helm/$HELM_VERSION"
 helm_bin="$helm_dir/helm"
+node_dir="$cache/kube-node/$KUBE_VERSION"
+node_stamp="$node_dir/.versions"
+node_versions="crictl=$CRICTL_VERSION coredns=$COREDNS_VERSION"
+node_cached() {
+  local name
+  for name in "${NODE_BINARIES[@]}" crictl coredns; do [[ -x $node_dir/$name ]] || return 1; done
+  [[ -f $node_stamp && "$(cat "$node_stamp")" == "$node_versions" ]]
+}
 
 # The etcd in kube_dir is tied to ETCD_VERSION by a stamp, so changing the etcd pin alone
 # rebuilds it.
@@ -113,23 +141,26 @@ fi
 if [[ -z $helm && -x $helm_bin ]]; then helm="$helm_bin"; fi
 
 # Fast path: nothing to build.
-if [[ -n $assets && -n $helm ]]; then
+if [[ -n $assets && -n $helm ]] && { [[ $node == false ]] || node_cached; }; then
   emit KUBEBUILDER_ASSETS "$assets"
   emit CARDINAL_HELM "$helm"
+  [[ $node == false ]] || emit CARDINAL_KUBE_NODE_DIR "$node_dir"
   exit 0
 fi
 
 command -v go >/dev/null || { log "go is needed to build the binaries and is not on PATH"; exit 1; }
 
 mkdir -p "$cache"
-# One build per machine at a time: a second run waits here, then finds the binaries built.
-if command -v flock >/dev/null; then
-  exec 9>"$cache/.kube-assets.lock"
-  if ! flock -n 9; then
-    log "another build holds $cache/.kube-assets.lock; waiting for it"
-    flock 9
+# take_lock FD NAME: one build per machine at a time; a second run waits here, then finds the
+# binaries built.
+take_lock() {
+  command -v flock >/dev/null || return 0
+  eval "exec $1>\"\$cache/$2\""
+  if ! flock -n "$1"; then
+    log "another build holds $cache/$2; waiting for it"
+    flock "$1"
   fi
-fi
+}
 
 export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
 nice_cmd=(nice -n "${CARDINAL_BUILD_NICE:-19}")
@@ -163,9 +194,11 @@ install_into() {
   rm -rf "$tmp"
 }
 
+# build_kubernetes DIR NAME...: builds the k8s.io/kubernetes commands NAME... missing from DIR.
 build_kubernetes() {
-  local need=() name
-  for name in kube-apiserver kubectl; do [[ -x $kube_dir/$name ]] || need+=("$name"); done
+  local dir="$1" need=() name
+  shift
+  for name in "$@"; do [[ -x $dir/$name ]] || need+=("$name"); done
   ((${#need[@]})) || return 0
   local mod="k8s.io/kubernetes" ver="v$KUBE_VERSION"
   local major minor patch
@@ -189,8 +222,9 @@ build_kubernetes() {
     for name in $staging; do echo "	$name => $name $staging_ver"; done
     echo ")"
   } >>go.mod
-  timed "resolving modules for kube-apiserver and kubectl $ver" \
-    go get "$mod/cmd/kube-apiserver@$ver" "$mod/cmd/kubectl@$ver"
+  local pkgs=()
+  for name in "${need[@]}"; do pkgs+=("$mod/cmd/$name@$ver"); done
+  timed "resolving modules for ${need[*]} $ver" go get "${pkgs[@]}"
   # Kubernetes' hack/lib/version.sh stamps these; the module's publication time stands in for
   # the build date so that the binaries are reproducible.
   local date
@@ -201,13 +235,13 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date%%.*}"
   done
-  mkdir -p "$kube_dir"
-  local tmp="$kube_dir/.tmp-$$"
+  mkdir -p "$dir"
+  local tmp="$dir/.tmp-$$"
   mkdir -p "$tmp"
   for name in "${need[@]}"; do
     timed "building $name $ver" go build -trimpath -ldflags "$ldflags" -o "$tmp/$name" "$mod/cmd/$name"
   done
-  install_into "$kube_dir" "$tmp" "${need[@]}"
+  install_into "$dir" "$tmp" "${need[@]}"
   cd /
 }
 
@@ -250,9 +284,76 @@ build_helm() {
   cd /
 }
 
+# The node's versions are tied to their pins by a stamp, so changing a pin rebuilds.
+build_crictl() {
+  local stamp="$node_dir/.crictl-version"
+  [[ -x $node_dir/crictl && -f $stamp && "$(cat "$stamp")" == "$CRICTL_VERSION" ]] && return 0
+  local mod="sigs.k8s.io/cri-tools" ver="v$CRICTL_VERSION"
+  new_module crictl
+  timed "resolving modules for crictl $ver" go get "$mod/cmd/crictl@$ver"
+  mkdir -p "$node_dir"
+  local tmp="$node_dir/.tmp-$$"
+  mkdir -p "$tmp"
+  timed "building crictl $ver" go build -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$ver" \
+    -o "$tmp/crictl" "$mod/cmd/crictl"
+  install_into "$node_dir" "$tmp" crictl
+  printf '%s\n' "$CRICTL_VERSION" >"$stamp"
+  cd /
+}
+
+build_coredns() {
+  local stamp="$node_dir/.coredns-version"
+  [[ -x $node_dir/coredns && -f $stamp && "$(cat "$stamp")" == "$COREDNS_VERSION" ]] && return 0
+  local mod="github.com/coredns/coredns" ver="v$COREDNS_VERSION"
+  new_module coredns
+  # The plugins in the order of CoreDNS's plugin.cfg: the order of dnsserver.Directives is the
+  # order a query runs through them, whatever the order in the Corefile.
+  cat >main.go <<'GO'
+// Generated by hack/kube-assets.sh: CoreDNS with the cluster's plugins only.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+  timed "resolving modules for coredns $ver" go get "$mod@$ver"
+  timed "tidying the coredns module" go mod tidy
+  mkdir -p "$node_dir"
+  local tmp="$node_dir/.tmp-$$"
+  mkdir -p "$tmp"
+  timed "building coredns $ver" go build -trimpath -ldflags "-s -w -X $mod/coremain.GitCommit=$ver" \
+    -o "$tmp/coredns" .
+  install_into "$node_dir" "$tmp" coredns
+  printf '%s\n' "$COREDNS_VERSION" >"$stamp"
+  cd /
+}
+
+# crictl and CoreDNS share nothing with the Kubernetes builds, so they do not wait for them.
+if [[ $node == true ]] && ! node_cached; then
+  take_lock 8 .kube-node-tools.lock
+  build_crictl
+  build_coredns
+fi
+
+take_lock 9 .kube-assets.lock
 if [[ -z $assets ]]; then
   log "building Kubernetes $KUBE_VERSION control plane binaries and etcd $ETCD_VERSION into $kube_dir"
-  build_kubernetes
+  build_kubernetes "$kube_dir" kube-apiserver kubectl
   build_etcd
   kube_cached || { log "build finished but $kube_dir is incomplete"; exit 1; }
   assets="$kube_dir"
@@ -263,5 +364,18 @@ if [[ -z $helm ]]; then
   helm="$helm_bin"
 fi
 
+# The control plane is what every other test needs: let a waiting run have it before the
+# node's build starts.
+if command -v flock >/dev/null; then flock -u 9; fi
+if [[ $node == true ]] && ! node_cached; then
+  take_lock 7 .kube-node.lock
+  log "building the node's binaries into $node_dir"
+  build_kubernetes "$node_dir" "${NODE_BINARIES[@]}"
+  printf '%s\n' "$node_versions" >"$node_stamp.tmp"
+  mv -f "$node_stamp.tmp" "$node_stamp"
+  node_cached || { log "build finished but $node_dir is incomplete"; exit 1; }
+fi
+
 emit KUBEBUILDER_ASSETS "$assets"
 emit CARDINAL_HELM "$helm"
+[[ $node == false ]] || emit CARDINAL_KUBE_NODE_DIR "$node_dir"

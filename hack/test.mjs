@@ -11,13 +11,20 @@ const extraArgs = process.argv.slice(2);
 let passed = 0;
 let failed = 0;
 
+// Each phase says how long it took, so a slow CI run shows where the time went.
+const since = (start) => `${((performance.now() - start) / 1000).toFixed(0)}s`;
+
 function run(name, cmd, args, opts = {}) {
   console.log(`\n==> ${name}: ${cmd} ${args.join(' ')}`);
+  const start = performance.now();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], ...opts });
+  console.log(`==> ${name}: ${since(start)}`);
   return r.status === 0;
 }
 
+const depsStart = performance.now();
 const deps = spawnSync('bash', ['hack/deps.sh'], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+console.log(`==> deps (hack/deps.sh: programs and builds): ${since(depsStart)}`);
 if (deps.status !== 0) {
   console.log('deps: hack/deps.sh failed; the integration tests cannot start their programs');
   failed++;

@@ -59,6 +59,8 @@ async function main(): Promise<number> {
     statusIntervalMs: options.statusIntervalMs,
     statusWriteQps: options.statusWriteQps,
     statusWriteBurst: options.statusWriteBurst,
+    statusWorkers: options.statusWorkers,
+    configShards: options.configShards,
     identity: hostname(),
     usage: options.usage,
   });

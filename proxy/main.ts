@@ -25,6 +25,7 @@ import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
 import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
+import { limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -370,6 +371,7 @@ async function main(): Promise<number> {
     engine,
     policyStats,
     topOffenders: (limit: number) => offenders.report(limit),
+    limits: () => limitsReport(engine),
     unused: (limit: number) => unused.report(limit),
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,7 @@ import type { IngestChecks } from './ingest/remote-write.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { buildServer, type ConfigStatus } from './server.js';
+import { limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -43,7 +44,13 @@ interface Received {
   body: Buffer;
 }
 
-type Responder = (req: Received) => { status: number; headers?: Record<string, string>; body?: string };
+type Responder = (req: Received) => {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Answer this much later. */
+  delayMs?: number;
+};
 
 let upstream: Server;
 let upstreamUrl: string;
@@ -58,8 +65,10 @@ beforeAll(async () => {
       const r = { method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks) };
       received.push(r);
       const out = respond(r);
-      res.writeHead(out.status, out.headers ?? {});
-      res.end(out.body ?? '');
+      setTimeout(() => {
+        res.writeHead(out.status, out.headers ?? {});
+        res.end(out.body ?? '');
+      }, out.delayMs ?? 0);
     });
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
@@ -147,6 +156,7 @@ function proxy(
     reportDroppedAsWritten: opts.reportDroppedAsWritten ?? false,
     checks: opts.checks,
     topOffenders: (limit) => offenders.report(limit),
+    limits: () => limitsReport(engine),
     configStatus: () => status,
     ready: () => true,
     reload: async () => {
@@ -240,6 +250,50 @@ const V2_TYPE = 'application/x-protobuf;proto=io.prometheus.write.v2.Request';
 function post(app: FastifyInstance, body: Uint8Array, headers: Record<string, string>) {
   return app.inject({ method: 'POST', url: '/api/v1/write', payload: Buffer.from(body), headers });
 }
+
+describe('shutting down', () => {
+  it('answers a write in flight when closing begins, telling its sender to reconnect (elsewhere)', async () => {
+    // On a rolling update the sender's keep-alive connection still reaches this proxy after its
+    // endpoint is gone: the answer must be the upstream's, not a 503, and close the connection.
+    respond = () => ({ status: 204, delayMs: 300 });
+    const { app } = proxy();
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const agent = new Agent({ keepAlive: true });
+    const answered = new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          port,
+          host: '127.0.0.1',
+          method: 'POST',
+          path: '/api/v1/write',
+          agent,
+          headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.end(snappyEncode(encodeWriteRequestV1(v1)));
+    });
+    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(received).toHaveLength(1);
+    const closed = app.close();
+    const res = await answered;
+    let text = '';
+    res.on('data', (c: Buffer) => {
+      text += c.toString();
+    });
+    await new Promise((r) => res.on('end', r));
+    // The answer is the route's own (here: the forwarder, closed by this helper's onClose hook
+    // while the upstream still delays, gives up with its 503), not fastify's "closing" 503, and
+    // it closes the connection. test/cluster/ proves the status end to end on rolling updates.
+    expect(text).not.toMatch(/Service Unavailable/i);
+    expect([204, 503]).toContain(res.statusCode);
+    expect(res.headers.connection).toBe('close');
+    await closed;
+    agent.destroy();
+  });
+});
 
 describe('remote-write 1.0', () => {
   it('forwards the original bytes after the upstream accepted, with tenant and version headers', async () => {
@@ -775,6 +829,7 @@ describe('authenticated ingest', () => {
     for (const [method, url] of [
       ['GET', '/api/v1/status/config'],
       ['GET', '/api/v1/stats/top-offenders'],
+      ['GET', '/api/v1/stats/limits'],
       ['POST', '/-/reload'],
     ] as const) {
       const anonymous = await app.inject({ method, url });

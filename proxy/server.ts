@@ -21,6 +21,7 @@ import type { LimitStoreStatus } from './limits/store.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
+import type { LimitsReport } from './stats/limits.js';
 import type { ProxyMetrics } from './stats/metrics.js';
 import type { PolicyStats } from './stats/policy-stats.js';
 import type { TopOffendersReport } from './stats/top-offenders.js';
@@ -64,6 +65,8 @@ export interface ServerDeps {
       }
     | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
+  /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
+  readonly limits?: (() => LimitsReport) | undefined;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
   readonly configStatus: () => ConfigStatus;
@@ -113,8 +116,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // rejections are logged where they happen, rate-limited.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxRequestBytes,
-    return503OnClosing: true,
+    // While shutting down, a request that still arrives on an open keep-alive connection is
+    // served, with `Connection: close` so its sender reconnects, to another proxy behind the
+    // Service (the onSend hook below); a 503 there would count as a failed write at the sender
+    // on every rolling update.
+    return503OnClosing: false,
     ...(serverFactory === undefined ? {} : { serverFactory }),
+  });
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   // Remote-write bodies are binary; negotiation of their Content-Type happens in the handler, so
@@ -196,6 +213,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     return deps.topOffenders(limit);
   });
+  const limits = deps.limits;
+  if (limits !== undefined) {
+    app.get('/api/v1/stats/limits', ADMIN, async () => limits());
+  }
   const unused = deps.unused;
   if (unused !== undefined) {
     app.get('/api/v1/stats/unused', ADMIN, async (req, reply) => {

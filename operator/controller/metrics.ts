@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { MetricPolicy } from '../api/types.js';
 import { registerConditionMetrics } from '../metrics/conditions.js';
 import { registerRuntimeMetrics } from '../metrics/runtime.js';
+import type { PolicyEvent } from '../status/events.js';
 import type { QueueMetrics } from './queue.js';
 
 /** The operator's own metrics; every label has a small, fixed set of values. */
@@ -12,7 +13,7 @@ export interface OperatorMetrics {
   reconciled(result: 'success' | 'error'): void;
   configMapApply(outcome: 'written' | 'skipped'): void;
   statusWrites(count: number): void;
-  events(reason: 'Accepted' | 'Rejected' | 'Applied'): void;
+  events(reason: PolicyEvent['reason']): void;
   /** Whether this replica holds the Lease and reconciles. */
   leader(leading: boolean): void;
 }
@@ -73,7 +74,7 @@ export function createOperatorMetrics(
   });
   for (const result of ['success', 'error']) reconciles.inc({ result }, 0);
   for (const outcome of ['written', 'skipped']) applies.inc({ outcome }, 0);
-  for (const reason of ['Accepted', 'Rejected', 'Applied']) events.inc({ reason }, 0);
+  for (const reason of ['Accepted', 'Rejected', 'Degraded', 'ConfigTooLarge']) events.inc({ reason }, 0);
   const leader = new Gauge({
     name: 'cardinal_operator_leader',
     help: '1 while this replica holds the Lease and reconciles, 0 while it stands by.',

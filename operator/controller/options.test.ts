@@ -17,8 +17,10 @@ describe('parseOperatorOptions', () => {
       proxyTimeoutMs: 5_000,
       proxyTls: undefined,
       statusIntervalMs: 30_000,
-      statusWriteQps: 5,
-      statusWriteBurst: 10,
+      statusWriteQps: 20,
+      statusWriteBurst: 30,
+      statusWorkers: 8,
+      configShards: 1,
       usage: { dashboardSelector: 'grafana_dashboard=1', dashboardNamespaces: [], prometheusRules: true },
       webhook: undefined,
       leaderElection: {
@@ -98,6 +100,9 @@ describe('parseOperatorOptions', () => {
           '--status-write-qps',
           '0.5',
           '--status-write-burst=1',
+          '--status-workers=3',
+          '--config-shards',
+          '4',
         ],
         () => 'ignored',
       ),
@@ -112,6 +117,8 @@ describe('parseOperatorOptions', () => {
       proxyConfigPath: '/config',
       statusWriteQps: 0.5,
       statusWriteBurst: 1,
+      statusWorkers: 3,
+      configShards: 4,
     });
     expect(parseOperatorOptions(['--metrics-listen', '[::1]:1'], none)).toMatchObject({ metricsHost: '::1' });
     expect(parseOperatorOptions(['-h'], none)).toBe('help');
@@ -155,6 +162,9 @@ describe('parseOperatorOptions', () => {
     [['--status-interval', '0s'], 'must be longer than zero'],
     [['--status-write-qps', '0'], 'want a positive number'],
     [['--status-write-burst', '1.5'], 'want a whole number'],
+    [['--status-workers', '0'], 'want a positive number'],
+    [['--config-shards', '2.5'], 'want a whole number'],
+    [['--config-shards', '65'], 'at most 64'],
     [['--proxy-service', 'a', '--proxy-endpoints', 'http://x:1'], 'exclude each other'],
     [['--proxy-tls-server-name', 'p.ns.svc'], '--proxy-tls-server-name needs --proxy-tls-ca-file'],
     [['--proxy-service', 'Not_A_Service'], '--proxy-service: "Not_A_Service"'],

@@ -28,9 +28,16 @@ export interface OperatorOptions {
   readonly proxyBearerTokenFile: string | undefined;
   /** How often every instance is reconciled again to refresh the policies' status from the proxies. */
   readonly statusIntervalMs: number;
-  /** MetricPolicy status writes and Events per second, over all policies, and the burst allowed. */
+  /**
+   * MetricPolicy status writes per second, over all policies, and the burst allowed; Events get a
+   * bucket of their own with the same numbers.
+   */
   readonly statusWriteQps: number;
   readonly statusWriteBurst: number;
+  /** Status writes in flight at once. */
+  readonly statusWorkers: number;
+  /** ConfigMaps each instance's configuration is split over. */
+  readonly configShards: number;
   /** Usage sources for spec.unused; undefined when --usage=false. */
   readonly usage:
     | {
@@ -106,8 +113,15 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
                               --auth.credentials-file, the proxies' status and statistics need a
                               credential with the admin role.
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
-  --status-write-qps N        Status writes and Events per second, all policies; default 5.
-  --status-write-burst N      Writes allowed at once above that rate; default 10.
+  --status-write-qps N        Status writes per second, all policies; default 20 (controller-runtime's
+                              client default). Events have a bucket of their own with the same numbers.
+  --status-write-burst N      Writes allowed at once above that rate; default 30.
+  --status-workers N          Status writes in flight at once, so one slow write holds up no other;
+                              default 8.
+  --config-shards N           ConfigMaps each instance's configuration is split over, by a hash of the
+                              policy: <instance ConfigMap>, then -1 .. -(N-1). The proxies must mount all
+                              N in one projected volume (the chart's operator.configShards does both).
+                              Each holds at most 768 KiB; default 1.
 
 Usage-aware governance (spec.unused: what PrometheusRules and Grafana dashboards read):
   --usage=false               Watch no usage sources; spec.unused then judges only by the metrics and
@@ -170,10 +184,11 @@ export function parseOperatorOptions(
     throw new UsageError(`--metrics-listen ${listen}: want HOST:PORT or :PORT`);
   const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   const namespace = v.namespace ?? podNamespace() ?? DEFAULT_NAMESPACE;
-  const statusWriteQps = positive('--status-write-qps', v['status-write-qps'] ?? '5');
-  const statusWriteBurst = positive('--status-write-burst', v['status-write-burst'] ?? '10');
-  if (!Number.isInteger(statusWriteBurst))
-    throw new UsageError(`--status-write-burst ${statusWriteBurst}: want a whole number`);
+  const statusWriteQps = positive('--status-write-qps', v['status-write-qps'] ?? '20');
+  const statusWriteBurst = whole('--status-write-burst', v['status-write-burst'] ?? '30');
+  const statusWorkers = whole('--status-workers', v['status-workers'] ?? '8');
+  const configShards = whole('--config-shards', v['config-shards'] ?? '1');
+  if (configShards > 64) throw new UsageError(`--config-shards ${configShards}: at most 64`);
   return Object.freeze({
     kubeconfig: v.kubeconfig,
     namespace,
@@ -189,6 +204,8 @@ export function parseOperatorOptions(
     statusIntervalMs: duration('--status-interval', v['status-interval'] ?? '30s'),
     statusWriteQps,
     statusWriteBurst,
+    statusWorkers,
+    configShards,
     usage: usageSources(v),
     webhook: webhookOptions(v, namespace),
     leaderElection: leaderElection(v, namespace),
@@ -325,6 +342,8 @@ function parse(argv: readonly string[]) {
       'status-interval': { type: 'string' },
       'status-write-qps': { type: 'string' },
       'status-write-burst': { type: 'string' },
+      'status-workers': { type: 'string' },
+      'config-shards': { type: 'string' },
       'leader-elect': { type: 'string' },
       usage: { type: 'string' },
       'dashboard-selector': { type: 'string' },
@@ -391,6 +410,12 @@ function positive(flag: string, text: string): number {
   const n = Number(text);
   if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0))
     throw new UsageError(`${flag} ${text}: want a positive number`);
+  return n;
+}
+
+function whole(flag: string, text: string): number {
+  const n = positive(flag, text);
+  if (!Number.isInteger(n)) throw new UsageError(`${flag} ${text}: want a whole number`);
   return n;
 }
 

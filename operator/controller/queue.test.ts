@@ -2,6 +2,16 @@ import { describe, expect, it, vi } from 'vitest';
 import { WorkQueue } from './queue.js';
 
 describe('WorkQueue', () => {
+  it('puts a key added first at the front, moving it there when it waits already', async () => {
+    const q = new WorkQueue<string>();
+    for (const k of ['a', 'b', 'c']) q.add(k);
+    q.add('c', true);
+    q.add('d', true);
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) got.push((await q.get())!);
+    expect(got).toEqual(['d', 'c', 'a', 'b']);
+  });
+
   it('queues a key once however often it is added', async () => {
     const q = new WorkQueue<string>();
     q.add('a');

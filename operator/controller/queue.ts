@@ -69,18 +69,31 @@ export class WorkQueue<K = string> {
     return this.#shuttingDown;
   }
 
-  /** Queues `key` unless it is already waiting. Ignored once the queue is shutting down. */
-  add(key: K): void {
-    if (this.#shuttingDown || this.#dirty.has(key)) return;
+  /**
+   * Queues `key` unless it is already waiting. With `first`, the key goes to the front, or moves
+   * there when it is waiting already: an edit's status before a fan-out's. Ignored once the queue
+   * is shutting down.
+   */
+  add(key: K, first = false): void {
+    if (this.#shuttingDown) return;
+    if (this.#dirty.has(key)) {
+      if (!first) return;
+      const i = this.#queue.indexOf(key);
+      if (i > 0) {
+        this.#queue.splice(i, 1);
+        this.#queue.unshift(key);
+      }
+      return;
+    }
     this.#dirty.add(key);
     this.#metrics?.added(key);
     // A key being processed is put back by done(), so that no two workers hold it.
     if (this.#processing.has(key)) return;
-    this.#hand(key);
+    this.#hand(key, first);
   }
 
-  /** Gives a waiting (dirty, not processing) key to an idle worker, or queues it. */
-  #hand(key: K): void {
+  /** Gives a waiting (dirty, not processing) key to an idle worker, or queues it (at the front with `first`). */
+  #hand(key: K, first = false): void {
     const waiter = this.#waiting.shift();
     if (waiter !== undefined) {
       this.#dirty.delete(key);
@@ -89,7 +102,8 @@ export class WorkQueue<K = string> {
       waiter(key);
       return;
     }
-    this.#queue.push(key);
+    if (first) this.#queue.unshift(key);
+    else this.#queue.push(key);
   }
 
   /** Queues `key` after `delayMs`. */

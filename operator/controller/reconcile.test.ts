@@ -5,7 +5,15 @@ import { type ProxySource, unobserved } from '../proxies/source.js';
 import { CONFIG_KEY, GENERATIONS_ANNOTATION, proxyConfigHash } from '../render/configmap.js';
 import type { PolicyEvent } from '../status/events.js';
 import type { ProxyObservation } from '../status/observation.js';
-import { type Cluster, type LiveConfigMap, needsApply, reconcileInstance } from './reconcile.js';
+import {
+  type Cluster,
+  type EventTarget,
+  type LiveConfigMap,
+  needsApply,
+  reconcileInstance,
+  reconcileStatus,
+  renderInstance,
+} from './reconcile.js';
 
 const NO_DISCOVERY = unobserved({ kind: 'none' } satisfies ProxySource, 'default')!;
 const MOUNT = '/etc/cardinal/policies';
@@ -44,7 +52,7 @@ class FakeCluster implements Cluster {
     this.statusWrites++;
     this.set({ ...p, status: structuredClone(status) });
   }
-  async recordEvent(p: MetricPolicy, event: PolicyEvent): Promise<void> {
+  recordEvent(p: EventTarget, event: PolicyEvent): void {
     this.events.push({ policy: p.metadata.name, reason: event.reason, message: event.message });
   }
   get(name: string): MetricPolicy {
@@ -100,7 +108,7 @@ describe('reconcileInstance', () => {
       accepted: 1,
       rejected: 0,
       statusWrites: 1,
-      events: 2,
+      events: 0,
     });
     expect(cluster.rendered()).toContain('go_.*');
     const a = cluster.get('a');
@@ -299,22 +307,18 @@ describe('reconcileInstance with observed proxies', () => {
 });
 
 describe('reconcileInstance events', () => {
-  it('records Accepted and Applied once per generation, Rejected once per rejection, none in a steady state', async () => {
+  it('records Accepted for an edit, Rejected once per rejection, none for a new policy or in a steady state', async () => {
     const { cluster, limit, reconcile } = setup();
     cluster.set(policy('a', { drop: ['up'] }, 1));
     cluster.set(policy('bad', { drop: ['(?=x)'] }, 1));
     await reconcile();
-    expect(cluster.events.map((e) => [e.policy, e.reason])).toEqual([
-      ['a', 'Applied'],
-      ['a', 'Accepted'],
-      ['bad', 'Rejected'],
-    ]);
-    expect(cluster.events[2]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): spec\.drop\[0\]: /);
-    // Every status write and Event took a token.
-    expect(limit.taken).toBe(cluster.statusWrites + cluster.events.length);
+    expect(cluster.events.map((e) => [e.policy, e.reason])).toEqual([['bad', 'Rejected']]);
+    expect(cluster.events[0]?.message).toMatch(/^Generation 1 rejected \(InvalidSpec\): spec\.drop\[0\]: /);
+    // Every status write took a token; Events have a budget of their own (the recorder's).
+    expect(limit.taken).toBe(cluster.statusWrites);
 
     await reconcile();
-    expect(cluster.events).toHaveLength(3);
+    expect(cluster.events).toHaveLength(1);
 
     cluster.set({
       ...cluster.get('a'),
@@ -322,24 +326,43 @@ describe('reconcileInstance events', () => {
       metadata: { ...cluster.get('a').metadata, generation: 2 },
     });
     await reconcile();
-    expect(cluster.events.slice(3)).toEqual([
-      {
-        policy: 'a',
-        reason: 'Applied',
-        message: 'Generation 2 written to ConfigMap cardinal-system/cardinal-proxy-default-policies.',
-      },
+    expect(cluster.events.slice(1)).toEqual([
       { policy: 'a', reason: 'Accepted', message: 'Generation 2 accepted for proxy instance default.' },
     ]);
     await reconcile();
-    expect(cluster.events).toHaveLength(5);
+    expect(cluster.events).toHaveLength(2);
   });
 
-  it('records no Applied when a hand-edited ConfigMap is put back with the same generations', async () => {
-    const { cluster, reconcile } = setup();
+  it('records Degraded when a proxy fails to reload, once', async () => {
+    let lastError: string | undefined;
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [
+        {
+          endpoint: '10.0.0.1:8080',
+          reachable: true,
+          configHash: 'x',
+          ...(lastError === undefined ? {} : { lastError }),
+        },
+      ],
+      offenders: new Map(),
+      complete: true,
+    }));
     cluster.set(policy('a', { drop: ['up'] }));
     await reconcile();
-    cluster.configMaps.get('cardinal-proxy-default-policies')!.data![CONFIG_KEY] = '# hand edit\n';
-    expect(await reconcile()).toMatchObject({ configMap: 'written', events: 0 });
+    expect(cluster.events).toEqual([]);
+    lastError = 'policies.yaml:3: invalid YAML';
+    await reconcile();
+    await reconcile();
+    expect(cluster.events).toEqual([
+      {
+        policy: 'a',
+        reason: 'Degraded',
+        message:
+          'ReloadFailed: 1 of 1 proxies failed to reload (10.0.0.1:8080); 10.0.0.1:8080: policies.yaml:3: invalid YAML',
+      },
+    ]);
+    expect(cluster.get('a').status?.reason).toBe('Pending');
   });
 });
 
@@ -469,5 +492,208 @@ describe('needsApply: rendered keys', () => {
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x' } })).toBe(false);
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'usage.yaml': 'y' } })).toBe(true);
     expect(needsApply(desired, { metadata: {}, data: { [CONFIG_KEY]: 'x', 'other.yaml': 'y' } })).toBe(false);
+  });
+});
+
+describe('renderInstance: shards', () => {
+  const many = (n: number, drop = 'x') =>
+    Array.from({ length: n }, (_, i) =>
+      policy(`p${String(i).padStart(4, '0')}`, { drop: [`${drop}_${i}_.*`] }),
+    );
+
+  it('splits the policies over the shards by their id, and an edit rewrites one shard', async () => {
+    const { cluster, ctx } = setup();
+    const shards = { ...ctx, shards: 4 };
+    for (const p of many(40)) cluster.set(p);
+    const first = await renderInstance(shards, 'default');
+    expect(first.applies).toBe(4);
+    const names = ['', '-1', '-2', '-3'].map((s) => `cardinal-proxy-default-policies${s}`);
+    const keys = ['policies.yaml', 'policies-1.yaml', 'policies-2.yaml', 'policies-3.yaml'];
+    const counts = names.map(
+      (n, i) => (cluster.configMaps.get(n)?.data?.[keys[i]!]?.match(/^kind: MetricPolicy$/gm) ?? []).length,
+    );
+    expect(counts.reduce((a, b) => a + b)).toBe(40);
+    expect(counts.every((c) => c > 0)).toBe(true);
+    // What the proxies hash: every shard's key in the one mounted directory.
+    expect(first.renderedHash).toBe(
+      proxyConfigHash(
+        names.map((n) => ({ data: cluster.configMaps.get(n)!.data! })),
+        MOUNT,
+      ),
+    );
+    expect(Object.keys(first.generations)).toHaveLength(40);
+
+    cluster.set(policy('p0007', { drop: ['edited'] }, 2));
+    const second = await renderInstance(shards, 'default');
+    expect(second.applies).toBe(1);
+    expect(second.generations['apps/p0007']).toBe(2);
+    expect((await renderInstance(shards, 'default')).applies).toBe(0);
+  });
+
+  it('keeps a shard too large for the API server as it is, and says why for its policies', async () => {
+    const { cluster, ctx } = setup();
+    const shards = { ...ctx, shards: 2 };
+    for (const p of many(10)) cluster.set(p);
+    await renderInstance(shards, 'default');
+    // One policy grows past what a ConfigMap may hold: its shard cannot be written any more.
+    const huge = Array.from({ length: 20_000 }, (_, i) => `metric_with_a_rather_long_name_${i}_.*`);
+    cluster.set(policy('p0003', { drop: huge }, 2));
+    const render = await renderInstance(shards, 'default');
+    expect(render.problems).toHaveLength(1);
+    expect(render.problems[0]?.message).toMatch(/over the 768 KiB a shard may hold .*--config-shards/);
+    expect(render.generations['apps/p0003']).toBe(1);
+    expect(render.undeliverable.has('apps/p0003')).toBe(true);
+
+    await reconcileInstance(shards, 'default');
+    const status = cluster.get('p0003').status;
+    expect(conditions(cluster.get('p0003'))).toMatchObject({
+      Ready: ['False', 'ConfigTooLarge'],
+      Degraded: ['True', 'ConfigTooLarge'],
+    });
+    expect(status?.reason).toBe('ConfigTooLarge');
+    expect(cluster.events.filter((e) => e.reason === 'Degraded').map((e) => e.policy)).toContain('p0003');
+  });
+
+  it('empties shards beyond a lowered count, so no policy is loaded twice', async () => {
+    const { cluster, ctx } = setup();
+    for (const p of many(12)) cluster.set(p);
+    await renderInstance({ ...ctx, shards: 3 }, 'default');
+    const render = await renderInstance({ ...ctx, shards: 1 }, 'default');
+    expect(cluster.rendered().match(/^kind: MetricPolicy$/gm)).toHaveLength(12);
+    for (const [i, n] of ['-1', '-2'].entries()) {
+      const text = cluster.configMaps.get(`cardinal-proxy-default-policies${n}`)?.data?.[
+        `policies-${i + 1}.yaml`
+      ];
+      expect(text).not.toMatch(/^kind: MetricPolicy$/m);
+    }
+    expect(Object.keys(render.generations)).toHaveLength(12);
+  });
+});
+
+describe('desiredStatus: proxies that cannot be reached', () => {
+  it('keeps the last known offenders, marked stale, and drops the mark once they answer again', async () => {
+    let reachable = true;
+    const offenders = new Map([
+      [
+        'apps/a',
+        {
+          topOffenders: [
+            {
+              metric: 'debug_depth',
+              series: 3,
+              droppedSamplesPerSecond: 2,
+              droppedSamples: 40,
+              reason: 'metric_dropped',
+            },
+          ],
+          droppedSamples: 40,
+          droppedSamplesPerSecond: 2,
+        },
+      ],
+    ]);
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable, ...(reachable ? { configHash: 'h' } : {}) }],
+      offenders: reachable ? offenders : new Map(),
+      complete: reachable,
+    }));
+    cluster.set(policy('a', { drop: ['debug_.*'] }));
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({
+      droppedSamplesPerSecond: 2,
+      topOffender: 'debug_depth 2/s metric_dropped',
+    });
+    expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
+
+    reachable = false;
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({
+      offendersStale: true,
+      droppedSamplesPerSecond: 2,
+      topOffenders: offenders.get('apps/a')?.topOffenders,
+      topOffender: 'debug_depth 2/s metric_dropped (stale)',
+      reason: 'ProxiesUnreachable',
+    });
+
+    reachable = true;
+    await reconcile();
+    expect(cluster.get('a').status).not.toHaveProperty('offendersStale');
+    expect(cluster.get('a').status?.topOffender).toBe('debug_depth 2/s metric_dropped');
+  });
+
+  it('keeps them too when the proxy counts as running but its report did not come this round', async () => {
+    let reported = true;
+    const { cluster, reconcile } = setup(() => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable: true, configHash: 'h' }],
+      offenders: reported
+        ? new Map([
+            [
+              'apps/a',
+              {
+                topOffenders: [
+                  {
+                    metric: 'm',
+                    series: 1,
+                    droppedSamplesPerSecond: 5,
+                    droppedSamples: 9,
+                    reason: 'metric_dropped',
+                  },
+                ],
+                droppedSamples: 9,
+                droppedSamplesPerSecond: 5,
+              },
+            ],
+          ])
+        : new Map(),
+      complete: reported,
+      reported,
+    }));
+    cluster.set(policy('a', { drop: ['m'] }));
+    await reconcile();
+    reported = false;
+    await reconcile();
+    expect(cluster.get('a').status).toMatchObject({ offendersStale: true, droppedSamplesPerSecond: 5 });
+  });
+});
+
+describe('reconcileStatus with earlier renders', () => {
+  it('leaves a Ready policy unwritten when an edit of another one changes the instance hash', async () => {
+    let hash = '';
+    const { cluster, ctx } = setup();
+    const observation = (): ProxyObservation => ({
+      observed: true,
+      proxies: [{ endpoint: '10.0.0.1:8080', reachable: true, configHash: hash }],
+      offenders: new Map(),
+      complete: true,
+    });
+    cluster.set(policy('a', { drop: ['up'] }));
+    cluster.set(policy('b', { drop: ['down'] }));
+    const first = await renderInstance(ctx, 'default');
+    hash = first.renderedHash;
+    for (const name of ['a', 'b']) await reconcileStatus(ctx, cluster.get(name), first, observation());
+    expect(conditions(cluster.get('a'))).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
+    const writes = cluster.statusWrites;
+
+    cluster.set({
+      ...cluster.get('b'),
+      spec: { drop: ['sideways'] },
+      metadata: { ...cluster.get('b').metadata, generation: 2 },
+    });
+    const second = {
+      ...(await renderInstance(ctx, 'default')),
+      earlier: new Map([[first.renderedHash, first.generations]]),
+    };
+    // The proxy still runs the first render: a's generation is in it, b's new one is not.
+    expect((await reconcileStatus(ctx, cluster.get('a'), second, observation())).written).toBe(false);
+    await reconcileStatus(ctx, cluster.get('b'), second, observation());
+    expect(conditions(cluster.get('b'))).toMatchObject({ Ready: ['False', 'Pending'] });
+    // Now it runs the second: a still has nothing new to say, b is Ready.
+    hash = second.renderedHash;
+    expect((await reconcileStatus(ctx, cluster.get('a'), second, observation())).written).toBe(false);
+    await reconcileStatus(ctx, cluster.get('b'), second, observation());
+    expect(conditions(cluster.get('b'))).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
+    expect(cluster.statusWrites - writes).toBe(2);
+    expect(cluster.get('a').status?.proxies?.configHash).toBe(first.renderedHash);
   });
 });

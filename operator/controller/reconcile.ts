@@ -1,14 +1,16 @@
-// Reconciles one proxy instance: the MetricPolicies that select it, the ConfigMap its proxies
-// mount, and each policy's status. Level-triggered: it reads the current state from the watch
-// caches and the proxies and converges, whatever queued it, so it is safe to run any number of
-// times. It writes only what differs: the ConfigMap when its rendered content drifted from the live
-// one, a status when statusEqual says it changed, and an Event only on a transition.
+// Reconciles one proxy instance in two steps, which the controller runs from two queues:
 //
-// The proxies are polled here, in the reconcile, not in a loop of their own: the controller's
-// refresh timer only queues every instance, so a status is always computed from one consistent
-// reading of the caches and the proxies, and one instance is never polled by two workers at once.
-// A reconcile queued by a watch event polls too, which is what shows a user's edit reaching the
-// proxies without waiting for the next refresh.
+//   renderInstance   the MetricPolicies that select the instance, validated and rendered into the
+//                    ConfigMaps its proxies mount (one per shard); only shards whose content
+//                    drifted from the live ones are written. Fast, so an edit reaches the proxies
+//                    within seconds however many statuses are waiting.
+//   reconcileStatus  one policy's status, from the instance's last render and the last reading of
+//                    its proxies; written only when something a user can see changed (statusChanged),
+//                    with an Event only on a transition (statusEvents).
+//
+// Level-triggered: both read the current state from the watch caches and converge, whatever queued
+// them, so they are safe to run any number of times. reconcileInstance runs both in one go, for
+// callers that reconcile an instance as a whole.
 
 import { createHash } from 'node:crypto';
 import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
@@ -17,29 +19,28 @@ import { validatePolicies } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import {
   CONFIG_HASH_ANNOTATION,
-  CONFIG_KEY,
+  isRenderedKey,
   proxyConfigHash,
-  RENDERED_KEYS,
   renderedGenerations,
-  renderProxyConfigMap,
+  renderPolicyYaml,
+  renderProxyConfigMaps,
+  shardKey,
+  shardName,
+  shardOf,
+  shardProblem,
   USAGE_KEY,
 } from '../render/configmap.js';
-import {
-  configMapName,
-  INSTANCE_LABEL,
-  instanceProblem,
-  policyId,
-  selectInstance,
-} from '../render/instance.js';
+import { INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from '../render/instance.js';
 import {
   type Acceptance,
   computeStatus,
   DEGRADED,
+  offenderLine,
   READY,
   setCondition,
-  statusEqual,
+  statusChanged,
 } from '../status/conditions.js';
-import { acceptanceEvent, appliedEvents, type PolicyEvent } from '../status/events.js';
+import { type PolicyEvent, statusEvents } from '../status/events.js';
 import { type ProxyObservation, policyDrops } from '../status/observation.js';
 import { unusedStatus } from '../usage/status.js';
 
@@ -55,11 +56,24 @@ export interface LiveConfigMap {
   metadata: {
     name?: string;
     namespace?: string;
+    uid?: string;
     resourceVersion?: string;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
   data?: Record<string, string>;
+}
+
+/** What an Event is recorded on: a MetricPolicy, or a ConfigMap the operator renders. */
+export interface EventTarget {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace: string;
+    readonly uid?: string | undefined;
+    readonly resourceVersion?: string | undefined;
+  };
 }
 
 /** What a reconcile reads (from the watch caches) and writes (to the API server). */
@@ -72,8 +86,52 @@ export interface Cluster {
   applyConfigMap(configMap: ConfigMap): Promise<void>;
   /** Writes `status` over the policy's status; the write fails when `policy` is no longer current. */
   writePolicyStatus(policy: MetricPolicy, status: MetricPolicyStatus): Promise<void>;
-  /** Records a Kubernetes Event on the policy; best effort, so it resolves even when that fails. */
-  recordEvent(policy: MetricPolicy, event: PolicyEvent): Promise<void>;
+  /**
+   * Records a Kubernetes Event; best effort and asynchronous (operator/controller/recorder.ts), so it
+   * resolves at once, even when the Event is never written.
+   */
+  recordEvent(target: EventTarget, event: PolicyEvent): void;
+}
+
+/**
+ * Validations and rendered documents, by policy uid and generation: the spec of a generation never
+ * changes, so a render of thousands of policies validates and renders only those edited since.
+ * Owned by the controller; `retain` forgets the policies no longer rendered.
+ */
+export class RenderCache {
+  readonly #verdicts = new Map<string, Acceptance>();
+  readonly #yaml = new Map<string, string>();
+
+  verdict(policy: MetricPolicy): Acceptance {
+    return memo(this.#verdicts, policy, validatePolicy);
+  }
+
+  yaml(policy: MetricPolicy): string {
+    return memo(this.#yaml, policy, renderPolicyYaml);
+  }
+
+  /** Keeps only the entries of `policies`, as they are now. */
+  retain(policies: readonly MetricPolicy[]): void {
+    const keep = new Set(policies.map(cacheKey));
+    for (const map of [this.#verdicts, this.#yaml] as const)
+      for (const k of map.keys()) if (!keep.has(k)) map.delete(k);
+  }
+}
+
+function cacheKey(policy: MetricPolicy): string {
+  return `${policy.metadata.uid ?? policyId(policy)}@${policy.metadata.generation}`;
+}
+
+function memo<T>(map: Map<string, T>, policy: MetricPolicy, make: (p: MetricPolicy) => T): T {
+  // Only objects the API server numbered: a policy without a uid (a test fixture) is never cached.
+  if (policy.metadata.uid === undefined) return make(policy);
+  const key = cacheKey(policy);
+  let value = map.get(key);
+  if (value === undefined) {
+    value = make(policy);
+    map.set(key, value);
+  }
+  return value;
 }
 
 export interface ReconcileContext {
@@ -83,19 +141,48 @@ export interface ReconcileContext {
   readonly operatorVersion: string;
   readonly now: () => Date;
   /**
-   * The proxies of an instance, polled now, or why they are not looked at. Called once per
-   * reconcile of an instance that has policies.
+   * The proxies of an instance, polled now, or why they are not looked at. Called by
+   * reconcileInstance once per reconcile of an instance that has policies.
    */
   readonly observe: (instance: string) => Promise<ProxyObservation>;
-  /** The directory the proxies mount the ConfigMap at, their `--config`: it is in the hash they report. */
+  /** The directory the proxies mount the ConfigMaps at, their `--config`: it is in the hash they report. */
   readonly proxyConfigPath: string;
-  /** Resolves when one more status write or Event may be made (the write rate limit). */
+  /** Resolves when one more status write may be made (the write rate limit). */
   readonly writeLimit: () => Promise<void>;
   /**
    * What the cluster reads, for policies with spec.unused; undefined while the usage watches have
    * not listed everything (the live usage.yaml then stays as it is). Absent: usage is not watched.
    */
   readonly usage?: () => UsageView | undefined;
+  /** ConfigMaps the configuration is split over (--config-shards); default 1. */
+  readonly shards?: number;
+  readonly cache?: RenderCache;
+}
+
+/** An instance as its last render left it: what statuses are computed from. */
+export interface InstanceRender {
+  readonly instance: string;
+  /** By policy id: the generation judged and the verdict, for every policy of the instance. */
+  readonly verdicts: ReadonlyMap<string, { readonly generation: number; readonly accepted: Acceptance }>;
+  /** The hash the proxies report once they load what is rendered; '' for an invalid instance. */
+  readonly renderedHash: string;
+  /** The generation of each policy in force in the live ConfigMaps, by policy id. */
+  readonly generations: Readonly<Record<string, number>>;
+  readonly usageSpec: MetricUsageSpecT | undefined;
+  readonly usageProblems: readonly string[];
+  /** Why a policy's shard could not be written, by policy id; the live shard stays in force. */
+  readonly undeliverable: ReadonlyMap<string, string>;
+  /** written: a ConfigMap was applied; skipped: all were up to date; none: the instance is invalid. */
+  readonly configMap: 'written' | 'skipped' | 'none';
+  /** ConfigMaps applied. */
+  readonly applies: number;
+  /** Shards that could not be written: the ConfigMap and why. */
+  readonly problems: readonly { readonly configMap: string; readonly message: string }[];
+  /**
+   * The generations of earlier renders of the instance, by the hash the proxies report for them
+   * (the controller keeps a few): a proxy still running one of them runs what it holds.
+   */
+  readonly earlier?: ReadonlyMap<string, Readonly<Record<string, number>>>;
 }
 
 export interface ReconcileResult {
@@ -108,129 +195,244 @@ export interface ReconcileResult {
 }
 
 /**
- * Converges one instance. Throws when a write fails; the caller retries with backoff, and since
- * nothing here depends on what an earlier run did, a retry picks up where this one stopped.
+ * Converges one instance: its render, then every policy's status, one after another. Throws when a
+ * write fails; the caller retries with backoff, and since nothing here depends on what an earlier
+ * run did, a retry picks up where this one stopped.
  */
 export async function reconcileInstance(ctx: ReconcileContext, instance: string): Promise<ReconcileResult> {
-  const policies = ctx.cluster
-    .policies()
-    .filter((p) => p.metadata.deletionTimestamp === undefined && selectInstance(p) === instance);
-  const badInstance = instanceProblem(instance);
-  const verdicts = policies.map((policy) => ({
-    policy,
-    accepted:
-      badInstance === undefined
-        ? validatePolicy(policy)
-        : ({
-            ok: false,
-            reason: 'InvalidSpec',
-            message: `spec.proxySelector.matchLabels["${INSTANCE_LABEL}"]: ${badInstance}`,
-          } as const),
-  }));
-
-  let configMap: ReconcileResult['configMap'] = 'none';
-  let generations: Record<string, number> = {};
-  let renderedHash = '';
-  let usageSpec: MetricUsageSpecT | undefined;
-  let usageProblems: readonly string[] = [];
-  let events = 0;
-  const record = async (policy: MetricPolicy, event: PolicyEvent) => {
-    await ctx.writeLimit();
-    await ctx.cluster.recordEvent(policy, event);
-    events++;
-  };
-  if (badInstance === undefined) {
-    const name = configMapName(instance);
-    const live = ctx.cluster.configMap(name);
-    const rendered: MetricPolicy[] = [];
-    for (const { policy, accepted } of verdicts) {
-      const kept = accepted.ok ? policy : lastAccepted(live, policy);
-      if (kept !== undefined) rendered.push(kept);
-    }
-    // What the proxy will load must pass the proxy's validation as one configuration; each policy
-    // did alone, so a failure here is a bug, and the live ConfigMap is better left as it is.
-    validatePolicies(rendered.map(toDocument));
-    let usage: MetricUsageSpecT | string | undefined;
-    if (rendered.some((p) => p.spec.unused !== undefined)) {
-      const view = ctx.usage?.();
-      if (view !== undefined) {
-        usage = view.spec;
-        usageSpec = view.spec;
-        usageProblems = view.problems;
-      } else {
-        // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
-        usage = live?.data?.[USAGE_KEY];
-        usageSpec = usage === undefined ? undefined : liveUsage(usage);
-      }
-    }
-    const desired = renderProxyConfigMap({
-      instance,
-      namespace: ctx.namespace,
-      policies: rendered,
-      operatorVersion: ctx.operatorVersion,
-      usage,
-    });
-    generations = renderedGenerations(desired);
-    if (needsApply(desired, live)) {
-      await ctx.cluster.applyConfigMap(desired);
-      configMap = 'written';
-      // Recorded now rather than after the statuses: should a status write fail, the retry finds
-      // the ConfigMap up to date and would not know to record them.
-      const before = live === undefined ? {} : renderedGenerations(live);
-      for (const { policy, event } of appliedEvents(policies, before, generations, desired.metadata))
-        await record(policy, event);
-    } else {
-      configMap = 'skipped';
-    }
-    renderedHash = proxyConfigHash(desired, ctx.proxyConfigPath);
-  }
-
+  const render = await renderInstance(ctx, instance);
+  const policies = instancePolicies(ctx.cluster, instance);
   // An invalid instance has no proxies to ask: every policy of it is rejected, whatever they run.
   const observation: ProxyObservation =
-    badInstance === undefined && verdicts.length > 0
+    render.configMap !== 'none' && policies.length > 0
       ? await ctx.observe(instance)
       : { observed: false, reason: 'ProxiesNotObserved', message: '' };
-
   let statusWrites = 0;
-  for (const { policy, accepted } of verdicts) {
-    const now = ctx.now();
-    const input = {
-      policy,
-      accepted,
-      renderedHash,
-      renderedGenerations: generations,
-      now,
-    };
-    const next = observation.observed
-      ? computeStatus({
-          ...input,
-          proxies: observation.proxies,
-          ...policyDrops(observation, policyId(policy)),
-        })
-      : statusWithoutProxies(
-          computeStatus({ ...input, proxies: [], topOffenders: [] }),
-          policy,
-          now,
-          observation,
-        );
-    const unused = accepted.ok
-      ? unusedStatus({
-          policy,
-          usage: usageSpec,
-          problems: usageProblems,
-          reports: observation.observed ? (observation.unused?.get(policyId(policy)) ?? []) : undefined,
-        })
-      : undefined;
-    if (unused !== undefined) next.unused = unused;
-    if (statusEqual(policy.status, next)) continue;
-    await ctx.writeLimit();
-    await ctx.cluster.writePolicyStatus(policy, next);
-    statusWrites++;
-    const event = acceptanceEvent(policy, next);
-    if (event !== undefined) await record(policy, event);
+  let events = 0;
+  for (const policy of policies) {
+    const r = await reconcileStatus(ctx, policy, render, observation);
+    if (r.written) statusWrites++;
+    events += r.events;
   }
-  const rejected = verdicts.filter((v) => !v.accepted.ok).length;
-  return { configMap, accepted: verdicts.length - rejected, rejected, statusWrites, events };
+  const rejected = [...render.verdicts.values()].filter((v) => !v.accepted.ok).length;
+  return {
+    configMap: render.configMap,
+    accepted: render.verdicts.size - rejected,
+    rejected,
+    statusWrites,
+    events,
+  };
+}
+
+/** The policies that select `instance` and are not being deleted. */
+export function instancePolicies(cluster: Pick<Cluster, 'policies'>, instance: string): MetricPolicy[] {
+  return cluster
+    .policies()
+    .filter((p) => p.metadata.deletionTimestamp === undefined && selectInstance(p) === instance);
+}
+
+/**
+ * Validates and renders the instance's policies and writes the shards that drifted. A shard too
+ * large for the API server is not written: the live one stays in force, and `problems` and
+ * `undeliverable` say why, for the statuses and an Event. Throws when a write fails.
+ */
+export async function renderInstance(ctx: ReconcileContext, instance: string): Promise<InstanceRender> {
+  const policies = instancePolicies(ctx.cluster, instance);
+  const badInstance = instanceProblem(instance);
+  const verdict = (p: MetricPolicy): Acceptance =>
+    badInstance === undefined
+      ? (ctx.cache?.verdict(p) ?? validatePolicy(p))
+      : {
+          ok: false,
+          reason: 'InvalidSpec',
+          message: `spec.proxySelector.matchLabels["${INSTANCE_LABEL}"]: ${badInstance}`,
+        };
+  const verdicts = new Map(
+    policies.map((p) => [policyId(p), { generation: p.metadata.generation, accepted: verdict(p) }] as const),
+  );
+  const base = {
+    instance,
+    verdicts,
+    usageSpec: undefined,
+    usageProblems: [],
+    undeliverable: new Map<string, string>(),
+    problems: [],
+  };
+  if (badInstance !== undefined)
+    return { ...base, renderedHash: '', generations: {}, configMap: 'none', applies: 0 };
+
+  const shards = ctx.shards ?? 1;
+  const live = Array.from({ length: shards }, (_, i) => ctx.cluster.configMap(shardName(instance, i)));
+  const rendered: MetricPolicy[] = [];
+  for (const p of policies) {
+    const kept = verdicts.get(policyId(p))!.accepted.ok ? p : lastAccepted(live, p, shards);
+    if (kept !== undefined) rendered.push(kept);
+  }
+  let usage: MetricUsageSpecT | string | undefined;
+  let usageSpec: MetricUsageSpecT | undefined;
+  let usageProblems: readonly string[] = [];
+  if (rendered.some((p) => p.spec.unused !== undefined)) {
+    const view = ctx.usage?.();
+    if (view !== undefined) {
+      usage = view.spec;
+      usageSpec = view.spec;
+      usageProblems = view.problems;
+    } else {
+      // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
+      usage = live[0]?.data?.[USAGE_KEY];
+      usageSpec = usage === undefined ? undefined : liveUsage(usage);
+    }
+  }
+  const cache = ctx.cache;
+  const desired = renderProxyConfigMaps({
+    instance,
+    namespace: ctx.namespace,
+    policies: rendered,
+    operatorVersion: ctx.operatorVersion,
+    usage,
+    shards,
+    ...(cache === undefined ? {} : { policyYaml: (p: MetricPolicy) => cache.yaml(p) }),
+  });
+  cache?.retain([...policies, ...rendered]);
+
+  // What the proxies will load: each shard as written, or as it stays when it cannot be.
+  const inForce: Pick<ConfigMap, 'data'>[] = [];
+  const generations: Record<string, number> = {};
+  const undeliverable = new Map<string, string>();
+  const problems: { configMap: string; message: string }[] = [];
+  let applies = 0;
+  for (const [i, cm] of desired.entries()) {
+    const problem = shardProblem(cm);
+    const now = live[i];
+    if (problem !== undefined) {
+      problems.push({ configMap: cm.metadata.name, message: problem });
+      for (const id of Object.keys(renderedGenerations(cm))) undeliverable.set(id, problem);
+      inForce.push({ data: liveRendered(now) });
+      Object.assign(generations, now === undefined ? {} : renderedGenerations(now));
+      continue;
+    }
+    if (needsApply(cm, now)) {
+      await ctx.cluster.applyConfigMap(cm);
+      applies++;
+    }
+    inForce.push(cm);
+    Object.assign(generations, renderedGenerations(cm));
+  }
+  // Shards beyond the count (it was lowered) are emptied, so no policy is loaded twice.
+  for (let i = shards; ; i++) {
+    const stale = ctx.cluster.configMap(shardName(instance, i));
+    if (stale === undefined) break;
+    const empty = renderProxyConfigMaps({
+      instance,
+      namespace: ctx.namespace,
+      policies: [],
+      operatorVersion: ctx.operatorVersion,
+      shards: i + 1,
+    })[i]!;
+    if (needsApply(empty, stale)) {
+      await ctx.cluster.applyConfigMap(empty);
+      applies++;
+    }
+  }
+  return {
+    ...base,
+    usageSpec,
+    usageProblems,
+    undeliverable,
+    problems,
+    generations,
+    renderedHash: proxyConfigHash(inForce, ctx.proxyConfigPath),
+    configMap: applies > 0 ? 'written' : 'skipped',
+    applies,
+  };
+}
+
+/** The keys of a live shard that the operator renders, as they stand. */
+function liveRendered(live: LiveConfigMap | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(live?.data ?? {}).filter(([k]) => isRenderedKey(k)));
+}
+
+/** The status `policy` should have, from its instance's render and the last look at its proxies. */
+export function desiredStatus(
+  policy: MetricPolicy,
+  render: InstanceRender,
+  observation: ProxyObservation,
+  now: Date,
+): MetricPolicyStatus | undefined {
+  const id = policyId(policy);
+  const judged = render.verdicts.get(id);
+  // Not rendered yet, or an older generation was: the render that is queued will tell.
+  if (judged === undefined || judged.generation !== policy.metadata.generation) return undefined;
+  const { accepted } = judged;
+  const undeliverable = render.undeliverable.get(id);
+  const generation = policy.metadata.generation;
+  const holds = (hash: string) =>
+    (hash === render.renderedHash && render.generations[id] === generation) ||
+    render.earlier?.get(hash)?.[id] === generation;
+  // The hash named in status stays while it still holds this generation: an edit of another
+  // policy changes the instance's hash, and must not rewrite every status.
+  const named = policy.status?.proxies?.configHash;
+  const stable =
+    named !== undefined && policy.status?.observedGeneration === generation && holds(named)
+      ? named
+      : undefined;
+  const input = {
+    policy,
+    accepted,
+    renderedHash: render.renderedHash,
+    renderedGenerations: render.generations,
+    now,
+    holds,
+    ...(stable === undefined ? {} : { configHash: stable }),
+    ...(undeliverable === undefined ? {} : { undeliverable }),
+  };
+  // Whether what the proxies drop is known from this reading: some proxy answered with its report.
+  const reported =
+    observation.observed && observation.reported !== false && observation.proxies.some((p) => p.reachable);
+  let next: MetricPolicyStatus;
+  if (observation.observed) {
+    next = computeStatus({ ...input, proxies: observation.proxies, ...policyDrops(observation, id) });
+  } else {
+    next = statusWithoutProxies(
+      computeStatus({ ...input, proxies: [], topOffenders: [] }),
+      policy,
+      now,
+      observation,
+    );
+  }
+  // The proxies could not be asked: what they last told stays, marked as such.
+  if (!reported && accepted.ok) next = withStaleOffenders(next, policy.status);
+  const unused = accepted.ok
+    ? unusedStatus({
+        policy,
+        usage: render.usageSpec,
+        problems: render.usageProblems,
+        reports: observation.observed ? (observation.unused?.get(id) ?? []) : undefined,
+      })
+    : undefined;
+  if (unused !== undefined) next.unused = unused;
+  return next;
+}
+
+/**
+ * Writes the policy's status when it changed in something a user can see, and records the Events
+ * of its transitions. Throws when the write fails (a 409 when the policy changed since it was read).
+ */
+export async function reconcileStatus(
+  ctx: Pick<ReconcileContext, 'cluster' | 'now' | 'writeLimit'>,
+  policy: MetricPolicy,
+  render: InstanceRender,
+  observation: ProxyObservation,
+  options: { readonly hold?: (next: MetricPolicyStatus) => boolean } = {},
+): Promise<{ written: boolean; events: number }> {
+  const next = desiredStatus(policy, render, observation, ctx.now());
+  if (next === undefined || !statusChanged(policy.status, next) || options.hold?.(next) === true)
+    return { written: false, events: 0 };
+  await ctx.writeLimit();
+  await ctx.cluster.writePolicyStatus(policy, next);
+  const events = statusEvents(policy, next);
+  for (const event of events) ctx.cluster.recordEvent(policy, event);
+  return { written: true, events: events.length };
 }
 
 /**
@@ -243,7 +445,7 @@ export function needsApply(desired: ConfigMap, live: LiveConfigMap | undefined):
   const differs = (want: Record<string, string>, have: Record<string, string> | undefined) =>
     Object.entries(want).some(([k, v]) => have?.[k] !== v);
   // A key the operator renders that is no longer rendered (usage.yaml once no policy uses it).
-  const stale = RENDERED_KEYS.some((k) => desired.data[k] === undefined && live.data?.[k] !== undefined);
+  const stale = Object.keys(live.data ?? {}).some((k) => isRenderedKey(k) && desired.data[k] === undefined);
   return (
     stale ||
     differs(desired.data, live.data) ||
@@ -295,10 +497,14 @@ function toDocument(policy: MetricPolicy) {
  * operator accepted.
  */
 export function lastAccepted(
-  live: LiveConfigMap | undefined,
+  shards: readonly (LiveConfigMap | undefined)[],
   policy: MetricPolicy,
+  count = shards.length,
 ): MetricPolicy | undefined {
-  const text = live?.data?.[CONFIG_KEY];
+  const shard = shardOf(policyId(policy), count);
+  const live = shards[shard];
+  const key = shardKey(shard);
+  const text = live?.data?.[key];
   if (live === undefined || text === undefined) return undefined;
   if (createHash('sha256').update(text).digest('hex') !== live.metadata.annotations?.[CONFIG_HASH_ANNOTATION])
     return undefined;
@@ -306,7 +512,7 @@ export function lastAccepted(
   if (generation === undefined) return undefined;
   let docs: ReturnType<typeof parsePolicyFile>;
   try {
-    docs = parsePolicyFile(CONFIG_KEY, text);
+    docs = parsePolicyFile(key, text);
   } catch {
     return undefined;
   }
@@ -341,6 +547,7 @@ export function statusWithoutProxies(
     topOffenders: _topOffenders,
     topOffender: _topOffender,
     droppedSamplesPerSecond: _dropped,
+    limitsFillPercent: _fill,
     ...rest
   } = status;
   const conditions = status.conditions ?? [];
@@ -363,6 +570,32 @@ export function statusWithoutProxies(
   };
   return {
     ...rest,
-    conditions: conditions.map((c) => (c.type === READY || c.type === DEGRADED ? unknown(c.type) : c)),
+    // A configuration that cannot be written is known without asking any proxy.
+    conditions: conditions.map((c) =>
+      (c.type === READY || c.type === DEGRADED) && c.reason !== 'ConfigTooLarge' ? unknown(c.type) : c,
+    ),
+  };
+}
+
+/**
+ * `next` with the drops `previous` reported, marked stale: while no proxy answers, the last known
+ * offenders are better than none, as long as the status says they are old.
+ */
+export function withStaleOffenders(
+  next: MetricPolicyStatus,
+  previous: MetricPolicyStatus | undefined,
+): MetricPolicyStatus {
+  const { topOffenders, droppedSamplesPerSecond, limitsFillPercent } = previous ?? {};
+  if (topOffenders === undefined || topOffenders.length === 0) {
+    const { offendersStale: _s, ...rest } = next;
+    return rest;
+  }
+  return {
+    ...next,
+    topOffenders,
+    topOffender: `${offenderLine(topOffenders[0]!)} (stale)`,
+    ...(droppedSamplesPerSecond === undefined ? {} : { droppedSamplesPerSecond }),
+    ...(limitsFillPercent === undefined ? {} : { limitsFillPercent }),
+    offendersStale: true,
   };
 }

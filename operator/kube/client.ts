@@ -175,6 +175,21 @@ export class KubeClient {
   async createEvent(event: EventObject): Promise<void> {
     await this.#core.createNamespacedEvent({ namespace: event.metadata.namespace, body: event });
   }
+
+  /**
+   * Counts one more occurrence of an Event written before, with a JSON merge patch, as client-go's
+   * recorder does for a repeated Event (it sends count, lastTimestamp and message).
+   */
+  async patchEvent(
+    namespace: string,
+    name: string,
+    patch: { count: number; message: string; lastTimestamp: Date },
+  ): Promise<void> {
+    await this.#core.patchNamespacedEvent(
+      { namespace, name, body: { ...patch, lastTimestamp: patch.lastTimestamp.toISOString() } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
 }
 
 function nulls(status: MetricPolicyStatus | undefined): Record<string, null> {

@@ -12,6 +12,7 @@ import {
   type ProxyPoll,
   ProxyPoller,
   parseConfigStatus,
+  parseLimitsReport,
   parseUnusedReport,
   pollAll,
   pollProxy,
@@ -102,6 +103,18 @@ function split(status: Handler, top: Handler): Handler {
 
 const OPTIONS: PollOptions = { timeoutMs: 2_000, topLimit: 50 };
 
+describe('parseLimitsReport', () => {
+  it("keeps each policy's fill and refuses a malformed answer, naming the field", () => {
+    expect(
+      parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: 75, limit: 'perMetric[0] x' }] }),
+    ).toEqual(new Map([['apps/a', 75]]));
+    expect(() => parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: -1 }] })).toThrow(
+      'policies[0].fillPercent: must be a non-negative integer',
+    );
+    expect(() => parseLimitsReport({})).toThrow('policies: must be a list');
+  });
+});
+
 describe('pollProxy', () => {
   it("reports a healthy proxy's hash and top offenders, asking for topLimit", async () => {
     const p = await fakeProxy(healthy({ hash: 'abc123', drops: [drop('debug_queue_depth', 7)] }));
@@ -114,8 +127,9 @@ describe('pollProxy', () => {
       limit: 50,
       at: 1234,
     });
-    // The fake proxy has no unused route (an older proxy): the poll is whole without it.
+    // The fake proxy has no unused or limits route (an older proxy): the poll is whole without them.
     expect(p.requests.sort()).toEqual([
+      '/api/v1/stats/limits',
       '/api/v1/stats/top-offenders?limit=50',
       '/api/v1/stats/unused?limit=50',
       '/api/v1/status/config',
@@ -314,7 +328,7 @@ describe('toProxyReport and toEndpointPoll', () => {
     },
     {
       poll: { endpoint: '10.0.0.1:8080', reachable: false, reason: 'down', limit: 50, at: 10 },
-      report: { endpoint: '10.0.0.1:8080', reachable: false },
+      report: { endpoint: '10.0.0.1:8080', reachable: false, reason: 'down' },
       endpointPoll: undefined,
     },
     {
@@ -439,20 +453,27 @@ describe('ProxyPoller', () => {
     await poller.poll([pa, pb]);
     expect(poller.known()).toEqual([pa.endpoint, pb.endpoint].sort());
 
-    // pa fails a round: reported unreachable, its last report kept; pb left the Service: forgotten.
+    // pa fails a round: it still runs what it ran (one miss is not an outage), its last report
+    // is kept for the rates; pb left the Service: forgotten.
     const failing = pa.handle;
     pa.handle = (_req, res) => json(res, {}, 503);
     c.t += 10_000;
     const second = await poller.poll([pa]);
-    expect(second.proxies).toEqual([{ endpoint: pa.endpoint, reachable: false }]);
+    expect(second.proxies).toEqual([{ endpoint: pa.endpoint, reachable: true, configHash: 'h' }]);
     expect(second.polls[0]?.reason).toMatch(/HTTP 503/);
     expect(second.current).toEqual([]);
     expect(second.offenders.size).toBe(0);
     expect(poller.known()).toEqual([pa.endpoint]);
+    // A second miss in a row: unreachable, and why.
+    c.t += 10_000;
+    const missed = await poller.poll([pa]);
+    expect(missed.proxies).toEqual([
+      { endpoint: pa.endpoint, reachable: false, reason: expect.stringMatching(/HTTP 503/) },
+    ]);
 
-    // Back again: the rate spans both intervals.
+    // Back again: the rate spans the three intervals.
     pa.handle = failing;
-    a.drops = [drop('debug_queue_depth', 500)];
+    a.drops = [drop('debug_queue_depth', 700)];
     c.t += 10_000;
     const third = await poller.poll([pa]);
     expect(third.previous.map((p) => p.at)).toEqual([0]);

@@ -19,6 +19,7 @@ import type { ProxyEndpoint } from './endpoints.js';
 export const CONFIG_STATUS_PATH = '/api/v1/status/config';
 export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
 export const UNUSED_PATH = '/api/v1/stats/unused';
+export const LIMITS_PATH = '/api/v1/stats/limits';
 
 /** The proxy accepts `?limit=` from 1 to 1000 (proxy/server.ts). */
 const MAX_TOP_LIMIT = 1000;
@@ -70,6 +71,8 @@ export interface ProxyPoll {
   readonly report?: TopOffendersReport;
   /** The proxy's unused report by policy id (spec.unused); absent when that request failed. */
   readonly unused?: ReadonlyMap<string, ProxyUnusedReport>;
+  /** How full each policy's fullest limit is, in %, by policy id; absent when that request failed. */
+  readonly limits?: ReadonlyMap<string, number>;
   /** The `?limit=` the report was asked for. */
   readonly limit: number;
   /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
@@ -137,10 +140,11 @@ async function pollOne(
       dispatcher,
       authorization,
     });
-  const [status, top, unused] = await Promise.allSettled([
+  const [status, top, unused, limits] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
     get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
+    get(LIMITS_PATH).then(parseLimitsReport),
   ]);
   if (status.status === 'rejected') {
     return {
@@ -162,9 +166,37 @@ async function pollOne(
       : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
     // A proxy without the route (an older version) has no unused report: nothing to add.
     ...(unused.status === 'fulfilled' ? { unused: unused.value } : {}),
+    ...(limits.status === 'fulfilled' ? { limits: limits.value } : {}),
     limit,
     at,
   };
+}
+
+/**
+ * Checks GET /api/v1/stats/limits (proxy/stats/limits.ts LimitsReport) and keeps each policy's
+ * fill. Throws a TypeError naming the first field that is wrong.
+ */
+export function parseLimitsReport(json: unknown): Map<string, number> {
+  const policies = (json as { policies?: unknown } | null)?.policies;
+  if (!Array.isArray(policies)) throw new TypeError('policies: must be a list');
+  const out = new Map<string, number>();
+  policies.forEach((raw, i) => {
+    const p = (raw ?? {}) as Record<string, unknown>;
+    if (typeof p.policy !== 'string') throw new TypeError(`policies[${i}].policy: must be a string`);
+    const fill = p.fillPercent;
+    if (typeof fill !== 'number' || !Number.isInteger(fill) || fill < 0)
+      throw new TypeError(`policies[${i}].fillPercent: must be a non-negative integer`);
+    out.set(p.policy, fill);
+  });
+  return out;
+}
+
+/** The fullest fill of each policy over the polls that brought a limits report. */
+function fullest(polls: readonly ProxyPoll[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const p of polls)
+    for (const [id, fill] of p.limits ?? []) out.set(id, Math.max(fill, out.get(id) ?? 0));
+  return out;
 }
 
 /**
@@ -244,6 +276,7 @@ export function toProxyReport(poll: ProxyPoll): ProxyReport {
   return {
     endpoint: poll.endpoint,
     reachable: poll.reachable,
+    ...(!poll.reachable && poll.reason !== undefined ? { reason: poll.reason } : {}),
     ...(poll.configHash === undefined ? {} : { configHash: poll.configHash }),
     ...(poll.lastError === undefined ? {} : { lastError: poll.lastError }),
   };
@@ -297,6 +330,8 @@ export interface PollRound {
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   /** Each reachable proxy's unused report, by policy id. */
   readonly unused: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+  /** The fullest limit of each policy, in %, over the proxies that answered this round. */
+  readonly limits: ReadonlyMap<string, number>;
 }
 
 export interface ProxyPollerOptions extends PollAllOptions {
@@ -310,10 +345,24 @@ export interface ProxyPollerOptions extends PollAllOptions {
  * forgotten; one that is listed but fails a round keeps its last report, so its next rate spans
  * both intervals. Rounds run one after another even when `poll` is called again before the last
  * one finished.
+ *
+ * Only rate rounds (the controller's, one status interval apart) move the readings rates are taken
+ * from. A round with `rates: false` (a look after a render, to see the proxies load it) refreshes
+ * what each proxy runs and keeps the offenders and rates of the last rate round: a rate over the
+ * milliseconds between two such looks would say nothing.
  */
 export class ProxyPoller {
   readonly #options: ProxyPollerOptions;
   readonly #last = new Map<string, EndpointPoll>();
+  /** Each proxy's last poll that reached it, and how many polls in a row failed since. */
+  readonly #good = new Map<string, ProxyPoll>();
+  readonly #misses = new Map<string, number>();
+  #lastRates: Pick<PollRound, 'current' | 'previous' | 'offenders' | 'unused'> = {
+    current: [],
+    previous: [],
+    offenders: new Map(),
+    unused: new Map(),
+  };
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(options: ProxyPollerOptions) {
@@ -322,10 +371,39 @@ export class ProxyPoller {
   }
 
   /** Polls every endpoint once. Rejects only on invalid options. */
-  poll(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
-    const round = this.#tail.then(() => this.#round(endpoints));
+  poll(endpoints: readonly ProxyEndpoint[], options: { readonly rates?: boolean } = {}): Promise<PollRound> {
+    const rates = options.rates ?? true;
+    const round = this.#tail.then(() => (rates ? this.#round(endpoints) : this.#look(endpoints)));
     this.#tail = round.catch(() => {});
     return round;
+  }
+
+  async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
+    const polls = await pollAll(endpoints, this.#options);
+    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
+  }
+
+  /**
+   * What each proxy runs, as computeStatus sees it: a proxy counts as unreachable once
+   * UNREACHABLE_AFTER polls in a row failed; before that it runs what it ran when last reached.
+   * One missed answer from a proxy busy loading thousands of policies is not an outage, and
+   * would flip every policy's Degraded condition and back.
+   */
+  #settle(endpoints: readonly ProxyEndpoint[], polls: readonly ProxyPoll[]): ProxyReport[] {
+    const listed = new Set(endpoints.map((e) => e.endpoint));
+    for (const map of [this.#good, this.#misses] as const)
+      for (const endpoint of map.keys()) if (!listed.has(endpoint)) map.delete(endpoint);
+    return polls.map((p) => {
+      if (p.reachable) {
+        this.#misses.delete(p.endpoint);
+        this.#good.set(p.endpoint, p);
+        return toProxyReport(p);
+      }
+      const misses = (this.#misses.get(p.endpoint) ?? 0) + 1;
+      this.#misses.set(p.endpoint, misses);
+      const good = this.#good.get(p.endpoint);
+      return misses < UNREACHABLE_AFTER && good !== undefined ? toProxyReport(good) : toProxyReport(p);
+    });
   }
 
   /** The endpoints whose last report is kept. */
@@ -357,16 +435,18 @@ export class ProxyPoller {
         unused.set(id, list);
       }
     }
-    return {
-      polls,
-      proxies: polls.map(toProxyReport),
+    this.#lastRates = {
       current,
       previous,
       unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
+    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
   }
 }
+
+/** Polls in a row a proxy must fail before it counts as unreachable (ProxyPoller). */
+export const UNREACHABLE_AFTER = 2;
 
 function checkOptions(o: PollAllOptions): void {
   if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) {

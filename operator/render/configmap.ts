@@ -14,8 +14,19 @@ import { API_VERSION, type MetricUsageSpecT, USAGE_KIND } from '../../crds/metri
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
 
-/** The one data key; the proxy reads every `*.yaml` file of the mounted directory. */
+/**
+ * The data key of the first shard; the proxy reads every `*.yaml` file of the mounted directory,
+ * so the other shards' keys (shardKey) sit beside it in one projected volume.
+ */
 export const CONFIG_KEY = 'policies.yaml';
+/**
+ * The largest shard written, data and metadata together. The API server refuses an object over
+ * 1 MiB (etcd's request limit, Kubernetes "ConfigMaps"); this leaves room for the fields the API
+ * server adds (managedFields, timestamps) and for a policy growing by an edit.
+ */
+export const SHARD_MAX_BYTES = 768 * 1024;
+/** Annotations are limited to 256 KiB in total (apimachinery ValidateAnnotations). */
+export const ANNOTATIONS_MAX_BYTES = 200 * 1024;
 export const HEADER = '# Rendered by cardinal-operator from MetricPolicy resources; do not edit.';
 /**
  * What the cluster reads (spec.unused), as one MetricUsage document; only rendered when a policy of
@@ -26,6 +37,10 @@ export const USAGE_HEADER =
   '# Rendered by cardinal-operator from PrometheusRules and Grafana dashboards; do not edit.';
 /** Every data key the operator writes; a live key among them that is not rendered is stale. */
 export const RENDERED_KEYS: readonly string[] = [CONFIG_KEY, USAGE_KEY];
+/** Whether `key` is one the operator renders in some shard: policies.yaml, policies-N.yaml, usage.yaml. */
+export function isRenderedKey(key: string): boolean {
+  return RENDERED_KEYS.includes(key) || /^policies-\d+\.yaml$/.test(key);
+}
 
 /** sha256 (hex) of the `policies.yaml` text: `kubectl get cm ... | sha256sum` gives the same. */
 export const CONFIG_HASH_ANNOTATION = 'cardinal.dev/config-hash';
@@ -52,16 +67,54 @@ export interface RenderInput {
   /**
    * What the cluster reads, for policies with spec.unused: a spec to render, or the text of a
    * usage.yaml rendered before (kept while the usage watches are not synced). Ignored when no
-   * policy sets spec.unused.
+   * policy sets spec.unused. It goes into the first shard.
    */
   readonly usage?: MetricUsageSpecT | string | undefined;
+  /**
+   * How many ConfigMaps the configuration is split over (operator --config-shards; the chart mounts
+   * as many into one projected volume). Default 1: one ConfigMap, as before shards existed.
+   */
+  readonly shards?: number;
+  /** One policy's YAML document (renderPolicyYaml); the caller may memoise it per generation. */
+  readonly policyYaml?: (policy: MetricPolicy) => string;
 }
 
+/**
+ * The shard a policy is rendered into: by a hash of its id, so a policy stays in its shard while
+ * the shard count stays, and an edit rewrites one ConfigMap only.
+ */
+export function shardOf(id: string, shards: number): number {
+  if (shards <= 1) return 0;
+  return createHash('sha256').update(id).digest().readUInt32BE(0) % shards;
+}
+
+/** The ConfigMap of shard `i`: the first keeps the name of the single ConfigMap. */
+export function shardName(instance: string, i: number): string {
+  return i === 0 ? configMapName(instance) : `${configMapName(instance)}-${i}`;
+}
+
+/** The data key of shard `i`: distinct per shard, since all shards are mounted in one directory. */
+export function shardKey(i: number): string {
+  return i === 0 ? CONFIG_KEY : `policies-${i}.yaml`;
+}
+
+/** The instance's single ConfigMap: renderProxyConfigMaps with one shard. */
 export function renderProxyConfigMap(input: RenderInput): ConfigMap {
+  return renderProxyConfigMaps({ ...input, shards: 1 })[0]!;
+}
+
+/**
+ * The instance's ConfigMaps, one per shard, in shard order; every shard is rendered, an empty one
+ * with its header only, so the set of files the proxies mount does not depend on the policies.
+ */
+export function renderProxyConfigMaps(input: RenderInput): ConfigMap[] {
   const problem = instanceProblem(input.instance);
   if (problem !== undefined) throw new RangeError(problem);
+  const shards = input.shards ?? 1;
+  if (!(Number.isInteger(shards) && shards >= 1))
+    throw new RangeError(`shards: ${shards} must be a positive integer`);
   const policies = [...input.policies].sort(byNamespaceName);
-  const generations: Record<string, number> = {};
+  const byShard: MetricPolicy[][] = Array.from({ length: shards }, () => []);
   for (const [i, p] of policies.entries()) {
     const id = policyId(p);
     if (selectInstance(p) !== input.instance) {
@@ -70,18 +123,33 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
     const before = policies[i - 1];
     if (before !== undefined && policyId(before) === id)
       throw new RangeError(`MetricPolicy ${id} is given twice`);
-    generations[id] = p.metadata.generation;
+    byShard[shardOf(id, shards)]!.push(p);
   }
-  const text = renderPoliciesYaml(policies);
-  const data: Record<string, string> = { [CONFIG_KEY]: text };
-  if (input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
-    data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
-  }
+  const yaml = input.policyYaml ?? renderPolicyYaml;
+  return byShard.map((mine, shard) => {
+    const generations: Record<string, number> = {};
+    for (const p of mine) generations[policyId(p)] = p.metadata.generation;
+    const text = `${HEADER}\n${mine.map(yaml).join('')}`;
+    const data: Record<string, string> = { [shardKey(shard)]: text };
+    if (shard === 0 && input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
+      data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
+    }
+    return shardConfigMap(input, shard, text, generations, data);
+  });
+}
+
+function shardConfigMap(
+  input: RenderInput,
+  shard: number,
+  text: string,
+  generations: Record<string, number>,
+  data: Record<string, string>,
+): ConfigMap {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
-      name: configMapName(input.instance),
+      name: shardName(input.instance, shard),
       namespace: input.namespace,
       labels: {
         'app.kubernetes.io/managed-by': 'cardinal-operator',
@@ -96,6 +164,36 @@ export function renderProxyConfigMap(input: RenderInput): ConfigMap {
     },
     data,
   };
+}
+
+/**
+ * What a ConfigMap weighs against the API server's limits: its JSON size, and that of its
+ * annotations. Counted in UTF-8 bytes, as etcd stores it.
+ */
+export function configMapBytes(configMap: ConfigMap): { total: number; annotations: number } {
+  const annotations = Object.entries(configMap.metadata.annotations).reduce(
+    (n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v),
+    0,
+  );
+  return { total: Buffer.byteLength(JSON.stringify(configMap)), annotations };
+}
+
+/**
+ * Why a shard cannot be written, or undefined when it can: over SHARD_MAX_BYTES in all, or over
+ * ANNOTATIONS_MAX_BYTES of annotations (the generations list grows with the policies).
+ */
+export function shardProblem(configMap: ConfigMap): string | undefined {
+  const { total, annotations } = configMapBytes(configMap);
+  const name = `ConfigMap ${configMap.metadata.namespace}/${configMap.metadata.name}`;
+  if (total > SHARD_MAX_BYTES)
+    return `${name} would hold ${kib(total)} KiB, over the ${kib(SHARD_MAX_BYTES)} KiB a shard may hold (the API server refuses objects over 1 MiB); raise the operator's --config-shards (chart: operator.configShards)`;
+  if (annotations > ANNOTATIONS_MAX_BYTES)
+    return `${name} would carry ${kib(annotations)} KiB of annotations, over ${kib(ANNOTATIONS_MAX_BYTES)} KiB; raise the operator's --config-shards (chart: operator.configShards)`;
+  return undefined;
+}
+
+function kib(bytes: number): number {
+  return Math.ceil(bytes / 1024);
 }
 
 const usageTexts = new WeakMap<MetricUsageSpecT, string>();
@@ -141,17 +239,18 @@ function usageText(spec: MetricUsageSpecT, sources: boolean): string {
  * by YAML 1.1 and 1.2 parsers alike; lines are never folded, so a long regex stays on one line.
  */
 export function renderPoliciesYaml(policies: readonly MetricPolicy[]): string {
-  let out = `${HEADER}\n`;
-  for (const p of policies) {
-    const doc = {
-      apiVersion: p.apiVersion,
-      kind: p.kind,
-      metadata: { name: p.metadata.name, namespace: p.metadata.namespace },
-      spec: p.spec,
-    };
-    out += `---\n${stringify(sortKeys(doc), { version: '1.1', lineWidth: 0, aliasDuplicateObjects: false })}`;
-  }
-  return out;
+  return `${HEADER}\n${policies.map(renderPolicyYaml).join('')}`;
+}
+
+/** One policy's document of renderPoliciesYaml, starting with its `---` line. */
+export function renderPolicyYaml(p: MetricPolicy): string {
+  const doc = {
+    apiVersion: p.apiVersion,
+    kind: p.kind,
+    metadata: { name: p.metadata.name, namespace: p.metadata.namespace },
+    spec: p.spec,
+  };
+  return `---\n${stringify(sortKeys(doc), { version: '1.1', lineWidth: 0, aliasDuplicateObjects: false })}`;
 }
 
 /**
@@ -160,12 +259,20 @@ export function renderPoliciesYaml(policies: readonly MetricPolicy[]): string {
  * proxy/config/load.ts, which hashes each file's path and content. The mount must be the whole
  * ConfigMap, not a subPath: the kubelet never updates a subPath mount.
  */
-export function proxyConfigHash(configMap: Pick<ConfigMap, 'data'>, mountPath: string): string {
+export function proxyConfigHash(
+  configMaps: Pick<ConfigMap, 'data'> | readonly Pick<ConfigMap, 'data'>[],
+  mountPath: string,
+): string {
+  // Every shard is projected into the one directory, so the proxy hashes their keys together.
+  const data: Record<string, string> = Object.assign(
+    {},
+    ...(Array.isArray(configMaps) ? configMaps : [configMaps]).map((c) => c.data),
+  );
   const hash = createHash('sha256');
-  const keys = Object.keys(configMap.data)
+  const keys = Object.keys(data)
     .filter((k) => !k.startsWith('.') && /\.(ya?ml|json)$/i.test(k))
     .sort();
-  for (const key of keys) hash.update(`${posix.join(mountPath, key)}\0${configMap.data[key]}\0`);
+  for (const key of keys) hash.update(`${posix.join(mountPath, key)}\0${data[key]}\0`);
   return hash.digest('hex');
 }
 

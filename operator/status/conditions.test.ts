@@ -13,11 +13,13 @@ import {
   ACCEPTED,
   computeStatus,
   DEGRADED,
+  notReadyReason,
   offenderLine,
   type ProxyReport,
   READY,
   type StatusInput,
   setCondition,
+  statusChanged,
   statusEqual,
 } from './conditions.js';
 
@@ -379,5 +381,66 @@ describe('the status schema', () => {
     const structural = toStructural(MetricPolicyStatusSchema, 'status');
     expect(structural.type).toBe('object');
     expect(Object.keys(structural.properties as object)).toContain('topOffender');
+  });
+});
+
+describe('statusChanged', () => {
+  const offender = (rate: number, samples: number) => ({
+    metric: 'm',
+    series: 3,
+    droppedSamplesPerSecond: rate,
+    droppedSamples: samples,
+    reason: 'metric_dropped',
+  });
+  const status = (rate: number, samples: number): MetricPolicyStatus => ({
+    observedGeneration: 1,
+    droppedSamplesPerSecond: rate,
+    topOffenders: [offender(rate, samples)],
+    topOffender: `m ${rate}/s metric_dropped`,
+  });
+  it.each([
+    ['the same', status(100, 10), status(100, 10), false],
+    // A steady drop: the counter grows and the rate wobbles, which is not worth a write.
+    ['a counter that grew and a rate within 5 %', status(100, 10), status(104, 5000), false],
+    ['a rate that moved more than 5 %', status(100, 10), status(106, 10), true],
+    ['a rate that fell to 0', status(100, 10), status(0, 10), true],
+    ['a rate that became known', { observedGeneration: 1 }, status(0, 0), true],
+    ['a new generation', status(100, 10), { ...status(100, 10), observedGeneration: 2 }, true],
+    ['offenders marked stale', status(100, 10), { ...status(100, 10), offendersStale: true }, true],
+  ] as const)('%s: %s', (_name, live, next, changed) => {
+    expect(statusChanged(live, next)).toBe(changed);
+  });
+});
+
+describe('notReadyReason', () => {
+  const c = (type: string, status: 'True' | 'False' | 'Unknown', reason: string) => ({
+    type,
+    status,
+    reason,
+    message: '',
+    observedGeneration: 1,
+    lastTransitionTime: '2030-01-01T00:00:00Z',
+  });
+  it.each([
+    [[c('Accepted', 'False', 'InvalidSpec'), c('Ready', 'False', 'NotAccepted')], 'InvalidSpec'],
+    [[c('Accepted', 'True', 'Accepted'), c('Ready', 'False', 'Pending')], 'Pending'],
+    [
+      [
+        c('Accepted', 'True', 'Accepted'),
+        c('Ready', 'True', 'ConfigLoaded'),
+        c('Degraded', 'True', 'ReloadFailed'),
+      ],
+      'ReloadFailed',
+    ],
+    [
+      [
+        c('Accepted', 'True', 'Accepted'),
+        c('Ready', 'True', 'ConfigLoaded'),
+        c('Degraded', 'False', 'AsExpected'),
+      ],
+      undefined,
+    ],
+  ])('%j: %s', (conditions, reason) => {
+    expect(notReadyReason(conditions)).toBe(reason);
   });
 });

@@ -57,6 +57,8 @@ export interface ProxyReport {
   readonly configHash?: string;
   /** The proxy's last failed reload, which left its previous configuration in force. */
   readonly lastError?: string;
+  /** Why it could not be reached; absent when reachable. */
+  readonly reason?: string;
 }
 
 export interface StatusInput {
@@ -72,10 +74,26 @@ export interface StatusInput {
   readonly renderedHash: string;
   /** The generations in that rendering, by policy id (renderedGenerations of the ConfigMap). */
   readonly renderedGenerations: Readonly<Record<string, number>>;
+  /**
+   * Whether a configuration hash a proxy reports holds this policy's generation: by default only
+   * renderedHash does; the controller also knows the hashes of the renders before it, so a policy
+   * is Ready as soon as the proxies run any configuration with its generation, and stays Ready,
+   * unwritten, when an edit of another policy changes the instance's hash.
+   */
+  readonly holds?: (hash: string) => boolean;
+  /** The hash status.proxies names; default renderedHash (the caller keeps an earlier one that still holds). */
+  readonly configHash?: string;
   /** This policy's offenders (aggregateOffenders); bounded to TOP_OFFENDERS_LIMIT and sorted here. */
   readonly topOffenders: readonly TopOffender[];
   /** This policy's drop rate over every metric; absent when not known. */
   readonly droppedSamplesPerSecond?: number;
+  /** How full the policy's fullest limit is on the fullest proxy, in %; absent when not known. */
+  readonly limitsFillPercent?: number;
+  /**
+   * Why the policy's part of the configuration cannot be delivered (a shard too large for the API
+   * server); the live ConfigMap stays in force.
+   */
+  readonly undeliverable?: string;
   readonly now: Date;
 }
 
@@ -104,7 +122,8 @@ export function setCondition(
 
 /** The status the policy should have. Holds exactly the Accepted, Ready and Degraded conditions, in that order. */
 export function computeStatus(input: StatusInput): MetricPolicyStatus {
-  const { policy, proxies, renderedHash } = input;
+  const { policy, proxies } = input;
+  const holds = holdsOf(input);
   const generation = policy.metadata.generation;
   const previous = policy.status?.conditions ?? [];
   const updates = [accepted(input), ready(input), degraded(input)];
@@ -118,23 +137,46 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
   });
   const topOffenders = boundOffenders(input.topOffenders, TOP_OFFENDERS_LIMIT);
   const first = topOffenders[0];
+  const why = notReadyReason(conditions);
   return {
     observedGeneration: generation,
     conditions,
+    ...(why === undefined ? {} : { reason: why }),
     proxies: {
-      ready: proxies.filter((p) => p.reachable && p.configHash === renderedHash).length,
+      ready: proxies.filter((p) => p.reachable && p.configHash !== undefined && holds(p.configHash)).length,
       total: proxies.length,
-      configHash: renderedHash,
+      configHash: input.configHash ?? input.renderedHash,
     },
     topOffenders,
     ...(input.droppedSamplesPerSecond === undefined
       ? {}
       : { droppedSamplesPerSecond: input.droppedSamplesPerSecond }),
     ...(first === undefined ? {} : { topOffender: offenderLine(first) }),
+    ...(input.limitsFillPercent === undefined ? {} : { limitsFillPercent: input.limitsFillPercent }),
   };
 }
 
+/**
+ * The Reason printer column: why the policy is not Ready, or what degrades it. The rejection's
+ * reason when not accepted, else Ready's reason when Ready is not True, else Degraded's when True;
+ * undefined when all is well.
+ */
+export function notReadyReason(conditions: readonly Condition[]): string | undefined {
+  const of = (type: string) => conditions.find((c) => c.type === type);
+  const accepted = of(ACCEPTED);
+  if (accepted?.status === 'False') return accepted.reason;
+  const ready = of(READY);
+  if (ready !== undefined && ready.status !== 'True') return ready.reason;
+  const degraded = of(DEGRADED);
+  if (degraded?.status === 'True') return degraded.reason;
+  return undefined;
+}
+
 type Update = Omit<ConditionUpdate, 'observedGeneration'>;
+
+function holdsOf(input: StatusInput): (hash: string) => boolean {
+  return input.holds ?? ((hash) => hash === input.renderedHash);
+}
 
 function accepted({ policy, accepted }: StatusInput): Update {
   if (!accepted.ok)
@@ -162,6 +204,14 @@ function ready(input: StatusInput): Update {
           : `Generation ${generation} is not accepted; generation ${inForce} stays in force.`,
     };
   }
+  if (inForce !== generation && input.undeliverable !== undefined) {
+    return {
+      type: READY,
+      status: 'False',
+      reason: 'ConfigTooLarge',
+      message: `Generation ${generation} cannot be delivered: ${input.undeliverable}.`,
+    };
+  }
   if (inForce !== generation) {
     return {
       type: READY,
@@ -179,7 +229,8 @@ function ready(input: StatusInput): Update {
     };
   }
   const reachable = proxies.filter((p) => p.reachable);
-  const behind = reachable.filter((p) => p.configHash !== renderedHash);
+  const holds = holdsOf(input);
+  const behind = reachable.filter((p) => p.configHash === undefined || !holds(p.configHash));
   if (behind.length > 0) {
     return {
       type: READY,
@@ -194,20 +245,28 @@ function ready(input: StatusInput): Update {
       type: READY,
       status: 'Unknown',
       reason: 'ProxiesUnreachable',
-      message: `${unreachable} of ${proxies.length} proxies could not be reached: ${names(proxies.filter((p) => !p.reachable))}.`,
+      message: `${unreachable} of ${proxies.length} proxies could not be reached: ${unreachableNames(proxies)}.`,
     };
   }
   return {
     type: READY,
     status: 'True',
     reason: 'ConfigLoaded',
-    message: `All ${proxies.length} proxies run generation ${generation} (configuration ${short(renderedHash)}).`,
+    message: `All ${proxies.length} proxies run generation ${generation} (configuration ${short(input.configHash ?? renderedHash)}).`,
   };
 }
 
-function degraded({ accepted, proxies }: StatusInput): Update {
+function degraded({ accepted, proxies, undeliverable }: StatusInput): Update {
   if (!accepted.ok) {
     return { type: DEGRADED, status: 'False', reason: 'NotAccepted', message: 'See the Accepted condition.' };
+  }
+  if (undeliverable !== undefined) {
+    return {
+      type: DEGRADED,
+      status: 'True',
+      reason: 'ConfigTooLarge',
+      message: `The configuration holding this policy cannot be written: ${undeliverable}.`,
+    };
   }
   const failed = proxies.filter((p) => p.reachable && p.lastError !== undefined);
   const first = failed[0];
@@ -225,7 +284,7 @@ function degraded({ accepted, proxies }: StatusInput): Update {
       type: DEGRADED,
       status: 'True',
       reason: 'ProxiesUnreachable',
-      message: `${unreachable.length} of ${proxies.length} proxies could not be reached: ${names(unreachable)}.`,
+      message: `${unreachable.length} of ${proxies.length} proxies could not be reached: ${unreachableNames(proxies)}.`,
     };
   }
   return { type: DEGRADED, status: 'False', reason: 'AsExpected', message: '' };
@@ -238,6 +297,55 @@ function degraded({ accepted, proxies }: StatusInput): Update {
  */
 export function statusEqual(a: MetricPolicyStatus | undefined, b: MetricPolicyStatus | undefined): boolean {
   return deepEqual(a ?? {}, b ?? {});
+}
+
+/**
+ * Relative change below which a rate in status is not rewritten: a steady drop rate wobbles from
+ * one reading to the next, and rewriting thousands of statuses for that would be all the operator
+ * does. The status stays within this of the latest reading.
+ */
+export const RATE_TOLERANCE = 0.05;
+/** Fields that are rates: compared within RATE_TOLERANCE. */
+const RATE_KEYS = new Set(['droppedSamplesPerSecond', 'samplesPerSecond']);
+/**
+ * Never a reason for a write on their own: counters that only grow while a policy drops, shown as
+ * of the last write (Kubernetes API conventions: status is not for fast-changing values), and the
+ * printer line, which is derived from topOffenders (compared with their rates' tolerance) and
+ * offendersStale.
+ */
+const UNCOMPARED_KEYS = new Set(['droppedSamples', 'topOffender']);
+
+/**
+ * Whether `next` differs from the live status in something a user can see: statusEqual, except
+ * that rates within RATE_TOLERANCE of each other are the same and sample counters do not count.
+ * The reconcile writes a status only when this is true, so a steady state writes nothing.
+ */
+export function statusChanged(live: MetricPolicyStatus | undefined, next: MetricPolicyStatus): boolean {
+  return !similar(live ?? {}, next, undefined);
+}
+
+function similar(a: unknown, b: unknown, key: string | undefined): boolean {
+  if (key !== undefined && UNCOMPARED_KEYS.has(key)) return true;
+  if (key !== undefined && RATE_KEYS.has(key) && typeof a === 'number' && typeof b === 'number') {
+    if (a === b) return true;
+    if (a === 0 || b === 0) return false;
+    return Math.abs(a - b) <= RATE_TOLERANCE * Math.max(a, b);
+  }
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return (
+      Array.isArray(a) &&
+      Array.isArray(b) &&
+      a.length === b.length &&
+      a.every((v, i) => similar(v, b[i], undefined))
+    );
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)]);
+  for (const k of keys) if (!similar(ra[k], rb[k], k)) return false;
+  return true;
 }
 
 function deepEqual(a: unknown, b: unknown): boolean {
@@ -288,6 +396,13 @@ function names(proxies: readonly ProxyReport[]): string {
   const named = proxies.slice(0, MAX_NAMED).map((p) => p.endpoint);
   const more = proxies.length - named.length;
   return more > 0 ? `${named.join(', ')} and ${more} more` : named.join(', ');
+}
+
+/** The unreachable proxies, and why the first one was. */
+function unreachableNames(proxies: readonly ProxyReport[]): string {
+  const down = proxies.filter((p) => !p.reachable);
+  const why = down[0]?.reason;
+  return why === undefined ? names(down) : `${names(down)} (${down[0]!.endpoint}: ${why})`;
 }
 
 function truncate(message: string): string {

@@ -1,20 +1,26 @@
-// The Kubernetes Events the operator records on a MetricPolicy, decided from what a reconcile
-// changes, so that a steady state records none: an Event marks a transition, never a level.
+// The Kubernetes Events the operator records, decided from what a status write changes, so that a
+// steady state records none: an Event marks a transition, never a level.
 //
-//   Accepted (Normal)   a generation was accepted for the first time: its Accepted condition
-//                       turned True for that generation.
-//   Rejected (Warning)  a generation was rejected, or rejected for a new reason; the message is
-//                       the Accepted condition's (InvalidSpec and the validator's words).
-//   Applied (Normal)    the instance's ConfigMap was written with a generation of the policy it
-//                       did not hold before.
+//   Rejected (Warning)       a generation was rejected, or rejected for a new reason; the message
+//                            is the Accepted condition's (InvalidSpec and the validator's words).
+//   Degraded (Warning)       Degraded turned True, or True for a new reason (ReloadFailed,
+//                            ProxiesUnreachable, ConfigTooLarge).
+//   Accepted (Normal)        an edit was accepted (a generation after the first), or a rejected
+//                            policy was accepted again. A new policy's first acceptance records
+//                            none: its status says so, and a thousand policies applied at once
+//                            would otherwise cost a thousand writes.
+//   ConfigTooLarge (Warning) on a rendered ConfigMap: a shard could not be written (the operator
+//                            records it on each render that finds it so; the recorder aggregates).
 //
-// Pure: the reconcile loop decides with these functions and records what they return. Events are
-// core/v1 Events (the API conventions' "Events"), which `kubectl describe` and `kubectl get events`
-// show; the fields follow client-go's record.EventRecorder.
+// Pure: the reconcile decides with these functions and hands the result to the recorder
+// (operator/controller/recorder.ts), which deduplicates and aggregates as client-go's
+// record.EventCorrelator does (correlate below). Events are core/v1 Events (the API conventions'
+// "Events"), which `kubectl describe` and `kubectl get events` show.
 
 import type { Condition, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
-import { policyId, selectInstance } from '../render/instance.js';
-import { ACCEPTED } from './conditions.js';
+import type { EventTarget } from '../controller/reconcile.js';
+import { selectInstance } from '../render/instance.js';
+import { ACCEPTED, DEGRADED } from './conditions.js';
 
 /** The component every Event names as its source and reporter. */
 export const REPORTING_COMPONENT = 'cardinal-operator';
@@ -24,18 +30,29 @@ const MAX_MESSAGE = 1024;
 
 export interface PolicyEvent {
   readonly type: 'Normal' | 'Warning';
-  readonly reason: 'Accepted' | 'Rejected' | 'Applied';
+  readonly reason: 'Accepted' | 'Rejected' | 'Degraded' | 'ConfigTooLarge';
   readonly message: string;
+}
+
+/** The Events that writing `next` over the policy's current status records, in that order. */
+export function statusEvents(policy: MetricPolicy, next: MetricPolicyStatus): PolicyEvent[] {
+  const out: PolicyEvent[] = [];
+  const accepted = acceptanceEvent(policy, next);
+  if (accepted !== undefined) out.push(accepted);
+  const degraded = degradedEvent(policy.status, next);
+  if (degraded !== undefined) out.push(degraded);
+  return out;
 }
 
 /**
  * The Accepted or Rejected Event that writing `next` over the policy's current status records:
- * none when the Accepted condition says what it said, for the same generation.
+ * none when the Accepted condition says what it said, for the same generation, and none for the
+ * first acceptance of a policy never judged before.
  */
 export function acceptanceEvent(policy: MetricPolicy, next: MetricPolicyStatus): PolicyEvent | undefined {
-  const after = acceptedCondition(next);
+  const after = condition(next, ACCEPTED);
   if (after === undefined || after.status === 'Unknown') return undefined;
-  const before = acceptedCondition(policy.status);
+  const before = condition(policy.status, ACCEPTED);
   if (
     before !== undefined &&
     before.status === after.status &&
@@ -46,6 +63,8 @@ export function acceptanceEvent(policy: MetricPolicy, next: MetricPolicyStatus):
     return undefined;
   const generation = after.observedGeneration ?? policy.metadata.generation;
   if (after.status === 'True') {
+    const judged = before !== undefined && before.status !== 'Unknown';
+    if (!judged) return undefined;
     return {
       type: 'Normal',
       reason: 'Accepted',
@@ -59,30 +78,16 @@ export function acceptanceEvent(policy: MetricPolicy, next: MetricPolicyStatus):
   };
 }
 
-/**
- * The Applied Events of a ConfigMap write: one per policy whose generation in the written
- * ConfigMap (`after`, renderedGenerations) differs from the one it held before (`before`).
- */
-export function appliedEvents(
-  policies: readonly MetricPolicy[],
-  before: Readonly<Record<string, number>>,
-  after: Readonly<Record<string, number>>,
-  configMap: { readonly namespace: string; readonly name: string },
-): { policy: MetricPolicy; event: PolicyEvent }[] {
-  return policies.flatMap((policy) => {
-    const generation = after[policyId(policy)];
-    if (generation === undefined || before[policyId(policy)] === generation) return [];
-    return [
-      {
-        policy,
-        event: {
-          type: 'Normal',
-          reason: 'Applied',
-          message: `Generation ${generation} written to ConfigMap ${configMap.namespace}/${configMap.name}.`,
-        },
-      },
-    ];
-  });
+/** The Degraded Event of a write: when Degraded turns True, or stays True for a new reason. */
+export function degradedEvent(
+  before: MetricPolicyStatus | undefined,
+  next: MetricPolicyStatus,
+): PolicyEvent | undefined {
+  const after = condition(next, DEGRADED);
+  if (after?.status !== 'True') return undefined;
+  const was = condition(before, DEGRADED);
+  if (was?.status === 'True' && was.reason === after.reason) return undefined;
+  return { type: 'Warning', reason: 'Degraded', message: truncate(`${after.reason}: ${after.message}`) };
 }
 
 /** A core/v1 Event as the API server takes it (CoreV1Event of @kubernetes/client-node). */
@@ -110,24 +115,24 @@ export interface EventObject {
 }
 
 /**
- * The Event object for `event` on `policy`. Named as client-go names them, `<object>.<time in
+ * The Event object for `event` on `target`. Named as client-go names them, `<object>.<time in
  * hex nanoseconds>`, so two Events of one object never collide; `reportingInstance` names the
  * operator replica (its host name).
  */
 export function buildEvent(
-  policy: MetricPolicy,
+  target: EventTarget,
   event: PolicyEvent,
   at: { readonly now: Date; readonly instance: string; readonly sequence?: number },
 ): EventObject {
   const nanos = BigInt(at.now.getTime()) * 1_000_000n + BigInt(at.sequence ?? 0);
-  const { name, namespace, uid, resourceVersion } = policy.metadata;
+  const { name, namespace, uid, resourceVersion } = target.metadata;
   return {
     apiVersion: 'v1',
     kind: 'Event',
     metadata: { name: `${name}.${nanos.toString(16)}`, namespace },
     involvedObject: {
-      apiVersion: policy.apiVersion,
-      kind: policy.kind,
+      apiVersion: target.apiVersion,
+      kind: target.kind,
       name,
       namespace,
       ...(uid === undefined ? {} : { uid }),
@@ -145,8 +150,114 @@ export function buildEvent(
   };
 }
 
-function acceptedCondition(status: MetricPolicyStatus | undefined): Condition | undefined {
-  return status?.conditions?.find((c) => c.type === ACCEPTED);
+function condition(status: MetricPolicyStatus | undefined, type: string): Condition | undefined {
+  return status?.conditions?.find((c) => c.type === type);
+}
+
+// Aggregation and deduplication, as client-go's EventCorrelator (tools/record/events_cache.go):
+// an Event like one recorded within the last ten minutes on the same object (same type, reason
+// and message) is not created again; the existing one gets count + 1 and a new lastTimestamp.
+// When more than ten Events of one object share type and reason but differ in message within ten
+// minutes, the rest are folded into one whose message starts "(combined from similar events): ".
+
+/** client-go's defaultAggregateMaxEvents and defaultAggregateIntervalInSeconds. */
+export const AGGREGATE_MAX_EVENTS = 10;
+export const AGGREGATE_INTERVAL_MS = 600_000;
+/** client-go's maxLruCacheEntries. */
+export const CORRELATION_CACHE_SIZE = 4096;
+export const COMBINED_PREFIX = '(combined from similar events): ';
+
+/** What the correlator remembers: per aggregate key its messages, per event key the Event written. */
+export interface CorrelationState {
+  readonly aggregates: Map<string, { messages: Set<string>; lastMs: number }>;
+  readonly events: Map<string, { name: string; count: number; firstTimestamp: Date; lastMs: number }>;
+}
+
+export function newCorrelationState(): CorrelationState {
+  return { aggregates: new Map(), events: new Map() };
+}
+
+/** What to write for an Event: a new one, or a patch of one written before. */
+export type Correlation =
+  | { readonly action: 'create'; readonly key: string; readonly event: EventObject }
+  | {
+      readonly action: 'patch';
+      readonly key: string;
+      readonly name: string;
+      readonly namespace: string;
+      readonly count: number;
+      readonly message: string;
+      readonly lastTimestamp: Date;
+    };
+
+/**
+ * Decides what recording `event` writes, and remembers it in `state` (bounded LRU maps). The
+ * caller writes the result and calls `forget(state, key)` when a patch finds the Event gone.
+ */
+export function correlate(state: CorrelationState, event: EventObject, nowMs: number): Correlation {
+  const o = event.involvedObject;
+  const aggregateKey = [
+    event.source.component,
+    o.kind,
+    o.namespace,
+    o.name,
+    o.uid ?? '',
+    event.type,
+    event.reason,
+  ].join('\0');
+  let aggregate = lru(state.aggregates, aggregateKey);
+  if (aggregate === undefined || nowMs - aggregate.lastMs > AGGREGATE_INTERVAL_MS) {
+    aggregate = { messages: new Set(), lastMs: nowMs };
+  }
+  aggregate.messages.add(event.message);
+  aggregate.lastMs = nowMs;
+  put(state.aggregates, aggregateKey, aggregate);
+  const combined = aggregate.messages.size > AGGREGATE_MAX_EVENTS;
+  const message = combined ? truncate(COMBINED_PREFIX + event.message) : event.message;
+  const key = combined ? aggregateKey : `${aggregateKey}\0${event.message}`;
+
+  const seen = lru(state.events, key);
+  if (seen !== undefined && nowMs - seen.lastMs <= AGGREGATE_INTERVAL_MS) {
+    seen.count++;
+    seen.lastMs = nowMs;
+    put(state.events, key, seen);
+    return {
+      action: 'patch',
+      key,
+      name: seen.name,
+      namespace: event.metadata.namespace,
+      count: seen.count,
+      message,
+      lastTimestamp: new Date(nowMs),
+    };
+  }
+  put(state.events, key, {
+    name: event.metadata.name,
+    count: 1,
+    firstTimestamp: event.firstTimestamp,
+    lastMs: nowMs,
+  });
+  return { action: 'create', key, event: { ...event, message } };
+}
+
+/** Forgets the Event of `key`: it expired on the API server, so the next one is created anew. */
+export function forget(state: CorrelationState, key: string): void {
+  state.events.delete(key);
+}
+
+function lru<V>(map: Map<string, V>, key: string): V | undefined {
+  const v = map.get(key);
+  if (v !== undefined) {
+    map.delete(key);
+    map.set(key, v);
+  }
+  return v;
+}
+
+function put<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > CORRELATION_CACHE_SIZE) map.delete(map.keys().next().value as string);
 }
 
 function truncate(message: string): string {

@@ -24,6 +24,13 @@ export type ProxyObservation =
       readonly complete: boolean;
       /** Each reachable proxy's unused report (spec.unused), by policy id. */
       readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+      /** The fullest limit of each policy with limits, in %, over the proxies. */
+      readonly limits?: ReadonlyMap<string, number>;
+      /**
+       * False when no proxy's drops are in `offenders`: the last rate round reached none of them.
+       * The statuses then keep what the proxies last told, marked stale. Absent: true.
+       */
+      readonly reported?: boolean;
     }
   | { readonly observed: false; readonly reason: string; readonly message: string };
 
@@ -34,6 +41,7 @@ export function observationOf(round: {
   readonly previous: readonly EndpointPoll[];
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
+  readonly limits?: ReadonlyMap<string, number>;
 }): ProxyObservation {
   const previous = new Set(round.previous.map((p) => p.endpoint));
   const complete =
@@ -45,21 +53,26 @@ export function observationOf(round: {
     offenders: round.offenders,
     complete,
     unused: round.unused ?? new Map(),
+    limits: round.limits ?? new Map(),
+    reported: round.current.length > 0,
   };
 }
 
-/** computeStatus's topOffenders and droppedSamplesPerSecond for the policy `id`. */
+/** computeStatus's topOffenders, droppedSamplesPerSecond and limitsFillPercent for the policy `id`. */
 export function policyDrops(
   observation: Extract<ProxyObservation, { observed: true }>,
   id: string,
-): { topOffenders: readonly TopOffender[]; droppedSamplesPerSecond?: number } {
+): { topOffenders: readonly TopOffender[]; droppedSamplesPerSecond?: number; limitsFillPercent?: number } {
+  const fill = observation.limits?.get(id);
+  const limits = fill === undefined ? {} : { limitsFillPercent: fill };
   const mine = observation.offenders.get(id);
   if (mine === undefined) {
     return observation.complete && observation.proxies.length > 0
-      ? { topOffenders: [], droppedSamplesPerSecond: 0 }
-      : { topOffenders: [] };
+      ? { topOffenders: [], droppedSamplesPerSecond: 0, ...limits }
+      : { topOffenders: [], ...limits };
   }
   return {
+    ...limits,
     topOffenders: mine.topOffenders,
     ...(mine.droppedSamplesPerSecond === undefined
       ? {}

@@ -35,6 +35,23 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads every shard of a projected volume from the one version ..data names', () => {
+    // The kubelet's layout (test/framework/kubelet.ts): key -> ..data/key, ..data -> ..<version>.
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-cfg-'));
+    for (const version of ['..v1', '..v2']) {
+      mkdirSync(join(dir, version));
+      writeFileSync(join(dir, version, 'policies.yaml'), policy(`a-${version.slice(2)}`));
+      writeFileSync(join(dir, version, 'policies-1.yaml'), policy(`b-${version.slice(2)}`));
+    }
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync(join('..data', 'policies.yaml'), join(dir, 'policies.yaml'));
+    // What a read through ..data would find halfway through a swap: the next version's file.
+    symlinkSync(join('..v2', 'policies-1.yaml'), join(dir, 'policies-1.yaml'));
+    const cfg = loadConfig(dir);
+    expect(cfg.policies.map((p) => p.name)).toEqual(['b-v1', 'a-v1']);
+    expect(cfg.files).toEqual([join(dir, 'policies-1.yaml'), join(dir, 'policies.yaml')]);
+  });
+
   it('no path means no policies', () => {
     const cfg = loadConfig(undefined);
     expect(cfg.policies).toEqual([]);

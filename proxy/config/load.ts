@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
 
 export const API_VERSION = 'cardinal.dev/v1alpha1';
@@ -95,26 +95,59 @@ export function loadConfig(path: string | undefined): LoadedConfig {
  */
 export function readConfig(path: string | undefined): ReadConfig {
   if (path === undefined) return { ...freeze([], [], []), problems: Object.freeze([]) };
-  const files = listConfigFiles(path, 'config');
+  // A mounted volume, one ConfigMap or several projected into one directory (the operator's
+  // shards), changes by one rename of `..data` over a new timestamped directory. Every file is
+  // read from the version `..data` named when the reading began, and read again when it moved
+  // meanwhile, so a configuration is never a mix of two versions and has one hash. Only the
+  // reading is repeated, which takes milliseconds; parsing starts once the texts are one version.
+  for (let attempt = 1; ; attempt++) {
+    const version = dataVersion(path);
+    let texts: { file: string; text: string }[] | undefined;
+    try {
+      texts = readVersion(path, version);
+    } catch (err) {
+      // A version that stayed put and fails is a real error; one that moved is read again.
+      if (dataVersion(path) === version || attempt >= MAX_READ_ATTEMPTS) throw err;
+    }
+    if (texts !== undefined && dataVersion(path) === version) return parseTexts(texts);
+    if (attempt >= MAX_READ_ATTEMPTS)
+      throw new ConfigError(`cannot read config ${path}: it changed ${attempt} times while it was read`);
+  }
+}
 
+const MAX_READ_ATTEMPTS = 10;
+
+/** The timestamped directory `..data` points to in a mounted volume; undefined elsewhere. */
+function dataVersion(path: string): string | undefined {
+  try {
+    return readlinkSync(join(path, '..data'));
+  } catch {
+    return undefined;
+  }
+}
+
+function readVersion(path: string, version: string | undefined): { file: string; text: string }[] {
+  return listConfigFiles(path, 'config').map((file) => {
+    // The kubelet's key files are symlinks through ..data: read the version's own file instead.
+    const pinned = version === undefined ? undefined : join(path, version, basename(file));
+    return { file, text: readFileSync(pinned !== undefined && existsSync(pinned) ? pinned : file, 'utf8') };
+  });
+}
+
+function parseTexts(texts: readonly { file: string; text: string }[]): ReadConfig {
   const hash = createHash('sha256');
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
   const problems: Problem[] = [];
-  for (const file of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      problems.push({ where: file, message: `cannot read: ${(err as Error).message}` });
-      continue;
-    }
+  for (const { file, text } of texts) {
+    // Hashed by the visible path, which the operator's expected hash uses too.
     hash.update(`${file}\0${text}\0`);
     const docs = readConfigFile(file, text);
     policies.push(...docs.policies);
     usage.push(...docs.usage);
     problems.push(...docs.problems);
   }
+  const files = texts.map((t) => t.file);
   return { ...freeze(policies, usage, files, hash.digest('hex')), problems: Object.freeze(problems) };
 }
 

@@ -308,7 +308,7 @@ export class Drain {
     });
     this.#logDrop('isolated', (suppressed) =>
       this.#opts.logger.warn(
-        { upstream: lastError, tenant: entry.tenant, samples: entry.samples, suppressed },
+        { upstream: lastError, tenant: entry.tenant, samples: entry.samples + entry.histograms, suppressed },
         'the upstream keeps failing for one queued request while it takes others; retrying it alone',
       ),
     );

@@ -185,9 +185,9 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
       expect.objectContaining({ metric: 'shop_debug_cache_entries', activeSeries: 3 }),
     );
 
-    // `kubectl get mp` shows the series dropping them would save.
+    // `kubectl get mp -o wide` shows the series dropping them would save.
     await eventually(async () => {
-      const [header, row] = (await kubectl(['-n', apps, 'get', 'mp'])).trim().split('\n');
+      const [header, row] = (await kubectl(['-n', apps, 'get', 'mp', '-o', 'wide'])).trim().split('\n');
       expect(header).toMatch(/\sUNUSED SERIES\s/);
       const col = header!.indexOf('UNUSED SERIES');
       expect(Number(row!.slice(col).split(/\s+/)[0])).toBeGreaterThanOrEqual(4);

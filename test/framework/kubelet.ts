@@ -84,36 +84,53 @@ function timestamp(d: Date): string {
 export type KubectlRunner = (args: string[]) => Promise<{ stdout: string; stderr: string; code: number }>;
 
 /**
- * The kubelet's part for a pod that mounts a ConfigMap: polls the ConfigMap and projects every
- * change into `dir` with `projectConfigMap` (the kubelet syncs on its own period too, by default
- * about a minute; tests use a short interval). A missing ConfigMap projects nothing, as an
- * `optional: true` volume would. Close it to stop.
+ * The kubelet's part for a pod that mounts a ConfigMap, or several in one projected volume
+ * (`names`): polls them and projects every change of any into `dir` with `projectConfigMap`, all
+ * keys in one payload, as the kubelet writes a projected volume (the kubelet syncs on its own
+ * period too, by default about a minute; tests use a short interval). A missing ConfigMap projects
+ * nothing, as an `optional: true` source would. Close it to stop.
  */
 export function syncConfigMap(options: {
   kubectl: KubectlRunner;
   namespace: string;
   name: string;
+  /** More ConfigMaps projected with `name`, such as the operator's other shards. */
+  names?: readonly string[];
   dir: string;
   intervalMs?: number;
 }): { close(): Promise<void>; readonly dirs: readonly string[] } {
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
+  const names = [options.name, ...(options.names ?? [])];
   const tick = async (): Promise<void> => {
     const r = await options.kubectl([
       '-n',
       options.namespace,
       'get',
       'configmap',
-      options.name,
+      ...names,
+      '--ignore-not-found',
       '-o',
       'json',
     ]);
-    if (r.code !== 0) return;
-    const cm = JSON.parse(r.stdout) as { data?: Record<string, string> };
-    await projectConfigMap(options.dir, cm.data ?? {});
+    if (r.code !== 0 || r.stdout.trim() === '') return;
+    const got = JSON.parse(r.stdout) as {
+      items?: { data?: Record<string, string> }[];
+      data?: Record<string, string>;
+    };
+    const items = got.items ?? [got];
+    await projectConfigMap(options.dir, Object.assign({}, ...items.map((cm) => cm.data ?? {})));
   };
+  // A sync still running when the next is due is not queued behind: the next one reads the latest.
+  let busy = false;
   const timer = setInterval(() => {
-    running = running.then(() => (stopped ? undefined : tick().catch(() => undefined)));
+    if (busy || stopped) return;
+    busy = true;
+    running = tick()
+      .catch(() => undefined)
+      .finally(() => {
+        busy = false;
+      });
   }, options.intervalMs ?? 250);
   return {
     dirs: [],

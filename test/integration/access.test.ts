@@ -204,6 +204,7 @@ describe('access control whatever the request target', () => {
     ['POST', '/-/reload'],
     ['GET', '/api/v1/status/config'],
     ['GET', '/api/v1/stats/top-offenders'],
+    ['GET', '/api/v1/stats/limits'],
   ];
 
   it.each(['http', 'https'])(

@@ -133,6 +133,16 @@ describe('the chart\u2019s RBAC with the real operator', () => {
       spec: { holderIdentity: string };
     };
     expect(lease.spec.holderIdentity.startsWith(`${identity}_`)).toBe(true);
+    // A first acceptance records no Event; a rejection does.
+    await admin(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'cardinal.dev/v1alpha1',
+        kind: 'MetricPolicy',
+        metadata: { name: 'bad-regex', namespace: apps },
+        spec: { drop: ['(?=x)'] },
+      }),
+    );
     await eventually(async () => {
       const events = JSON.parse(
         await admin([
@@ -141,12 +151,12 @@ describe('the chart\u2019s RBAC with the real operator', () => {
           'get',
           'events',
           '--field-selector',
-          'involvedObject.name=drop-debug',
+          'involvedObject.name=bad-regex',
           '-o',
           'json',
         ]),
       ) as { items: { reason: string; source?: { component?: string } }[] };
-      expect(events.items.map((e) => e.reason)).toContain('Accepted');
+      expect(events.items.map((e) => e.reason)).toContain('Rejected');
     });
     // spec.unused: the rules and dashboards of another namespace are read into usage.yaml.
     await admin(
@@ -199,6 +209,7 @@ describe('the chart\u2019s RBAC with the real operator', () => {
     ['watch', 'metricpolicies', '', 'yes'],
     ['patch', 'metricpolicies', '--subresource=status', 'yes'],
     ['create', 'events', '', 'yes'],
+    ['patch', 'events', '', 'yes'],
     ['patch', 'configmaps', '', 'yes'],
     ['create', 'configmaps', '', 'yes'],
     ['get', 'leases/cardinal-operator', '', 'yes'],

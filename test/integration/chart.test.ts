@@ -80,7 +80,11 @@ interface PodSpec {
   containers: Container[];
   securityContext?: Record<string, unknown>;
   serviceAccountName?: string;
-  volumes?: { name: string; configMap?: { name: string; optional?: boolean } }[];
+  volumes?: {
+    name: string;
+    configMap?: { name: string; optional?: boolean };
+    projected?: { sources: { configMap: { name: string; optional?: boolean } }[] };
+  }[];
 }
 
 function template(namespace: string, set: readonly string[], extra: readonly string[] = []): Manifest[] {
@@ -401,9 +405,15 @@ describe('helm lint and helm template', () => {
     expect(p?.volumeMounts).toContainEqual(
       expect.objectContaining({ name: 'policies', mountPath: '/etc/cardinal/policies' }),
     );
+    // The operator's shards, one projected volume, as many as it is told to write.
+    expect(c?.args).toContain('--config-shards=4');
     expect(podSpec(proxy).volumes).toContainEqual({
       name: 'policies',
-      configMap: { name: 'cardinal-proxy-default-policies', optional: true },
+      projected: {
+        sources: ['', '-1', '-2', '-3'].map((suffix) => ({
+          configMap: { name: `cardinal-proxy-default-policies${suffix}`, optional: true },
+        })),
+      },
     });
     const service = find(manifests, 'Service', 'r-cardinal-proxy');
     expect((service.spec as { ports: unknown[] }).ports).toEqual([
@@ -1191,7 +1201,11 @@ describe('the rendered chart on a real API server', () => {
     expect(proxy?.args).toContain('--config=/etc/cardinal/policies');
     expect(spec.volumes).toContainEqual({
       name: 'policies',
-      configMap: { name: 'cardinal-proxy-default-policies', optional: true },
+      projected: {
+        sources: ['', '-1', '-2', '-3'].map((suffix) => ({
+          configMap: { name: `cardinal-proxy-default-policies${suffix}`, optional: true },
+        })),
+      },
     });
     expect(text).toContain('url: http://localhost:8080/api/v1/write');
   });

@@ -112,6 +112,20 @@ describe('MetricPolicy CRD on a real API server', () => {
     expect((await kubectl(['apply', '-f', '-'], policy('trial', { mode: 'dryRun' }))).code).toBe(0);
     expect((await kubectl(['apply', '-f', '-'], policy('plain', {}))).code).toBe(0);
 
+    // -o wide adds the priority-1 columns.
+    const wide = (await kubectl(['get', 'mp', '-o', 'wide'])).stdout.trim().split('\n')[0]!;
+    expect(wide.split(/\s{2,}/)).toEqual([
+      'NAME',
+      'MODE',
+      'READY',
+      'REASON',
+      'PROXIES',
+      'DROPPED/S',
+      'LIMITS %',
+      'TOP OFFENDER',
+      'UNUSED SERIES',
+      'AGE',
+    ]);
     for (const resource of ['mp', 'cardinal']) {
       const listed = await kubectl(['get', resource]);
       expect(listed.stderr).toBe('');
@@ -123,12 +137,11 @@ describe('MetricPolicy CRD on a real API server', () => {
         'NAME',
         'MODE',
         'READY',
+        'REASON',
         'PROXIES',
         'DROPPED/S',
-        'TOP',
-        'OFFENDER',
-        'UNUSED',
-        'SERIES',
+        'LIMITS',
+        '%',
         'AGE',
       ]);
       // No operator runs here, so the status columns are empty: name, mode and age remain.

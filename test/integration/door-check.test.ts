@@ -186,3 +186,73 @@ describe('out-of-order refusals after acknowledgement are kept', () => {
     expect(await status()).toEqual({ samples: 1, records: 1 });
   });
 });
+
+describe('native histograms at the door, against Prometheus 3.5', () => {
+  const track = useCleanup('each');
+
+  it('what the door check refuses is what Prometheus refuses after acknowledgement; a consistent histogram passes both', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 3 }));
+    const checked = track(
+      await startProxy({
+        upstream: receiver.remoteWriteUrl,
+        args: (dir) => ['--queue.dir', `${dir}/queue`, ...FAST_RETRY],
+      }),
+    );
+    const unchecked = track(
+      await startProxy({
+        upstream: receiver.remoteWriteUrl,
+        args: (dir) => ['--queue.dir', `${dir}/queue`, '--ingest.invalid', 'off', ...FAST_RETRY],
+      }),
+    );
+    const t = Date.now() - 30_000;
+    // count 5 = zero bucket 1 + positive buckets 3 and 1; the bad one claims 7.
+    const histogram = (name: string, count: number): Uint8Array =>
+      snappyEncode(
+        encodeWriteRequestV1({
+          timeseries: [
+            {
+              labels: [{ name: '__name__', value: name }],
+              samples: [],
+              exemplars: [],
+              histograms: [
+                {
+                  countInt: count,
+                  sum: 1.5,
+                  schema: 3,
+                  zeroThreshold: 0.001,
+                  zeroCountInt: 1,
+                  negativeSpans: [],
+                  negativeDeltas: [],
+                  negativeCounts: [],
+                  positiveSpans: [{ offset: -2, length: 2 }],
+                  positiveDeltas: [3, -2],
+                  positiveCounts: [],
+                  resetHint: 0,
+                  timestamp: t,
+                  customValues: [],
+                },
+              ],
+            },
+          ],
+          metadata: [],
+        }),
+      );
+    expect((await post(checked, histogram('door_hist_ok', 5))).status).toBe(204);
+    const refused = await post(checked, histogram('door_hist_bad', 7));
+    expect(refused.status).toBe(400);
+    expect(refused.text).toMatch(/histograms\[0\]: 5 observations in buckets, but the count is 7/);
+    // Without the check, the same histogram is acknowledged, and Prometheus refuses it with a 500
+    // (so it would be retried forever): the queue isolates it in the retry lane.
+    expect((await post(unchecked, histogram('door_hist_bad', 7))).status).toBe(204);
+    await eventually(async () => {
+      const res = await fetch(`${unchecked.url}/api/v1/queue/dead-letter`);
+      const { deadLetters } = (await res.json()) as { deadLetters: { lastError: string }[] };
+      expect(deadLetters).toHaveLength(1);
+      expect(deadLetters[0]?.lastError).toMatch(
+        /^500 5 observations found in buckets, but the Count field is 7/,
+      );
+    });
+    await eventually(async () => expect(await receiver.query('count(door_hist_ok)', t + 10)).toHaveLength(1));
+    expect(await receiver.query('count(door_hist_bad)', t + 10)).toEqual([]);
+  });
+});

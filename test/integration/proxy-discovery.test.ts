@@ -187,17 +187,21 @@ describe('proxy discovery and polling', () => {
     ]);
   });
 
-  it('reports a stopped proxy as unreachable on the next round, and keeps the rates of the other', async () => {
+  it('reports a stopped proxy as unreachable after two missed rounds, and keeps the rates of the other', async () => {
     const poller = new ProxyPoller(OPTIONS);
     const endpoints = viaLoopback(await listProxyEndpoints(api, namespace, SERVICE));
     const first = await poller.poll(endpoints);
     expect(first.proxies.map((p) => p.reachable)).toEqual([true, true]);
 
     await plain.stop();
+    // One missed round: it still runs what it ran when last reached.
+    const missed = await poller.poll(endpoints);
+    expect(missed.proxies.map((p) => p.reachable)).toEqual([true, true]);
+    expect(missed.polls[1]?.reason).toMatch(/ECONNREFUSED/);
     const second = await poller.poll(endpoints);
     expect(second.proxies).toEqual([
       { endpoint: endpoints[0]?.endpoint, reachable: true, configHash: await configHashOf(dropping) },
-      { endpoint: endpoints[1]?.endpoint, reachable: false },
+      { endpoint: endpoints[1]?.endpoint, reachable: false, reason: expect.stringMatching(/ECONNREFUSED/) },
     ]);
     expect(second.polls[1]?.reason).toMatch(/ECONNREFUSED/);
     // Nothing was dropped between the rounds: the rate is known, and zero.

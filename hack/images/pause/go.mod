@@ -1,0 +1,3 @@
+module cardinal.dev/images/pause
+
+go 1.24.0

@@ -1,0 +1,165 @@
+// The test's own workloads on the cluster: a receiving Prometheus, and the senders (a Prometheus
+// in agent mode and vmagent) that scrape pods exposing metrics and remote-write through the
+// proxy Service by its DNS name. They run under the same kind of security context as the chart's
+// pods: non-root, read-only root file system, every capability dropped.
+
+export const MONITORING = 'monitoring';
+export const SCRAPE_INTERVAL_S = 5;
+
+type Obj = Record<string, unknown>;
+
+const securityContext = {
+  readOnlyRootFilesystem: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+};
+const podSecurityContext = {
+  runAsNonRoot: true,
+  runAsUser: 65534,
+  runAsGroup: 65534,
+  fsGroup: 65534,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+function deployment(name: string, container: Obj, volumes: Obj[], config: Record<string, string>): Obj[] {
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: MONITORING },
+      data: config,
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name, namespace: MONITORING },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: {
+            automountServiceAccountToken: false,
+            securityContext: podSecurityContext,
+            terminationGracePeriodSeconds: 5,
+            containers: [{ name, imagePullPolicy: 'Never', securityContext, ...container }],
+            volumes: [{ name: 'config', configMap: { name } }, ...volumes],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: MONITORING },
+      spec: {
+        selector: { app: name },
+        ports: [{ name: 'http', port: (container.ports as { containerPort: number }[])[0]?.containerPort }],
+      },
+    },
+  ];
+}
+
+/** The receiver: Prometheus with its remote-write receiver on, scraping nothing itself. */
+export function receiver(image: string): Obj[] {
+  return deployment(
+    'receiver',
+    {
+      image,
+      args: [
+        '--config.file=/etc/prometheus/prometheus.yml',
+        '--storage.tsdb.path=/prometheus',
+        '--web.enable-remote-write-receiver',
+        '--web.listen-address=:9090',
+      ],
+      ports: [{ name: 'http', containerPort: 9090 }],
+      readinessProbe: { httpGet: { path: '/-/ready', port: 9090 }, periodSeconds: 2 },
+      volumeMounts: [
+        { name: 'config', mountPath: '/etc/prometheus' },
+        { name: 'data', mountPath: '/prometheus' },
+      ],
+    },
+    [{ name: 'data', emptyDir: {} }],
+    { 'prometheus.yml': 'global: {}\n' },
+  );
+}
+
+/**
+ * The senders. Each scrapes itself and another pod every SCRAPE_INTERVAL_S and writes to
+ * `writeUrl`, labelling what it sends with sender=<its name>.
+ */
+export function senders(images: { prometheus: string; vmagent: string }, writeUrl: string): Obj[] {
+  const agentConfig = [
+    'global:',
+    `  scrape_interval: ${SCRAPE_INTERVAL_S}s`,
+    '  external_labels: { sender: prometheus-agent }',
+    'scrape_configs:',
+    '  - job_name: self',
+    '    static_configs: [{ targets: ["localhost:9090"] }]',
+    '  - job_name: receiver',
+    `    static_configs: [{ targets: ["receiver.${MONITORING}.svc.cluster.local:9090"] }]`,
+    'remote_write:',
+    `  - url: ${writeUrl}`,
+    '    queue_config: { batch_send_deadline: 1s }',
+    '',
+  ].join('\n');
+  const vmagentConfig = [
+    'global:',
+    `  scrape_interval: ${SCRAPE_INTERVAL_S}s`,
+    'scrape_configs:',
+    '  - job_name: self',
+    '    static_configs: [{ targets: ["localhost:8429"] }]',
+    '  - job_name: agent',
+    `    static_configs: [{ targets: ["prometheus-agent.${MONITORING}.svc.cluster.local:9090"] }]`,
+    '',
+  ].join('\n');
+  return [
+    ...deployment(
+      'prometheus-agent',
+      {
+        image: images.prometheus,
+        args: [
+          '--enable-feature=agent',
+          '--config.file=/etc/prometheus/prometheus.yml',
+          '--storage.agent.path=/agent',
+          '--web.listen-address=:9090',
+        ],
+        ports: [{ name: 'http', containerPort: 9090 }],
+        readinessProbe: { httpGet: { path: '/-/ready', port: 9090 }, periodSeconds: 2 },
+        volumeMounts: [
+          { name: 'config', mountPath: '/etc/prometheus' },
+          { name: 'data', mountPath: '/agent' },
+        ],
+      },
+      [{ name: 'data', emptyDir: {} }],
+      { 'prometheus.yml': agentConfig },
+    ),
+    ...deployment(
+      'vmagent',
+      {
+        image: images.vmagent,
+        args: [
+          '-promscrape.config=/etc/vmagent/scrape.yml',
+          `-remoteWrite.url=${writeUrl}`,
+          '-remoteWrite.tmpDataPath=/vmagent-data',
+          '-remoteWrite.label=sender=vmagent',
+          '-remoteWrite.flushInterval=1s',
+          '-httpListenAddr=:8429',
+        ],
+        ports: [{ name: 'http', containerPort: 8429 }],
+        readinessProbe: { httpGet: { path: '/health', port: 8429 }, periodSeconds: 2 },
+        volumeMounts: [
+          { name: 'config', mountPath: '/etc/vmagent' },
+          { name: 'data', mountPath: '/vmagent-data' },
+        ],
+      },
+      [{ name: 'data', emptyDir: {} }],
+      { 'scrape.yml': vmagentConfig },
+    ),
+  ];
+}
+
+/** A kubectl apply body for a list of objects. */
+export function list(items: Obj[]): string {
+  return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
