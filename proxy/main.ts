@@ -8,6 +8,7 @@ import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
 import type { LoadedConfig } from './config/load.js';
 import { loadValidated, loadValidatedInChild } from './config/loader.js';
+import { readReplicas } from './config/replicas.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
 import { watchConfig } from './config/watch.js';
@@ -15,6 +16,7 @@ import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
 import { RedisLimitStore } from './limits/redis.js';
+import type { ReplicaCount } from './limits/store.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
@@ -94,6 +96,26 @@ async function main(): Promise<number> {
   }
   const policyStats = new PolicyStats(metrics.registry);
   policyStats.setPipeline(pipeline);
+  // The replica count of the fallback share: the operator's, rendered next to the policies, read
+  // again at every reload; `--limits.replicas` without it.
+  let replicas: ReplicaCount = { count: options.limitsReplicas, source: 'flag' };
+  const readReplicaCount = (): void => {
+    const read = readReplicas(options.configPath);
+    if (read.kind === 'invalid') {
+      logger.warn({ file: read.file }, `ignoring the replica count: ${read.message}`);
+      return;
+    }
+    const next: ReplicaCount =
+      read.kind === 'count'
+        ? { count: read.count, source: 'operator' }
+        : { count: options.limitsReplicas, source: 'flag' };
+    if (next.count !== replicas.count || next.source !== replicas.source) {
+      if (options.limitsStore !== undefined)
+        logger.info({ replicas: next.count, from: next.source }, 'replicas sharing the limits');
+      replicas = next;
+    }
+  };
+  readReplicaCount();
   let limitStore: RedisLimitStore | undefined;
   if (options.limitsStore !== undefined) {
     const ls = options.limitsStore;
@@ -116,7 +138,7 @@ async function main(): Promise<number> {
       retryIntervalMs: ls.retryIntervalMs,
       flushIntervalMs: ls.flushIntervalMs,
       maxPendingTouches: options.engine.maxTrackedSeries,
-      replicas: options.limitsReplicas,
+      replicas: () => replicas,
       registry: metrics.registry,
       logger,
     });
@@ -125,7 +147,14 @@ async function main(): Promise<number> {
     pipeline,
     { ...options.engine, replicaLabel: { name: options.replica.label, value: options.replica.name } },
     policyStats,
-    limitStore === undefined ? undefined : { store: limitStore, replicas: options.limitsReplicas },
+    limitStore === undefined
+      ? undefined
+      : {
+          store: limitStore,
+          get replicas() {
+            return replicas.count;
+          },
+        },
   );
   const offenders = new Offenders(engine, options.stats);
   offenders.register(metrics.registry);
@@ -162,6 +191,8 @@ async function main(): Promise<number> {
     return next;
   };
   const reloadPoliciesNow = async (): Promise<ConfigStatus> => {
+    // Whatever the policies' fate: the count is not part of them.
+    readReplicaCount();
     try {
       // Read and validated off the event loop; only an actual change is compiled here.
       const validated = await loadValidatedInChild(options.configPath);
@@ -423,7 +454,7 @@ async function main(): Promise<number> {
   if (limitStore !== undefined && !(await limitStore.waitReady(options.limitsStore!.connectTimeoutMs))) {
     logger.warn(
       { store: limitStore.status().url },
-      `limit store not answering yet; enforcing each limit / ${options.limitsReplicas} locally until it does`,
+      `limit store not answering yet; enforcing each limit / ${replicas.count} locally until it does`,
     );
   }
   await app.listen({ host: options.listenHost, port: options.listenPort });

@@ -66,7 +66,7 @@ export interface ServerDeps {
     | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
-  readonly limits?: (() => LimitsReport) | undefined;
+  readonly limits?: (() => LimitsReport | Promise<LimitsReport>) | undefined;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
   readonly unused?: ((limit: number) => UnusedReport) | undefined;
   readonly configStatus: () => ConfigStatus;
@@ -333,6 +333,8 @@ function limitsStoreJson(s: LimitStoreStatus | undefined) {
     since: s.since.toISOString(),
     lastError: s.lastError ?? null,
     replicas: s.replicas,
+    // operator: the count of proxies the operator discovers; flag: --limits.replicas.
+    replicasFrom: s.replicasFrom,
     // What the limits mean in this state (README "Limits across replicas").
     limits: s.state === 'store' ? 'global' : `local share: limit / ${s.replicas}`,
   };

@@ -34,6 +34,8 @@ import {
   groupByTag,
   type LimitStore,
   type LimitStoreStatus,
+  type ReplicaCount,
+  type ScopeRef,
 } from './store.js';
 import { parseStoreUrl, redactStoreUrl } from './url.js';
 
@@ -108,7 +110,8 @@ export interface RedisStoreOptions {
   readonly flushIntervalMs: number;
   /** Members of collected activity held at most between flushes; more are dropped and counted. */
   readonly maxPendingTouches: number;
-  readonly replicas: number;
+  /** Read when the state is told (logs, status); the engine reads the same for its shares. */
+  readonly replicas: () => ReplicaCount;
   readonly registry: Registry;
   readonly logger: {
     warn(obj: object, msg: string): void;
@@ -375,7 +378,7 @@ export class RedisLimitStore implements LimitStore {
       this.#available = false;
       this.#since = new Date();
       this.#opts.logger.warn(
-        { store: this.#url, reason, replicas: this.#opts.replicas },
+        { store: this.#url, reason, replicas: this.#opts.replicas().count },
         `limit store failed (${message}); enforcing each limit's share locally until it answers again`,
       );
       this.#probe();
@@ -406,13 +409,44 @@ export class RedisLimitStore implements LimitStore {
   }
 
   status(): LimitStoreStatus {
+    const replicas = this.#opts.replicas();
     return {
       state: this.#available ? 'store' : 'fallback',
       url: this.#url,
       since: this.#since,
       lastError: this.#lastError,
-      replicas: this.#opts.replicas,
+      replicas: replicas.count,
+      replicasFrom: replicas.source,
     };
+  }
+
+  /**
+   * ZCOUNT of the members seen within each scope's window, all sent at once (one round trip on a
+   * single server, one per node on a cluster). Not an admission: a failure here is counted but
+   * does not make the replica fall back.
+   */
+  async counts(scopes: readonly ScopeRef[], nowMs: number): Promise<number[] | undefined> {
+    if (!this.#available || this.#closed) return undefined;
+    const now = Math.floor(nowMs / 1000);
+    const prefix = this.#opts.prefix;
+    const started = performance.now();
+    try {
+      const out = await Promise.all(
+        scopes.map((s) => this.#client.zcount(`{${prefix}:${s.tag}}${s.sub}`, now - s.windowSeconds, '+inf')),
+      );
+      this.#m.roundTrips.inc({ op: 'count' });
+      this.#m.latency.observe({ op: 'count' }, (performance.now() - started) / 1000);
+      return out;
+    } catch (err) {
+      this.#m.errors.inc({ op: 'count', reason: 'error' });
+      this.#log('count', (suppressed) =>
+        this.#opts.logger.warn(
+          { store: this.#url, suppressed },
+          `limit store: counting for statistics failed: ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      );
+      return undefined;
+    }
   }
 
   /** The server's `used_memory` (INFO memory), for benchmarks. */
@@ -441,7 +475,7 @@ function createStoreMetrics(registry: Registry, fallback: () => number): StoreMe
   return {
     roundTrips: new Counter({
       name: 'cardinal_proxy_limits_store_round_trips_total',
-      help: 'Round trips to the shared limit store, by operation: admit (the unknown series of one request), refresh (batched activity of known series), probe (while falling back).',
+      help: 'Round trips to the shared limit store, by operation: admit (the unknown series of one request), refresh (batched activity of known series), probe (while falling back), count (global counts for GET /api/v1/stats/limits).',
       labelNames: ['op'],
       registers,
     }),

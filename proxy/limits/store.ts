@@ -55,6 +55,24 @@ export interface LimitStoreStatus {
   readonly lastError: string | undefined;
   /** The share of each limit a replica enforces while falling back: limit / replicas. */
   readonly replicas: number;
+  /** Who said how many replicas there are (ReplicaCount.source). */
+  readonly replicasFrom: ReplicaCount['source'];
+}
+
+/**
+ * How many replicas share the limits, read at every fallback decision: the operator's count of the
+ * proxies it discovers (proxy/config/replicas.ts), or `--limits.replicas` without one.
+ */
+export interface ReplicaCount {
+  readonly count: number;
+  readonly source: 'operator' | 'flag';
+}
+
+/** One scope whose active members `LimitStore.counts` counts. */
+export interface ScopeRef {
+  readonly tag: string;
+  readonly sub: string;
+  readonly windowSeconds: number;
 }
 
 export interface LimitStore {
@@ -69,6 +87,11 @@ export interface LimitStore {
    * at most once per flush interval per member; never blocks.
    */
   touch(tag: string, sub: string, member: string, windowSeconds: number): void;
+  /**
+   * The active members of each scope over all replicas, in order, for statistics (off the hot
+   * path); undefined when the store does not answer. Never rejects.
+   */
+  counts(scopes: readonly ScopeRef[], nowMs: number): Promise<number[] | undefined>;
   /** False while falling back; the caller then skips `admit` and decides locally. */
   readonly available: boolean;
   status(): LimitStoreStatus;
@@ -201,6 +224,17 @@ export class MemoryLimitStore implements LimitStore {
     scope.set(member, Math.floor(Date.now() / 1000));
   }
 
+  async counts(scopes: readonly ScopeRef[], nowMs: number): Promise<number[] | undefined> {
+    if (this.down) return undefined;
+    const now = Math.floor(nowMs / 1000);
+    return scopes.map((s) => {
+      let n = 0;
+      for (const t of this.scopes.get(`${s.tag}\0${s.sub}`)?.values() ?? [])
+        if (t >= now - s.windowSeconds) n++;
+      return n;
+    });
+  }
+
   /** Active members of a scope. */
   size(tag: string, sub = ''): number {
     return this.scopes.get(`${tag}\0${sub}`)?.size ?? 0;
@@ -213,6 +247,7 @@ export class MemoryLimitStore implements LimitStore {
       since: new Date(0),
       lastError: undefined,
       replicas: this.replicas,
+      replicasFrom: 'flag',
     };
   }
 

@@ -194,6 +194,7 @@ describe('PolicyEngine with a shared limit store', () => {
       get available() {
         return store.available;
       },
+      counts: (scopes, now) => store.counts(scopes, now),
       status: () => store.status(),
       close: () => store.close(),
     };

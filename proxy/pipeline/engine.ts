@@ -195,10 +195,10 @@ interface Pass {
   decisions: (Entry | null)[] | undefined;
 }
 
-/** Scope kinds of a limit state, for #scope. */
-const SCOPE_TENANT = 0;
-const SCOPE_SERIES = 1;
-const SCOPE_LABEL = 2;
+/** Scope kinds of a limit state, for #scope and limitScope. */
+export const SCOPE_TENANT = 0;
+export const SCOPE_SERIES = 1;
+export const SCOPE_LABEL = 2;
 
 /**
  * Long-lived: owns the metric-name interner, the limit trackers (kept across reloads for policies
@@ -268,6 +268,16 @@ export class PolicyEngine {
   /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
   limitStates(): readonly (LimitState | undefined)[] {
     return this.#limits;
+  }
+
+  /** The tenant a tenant tracker's bucket counts ('' for requests without one). */
+  tenantName(bucket: number): string {
+    return bucket === 0 ? '' : this.#tenants.name(bucket);
+  }
+
+  /** Whether limits are shared through a store, and the store's answers for statistics. */
+  get sharedStore(): LimitStore | undefined {
+    return this.#sharedLimits?.store;
   }
 
   #limitStates(
@@ -864,9 +874,12 @@ export class PolicyEngine {
     bucket: number,
     pass: Pass,
   ): { tag: string; sub: string } {
-    if (kind === SCOPE_TENANT) return { tag: `${state.tag}:t:${scopeName(pass.tenantKey)}`, sub: '' };
-    const tag = `${state.tag}:m:${scopeName(this.interner.name(bucket))}`;
-    return { tag, sub: kind === SCOPE_LABEL ? `:l${j}` : '' };
+    return limitScope(
+      state.tag,
+      kind,
+      j,
+      kind === SCOPE_TENANT ? pass.tenantKey : this.interner.name(bucket),
+    );
   }
 
   /**
@@ -1040,6 +1053,21 @@ function trackerOf(state: LimitState, kind: number, j: number): SeriesTracker {
 function hashOfLabels(labels: readonly Label[]): number {
   const e = encodeLabelsV1(labels);
   return hashBytes(e, 0, e.length, SEED_A);
+}
+
+/**
+ * The shared-store scope of a limit: `kind` SCOPE_TENANT (`name` the tenant, '' for none),
+ * SCOPE_SERIES or SCOPE_LABEL (perLabel `j`; `name` the metric). Also what statistics ask the store
+ * to count (proxy/stats/limits.ts).
+ */
+export function limitScope(
+  policyTag: string,
+  kind: number,
+  j: number,
+  name: string,
+): { tag: string; sub: string } {
+  if (kind === SCOPE_TENANT) return { tag: `${policyTag}:t:${scopeName(name)}`, sub: '' };
+  return { tag: `${policyTag}:m:${scopeName(name)}`, sub: kind === SCOPE_LABEL ? `:l${j}` : '' };
 }
 
 /** A name inside a shared-store scope name: `{`, `}` and `%` percent-encoded (they delimit hash tags). */

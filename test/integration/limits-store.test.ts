@@ -36,7 +36,7 @@ function storeOn(
     retryIntervalMs: 200,
     flushIntervalMs: 100,
     maxPendingTouches: 10_000,
-    replicas: 3,
+    replicas: () => ({ count: 3, source: 'flag' }),
     registry: o.registry ?? new Registry(),
     logger,
   });

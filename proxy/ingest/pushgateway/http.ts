@@ -130,20 +130,25 @@ export function registerPushgateway(app: FastifyInstance, deps: PushgatewayDeps)
           );
       }
 
-      let result: ReturnType<typeof applyPushPolicies>;
+      let result: Awaited<ReturnType<typeof applyPushPolicies>>;
+      // While the shared limit store is asked, another push gets a scratch index of its own.
+      const mine = scratch;
+      scratch = undefined;
       try {
-        result = applyPushPolicies({
+        const r = applyPushPolicies({
           engine: deps.engine,
           families: parsed.families,
           stored,
           tenant: tenant.match,
           nowMs: Date.now(),
-          scratch,
+          scratch: mine,
         });
+        result = r instanceof Promise ? await r : r;
+        scratch = result.index;
       } finally {
+        scratch ??= mine;
         deps.policyStats.flush();
       }
-      scratch = result.index;
       const counts = {
         series: result.received,
         samples: result.received,

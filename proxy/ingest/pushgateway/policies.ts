@@ -5,10 +5,12 @@
 import { decodeWriteRequestV1, encodeWriteRequestV1 } from '../../codec/proto.js';
 import { type SeriesIndex, scanWriteRequestV1 } from '../../codec/scan.js';
 import type { Label, TimeSeriesV1 } from '../../codec/types.js';
-import type { PolicyEngine } from '../../pipeline/engine.js';
+import type { PolicyEngine, ProcessResult } from '../../pipeline/engine.js';
 import type { MetricFamily } from '../exposition/index.js';
 import type { GroupingKey } from './grouping.js';
 import type { RenderSeries } from './render.js';
+
+type PushResult = PushSeriesResult & { readonly index: SeriesIndex | undefined };
 
 export interface PushSeriesResult {
   /** True when every series passed untouched: the push may be forwarded as it came. */
@@ -49,7 +51,10 @@ function byName(a: Label, b: Label): number {
 
 /**
  * Applies the policies to every sample of the families. Each pushed sample is a series with one
- * sample at `nowMs`. Synchronous, like the remote-write path: `scratch` is reused across requests.
+ * sample at `nowMs`. Limits are decided as on the remote-write path (PolicyEngine.run): with a
+ * shared store, against the global limit, asking the store about series this replica does not know;
+ * then the answer is a Promise, and `scratch` is in use until it settles (the caller must not hand
+ * it to another push meanwhile). Synchronous otherwise.
  */
 export function applyPushPolicies(opts: {
   readonly engine: PolicyEngine;
@@ -59,7 +64,7 @@ export function applyPushPolicies(opts: {
   readonly tenant: string | undefined;
   readonly nowMs: number;
   readonly scratch: SeriesIndex | undefined;
-}): PushSeriesResult & { readonly index: SeriesIndex | undefined } {
+}): PushResult | Promise<PushResult> {
   const original: RenderSeries[] = [];
   for (const f of opts.families) {
     for (const s of f.samples) original.push({ name: s.name, labels: s.labels, value: s.value });
@@ -76,7 +81,12 @@ export function applyPushPolicies(opts: {
   }));
   const buf = Buffer.from(encodeWriteRequestV1({ timeseries, metadata: [] }));
   const index = scanWriteRequestV1(buf, opts.scratch);
-  const r = opts.engine.process(buf, index, opts.tenant, opts.nowMs);
+  const r = opts.engine.run(buf, index, opts.tenant, opts.nowMs);
+  if (r instanceof Promise) return r.then((done) => pushResult(done, original, index));
+  return pushResult(r, original, index);
+}
+
+function pushResult(r: ProcessResult, original: RenderSeries[], index: SeriesIndex): PushResult {
   if (r.unchanged) return { unchanged: true, series: original, received: original.length, index };
   const series: RenderSeries[] = [];
   if (r.body !== undefined) {

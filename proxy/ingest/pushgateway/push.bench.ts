@@ -78,6 +78,8 @@ function push(e: PolicyEngine): number {
     nowMs: Date.now(),
     scratch: undefined,
   });
+  // Without a shared limit store the answer is synchronous.
+  if (r instanceof Promise) throw new Error('unexpected asynchronous push');
   const out = r.unchanged
     ? text
     : renderText(r.series, textFamilies(parsed.families, 'text'), new Set(['job', 'instance']));
