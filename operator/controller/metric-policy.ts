@@ -130,6 +130,8 @@ export class MetricPolicyController {
   /** One poller per instance, kept across rounds for the rates; dropped with the instance's last policy. */
   readonly #pollers = new Map<string, ProxyPoller>();
   readonly #instances = new Map<string, InstanceState>();
+  /** The proxies each instance's last look discovered, rendered for their fallback share. */
+  readonly #replicas = new Map<string, number>();
   readonly #writeLimit: TokenBucket;
   readonly #recorder: EventRecorder;
   readonly #cache = new RenderCache();
@@ -224,6 +226,7 @@ export class MetricPolicyController {
       writeLimit: () => this.#writeLimit.take(),
       shards: this.#options.configShards ?? 1,
       cache: this.#cache,
+      replicas: (instance) => this.#replicas.get(instance),
       ...(this.#usage === undefined ? {} : { usage: () => this.#usage?.view() }),
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#renderWork(ctx));
@@ -299,6 +302,7 @@ export class MetricPolicyController {
     for (const instance of this.#pollers.keys()) if (!instances.has(instance)) this.#pollers.delete(instance);
     for (const instance of this.#instances.keys())
       if (!instances.has(instance)) this.#instances.delete(instance);
+    for (const instance of this.#replicas.keys()) if (!instances.has(instance)) this.#replicas.delete(instance);
     for (const instance of instances) {
       const st = this.#instances.get(instance);
       if (st?.render === undefined) continue;
@@ -376,6 +380,7 @@ export class MetricPolicyController {
         };
       }
     }
+    this.#discovered(instance, endpoints.length);
     let poller = this.#pollers.get(instance);
     if (poller === undefined) {
       const tls = this.#options.proxyTls;
@@ -403,6 +408,17 @@ export class MetricPolicyController {
         logger.debug({ instance, endpoint: p.endpoint, reason: p.reason }, 'poll failed');
     }
     return observationOf(round);
+  }
+
+  /**
+   * The proxies of `instance` a look discovered: when the count differs from the one rendered, the
+   * instance renders again, so the proxies' fallback share follows a scale-up or down. None
+   * discovered (all gone, or not ready) changes nothing: the count rendered before stays.
+   */
+  #discovered(instance: string, count: number): void {
+    if (count < 1 || this.#replicas.get(instance) === count) return;
+    this.#replicas.set(instance, count);
+    if (this.#instances.get(instance)?.render?.replicas !== count) this.#queueRender(instance);
   }
 
   /** Queues a render of `instance` RENDER_DELAY_MS from now, or sooner once RENDER_MAX_DELAY_MS passed since the first event. */

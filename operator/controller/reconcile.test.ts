@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MetricPolicySpecT } from '../../crds/metric-policy.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import { type ProxySource, unobserved } from '../proxies/source.js';
-import { CONFIG_KEY, GENERATIONS_ANNOTATION, proxyConfigHash } from '../render/configmap.js';
+import { CONFIG_KEY, GENERATIONS_ANNOTATION, proxyConfigHash, REPLICAS_KEY } from '../render/configmap.js';
 import type { PolicyEvent } from '../status/events.js';
 import type { ProxyObservation } from '../status/observation.js';
 import {
@@ -695,5 +695,32 @@ describe('reconcileStatus with earlier renders', () => {
     expect(conditions(cluster.get('b'))).toMatchObject({ Ready: ['True', 'ConfigLoaded'] });
     expect(cluster.statusWrites - writes).toBe(2);
     expect(cluster.get('a').status?.proxies?.configHash).toBe(first.renderedHash);
+  });
+});
+
+describe('renderInstance: the replica count', () => {
+  it('renders the proxies discovered beside the policies, outside the hash, and keeps it while none are', async () => {
+    const { cluster, ctx } = setup();
+    cluster.set(policy('a', { limits: { perMetric: [{ metric: 'x', maxSeries: 10 }] } }));
+    let discovered: number | undefined;
+    const withCount = { ...ctx, replicas: () => discovered };
+    const first = await renderInstance(withCount, 'default');
+    const live = () => cluster.configMaps.get('cardinal-proxy-default-policies')?.data ?? {};
+    expect(live()[REPLICAS_KEY]).toBeUndefined();
+    expect(first.replicas).toBeUndefined();
+
+    discovered = 3;
+    const second = await renderInstance(withCount, 'default');
+    expect(live()[REPLICAS_KEY]).toBe('3\n');
+    expect(second).toMatchObject({ replicas: 3, configMap: 'written', applies: 1 });
+    // The proxies report the same hash whatever the count: no policy waits for the kubelet.
+    expect(second.renderedHash).toBe(first.renderedHash);
+    expect(second.renderedHash).toBe(liveHash(cluster));
+
+    // Not known (discovery failed, or no proxy ready): the count rendered stays, nothing is written.
+    discovered = undefined;
+    const third = await renderInstance(withCount, 'default');
+    expect(third).toMatchObject({ replicas: 3, configMap: 'skipped' });
+    expect(live()[REPLICAS_KEY]).toBe('3\n');
   });
 });

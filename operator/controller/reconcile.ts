@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
 import { ConfigError, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
+import { parseReplicas } from '../../proxy/config/replicas.js';
 import { validatePolicies } from '../../proxy/config/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import {
@@ -24,6 +25,7 @@ import {
   renderedGenerations,
   renderPolicyYaml,
   renderProxyConfigMaps,
+  REPLICAS_KEY,
   shardKey,
   shardName,
   shardOf,
@@ -157,6 +159,12 @@ export interface ReconcileContext {
   /** ConfigMaps the configuration is split over (--config-shards); default 1. */
   readonly shards?: number;
   readonly cache?: RenderCache;
+  /**
+   * How many proxies of the instance the last look discovered, rendered for their fallback share
+   * of each limit (README "Limits across replicas"); undefined while not known (none discovered
+   * yet, or discovery off): the count rendered before stays.
+   */
+  readonly replicas?: (instance: string) => number | undefined;
 }
 
 /** An instance as its last render left it: what statuses are computed from. */
@@ -178,6 +186,8 @@ export interface InstanceRender {
   readonly applies: number;
   /** Shards that could not be written: the ConfigMap and why. */
   readonly problems: readonly { readonly configMap: string; readonly message: string }[];
+  /** The replica count rendered for the proxies (ReconcileContext.replicas); undefined: none. */
+  readonly replicas?: number | undefined;
   /**
    * The generations of earlier renders of the instance, by the hash the proxies report for them
    * (the controller keeps a few): a proxy still running one of them runs what it holds.
@@ -283,6 +293,9 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
       usageSpec = usage === undefined ? undefined : liveUsage(usage);
     }
   }
+  const discovered = ctx.replicas?.(instance);
+  const liveReplicas = live[0]?.data?.[REPLICAS_KEY];
+  const replicas = discovered ?? liveReplicas;
   const cache = ctx.cache;
   const desired = renderProxyConfigMaps({
     instance,
@@ -291,6 +304,7 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
     operatorVersion: ctx.operatorVersion,
     usage,
     shards,
+    replicas,
     ...(cache === undefined ? {} : { policyYaml: (p: MetricPolicy) => cache.yaml(p) }),
   });
   cache?.retain([...policies, ...rendered]);
@@ -344,7 +358,18 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
     renderedHash: proxyConfigHash(inForce, ctx.proxyConfigPath),
     configMap: applies > 0 ? 'written' : 'skipped',
     applies,
+    replicas: discovered ?? liveCount(liveReplicas),
   };
+}
+
+/** The count of a live replicas key, or undefined when there is none or it does not read. */
+function liveCount(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseReplicas(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The keys of a live shard that the operator renders, as they stand. */

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
 import { API_VERSION, type MetricUsageSpecT, USAGE_KIND } from '../../crds/metric-policy.js';
+import { REPLICAS_KEY, renderReplicas } from '../../proxy/config/replicas.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
 
@@ -35,8 +36,14 @@ export const HEADER = '# Rendered by cardinal-operator from MetricPolicy resourc
 export const USAGE_KEY = 'usage.yaml';
 export const USAGE_HEADER =
   '# Rendered by cardinal-operator from PrometheusRules and Grafana dashboards; do not edit.';
+/**
+ * How many proxies of the instance the operator discovers, for the share of each limit a proxy
+ * enforces while the shared limit store does not answer (proxy/config/replicas.ts). Not a YAML
+ * file, so it is not in the configuration's hash: a scale-up reloads no policy.
+ */
+export { REPLICAS_KEY };
 /** Every data key the operator writes; a live key among them that is not rendered is stale. */
-export const RENDERED_KEYS: readonly string[] = [CONFIG_KEY, USAGE_KEY];
+export const RENDERED_KEYS: readonly string[] = [CONFIG_KEY, USAGE_KEY, REPLICAS_KEY];
 /** Whether `key` is one the operator renders in some shard: policies.yaml, policies-N.yaml, usage.yaml. */
 export function isRenderedKey(key: string): boolean {
   return RENDERED_KEYS.includes(key) || /^policies-\d+\.yaml$/.test(key);
@@ -77,6 +84,12 @@ export interface RenderInput {
   readonly shards?: number;
   /** One policy's YAML document (renderPolicyYaml); the caller may memoise it per generation. */
   readonly policyYaml?: (policy: MetricPolicy) => string;
+  /**
+   * The proxies discovered (a count to render), or the text of a count rendered before (kept while
+   * the proxies are not discovered). Absent: no count, the proxies use `--limits.replicas`. It goes
+   * into the first shard.
+   */
+  readonly replicas?: number | string | undefined;
 }
 
 /**
@@ -133,6 +146,9 @@ export function renderProxyConfigMaps(input: RenderInput): ConfigMap[] {
     const data: Record<string, string> = { [shardKey(shard)]: text };
     if (shard === 0 && input.usage !== undefined && policies.some((p) => p.spec.unused !== undefined)) {
       data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
+    }
+    if (shard === 0 && input.replicas !== undefined) {
+      data[REPLICAS_KEY] = typeof input.replicas === 'string' ? input.replicas : renderReplicas(input.replicas);
     }
     return shardConfigMap(input, shard, text, generations, data);
   });
