@@ -107,6 +107,7 @@ describe('buildCrd', () => {
         jsonPath: '.status.droppedSamplesPerSecond',
       }),
       expect.objectContaining({ name: 'Limits %', type: 'integer', jsonPath: '.status.limitsFillPercent' }),
+      expect.objectContaining({ name: 'Limits', type: 'string', jsonPath: '.status.limitsSummary' }),
       // -o wide only: the default listing stays narrow.
       expect.objectContaining({
         name: 'Top Offender',

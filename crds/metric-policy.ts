@@ -396,6 +396,34 @@ export const TopOffenderSchema = Type.Object(
   { description: 'A metric that loses samples to this policy, summed over the proxies that run it.' },
 );
 
+/** The limits a status lists (status.limits): the fullest of the policy's limits in use. */
+export const LIMITS_STATUS_LIMIT = 10;
+
+export const LimitUseSchema = Type.Object(
+  {
+    limit: Type.String({
+      description: 'The limit, as the spec names it: perMetric[i], perLabel[i] or perTenantMaxSeries.',
+    }),
+    metric: Type.Optional(Type.String({ description: 'The metric counted (perMetric, perLabel).' })),
+    label: Type.Optional(Type.String({ description: 'The label whose values are counted (perLabel).' })),
+    tenant: Type.Optional(
+      Type.String({ description: "The tenant counted (perTenantMaxSeries); '' for requests without one." }),
+    ),
+    current: Type.Integer({
+      minimum: 0,
+      description: "Series (or label values) active in the policy's window.",
+    }),
+    max: Type.Integer({ minimum: 1, description: 'What the limit allows.' }),
+    global: Type.Optional(
+      Type.Boolean({
+        description:
+          "True: counted over all proxies by the shared limit store (--limits.store). Absent: the fullest proxy's own count, as each proxy enforces its own limits without a store (or while it does not answer).",
+      }),
+    ),
+  },
+  { description: 'How full one limit of the policy is in one scope (a metric, or a tenant).' },
+);
+
 export const ProxiesStatusSchema = Type.Object(
   {
     ready: Type.Integer({ minimum: 0, description: 'Reachable proxies that report configHash.' }),
@@ -556,7 +584,20 @@ export const MetricPolicyStatusSchema = Type.Object(
       Type.Integer({
         minimum: 0,
         description:
-          "How full the policy's fullest limit is, in % of its maxSeries, maxValues or perTenantMaxSeries, on the fullest proxy. Absent without limits or until the proxies were polled.",
+          "How full the policy's fullest limit is, in % of its maxSeries, maxValues or perTenantMaxSeries: over all proxies with a shared limit store, else on the fullest proxy. Absent without limits or until the proxies were polled.",
+      }),
+    ),
+    limits: Type.Optional(
+      Type.Array(LimitUseSchema, {
+        maxItems: LIMITS_STATUS_LIMIT,
+        description:
+          "The policy's limits in use, the fullest first: current / max over all proxies with a shared limit store, else on the fullest proxy. Absent without limits or until the proxies were polled.",
+      }),
+    ),
+    limitsSummary: Type.Optional(
+      Type.String({
+        description:
+          'The fullest of limits on one line, for a printer column: `http_requests_total 12/20, tenant a 3/100`.',
       }),
     ),
     unused: Type.Optional(UnusedStatusSchema),
@@ -610,6 +651,12 @@ export const PRINTER_COLUMNS: readonly {
     type: 'integer',
     jsonPath: '.status.limitsFillPercent',
     description: "How full the policy's fullest limit is, in %.",
+  },
+  {
+    name: 'Limits',
+    type: 'string',
+    jsonPath: '.status.limitsSummary',
+    description: 'Current / max of the fullest limits: over all proxies with a shared limit store.',
   },
   {
     name: 'Top Offender',

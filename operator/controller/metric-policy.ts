@@ -302,7 +302,8 @@ export class MetricPolicyController {
     for (const instance of this.#pollers.keys()) if (!instances.has(instance)) this.#pollers.delete(instance);
     for (const instance of this.#instances.keys())
       if (!instances.has(instance)) this.#instances.delete(instance);
-    for (const instance of this.#replicas.keys()) if (!instances.has(instance)) this.#replicas.delete(instance);
+    for (const instance of this.#replicas.keys())
+      if (!instances.has(instance)) this.#replicas.delete(instance);
     for (const instance of instances) {
       const st = this.#instances.get(instance);
       if (st?.render === undefined) continue;

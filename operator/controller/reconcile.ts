@@ -22,10 +22,10 @@ import {
   CONFIG_HASH_ANNOTATION,
   isRenderedKey,
   proxyConfigHash,
+  REPLICAS_KEY,
   renderedGenerations,
   renderPolicyYaml,
   renderProxyConfigMaps,
-  REPLICAS_KEY,
   shardKey,
   shardName,
   shardOf,
@@ -573,6 +573,8 @@ export function statusWithoutProxies(
     topOffender: _topOffender,
     droppedSamplesPerSecond: _dropped,
     limitsFillPercent: _fill,
+    limits: _limits,
+    limitsSummary: _summary,
     ...rest
   } = status;
   const conditions = status.conditions ?? [];
@@ -610,7 +612,7 @@ export function withStaleOffenders(
   next: MetricPolicyStatus,
   previous: MetricPolicyStatus | undefined,
 ): MetricPolicyStatus {
-  const { topOffenders, droppedSamplesPerSecond, limitsFillPercent } = previous ?? {};
+  const { topOffenders, droppedSamplesPerSecond, limitsFillPercent, limits, limitsSummary } = previous ?? {};
   if (topOffenders === undefined || topOffenders.length === 0) {
     const { offendersStale: _s, ...rest } = next;
     return rest;
@@ -621,6 +623,8 @@ export function withStaleOffenders(
     topOffender: `${offenderLine(topOffenders[0]!)} (stale)`,
     ...(droppedSamplesPerSecond === undefined ? {} : { droppedSamplesPerSecond }),
     ...(limitsFillPercent === undefined ? {} : { limitsFillPercent }),
+    ...(limits === undefined ? {} : { limits }),
+    ...(limitsSummary === undefined ? {} : { limitsSummary }),
     offendersStale: true,
   };
 }

@@ -12,7 +12,6 @@ import {
   type ProxyPoll,
   ProxyPoller,
   parseConfigStatus,
-  parseLimitsReport,
   parseUnusedReport,
   pollAll,
   pollProxy,
@@ -102,18 +101,6 @@ function split(status: Handler, top: Handler): Handler {
 }
 
 const OPTIONS: PollOptions = { timeoutMs: 2_000, topLimit: 50 };
-
-describe('parseLimitsReport', () => {
-  it("keeps each policy's fill and refuses a malformed answer, naming the field", () => {
-    expect(
-      parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: 75, limit: 'perMetric[0] x' }] }),
-    ).toEqual(new Map([['apps/a', 75]]));
-    expect(() => parseLimitsReport({ policies: [{ policy: 'apps/a', fillPercent: -1 }] })).toThrow(
-      'policies[0].fillPercent: must be a non-negative integer',
-    );
-    expect(() => parseLimitsReport({})).toThrow('policies: must be a list');
-  });
-});
 
 describe('pollProxy', () => {
   it("reports a healthy proxy's hash and top offenders, asking for topLimit", async () => {

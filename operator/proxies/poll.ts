@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher, fetch as undiciFetch } from 'undici';
 import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
 import type { ProxyReport } from '../status/conditions.js';
+import { mergeLimits, type PolicyLimits, parseLimitsReport } from '../status/limits.js';
 import {
   aggregateOffenders,
   type EndpointPoll,
@@ -71,8 +72,8 @@ export interface ProxyPoll {
   readonly report?: TopOffendersReport;
   /** The proxy's unused report by policy id (spec.unused); absent when that request failed. */
   readonly unused?: ReadonlyMap<string, ProxyUnusedReport>;
-  /** How full each policy's fullest limit is, in %, by policy id; absent when that request failed. */
-  readonly limits?: ReadonlyMap<string, number>;
+  /** How full each policy's limits are, by policy id; absent when that request failed. */
+  readonly limits?: ReadonlyMap<string, PolicyLimits>;
   /** The `?limit=` the report was asked for. */
   readonly limit: number;
   /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
@@ -170,33 +171,6 @@ async function pollOne(
     limit,
     at,
   };
-}
-
-/**
- * Checks GET /api/v1/stats/limits (proxy/stats/limits.ts LimitsReport) and keeps each policy's
- * fill. Throws a TypeError naming the first field that is wrong.
- */
-export function parseLimitsReport(json: unknown): Map<string, number> {
-  const policies = (json as { policies?: unknown } | null)?.policies;
-  if (!Array.isArray(policies)) throw new TypeError('policies: must be a list');
-  const out = new Map<string, number>();
-  policies.forEach((raw, i) => {
-    const p = (raw ?? {}) as Record<string, unknown>;
-    if (typeof p.policy !== 'string') throw new TypeError(`policies[${i}].policy: must be a string`);
-    const fill = p.fillPercent;
-    if (typeof fill !== 'number' || !Number.isInteger(fill) || fill < 0)
-      throw new TypeError(`policies[${i}].fillPercent: must be a non-negative integer`);
-    out.set(p.policy, fill);
-  });
-  return out;
-}
-
-/** The fullest fill of each policy over the polls that brought a limits report. */
-function fullest(polls: readonly ProxyPoll[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const p of polls)
-    for (const [id, fill] of p.limits ?? []) out.set(id, Math.max(fill, out.get(id) ?? 0));
-  return out;
 }
 
 /**
@@ -330,8 +304,8 @@ export interface PollRound {
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   /** Each reachable proxy's unused report, by policy id. */
   readonly unused: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
-  /** The fullest limit of each policy, in %, over the proxies that answered this round. */
-  readonly limits: ReadonlyMap<string, number>;
+  /** How full each policy's limits are over the proxies that answered this round (mergeLimits). */
+  readonly limits: ReadonlyMap<string, PolicyLimits>;
 }
 
 export interface ProxyPollerOptions extends PollAllOptions {
@@ -380,7 +354,12 @@ export class ProxyPoller {
 
   async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
     const polls = await pollAll(endpoints, this.#options);
-    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
+    return {
+      polls,
+      proxies: this.#settle(endpoints, polls),
+      limits: mergeLimits(polls.map((p) => p.limits)),
+      ...this.#lastRates,
+    };
   }
 
   /**
@@ -441,7 +420,12 @@ export class ProxyPoller {
       unused,
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
-    return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };
+    return {
+      polls,
+      proxies: this.#settle(endpoints, polls),
+      limits: mergeLimits(polls.map((p) => p.limits)),
+      ...this.#lastRates,
+    };
   }
 }
 

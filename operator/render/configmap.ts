@@ -148,7 +148,8 @@ export function renderProxyConfigMaps(input: RenderInput): ConfigMap[] {
       data[USAGE_KEY] = typeof input.usage === 'string' ? input.usage : renderUsageYaml(input.usage);
     }
     if (shard === 0 && input.replicas !== undefined) {
-      data[REPLICAS_KEY] = typeof input.replicas === 'string' ? input.replicas : renderReplicas(input.replicas);
+      data[REPLICAS_KEY] =
+        typeof input.replicas === 'string' ? input.replicas : renderReplicas(input.replicas);
     }
     return shardConfigMap(input, shard, text, generations, data);
   });

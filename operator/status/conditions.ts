@@ -87,8 +87,11 @@ export interface StatusInput {
   readonly topOffenders: readonly TopOffender[];
   /** This policy's drop rate over every metric; absent when not known. */
   readonly droppedSamplesPerSecond?: number;
-  /** How full the policy's fullest limit is on the fullest proxy, in %; absent when not known. */
+  /** How full the policy's fullest limit is, in %; absent when not known. */
   readonly limitsFillPercent?: number;
+  /** Its limits in use and their line (operator/status/limits.ts limitsStatus); absent when not known. */
+  readonly limits?: MetricPolicyStatus['limits'];
+  readonly limitsSummary?: string;
   /**
    * Why the policy's part of the configuration cannot be delivered (a shard too large for the API
    * server); the live ConfigMap stays in force.
@@ -153,6 +156,8 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
       : { droppedSamplesPerSecond: input.droppedSamplesPerSecond }),
     ...(first === undefined ? {} : { topOffender: offenderLine(first) }),
     ...(input.limitsFillPercent === undefined ? {} : { limitsFillPercent: input.limitsFillPercent }),
+    ...(input.limits === undefined ? {} : { limits: input.limits }),
+    ...(input.limitsSummary === undefined ? {} : { limitsSummary: input.limitsSummary }),
   };
 }
 

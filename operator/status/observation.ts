@@ -1,9 +1,10 @@
 // What the operator saw of an instance's proxies in one round, in the shape computeStatus takes.
 // Pure: operator/proxies/poll.ts does the polling, this only reads its result.
 
-import type { TopOffender } from '../api/types.js';
+import type { MetricPolicyStatus, TopOffender } from '../api/types.js';
 import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyReport } from './conditions.js';
+import { limitsStatus, type PolicyLimits } from './limits.js';
 import type { EndpointPoll, PolicyOffenders } from './offenders.js';
 
 /**
@@ -24,8 +25,8 @@ export type ProxyObservation =
       readonly complete: boolean;
       /** Each reachable proxy's unused report (spec.unused), by policy id. */
       readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
-      /** The fullest limit of each policy with limits, in %, over the proxies. */
-      readonly limits?: ReadonlyMap<string, number>;
+      /** How full each policy's limits are, over the proxies (mergeLimits). */
+      readonly limits?: ReadonlyMap<string, PolicyLimits>;
       /**
        * False when no proxy's drops are in `offenders`: the last rate round reached none of them.
        * The statuses then keep what the proxies last told, marked stale. Absent: true.
@@ -41,7 +42,7 @@ export function observationOf(round: {
   readonly previous: readonly EndpointPoll[];
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
-  readonly limits?: ReadonlyMap<string, number>;
+  readonly limits?: ReadonlyMap<string, PolicyLimits>;
 }): ProxyObservation {
   const previous = new Set(round.previous.map((p) => p.endpoint));
   const complete =
@@ -58,13 +59,13 @@ export function observationOf(round: {
   };
 }
 
-/** computeStatus's topOffenders, droppedSamplesPerSecond and limitsFillPercent for the policy `id`. */
+/** computeStatus's topOffenders, droppedSamplesPerSecond and limit fields for the policy `id`. */
 export function policyDrops(
   observation: Extract<ProxyObservation, { observed: true }>,
   id: string,
-): { topOffenders: readonly TopOffender[]; droppedSamplesPerSecond?: number; limitsFillPercent?: number } {
-  const fill = observation.limits?.get(id);
-  const limits = fill === undefined ? {} : { limitsFillPercent: fill };
+): { topOffenders: readonly TopOffender[]; droppedSamplesPerSecond?: number } & LimitFields {
+  const use = observation.limits?.get(id);
+  const limits = use === undefined ? {} : limitsStatus(use);
   const mine = observation.offenders.get(id);
   if (mine === undefined) {
     return observation.complete && observation.proxies.length > 0
@@ -79,3 +80,6 @@ export function policyDrops(
       : { droppedSamplesPerSecond: mine.droppedSamplesPerSecond }),
   };
 }
+
+/** The status fields of how full a policy's limits are. */
+export type LimitFields = Pick<MetricPolicyStatus, 'limitsFillPercent' | 'limits' | 'limitsSummary'>;
