@@ -129,7 +129,9 @@ describe('buildCrd', () => {
     expect(Object.keys(status.properties as Record<string, Node>).sort()).toEqual([
       'conditions',
       'droppedSamplesPerSecond',
+      'limits',
       'limitsFillPercent',
+      'limitsSummary',
       'observedGeneration',
       'offendersStale',
       'proxies',
