@@ -216,7 +216,7 @@ describe('policy status from a proxy that drops', () => {
     expect(status?.limitsFillPercent).toBe(50);
   });
 
-  it('prints Mode, Ready, Reason, Proxies, Dropped/s and Limits %, and the offender with -o wide', async () => {
+  it('prints Mode, Ready, Reason, Proxies, Dropped/s, Limits % and Limits, and the offender with -o wide', async () => {
     const [header, row] = (await kubectl(['-n', apps, 'get', 'mp'])).trim().split('\n');
     expect(header?.split(/\s{2,}/)).toEqual([
       'NAME',
@@ -226,13 +226,14 @@ describe('policy status from a proxy that drops', () => {
       'PROXIES',
       'DROPPED/S',
       'LIMITS %',
+      'LIMITS',
       'AGE',
     ]);
     // No reason when all is well: kubectl leaves the cell empty.
-    expect(row).toMatch(/^drop-debug\s+enforce\s+True\s+1\s+[\d.]+\s+50\s+\d+s$/);
+    expect(row).toMatch(/^drop-debug\s+enforce\s+True\s+1\s+[\d.]+\s+50\s+http_requests_total 5\/10\s+\d+s$/);
     const [wideHeader, wideRow] = (await kubectl(['-n', apps, 'get', 'mp', '-o', 'wide'])).trim().split('\n');
-    expect(wideHeader).toMatch(/\sLIMITS %\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/);
-    expect(wideRow).toMatch(/\s50\s+debug_queue_depth [\d.]+\/s metric_dropped\s+\d+s$/);
+    expect(wideHeader).toMatch(/\sLIMITS %\s+LIMITS\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/);
+    expect(wideRow).toMatch(/\s50\s+http_requests_total 5\/10\s+debug_queue_depth [\d.]+\/s metric_dropped\s+\d+s$/);
   });
 
   it('says why a rejected policy is not ready, with one Warning Event', async () => {
