@@ -267,7 +267,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
           `  edit reached the proxy in ${editS.toFixed(2)} s, made while ${readyAtEdit} of ${n} were Ready`,
           `  quiet (a status interval without a write) ${quietS.toFixed(1)} s after; ${total(converged) - total(atReady)} writes between the last Ready and quiet`,
           `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event${byReason === '' ? '' : `: ${byReason}`})`,
-          `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)}`,
+          `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)} (${steady.status - converged.status} status, ${steady.configMaps - converged.configMaps} ConfigMap, ${steady.events - converged.events} Event)`,
           ...[...warnings].map(([m, c]) => `  Warning x${c}: ${m}`),
           ...changed.slice(0, 5).map((c) => `  changed in the steady state: ${c}`),
         ].join('\n'),
