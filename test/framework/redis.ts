@@ -134,6 +134,8 @@ export async function startRedisCluster(options: RedisOptions = {}): Promise<Red
   const clusterOk = async () => {
     for (const port of ports) {
       const c = new Redis({ port, host: '127.0.0.1', password });
+      // A node still starting refuses the connection: the poll asks again.
+      c.on('error', () => {});
       try {
         const info = await c.cluster('INFO');
         if (!/cluster_state:ok/.test(String(info)))

@@ -1,11 +1,14 @@
 // The same three replicas as limits-replicas.test.ts, their limits on a Redis Cluster of three
 // masters (Debian's redis-server, made into a cluster by the test): perLabel and
 // perTenantMaxSeries are global too, each scope on the master that owns its hash tag (policy and
-// metric, or policy and tenant).
+// metric, or policy and tenant). Then the whole cluster is stopped mid-test and started again,
+// empty: ingest never fails, each replica admits at most its share of each limit while it is
+// down (README "Limits across replicas": limit / replicas), and the limits are global again once
+// it is back.
 
 import { describe, expect, it } from 'vitest';
 import { eventually, startRedisCluster, useCleanup } from '../framework/index.js';
-import { expectSendersWhole, startReplicaStack } from '../framework/replicas.js';
+import { expectNoFailures, expectSendersWhole, startReplicaStack } from '../framework/replicas.js';
 
 const OVERFLOW = '__cardinality_overflow__';
 const policies = `apiVersion: cardinal.dev/v1alpha1
@@ -80,7 +83,7 @@ describe('three replicas sharing their limits through a Redis Cluster', () => {
     expect(overflow.length).toBeGreaterThanOrEqual(1);
     expect(overflow.length).toBeLessThanOrEqual(3);
     for (const l of overflow) expect(l.cardinal_replica).toMatch(/^proxy-[012]$/);
-    await expectSendersWhole(stack);
+    await expectNoFailures(stack);
     // One scope per (policy, metric) or tenant, each named with its hash tag, on whichever master
     // owns the tag's slot.
     const { Redis } = await import('ioredis');
@@ -96,5 +99,69 @@ describe('three replicas sharing their limits through a Redis Cluster', () => {
     expect(keys.length).toBe(3);
     for (const k of keys) expect(k).toMatch(/^\{it:[^{}]+\}(:l0)?$/);
     for (const p of stack.proxies) expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(0);
-  }, 170_000);
+
+    // The whole cluster goes away mid-test; a new metric's users and a new tenant bomb arrive.
+    await redis.stop();
+    const users = (name: string) =>
+      Array.from({ length: 2500 }, (_, i) => ({ name, labels: { user: `u${i}` }, value: i }));
+    const before = [
+      ...users('cardinal_lbomb'),
+      ...users('cardinal_lbomb_b'),
+      ...Array.from({ length: 3000 }, (_, i) => ({
+        name: 'cardinal_tbomb',
+        labels: { id: String(i) },
+        value: i,
+      })),
+    ];
+    stack.vmTarget.setSeries([...before, ...users('cardinal_lbomb_outage')]);
+    await eventually(
+      async () => {
+        for (const p of stack.proxies) expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(1);
+      },
+      { timeoutMs: 60_000 },
+    );
+    const outageScrapes = stack.vmTarget.scrapes;
+    await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(outageScrapes + 4), {
+      timeoutMs: 60_000,
+    });
+    const outage = `cardinal_lbomb_outage{user!="${OVERFLOW}"}`;
+    await eventually(async () => expect(await stack.count(outage)).toBeGreaterThan(0), { timeoutMs: 60_000 });
+    // Each of the three replicas admits at most floor(500 / 3) = 166 users on its own.
+    const duringOutage = await stack.count(outage);
+    console.log(
+      `limits-cluster: ${duringOutage} users of a new metric admitted during the outage (bound 498)`,
+    );
+    expect(duringOutage).toBeLessThanOrEqual(498);
+    // What was admitted before kept flowing.
+    expect(await stack.count(`cardinal_lbomb{user!="${OVERFLOW}"}`)).toBe(500);
+    expect(await stack.count('cardinal_tbomb')).toBe(700);
+    await expectNoFailures(stack);
+
+    // The cluster comes back, empty (nothing is persisted): global again.
+    await redis.start();
+    await eventually(
+      async () => {
+        for (const p of stack.proxies) expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(0);
+      },
+      { timeoutMs: 90_000 },
+    );
+    stack.vmTarget.setSeries([
+      ...before,
+      ...users('cardinal_lbomb_outage'),
+      ...users('cardinal_lbomb_after'),
+    ]);
+    const afterScrapes = stack.vmTarget.scrapes;
+    await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(afterScrapes + 4), {
+      timeoutMs: 60_000,
+    });
+    await eventually(
+      async () => expect(await stack.count(`cardinal_lbomb_after{user!="${OVERFLOW}"}`)).toBe(500),
+      { timeoutMs: 60_000 },
+    );
+    expect(await stack.count(outage)).toBeLessThanOrEqual(500);
+    await expectSendersWhole(stack);
+    let errors = 0;
+    for (const p of stack.proxies) errors += await p.metric('cardinal_proxy_limits_store_errors_total');
+    expect(errors).toBeGreaterThan(0);
+  }, 360_000);
 });
