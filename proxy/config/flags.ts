@@ -198,7 +198,8 @@ Flags (environment variable in brackets):
   --limits.store.retry-interval DUR   how often a store that failed is asked again (default 1s)
   --limits.store.flush-interval DUR   how often activity of known series is sent to the store (default 1s)
   --limits.replicas N              replicas sharing the limits; while the store does not answer each
-                                   enforces limit / N (default 1) [CARDINAL_LIMITS_REPLICAS]
+                                   enforces limit / N (default 1) [CARDINAL_LIMITS_REPLICAS]; the
+                                   operator's count (proxy-replicas in --config) replaces it
   --replica-label NAME             the label series the proxy synthesizes (overflow, aggregates, merged
                                    collisions) carry, so replicas never send the same one; "" for none
                                    with a single replica (default cardinal_replica)
