@@ -233,7 +233,9 @@ describe('policy status from a proxy that drops', () => {
     expect(row).toMatch(/^drop-debug\s+enforce\s+True\s+1\s+[\d.]+\s+50\s+http_requests_total 5\/10\s+\d+s$/);
     const [wideHeader, wideRow] = (await kubectl(['-n', apps, 'get', 'mp', '-o', 'wide'])).trim().split('\n');
     expect(wideHeader).toMatch(/\sLIMITS %\s+LIMITS\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/);
-    expect(wideRow).toMatch(/\s50\s+http_requests_total 5\/10\s+debug_queue_depth [\d.]+\/s metric_dropped\s+\d+s$/);
+    expect(wideRow).toMatch(
+      /\s50\s+http_requests_total 5\/10\s+debug_queue_depth [\d.]+\/s metric_dropped\s+\d+s$/,
+    );
   });
 
   it('says why a rejected policy is not ready, with one Warning Event', async () => {
