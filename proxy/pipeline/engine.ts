@@ -275,7 +275,7 @@ export class PolicyEngine {
     return bucket === 0 ? '' : this.#tenants.name(bucket);
   }
 
-  /** Whether limits are shared through a store, and the store's answers for statistics. */
+  /** The store the limits are shared through (for statistics); undefined without one. */
   get sharedStore(): LimitStore | undefined {
     return this.#sharedLimits?.store;
   }
