@@ -267,6 +267,18 @@ describe('the operator and two proxies sharing their limits', () => {
       expect(await storeStatus(p)).toMatchObject({ state: 'fallback', limits: 'local share: limit / 2' });
       expect(await (await fetch(`${p.url}/-/ready`)).text()).toMatch(/enforcing each limit \/ 2 locally/);
     }
+    // Proxy 0 knows 9 series of the metric (/p0../p7 and /p100): with the operator's 2 it admits new
+    // ones up to 20 / 2 = 10 on its own (with --limits.replicas 5 it would admit none past 4).
+    await write(proxies[0]!, range(200, 15));
+    const local = (await (await fetch(`${proxies[0]!.url}/api/v1/stats/limits`)).json()) as {
+      policies: { policy: string; global: boolean; limits: LimitUse[] }[];
+    };
+    const mine = local.policies.find((p) => p.policy === `${apps}/caps`);
+    expect(mine?.global).toBe(false);
+    expect(mine?.limits.find((l) => l.metric === 'http_requests_total')).toMatchObject({
+      current: 10,
+      max: 20,
+    });
     await redis.start();
     await eventually(
       async () => {
