@@ -125,6 +125,27 @@ describe.each([
     }
   });
 
+  it('counts the active members of scopes on any node, for statistics', async () => {
+    const now = Date.now();
+    const checks = [
+      check('count.a', 'x', 10),
+      check('count.a', 'y', 10),
+      check('count.b', 'x', 10),
+      check('count.b', 'y', 10, CHECK_SERIES_START, ':l0'),
+    ];
+    await store.admit(checks.slice(0, 1), now - 9000);
+    await store.admit(checks, now);
+    const scopes = [
+      { tag: 'count.a', sub: '', windowSeconds: 5 },
+      { tag: 'count.b', sub: '', windowSeconds: 5 },
+      { tag: 'count.b', sub: ':l0', windowSeconds: 5 },
+      { tag: 'count.none', sub: '', windowSeconds: 5 },
+    ];
+    expect(await store.counts(scopes, now)).toEqual([2, 1, 1, 0]);
+    // Seven seconds on, the window (5 s) holds none of them.
+    expect(await store.counts(scopes, now + 7000)).toEqual([0, 0, 0, 0]);
+  });
+
   it('keeps a member active through batched activity, and keys carry the hash tag', async () => {
     const now = Date.now();
     await store.admit([check('touch', 'm1', 10)], now - 4000);
