@@ -200,7 +200,7 @@ describe('access control whatever the request target', () => {
   ];
 
   it.each(['http', 'https'])(
-    'over %s, no spelling of an ingest or admin target gets anything through without valid credentials',
+    'over %s, no spelling of an ingest, admin or read target gets anything through without valid credentials',
     async (name) => {
       const l = listeners.find((x) => x.name === name) as Listener;
       const reloadsBefore = await reloads(l);
