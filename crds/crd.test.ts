@@ -139,6 +139,7 @@ describe('buildCrd', () => {
       'topOffender',
       'topOffenders',
       'unused',
+      'usage',
     ]);
   });
 
