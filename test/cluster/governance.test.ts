@@ -38,11 +38,31 @@ interface PolicyStatus {
   };
 }
 
+/**
+ * kubectl's table by row name, each row by column header. A column starts where its header does
+ * (headers may hold a space, LIMITS %; cells may be empty, REASON).
+ */
+function columns(table: string): Map<string, Record<string, string>> {
+  const [header = '', ...rows] = table.trimEnd().split('\n');
+  const starts = [...header.matchAll(/\S+(?: \S+)*/g)].map((m) => ({ name: m[0], at: m.index }));
+  const out = new Map<string, Record<string, string>>();
+  for (const line of rows) {
+    const cells: Record<string, string> = {};
+    starts.forEach((c, i) => {
+      cells[c.name] = line.slice(c.at, starts[i + 1]?.at ?? line.length).trim();
+    });
+    out.set(cells.NAME ?? '', cells);
+  }
+  return out;
+}
+
 describe('the chart on a real node', () => {
   let cluster: Cluster;
-  const tag = (ref: string | undefined) => {
-    const [repository, t] = (ref ?? '').split(/:(?=[^:]+$)/);
-    return { repository: repository ?? '', tag: t ?? '' };
+  /** An image reference as the chart's values take it: registry/repository:tag. */
+  const imageValues = (component: 'proxy' | 'operator', ref: string | undefined) => {
+    const m = /^([^/]+)\/(.+):([^:/]+)$/.exec(ref ?? '');
+    if (m === null) throw new Error(`${component} image ${ref} is not registry/repository:tag`);
+    return `${component}.image.registry=${m[1]},${component}.image.repository=${m[2]},${component}.image.tag=${m[3]}`;
   };
 
   const query = async (expr: string): Promise<Sample[]> => {
@@ -115,8 +135,6 @@ describe('the chart on a real node', () => {
       JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: MONITORING } }),
     );
     await cluster.kubectlOrThrow(['apply', '-f', '-'], list(receiver(cluster.images.prometheus ?? '')));
-    const proxyImage = tag(cluster.images.proxy);
-    const operatorImage = tag(cluster.images.operator);
     await cluster.helm([
       'install',
       RELEASE,
@@ -127,9 +145,9 @@ describe('the chart on a real node', () => {
       '--set',
       `upstream=${UPSTREAM}`,
       '--set',
-      `proxy.image.repository=${proxyImage.repository},proxy.image.tag=${proxyImage.tag}`,
+      imageValues('proxy', cluster.images.proxy),
       '--set',
-      `operator.image.repository=${operatorImage.repository},operator.image.tag=${operatorImage.tag}`,
+      imageValues('operator', cluster.images.operator),
       '--set',
       'proxy.image.pullPolicy=Never,operator.image.pullPolicy=Never',
       // The proxies keep a durable queue on their emptyDir, under the read-only root file system.
@@ -232,11 +250,11 @@ describe('the chart on a real node', () => {
     expect(newest * 1000).toBeGreaterThan(appliedAt - 120_000);
     expect(await scalar(`count(timestamp(up) > ${ready / 1000})`)).toBeGreaterThanOrEqual(2);
 
-    const table = await cluster.kubectlOrThrow(['-n', MONITORING, 'get', 'mp']);
-    console.log(`cluster: kubectl get mp\n${table}`);
-    const [header, row] = table.trim().split('\n');
-    expect(header).toMatch(/^NAME\s+MODE\s+READY\s+PROXIES\s+/);
-    expect(row).toMatch(/^drop-goroutines\s+enforce\s+True\s+2\s/);
+    const table = await cluster.kubectlOrThrow(['-n', MONITORING, 'get', 'mp', '-o', 'wide']);
+    console.log(`cluster: kubectl get mp -o wide\n${table}`);
+    const row = columns(table).get('drop-goroutines');
+    expect(row).toMatchObject({ MODE: 'enforce', READY: 'True', REASON: '', PROXIES: '2' });
+    expect(row?.['DROPPED/S']).toMatch(/^\d+(\.\d+)?$/);
   });
 
   it('the operator finds the proxies through the real EndpointSlices of their Service', async () => {

@@ -204,7 +204,13 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
         return stdout;
       } catch (err) {
         const e = err as { stdout?: string; stderr?: string; message: string };
-        throw new Error(`helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
+        // helm --wait says only that it timed out: the pods and the warnings say why.
+        const pods = await kubectl(['get', 'pods', '-A', '-o', 'wide']);
+        const warnings = await kubectl(['get', 'events', '-A', '--field-selector', 'type=Warning']);
+        throw new Error(
+          `helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}\n` +
+            `pods:\n${pods.stdout}${pods.stderr}\nwarning events:\n${warnings.stdout}${warnings.stderr}`,
+        );
       }
     },
     serviceGet: (namespace, service, port, path) =>
