@@ -11,11 +11,12 @@
 // The tests run in order and build on each other (one cluster for the file); the last one takes
 // the cluster down and compares the machine with what it was before `up`.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { type Cluster, eventually, secondsSince, startCluster } from '../framework/index.js';
-import { list, MONITORING, receiver, SCRAPE_INTERVAL_S, senders } from './manifests.js';
+import { list, MONITORING, prometheusOperator, receiver, SCRAPE_INTERVAL_S, senders } from './manifests.js';
 
 const RELEASE = 'cardinal';
 const SYSTEM = 'cardinal-system';
@@ -55,6 +56,22 @@ function columns(table: string): Map<string, Record<string, string>> {
   }
   return out;
 }
+
+interface Panel {
+  title?: string;
+  targets?: { expr?: string }[];
+  panels?: Panel[];
+}
+/** Every panel, rows and the panels of collapsed rows included. */
+function allPanels(panels: readonly Panel[]): Panel[] {
+  return panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+}
+
+/**
+ * Dashboard panels (by title) whose queries have no data on this suite's cluster, each for its
+ * reason: the suite runs no Pushgateway, no dry-run policy, and nothing that fails.
+ */
+const WITHOUT_DATA_HERE: readonly string[] = [];
 
 describe('the chart on a real node', () => {
   let cluster: Cluster;
@@ -128,7 +145,15 @@ describe('the chart on a real node', () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster(['proxy', 'operator', 'prometheus', 'prometheus3', 'vmagent']);
+    cluster = await startCluster([
+      'proxy',
+      'operator',
+      'prometheus',
+      'prometheus3',
+      'vmagent',
+      'promoperator',
+      'reloader',
+    ]);
     const t = performance.now();
     await cluster.kubectlOrThrow(
       ['apply', '-f', '-'],
@@ -275,7 +300,8 @@ describe('the chart on a real node', () => {
       .map((p) => p.status.podIP)
       .sort();
     expect(addresses).toEqual(podIps);
-    expect(addresses.every((a) => a.startsWith('10.244.0.'))).toBe(true);
+    // The pod range of hack/cluster.sh; another cluster has its own.
+    if (!cluster.existing) expect(addresses.every((a) => a.startsWith('10.244.0.'))).toBe(true);
   });
 
   it('operator failover: the other replica takes the Lease when the leader pod is deleted, and reconciles an edit', async () => {
@@ -450,6 +476,123 @@ describe('the chart on a real node', () => {
       `/api/v1/namespaces/${SYSTEM}/pods/prometheus-agent:9090/proxy/metrics`,
     ]);
     expect(local).toMatch(/^go_goroutines /m);
+  });
+
+  it("prometheus-operator's Prometheus finds the proxies and the operators through the chart's ServiceMonitors, and the dashboard's queries answer from it", async () => {
+    const dir = process.env.CARDINAL_PROMETHEUS_OPERATOR;
+    if (dir === undefined || dir === '')
+      throw new Error(
+        'CARDINAL_PROMETHEUS_OPERATOR is not set: hack/deps.sh builds prometheus-operator and prints it',
+      );
+    const t = performance.now();
+    // The module's CRDs; server-side, since the Prometheus CRD is larger than the annotation
+    // client-side apply keeps.
+    const crds = readdirSync(join(dir, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
+    for (const f of crds)
+      await cluster.kubectlOrThrow(
+        ['apply', '--server-side', '-f', join(dir, 'crds', f)],
+        undefined,
+        120_000,
+      );
+    await cluster.kubectlOrThrow(
+      [
+        'wait',
+        '--for=condition=Established',
+        'crd/servicemonitors.monitoring.coreos.com',
+        'crd/prometheuses.monitoring.coreos.com',
+        '--timeout=120s',
+      ],
+      undefined,
+      130_000,
+    );
+    await cluster.kubectlOrThrow(
+      ['apply', '-f', '-'],
+      list(
+        prometheusOperator(dir, {
+          operator: cluster.images.promoperator ?? '',
+          reloader: cluster.images.reloader ?? '',
+          prometheus3: cluster.images.prometheus3 ?? '',
+        }),
+      ),
+    );
+    // serviceMonitor.enabled back to its default (null): the chart renders its ServiceMonitors
+    // because the cluster now serves monitoring.coreos.com/v1.
+    await cluster.helm([
+      'upgrade',
+      RELEASE,
+      'charts/cardinal',
+      '--namespace',
+      SYSTEM,
+      '--reuse-values',
+      '--set',
+      `serviceMonitor.enabled=null,serviceMonitor.interval=${SCRAPE_INTERVAL_S}s`,
+      '--wait',
+      '--timeout',
+      '10m',
+    ]);
+    const monitors = await cluster.kubectlOrThrow(['-n', SYSTEM, 'get', 'servicemonitors', '-o', 'name']);
+    expect(monitors.trim().split('\n').sort()).toEqual([
+      `servicemonitor.monitoring.coreos.com/${RELEASE}-operator`,
+      `servicemonitor.monitoring.coreos.com/${RELEASE}-proxy`,
+    ]);
+    const prometheusGet = (path: string) => cluster.serviceGet('default', 'prometheus-operated', 'web', path);
+    await eventually(
+      async () => {
+        const body = JSON.parse(await prometheusGet('/api/v1/targets?state=active')) as {
+          data: { activeTargets: { scrapePool: string; health: string; labels: Record<string, string> }[] };
+        };
+        const up = (pool: string) =>
+          body.data.activeTargets.filter((x) => x.scrapePool.startsWith(pool) && x.health === 'up').length;
+        expect(up(`serviceMonitor/${SYSTEM}/${RELEASE}-proxy/`)).toBe(2);
+        expect(up(`serviceMonitor/${SYSTEM}/${RELEASE}-operator/`)).toBe(2);
+      },
+      { timeoutMs: 420_000, intervalMs: 2_000 },
+    );
+    console.log(
+      `cluster: prometheus-operator's Prometheus scrapes 2 proxies and 2 operators after ${secondsSince(t)}s`,
+    );
+
+    // Every query of the dashboard as Grafana sends it with its defaults: each variable All (.*),
+    // a rate interval of four scrape intervals, the last 10 minutes as the range.
+    const dashboard = JSON.parse(
+      readFileSync(new URL('../../charts/cardinal/dashboards/cardinal.json', import.meta.url), 'utf8'),
+    ) as { panels: Panel[] };
+    const queries = allPanels(dashboard.panels).flatMap((p) =>
+      (p.targets ?? [])
+        .filter((x) => x.expr !== undefined)
+        .map((x) => ({ title: p.title ?? '', expr: x.expr ?? '' })),
+    );
+    expect(queries.length).toBeGreaterThan(40);
+    const grafana = (expr: string) =>
+      expr
+        .replaceAll('$__rate_interval', `${4 * SCRAPE_INTERVAL_S}s`)
+        .replaceAll('$__range', '10m')
+        .replace(/\$\{?(cluster|namespace|job|pod|operator_job)\}?/g, '.*');
+    const empty = async () => {
+      const out: string[] = [];
+      for (const q of queries) {
+        const body = JSON.parse(
+          await prometheusGet(`/api/v1/query?query=${encodeURIComponent(grafana(q.expr))}`),
+        ) as { status: string; data: { result: unknown[] } };
+        expect(body.status, q.expr).toBe('success');
+        if (body.data.result.length === 0) out.push(`${q.title}: ${q.expr}`);
+      }
+      return out;
+    };
+    const missing = await eventually(
+      async () => {
+        const e = await empty();
+        expect(e.filter((x) => !WITHOUT_DATA_HERE.some((title) => x.startsWith(`${title}: `)))).toEqual([]);
+        return e;
+      },
+      { timeoutMs: 180_000, intervalMs: 5_000 },
+    );
+    console.log(
+      `cluster: ${queries.length - missing.length} of ${queries.length} dashboard queries return data; ` +
+        `without data here:\n  ${missing.join('\n  ')}`,
+    );
   });
 
   // An existing cluster (USE_EXISTING_CLUSTER=true) is not ours to take down.

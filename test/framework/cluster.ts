@@ -24,7 +24,16 @@ const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The images hack/cluster-images.sh knows. */
-export type ImageName = 'pause' | 'node' | 'proxy' | 'operator' | 'prometheus' | 'prometheus3' | 'vmagent';
+export type ImageName =
+  | 'pause'
+  | 'node'
+  | 'proxy'
+  | 'operator'
+  | 'prometheus'
+  | 'prometheus3'
+  | 'vmagent'
+  | 'promoperator'
+  | 'reloader';
 
 export interface Cluster {
   readonly kubeconfig: string;
