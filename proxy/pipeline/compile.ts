@@ -13,13 +13,15 @@ import { parseDuration } from '../config/validate.js';
 import { type AnchoredRegex, compileAnchored } from './regex.js';
 import { compileRelabel, type RelabelProgram } from './relabel.js';
 import { type Matcher, parseSelector } from './selector.js';
-import { type CompiledUnused, compileUnused } from './unused.js';
+import { type CompiledUnused, compileUnused, type ReadsKnown } from './unused.js';
 
 /** What the configuration's MetricUsage documents say is read; see proxy/config/validate.ts validateUsage. */
 export interface PipelineUsage {
   /** How many MetricUsage documents were loaded; none means usage is unknown. */
   readonly documents: number;
   readonly metrics: readonly MetricUseT[];
+  /** What the read paths saw read (spec.unused.readWindow); absent when no document says. */
+  readonly reads?: ReadsKnown | undefined;
 }
 
 const NO_USAGE: PipelineUsage = Object.freeze({ documents: 0, metrics: Object.freeze([]) });
