@@ -22,7 +22,8 @@ const RELEASE = 'cardinal';
 const SYSTEM = 'cardinal-system';
 const PROXY_SERVICE = `${RELEASE}-proxy`;
 const WRITE_URL = `http://${PROXY_SERVICE}.${SYSTEM}.svc.cluster.local:8080/api/v1/write`;
-const UPSTREAM = `http://receiver.${MONITORING}.svc.cluster.local:9090/api/v1/write`;
+const RECEIVER = `http://receiver.${MONITORING}.svc.cluster.local:9090`;
+const UPSTREAM = `${RECEIVER}/api/v1/write`;
 
 interface Sample {
   metric: Record<string, string>;
@@ -99,6 +100,11 @@ const WITHOUT_DATA_HERE: readonly { title: string; query: string; why: string }[
     why: 'no request is refused for overload',
   },
   { title: 'Pushes answered', query: 'protocol="pushgateway"', why: 'proxy.pushgateway.url is not set' },
+  {
+    title: 'Query log',
+    query: 'cardinal_proxy_usage_query_log_lines_total',
+    why: 'no query log is tailed (--query.log-file)',
+  },
   { title: 'Push problems by rule', query: 'cardinal_proxy_push_problems_total', why: 'no Pushgateway' },
 ];
 
@@ -212,6 +218,9 @@ describe('the chart on a real node', () => {
       'proxy.resources.requests.cpu=50m,operator.resources.requests.cpu=20m',
       '--set',
       'operator.statusInterval=5s',
+      // The read path, for the receiver's query API (its dashboard row is checked below).
+      '--set',
+      `proxy.query.upstream=${RECEIVER}`,
       // serviceMonitor.enabled is left at its default: ServiceMonitors once the cluster serves
       // their API (the prometheus-operator test installs it).
       '--wait',
@@ -614,8 +623,20 @@ describe('the chart on a real node', () => {
       }
       return out;
     };
+    // Reads through the proxies' read path, for its row: a query of a metric, a selector that
+    // names none, and one that does not parse (passed through; the receiver answers 400).
+    const read = async () => {
+      for (const expr of ['sum(rate(up[1m]))', '{job="self"}', 'sum(']) {
+        await cluster.kubectl([
+          'get',
+          '--raw',
+          `/api/v1/namespaces/${SYSTEM}/services/${PROXY_SERVICE}:query/proxy/api/v1/query?query=${encodeURIComponent(expr)}`,
+        ]);
+      }
+    };
     const missing = await eventually(
       async () => {
+        await read();
         const e = await empty();
         expect(e.filter(expected).map((q) => `${q.title}: ${q.expr}`)).toEqual([]);
         return e;
