@@ -15,7 +15,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { type Cluster, eventually, secondsSince, startCluster } from '../framework/index.js';
+import {
+  type Cluster,
+  eventually,
+  prometheusOperatorDir,
+  secondsSince,
+  startCluster,
+} from '../framework/index.js';
 import { list, MONITORING, prometheusOperator, receiver, SCRAPE_INTERVAL_S, senders } from './manifests.js';
 
 const RELEASE = 'cardinal';
@@ -517,11 +523,7 @@ describe('the chart on a real node', () => {
   });
 
   it("prometheus-operator's Prometheus finds the proxies and the operators through the chart's ServiceMonitors, and the dashboard's queries answer from it", async () => {
-    const dir = process.env.CARDINAL_PROMETHEUS_OPERATOR;
-    if (dir === undefined || dir === '')
-      throw new Error(
-        'CARDINAL_PROMETHEUS_OPERATOR is not set: hack/deps.sh builds prometheus-operator and prints it',
-      );
+    const dir = prometheusOperatorDir();
     const t = performance.now();
     // The module's CRDs; server-side, since the Prometheus CRD is larger than the annotation
     // client-side apply keeps.

@@ -10,7 +10,7 @@
 // A cluster that cannot start is an error naming the reason, never a skipped test.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +62,25 @@ export interface Cluster {
   down(): Promise<string | undefined>;
   /** The snapshot `up` took before it changed anything. */
   snapshotBefore(): string;
+}
+
+/**
+ * Where hack/build-prometheus-operator.sh keeps prometheus-operator (binaries, CRDs, RBAC
+ * examples): CARDINAL_PROMETHEUS_OPERATOR (hack/deps.sh prints it), else its cache directory,
+ * which hack/cluster-images.sh fills when it builds the promoperator image.
+ */
+export function prometheusOperatorDir(): string {
+  const cache =
+    process.env.CARDINAL_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'), 'cardinal');
+  const dir =
+    process.env.CARDINAL_PROMETHEUS_OPERATOR ||
+    join(cache, `prometheus-operator-${process.env.PROMETHEUS_OPERATOR_VERSION ?? '0.85.0'}`);
+  if (!existsSync(join(dir, 'crds')))
+    throw new Error(
+      `no prometheus-operator in ${dir}: run hack/build-prometheus-operator.sh (hack/deps.sh does)`,
+    );
+  return dir;
 }
 
 /** The time since `start`, in seconds with one decimal, for the phase lines the suite prints. */
