@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { bench, describe } from 'vitest';
 import { parse } from 'yaml';
 import { extract } from '../../proxy/pipeline/promql.js';
-import { compileUnused, isUnused, unusedLabels } from '../../proxy/pipeline/unused.js';
+import { compileUnused, isUnused, unusedLabels } from '../../proxy/pipeline/stages/unused.js';
 import { dashboardExpressions, ruleExpressions } from './sources.js';
 import { computeUsage, usageSpec } from './usage.js';
 
