@@ -2,15 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loadTlsPair, type TlsPair, watchTlsPair } from '../lib/tls.js';
+import { readVersion } from '../lib/version.js';
+import { watchConfig } from '../lib/watch.js';
+import type { LoadedConfig } from '../policy/load.js';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
-import type { LoadedConfig } from './config/load.js';
 import { loadValidated, loadValidatedInChild } from './config/loader.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
-import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
-import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
@@ -30,7 +31,6 @@ import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
-import { readVersion } from './version.js';
 import { History } from './web/history.js';
 
 async function main(): Promise<number> {

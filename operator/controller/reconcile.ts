@@ -14,8 +14,8 @@
 
 import { createHash } from 'node:crypto';
 import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
-import { ConfigError, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
-import { validatePolicies } from '../../proxy/config/validate.js';
+import { ConfigError, parseConfigFile, parsePolicyFile } from '../../policy/load.js';
+import { validatePolicies } from '../../policy/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import {
   CONFIG_HASH_ANNOTATION,

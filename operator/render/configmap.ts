@@ -1,5 +1,5 @@
 // Renders the accepted MetricPolicies of one proxy instance into the ConfigMap its pods mount. The
-// proxy reads the mounted directory with `--config` (proxy/config/load.ts), so each policy is
+// proxy reads the mounted directory with `--config` (policy/load.ts), so each policy is
 // written back exactly as a user would `kubectl apply` it: apiVersion, kind, metadata.name,
 // metadata.namespace and spec; never status or server-set metadata, which would change the
 // configuration's hash on every write without changing what it enforces.
@@ -256,7 +256,7 @@ export function renderPolicyYaml(p: MetricPolicy): string {
 /**
  * The hash a proxy reports at GET /api/v1/status/config once it has loaded this ConfigMap, when its
  * `--config` is `mountPath`, the directory the ConfigMap is mounted at. It mirrors loadConfig in
- * proxy/config/load.ts, which hashes each file's path and content. The mount must be the whole
+ * policy/load.ts, which hashes each file's path and content. The mount must be the whole
  * ConfigMap, not a subPath: the kubelet never updates a subPath mount.
  */
 export function proxyConfigHash(

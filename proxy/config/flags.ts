@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseDuration, UsageError } from '../../lib/flags.js';
+import { didYouMean } from '../../policy/suggest.js';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 import type { IngestChecks } from '../ingest/remote-write.js';
 import { parseStoreUrl } from '../limits/url.js';
-import { didYouMean } from './suggest.js';
 import { parseSize } from './units.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
@@ -217,9 +218,7 @@ Sizes take a unit: 32MiB, 512KiB, 4GB (or plain bytes); durations are like 500ms
 /** What a flag mistake prints instead of the whole help. */
 export const shortUsage = 'Usage: cardinal-proxy [flags]; cardinal-proxy --help lists every flag.\n';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { parseDuration, UsageError } from '../../lib/flags.js';
 
 /** Where the proxy runs: whether its log goes to a terminal decides the default log format. */
 export interface ProxyEnvironment {
@@ -612,25 +611,6 @@ export function parseHostPort(value: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-/** Parses Prometheus-style durations: 500ms, 10s, 1m30s, 2h. */
-export function parseDuration(flag: string, value: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
-  let total = 0;
-  let pos = 0;
-  const text = value.trim();
-  while (pos < text.length) {
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) break;
-    total += Number(m[1]) * (units[m[2] ?? 's'] ?? 0);
-    pos = re.lastIndex;
-  }
-  if (pos === 0 || pos !== text.length)
-    throw new UsageError(`${flag}: "${value}" is not a duration like 500ms, 10s or 1m`);
-  return total;
 }
 
 function positiveInt(flag: string, value: string): number {

@@ -9,8 +9,8 @@
 // series on unchanged.
 
 import type { MetricPolicySpecT, MetricUseT } from '../../crds/metric-policy.js';
+import type { Matcher } from '../../policy/selector.js';
 import type { CollisionMode } from '../codec/output.js';
-import type { Matcher } from './selector.js';
 import type { Action, BoundLabelStage, CompileContext, Mode } from './stage.js';
 import { STAGES } from './stages/index.js';
 import type { CompiledLimits } from './stages/limits/index.js';
@@ -24,7 +24,7 @@ export type { CompiledLabelLimit, CompiledLimits, CompiledMetricLimit } from './
 export { OVERFLOW_VALUE } from './stages/limits/overflow.js';
 export type { CompiledStandards } from './stages/standards.js';
 
-/** What the configuration's MetricUsage documents say is read; see proxy/config/validate.ts validateUsage. */
+/** What the configuration's MetricUsage documents say is read; see policy/validate.ts validateUsage. */
 export interface PipelineUsage {
   /** How many MetricUsage documents were loaded; none means usage is unknown. */
   readonly documents: number;

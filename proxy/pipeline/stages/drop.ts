@@ -1,7 +1,7 @@
 // The drop stage (spec.drop): metric names dropped outright, by anchored RE2 pattern.
 
 import { MetricPolicySpec } from '../../../crds/metric-policy.js';
-import { type AnchoredRegex, compileAnchored } from '../regex.js';
+import { type AnchoredRegex, compileAnchored } from '../../../policy/regex.js';
 import type { LabelStage } from '../stage.js';
 import { metricName } from './labels.js';
 

@@ -5,7 +5,8 @@ import { STAGES } from './index.js';
 
 describe('the in-tree stages', () => {
   it('each declares the spec field it is configured by as its schema fragment, and every spec field has a stage', () => {
-    for (const { field, stage } of STAGES) expect(stage.schema, stage.name).toBe(MetricPolicySpec.properties[field]);
+    for (const { field, stage } of STAGES)
+      expect(stage.schema, stage.name).toBe(MetricPolicySpec.properties[field]);
     const configured = new Set(STAGES.map((s) => s.field));
     // The fields that are not a stage's: the policy's own settings, read by the compiler and engine.
     const own = Object.keys(MetricPolicySpec.properties).filter((f) => !configured.has(f as never));

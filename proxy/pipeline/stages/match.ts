@@ -2,8 +2,8 @@
 // of a policy's stages; a series it does not match passes the policy untouched and uncounted.
 
 import { MetricPolicySpec, type MetricPolicySpecT } from '../../../crds/metric-policy.js';
+import { type Matcher, matchesLabels, parseSelector } from '../../../policy/selector.js';
 import type { Label } from '../../codec/types.js';
-import { type Matcher, matchesLabels, parseSelector } from '../selector.js';
 import type { LabelStage } from '../stage.js';
 
 export interface CompiledMatch {

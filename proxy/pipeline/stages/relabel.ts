@@ -1,10 +1,10 @@
 // The relabel stage (spec.relabel): Prometheus relabel_configs, with Prometheus' semantics
-// (proxy/pipeline/relabel.ts, checked against real Prometheus 2 and 3). A relabel that drops the
+// (policy/relabel.ts, checked against real Prometheus 2 and 3). A relabel that drops the
 // series drops it; one that changes its labels rewrites it, and later stages see the result.
 
 import { MetricPolicySpec, type RelabelConfigT } from '../../../crds/metric-policy.js';
+import { compileRelabel, type RelabelProgram, relabel } from '../../../policy/relabel.js';
 import type { Label } from '../../codec/types.js';
-import { compileRelabel, type RelabelProgram, relabel } from '../relabel.js';
 import type { LabelStage } from '../stage.js';
 
 export interface CompiledRelabel {

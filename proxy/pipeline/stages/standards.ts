@@ -3,8 +3,8 @@
 // reported, or dropped. The first violated rule counts, in the order standardsViolation checks.
 
 import { MetricPolicySpec, type StandardsT } from '../../../crds/metric-policy.js';
+import { type AnchoredRegex, compileAnchored } from '../../../policy/regex.js';
 import type { Label } from '../../codec/types.js';
-import { type AnchoredRegex, compileAnchored } from '../regex.js';
 import type { LabelStage } from '../stage.js';
 import { labelValue } from './labels.js';
 

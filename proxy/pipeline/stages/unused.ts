@@ -5,14 +5,14 @@
 // of the cached stateless verdict; the engine drops its cache when an exemption expires.
 
 import { MetricPolicySpec, type MetricUseT, type UnusedT } from '../../../crds/metric-policy.js';
-import { extract } from '../promql.js';
-import { type AnchoredRegex, compileAnchored } from '../regex.js';
+import { extract } from '../../../policy/promql.js';
+import { type AnchoredRegex, compileAnchored } from '../../../policy/regex.js';
 import type { LabelStage } from '../stage.js';
 import { metricName } from './labels.js';
 
 /**
  * The labels the readings of a metric depend on: `labels` when not `all`, every label but
- * `except` when `all`. The same meaning as proxy/pipeline/promql.ts Need, in plain sets.
+ * `except` when `all`. The same meaning as policy/promql.ts Need, in plain sets.
  */
 export interface LabelNeed {
   readonly all: boolean;

@@ -6,8 +6,8 @@
 // per metric (overflow.ts).
 
 import { type LimitsT, MetricPolicySpec } from '../../../../crds/metric-policy.js';
-import { parseDuration } from '../../../config/validate.js';
-import { type AnchoredRegex, compileAnchored } from '../../regex.js';
+import { type AnchoredRegex, compileAnchored } from '../../../../policy/regex.js';
+import { parseDuration } from '../../../../policy/validate.js';
 import type { SeriesStage } from '../../stage.js';
 
 export interface CompiledMetricLimit {
