@@ -217,7 +217,9 @@ export function readConfigFile(
     }
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue;
-    const line = lineOf(text, doc.range[0]);
+    // The parser counted the lines as it read them; scanning the text again from its start for each
+    // document made reading a file quadratic in its number of documents.
+    const { line } = lines.linePos(doc.range[0]);
     const where = `${file}:${line}`;
     const locate: Locate = (path, key = false) => {
       const found = findNode(doc.contents, path, key);
@@ -296,12 +298,6 @@ function findNode(root: Node | null, path: readonly (string | number)[], key: bo
     }
   }
   return best;
-}
-
-function lineOf(text: string, offset: number): number {
-  let line = 1;
-  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
 }
 
 function freeze(
