@@ -80,6 +80,7 @@ export const CEL_RULES: Readonly<Record<string, readonly CelRule[]>> = {
 export const MAX_ITEMS: Readonly<Record<string, number>> = {
   'spec.relabel': 256,
   'spec.limits.perMetric': 1024,
+  'spec.stages': 32,
 };
 
 /** The keywords a structural schema keeps from a TypeBox node; every other key is dropped. */
@@ -113,6 +114,12 @@ export function toStructural(schema: TSchema, path: string): JsonSchema {
     if (k in node) throw new Error(`${path}: ${k} cannot be expressed in a structural schema`);
   }
   if (typeof node.type !== 'string') throw new Error(`${path}: every node needs a single type`);
+  // An open object (a plugin's configuration): the apiserver keeps whatever it holds.
+  if (node['x-kubernetes-preserve-unknown-fields'] === true) {
+    const open: JsonSchema = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+    if (node.description !== undefined) open.description = node.description;
+    return open;
+  }
 
   const out: JsonSchema = {};
   for (const k of KEPT) if (node[k] !== undefined) out[k] = node[k];

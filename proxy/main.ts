@@ -19,6 +19,8 @@ import { RedisLimitStore } from './limits/redis.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
+import { PluginGuard } from './pipeline/plugins/guard.js';
+import { loadStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueName } from './queue/metrics.js';
@@ -61,12 +63,39 @@ async function main(): Promise<number> {
   });
   const metrics = createProxyMetrics(version);
 
+  // Stage plugins (--stage.plugin) load once, at start-up; policies name them in spec.stages.
+  let plugins: StagePlugins | undefined;
+  try {
+    plugins =
+      options.stagePlugins.length === 0
+        ? undefined
+        : {
+            byName: await loadStagePlugins(options.stagePlugins),
+            guard: new PluginGuard({
+              timeoutMs: options.stagePluginTimeoutMs,
+              registry: metrics.registry,
+              log: (stage, kind, err, suppressed) =>
+                logger.error(
+                  { stage, kind, suppressed, err: kind === 'error' ? err : undefined },
+                  kind === 'timeout'
+                    ? 'stage plugins ran out of their time budget; the rest of the request ran without them'
+                    : 'a stage plugin threw; the series went on as the stages before it left them',
+                ),
+            }),
+          };
+  } catch (err) {
+    if (!(err instanceof Error)) throw err;
+    logger.fatal(err.message);
+    return 1;
+  }
+  if (plugins !== undefined) logger.info({ stages: [...plugins.byName.keys()] }, 'stage plugins loaded');
+
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
     const v = loadValidated(options.configPath);
     return {
       config: v.config,
-      pipeline: compilePipeline(v.policies, v.usage),
+      pipeline: compilePipeline(v.policies, v.usage, plugins),
       summary: summarizePolicies(v.policies),
     };
   };
@@ -167,7 +196,7 @@ async function main(): Promise<number> {
       const validated = await loadValidatedInChild(options.configPath);
       const next = validated.config;
       if (next.hash !== status.hash) {
-        const nextPipeline = compilePipeline(validated.policies, validated.usage);
+        const nextPipeline = compilePipeline(validated.policies, validated.usage, plugins);
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
         // between requests: each request runs wholly on the old or wholly on the new version.

@@ -48,6 +48,10 @@ export interface ProxyOptions {
   };
   /** Least time between two reloads asked for with POST /-/reload. */
   readonly reloadMinIntervalMs: number;
+  /** --stage.plugin: the stage plugin modules to load, in order. */
+  readonly stagePlugins: readonly string[];
+  /** --stage.plugin.timeout: the plugins' time budget per request. */
+  readonly stagePluginTimeoutMs: number;
   readonly stats: {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
@@ -209,6 +213,9 @@ Flags (environment variable in brackets):
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
   --stats.sample-interval DURATION how often the web pages sample counters and top offenders (default 15s)
   --cache.max-label-sets N         label sets whose policy verdict is cached, in each of two generations (default 100000)
+  --stage.plugin PATH              load a stage plugin (an ES module; README "Stage plugins"); repeatable
+  --stage.plugin.timeout DUR       the plugins' time budget per request; past it the request goes on
+                                   without them, or is refused per their failure mode (default 500ms)
   --version                        print the version and exit
   -h, --help                       show this help
 
@@ -304,6 +311,8 @@ export function parseProxyOptions(
     tls: certFile === undefined || keyFile === undefined ? undefined : Object.freeze({ certFile, keyFile }),
     auth: Object.freeze({ credentialsPath, tenantHeaderMode, metricsAuth }),
     reloadMinIntervalMs: parseDuration('--reload.min-interval', v['reload.min-interval'] ?? '1s'),
+    stagePlugins: Object.freeze([...(v['stage.plugin'] ?? [])]),
+    stagePluginTimeoutMs: positiveDuration('--stage.plugin.timeout', v['stage.plugin.timeout'] ?? '500ms'),
     stats: Object.freeze({
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
@@ -405,6 +414,8 @@ const parseOptions = {
   'stats.max-tracked-series': { type: 'string' },
   'stats.expose-top': { type: 'string' },
   'stats.sample-interval': { type: 'string' },
+  'stage.plugin': { type: 'string', multiple: true },
+  'stage.plugin.timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -611,6 +622,12 @@ export function parseHostPort(value: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function positiveDuration(flag: string, value: string): number {
+  const ms = parseDuration(flag, value);
+  if (ms <= 0) throw new UsageError(`${flag}: "${value}" must be longer than zero`);
+  return ms;
 }
 
 function positiveInt(flag: string, value: string): number {

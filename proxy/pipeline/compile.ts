@@ -11,6 +11,9 @@
 import type { MetricPolicySpecT, MetricUseT } from '../../crds/metric-policy.js';
 import type { Matcher } from '../../policy/selector.js';
 import type { CollisionMode } from '../codec/output.js';
+import type { PluginGuard } from './plugins/guard.js';
+import type { StagePlugins } from './plugins/load.js';
+import { compilePluginStage } from './plugins/stage.js';
 import type { Action, BoundLabelStage, CompileContext, Mode } from './stage.js';
 import { STAGES } from './stages/index.js';
 import type { CompiledLimits } from './stages/limits/index.js';
@@ -97,6 +100,8 @@ export interface Pipeline {
   readonly empty: boolean;
   /** Whether an enforcing policy relabels: series of one request may then become the same one. */
   readonly mayCollide: boolean;
+  /** The guard of the stage plugins some policy runs; undefined when none does. */
+  readonly plugins?: PluginGuard | undefined;
 }
 
 /** Orders policies as documented: priority, then namespace, then name. */
@@ -118,8 +123,13 @@ function cmp(a: string, b: string): number {
  * Throws an Error naming the policy and field on anything that does not compile; configuration
  * validation runs the same compilation, so a config that validated compiles.
  */
-export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineUsage = NO_USAGE): Pipeline {
+export function compilePipeline(
+  inputs: readonly PolicyInput[],
+  usage: PipelineUsage = NO_USAGE,
+  plugins?: StagePlugins,
+): Pipeline {
   const slots: Slot[] = [];
+  let anyPlugin = false;
   const policies = orderPolicies(inputs).map((input, index): CompiledPolicy => {
     const id = input.namespace ? `${input.namespace}/${input.name}` : input.name;
     const spec = input.spec;
@@ -149,6 +159,14 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
       if (stage.kind === 'label') labelStages.push({ stage, compiled: c });
       else hasSeriesStage = true;
     }
+    for (const [i, ref] of (spec.stages ?? []).entries()) {
+      const reasons = plugins?.byName.get(ref.name)?.plugin.reasons ?? [];
+      const ctx: CompileContext = { policy: id, mode, usage, slot: slotFor(reasons), at };
+      const bound = compilePluginStage(ref, i, plugins, ctx);
+      if (bound === undefined) continue;
+      labelStages.push(bound);
+      anyPlugin = true;
+    }
     const engineSlot = slotFor(ENGINE_REASONS);
     const match = compiled.get('match') as CompiledMatch | undefined;
     return {
@@ -173,6 +191,9 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
     usage,
     slots: Object.freeze(slots),
     empty: policies.length === 0,
-    mayCollide: policies.some((p) => !p.dryRun && p.labelStages.some((b) => b.stage.rewrites === true)),
+    mayCollide: policies.some(
+      (p) => !p.dryRun && p.labelStages.some((b) => b.stage.rewrites === true || b.plugin),
+    ),
+    plugins: anyPlugin ? plugins?.guard : undefined,
   });
 }

@@ -14,6 +14,7 @@ import { hashBytes, hashString, MetricInterner } from './cardinality.js';
 import type { Pipeline } from './compile.js';
 import type { Entry, Pass, SeriesContext, SeriesRuntime, SharedLimits } from './entry.js';
 import { evaluate, type Verdict } from './evaluate.js';
+import type { PluginGuard } from './plugins/guard.js';
 import { type LimitState, LimitsRuntime } from './stages/limits/runtime.js';
 
 export type { SharedLimits } from './entry.js';
@@ -107,6 +108,10 @@ export class PolicyEngine {
   /** The series stages, in order; #limits is the in-tree one. */
   readonly #series: readonly SeriesRuntime[];
   readonly #limits: LimitsRuntime;
+  /** Whether the verdict of the last #makeEntry lacks a stage plugin's say. */
+  #incomplete = false;
+  /** Scratch for #hashSeries. */
+  readonly #h = new Uint32Array(2);
 
   constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
     this.#opts = opts;
@@ -225,7 +230,7 @@ export class PolicyEngine {
   #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
-    return {
+    const pass: Pass = {
       buf,
       index,
       tenant,
@@ -245,7 +250,71 @@ export class PolicyEngine {
       checks: undefined,
       resumeAt: 0,
       decisions: this.#pipeline.mayCollide ? new Array(index.count).fill(null) : undefined,
+      prefilled: undefined,
     };
+    const guard = this.#pipeline.plugins;
+    if (guard !== undefined) this.#prefill(pass, guard);
+    return pass;
+  }
+
+  /**
+   * With stage plugins: evaluates the request's new label sets up front, within the plugins' time
+   * budget for the request (guard.bounded). Label stages are pure, so evaluating them before the
+   * loop changes nothing else. When the budget runs out, the rest is evaluated without plugins;
+   * a verdict that lacks a plugin's say serves this request only and is not cached.
+   */
+  #prefill(pass: Pass, guard: PluginGuard): void {
+    const { buf, index, v1, tenant, tenantKey, nowMs, symbols } = pass;
+    const misses: number[] = [];
+    const hashes: number[] = [];
+    for (let i = 0; i < index.count; i++) {
+      this.#hashSeries(pass, i);
+      const h1 = this.#h[0]!;
+      const h2 = this.#h[1]!;
+      if (this.#lookup(tenantKey, h1, h2) === undefined) {
+        misses.push(i);
+        hashes.push(h1, h2);
+      }
+    }
+    if (misses.length === 0) return;
+    const labels = misses.map((i) => (v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols)));
+    const pipeline = this.#pipeline;
+    const verdicts: Verdict[] = [];
+    // Written so that stopping it anywhere leaves `verdicts` whole: it resumes where it stopped.
+    const evaluateAll = () => {
+      for (let k = verdicts.length; k < misses.length; k++)
+        verdicts.push(evaluate(pipeline, labels[k]!, tenant, nowMs));
+    };
+    guard.begin();
+    if (!guard.bounded(evaluateAll)) evaluateAll();
+    const prefilled: (Entry | undefined)[] = new Array(index.count);
+    for (let k = 0; k < misses.length; k++) {
+      const h1 = hashes[2 * k]!;
+      const verdict = verdicts[k]!;
+      const entry = this.#makeEntry(labels[k]!, h1, hashes[2 * k + 1]!, tenant, v1, nowMs, verdict);
+      if (!verdict.incomplete) this.#store(tenantKey, h1, entry);
+      prefilled[misses[k]!] = entry;
+    }
+    pass.prefilled = prefilled;
+  }
+
+  /** The two label-set hashes of series `i` into #h, as #loop computes them. */
+  #hashSeries(pass: Pass, i: number): void {
+    const { buf, index } = pass;
+    if (pass.v1) {
+      this.#h[0] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
+      this.#h[1] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+      return;
+    }
+    const symbolHash = pass.symbolHash!;
+    let h1 = SEED_A;
+    let h2 = SEED_B;
+    readLabelRefsV2(buf, index, i, (nameRef, valueRef) => {
+      h1 = mix(mix(h1, symbolHash[2 * nameRef]!), symbolHash[2 * valueRef]!);
+      h2 = mix(mix(h2, symbolHash[2 * nameRef + 1]!), symbolHash[2 * valueRef + 1]!);
+    });
+    this.#h[0] = h1;
+    this.#h[1] = h2;
   }
 
   #finish(pass: Pass): ProcessResult {
@@ -273,7 +342,7 @@ export class PolicyEngine {
    * looked at for their checks (`pass.checks`, `pass.resumeAt`), to be run again with the answers.
    */
   #loop(pass: Pass, from: number): void {
-    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions } = pass;
+    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions, prefilled } = pass;
     const symbolHash = pass.symbolHash;
     const asking = this.#sharedLimits !== undefined && !pass.local && pass.answers === undefined;
     let collecting = false;
@@ -299,11 +368,12 @@ export class PolicyEngine {
         h2 = SEED_B;
         readLabelRefsV2(buf, index, i, visitRefs);
       }
-      let entry = this.#lookup(tenantKey, h1, h2);
+      let entry = prefilled?.[i] ?? this.#lookup(tenantKey, h1, h2);
       if (entry === undefined) {
         const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
         entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
-        this.#store(tenantKey, h1, entry);
+        // Only a plugin's verdict made outside its bounded run lacks its say (see #prefill).
+        if (!this.#incomplete) this.#store(tenantKey, h1, entry);
       }
       if (collecting) {
         if (!entry.dropped && entry.seriesPolicies.length > 0) this.#gather(entry, pass);
@@ -457,8 +527,9 @@ export class PolicyEngine {
     tenant: string | undefined,
     v1: boolean,
     nowMs: number,
+    verdict: Verdict = evaluate(this.#pipeline, labels, tenant, nowMs),
   ): Entry {
-    const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
+    this.#incomplete = verdict.incomplete;
     // Unread labels aggregated away (spec.unused.labels) make a synthesized series: replica label.
     const final = verdict.aggregated ? this.#withReplica(verdict.labels!) : (verdict.labels ?? labels);
     const changed = verdict.labels !== null && verdict.changed;

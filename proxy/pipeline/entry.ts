@@ -87,6 +87,8 @@ export interface Pass {
    * #finish once series made the same by relabeling are known.
    */
   decisions: (Entry | null)[] | undefined;
+  /** With stage plugins: the entries of the request's new label sets, evaluated up front (by series). */
+  prefilled: (Entry | undefined)[] | undefined;
 }
 
 /** What a series stage's runtime is given by the engine that runs it. */

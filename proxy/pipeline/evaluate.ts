@@ -4,7 +4,7 @@
 
 import type { Label } from '../codec/types.js';
 import type { CompiledPolicy, Pipeline } from './compile.js';
-import type { LabelStep } from './stage.js';
+import type { ContainedStep } from './plugins/stage.js';
 import { matches } from './stages/match.js';
 import { sameLabels } from './stages/relabel.js';
 
@@ -30,6 +30,8 @@ export interface Verdict {
   readonly aggregatedBy: number;
   /** Labels (with their original values) a policy's spec.unused.labels found unread, for statistics. */
   readonly unread: readonly { readonly policy: number; readonly name: string; readonly value: string }[];
+  /** A stage plugin failed or did not run: the verdict holds for this request only, not cached. */
+  readonly incomplete: boolean;
 }
 
 /** Whether policy `p` applies to a series: its tenants and its selector. */
@@ -42,7 +44,7 @@ export function policyMatches(
 }
 
 /** One policy's pass over a label set; what the stages say accumulates into the verdict. */
-class Step implements LabelStep {
+class Step implements ContainedStep {
   labels: Label[] = [];
   policy = 0;
   dryRun = false;
@@ -54,6 +56,7 @@ class Step implements LabelStep {
   readonly unusedPolicies: number[] = [];
   readonly unreadLabels: { policy: number; name: string; value: string }[] = [];
   aggregated = false;
+  incompleteVerdict = false;
   relabeledBy = -1;
   aggregatedBy = -1;
   readonly tenant: string | undefined;
@@ -112,6 +115,10 @@ class Step implements LabelStep {
   unread(name: string, value: string): void {
     this.unreadLabels.push({ policy: this.policy, name, value });
   }
+
+  incomplete(): void {
+    this.incompleteVerdict = true;
+  }
 }
 
 /**
@@ -150,6 +157,7 @@ export function evaluate(
           relabeledBy: step.relabeledBy,
           aggregatedBy: step.aggregatedBy,
           unread: step.unreadLabels,
+          incomplete: step.incompleteVerdict,
         };
       continue;
     }
@@ -170,5 +178,6 @@ export function evaluate(
     relabeledBy: step.relabeledBy,
     aggregatedBy: step.aggregatedBy,
     unread: step.unreadLabels,
+    incomplete: step.incompleteVerdict,
   };
 }

@@ -118,9 +118,28 @@ export type Stage = LabelStage | SeriesStage;
 export interface BoundLabelStage {
   readonly stage: LabelStage;
   readonly compiled: unknown;
+  /** A stage plugin's: it runs only inside the engine's bounded run (plugins/guard.ts). */
+  readonly plugin?: true;
 }
 
 /** Binds a compiled configuration to its stage, keeping the pair's types in step. */
 export function bind<C>(stage: LabelStage<never, C>, compiled: C): BoundLabelStage {
   return { stage: stage as unknown as LabelStage, compiled };
+}
+
+/**
+ * What a stage plugin module (cardinal-proxy --stage.plugin PATH) exports as its default export:
+ * a label stage, the contract version it was written against, and what a failure does. Policies
+ * run it by name (spec.stages: [{ name, config }]); `schema` (TypeBox) checks `config` when the
+ * proxy loads the configuration, and `compile` may refuse it further by throwing.
+ */
+export interface StagePlugin<Config = Record<string, unknown>, Compiled = unknown>
+  extends LabelStage<Config, Compiled> {
+  readonly apiVersion: typeof STAGE_API_VERSION;
+  /**
+   * When `apply` throws or the request's time budget runs out while it runs: `forward` (default)
+   * lets the series go on as the stages before the plugin left them; `refuse` answers the request
+   * with 503, which senders retry. Either way it is counted and logged, rate-limited.
+   */
+  readonly onError?: 'forward' | 'refuse';
 }

@@ -7,6 +7,7 @@ import { type SeriesIndex, scanWriteRequestV1 } from '../../codec/scan.js';
 import type { Label, TimeSeriesV1 } from '../../codec/types.js';
 import type { PolicyEngine } from '../../pipeline/engine.js';
 import type { MetricFamily } from '../exposition/index.js';
+import { refusedAsError } from '../remote-write.js';
 import type { GroupingKey } from './grouping.js';
 import type { RenderSeries } from './render.js';
 
@@ -76,7 +77,8 @@ export function applyPushPolicies(opts: {
   }));
   const buf = Buffer.from(encodeWriteRequestV1({ timeseries, metadata: [] }));
   const index = scanWriteRequestV1(buf, opts.scratch);
-  const r = opts.engine.process(buf, index, opts.tenant, opts.nowMs);
+  const engine = opts.engine;
+  const r = refusedAsError(() => engine.process(buf, index, opts.tenant, opts.nowMs));
   if (r.unchanged) return { unchanged: true, series: original, received: original.length, index };
   const series: RenderSeries[] = [];
   if (r.body !== undefined) {

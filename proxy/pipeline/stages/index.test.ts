@@ -10,7 +10,8 @@ describe('the in-tree stages', () => {
     const configured = new Set(STAGES.map((s) => s.field));
     // The fields that are not a stage's: the policy's own settings, read by the compiler and engine.
     const own = Object.keys(MetricPolicySpec.properties).filter((f) => !configured.has(f as never));
-    expect(own.sort()).toEqual(['mode', 'onCollision', 'priority', 'proxySelector']);
+    // stages: the stage plugins' (proxy/pipeline/plugins/).
+    expect(own.sort()).toEqual(['mode', 'onCollision', 'priority', 'proxySelector', 'stages']);
   });
 
   it('have unique names, label stages before series stages', () => {
