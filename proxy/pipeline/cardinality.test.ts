@@ -7,6 +7,8 @@ import {
   ADMIT_TABLE_FULL,
   hashBytes,
   hashString,
+  LOOKUP_KNOWN,
+  LOOKUP_UNKNOWN,
   METRIC_OVERFLOW,
   METRIC_OVERFLOW_NAME,
   MetricInterner,
@@ -222,11 +224,41 @@ describe('SeriesTracker capacity', () => {
     expect(t.bytes / t.maxTrackedSeries).toBeLessThanOrEqual(16);
   });
 
-  it('sizes its memory at 10 bytes per slot and at most 16 bytes per tracked series', () => {
-    const t = tracker(1_000_000, MINUTE, 65536);
-    expect(t.slots).toBe(1_333_335);
-    expect(t.bytes).toBe(1_333_335 * 10 + 65536 * 4);
-    expect(t.bytes / t.maxTrackedSeries).toBeLessThan(16);
+  it('sizes its memory by what it holds: small when empty, at most 16 bytes per tracked series when full', () => {
+    // Thousands of policies each hold a tracker with the same bound; empty ones must cost little.
+    const empty = tracker(1_000_000, MINUTE, 65536);
+    expect(empty.bytes).toBeLessThan(16 * 1024);
+    const full = tracker(100_000, MINUTE, 65536);
+    for (let i = 0; i < 100_000; i++) expect(full.admit(i % 65536, i + 1, T0, Infinity)).toBe(ADMIT_NEW);
+    expect(full.slots).toBe(Math.ceil(100_000 / 0.75) + 1);
+    expect(full.bytes).toBe(full.slots * 10 + 65536 * 4);
+    expect(full.bytes / full.maxTrackedSeries).toBeLessThan(16);
+    expect(full.admit(7, 1_000_001, T0, Infinity)).toBe(ADMIT_TABLE_FULL);
+  });
+
+  it('keeps every key, its bucket count and its expiry across the table growing', () => {
+    const t = tracker(50_000, MINUTE, 4096, 0);
+    const model = new Map<number, number>();
+    // Even keys first, odd keys half a window later: growth must carry their last-seen times.
+    for (const parity of [0, 1])
+      for (let i = 1; i <= 20_000; i++) {
+        if (i % 2 !== parity) continue;
+        const bucket = (i * 7919) % 4096;
+        expect(t.admit(bucket, hashString(`k${i}`, 0), T0 + parity * 30_000, Infinity)).toBe(ADMIT_NEW);
+        model.set(bucket, (model.get(bucket) ?? 0) + 1);
+      }
+    expect(t.size).toBe(20_000);
+    for (const [bucket, n] of model) expect(t.count(bucket)).toBe(n);
+    const now = T0 + MINUTE + 2000;
+    for (let i = 1; i <= 20_000; i++) {
+      const bucket = (i * 7919) % 4096;
+      const r = t.lookup(bucket, hashString(`k${i}`, 0), now);
+      expect(r).toBe(i % 2 === 0 ? LOOKUP_UNKNOWN : LOOKUP_KNOWN);
+    }
+    expect(t.sweep(now, t.slots)).toBe(10_000);
+    expect(t.size).toBe(10_000);
+    expect(t.forget((3 * 7919) % 4096, hashString('k3', 0))).toBe(true);
+    expect(t.forget((4 * 7919) % 4096, hashString('k4', 0))).toBe(false);
   });
 });
 

@@ -189,7 +189,10 @@ const MAX_LOAD = 0.75;
 const SLOT_BYTES = 4 + 4 + 2;
 
 export interface SeriesTrackerOptions {
-  /** The most keys the tracker ever holds; its memory is fixed by this at construction. */
+  /**
+   * The most keys the tracker ever holds. Its tables start small and double as keys arrive, up to
+   * this; they never shrink.
+   */
   readonly maxTrackedSeries: number;
   /** Buckets are 0..buckets-1; at most MAX_BUCKETS. Usually `MetricInterner.capacity`. */
   readonly buckets: number;
@@ -204,9 +207,17 @@ export interface SeriesTrackerOptions {
   readonly refreshSeconds?: number;
 }
 
+/** Keys a tracker has room for before it first grows. */
+const INITIAL_KEYS = 1024;
+/** Buckets a tracker counts before it first grows its per-bucket counts. */
+const INITIAL_BUCKETS = 64;
+
 /**
- * Active keys per bucket within a window, in fixed memory. Hot path: `admit` allocates nothing and
- * its cost is one hash-table probe (a few adjacent slots) plus `sweepPerAdmit` slots of sweeping.
+ * Active keys per bucket within a window, in bounded memory. Hot path: `admit` allocates nothing
+ * but when the table doubles (amortised: each key is moved O(1) times), and its cost is one
+ * hash-table probe (a few adjacent slots) plus `sweepPerAdmit` slots of sweeping. The tables are
+ * sized by what is held, not by the bound: a proxy with thousands of limits holds thousands of
+ * trackers, most of them nearly empty.
  *
  * The caller must keep a bucket's meaning stable for the tracker's lifetime (a metric index from
  * one MetricInterner), and pass times in milliseconds since the Unix epoch, non-decreasing in the
@@ -215,7 +226,8 @@ export interface SeriesTrackerOptions {
 export class SeriesTracker {
   readonly maxTrackedSeries: number;
   readonly buckets: number;
-  readonly slots: number;
+  /** Slots of the table now; grows with the keys held. */
+  slots: number;
   readonly windowSeconds: number;
   readonly sweepPerAdmit: number;
   /** Keys currently held (active, or expired but not yet swept). */
@@ -227,12 +239,14 @@ export class SeriesTracker {
   /** Keys removed because they expired, since construction. */
   expirations = 0;
 
-  private readonly hashes: Uint32Array;
-  private readonly lastSeen: Uint32Array;
-  private readonly bucketOf: Uint16Array;
-  private readonly counts: Int32Array;
+  private hashes: Uint32Array;
+  private lastSeen: Uint32Array;
+  private bucketOf: Uint16Array;
+  private counts: Int32Array;
   /** Second each key's activity was last told to the shared store; only with refreshSeconds. */
-  private readonly pushedAt: Uint32Array | undefined;
+  private pushedAt: Uint32Array | undefined;
+  /** Keys the table holds before it must grow: min(maxTrackedSeries, its load bound). */
+  private room: number;
   private readonly refreshSeconds: number;
   private cursor = 0;
 
@@ -250,12 +264,12 @@ export class SeriesTracker {
     this.buckets = buckets;
     this.windowSeconds = Math.floor(windowMs / 1000);
     this.sweepPerAdmit = sweepPerAdmit;
-    // One slot more than the load bound guarantees an empty slot, which ends every probe.
-    this.slots = Math.ceil(maxTrackedSeries / MAX_LOAD) + 1;
+    this.room = Math.min(maxTrackedSeries, INITIAL_KEYS);
+    this.slots = slotsFor(this.room);
     this.hashes = new Uint32Array(this.slots);
     this.lastSeen = new Uint32Array(this.slots);
     this.bucketOf = new Uint16Array(this.slots);
-    this.counts = new Int32Array(buckets);
+    this.counts = new Int32Array(Math.min(buckets, INITIAL_BUCKETS));
     const refresh = options.refreshSeconds;
     if (refresh !== undefined && !(refresh >= 1))
       throw new RangeError(`refreshSeconds must be at least 1, got ${refresh}`);
@@ -263,9 +277,9 @@ export class SeriesTracker {
     this.pushedAt = refresh === undefined ? undefined : new Uint32Array(this.slots);
   }
 
-  /** Bytes of typed-array memory the tracker holds; fixed at construction. */
+  /** Bytes of typed-array memory the tracker holds now. */
   get bytes(): number {
-    return this.slots * (SLOT_BYTES + (this.pushedAt === undefined ? 0 : 4)) + this.buckets * 4;
+    return this.slots * (SLOT_BYTES + (this.pushedAt === undefined ? 0 : 4)) + this.counts.length * 4;
   }
 
   /**
@@ -310,6 +324,7 @@ export class SeriesTracker {
   admit(bucket: number, hash: number, nowMs: number, limit: number): AdmitResult {
     if (!(bucket >>> 0 === bucket && bucket < this.buckets))
       throw new RangeError(`bucket ${bucket} out of range`);
+    if (bucket >= this.counts.length) this.growCounts(bucket);
     const now = Math.floor(nowMs / 1000);
     const hashes = this.hashes;
     const lastSeen = this.lastSeen;
@@ -368,6 +383,10 @@ export class SeriesTracker {
       this.fullRejections++;
       return ADMIT_TABLE_FULL;
     } else {
+      if (this.size >= this.room) {
+        this.grow();
+        return this.insertNew(fp, bucket, now);
+      }
       this.size++;
     }
     hashes[i] = fp;
@@ -412,6 +431,51 @@ export class SeriesTracker {
     this.counts.fill(0);
     this.size = 0;
     this.cursor = 0;
+  }
+
+  /** Doubles the table (up to maxTrackedSeries keys) and puts every key in its new place. */
+  private grow(): void {
+    const { hashes, lastSeen, bucketOf, pushedAt } = this;
+    const old = this.slots;
+    this.room = Math.min(this.maxTrackedSeries, this.room * 2);
+    this.slots = slotsFor(this.room);
+    this.hashes = new Uint32Array(this.slots);
+    this.lastSeen = new Uint32Array(this.slots);
+    this.bucketOf = new Uint16Array(this.slots);
+    this.pushedAt = pushedAt === undefined ? undefined : new Uint32Array(this.slots);
+    this.cursor = 0;
+    for (let j = 0; j < old; j++) {
+      const h = hashes[j]!;
+      if (h === 0) continue;
+      let i = this.home(h, bucketOf[j]!);
+      while (this.hashes[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
+      this.hashes[i] = h;
+      this.lastSeen[i] = lastSeen[j]!;
+      this.bucketOf[i] = bucketOf[j]!;
+      if (pushedAt !== undefined) this.pushedAt![i] = pushedAt[j]!;
+    }
+  }
+
+  /** Adds a key known to be absent, after a grow; the caller checked the limit and the bound. */
+  private insertNew(fp: number, bucket: number, now: number): AdmitResult {
+    let i = this.home(fp, bucket);
+    while (this.hashes[i] !== 0) i = i + 1 === this.slots ? 0 : i + 1;
+    this.size++;
+    this.hashes[i] = fp;
+    this.bucketOf[i] = bucket;
+    this.lastSeen[i] = now;
+    if (this.pushedAt !== undefined) this.pushedAt[i] = now;
+    this.counts[bucket]!++;
+    return ADMIT_NEW;
+  }
+
+  /** Makes the per-bucket counts long enough for `bucket` (doubling, up to `buckets`). */
+  private growCounts(bucket: number): void {
+    let n = this.counts.length;
+    while (n <= bucket) n *= 2;
+    const counts = new Int32Array(Math.min(this.buckets, n));
+    counts.set(this.counts);
+    this.counts = counts;
   }
 
   private sweepSlots(now: number, maxSlots: number): void {
@@ -474,6 +538,11 @@ export class SeriesTracker {
     }
     hashes[hole] = 0;
   }
+}
+
+/** Slots for a table of `keys` keys: one more than the load bound, so an empty slot ends every probe. */
+function slotsFor(keys: number): number {
+  return Math.ceil(keys / MAX_LOAD) + 1;
 }
 
 /** The index every metric name maps to once a MetricInterner is full. */
