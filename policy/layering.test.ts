@@ -17,13 +17,13 @@ function sources(dir: string): string[] {
   return out;
 }
 
-/** The top-level folders a file imports from (relative imports only). */
-function importedFolders(file: string): Set<string> {
+/** The folders (`depth` path segments deep, from the root) a file imports from; relative imports only. */
+function importedFolders(file: string, depth = 1): Set<string> {
   const text = readFileSync(join(root, file), 'utf8');
   const folders = new Set<string>();
   for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
     const target = relative(root, resolve(join(root, file, '..'), m[1]!));
-    folders.add(target.split('/')[0]!);
+    folders.add(target.split('/').slice(0, depth).join('/'));
   }
   return folders;
 }
@@ -41,6 +41,33 @@ describe('layering', () => {
       // A contract test may import both sides of the contract it checks.
       if (file === 'policy/reports.test.ts' || file === 'policy/layering.test.ts') continue;
       for (const f of importedFolders(file)) if (forbidden.includes(f)) offending.push(`${file} -> ${f}/`);
+    }
+    expect(offending).toEqual([]);
+  });
+
+  // Inside the proxy: ingest -> codec -> pipeline (stages) -> forward/queue, stats beside. Nothing in
+  // the pipeline knows HTTP, and nothing in codec, forward or queue knows policies.
+  it.each([
+    [
+      'proxy/pipeline',
+      [
+        'proxy/ingest',
+        'proxy/forward',
+        'proxy/queue',
+        'proxy/web',
+        'proxy/auth',
+        'proxy/server.js',
+        'proxy/stats',
+      ],
+    ],
+    ['proxy/codec', ['proxy/pipeline', 'proxy/ingest', 'proxy/forward', 'proxy/queue', 'proxy/stats']],
+    ['proxy/forward', ['proxy/pipeline']],
+    ['proxy/queue', ['proxy/pipeline']],
+  ])('%s/ imports nothing from %j', (dir, forbidden) => {
+    const offending: string[] = [];
+    for (const file of sources(dir)) {
+      if (file.endsWith('.test.ts')) continue;
+      for (const f of importedFolders(file, 2)) if (forbidden.includes(f)) offending.push(`${file} -> ${f}`);
     }
     expect(offending).toEqual([]);
   });
