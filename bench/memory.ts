@@ -14,6 +14,7 @@ import { encodeWriteRequestV1 } from '../proxy/codec/proto.js';
 import { snappyEncode } from '../proxy/codec/snappy.js';
 import type { TimeSeriesV1 } from '../proxy/codec/types.js';
 import { hashString, SeriesTracker } from '../proxy/pipeline/cardinality.js';
+import { UsageRecorder } from '../proxy/query/recorder.js';
 import { policyPath } from './pipeline.js';
 import { limitOnlySpecs, writePolicyDir } from './policies.js';
 
@@ -30,6 +31,8 @@ export interface MemoryReport {
   readonly bombAfter5M: number;
   /** Series of the bomb the path forwarded; the rest the limit dropped. */
   readonly bombForwarded: number;
+  /** The usage recorder (--query.upstream): heap + array buffers per metric name read. */
+  readonly usageBytesPerMetric: number;
 }
 
 const MILLION = 1_000_000;
@@ -66,6 +69,22 @@ function request(first: number, count: number, nowMs: number): Buffer {
     });
   }
   return snappyEncode(encodeWriteRequestV1({ timeseries, metadata: [] }));
+}
+
+/** Growth per metric of a usage recorder that read 100,000 metric names, each by 5 readers. */
+function usageBytesPerMetric(): number {
+  const n = 100_000;
+  const before = memory();
+  const recorder = new UsageRecorder({ maxMetrics: n, maxReaders: 1000, readersPerMetric: 5 }, T0);
+  const names = Array.from({ length: n }, (_, i) => `app_subsystem_metric_${i}_seconds_total`);
+  for (let r = 0; r < 5; r++) {
+    for (const name of names) recorder.record([name], [], `dashboard:d${r} panel:1 org:1`, T0 + r);
+  }
+  names.length = 0;
+  const after = memory();
+  if (recorder.trackedMetrics !== n)
+    throw new Error(`recorder tracks ${recorder.trackedMetrics} metrics, expected ${n}`);
+  return (after - before) / n;
 }
 
 function trackerBytesPerSeries(): number {
@@ -117,7 +136,9 @@ function main(): void {
     bombForwarded += feed((b, t) => path.run(b, t), MILLION, 4 * MILLION);
     const bombAfter5M = memory();
 
+    const usagePerMetric = usageBytesPerMetric();
     const report: MemoryReport = {
+      usageBytesPerMetric: usagePerMetric,
       trackerBytesPerSeries: trackerPerSeries,
       pathBytesPerSeries: full.perSeries,
       pathSmallCacheBytesPerSeries: small.perSeries,

@@ -38,6 +38,7 @@ import {
   writePolicyDir,
   writeVmagentRelabel,
 } from './policies.js';
+import { readPathBench, recorderBench } from './read-path.js';
 import { makeWorkload, type Workload } from './workload.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -649,6 +650,8 @@ async function main(): Promise<void> {
   }
 
   const memory = await runMemoryBench();
+  const reads = await readPathBench(Math.max(10, SECONDS * 10));
+  const recorder = recorderBench(Math.max(1, SECONDS / 2));
 
   printRows(rows, []);
   console.log('\n| memory | value | note |\n|---|---:|---|');
@@ -670,6 +673,19 @@ async function main(): Promise<void> {
   console.log(
     `| heap under a cardinality bomb, after 5M series | ${mib(memory.bombAfter5M)} | ${memory.bombForwarded.toLocaleString('en-US')} forwarded, the rest dropped by the limit |`,
   );
+  console.log(
+    `| bytes per tracked metric, usage recorder | ${memory.usageBytesPerMetric.toFixed(0)} | 100,000 metric names read, 5 readers each (--query.usage.readers-per-metric) |`,
+  );
+  console.log(
+    '\n| read path (Prometheus 2) | answer bytes | direct p50 ms | added p50 ms | added p99 ms |\n|---|---:|---:|---:|---:|',
+  );
+  for (const r of reads) {
+    console.log(
+      `| ${r.name} | ${r.bytes.toLocaleString('en-US')} | ${fmt(r.directP50, 2)} | ${fmt(r.addedP50, 2)} | ${fmt(r.addedP99, 2)} |`,
+    );
+  }
+  console.log('\n| usage recorder (in-process, one core) | queries/s |\n|---|---:|');
+  for (const r of recorder) console.log(`| ${r.name} | ${Math.round(r.perSecond).toLocaleString('en-US')} |`);
   console.log('');
   for (const c of checks) console.log(c);
 }

@@ -314,6 +314,39 @@ export const ProxyValues = Type.Object(
       },
       { additionalProperties: false, description: 'Pushgateway-protocol ingest (gateway mode).' },
     ),
+    query: Type.Object(
+      {
+        upstream: Type.String({
+          default: '',
+          pattern: '^(https?://.+)?$',
+          description:
+            'The Prometheus-compatible query API (Prometheus, Thanos Query, Mimir, VictoriaMetrics) the proxies serve the read API for (`--query.upstream`), e.g. http://prometheus.monitoring:9090. Point a Grafana data source at the Service port `query` to learn what is read, by whom and how often (README, "Usage from the read path"). Empty: no read path.',
+        }),
+        timeout: Type.String({
+          default: '2m',
+          pattern: '^([0-9]+(ms|s|m|h))+$',
+          description: 'How long the query API may take to answer a query (`--query.timeout`).',
+        }),
+        servicePort: Type.Integer({
+          minimum: 1,
+          maximum: 65535,
+          default: 9090,
+          description:
+            'A second port of the proxy Service, named `query`, for the read path: a data source URL such as http://<release>-cardinal-proxy.<namespace>:9090 looks like Prometheus. The same container port as `service.port`; must differ from it.',
+        }),
+        maxMetrics: Type.Integer({
+          minimum: 1,
+          default: 100000,
+          description:
+            'Metric names whose reads are tracked, about 500 bytes each (`--query.usage.max-metrics`).',
+        }),
+      },
+      {
+        additionalProperties: false,
+        description:
+          'The read path and usage statistics. Read counts are kept on an emptyDir volume, so they survive container restarts (not pod deletion); the operator keeps what it rendered from them.',
+      },
+    ),
     tls: Type.Object(
       {
         secretName: Type.String({

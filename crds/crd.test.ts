@@ -136,6 +136,7 @@ describe('buildCrd', () => {
       'topOffender',
       'topOffenders',
       'unused',
+      'usage',
     ]);
   });
 

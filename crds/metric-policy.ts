@@ -280,6 +280,18 @@ export const Unused = Type.Object(
         description: 'Label names never aggregated away, read or not.',
       }),
     ),
+    readWindow: Type.Optional(
+      Duration(
+        "A metric read within this window through a proxy's read path (--query.upstream, or a rule evaluation in a tailed query log) is in use, as much as one a rule or a dashboard references, and is never judged unused. The reads come in the MetricUsage document, which the operator renders from its proxies' GET /api/v1/stats/usage. Absent: reads are not considered.",
+      ),
+    ),
+    countReferences: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          'false: only reads count, so a metric that rules or dashboards reference but nothing read within readWindow is unused. References still count until reads have been recorded for a whole readWindow. Needs readWindow.',
+      }),
+    ),
   },
   {
     description:
@@ -540,6 +552,80 @@ export const UnusedStatusSchema = Type.Object(
   { description: 'What spec.unused found: the metrics nothing reads, and what dropping them saves.' },
 );
 
+/** How many least-read and missing metrics a policy's status lists. */
+export const USAGE_STATUS_LIMIT = 10;
+
+export const LeastReadMetricSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name.' }),
+    series: Type.Integer({ minimum: 0, description: 'Active series, summed over the proxies.' }),
+    samplesPerSecond: Type.Number({
+      minimum: 0,
+      description: 'Samples per second, summed over the proxies.',
+    }),
+    reads30d: Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days, all proxies.' }),
+    lastRead: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'The last read on any proxy; absent when never read.',
+      }),
+    ),
+    costPerRead: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description: 'series x samples per second / reads over 30 days; absent when never read.',
+      }),
+    ),
+  },
+  { description: 'An expensive metric that is read little, or not at all.' },
+);
+
+export const MissingMetricSchema = Type.Object(
+  {
+    metric: Type.String({ description: 'The metric name.' }),
+    reads30d: Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days, all proxies.' }),
+    lastRead: Type.String({ format: 'date-time', description: 'The last read on any proxy.' }),
+  },
+  { description: 'A metric that is queried but that neither the proxies ingest nor the query API knows.' },
+);
+
+export const UsageStatusSchema = Type.Object(
+  {
+    readsKnown: Type.Boolean({
+      description:
+        "Whether a proxy of the policy's instance records reads (serves the read path or tails a query log).",
+    }),
+    since: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'Since when reads are recorded on every proxy that records them (the latest start).',
+      }),
+    ),
+    metricsRead: Type.Integer({ minimum: 0, description: 'Metric names read within 30 days, all proxies.' }),
+    leastRead: Type.Optional(
+      Type.Array(LeastReadMetricSchema, {
+        maxItems: USAGE_STATUS_LIMIT,
+        description:
+          'The most expensive metrics per read: never read ones first, the most series x samples per second first, then the highest cost per read.',
+      }),
+    ),
+    missingMetrics: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description: 'Metrics queried that no proxy ingests and the query API does not know.',
+      }),
+    ),
+    missing: Type.Optional(
+      Type.Array(MissingMetricSchema, {
+        maxItems: USAGE_STATUS_LIMIT,
+        description:
+          'Some of them, the most read first: dashboards and rules that query what does not exist.',
+      }),
+    ),
+  },
+  { description: "What is read, by whom, and what it costs, from the proxies' read paths." },
+);
+
 export const MetricPolicyStatusSchema = Type.Object(
   {
     observedGeneration: Type.Optional(
@@ -590,6 +676,7 @@ export const MetricPolicyStatusSchema = Type.Object(
       }),
     ),
     unused: Type.Optional(UnusedStatusSchema),
+    usage: Type.Optional(UsageStatusSchema),
   },
   { description: 'Written by the operator.' },
 );
@@ -688,9 +775,35 @@ export const MetricUse = Type.Object(
   { description: 'One metric, or pattern of metrics, that is read. Exactly one of name and pattern.' },
 );
 
+export const MetricRead = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'A metric name that was read.' }),
+    lastRead: Type.String({
+      format: 'date-time',
+      description: 'When it was last read, on any proxy; the operator rounds it up to the hour.',
+    }),
+    reads30d: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Read requests over the last 30 days.' }),
+    ),
+  },
+  { description: 'A metric read through a read path.' },
+);
+
+export const MetricReads = Type.Object(
+  {
+    since: Type.String({
+      format: 'date-time',
+      description: 'Since when reads are recorded: a metric not listed was not read since then.',
+    }),
+    metrics: Type.Array(MetricRead, { description: 'Every metric read since then.' }),
+  },
+  { description: 'What the read paths saw read (spec.unused.readWindow).' },
+);
+
 export const MetricUsageSpec = Type.Object(
   {
     metrics: Type.Array(MetricUse, { description: 'Every metric that is read.' }),
+    reads: Type.Optional(MetricReads),
   },
   { description: 'What the cluster reads.' },
 );
@@ -699,6 +812,8 @@ export type UnusedT = Static<typeof Unused>;
 export type MetricUseT = Static<typeof MetricUse>;
 export type MetricUsageSpecT = Static<typeof MetricUsageSpec>;
 export type UnusedStatusT = Static<typeof UnusedStatusSchema>;
+export type UsageStatusT = Static<typeof UsageStatusSchema>;
+export type MetricReadsT = Static<typeof MetricReads>;
 export type RelabelConfigT = Static<typeof RelabelConfig>;
 export type MetricPolicySpecT = Static<typeof MetricPolicySpec>;
 export type StandardsT = Static<typeof Standards>;

@@ -159,6 +159,18 @@ describe('validatePolicies: semantics', () => {
       ],
     ],
     [
+      'unused: only reads counting, with no window to count them in',
+      { unused: { countReferences: false } },
+      [
+        'policies.yaml:1: spec.unused.countReferences: false needs spec.unused.readWindow (reads are then what counts)',
+      ],
+    ],
+    [
+      'unused: a zero read window',
+      { unused: { readWindow: '0d' } },
+      ['policies.yaml:1: spec.unused.readWindow: "0d" must be longer than zero'],
+    ],
+    [
       'an overflowLabel without onExceed overflow',
       { limits: { perMetric: [{ metric: 'x', maxSeries: 1, overflowLabel: 'pod' }] } },
       ['policies.yaml:1: spec.limits.perMetric[0].overflowLabel: only used with onExceed overflow'],
@@ -281,6 +293,26 @@ describe('validateUsage', () => {
     }
     return [];
   };
+
+  it('merges the reads of every document: the latest start, the latest read per metric', () => {
+    const u = validateUsage([
+      usageDoc({
+        metrics: [],
+        reads: { since: '2026-11-01T00:00:00Z', metrics: [{ name: 'a', lastRead: '2026-11-20T00:00:00Z' }] },
+      }),
+      usageDoc({
+        metrics: [],
+        reads: { since: '2026-11-10T00:00:00Z', metrics: [{ name: 'a', lastRead: '2026-11-02T00:00:00Z' }] },
+      }),
+      usageDoc({ metrics: [] }),
+    ]);
+    expect(u.reads?.sinceMs).toBe(Date.parse('2026-11-10T00:00:00Z'));
+    expect(u.reads?.lastRead.get('a')).toBe(Date.parse('2026-11-20T00:00:00Z'));
+    expect(validateUsage([usageDoc({ metrics: [] })]).reads).toBeUndefined();
+    expect(usageProblems({ metrics: [], reads: { since: 'yesterday', metrics: [] } })).toEqual([
+      expect.stringContaining('spec.reads.since'),
+    ]);
+  });
 
   it('merges every document and counts them', () => {
     const u = validateUsage([

@@ -331,6 +331,16 @@ function semanticErrors(spec: MetricPolicySpecT): SpecProblem[] {
       add(['unused', 'expressions', i], err.message);
     }
   }
+  if (unused?.readWindow !== undefined) {
+    try {
+      parseDuration(unused.readWindow);
+    } catch (err) {
+      add(['unused', 'readWindow'], message(err));
+    }
+  }
+  if (unused?.countReferences === false && unused.readWindow === undefined) {
+    add(['unused', 'countReferences'], 'false needs spec.unused.readWindow (reads are then what counts)');
+  }
   return problems;
 }
 
@@ -360,6 +370,11 @@ export interface ValidatedUsage {
   /** How many documents there were: none means no usage is known, and spec.unused judges nothing. */
   readonly documents: number;
   readonly metrics: readonly MetricUseT[];
+  /**
+   * The documents' reads merged: the latest `since` (reads are known since then on every read
+   * path), the latest read per name. Absent when no document has reads.
+   */
+  readonly reads?: { readonly sinceMs: number; readonly lastRead: ReadonlyMap<string, number> } | undefined;
 }
 
 /**
@@ -376,6 +391,8 @@ export function validateUsage(docs: readonly UsageDocument[]): ValidatedUsage {
 export function checkUsage(docs: readonly UsageDocument[]): { usage: ValidatedUsage; problems: Problem[] } {
   const problems: Problem[] = [];
   const metrics: MetricUseT[] = [];
+  let sinceMs: number | undefined;
+  const lastRead = new Map<string, number>();
   for (const doc of docs) {
     const spec = dropNulls(doc.spec) as MetricUsageSpecT;
     const structural = structuralErrors(spec, usageChecker);
@@ -404,8 +421,30 @@ export function checkUsage(docs: readonly UsageDocument[]): { usage: ValidatedUs
       }
       metrics.push(m);
     }
+    if (spec.reads !== undefined) {
+      const since = Date.parse(spec.reads.since);
+      if (Number.isNaN(since)) {
+        problems.push(place(doc, { path: ['spec', 'reads', 'since'], message: 'not an RFC 3339 time' }));
+        continue;
+      }
+      sinceMs = Math.max(sinceMs ?? since, since);
+      for (const [i, r] of spec.reads.metrics.entries()) {
+        const at = Date.parse(r.lastRead);
+        if (Number.isNaN(at)) {
+          problems.push(
+            place(doc, {
+              path: ['spec', 'reads', 'metrics', i, 'lastRead'],
+              message: 'not an RFC 3339 time',
+            }),
+          );
+          continue;
+        }
+        lastRead.set(r.name, Math.max(lastRead.get(r.name) ?? at, at));
+      }
+    }
   }
-  return { usage: deepFreeze({ documents: docs.length, metrics }), problems };
+  const reads = sinceMs === undefined ? undefined : Object.freeze({ sinceMs, lastRead });
+  return { usage: { ...deepFreeze({ documents: docs.length, metrics }), reads }, problems };
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };

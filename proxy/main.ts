@@ -21,6 +21,10 @@ import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
 import { PluginGuard } from './pipeline/plugins/guard.js';
 import { loadStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
+import { ReadUpstream } from './query/http.js';
+import { UpstreamNames, unionKnown } from './query/known-names.js';
+import { createQueryMetrics } from './query/metrics.js';
+import { UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueName } from './queue/metrics.js';
@@ -376,6 +380,61 @@ async function main(): Promise<number> {
           },
         };
 
+  // The read path and usage statistics (--query.upstream, --query.log-file).
+  const q = options.query;
+  const readUpstream =
+    q?.upstream === undefined ? undefined : new ReadUpstream(q.upstream, q.connections, q.timeoutMs);
+  const upstreamNames =
+    readUpstream === undefined || q === undefined
+      ? undefined
+      : new UpstreamNames({
+          upstream: readUpstream,
+          refreshMs: q.namesRefreshMs,
+          timeoutMs: q.timeoutMs,
+          maxBytes: 64 << 20,
+          logger,
+        });
+  let usageOrNone: UsageService | undefined;
+  if (q !== undefined) {
+    const names = upstreamNames;
+    const known = unionKnown([
+      offenders.knownNames(),
+      { generation: () => names?.generation ?? 0, names: () => names?.names ?? [] },
+    ]);
+    try {
+      usageOrNone = new UsageService({
+        recorder: {
+          maxMetrics: q.maxMetrics,
+          maxReaders: q.maxReaders,
+          readersPerMetric: q.readersPerMetric,
+        },
+        stateFile: q.stateFile,
+        saveIntervalMs: q.saveIntervalMs,
+        queryLog: q.logFile === undefined ? undefined : { path: q.logFile, pollMs: q.logPollMs },
+        known,
+        upstreamNamesKnown: () => names?.fetched ?? false,
+        logger,
+      });
+    } catch (err) {
+      logger.fatal({ path: q.stateFile }, `reading the usage state failed: ${(err as Error).message}`);
+      return 1;
+    }
+  }
+  const usageService = usageOrNone;
+  const queryMetrics =
+    usageService === undefined
+      ? undefined
+      : createQueryMetrics(
+          metrics.registry,
+          () => usageService.recorder,
+          (n) =>
+            usageService.recorder
+              .rows(Date.now(), 0)
+              .filter((r) => r.reads24h > 0)
+              .sort((a, b) => b.reads24h - a.reads24h || (a.metric < b.metric ? -1 : 1))
+              .slice(0, n),
+          options.stats.exposeTop,
+        );
   // What the pages show over time, sampled from the side.
   const history = new History({
     intervalMs: options.stats.sampleIntervalMs,
@@ -417,6 +476,28 @@ async function main(): Promise<number> {
         : { forwarder: pushForwarder, lintMode: options.push.lintMode, queue: asIngestQueue(pushQueue) },
     tls,
     limitsStore: limitStore === undefined ? undefined : () => limitStore.status(),
+    query:
+      usageService === undefined || queryMetrics === undefined || q === undefined
+        ? undefined
+        : {
+            upstream: readUpstream,
+            readPath: {
+              upstream: q.upstream ?? '',
+              timeoutMs: q.timeoutMs,
+              connections: q.connections,
+              record: (reads, reader, nowMs) => usageService.record(reads, reader, nowMs),
+              metrics: queryMetrics,
+            },
+            report: (query) => {
+              const now = Date.now();
+              return usageService.report(
+                query,
+                { lookup: offenders.ingest(now), largest: (n) => offenders.largest(n) },
+                readUpstream !== undefined,
+              );
+            },
+            maxLimit: Math.max(1000, q.maxMetrics),
+          },
     auth:
       credentials === undefined
         ? undefined
@@ -456,6 +537,8 @@ async function main(): Promise<number> {
     );
   }
   await app.listen({ host: options.listenHost, port: options.listenPort });
+  if (usageService !== undefined && queryMetrics !== undefined) usageService.start(queryMetrics);
+  upstreamNames?.start();
   ready = true;
   logger.info(
     {
@@ -464,6 +547,8 @@ async function main(): Promise<number> {
       pushgateway: options.push.url ?? null,
       tls: options.tls !== undefined,
       queue: options.queue?.dir ?? null,
+      queryUpstream: options.query?.upstream ?? null,
+      queryLog: options.query?.logFile ?? null,
       config: options.configPath ?? null,
       credentials: options.auth.credentialsPath ?? null,
       tenants: credentials?.credentials.tenants.length ?? null,
@@ -514,7 +599,9 @@ async function main(): Promise<number> {
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
       const stopBy = Date.now() + options.shutdownTimeoutMs;
       // After the timeout, retry loops are cut short (their senders get 503) so the process ends.
-      const closeForwarders = () => Promise.all([forwarder.close(), pushForwarder?.close()]);
+      const closeForwarders = () =>
+        Promise.all([forwarder.close(), pushForwarder?.close(), readUpstream?.close()]);
+      upstreamNames?.close();
       const timer = setTimeout(() => void closeForwarders(), options.shutdownTimeoutMs);
       // With a queue, the drain loop keeps delivering until the queue is empty or most of the
       // timeout is spent; what is left stays on disk for the next start.
@@ -531,6 +618,7 @@ async function main(): Promise<number> {
             queue?.close(),
             pushQueue?.close(),
             limitStore?.close(),
+            usageService?.close(),
             ...[...tallies.values()].map((t) => t.flush()),
           ]),
         )

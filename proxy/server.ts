@@ -19,6 +19,8 @@ import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js
 import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
 import type { LimitStoreStatus } from './limits/store.js';
 import type { PolicyEngine } from './pipeline/engine.js';
+import { type ReadPathOptions, type ReadUpstream, registerReadPath } from './query/http.js';
+import type { UsageQuery, UsageReportJson, UsageSort } from './query/usage.js';
 import type { DeadLetterInfo } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
 import type { LimitsReport } from './stats/limits.js';
@@ -91,6 +93,16 @@ export interface ServerDeps {
   readonly auth?: (AuthOptions & { readonly status: () => AuthStatus }) | undefined;
   /** The shared limit store (--limits.store); without it limits are this process's own. */
   readonly limitsStore?: (() => LimitStoreStatus) | undefined;
+  /** The read path (--query.upstream) and GET /api/v1/stats/usage; absent, neither is served. */
+  readonly query?:
+    | {
+        /** Undefined when only the query log is tailed: no read routes. */
+        readonly upstream: ReadUpstream | undefined;
+        readonly readPath: Omit<ReadPathOptions, 'auth' | 'logger'>;
+        readonly report: (q: UsageQuery) => UsageReportJson;
+        readonly maxLimit: number;
+      }
+    | undefined;
   /** The web pages (/, /policies, ...); absent, they are not served. */
   readonly web?: WebDeps | undefined;
   /** `--metrics.auth`: /metrics needs a credential with the metrics or admin role. */
@@ -228,6 +240,32 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
           .send(`limit: "${raw.slice(0, 20)}" must be an integer from 1 to 1000\n`);
       }
       return unused(Number(raw));
+    });
+  }
+  const query = deps.query;
+  if (query !== undefined) {
+    if (query.upstream !== undefined) {
+      registerReadPath(app, query.upstream, { ...query.readPath, auth: deps.auth, logger: deps.logger });
+    }
+    app.get('/api/v1/stats/usage', ADMIN, async (req, reply) => {
+      const q = req.query as Record<string, string | undefined>;
+      const bad = (field: string, raw: string, want: string) =>
+        reply
+          .code(400)
+          .type('text/plain; charset=utf-8')
+          .send(`${field}: "${raw.slice(0, 20)}" must be ${want}\n`);
+      const limit = q.limit ?? '100';
+      if (!/^\d+$/.test(limit) || Number(limit) < 1 || Number(limit) > query.maxLimit) {
+        return bad('limit', limit, `an integer from 1 to ${query.maxLimit}`);
+      }
+      const readers = q.readers ?? '5';
+      if (!/^\d+$/.test(readers) || Number(readers) > 64)
+        return bad('readers', readers, 'an integer from 0 to 64');
+      const sort = q.sort ?? 'reads';
+      if (sort !== 'reads' && sort !== 'lastRead' && sort !== 'cost') {
+        return bad('sort', sort, 'reads, lastRead or cost');
+      }
+      return query.report({ limit: Number(limit), readers: Number(readers), sort: sort as UsageSort });
     });
   }
   if (deps.web !== undefined) registerPages(app, deps.web);

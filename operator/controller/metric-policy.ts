@@ -20,6 +20,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import type { MetricReadsT } from '../../crds/metric-policy.js';
 import type { MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import { KubeClient, MANAGED_BY_SELECTOR, statusCode } from '../kube/client.js';
 import { Informer, Watch } from '../kube/informer.js';
@@ -30,6 +31,7 @@ import { type ProxySource, proxyServiceName, unobserved } from '../proxies/sourc
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
 import { READY } from '../status/conditions.js';
 import { observationOf, type ProxyObservation } from '../status/observation.js';
+import { metricReads, type ProxyUsageReport } from '../usage/reads.js';
 import { UsageWatcher } from '../usage/watch.js';
 import type { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
@@ -130,6 +132,8 @@ export class MetricPolicyController {
   /** One poller per instance, kept across rounds for the rates; dropped with the instance's last policy. */
   readonly #pollers = new Map<string, ProxyPoller>();
   readonly #instances = new Map<string, InstanceState>();
+  /** What each instance's read paths saw read, as of its last rate round; rendered into usage.yaml. */
+  readonly #reads = new Map<string, { json: string; reads: MetricReadsT | undefined }>();
   readonly #writeLimit: TokenBucket;
   readonly #recorder: EventRecorder;
   readonly #cache = new RenderCache();
@@ -225,6 +229,10 @@ export class MetricPolicyController {
       shards: this.#options.configShards ?? 1,
       cache: this.#cache,
       ...(this.#usage === undefined ? {} : { usage: () => this.#usage?.view() }),
+      reads: (instance) => {
+        const r = this.#reads.get(instance);
+        return r === undefined ? 'notPolled' : r.reads;
+      },
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#renderWork(ctx));
     for (let i = 0; i < (this.#options.statusWorkers ?? 8); i++) this.#workers.push(this.#statusWork(ctx));
@@ -299,6 +307,7 @@ export class MetricPolicyController {
     for (const instance of this.#pollers.keys()) if (!instances.has(instance)) this.#pollers.delete(instance);
     for (const instance of this.#instances.keys())
       if (!instances.has(instance)) this.#instances.delete(instance);
+    for (const instance of this.#reads.keys()) if (!instances.has(instance)) this.#reads.delete(instance);
     for (const instance of instances) {
       const st = this.#instances.get(instance);
       if (st?.render === undefined) continue;
@@ -402,6 +411,7 @@ export class MetricPolicyController {
       if (p.reason !== undefined)
         logger.debug({ instance, endpoint: p.endpoint, reason: p.reason }, 'poll failed');
     }
+    this.#readsPolled(instance, round.usage);
     return observationOf(round);
   }
 
@@ -421,6 +431,19 @@ export class MetricPolicyController {
       this.queue.add(instance);
     }, delay);
     this.#renderTimers.set(instance, { timer, first });
+  }
+
+  /**
+   * Keeps what the instance's read paths saw read; when it changed, a render of the instance is
+   * queued, so that it reaches usage.yaml (the render that led to this look ran before it).
+   */
+  #readsPolled(instance: string, reports: readonly ProxyUsageReport[]): void {
+    const reads = metricReads(reports);
+    const before = this.#reads.get(instance);
+    const json = JSON.stringify(reads ?? null);
+    if (before?.json === json) return;
+    this.#reads.set(instance, { json, reads });
+    this.#queueRender(instance);
   }
 
   #onPolicy(policy: MetricPolicy, type: 'add' | 'update' | 'delete'): void {

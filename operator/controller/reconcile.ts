@@ -13,7 +13,7 @@
 // callers that reconcile an instance as a whole.
 
 import { createHash } from 'node:crypto';
-import type { MetricUsageSpecT } from '../../crds/metric-policy.js';
+import type { MetricReadsT, MetricUsageSpecT } from '../../crds/metric-policy.js';
 import { ConfigError, parseConfigFile, parsePolicyFile } from '../../policy/load.js';
 import { validatePolicies } from '../../policy/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
@@ -42,6 +42,7 @@ import {
 } from '../status/conditions.js';
 import { type PolicyEvent, statusEvents } from '../status/events.js';
 import { type ProxyObservation, policyDrops } from '../status/observation.js';
+import { usageStatus } from '../usage/reads.js';
 import { unusedStatus } from '../usage/status.js';
 
 /** What the cluster reads, as the usage watch (operator/usage/watch.ts) last computed it. */
@@ -154,9 +155,26 @@ export interface ReconcileContext {
    * not listed everything (the live usage.yaml then stays as it is). Absent: usage is not watched.
    */
   readonly usage?: () => UsageView | undefined;
+  /**
+   * What the instance's read paths saw read, as of the last poll (operator/usage/reads.ts); it is
+   * rendered into usage.yaml with the references. Undefined: no proxy records reads. `notPolled`:
+   * the proxies were not polled yet, so whether anything was read is not known.
+   */
+  readonly reads?: (instance: string) => MetricReadsT | undefined | 'notPolled';
   /** ConfigMaps the configuration is split over (--config-shards); default 1. */
   readonly shards?: number;
   readonly cache?: RenderCache;
+}
+
+/** The usage spec with the reads, the same object while neither changed (its YAML is cached by it). */
+const withReadsCache = new WeakMap<MetricUsageSpecT, { reads: MetricReadsT; spec: MetricUsageSpecT }>();
+function withReads(spec: MetricUsageSpecT, reads: MetricReadsT | undefined): MetricUsageSpecT {
+  if (reads === undefined) return spec;
+  const hit = withReadsCache.get(spec);
+  if (hit !== undefined && hit.reads === reads) return hit.spec;
+  const combined = { ...spec, reads };
+  withReadsCache.set(spec, { reads, spec: combined });
+  return combined;
 }
 
 /** An instance as its last render left it: what statuses are computed from. */
@@ -273,12 +291,18 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
   let usageProblems: readonly string[] = [];
   if (rendered.some((p) => p.spec.unused !== undefined)) {
     const view = ctx.usage?.();
-    if (view !== undefined) {
-      usage = view.spec;
-      usageSpec = view.spec;
+    const reads = ctx.reads?.(instance);
+    // A policy that judges by reads must not see a usage without them: what was read would be
+    // dropped until the next render. Until the proxies were polled, the live usage.yaml stays.
+    const waitForReads =
+      reads === 'notPolled' && rendered.some((p) => p.spec.unused?.readWindow !== undefined);
+    if (view !== undefined && !waitForReads) {
+      usage = withReads(view.spec, reads === 'notPolled' ? undefined : reads);
+      usageSpec = usage;
       usageProblems = view.problems;
     } else {
-      // Not synced yet: a partial usage would make a drop policy drop what the rest reads.
+      // Not synced yet (or reads not polled yet): a partial usage would make a drop policy drop
+      // what the rest reads.
       usage = live[0]?.data?.[USAGE_KEY];
       usageSpec = usage === undefined ? undefined : liveUsage(usage);
     }
@@ -411,6 +435,14 @@ export function desiredStatus(
       })
     : undefined;
   if (unused !== undefined) next.unused = unused;
+  // What is read and what it costs, for the policies that judge usage, from the proxies that record reads.
+  if (
+    accepted.ok &&
+    policy.spec.unused !== undefined &&
+    observation.observed &&
+    (observation.usage?.length ?? 0) > 0
+  )
+    next.usage = usageStatus(observation.usage ?? []);
   return next;
 }
 

@@ -132,6 +132,7 @@ describe('pollProxy', () => {
       '/api/v1/stats/limits',
       '/api/v1/stats/top-offenders?limit=50',
       '/api/v1/stats/unused?limit=50',
+      '/api/v1/stats/usage?limit=100000&readers=0&sort=lastRead',
       '/api/v1/status/config',
     ]);
   });

@@ -13,6 +13,7 @@ import {
   type PolicyOffenders,
   parseTopOffendersReport,
 } from '../status/offenders.js';
+import type { ProxyUsageReport } from '../usage/reads.js';
 import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyEndpoint } from './endpoints.js';
 
@@ -20,6 +21,10 @@ export const CONFIG_STATUS_PATH = '/api/v1/status/config';
 export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
 export const UNUSED_PATH = '/api/v1/stats/unused';
 export const LIMITS_PATH = '/api/v1/stats/limits';
+/** Every tracked metric, no readers: what the reads of the MetricUsage document are made of. */
+export const USAGE_PATH = '/api/v1/stats/usage?limit=100000&readers=0&sort=lastRead';
+/** The usage report lists every metric a proxy tracks; it may be far larger than the others. */
+const USAGE_MAX_BYTES = 64 * 1024 * 1024;
 
 /** The proxy accepts `?limit=` from 1 to 1000 (proxy/server.ts). */
 const MAX_TOP_LIMIT = 1000;
@@ -73,6 +78,8 @@ export interface ProxyPoll {
   readonly unused?: ReadonlyMap<string, ProxyUnusedReport>;
   /** How full each policy's fullest limit is, in %, by policy id; absent when that request failed. */
   readonly limits?: ReadonlyMap<string, number>;
+  /** The proxy's usage report (read path); absent when the proxy records no reads. */
+  readonly usage?: ProxyUsageReport;
   /** The `?limit=` the report was asked for. */
   readonly limit: number;
   /** Why the proxy is unreachable, or why `report` is missing; absent when both requests succeeded. */
@@ -140,11 +147,18 @@ async function pollOne(
       dispatcher,
       authorization,
     });
-  const [status, top, unused, limits] = await Promise.allSettled([
+  const [status, top, unused, limits, usage] = await Promise.allSettled([
     get(CONFIG_STATUS_PATH).then(parseConfigStatus),
     get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
     get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
     get(LIMITS_PATH).then(parseLimitsReport),
+    getJson(new URL(USAGE_PATH, base), {
+      signal,
+      maxBytes: Math.max(maxBytes, USAGE_MAX_BYTES),
+      timeoutMs: options.timeoutMs,
+      dispatcher,
+      authorization,
+    }).then(parseUsageReport),
   ]);
   if (status.status === 'rejected') {
     return {
@@ -167,6 +181,8 @@ async function pollOne(
     // A proxy without the route (an older version) has no unused report: nothing to add.
     ...(unused.status === 'fulfilled' ? { unused: unused.value } : {}),
     ...(limits.status === 'fulfilled' ? { limits: limits.value } : {}),
+    // A proxy without a read path or query log answers 404: it records no reads.
+    ...(usage.status === 'fulfilled' ? { usage: usage.value } : {}),
     limit,
     at,
   };
@@ -245,6 +261,44 @@ export function parseUnusedReport(json: unknown): Map<string, ProxyUnusedReport>
     });
   });
   return out;
+}
+
+/**
+ * Checks GET /api/v1/stats/usage (proxy/query/usage.ts UsageReportJson) and keeps what the
+ * operator uses. Throws a TypeError naming the first field that is wrong.
+ */
+export function parseUsageReport(json: unknown): ProxyUsageReport {
+  const o = (json ?? {}) as Record<string, unknown>;
+  const sinceMs = typeof o.since === 'string' ? Date.parse(o.since) : Number.NaN;
+  if (Number.isNaN(sinceMs)) throw new TypeError('since: must be an RFC 3339 time');
+  if (!Array.isArray(o.metrics)) throw new TypeError('metrics: must be a list');
+  const num = (v: unknown, what: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new TypeError(`${what}: must be a non-negative number`);
+    return v;
+  };
+  return {
+    sinceMs,
+    missingKnown: o.missingKnown === true,
+    metrics: o.metrics.map((raw: unknown, i: number) => {
+      const m = (raw ?? {}) as Record<string, unknown>;
+      if (typeof m.metric !== 'string') throw new TypeError(`metrics[${i}].metric: must be a string`);
+      const reads = (m.reads ?? {}) as Record<string, unknown>;
+      const last =
+        m.lastRead === null ? 0 : typeof m.lastRead === 'string' ? Date.parse(m.lastRead) : Number.NaN;
+      if (Number.isNaN(last)) throw new TypeError(`metrics[${i}].lastRead: must be an RFC 3339 time or null`);
+      const ingest = (m.ingest ?? null) as Record<string, unknown> | null;
+      return {
+        metric: m.metric,
+        reads30d: num(reads['30d'], `metrics[${i}].reads.30d`),
+        lastReadMs: last,
+        known: m.known === true,
+        series: ingest === null ? 0 : num(ingest.activeSeries, `metrics[${i}].ingest.activeSeries`),
+        samplesPerSecond:
+          ingest === null ? 0 : num(ingest.samplesPerSecond, `metrics[${i}].ingest.samplesPerSecond`),
+      };
+    }),
+  };
 }
 
 /**
@@ -332,6 +386,8 @@ export interface PollRound {
   readonly unused: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
   /** The fullest limit of each policy, in %, over the proxies that answered this round. */
   readonly limits: ReadonlyMap<string, number>;
+  /** The usage report of each proxy that records reads, as of the last rate round. */
+  readonly usage: readonly ProxyUsageReport[];
 }
 
 export interface ProxyPollerOptions extends PollAllOptions {
@@ -357,11 +413,12 @@ export class ProxyPoller {
   /** Each proxy's last poll that reached it, and how many polls in a row failed since. */
   readonly #good = new Map<string, ProxyPoll>();
   readonly #misses = new Map<string, number>();
-  #lastRates: Pick<PollRound, 'current' | 'previous' | 'offenders' | 'unused'> = {
+  #lastRates: Pick<PollRound, 'current' | 'previous' | 'offenders' | 'unused' | 'usage'> = {
     current: [],
     previous: [],
     offenders: new Map(),
     unused: new Map(),
+    usage: [],
   };
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -439,6 +496,7 @@ export class ProxyPoller {
       current,
       previous,
       unused,
+      usage: polls.flatMap((p) => (p.usage === undefined ? [] : [p.usage])),
       offenders: aggregateOffenders({ current, previous, ...(limit === undefined ? {} : { limit }) }),
     };
     return { polls, proxies: this.#settle(endpoints, polls), limits: fullest(polls), ...this.#lastRates };

@@ -311,6 +311,35 @@ describe('renderProxyConfigMap: usage', () => {
     expect(renderUsageYaml({ metrics: big.metrics.slice(0, 10) })).toContain('board-4.json');
   });
 
+  it('renders the reads one per line, and the proxy reads them back', () => {
+    const text = renderUsageYaml({
+      metrics: [{ name: 'up', sources: ['PrometheusRule ns/r'], allLabelsExcept: [] }],
+      reads: {
+        since: '2026-11-29T10:00:00.000Z',
+        metrics: [
+          { name: 'app_read', lastRead: '2026-11-30T11:00:00.000Z' },
+          { name: 'on', lastRead: '2026-11-30T12:00:00.000Z' },
+        ],
+      },
+    });
+    expect(text).toContain('      - {"lastRead":"2026-11-30T11:00:00.000Z","name":"app_read"}\n');
+    const [doc] = parseConfigFile(USAGE_KEY, text).usage;
+    const usage = validateUsage([doc!]);
+    expect(usage.reads?.sinceMs).toBe(Date.parse('2026-11-29T10:00:00.000Z'));
+    expect([...(usage.reads?.lastRead ?? [])]).toEqual([
+      ['app_read', Date.parse('2026-11-30T11:00:00.000Z')],
+      ['on', Date.parse('2026-11-30T12:00:00.000Z')],
+    ]);
+    expect(
+      validateUsage([
+        parseConfigFile(
+          USAGE_KEY,
+          renderUsageYaml({ metrics: [], reads: { since: '2026-11-29T10:00:00Z', metrics: [] } }),
+        ).usage[0]!,
+      ]).reads?.lastRead.size,
+    ).toBe(0);
+  });
+
   it('keeps a given usage.yaml text as it is', () => {
     const cm = renderProxyConfigMap({
       instance: 'default',

@@ -225,12 +225,20 @@ function usageText(spec: MetricUsageSpecT, sources: boolean): string {
     { apiVersion: API_VERSION, kind: USAGE_KIND, metadata: { name: 'cluster' } },
     { version: '1.1' },
   )}`;
-  if (spec.metrics.length === 0) return `${head}spec:\n  metrics: []\n`;
+  // What the read paths saw read (spec.unused.readWindow), one metric per line too.
+  const reads =
+    spec.reads === undefined
+      ? ''
+      : `  reads:\n    since: ${JSON.stringify(spec.reads.since)}\n` +
+        (spec.reads.metrics.length === 0
+          ? '    metrics: []\n'
+          : `    metrics:\n${spec.reads.metrics.map((r) => `      - ${JSON.stringify(sortKeys(r))}\n`).join('')}`);
+  if (spec.metrics.length === 0) return `${head}spec:\n  metrics: []\n${reads}`;
   const lines = spec.metrics.map((m) => {
     const entry = sources ? m : { ...m, sources: [], sourceCount: m.sourceCount ?? m.sources.length };
     return `    - ${JSON.stringify(sortKeys(entry))}\n`;
   });
-  return `${head}spec:\n  metrics:\n${lines.join('')}`;
+  return `${head}spec:\n  metrics:\n${lines.join('')}${reads}`;
 }
 
 /**

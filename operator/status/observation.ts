@@ -2,6 +2,7 @@
 // Pure: operator/proxies/poll.ts does the polling, this only reads its result.
 
 import type { TopOffender } from '../api/types.js';
+import type { ProxyUsageReport } from '../usage/reads.js';
 import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyReport } from './conditions.js';
 import type { EndpointPoll, PolicyOffenders } from './offenders.js';
@@ -31,6 +32,8 @@ export type ProxyObservation =
        * The statuses then keep what the proxies last told, marked stale. Absent: true.
        */
       readonly reported?: boolean;
+      /** The usage report of each proxy that records reads. */
+      readonly usage?: readonly ProxyUsageReport[];
     }
   | { readonly observed: false; readonly reason: string; readonly message: string };
 
@@ -42,6 +45,7 @@ export function observationOf(round: {
   readonly offenders: ReadonlyMap<string, PolicyOffenders>;
   readonly unused?: ReadonlyMap<string, readonly ProxyUnusedReport[]>;
   readonly limits?: ReadonlyMap<string, number>;
+  readonly usage?: readonly ProxyUsageReport[];
 }): ProxyObservation {
   const previous = new Set(round.previous.map((p) => p.endpoint));
   const complete =
@@ -55,6 +59,7 @@ export function observationOf(round: {
     unused: round.unused ?? new Map(),
     limits: round.limits ?? new Map(),
     reported: round.current.length > 0,
+    usage: round.usage ?? [],
   };
 }
 

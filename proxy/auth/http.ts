@@ -54,9 +54,17 @@ declare module 'fastify' {
  *   the `admin` role.
  * - `metrics`: the proxy's own /metrics; public unless `--metrics.auth`, then a credential with the
  *   `metrics` (or `admin`) role.
+ * - `query`: the read path (--query.upstream), served to data sources such as Grafana's; with
+ *   credentials configured, any valid credential, whose tenant the query API then sees.
  */
-export type RouteAccess = 'public' | 'ingest' | 'admin' | 'metrics';
-export const ACCESS: ReadonlySet<string> = new Set<RouteAccess>(['public', 'ingest', 'admin', 'metrics']);
+export type RouteAccess = 'public' | 'ingest' | 'admin' | 'metrics' | 'query';
+export const ACCESS: ReadonlySet<string> = new Set<RouteAccess>([
+  'public',
+  'ingest',
+  'admin',
+  'metrics',
+  'query',
+]);
 
 /**
  * The tenant of a request: the authenticated one when credentials are required, otherwise the
@@ -90,7 +98,7 @@ export function registerAccess(app: FastifyInstance, opts: AccessOptions): void 
     if (access === undefined || !ACCESS.has(access)) {
       const methods = Array.isArray(route.method) ? route.method.join(',') : route.method;
       throw new Error(
-        `route ${methods} ${route.url} must declare config.access (public, ingest, admin or metrics)`,
+        `route ${methods} ${route.url} must declare config.access (public, ingest, admin, metrics or query)`,
       );
     }
   });
@@ -126,6 +134,14 @@ export function registerAccess(app: FastifyInstance, opts: AccessOptions): void 
       return refuse(reply, new CardinalError('UNAUTHORIZED', FAILURE_DETAIL[result.failure]), challenge);
     }
     const { credential } = result;
+    if (access === 'query') {
+      // A data source reads its own tenant: the credential's, whatever the client sent.
+      request.cardinalTenant = {
+        match: credential.tenant,
+        forward: auth.tenantHeaderMode === 'override' ? credential.tenant : undefined,
+      };
+      return;
+    }
     if (access === 'admin' || access === 'metrics') {
       if (credential.roles.has(access)) return;
       auth.metrics.failure('forbidden_role');

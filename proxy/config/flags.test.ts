@@ -68,6 +68,33 @@ describe('parseProxyOptions', () => {
     });
   });
 
+  it('serves no read path by default, and reads the query flags', () => {
+    expect(parseProxyOptions([], {})).toMatchObject({ query: undefined });
+    const o = parseProxyOptions(['--query.upstream', 'http://prom:9090', '--queue.dir', '/q/'], {});
+    expect(o).toMatchObject({
+      query: {
+        upstream: 'http://prom:9090/',
+        timeoutMs: 120_000,
+        logFile: undefined,
+        stateFile: '/q/usage-state.json',
+        maxMetrics: 100_000,
+        readersPerMetric: 5,
+      },
+    });
+    expect(parseProxyOptions([], { CARDINAL_QUERY_LOG_FILE: '/var/log/prometheus/query.log' })).toMatchObject(
+      {
+        query: { upstream: undefined, logFile: '/var/log/prometheus/query.log', stateFile: undefined },
+      },
+    );
+    expect(() => parseProxyOptions(['--query.timeout', '1m'], {})).toThrow(
+      '--query.timeout needs --query.upstream or --query.log-file',
+    );
+    expect(() => parseProxyOptions(['--query.upstream', 'http://u:p@prom:9090'], {})).toThrow(/credentials/);
+    expect(() =>
+      parseProxyOptions(['--query.upstream', 'http://prom', '--query.usage.readers-per-metric', '65'], {}),
+    ).toThrow(/at most 64/);
+  });
+
   it('flags win over the environment', () => {
     const o = parseProxyOptions(['--listen', '[::1]:9000', '--upstream', 'https://m/api/v1/push'], {
       CARDINAL_UPSTREAM_URL: 'http://a/w',

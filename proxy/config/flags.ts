@@ -67,6 +67,8 @@ export interface ProxyOptions {
   readonly limitsReplicas: number;
   /** The label series the proxy synthesizes carry, and this replica's value of it; label '' for none. */
   readonly replica: { readonly label: string; readonly name: string };
+  /** The read path and usage statistics; undefined without --query.upstream or --query.log-file. */
+  readonly query: QueryOptions | undefined;
   /** The door check of remote-write ingest (--ingest.*); undefined with --ingest.invalid off. */
   readonly ingest: IngestChecks | undefined;
   readonly engine: {
@@ -107,6 +109,21 @@ export interface LimitsStoreOptions {
   readonly connectTimeoutMs: number;
   readonly retryIntervalMs: number;
   readonly flushIntervalMs: number;
+}
+
+export interface QueryOptions {
+  /** The query API's base URL; undefined serves no read path (the query log alone is tailed). */
+  readonly upstream: string | undefined;
+  readonly timeoutMs: number;
+  readonly connections: number;
+  readonly logFile: string | undefined;
+  readonly logPollMs: number;
+  readonly stateFile: string | undefined;
+  readonly saveIntervalMs: number;
+  readonly maxMetrics: number;
+  readonly maxReaders: number;
+  readonly readersPerMetric: number;
+  readonly namesRefreshMs: number;
 }
 export type LogFormat = 'json' | 'logfmt';
 
@@ -181,6 +198,22 @@ Flags (environment variable in brackets):
                                    refuses samples older than its newest minus 1h, so 1h suits a bare Prometheus)
   --ingest.label-names utf8|legacy utf8: any non-empty UTF-8 name (remote-write 2.0); legacy: [a-zA-Z_][a-zA-Z0-9_]*
                                    and metric names [a-zA-Z_:][a-zA-Z0-9_:]* (default utf8)
+  --query.upstream URL             serve the Prometheus read API (/api/v1/query, query_range, series, labels,
+                                   label values, exemplars, metadata, /federate) on the proxy's port, passing
+                                   requests through to this query API (Prometheus, Thanos, Mimir,
+                                   VictoriaMetrics) and recording what each reads [CARDINAL_QUERY_UPSTREAM]
+  --query.timeout DURATION         how long the query API may take to answer (default 2m)
+  --query.connections N            connections kept open to the query API (default 16)
+  --query.log-file PATH            tail Prometheus's query log (query_log_file) for rule evaluations, which
+                                   count as reads by their rule group [CARDINAL_QUERY_LOG_FILE]
+  --query.usage.state-file PATH    where read counts survive restarts (default <queue.dir>/usage-state.json
+                                   with --queue.dir, otherwise none)
+  --query.usage.save-interval DUR  how often the state file is written (default 1m), and on shutdown
+  --query.usage.max-metrics N      metric names whose reads are tracked, about 500 bytes each (default 100000)
+  --query.usage.max-readers N      distinct readers tracked; later ones count as "other" (default 1000)
+  --query.usage.readers-per-metric N
+                                   recent readers kept per metric (default 5)
+  --query.names-refresh DURATION   how often the query API's metric names are fetched (default 5m)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
   --log.format json|logfmt         json: one JSON object a line; logfmt: key=value lines, problems as text
@@ -302,6 +335,7 @@ export function parseProxyOptions(
       jitter: fraction('--forward.backoff-jitter', v['forward.backoff-jitter'] ?? '0.5'),
     }),
     queue: parseQueueOptions(v, env),
+    query: parseQueryOptions(v, env),
     ingest: parseIngestChecks(v),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
     logLevel,
@@ -391,6 +425,16 @@ const parseOptions = {
   'ingest.max-future': { type: 'string' },
   'ingest.max-age': { type: 'string' },
   'ingest.label-names': { type: 'string' },
+  'query.upstream': { type: 'string' },
+  'query.timeout': { type: 'string' },
+  'query.connections': { type: 'string' },
+  'query.log-file': { type: 'string' },
+  'query.usage.state-file': { type: 'string' },
+  'query.usage.save-interval': { type: 'string' },
+  'query.usage.max-metrics': { type: 'string' },
+  'query.usage.max-readers': { type: 'string' },
+  'query.usage.readers-per-metric': { type: 'string' },
+  'query.names-refresh': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   'log.format': { type: 'string' },
@@ -542,6 +586,48 @@ function replicaLabel(name: string): string {
   if (name.startsWith('__'))
     throw new UsageError(`--replica-label: "${name}": names starting with __ are reserved`);
   return name;
+}
+
+function parseQueryOptions(
+  v: ReturnType<typeof parse>['values'],
+  env: NodeJS.ProcessEnv,
+): QueryOptions | undefined {
+  const upstream = v['query.upstream'] ?? env.CARDINAL_QUERY_UPSTREAM;
+  const logFile = v['query.log-file'] ?? env.CARDINAL_QUERY_LOG_FILE;
+  const given = Object.keys(v).filter(
+    (k) => k.startsWith('query.') && k !== 'query.upstream' && k !== 'query.log-file',
+  );
+  if ((upstream === undefined || upstream === '') && (logFile === undefined || logFile === '')) {
+    if (given.length > 0) throw new UsageError(`--${given[0]} needs --query.upstream or --query.log-file`);
+    return undefined;
+  }
+  const queueDir = v['queue.dir'] ?? env.CARDINAL_QUEUE_DIR;
+  const stateFile =
+    v['query.usage.state-file'] ??
+    (queueDir === undefined || queueDir === ''
+      ? undefined
+      : `${queueDir.replace(/\/+$/, '')}/usage-state.json`);
+  const readersPerMetric = positiveInt(
+    '--query.usage.readers-per-metric',
+    v['query.usage.readers-per-metric'] ?? '5',
+  );
+  if (readersPerMetric > 64) throw new UsageError('--query.usage.readers-per-metric must be at most 64');
+  return Object.freeze({
+    upstream:
+      upstream === undefined || upstream === ''
+        ? undefined
+        : httpUrl('--query.upstream', upstream, 'give it without user and password').toString(),
+    timeoutMs: parseDuration('--query.timeout', v['query.timeout'] ?? '2m'),
+    connections: positiveInt('--query.connections', v['query.connections'] ?? '16'),
+    logFile: logFile === '' ? undefined : logFile,
+    logPollMs: 1000,
+    stateFile: stateFile === '' ? undefined : stateFile,
+    saveIntervalMs: parseDuration('--query.usage.save-interval', v['query.usage.save-interval'] ?? '1m'),
+    maxMetrics: positiveInt('--query.usage.max-metrics', v['query.usage.max-metrics'] ?? '100000'),
+    maxReaders: positiveInt('--query.usage.max-readers', v['query.usage.max-readers'] ?? '1000'),
+    readersPerMetric,
+    namesRefreshMs: parseDuration('--query.names-refresh', v['query.names-refresh'] ?? '5m'),
+  });
 }
 
 /** Narrows `value` to one of `allowed`, or throws naming them and the closest one. */

@@ -19,7 +19,7 @@ import { STAGES } from './stages/index.js';
 import type { CompiledLimits } from './stages/limits/index.js';
 import type { CompiledMatch } from './stages/match.js';
 import type { CompiledStandards } from './stages/standards.js';
-import type { CompiledUnused } from './stages/unused.js';
+import type { CompiledUnused, ReadsKnown } from './stages/unused.js';
 
 export type { CollisionMode } from '../codec/output.js';
 export type { Action } from './stage.js';
@@ -32,6 +32,8 @@ export interface PipelineUsage {
   /** How many MetricUsage documents were loaded; none means usage is unknown. */
   readonly documents: number;
   readonly metrics: readonly MetricUseT[];
+  /** What the read paths saw read (spec.unused.readWindow); absent when no document says. */
+  readonly reads?: ReadsKnown | undefined;
 }
 
 const NO_USAGE: PipelineUsage = Object.freeze({ documents: 0, metrics: Object.freeze([]) });

@@ -47,9 +47,10 @@ export interface EngineObserver {
   /**
    * A series that was forwarded: its metric index and label-set hash, for active-series
    * statistics. Returns true when the series is new to the statistics, which then get its labels
-   * through `newSeries` (decoded again only for such series).
+   * through `newSeries` (decoded again only for such series). `samples` counts its samples and
+   * histograms, for per-metric ingest rates.
    */
-  forwarded(metric: number, hash: number, nowMs: number): boolean;
+  forwarded(metric: number, hash: number, nowMs: number, samples: number): boolean;
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void;
   /**
    * A series whose metric no source reads, by the unused stage of policy `policy` (an index into
@@ -410,7 +411,7 @@ export class PolicyEngine {
       samples += index.samples[i]!;
       histograms += index.histograms[i]!;
       exemplars += index.exemplars[i]!;
-      if (this.#observer.forwarded(final.metric, final.hash, nowMs)) this.#newSeries(pass, i, final);
+      if (this.#observer.forwarded(final.metric, final.hash, nowMs, n)) this.#newSeries(pass, i, final);
     }
     pass.series += series;
     pass.samples += samples;
@@ -482,7 +483,8 @@ export class PolicyEngine {
       pass.samples += index.samples[i]!;
       pass.histograms += index.histograms[i]!;
       pass.exemplars += index.exemplars[i]!;
-      if (this.#observer.forwarded(e.metric, e.hash, nowMs)) this.#newSeries(pass, i, e);
+      const n = index.samples[i]! + index.histograms[i]!;
+      if (this.#observer.forwarded(e.metric, e.hash, nowMs, n)) this.#newSeries(pass, i, e);
     }
   }
 

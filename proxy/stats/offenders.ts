@@ -5,6 +5,13 @@ import type { Pipeline, Reason } from '../pipeline/compile.js';
 import type { EngineObserver, PolicyEngine } from '../pipeline/engine.js';
 import { TopOffenders, type TopOffendersReport } from './top-offenders.js';
 
+/** What ingest knows of one metric (GET /api/v1/stats/usage). */
+export interface IngestRow {
+  activeSeries: number;
+  samplesPerSecond: number;
+  droppedSamples: number;
+}
+
 export interface OffenderOptions {
   /** A series counts as active while seen within this window. */
   readonly windowMs: number;
@@ -49,6 +56,13 @@ export class Offenders {
   /** Per counter slot of the current pipeline: policy index and reason code, or -1 when not a drop. */
   #slotPolicy = new Int32Array(0);
   #slotReason = new Int32Array(0);
+  /**
+   * Forwarded samples per metric in the current and the previous statistics window: the ingest
+   * rate the usage report (GET /api/v1/stats/usage) joins with reads. 16 bytes per metric name.
+   */
+  #samplesNow: Float64Array;
+  #samplesBefore: Float64Array;
+  #windowStartMs = -1;
 
   constructor(engine: PolicyEngine, opts: OffenderOptions) {
     this.#opts = opts;
@@ -65,7 +79,61 @@ export class Offenders {
       windowMs: opts.windowMs,
     });
     this.#top = this.#makeTop(engine.pipeline);
+    this.#samplesNow = new Float64Array(buckets);
+    this.#samplesBefore = new Float64Array(buckets);
     this.setPipeline(engine.pipeline);
+  }
+
+  #rotate(nowMs: number): void {
+    if (this.#windowStartMs < 0) this.#windowStartMs = nowMs;
+    const elapsed = nowMs - this.#windowStartMs;
+    if (elapsed < this.#opts.windowMs) return;
+    if (elapsed >= 2 * this.#opts.windowMs) this.#samplesBefore.fill(0);
+    else this.#samplesBefore.set(this.#samplesNow);
+    this.#samplesNow.fill(0);
+    this.#windowStartMs = nowMs - (elapsed % this.#opts.windowMs);
+  }
+
+  /**
+   * What ingest knows of metric `name`: active series within the window, forwarded samples per
+   * second over the last one to two windows, and samples dropped by policies since the last
+   * configuration load. Undefined for a metric this proxy never saw.
+   */
+  ingest(nowMs: number): (name: string) => IngestRow | undefined {
+    this.#rotate(nowMs);
+    const interner = this.#engine.interner;
+    const index = new Map<string, number>();
+    for (let i = 1; i < interner.size; i++) index.set(interner.name(i), i);
+    const dropped = new Map<string, number>();
+    for (const d of this.#top.topOffenders(1_000_000).drops) {
+      if (!d.reason.startsWith('dryRun:')) dropped.set(d.metric, (dropped.get(d.metric) ?? 0) + d.samples);
+    }
+    const seconds = Math.max(1, (nowMs - this.#windowStartMs + this.#opts.windowMs) / 1000);
+    return (name) => {
+      const i = index.get(name);
+      if (i === undefined) return undefined;
+      return {
+        activeSeries: this.#series.count(i),
+        samplesPerSecond: (this.#samplesNow[i]! + this.#samplesBefore[i]!) / seconds,
+        droppedSamples: dropped.get(name) ?? 0,
+      };
+    };
+  }
+
+  /** The metric names this proxy's ingest has seen, for name patterns of reads. */
+  knownNames(): { generation: () => number; names: () => Iterable<string> } {
+    const interner = this.#engine.interner;
+    return {
+      generation: () => interner.size,
+      names: function* () {
+        for (let i = 1; i < interner.size; i++) yield interner.name(i);
+      },
+    };
+  }
+
+  /** The metrics with the most active series, at most `limit`. */
+  largest(limit: number): string[] {
+    return this.#top.topOffenders(limit).metrics.map((m) => m.metric);
   }
 
   #makeTop(pipeline: Pipeline): TopOffenders {
@@ -100,8 +168,11 @@ export class Offenders {
       const policy = this.#slotPolicy[slot] ?? -1;
       if (policy >= 0) this.#top.recordDrop(metric, policy, this.#slotReason[slot]!, samples);
     },
-    forwarded: (metric, hash, nowMs) =>
-      this.#series.admit(metric, hash, nowMs, Number.POSITIVE_INFINITY) === ADMIT_NEW,
+    forwarded: (metric, hash, nowMs, samples) => {
+      this.#rotate(nowMs);
+      this.#samplesNow[metric]! += samples;
+      return this.#series.admit(metric, hash, nowMs, Number.POSITIVE_INFINITY) === ADMIT_NEW;
+    },
   };
 
   /** Called for each series the statistics tracker saw for the first time within the window. */

@@ -64,8 +64,8 @@ export class PolicyStats implements EngineObserver {
     this.#onSlot?.(slot, metric, samples);
   }
 
-  forwarded(metric: number, hash: number, nowMs: number): boolean {
-    return this.#onForwarded?.(metric, hash, nowMs) ?? false;
+  forwarded(metric: number, hash: number, nowMs: number, samples: number): boolean {
+    return this.#onForwarded?.(metric, hash, nowMs, samples) ?? false;
   }
 
   newSeries(metric: number, labels: readonly Label[], nowMs: number): void {

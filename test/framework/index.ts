@@ -56,13 +56,16 @@ export {
   type PrometheusAgent,
   type PrometheusProgram,
   type PrometheusReceiver,
+  type PrometheusServer,
   type PrometheusVersion,
   type RawSeries,
   type ReceiverOptions,
   type RemoteWriteMessage,
   type RemoteWriteOptions,
+  type ServerOptions,
   startPrometheusAgent,
   startPrometheusReceiver,
+  startPrometheusServer,
 } from './prometheus.js';
 export { type RecordedRequest, startRecorder, startSink } from './sink.js';
 export {

@@ -309,6 +309,54 @@ export async function startPrometheusReceiver(options: ReceiverOptions): Promise
 }
 
 // ---------------------------------------------------------------------------------------------
+// A server with a configuration of the test's own
+
+export interface ServerOptions {
+  version: PrometheusVersion;
+  /**
+   * prometheus.yml, as an object; given the program's directory, so that rule files and the
+   * query log can live in it.
+   */
+  config: (dir: string) => unknown;
+  /** Files written into the program's directory before it starts (rule files). */
+  files?: Record<string, string>;
+  extraArgs?: string[];
+}
+
+/**
+ * Starts a Prometheus server (not an agent) with the given configuration and its TSDB in its
+ * directory, and waits until it is ready.
+ */
+export interface PrometheusServer extends PrometheusProgram {
+  /** Any API path with its parameters (sent as a POST form); returns the `data` field of the answer. */
+  api(path: string, params: Record<string, string | string[]>): Promise<unknown>;
+}
+
+export async function startPrometheusServer(options: ServerOptions): Promise<PrometheusServer> {
+  const { program, port, url } = await launch({
+    name: `prometheus${options.version}-server`,
+    version: options.version,
+    config: {},
+    port: undefined,
+    dir: undefined,
+    args: (dir) => {
+      for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
+      // The configuration the launcher wrote is replaced by the test's own, which may name `dir`.
+      writeFileSync(join(dir, 'prometheus.yml'), stringify(options.config(dir)));
+      return [`--storage.tsdb.path=${join(dir, 'data')}`, ...(options.extraArgs ?? [])];
+    },
+  });
+  return {
+    version: options.version,
+    program,
+    port,
+    url,
+    ...lifecycle(program),
+    api: (path, params) => callApi(url, path, params),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The agent
 
 export interface RemoteWriteOptions {

@@ -31,6 +31,8 @@ export async function startGovernedStack(options: {
   /** Where the operator runs and renders the ConfigMap. */
   namespace: string;
   track: <T extends Closable>(thing: T) => T;
+  /** More proxy flags, given the receiver's base URL (for --query.upstream). */
+  proxyArgs?: (receiverUrl: string) => string[];
 }): Promise<GovernedStack> {
   const { plane, namespace, track } = options;
   const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
@@ -46,7 +48,10 @@ export async function startGovernedStack(options: {
   );
   const receiver = track(await startPrometheusReceiver({ version: 2 }));
   const proxy = track(
-    await startProxy({ upstream: receiver.remoteWriteUrl, args: () => ['--config', configDir] }),
+    await startProxy({
+      upstream: receiver.remoteWriteUrl,
+      args: () => ['--config', configDir, ...(options.proxyArgs?.(receiver.url) ?? [])],
+    }),
   );
   // The operator runs with exactly the permissions the Helm chart grants its ServiceAccount.
   const { kubeconfig } = await installChartRbac(plane, 'cardinal', namespace);

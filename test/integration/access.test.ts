@@ -1,7 +1,9 @@
 // Access control of the proxy binary against request targets an attacker would try, on plain HTTP
 // and on HTTPS. The upstream (remote-write receiver and Pushgateway) is a recorder, so the test
 // knows exactly what was let through: nothing without valid credentials, whatever the spelling of
-// the request target, and X-Scope-OrgID upstream is always the credential's tenant.
+// the request target, and X-Scope-OrgID upstream is always the credential's tenant. The recorder is
+// also the query API of the read path (--query.upstream), whose routes (access `query`) take any
+// valid credential and read as its tenant.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
@@ -152,6 +154,8 @@ describe('access control whatever the request target', () => {
             recorder.writeUrl,
             '--pushgateway',
             recorder.origin,
+            '--query.upstream',
+            recorder.origin,
             '--auth.credentials-file',
             join(dir, 'credentials.yaml'),
             '--reload.min-interval',
@@ -169,7 +173,10 @@ describe('access control whatever the request target', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const forwarded = (): RecordedRequest[] => recorder.requests.splice(0);
+  // What the proxies passed on for a client. The read path also asks the query API, on its own, for
+  // the metric names it knows: that is not a client's request.
+  const forwarded = (): RecordedRequest[] =>
+    recorder.requests.splice(0).filter((r) => r.url !== '/api/v1/label/__name__/values');
 
   const INGEST: [method: string, path: string, headers: Record<string, string>, body: Buffer][] = [
     ['POST', '/api/v1/write', REMOTE_WRITE, WRITE_BODY],
@@ -183,10 +190,17 @@ describe('access control whatever the request target', () => {
     ['GET', '/api/v1/status/config'],
     ['GET', '/api/v1/stats/top-offenders'],
     ['GET', '/api/v1/stats/limits'],
+    ['GET', '/api/v1/stats/usage'],
+  ];
+  const READ_PATHS: [method: string, path: string][] = [
+    ['GET', '/api/v1/query'],
+    ['POST', '/api/v1/query_range'],
+    ['GET', '/api/v1/label/job/values'],
+    ['GET', '/federate'],
   ];
 
   it.each(['http', 'https'])(
-    'over %s, no spelling of an ingest or admin target gets anything through without valid credentials',
+    'over %s, no spelling of an ingest, admin or read target gets anything through without valid credentials',
     async (name) => {
       const l = listeners.find((x) => x.name === name) as Listener;
       const reloadsBefore = await reloads(l);
@@ -194,7 +208,7 @@ describe('access control whatever the request target', () => {
         ...INGEST.flatMap(([method, path, headers, body]) =>
           spellings(path).map((t) => [method, t, headers, body] as const),
         ),
-        ...ADMIN_PATHS.flatMap(([method, path]) =>
+        ...[...ADMIN_PATHS, ...READ_PATHS].flatMap(([method, path]) =>
           spellings(path).map((t) => [method, t, {}, Buffer.alloc(0)] as const),
         ),
       ];
@@ -279,11 +293,36 @@ describe('access control whatever the request target', () => {
         expect(writer.status, `${method} ${path} as a writer`).toBe(403);
       }
       expect(await reloads(l)).toBe(before + 1);
+
+      // Any valid credential reads, as its own tenant; the credential itself is not passed on.
+      forwarded();
+      for (const [token, tenant] of [
+        [WRITER, 'team-a'],
+        [ADMIN, 'ops'],
+      ] as const) {
+        for (const [method, path] of READ_PATHS) {
+          const res = await rawRequest(
+            l,
+            method,
+            `${path}?query=up&match[]=up`,
+            { Authorization: `Bearer ${token}`, 'X-Scope-OrgID': 'team-b' },
+            Buffer.alloc(0),
+          );
+          expect(res.status, `${method} ${path} as ${tenant}`).toBe(200);
+          const [up] = forwarded();
+          expect(up?.url, `${method} ${path}`).toBe(`${path}?query=up&match[]=up`);
+          expect(up?.headers['x-scope-orgid']).toBe(tenant);
+          expect(up?.headers.authorization).toBeUndefined();
+        }
+      }
     },
   );
 
   it('over generated request lines, nothing without credentials is forwarded or answered 2xx', async () => {
-    const base = fc.constantFrom(...INGEST.map(([, p]) => p), ...ADMIN_PATHS.map(([, p]) => p));
+    const base = fc.constantFrom(
+      ...INGEST.map(([, p]) => p),
+      ...[...ADMIN_PATHS, ...READ_PATHS].map(([, p]) => p),
+    );
     const mutate = fc.tuple(
       base,
       fc.constantFrom('', 'http://127.0.0.1', 'http://evil.example', 'https://x', '//', '/'),
@@ -304,7 +343,8 @@ describe('access control whatever the request target', () => {
         }
         const target = `${prefix}${p}${suffix}`;
         const ingest = INGEST.find(([, q]) => q === path);
-        const method = ingest?.[0] ?? ADMIN_PATHS.find(([, q]) => q === path)?.[0] ?? 'GET';
+        const method =
+          ingest?.[0] ?? [...ADMIN_PATHS, ...READ_PATHS].find(([, q]) => q === path)?.[0] ?? 'GET';
         const l = listeners[at % listeners.length] as Listener;
         const res = await rawRequest(l, method, target, ingest?.[2] ?? {}, ingest?.[3] ?? Buffer.alloc(0));
         if (res.status >= 200 && res.status < 300) answered2xx++;

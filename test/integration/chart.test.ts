@@ -488,6 +488,33 @@ describe('helm lint and helm template', () => {
     expect(podSpec(off).containers[0]?.args?.some((a) => a.startsWith('--queue.'))).toBe(false);
   });
 
+  it('with proxy.query serves the read path on a Service port of its own, with the counts on an emptyDir', () => {
+    const manifests = template('obs', [
+      `upstream=${UPSTREAM}`,
+      'proxy.query.upstream=http://prometheus.monitoring:9090',
+      'proxy.query.timeout=90s',
+    ]);
+    const proxy = find(manifests, 'Deployment', 'r-cardinal-proxy');
+    const [p] = podSpec(proxy).containers;
+    expect(p?.args).toEqual(
+      expect.arrayContaining([
+        '--query.upstream=http://prometheus.monitoring:9090',
+        '--query.timeout=90s',
+        '--query.usage.max-metrics=100000',
+        '--query.usage.state-file=/var/lib/cardinal-usage/usage-state.json',
+      ]),
+    );
+    expect(p?.volumeMounts).toContainEqual({ name: 'usage', mountPath: '/var/lib/cardinal-usage' });
+    expect(podSpec(proxy).volumes).toContainEqual({ name: 'usage', emptyDir: { sizeLimit: '256Mi' } });
+    const service = find(manifests, 'Service', 'r-cardinal-proxy');
+    expect((service.spec as { ports: unknown[] }).ports).toEqual([
+      { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+      { name: 'query', port: 9090, targetPort: 'http', protocol: 'TCP' },
+    ]);
+    const off = find(template('obs', [`upstream=${UPSTREAM}`]), 'Deployment', 'r-cardinal-proxy');
+    expect(podSpec(off).containers[0]?.args?.some((a) => a.startsWith('--query.'))).toBe(false);
+  });
+
   it('in sidecar mode runs the operator without proxy discovery', () => {
     const operator = find(template('obs', ['mode=sidecar']), 'Deployment', 'r-cardinal-operator');
     const args = podSpec(operator).containers[0]?.args ?? [];

@@ -188,6 +188,9 @@ describe('Grafana dashboard', () => {
           join(dir, 'queue'),
           '--pushgateway',
           'http://127.0.0.1:9',
+          // And the read path, never queried: its metrics are exported all the same.
+          '--query.upstream',
+          'http://127.0.0.1:9',
         ],
       }),
     );

@@ -117,3 +117,59 @@ describe('unusedLabels', () => {
     expect(unusedLabels(u, name, labels)).toEqual(want);
   });
 });
+
+describe('spec.unused.readWindow: reads keep metrics', () => {
+  const DAY = 86_400_000;
+  const reads = {
+    sinceMs: T0 - 10 * DAY,
+    lastRead: new Map([
+      ['read_yesterday', T0 - DAY],
+      ['read_long_ago', T0 - 8 * DAY],
+    ]),
+  };
+  const withReads = { ...usage, reads };
+  const compile = (spec: UnusedT, u: Parameters<typeof compileUnused>[1] = withReads) => {
+    const c = compileUnused(spec, u, 7, at);
+    if (c === undefined) throw new Error('not compiled');
+    return c;
+  };
+
+  it('never judges a metric read within the window unused; one read before it is, unless referenced', () => {
+    const u = compile({ action: 'drop', readWindow: '7d' });
+    expect(isUnused(u, 'read_yesterday', T0)).toBe(false);
+    expect(isUnused(u, 'read_long_ago', T0)).toBe(true);
+    expect(isUnused(u, 'never_read', T0)).toBe(true);
+    // Referenced by a rule: used, read or not.
+    expect(isUnused(u, 'up', T0)).toBe(false);
+    // A week after the read, it is no longer protected.
+    expect(isUnused(u, 'read_yesterday', T0 + 6 * DAY + 1)).toBe(true);
+  });
+
+  it('with countReferences false, only reads count, once reads cover the whole window', () => {
+    const u = compile({ action: 'drop', readWindow: '7d', countReferences: false });
+    expect(isUnused(u, 'up', T0)).toBe(true);
+    expect(isUnused(u, 'read_yesterday', T0)).toBe(false);
+    // Reads recorded for only two days: "not read in the last 7 days" is not known yet.
+    const young = compile(
+      { action: 'drop', readWindow: '7d', countReferences: false },
+      { ...usage, reads: { ...reads, sinceMs: T0 - 2 * DAY } },
+    );
+    expect(isUnused(young, 'up', T0)).toBe(false);
+    expect(isUnused(young, 'up', T0 + 5 * DAY)).toBe(true);
+    // No reads known at all: references count.
+    expect(
+      isUnused(compile({ action: 'drop', readWindow: '7d', countReferences: false }, usage), 'up', T0),
+    ).toBe(false);
+  });
+
+  it('makes verdicts expire when a read leaves the window and when reads come to cover it', () => {
+    const u = compile({ action: 'drop', readWindow: '7d' });
+    expect(nextExpiry([u], T0)).toBe(T0 - DAY + 7 * DAY);
+    const young = compile(
+      { action: 'drop', readWindow: '7d' },
+      { ...usage, reads: { sinceMs: T0 - DAY, lastRead: new Map() } },
+    );
+    expect(nextExpiry([young], T0)).toBe(T0 + 6 * DAY);
+    expect(nextExpiry([compile({ action: 'drop' })], T0)).toBe(Number.POSITIVE_INFINITY);
+  });
+});

@@ -7,6 +7,7 @@
 import { MetricPolicySpec, type MetricUseT, type UnusedT } from '../../../crds/metric-policy.js';
 import { extract } from '../../../policy/promql.js';
 import { type AnchoredRegex, compileAnchored } from '../../../policy/regex.js';
+import { parseDuration } from '../../../policy/validate.js';
 import type { LabelStage } from '../stage.js';
 import { metricName } from './labels.js';
 
@@ -51,6 +52,16 @@ export interface CompiledUnused {
   readonly keepLabels: ReadonlySet<string>;
   /** Counter slot: label_unused, reported or rewritten. */
   readonly labelSlot: number;
+  /** spec.unused.readWindow, with the reads known; undefined when reads are not considered. */
+  readonly reads: { readonly windowMs: number; readonly known: ReadsKnown | undefined } | undefined;
+  /** spec.unused.countReferences: whether what rules and dashboards reference counts as used. */
+  readonly countReferences: boolean;
+}
+
+/** What the read paths saw read: last read per metric name, recorded since `sinceMs`. */
+export interface ReadsKnown {
+  readonly sinceMs: number;
+  readonly lastRead: ReadonlyMap<string, number>;
 }
 
 /** The value an unread label gets with spec.unused.labels aggregate. */
@@ -127,7 +138,17 @@ export function isUsed(used: UsedSet, name: string): boolean {
  * matches it and no live exemption protects it. A series without a name is never judged.
  */
 export function isUnused(u: CompiledUnused, name: string, nowMs: number): boolean {
-  if (name === '' || isUsed(u.used, name)) return false;
+  if (name === '') return false;
+  const reads = u.reads;
+  if (reads !== undefined && reads.known !== undefined) {
+    const last = reads.known.lastRead.get(name);
+    if (last !== undefined && nowMs < last + reads.windowMs) return false;
+  }
+  // References count unless told otherwise, and until reads cover a whole window: "not read in
+  // the last D" is only known once reads were recorded for D.
+  const references =
+    u.countReferences || reads?.known === undefined || nowMs < reads.known.sinceMs + reads.windowMs;
+  if (references && isUsed(u.used, name)) return false;
   for (const k of u.keep) if (k.matches(name)) return false;
   for (const e of u.exemptions) if (nowMs < e.expiresAtMs && e.re.matches(name)) return false;
   return true;
@@ -160,9 +181,16 @@ export function unusedLabels(u: CompiledUnused, name: string, labels: readonly {
 /** The first exemption expiry after `nowMs` over all policies, or Infinity: when verdicts go stale. */
 export function nextExpiry(unused: readonly (CompiledUnused | undefined)[], nowMs: number): number {
   let next = Number.POSITIVE_INFINITY;
+  const at = (ms: number) => {
+    if (ms > nowMs && ms < next) next = ms;
+  };
   for (const u of unused) {
-    for (const e of u?.exemptions ?? [])
-      if (e.expiresAtMs > nowMs && e.expiresAtMs < next) next = e.expiresAtMs;
+    for (const e of u?.exemptions ?? []) at(e.expiresAtMs);
+    // A read protects its metric for the window; and references stop counting once reads cover it.
+    const reads = u?.reads;
+    if (reads?.known === undefined) continue;
+    at(reads.known.sinceMs + reads.windowMs);
+    for (const last of reads.known.lastRead.values()) at(last + reads.windowMs);
   }
   return next;
 }
@@ -174,7 +202,11 @@ export function nextExpiry(unused: readonly (CompiledUnused | undefined)[], nowM
  */
 export function compileUnused(
   spec: UnusedT,
-  usage: { readonly documents: number; readonly metrics: readonly MetricUseT[] },
+  usage: {
+    readonly documents: number;
+    readonly metrics: readonly MetricUseT[];
+    readonly reads?: ReadsKnown | undefined;
+  },
   slot: number,
   at: (field: string, fn: () => unknown) => unknown,
   labelSlot = -1,
@@ -193,6 +225,14 @@ export function compileUnused(
     labels: spec.labels,
     keepLabels: new Set(spec.keepLabels ?? []),
     labelSlot,
+    reads:
+      spec.readWindow === undefined
+        ? undefined
+        : {
+            windowMs: at('unused.readWindow', () => parseDuration(spec.readWindow!)) as number,
+            known: usage.reads,
+          },
+    countReferences: spec.countReferences ?? true,
   };
 }
 

@@ -1,0 +1,290 @@
+// Usage statistics: the recorder, the query-log tailer and the state file together, and the
+// report of GET /api/v1/stats/usage, which joins what is read with what ingest knows of the same
+// metric (active series, samples per second, dropped samples) into a cost per read.
+//
+// The state file (--query.usage.state-file) is written every save interval and on shutdown, to a
+// temporary file that is fsync'd and renamed over the old one, so a crash leaves the old state or
+// the new one, never half of either. It holds the recorder's counts and the query log position.
+
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { IngestRow } from '../stats/offenders.js';
+import { addExpression, emptyReads, type RequestReads } from './extract.js';
+import type { QueryMetrics } from './metrics.js';
+import { type LogPosition, parseQueryLogLine, QueryLogTailer } from './query-log.js';
+import { ruleGroupReader } from './readers.js';
+import {
+  bytesPerMetric,
+  type KnownNames,
+  type MetricUsageRow,
+  type RecorderOptions,
+  UsageRecorder,
+} from './recorder.js';
+
+export interface UsageServiceOptions {
+  readonly recorder: RecorderOptions;
+  /** Where counts survive a restart; undefined keeps them in memory only. */
+  readonly stateFile: string | undefined;
+  readonly saveIntervalMs: number;
+  /** Prometheus's query log, tailed for rule evaluations. */
+  readonly queryLog?: { readonly path: string; readonly pollMs: number } | undefined;
+  /** Metric names known to exist besides those read: ingest's, and the query API's. */
+  readonly known: KnownNames;
+  /** Whether `known` includes the query API's own list of names (so "missing" can be judged). */
+  readonly upstreamNamesKnown: () => boolean;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export type UsageSort = 'reads' | 'lastRead' | 'cost';
+
+export interface UsageQuery {
+  readonly limit: number;
+  readonly readers: number;
+  readonly sort: UsageSort;
+}
+
+/** What GET /api/v1/stats/usage reports about one metric. */
+export interface UsageMetricJson {
+  metric: string;
+  reads: { '1h': number; '24h': number; '30d': number; total: number };
+  lastRead: string | null;
+  readers: { reader: string; reads: number; lastRead: string }[];
+  /** Whether ingest or the query API knows the metric exists. */
+  known: boolean;
+  ingest: IngestRow | null;
+  /** series x samples/s / reads over 30 days; null when unread or not ingested here. */
+  costPerRead: number | null;
+}
+
+export interface UsageReportJson {
+  readPath: boolean;
+  since: string;
+  now: string;
+  trackedMetrics: number;
+  maxTrackedMetrics: number;
+  bytesPerMetric: number;
+  untrackedReads: number;
+  patternReads: number;
+  metrics: UsageMetricJson[];
+  /** Rows there are in all (tracked metrics, and ingested metrics the report added). */
+  metricsTotal: number;
+  readers: { reader: string; reads: number; lastRead: string }[];
+  /** Whether `missing` can be judged: the query API's metric names were fetched. */
+  missingKnown: boolean;
+  /** Metrics read but neither ingested here nor known to the query API, the most read first. */
+  missing: { metric: string; reads30d: number; lastRead: string }[];
+  queryLog: { path: string; ruleEvaluations: number; lines: number } | null;
+}
+
+interface SavedState {
+  recorder: unknown;
+  queryLog?: LogPosition | undefined;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class UsageService {
+  readonly #opts: UsageServiceOptions;
+  readonly #now: () => number;
+  readonly recorder: UsageRecorder;
+  #tailer: QueryLogTailer | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #metrics: QueryMetrics | undefined;
+  #ruleEvaluations = 0;
+  #logLines = 0;
+
+  constructor(opts: UsageServiceOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    const now = this.#now();
+    let recorder: UsageRecorder | undefined;
+    let position: LogPosition | undefined;
+    if (opts.stateFile !== undefined) {
+      let text: string | undefined;
+      try {
+        text = readFileSync(opts.stateFile, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      if (text !== undefined) {
+        try {
+          const saved = JSON.parse(text) as SavedState;
+          recorder = UsageRecorder.fromState(saved.recorder, opts.recorder, now, opts.known);
+          position = saved.queryLog;
+        } catch (err) {
+          // A state file that does not load is not worth refusing to serve queries for.
+          opts.logger.error(
+            { path: opts.stateFile },
+            `usage state not loaded, starting afresh: ${(err as Error).message}`,
+          );
+        }
+      }
+    }
+    this.recorder = recorder ?? new UsageRecorder(opts.recorder, now, opts.known);
+    if (opts.queryLog !== undefined) {
+      this.#tailer = new QueryLogTailer({
+        path: opts.queryLog.path,
+        pollMs: opts.queryLog.pollMs,
+        start: position,
+        onLine: (line) => this.#onLogLine(line),
+        onTooLong: () => this.#metrics?.queryLogLine('too_long'),
+        logger: opts.logger,
+      });
+    }
+  }
+
+  /** Starts the tailer and the periodic save; `metrics` are told of lines and saves. */
+  start(metrics: QueryMetrics): void {
+    this.#metrics = metrics;
+    this.#tailer?.start();
+    if (this.#opts.stateFile !== undefined) {
+      this.#timer = setInterval(() => this.save(), this.#opts.saveIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#tailer?.close();
+    this.save();
+  }
+
+  /** One read request's reads. */
+  record(reads: RequestReads, reader: string, nowMs: number): void {
+    this.recorder.record(reads.names, reads.patterns, reader, nowMs);
+  }
+
+  #onLogLine(line: string): void {
+    this.#logLines++;
+    const entry = parseQueryLogLine(line);
+    if (entry === 'invalid' || entry === 'other') {
+      this.#metrics?.queryLogLine(entry);
+      return;
+    }
+    this.#metrics?.queryLogLine('rule');
+    this.#ruleEvaluations++;
+    const reads = emptyReads();
+    addExpression(reads, entry.query);
+    this.#metrics?.expressions(reads.parsed, reads.unparsed, reads.unnamed);
+    this.record(reads, ruleGroupReader(entry.file, entry.group), this.#now());
+  }
+
+  /** Writes the state file now; failures are logged and counted, never thrown. */
+  save(): void {
+    const path = this.#opts.stateFile;
+    if (path === undefined) return;
+    const state: SavedState = {
+      recorder: this.recorder.toState(this.#now()),
+      queryLog: this.#tailer?.position(),
+    };
+    const tmp = `${path}.tmp`;
+    try {
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, JSON.stringify(state));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      this.#metrics?.stateSave(true);
+    } catch (err) {
+      this.#metrics?.stateSave(false);
+      this.#opts.logger.error({ err, path }, 'writing the usage state failed');
+    }
+  }
+
+  /** The report of GET /api/v1/stats/usage. */
+  report(
+    q: UsageQuery,
+    ingest: {
+      readonly lookup: (name: string) => IngestRow | undefined;
+      readonly largest: (n: number) => string[];
+    },
+    readPath: boolean,
+  ): UsageReportJson {
+    const now = this.#now();
+    const rows = this.recorder.rows(now, q.readers);
+    const byName = new Map(rows.map((r) => [r.metric, r]));
+    // The costliest metrics nobody reads are the point of the report: ingest's largest join in.
+    for (const name of ingest.largest(q.limit)) {
+      if (!byName.has(name)) {
+        const row: MetricUsageRow = {
+          metric: name,
+          reads1h: 0,
+          reads24h: 0,
+          reads30d: 0,
+          readsTotal: 0,
+          lastRead: 0,
+          readers: [],
+        };
+        rows.push(row);
+        byName.set(name, row);
+      }
+    }
+    const knownSet = new Set<string>(this.#opts.known.names());
+    const metrics: UsageMetricJson[] = rows.map((r) => {
+      const ing = ingest.lookup(r.metric) ?? null;
+      const weight = ing === null ? 0 : ing.activeSeries * ing.samplesPerSecond;
+      return {
+        metric: r.metric,
+        reads: { '1h': r.reads1h, '24h': r.reads24h, '30d': r.reads30d, total: r.readsTotal },
+        lastRead: r.lastRead > 0 ? iso(r.lastRead) : null,
+        readers: r.readers.map((x) => ({ reader: x.reader, reads: x.reads, lastRead: iso(x.lastRead) })),
+        known: ing !== null || knownSet.has(r.metric),
+        ingest: ing,
+        costPerRead: ing === null || r.reads30d === 0 ? null : round(weight / r.reads30d),
+      };
+    });
+    const weightOf = (m: UsageMetricJson) =>
+      m.ingest === null ? 0 : m.ingest.activeSeries * m.ingest.samplesPerSecond;
+    const lastOf = (m: UsageMetricJson) => (m.lastRead === null ? 0 : Date.parse(m.lastRead));
+    const byMetric = (a: UsageMetricJson, b: UsageMetricJson) =>
+      a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0;
+    const sorts: Record<UsageSort, (a: UsageMetricJson, b: UsageMetricJson) => number> = {
+      reads: (a, b) => b.reads['30d'] - a.reads['30d'] || lastOf(b) - lastOf(a) || byMetric(a, b),
+      lastRead: (a, b) => lastOf(b) - lastOf(a) || byMetric(a, b),
+      // Unread first, the heaviest first; then the highest cost per read.
+      cost: (a, b) =>
+        (a.reads['30d'] === 0 ? 0 : 1) - (b.reads['30d'] === 0 ? 0 : 1) ||
+        (a.reads['30d'] === 0 ? weightOf(b) - weightOf(a) : (b.costPerRead ?? 0) - (a.costPerRead ?? 0)) ||
+        byMetric(a, b),
+    };
+    metrics.sort(sorts[q.sort]);
+    const missingKnown = this.#opts.upstreamNamesKnown();
+    const missing = missingKnown
+      ? metrics
+          .filter((m) => !m.known && m.lastRead !== null)
+          .sort((a, b) => b.reads['30d'] - a.reads['30d'] || byMetric(a, b))
+          .slice(0, q.limit)
+          .map((m) => ({ metric: m.metric, reads30d: m.reads['30d'], lastRead: m.lastRead ?? '' }))
+      : [];
+    return {
+      readPath,
+      since: iso(this.recorder.sinceMs),
+      now: iso(now),
+      trackedMetrics: this.recorder.trackedMetrics,
+      maxTrackedMetrics: this.#opts.recorder.maxMetrics,
+      bytesPerMetric: bytesPerMetric(this.#opts.recorder.readersPerMetric),
+      untrackedReads: this.recorder.untracked,
+      patternReads: this.recorder.patternReads,
+      metrics: metrics.slice(0, q.limit),
+      metricsTotal: metrics.length,
+      readers: this.recorder
+        .readers()
+        .slice(0, q.limit)
+        .map((r) => ({ reader: r.reader, reads: r.reads, lastRead: iso(r.lastRead) })),
+      missingKnown,
+      missing,
+      queryLog:
+        this.#opts.queryLog === undefined
+          ? null
+          : { path: this.#opts.queryLog.path, ruleEvaluations: this.#ruleEvaluations, lines: this.#logLines },
+    };
+  }
+}
+
+function round(n: number): number {
+  return n === 0 ? 0 : Number(n.toPrecision(4));
+}
