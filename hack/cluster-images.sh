@@ -23,6 +23,10 @@
 #               libraries it links, FROM scratch, user 65534
 #   prometheus3 Prometheus 3 as hack/build-prometheus3.sh builds it from its Go module, likewise
 #   vmagent     Debian's vmagent (package victoria-metrics), likewise
+#   promoperator  prometheus-operator as hack/build-prometheus-operator.sh builds it from its Go
+#               module, FROM scratch, user 65534, /bin/operator
+#   reloader    its prometheus-config-reloader, at /bin/prometheus-config-reloader (the path the
+#               operator runs it by)
 #
 # Every image is kept as a docker-archive in $CACHE/images/NAME/<hash>.tar and rebuilt only when
 # its inputs change: the sources and versions above, and for proxy and operator the Dockerfile
@@ -49,10 +53,16 @@ NODE_VERSION="${NODE_VERSION:-20.20.2}"
 NPM_VERSION="${NPM_VERSION:-10.8.2}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-all=(pause node proxy operator prometheus prometheus3 vmagent)
+all=(pause node proxy operator prometheus prometheus3 vmagent promoperator reloader)
 # Prometheus 3, as hack/build-prometheus3.sh builds it (for the chart's sidecar example, which
 # runs `prometheus --agent`).
 prometheus3_bin="${CARDINAL_PROMETHEUS3:-${CARDINAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardinal}/bin/prometheus-${PROMETHEUS3_VERSION:-3.5.0}}"
+
+# prometheus-operator and its config reloader, as hack/build-prometheus-operator.sh builds them.
+promoperator_dir() {
+  [[ -n ${CARDINAL_PROMETHEUS_OPERATOR:-} ]] || CARDINAL_PROMETHEUS_OPERATOR="$("$here/build-prometheus-operator.sh")"
+  echo "$CARDINAL_PROMETHEUS_OPERATOR"
+}
 
 cmd="${1:-}"
 shift || true
@@ -111,6 +121,8 @@ inputs() {
     prometheus) echo "prometheus $(dpkg-query -W -f '${Version}' prometheus) $(binary_hash /usr/bin/prometheus)" ;;
     prometheus3) echo "prometheus3 $(binary_hash "$prometheus3_bin")" ;;
     vmagent) echo "vmagent $(dpkg-query -W -f '${Version}' victoria-metrics) $(binary_hash /usr/bin/vmagent)" ;;
+    promoperator) echo "promoperator $(binary_hash "$(promoperator_dir)/operator")" ;;
+    reloader) echo "reloader $(binary_hash "$(promoperator_dir)/prometheus-config-reloader")" ;;
     *)
       log "no image named $1 (images: ${all[*]})"
       exit 2
@@ -218,6 +230,18 @@ build_prometheus3() {
 build_vmagent() {
   binary_rootfs "$work/vmagent" /usr/bin/vmagent
   from_rootfs vmagent "$work/vmagent" $'USER 65534:65534\nENTRYPOINT ["/usr/bin/vmagent"]'
+}
+
+build_promoperator() {
+  binary_rootfs "$work/promoperator" "$(promoperator_dir)/operator"
+  mv "$work/promoperator/usr/bin" "$work/promoperator/bin"
+  from_rootfs promoperator "$work/promoperator" $'USER 65534:65534\nENTRYPOINT ["/bin/operator"]'
+}
+
+build_reloader() {
+  binary_rootfs "$work/reloader" "$(promoperator_dir)/prometheus-config-reloader"
+  mv "$work/reloader/usr/bin" "$work/reloader/bin"
+  from_rootfs reloader "$work/reloader" $'USER 65534:65534\nENTRYPOINT ["/bin/prometheus-config-reloader"]'
 }
 
 # ensure NAME: NAME's archive exists, built if it did not.

@@ -119,8 +119,16 @@ alive() {
   local pid cmdline
   pid="$(cat "$run/$1.pid" 2>/dev/null)" || return 1
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  # The pid may have been reused: check it still runs on our DIR.
-  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
+  # The pid may have been reused: check it still runs on our DIR. Right after `launch` the
+  # process is going through its exec chain (nohup, setsid, nsenter), and while the kernel swaps
+  # its memory /proc/PID/cmdline reads empty: read it again then.
+  local i
+  for ((i = 0; i < 20; i++)); do
+    cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
+    [[ -z $cmdline ]] || break
+    sleep 0.05
+  done
   [[ $cmdline == *"$dir"* ]]
 }
 

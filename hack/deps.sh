@@ -46,6 +46,8 @@ echo "CARDINAL_REDIS_CLI=$(command -v redis-cli)"
 echo "CARDINAL_HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)"
 echo "CARDINAL_CHROMIUM=$(command -v chromium)"
 echo "CARDINAL_PROMETHEUS3=$("$here/build-prometheus3.sh")"
+# prometheus-operator, its config reloader, CRDs and RBAC examples, for test/cluster/.
+echo "CARDINAL_PROMETHEUS_OPERATOR=$("$here/build-prometheus-operator.sh")"
 echo "$("$here/python-client.sh")"
 # KUBEBUILDER_ASSETS=<dir with kube-apiserver, etcd, kubectl> and CARDINAL_HELM=<path>.
 # and CARDINAL_KUBE_NODE_DIR=<dir with the node's binaries>.

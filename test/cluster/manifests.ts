@@ -3,6 +3,10 @@
 // proxy Service by its DNS name. They run under the same kind of security context as the chart's
 // pods: non-root, read-only root file system, every capability dropped.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+
 export const MONITORING = 'monitoring';
 export const SCRAPE_INTERVAL_S = 5;
 
@@ -162,4 +166,56 @@ export function senders(images: { prometheus: string; vmagent: string }, writeUr
 /** A kubectl apply body for a list of objects. */
 export function list(items: Obj[]): string {
   return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
+
+/**
+ * prometheus-operator as its own module ships it (example/rbac, kept by
+ * hack/build-prometheus-operator.sh in `dir`), in namespace default, with the images built here,
+ * and a Prometheus it runs that selects every ServiceMonitor of the cluster and scrapes every
+ * SCRAPE_INTERVAL_S. Returns the objects to apply once the CRDs are Established.
+ */
+export function prometheusOperator(
+  dir: string,
+  images: { operator: string; reloader: string; prometheus3: string },
+): Obj[] {
+  const read = (sub: string, file: string) =>
+    parseDocument(readFileSync(join(dir, 'rbac', sub, file), 'utf8')).toJS() as Obj;
+  const operator = ['service-account', 'cluster-role', 'cluster-role-binding', 'deployment', 'service'].map(
+    (f) => read('prometheus-operator', `prometheus-operator-${f}.yaml`),
+  );
+  for (const o of operator) {
+    if (o.kind !== 'Deployment') continue;
+    const pod = (o.spec as { template: { spec: { containers: Obj[] } } }).template.spec;
+    for (const c of pod.containers) {
+      c.image = images.operator;
+      c.imagePullPolicy = 'Never';
+      c.args = (c.args as string[]).map((a) =>
+        a.startsWith('--prometheus-config-reloader=') ? `--prometheus-config-reloader=${images.reloader}` : a,
+      );
+      c.resources = { requests: { cpu: '20m', memory: '50Mi' }, limits: { memory: '200Mi' } };
+    }
+  }
+  const prometheusRbac = ['service-account', 'cluster-role', 'cluster-role-binding'].map((f) =>
+    read('prometheus', `prometheus-${f}.yaml`),
+  );
+  const prometheus: Obj = {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'Prometheus',
+    metadata: { name: 'governance', namespace: 'default' },
+    spec: {
+      image: images.prometheus3,
+      imagePullPolicy: 'Never',
+      version: 'v3.5.0',
+      replicas: 1,
+      serviceAccountName: 'prometheus',
+      // Every ServiceMonitor in every namespace: here, the chart's.
+      serviceMonitorSelector: {},
+      serviceMonitorNamespaceSelector: {},
+      scrapeInterval: `${SCRAPE_INTERVAL_S}s`,
+      evaluationInterval: `${SCRAPE_INTERVAL_S}s`,
+      resources: { requests: { cpu: '20m', memory: '100Mi' } },
+      securityContext: podSecurityContext,
+    },
+  };
+  return [...operator, ...prometheusRbac, prometheus];
 }

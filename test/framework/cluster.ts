@@ -10,7 +10,7 @@
 // A cluster that cannot start is an error naming the reason, never a skipped test.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,16 @@ const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The images hack/cluster-images.sh knows. */
-export type ImageName = 'pause' | 'node' | 'proxy' | 'operator' | 'prometheus' | 'prometheus3' | 'vmagent';
+export type ImageName =
+  | 'pause'
+  | 'node'
+  | 'proxy'
+  | 'operator'
+  | 'prometheus'
+  | 'prometheus3'
+  | 'vmagent'
+  | 'promoperator'
+  | 'reloader';
 
 export interface Cluster {
   readonly kubeconfig: string;
@@ -53,6 +62,25 @@ export interface Cluster {
   down(): Promise<string | undefined>;
   /** The snapshot `up` took before it changed anything. */
   snapshotBefore(): string;
+}
+
+/**
+ * Where hack/build-prometheus-operator.sh keeps prometheus-operator (binaries, CRDs, RBAC
+ * examples): CARDINAL_PROMETHEUS_OPERATOR (hack/deps.sh prints it), else its cache directory,
+ * which hack/cluster-images.sh fills when it builds the promoperator image.
+ */
+export function prometheusOperatorDir(): string {
+  const cache =
+    process.env.CARDINAL_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'), 'cardinal');
+  const dir =
+    process.env.CARDINAL_PROMETHEUS_OPERATOR ||
+    join(cache, `prometheus-operator-${process.env.PROMETHEUS_OPERATOR_VERSION ?? '0.85.0'}`);
+  if (!existsSync(join(dir, 'crds')))
+    throw new Error(
+      `no prometheus-operator in ${dir}: run hack/build-prometheus-operator.sh (hack/deps.sh does)`,
+    );
+  return dir;
 }
 
 /** The time since `start`, in seconds with one decimal, for the phase lines the suite prints. */
@@ -204,7 +232,13 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
         return stdout;
       } catch (err) {
         const e = err as { stdout?: string; stderr?: string; message: string };
-        throw new Error(`helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
+        // helm --wait says only that it timed out: the pods and the warnings say why.
+        const pods = await kubectl(['get', 'pods', '-A', '-o', 'wide']);
+        const warnings = await kubectl(['get', 'events', '-A', '--field-selector', 'type=Warning']);
+        throw new Error(
+          `helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}\n` +
+            `pods:\n${pods.stdout}${pods.stderr}\nwarning events:\n${warnings.stdout}${warnings.stderr}`,
+        );
       }
     },
     serviceGet: (namespace, service, port, path) =>

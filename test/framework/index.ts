@@ -7,7 +7,13 @@ export { expectReceivedExactly } from './assert.js';
 export { binaryPath, type ProgramKind } from './binaries.js';
 export { PROXY_MAIN, type ProxyOptions, type ProxyProgram, startProxy } from './cardinal.js';
 export { helmPath, installChartRbac, RBAC_KINDS, type RenderedObject, renderChartRbac } from './chart.js';
-export { type Cluster, type ImageName, secondsSince, startCluster } from './cluster.js';
+export {
+  type Cluster,
+  type ImageName,
+  prometheusOperatorDir,
+  secondsSince,
+  startCluster,
+} from './cluster.js';
 export {
   type ExpositionSample,
   formatSample,
