@@ -3,10 +3,10 @@
 // which feeds the top-offender statistics. Everything the request path does except HTTP and
 // forwarding, with the proxy's default sizes.
 import { Registry } from 'prom-client';
+import { loadConfig } from '../policy/load.js';
+import { validatePolicies } from '../policy/validate.js';
 import type { SeriesIndex } from '../proxy/codec/scan.js';
 import { parseProxyOptions } from '../proxy/config/flags.js';
-import { loadConfig } from '../proxy/config/load.js';
-import { validatePolicies } from '../proxy/config/validate.js';
 import { prepareRequest } from '../proxy/ingest/remote-write.js';
 import { compilePipeline } from '../proxy/pipeline/compile.js';
 import { PolicyEngine } from '../proxy/pipeline/engine.js';

@@ -513,6 +513,26 @@ async function main(): Promise<void> {
     children.splice(children.indexOf(child), 1);
   };
   try {
+    if (process.env.BENCH_ONLY === 'policies') {
+      // Only the policy rows (BENCH_ONLY=policies npm run bench): the in-process rows above and the
+      // proxy with the policy set, for comparing two builds quickly.
+      const governed = await startProxy(sink.url, ['--config', configDir]);
+      children.push(governed.child);
+      rows.push(
+        await measure(
+          'cardinal-proxy with policies -> sink',
+          `${governed.base}/api/v1/write`,
+          sink.url,
+          w,
+          `10 relabel rules, standards, perMetric maxSeries ${maxSeriesPerMetric}`,
+        ),
+      );
+      checks.push(
+        `cardinal-proxy with policies, policy counters: ${await policyCounters(`${governed.base}/metrics`)}`,
+      );
+      printRows(rows, checks);
+      return;
+    }
     if (process.env.BENCH_ONLY === 'limits') {
       // Only the limit store rows (BENCH_ONLY=limits npm run bench).
       await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });

@@ -2,9 +2,9 @@
 // file at once, each at its file:line:column, then a one-line summary; exit 1 on any problem, so
 // CI and pre-commit hooks can run it.
 
+import { type Problem, readConfig } from '../policy/load.js';
+import { checkPolicies, checkUsage } from '../policy/validate.js';
 import { sortProblems } from '../proxy/config/configuration.js';
-import { type Problem, readConfig } from '../proxy/config/load.js';
-import { checkPolicies, checkUsage } from '../proxy/config/validate.js';
 import { CommandError, type Io, parseFlags } from './io.js';
 
 export const checkUsageText = `Usage: cardinal check PATH...

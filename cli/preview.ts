@@ -1,9 +1,9 @@
 // `cardinal preview --config PATH --prometheus URL`: what the policies would do to what is stored
 // today, per policy, rule and metric, and who reads what would be dropped.
 
+import { ConfigError } from '../policy/load.js';
 import { checkConfiguration } from '../proxy/config/configuration.js';
 import { parseDuration } from '../proxy/config/flags.js';
-import { ConfigError } from '../proxy/config/load.js';
 import { compilePipeline } from '../proxy/pipeline/compile.js';
 import { CommandError, type Io, parseFlags, table } from './io.js';
 import { prometheusClient } from './prometheus.js';

@@ -8,8 +8,8 @@ import { parse as parseYaml } from 'yaml';
 import type { MetricUseT } from '../crds/metric-policy.js';
 import { dashboardExpressions, ruleExpressions } from '../operator/usage/sources.js';
 import { computeUsage, type UsageSource, usageSpec } from '../operator/usage/usage.js';
-import { listConfigFiles } from '../proxy/config/load.js';
-import { type AnchoredRegex, compileAnchored } from '../proxy/pipeline/regex.js';
+import { listConfigFiles } from '../policy/load.js';
+import { type AnchoredRegex, compileAnchored } from '../policy/regex.js';
 import { CommandError } from './io.js';
 
 /** The readers of a metric, for reports; empty when nothing known reads it. */

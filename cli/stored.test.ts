@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { validatePolicies } from '../policy/validate.js';
 import type { Label } from '../proxy/codec/types.js';
-import { validatePolicies } from '../proxy/config/validate.js';
 import { compilePipeline } from '../proxy/pipeline/compile.js';
 import type { PrometheusClient } from './prometheus.js';
 import { deleteSelectors } from './retro.js';

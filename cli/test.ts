@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { ConfigError, formatProblems } from '../policy/load.js';
 import type { Label } from '../proxy/codec/types.js';
 import { checkConfiguration } from '../proxy/config/configuration.js';
-import { ConfigError, formatProblems } from '../proxy/config/load.js';
 import { compilePipeline, type Pipeline } from '../proxy/pipeline/compile.js';
 import { formatSeries, parseSeries, parseSeriesFile } from '../proxy/pipeline/series.js';
 import { simulate } from '../proxy/pipeline/simulate.js';

@@ -36,7 +36,7 @@ export interface CelRule {
 const TARGET_ACTIONS = ['replace', 'hashmod', 'lowercase', 'uppercase', 'keepequal', 'dropequal'] as const;
 
 /**
- * CEL rules that restate checks the proxy also makes (proxy/config/validate.ts), so that
+ * CEL rules that restate checks the proxy also makes (policy/validate.ts), so that
  * `kubectl apply` rejects a policy the proxy would reject rather than the operator finding out
  * later. Keyed by the node's path in the spec; `[]` stands for every item of an array. The
  * apiserver applies defaults before CEL runs, but each rule still guards with `has()` so that it
@@ -74,12 +74,13 @@ export const CEL_RULES: Readonly<Record<string, readonly CelRule[]>> = {
  * Array bounds the CEL rules need: without them kube-apiserver 1.34 estimates `spec.relabel` at
  * about a million items (the largest request divided by the smallest item) and refuses the CRD
  * for exceeding its cost budget. Keyed like CEL_RULES; a bound the schema itself sets wins.
- * proxy/config/validate.ts enforces the same bounds, so a file the proxy accepts is one the
+ * policy/validate.ts enforces the same bounds, so a file the proxy accepts is one the
  * apiserver accepts.
  */
 export const MAX_ITEMS: Readonly<Record<string, number>> = {
   'spec.relabel': 256,
   'spec.limits.perMetric': 1024,
+  'spec.stages': 32,
 };
 
 /** The keywords a structural schema keeps from a TypeBox node; every other key is dropped. */
@@ -113,6 +114,12 @@ export function toStructural(schema: TSchema, path: string): JsonSchema {
     if (k in node) throw new Error(`${path}: ${k} cannot be expressed in a structural schema`);
   }
   if (typeof node.type !== 'string') throw new Error(`${path}: every node needs a single type`);
+  // An open object (a plugin's configuration): the apiserver keeps whatever it holds.
+  if (node['x-kubernetes-preserve-unknown-fields'] === true) {
+    const open: JsonSchema = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+    if (node.description !== undefined) open.description = node.description;
+    return open;
+  }
 
   const out: JsonSchema = {};
   for (const k of KEPT) if (node[k] !== undefined) out[k] = node[k];

@@ -299,6 +299,30 @@ export const Unused = Type.Object(
   },
 );
 
+/**
+ * A stage plugin a policy runs (spec.stages): loaded by the proxy with --stage.plugin, configured
+ * here. `config` stays open in the CRD (x-kubernetes-preserve-unknown-fields): the plugin's own
+ * schema checks it when the proxy loads the policy, and a config it refuses is a rejected
+ * configuration, with the plugin's message.
+ */
+export const StageRef = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+      description: 'The name the plugin declares (cardinal-proxy --stage.plugin PATH loads it).',
+    }),
+    config: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        'x-kubernetes-preserve-unknown-fields': true,
+        description: "The plugin's configuration, checked by the plugin's own schema.",
+      }),
+    ),
+  },
+  { description: 'One stage plugin, with its configuration.' },
+);
+
 export const MetricPolicySpec = Type.Object(
   {
     proxySelector: Type.Optional({
@@ -339,10 +363,16 @@ export const MetricPolicySpec = Type.Object(
     standards: Type.Optional(Standards),
     limits: Type.Optional(Limits),
     unused: Type.Optional(Unused),
+    stages: Type.Optional(
+      Type.Array(StageRef, {
+        description:
+          "Stage plugins, run in order after the policy's standards and before its limits, on the series as the stages before left it.",
+      }),
+    ),
   },
   {
     description:
-      'What the policy enforces on the series it matches: relabel, then drop, then unused, then standards, then limits.',
+      'What the policy enforces on the series it matches: relabel, then drop, then unused, then standards, then stage plugins, then limits.',
   },
 );
 
@@ -835,6 +865,7 @@ export type RelabelConfigT = Static<typeof RelabelConfig>;
 export type MetricPolicySpecT = Static<typeof MetricPolicySpec>;
 export type StandardsT = Static<typeof Standards>;
 export type LimitsT = Static<typeof Limits>;
+export type StageRefT = Static<typeof StageRef>;
 
 /** Every schema a generator or validator may need, by name. */
 export const schemas: Record<string, TSchema> = { MetricPolicySpec, MetricPolicyStatusSchema, RelabelConfig };

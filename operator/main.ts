@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
-import { readVersion } from '../proxy/version.js';
+import { readVersion } from '../lib/version.js';
 import { MetricPolicyController } from './controller/metric-policy.js';
 import { createOperatorMetrics } from './controller/metrics.js';
 import { parseOperatorOptions, UsageError, usage } from './controller/options.js';

@@ -36,6 +36,9 @@ export const errorTable = {
   // every remote-write sender retries (remote-write 1.0 and 2.0, "Retries & Backoff"; a 429 is
   // not retried by Prometheus unless retry_on_http_429 is set).
   OVERLOADED: { status: 503, message: 'too many requests in flight, retry later' },
+  // A stage plugin failed (threw, or ran out of --stage.plugin.timeout) and its failure mode is
+  // refuse: 503, so the sender retries the request rather than it being forwarded half-governed.
+  STAGE_FAILED: { status: 503, message: 'a stage plugin failed, retry later' },
   // The sender closed its connection before it was answered: nothing more is done for it, and it
   // never sees this status (it is counted under it).
   SENDER_GONE: { status: 499, message: 'the sender went away before it was answered' },

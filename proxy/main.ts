@@ -2,16 +2,17 @@
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loadTlsPair, type TlsPair, watchTlsPair } from '../lib/tls.js';
+import { readVersion } from '../lib/version.js';
+import { watchConfig } from '../lib/watch.js';
+import type { LoadedConfig } from '../policy/load.js';
+import { readReplicas } from '../policy/replicas.js';
 import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
-import type { LoadedConfig } from './config/load.js';
 import { loadValidated, loadValidatedInChild } from './config/loader.js';
-import { readReplicas } from './config/replicas.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
-import { loadTlsPair, type TlsPair, watchTlsPair } from './config/tls.js';
-import { watchConfig } from './config/watch.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
@@ -20,6 +21,8 @@ import type { ReplicaCount } from './limits/store.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
+import { PluginGuard } from './pipeline/plugins/guard.js';
+import { loadStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
 import { createQueryMetrics } from './query/metrics.js';
@@ -36,7 +39,6 @@ import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
-import { readVersion } from './version.js';
 import { History } from './web/history.js';
 
 async function main(): Promise<number> {
@@ -67,12 +69,39 @@ async function main(): Promise<number> {
   });
   const metrics = createProxyMetrics(version);
 
+  // Stage plugins (--stage.plugin) load once, at start-up; policies name them in spec.stages.
+  let plugins: StagePlugins | undefined;
+  try {
+    plugins =
+      options.stagePlugins.length === 0
+        ? undefined
+        : {
+            byName: await loadStagePlugins(options.stagePlugins),
+            guard: new PluginGuard({
+              timeoutMs: options.stagePluginTimeoutMs,
+              registry: metrics.registry,
+              log: (stage, kind, err, suppressed) =>
+                logger.error(
+                  { stage, kind, suppressed, err: kind === 'error' ? err : undefined },
+                  kind === 'timeout'
+                    ? 'stage plugins ran out of their time budget; the rest of the request ran without them'
+                    : 'a stage plugin threw; the series went on as the stages before it left them',
+                ),
+            }),
+          };
+  } catch (err) {
+    if (!(err instanceof Error)) throw err;
+    logger.fatal(err.message);
+    return 1;
+  }
+  if (plugins !== undefined) logger.info({ stages: [...plugins.byName.keys()] }, 'stage plugins loaded');
+
   // A configuration version is loaded, validated completely and compiled before it is used.
   const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
     const v = loadValidated(options.configPath);
     return {
       config: v.config,
-      pipeline: compilePipeline(v.policies, v.usage),
+      pipeline: compilePipeline(v.policies, v.usage, plugins),
       summary: summarizePolicies(v.policies),
     };
   };
@@ -202,7 +231,7 @@ async function main(): Promise<number> {
       const validated = await loadValidatedInChild(options.configPath);
       const next = validated.config;
       if (next.hash !== status.hash) {
-        const nextPipeline = compilePipeline(validated.policies, validated.usage);
+        const nextPipeline = compilePipeline(validated.policies, validated.usage, plugins);
         logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
         // between requests: each request runs wholly on the old or wholly on the new version.

@@ -8,10 +8,10 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { TlsPair } from '../lib/tls.js';
 import { type AuthOptions, registerAccess } from './auth/http.js';
 import type { AuthStatus } from './auth/store.js';
 import type { PolicySummary } from './config/summary.js';
-import type { TlsPair } from './config/tls.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';

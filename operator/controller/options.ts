@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { UsageError as ProxyUsageError, parseDuration } from '../../proxy/config/flags.js';
+import { parseDuration, UsageError } from '../../lib/flags.js';
 import { type ProxySource, parseProxyEndpoints, proxyServiceName } from '../proxies/source.js';
 
 export interface OperatorOptions {
@@ -158,9 +158,7 @@ holder reconciles and writes; a replica that loses it exits, to be restarted as 
 Durations are written like 500ms, 30s, 1m or 1m30s.
 `;
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError } from '../../lib/flags.js';
 
 /** Parses the flags; `podNamespace` reads the pod's namespace file, and is replaceable for tests. */
 export function parseOperatorOptions(
@@ -393,15 +391,9 @@ function proxySource(service: string | undefined, endpoints: string | undefined)
   }
 }
 
-/** The proxy's duration syntax (proxy/config/flags.ts), so both programs read a duration alike; zero is refused. */
+/** The duration syntax both programs share (lib/flags.ts); zero is refused. */
 function duration(flag: string, text: string): number {
-  let ms: number;
-  try {
-    ms = parseDuration(flag, text);
-  } catch (err) {
-    if (err instanceof ProxyUsageError) throw new UsageError(err.message);
-    throw err;
-  }
+  const ms = parseDuration(flag, text);
   if (ms <= 0) throw new UsageError(`${flag}: "${text}" must be longer than zero`);
   return ms;
 }

@@ -14,9 +14,9 @@
 
 import { createHash } from 'node:crypto';
 import type { MetricReadsT, MetricUsageSpecT } from '../../crds/metric-policy.js';
-import { ConfigError, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
-import { parseReplicas } from '../../proxy/config/replicas.js';
-import { validatePolicies } from '../../proxy/config/validate.js';
+import { ConfigError, parseConfigFile, parsePolicyFile } from '../../policy/load.js';
+import { parseReplicas } from '../../policy/replicas.js';
+import { validatePolicies } from '../../policy/validate.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
 import {
   CONFIG_HASH_ANNOTATION,

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TopDrop, TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { TopDrop, TopOffendersReport } from '../../policy/reports.js';
 import type { ProxyEndpoint } from './endpoints.js';
 import {
   type PollAllOptions,

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher, fetch as undiciFetch } from 'undici';
-import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { TopOffendersReport } from '../../policy/reports.js';
 import type { ProxyReport } from '../status/conditions.js';
 import { mergeLimits, type PolicyLimits, parseLimitsReport } from '../status/limits.js';
 import {

@@ -6,8 +6,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { MetricPolicySpec, type MetricPolicySpecT } from '../../crds/metric-policy.js';
-import { loadConfig, parseConfigFile, parsePolicyFile } from '../../proxy/config/load.js';
-import { validatePolicies, validateUsage } from '../../proxy/config/validate.js';
+import { loadConfig, parseConfigFile, parsePolicyFile } from '../../policy/load.js';
+import { validatePolicies, validateUsage } from '../../policy/validate.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { computeUsage, usageSpec } from '../usage/usage.js';
 import {

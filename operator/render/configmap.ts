@@ -1,5 +1,5 @@
 // Renders the accepted MetricPolicies of one proxy instance into the ConfigMap its pods mount. The
-// proxy reads the mounted directory with `--config` (proxy/config/load.ts), so each policy is
+// proxy reads the mounted directory with `--config` (policy/load.ts), so each policy is
 // written back exactly as a user would `kubectl apply` it: apiVersion, kind, metadata.name,
 // metadata.namespace and spec; never status or server-set metadata, which would change the
 // configuration's hash on every write without changing what it enforces.
@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
 import { API_VERSION, type MetricUsageSpecT, USAGE_KIND } from '../../crds/metric-policy.js';
-import { REPLICAS_KEY, renderReplicas } from '../../proxy/config/replicas.js';
+import { REPLICAS_KEY, renderReplicas } from '../../policy/replicas.js';
 import type { ConfigMap, MetricPolicy } from '../api/types.js';
 import { configMapName, INSTANCE_LABEL, instanceProblem, policyId, selectInstance } from './instance.js';
 
@@ -38,7 +38,7 @@ export const USAGE_HEADER =
   '# Rendered by cardinal-operator from PrometheusRules and Grafana dashboards; do not edit.';
 /**
  * How many proxies of the instance the operator discovers, for the share of each limit a proxy
- * enforces while the shared limit store does not answer (proxy/config/replicas.ts). Not a YAML
+ * enforces while the shared limit store does not answer (policy/replicas.ts). Not a YAML
  * file, so it is not in the configuration's hash: a scale-up reloads no policy.
  */
 export { REPLICAS_KEY };
@@ -281,7 +281,7 @@ export function renderPolicyYaml(p: MetricPolicy): string {
 /**
  * The hash a proxy reports at GET /api/v1/status/config once it has loaded this ConfigMap, when its
  * `--config` is `mountPath`, the directory the ConfigMap is mounted at. It mirrors loadConfig in
- * proxy/config/load.ts, which hashes each file's path and content. The mount must be the whole
+ * policy/load.ts, which hashes each file's path and content. The mount must be the whole
  * ConfigMap, not a subPath: the kubelet never updates a subPath mount.
  */
 export function proxyConfigHash(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { TopOffendersReport } from '../../policy/reports.js';
 import { observationOf, policyDrops } from './observation.js';
 import type { EndpointPoll } from './offenders.js';
 

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MetricInterner } from '../../proxy/pipeline/cardinality.js';
-import { type TopDrop, TopOffenders, type TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { TopDrop, TopOffendersReport } from '../../policy/reports.js';
 import {
   aggregateOffenders,
   type EndpointPoll,
@@ -165,24 +164,6 @@ describe('aggregateOffenders', () => {
 });
 
 describe('parseTopOffendersReport', () => {
-  it('accepts what the proxy answers', () => {
-    const interner = new MetricInterner({ capacity: 8 });
-    const top = new TopOffenders({
-      metrics: interner,
-      series: [],
-      labels: [],
-      policies: [A],
-      reasons: ['series_limit'],
-    });
-    top.recordDrop(interner.internString('http_requests_total'), 0, 0, 12);
-    const json: unknown = JSON.parse(JSON.stringify(top.topOffenders(10)));
-    expect(parseTopOffendersReport(json)).toEqual({
-      metrics: [],
-      labels: [],
-      drops: [{ metric: 'http_requests_total', policy: A, reason: 'series_limit', samples: 12 }],
-    });
-  });
-
   it.each([
     [null, /report: must be an object/],
     [{ metrics: [], labels: [] }, /drops: must be a list/],

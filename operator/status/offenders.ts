@@ -5,7 +5,7 @@
 // from the difference between two polls of the same proxy, as Prometheus's rate() does: a counter
 // that went down, or a proxy that reports a new configuration hash, started again from zero.
 
-import type { TopOffendersReport } from '../../proxy/stats/top-offenders.js';
+import type { TopOffendersReport } from '../../policy/reports.js';
 import { TOP_OFFENDERS_LIMIT, type TopOffender } from '../api/types.js';
 
 export { TOP_OFFENDERS_LIMIT } from '../api/types.js';

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { VARIABLE_PLACEHOLDER as V } from '../../proxy/pipeline/promql.js';
+import { VARIABLE_PLACEHOLDER as V } from '../../policy/promql.js';
 import { dashboardExpressions, ruleExpressions, substituteVariables, variableQueryExpr } from './sources.js';
 
 const fixture = (name: string) =>

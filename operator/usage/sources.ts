@@ -2,7 +2,7 @@
 // dashboard. Pure: an object in, a list of (where, expression) out, with the problems found on the
 // way. One bad panel or rule is a problem of its own; the rest of the source still counts.
 
-import { VARIABLE_PLACEHOLDER } from '../../proxy/pipeline/promql.js';
+import { VARIABLE_PLACEHOLDER } from '../../policy/promql.js';
 
 /** One expression and where it came from, for reports: `group/rule` or `panel "title"`. */
 export interface SourceExpr {

@@ -3,7 +3,7 @@
 // the rendered MetricUsage document changes only when what is read changes.
 
 import type { MetricUsageSpecT, MetricUseT } from '../../crds/metric-policy.js';
-import { ALL, extract, type MetricRef, type Need, PromQLError, union } from '../../proxy/pipeline/promql.js';
+import { ALL, extract, type MetricRef, type Need, PromQLError, union } from '../../policy/promql.js';
 import type { SourceExprs } from './sources.js';
 
 /** Sources listed per metric: enough to find who reads it, bounded so the ConfigMap stays small. */

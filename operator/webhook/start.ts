@@ -3,7 +3,7 @@
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadTlsPair, watchTlsPair } from '../../proxy/config/tls.js';
+import { loadTlsPair, watchTlsPair } from '../../lib/tls.js';
 import type { WebhookOptions } from '../controller/options.js';
 import type { KubeClient } from '../kube/client.js';
 import { SelfManagedCertificates } from './certs.js';

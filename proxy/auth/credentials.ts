@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { isMap, isScalar, isSeq, type Node, parseDocument } from 'yaml';
-import { ConfigError, listConfigFiles } from '../config/load.js';
+import { ConfigError, listConfigFiles } from '../../policy/load.js';
 
 /** The ingest paths a credential may push to when its entry does not say. */
 export const DEFAULT_ALLOWED_PATHS: readonly string[] = Object.freeze(['/api/v1/write', '/metrics/job/*']);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type ConfigWatch, type WatchOptions, watchConfig } from '../config/watch.js';
+import { type ConfigWatch, type WatchOptions, watchConfig } from '../../lib/watch.js';
 import { type Credentials, loadCredentials } from './credentials.js';
 import type { AuthMetrics } from './metrics.js';
 

@@ -3,8 +3,13 @@
 // broken file does not hide what is wrong elsewhere. The proxy's start and reload, and the
 // `cardinal` command, use this.
 
-import { ConfigError, type LoadedConfig, type Problem, readConfig } from './load.js';
-import { checkPolicies, checkUsage, type ValidatedPolicy, type ValidatedUsage } from './validate.js';
+import { ConfigError, type LoadedConfig, type Problem, readConfig } from '../../policy/load.js';
+import {
+  checkPolicies,
+  checkUsage,
+  type ValidatedPolicy,
+  type ValidatedUsage,
+} from '../../policy/validate.js';
 
 export interface Configuration {
   readonly config: LoadedConfig;

@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseDuration, UsageError } from '../../lib/flags.js';
+import { didYouMean } from '../../policy/suggest.js';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 import type { IngestChecks } from '../ingest/remote-write.js';
 import { parseStoreUrl } from '../limits/url.js';
-import { didYouMean } from './suggest.js';
 import { parseSize } from './units.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
@@ -47,6 +48,10 @@ export interface ProxyOptions {
   };
   /** Least time between two reloads asked for with POST /-/reload. */
   readonly reloadMinIntervalMs: number;
+  /** --stage.plugin: the stage plugin modules to load, in order. */
+  readonly stagePlugins: readonly string[];
+  /** --stage.plugin.timeout: the plugins' time budget per request. */
+  readonly stagePluginTimeoutMs: number;
   readonly stats: {
     readonly windowMs: number;
     readonly maxTrackedSeries: number;
@@ -242,6 +247,9 @@ Flags (environment variable in brackets):
   --stats.expose-top N             metric names /metrics exposes in top-offender gauges (default 20)
   --stats.sample-interval DURATION how often the web pages sample counters and top offenders (default 15s)
   --cache.max-label-sets N         label sets whose policy verdict is cached, in each of two generations (default 100000)
+  --stage.plugin PATH              load a stage plugin (an ES module; README "Stage plugins"); repeatable
+  --stage.plugin.timeout DUR       the plugins' time budget per request; past it the request goes on
+                                   without them, or is refused per their failure mode (default 500ms)
   --version                        print the version and exit
   -h, --help                       show this help
 
@@ -251,9 +259,7 @@ Sizes take a unit: 32MiB, 512KiB, 4GB (or plain bytes); durations are like 500ms
 /** What a flag mistake prints instead of the whole help. */
 export const shortUsage = 'Usage: cardinal-proxy [flags]; cardinal-proxy --help lists every flag.\n';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { parseDuration, UsageError } from '../../lib/flags.js';
 
 /** Where the proxy runs: whether its log goes to a terminal decides the default log format. */
 export interface ProxyEnvironment {
@@ -340,6 +346,8 @@ export function parseProxyOptions(
     tls: certFile === undefined || keyFile === undefined ? undefined : Object.freeze({ certFile, keyFile }),
     auth: Object.freeze({ credentialsPath, tenantHeaderMode, metricsAuth }),
     reloadMinIntervalMs: parseDuration('--reload.min-interval', v['reload.min-interval'] ?? '1s'),
+    stagePlugins: Object.freeze([...(v['stage.plugin'] ?? [])]),
+    stagePluginTimeoutMs: positiveDuration('--stage.plugin.timeout', v['stage.plugin.timeout'] ?? '500ms'),
     stats: Object.freeze({
       windowMs: parseDuration('--stats.window', v['stats.window'] ?? '10m'),
       maxTrackedSeries: positiveInt('--stats.max-tracked-series', v['stats.max-tracked-series'] ?? '1000000'),
@@ -451,6 +459,8 @@ const parseOptions = {
   'stats.max-tracked-series': { type: 'string' },
   'stats.expose-top': { type: 'string' },
   'stats.sample-interval': { type: 'string' },
+  'stage.plugin': { type: 'string', multiple: true },
+  'stage.plugin.timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -701,23 +711,10 @@ export function parseHostPort(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-/** Parses Prometheus-style durations: 500ms, 10s, 1m30s, 2h. */
-export function parseDuration(flag: string, value: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
-  let total = 0;
-  let pos = 0;
-  const text = value.trim();
-  while (pos < text.length) {
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) break;
-    total += Number(m[1]) * (units[m[2] ?? 's'] ?? 0);
-    pos = re.lastIndex;
-  }
-  if (pos === 0 || pos !== text.length)
-    throw new UsageError(`${flag}: "${value}" is not a duration like 500ms, 10s or 1m`);
-  return total;
+function positiveDuration(flag: string, value: string): number {
+  const ms = parseDuration(flag, value);
+  if (ms <= 0) throw new UsageError(`${flag}: "${value}" must be longer than zero`);
+  return ms;
 }
 
 function positiveInt(flag: string, value: string): number {

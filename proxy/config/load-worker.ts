@@ -2,7 +2,7 @@
 // proxy's event loop, answers once over IPC and exits. A process rather than a worker thread: RE2's
 // native addon, which validation compiles every regex with, is not safe to load in worker threads.
 
-import { ConfigError } from './load.js';
+import { ConfigError } from '../../policy/load.js';
 import { loadValidated, transferable } from './loader.js';
 
 const path = process.argv[2] === '' ? undefined : process.argv[2];

@@ -4,9 +4,9 @@
 
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { ConfigError, type LoadedConfig, type Problem } from '../../policy/load.js';
+import type { ValidatedPolicy, ValidatedUsage } from '../../policy/validate.js';
 import { readConfiguration } from './configuration.js';
-import { ConfigError, type LoadedConfig, type Problem } from './load.js';
-import type { ValidatedPolicy, ValidatedUsage } from './validate.js';
 
 export interface ValidatedConfig {
   readonly config: LoadedConfig;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { validatePolicies } from '../../policy/validate.js';
 import { compilePipeline } from '../pipeline/compile.js';
 import { summarizePolicies } from './summary.js';
-import { validatePolicies } from './validate.js';
 
 const policies = validatePolicies([
   {

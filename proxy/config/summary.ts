@@ -2,8 +2,8 @@
 // each kind it has, in the order the policies apply. GET /api/v1/status/config and the web pages
 // show it.
 
+import type { ValidatedPolicy } from '../../policy/validate.js';
 import { orderPolicies } from '../pipeline/compile.js';
-import type { ValidatedPolicy } from './validate.js';
 
 export interface PolicySummary {
   /** `namespace/name`, or `name`: the `policy` label of counters. */

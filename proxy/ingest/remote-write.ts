@@ -8,6 +8,7 @@ import { snappyDecode, snappyEncode } from '../codec/snappy.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
 import type { PolicyEngine, ProcessResult } from '../pipeline/engine.js';
+import { StageRefusal } from '../pipeline/plugins/guard.js';
 import type { IngestQueue } from '../queue/queue.js';
 import { rateLimited } from '../ratelimit.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
@@ -89,9 +90,19 @@ export function prepareRequest(
   const c = checkAndScan(version, body, opts);
   const r =
     opts.engine !== undefined && !opts.engine.pipeline.empty
-      ? opts.engine.process(c.checked, c.index, opts.tenant, opts.nowMs)
+      ? refusedAsError(() => opts.engine!.process(c.checked, c.index, opts.tenant, opts.nowMs))
       : undefined;
   return finishPrepare(version, body, c, r, opts);
+}
+
+/** A stage plugin whose failure mode refuses the request: 503, which senders retry. */
+export function refusedAsError<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof StageRefusal) throw new CardinalError('STAGE_FAILED', err.message);
+    throw err;
+  }
 }
 
 /**
@@ -107,7 +118,8 @@ export function prepareRequestShared(
   const c = checkAndScan(version, body, opts);
   if (opts.engine === undefined || opts.engine.pipeline.empty)
     return finishPrepare(version, body, c, undefined, opts);
-  const r = opts.engine.run(c.checked, c.index, opts.tenant, opts.nowMs);
+  const engine = opts.engine;
+  const r = refusedAsError(() => engine.run(c.checked, c.index, opts.tenant, opts.nowMs));
   if (r instanceof Promise) return r.then((done) => finishPrepare(version, body, c, done, opts));
   return finishPrepare(version, body, c, r, opts);
 }

@@ -61,7 +61,7 @@ export interface LimitStoreStatus {
 
 /**
  * How many replicas share the limits, read at every fallback decision: the operator's count of the
- * proxies it discovers (proxy/config/replicas.ts), or `--limits.replicas` without one.
+ * proxies it discovers (policy/replicas.ts), or `--limits.replicas` without one.
  */
 export interface ReplicaCount {
   readonly count: number;

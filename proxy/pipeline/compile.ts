@@ -8,14 +8,26 @@
 // series as all of them left it. A dryRun policy computes and counts its verdicts but hands the
 // series on unchanged.
 
-import type { MetricPolicySpecT, MetricUseT, StandardsT } from '../../crds/metric-policy.js';
-import { parseDuration } from '../config/validate.js';
-import { type AnchoredRegex, compileAnchored } from './regex.js';
-import { compileRelabel, type RelabelProgram } from './relabel.js';
-import { type Matcher, parseSelector } from './selector.js';
-import { type CompiledUnused, compileUnused, type ReadsKnown } from './unused.js';
+import type { MetricPolicySpecT, MetricUseT } from '../../crds/metric-policy.js';
+import type { Matcher } from '../../policy/selector.js';
+import type { CollisionMode } from '../codec/output.js';
+import type { PluginGuard } from './plugins/guard.js';
+import type { StagePlugins } from './plugins/load.js';
+import { compilePluginStage } from './plugins/stage.js';
+import type { Action, BoundLabelStage, CompileContext, Mode } from './stage.js';
+import { STAGES } from './stages/index.js';
+import type { CompiledLimits } from './stages/limits/index.js';
+import type { CompiledMatch } from './stages/match.js';
+import type { CompiledStandards } from './stages/standards.js';
+import type { CompiledUnused, ReadsKnown } from './stages/unused.js';
 
-/** What the configuration's MetricUsage documents say is read; see proxy/config/validate.ts validateUsage. */
+export type { CollisionMode } from '../codec/output.js';
+export type { Action } from './stage.js';
+export type { CompiledLabelLimit, CompiledLimits, CompiledMetricLimit } from './stages/limits/index.js';
+export { OVERFLOW_VALUE } from './stages/limits/overflow.js';
+export type { CompiledStandards } from './stages/standards.js';
+
+/** What the configuration's MetricUsage documents say is read; see policy/validate.ts validateUsage. */
 export interface PipelineUsage {
   /** How many MetricUsage documents were loaded; none means usage is unknown. */
   readonly documents: number;
@@ -33,28 +45,14 @@ export interface PolicyInput {
   readonly spec: MetricPolicySpecT;
 }
 
-/** Why a rule acted; a fixed set, so metric labels stay bounded. */
-export type Reason =
-  | 'relabel_dropped'
-  | 'relabel_rewritten'
-  | 'metric_dropped'
-  | 'metric_unused'
-  | 'label_unused'
-  | 'metric_name'
-  | 'label_name'
-  | 'required_label'
-  | 'forbidden_label'
-  | 'max_labels'
-  | 'label_name_length'
-  | 'label_value_length'
-  | 'series_limit'
-  | 'label_values_limit'
-  | 'tenant_series_limit'
-  | 'collision'
-  | 'out_of_order';
+/**
+ * Why a rule acted: one of the reasons a stage declares (stages/index.ts lists the in-tree ones;
+ * a plugin declares its own), so metric labels stay bounded.
+ */
+export type Reason = string;
 
-/** What a rule did to a series. `reported`: a violation that let the series through. */
-export type Action = 'dropped' | 'rewritten' | 'reported';
+/** The reasons the engine itself counts under, besides the stages'. */
+export const ENGINE_REASONS = ['collision', 'out_of_order'] as const;
 
 /**
  * A counter slot: one (policy, rule, reason, action, mode) combination. Slots are numbered at
@@ -65,44 +63,7 @@ export interface Slot {
   readonly rule: string;
   readonly reason: Reason;
   readonly action: Action;
-  readonly mode: 'enforce' | 'dryRun';
-}
-
-export interface CompiledStandards {
-  readonly metricName: AnchoredRegex | undefined;
-  readonly labelName: AnchoredRegex | undefined;
-  readonly required: readonly string[];
-  readonly forbidden: ReadonlySet<string>;
-  readonly maxLabels: number;
-  readonly maxNameLength: number;
-  readonly maxValueLength: number;
-  readonly drop: boolean;
-}
-
-export interface CompiledMetricLimit {
-  readonly metric: AnchoredRegex;
-  readonly maxSeries: number;
-  readonly overflow: boolean;
-  readonly overflowLabel: string | undefined;
-  readonly slot: number;
-}
-
-export interface CompiledLabelLimit {
-  readonly metric: AnchoredRegex | undefined;
-  readonly label: string;
-  readonly maxValues: number;
-  readonly overflow: boolean;
-  readonly slot: number;
-}
-
-export interface CompiledLimits {
-  readonly windowMs: number;
-  readonly perMetric: readonly CompiledMetricLimit[];
-  readonly perLabel: readonly CompiledLabelLimit[];
-  readonly perTenantMaxSeries: number | undefined;
-  readonly tenantSlot: number;
-  /** Identifies the limits' meaning; trackers survive a reload while it is unchanged. */
-  readonly key: string;
+  readonly mode: Mode;
 }
 
 export interface CompiledPolicy {
@@ -110,11 +71,19 @@ export interface CompiledPolicy {
   /** `namespace/name`, or `name` without a namespace: the `policy` label of counters. */
   readonly id: string;
   readonly dryRun: boolean;
+  /** The policy's label stages that have something to do, in the order they run. */
+  readonly labelStages: readonly BoundLabelStage[];
+  /** Whether a series stage (limits) is configured: matched series are then handed to it. */
+  readonly hasSeriesStage: boolean;
+  /** What the in-tree stages compiled, by name, for statistics and pages. */
   readonly matchers: readonly Matcher[] | undefined;
   readonly tenants: ReadonlySet<string> | undefined;
-  readonly relabel: RelabelProgram | undefined;
-  readonly relabelDropSlot: number;
-  readonly relabelRewriteSlot: number;
+  readonly standards: CompiledStandards | undefined;
+  readonly limits: CompiledLimits | undefined;
+  /** spec.unused, when set and some usage is known (see compileUnused). */
+  readonly unused: CompiledUnused | undefined;
+  /** Whether spec.unused is set, known usage or not. */
+  readonly unusedConfigured: boolean;
   /** Series this policy's relabel merged with others of their request (spec.onCollision). */
   readonly collisionSlot: number;
   readonly collisionMode: CollisionMode;
@@ -123,15 +92,6 @@ export interface CompiledPolicy {
    * out because this replica had already sent the same series at that time or later.
    */
   readonly outOfOrderSlot: number;
-  readonly drop: readonly { readonly re: AnchoredRegex; readonly slot: number }[];
-  readonly standards: CompiledStandards | undefined;
-  /** Slot per standards reason, for this policy. */
-  readonly standardsSlots: Readonly<Record<string, number>>;
-  readonly limits: CompiledLimits | undefined;
-  /** spec.unused, when set and some usage is known (see compileUnused). */
-  readonly unused: CompiledUnused | undefined;
-  /** Whether spec.unused is set, known usage or not. */
-  readonly unusedConfigured: boolean;
 }
 
 export interface Pipeline {
@@ -142,12 +102,9 @@ export interface Pipeline {
   readonly empty: boolean;
   /** Whether an enforcing policy relabels: series of one request may then become the same one. */
   readonly mayCollide: boolean;
+  /** The guard of the stage plugins some policy runs; undefined when none does. */
+  readonly plugins?: PluginGuard | undefined;
 }
-
-/** How samples of one timestamp of merged series are combined. */
-export type CollisionMode = 'sum' | 'max' | 'min' | 'last';
-
-export const OVERFLOW_VALUE = '__cardinality_overflow__';
 
 /** Orders policies as documented: priority, then namespace, then name. */
 export function orderPolicies<T extends PolicyInput>(policies: readonly T[]): T[] {
@@ -164,116 +121,71 @@ function cmp(a: string, b: string): number {
 }
 
 /**
- * Compiles policies. Throws an Error naming the policy and field on anything that does not
- * compile; configuration validation runs the same compilation, so a config that validated compiles.
+ * Compiles policies: each in-tree stage (stages/index.ts) compiles its part of each policy's spec.
+ * Throws an Error naming the policy and field on anything that does not compile; configuration
+ * validation runs the same compilation, so a config that validated compiles.
  */
-export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineUsage = NO_USAGE): Pipeline {
+export function compilePipeline(
+  inputs: readonly PolicyInput[],
+  usage: PipelineUsage = NO_USAGE,
+  plugins?: StagePlugins,
+): Pipeline {
   const slots: Slot[] = [];
-  const slot = (s: Slot): number => slots.push(s) - 1;
+  let anyPlugin = false;
   const policies = orderPolicies(inputs).map((input, index): CompiledPolicy => {
     const id = input.namespace ? `${input.namespace}/${input.name}` : input.name;
     const spec = input.spec;
     const mode = spec.mode ?? 'enforce';
-    const at = (field: string, fn: () => unknown) => {
+    const at = <T>(field: string, fn: () => T): T => {
       try {
         return fn();
       } catch (err) {
         throw new Error(`policy ${id}: ${field}: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
-    const mk = (rule: string, reason: Reason, action: Action) =>
-      slot({ policy: id, rule, reason, action, mode });
-
-    const matchers = spec.match?.selector
-      ? (at('match.selector', () => parseSelector(spec.match!.selector!)) as ReturnType<typeof parseSelector>)
-          .matchers
-      : undefined;
-    const relabel =
-      spec.relabel && spec.relabel.length > 0
-        ? (at('relabel', () => compileRelabel(spec.relabel!)) as RelabelProgram)
-        : undefined;
-    const drop = (spec.drop ?? []).map((pattern, i) => ({
-      re: at(`drop[${i}]`, () => compileAnchored(pattern)) as AnchoredRegex,
-      slot: mk(`drop[${i}]`, 'metric_dropped', 'dropped'),
-    }));
-    const unused =
-      spec.unused === undefined
-        ? undefined
-        : compileUnused(
-            spec.unused,
-            usage,
-            mk('unused', 'metric_unused', spec.unused.action === 'drop' ? 'dropped' : 'reported'),
-            at,
-            spec.unused.labels === undefined
-              ? -1
-              : mk(
-                  'unused.labels',
-                  'label_unused',
-                  spec.unused.labels === 'aggregate' ? 'rewritten' : 'reported',
-                ),
-          );
-    const standards = spec.standards
-      ? compileStandards(spec.standards, (f, fn) => at(`standards.${f}`, fn))
-      : undefined;
-    const standardsSlots: Record<string, number> = {};
-    if (standards) {
-      const action: Action = standards.drop ? 'dropped' : 'reported';
-      for (const [reason, rule] of STANDARDS_RULES)
-        standardsSlots[reason] = mk(`standards.${rule}`, reason, action);
-    }
-    let limits: CompiledLimits | undefined;
-    if (spec.limits) {
-      const l = spec.limits;
-      limits = {
-        windowMs: at('limits.window', () => parseDuration(l.window ?? '1h')) as number,
-        perMetric: (l.perMetric ?? []).map((m, i) => ({
-          metric: at(`limits.perMetric[${i}].metric`, () => compileAnchored(m.metric)) as AnchoredRegex,
-          maxSeries: m.maxSeries,
-          overflow: m.onExceed === 'overflow',
-          overflowLabel: m.overflowLabel,
-          slot: mk(
-            m.name ?? `limits.perMetric[${i}]`,
-            'series_limit',
-            m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
-          ),
-        })),
-        perLabel: (l.perLabel ?? []).map((m, i) => ({
-          metric:
-            m.metric === undefined
-              ? undefined
-              : (at(`limits.perLabel[${i}].metric`, () => compileAnchored(m.metric!)) as AnchoredRegex),
-          label: m.label,
-          maxValues: m.maxValues,
-          overflow: m.onExceed === 'overflow',
-          slot: mk(
-            m.name ?? `limits.perLabel[${i}]`,
-            'label_values_limit',
-            m.onExceed === 'overflow' ? 'rewritten' : 'dropped',
-          ),
-        })),
-        perTenantMaxSeries: l.perTenantMaxSeries,
-        tenantSlot: mk('limits.perTenantMaxSeries', 'tenant_series_limit', 'dropped'),
-        key: `${id}\0${JSON.stringify(l)}`,
+    const slotFor =
+      (reasons: readonly string[]) =>
+      (rule: string, reason: string, action: Action): number => {
+        if (!reasons.includes(reason))
+          throw new Error(`policy ${id}: ${rule}: reason ${reason} is not declared`);
+        return slots.push({ policy: id, rule, reason, action, mode }) - 1;
       };
+    const compiled = new Map<string, unknown>();
+    const labelStages: BoundLabelStage[] = [];
+    let hasSeriesStage = false;
+    for (const { field, stage } of STAGES) {
+      const ctx: CompileContext = { policy: id, mode, usage, slot: slotFor(stage.reasons), at };
+      const c = stage.compile(spec[field], ctx);
+      if (c === undefined) continue;
+      compiled.set(stage.name, c);
+      if (stage.kind === 'label') labelStages.push({ stage, compiled: c });
+      else hasSeriesStage = true;
     }
+    for (const [i, ref] of (spec.stages ?? []).entries()) {
+      const reasons = plugins?.byName.get(ref.name)?.plugin.reasons ?? [];
+      const ctx: CompileContext = { policy: id, mode, usage, slot: slotFor(reasons), at };
+      const bound = compilePluginStage(ref, i, plugins, ctx);
+      if (bound === undefined) continue;
+      labelStages.push(bound);
+      anyPlugin = true;
+    }
+    const engineSlot = slotFor(ENGINE_REASONS);
+    const match = compiled.get('match') as CompiledMatch | undefined;
     return {
       index,
       id,
       dryRun: mode === 'dryRun',
-      matchers,
-      tenants: spec.match?.tenants ? new Set(spec.match.tenants) : undefined,
-      relabel,
-      relabelDropSlot: mk('relabel', 'relabel_dropped', 'dropped'),
-      relabelRewriteSlot: mk('relabel', 'relabel_rewritten', 'rewritten'),
-      collisionSlot: mk('relabel', 'collision', 'rewritten'),
-      collisionMode: spec.onCollision ?? 'sum',
-      outOfOrderSlot: mk('synthesized', 'out_of_order', 'dropped'),
-      drop,
-      standards,
-      standardsSlots,
-      limits,
-      unused,
+      labelStages,
+      hasSeriesStage,
+      matchers: match?.matchers,
+      tenants: match?.tenants,
+      standards: compiled.get('standards') as CompiledStandards | undefined,
+      limits: compiled.get('limits') as CompiledLimits | undefined,
+      unused: compiled.get('unused') as CompiledUnused | undefined,
       unusedConfigured: spec.unused !== undefined,
+      collisionSlot: engineSlot('relabel', 'collision', 'rewritten'),
+      collisionMode: spec.onCollision ?? 'sum',
+      outOfOrderSlot: engineSlot('synthesized', 'out_of_order', 'dropped'),
     };
   });
   return Object.freeze({
@@ -281,38 +193,9 @@ export function compilePipeline(inputs: readonly PolicyInput[], usage: PipelineU
     usage,
     slots: Object.freeze(slots),
     empty: policies.length === 0,
-    mayCollide: policies.some((p) => p.relabel !== undefined && !p.dryRun),
+    mayCollide: policies.some(
+      (p) => !p.dryRun && p.labelStages.some((b) => b.stage.rewrites === true || b.plugin),
+    ),
+    plugins: anyPlugin ? plugins?.guard : undefined,
   });
-}
-
-const STANDARDS_RULES: ReadonlyArray<readonly [Reason, string]> = [
-  ['metric_name', 'metricNamePattern'],
-  ['label_name', 'labelNamePattern'],
-  ['required_label', 'requiredLabels'],
-  ['forbidden_label', 'forbiddenLabels'],
-  ['max_labels', 'maxLabels'],
-  ['label_name_length', 'maxLabelNameLength'],
-  ['label_value_length', 'maxLabelValueLength'],
-];
-
-function compileStandards(
-  s: StandardsT,
-  at: (field: string, fn: () => unknown) => unknown,
-): CompiledStandards {
-  return {
-    metricName:
-      s.metricNamePattern === undefined
-        ? undefined
-        : (at('metricNamePattern', () => compileAnchored(s.metricNamePattern!)) as AnchoredRegex),
-    labelName:
-      s.labelNamePattern === undefined
-        ? undefined
-        : (at('labelNamePattern', () => compileAnchored(s.labelNamePattern!)) as AnchoredRegex),
-    required: s.requiredLabels ?? [],
-    forbidden: new Set(s.forbiddenLabels ?? []),
-    maxLabels: s.maxLabels ?? Number.POSITIVE_INFINITY,
-    maxNameLength: s.maxLabelNameLength ?? Number.POSITIVE_INFINITY,
-    maxValueLength: s.maxLabelValueLength ?? Number.POSITIVE_INFINITY,
-    drop: s.onViolation === 'drop',
-  };
 }

@@ -1,43 +1,23 @@
 // The policy engine: runs a compiled pipeline over one decoded remote-write request and produces
-// the request to forward. Per request, not per sample: the stateless verdict of a label set is
-// cached (keyed by two independent 32-bit hashes of its bytes), counters accumulate in typed
-// arrays and are flushed once per request, and series that pass unchanged are copied as the
-// original bytes. When nothing changed, the caller forwards the sender's compressed body as is.
+// the request to forward. It is the loop: per series, the cached verdict of the label stages
+// (evaluate.ts; keyed by two independent 32-bit hashes of the label bytes), then the series stages
+// (limits), then what the output builder (proxy/codec/output.ts) is told to do. Per request, not
+// per sample: counters accumulate in typed arrays and are flushed once per request, and series
+// that pass unchanged are copied as the original bytes. When nothing changed, the caller forwards
+// the sender's compressed body as is.
 
-import {
-  afterValue,
-  afterVarint,
-  readLabelRefsV2,
-  readLabelsV1,
-  type SeriesIndex,
-  varintAt,
-} from '../codec/scan.js';
+import { decodeLabelRecords, encodeLabelsV1, labelsV1, labelsV2, OutputBuilder } from '../codec/output.js';
+import { readLabelRefsV2, type SeriesIndex } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
-import {
-  type AdmissionCheck,
-  ANSWER_ADMITTED,
-  ANSWER_KNOWN,
-  ANSWER_REFUSED,
-  CHECK_SERIES_START,
-  CHECK_SETS_OVERFLOW,
-  CHECK_SKIP_IF_OVERFLOWED,
-  CHECK_STOP,
-  fallbackShare,
-  type LimitStore,
-} from '../limits/store.js';
-import {
-  ADMIT_KNOWN,
-  ADMIT_NEW,
-  hashBytes,
-  hashString,
-  LOOKUP_DUE,
-  LOOKUP_UNKNOWN,
-  MetricInterner,
-  SeriesTracker,
-} from './cardinality.js';
-import { type CollisionMode, type CompiledPolicy, OVERFLOW_VALUE, type Pipeline } from './compile.js';
+import type { LimitStore } from '../limits/store.js';
+import { hashBytes, hashString, MetricInterner } from './cardinality.js';
+import type { Pipeline } from './compile.js';
+import type { Entry, Pass, SeriesContext, SeriesRuntime, SharedLimits } from './entry.js';
 import { evaluate, type Verdict } from './evaluate.js';
-import { nextExpiry } from './unused.js';
+import type { PluginGuard } from './plugins/guard.js';
+import { type LimitState, LimitsRuntime } from './stages/limits/runtime.js';
+
+export type { SharedLimits } from './entry.js';
 
 const SEED_A = 0x9747b28c;
 const SEED_B = 0x85ebca6b;
@@ -89,46 +69,6 @@ export interface EngineObserver {
   unreadLabels?(keys: Uint32Array, nowMs: number): void;
 }
 
-interface Entry {
-  readonly h2: number;
-  readonly dropped: boolean;
-  readonly slots: readonly number[];
-  /** Whether the final labels differ from the series' own. */
-  readonly changed: boolean;
-  /**
-   * The final labels, kept only when needed: when changed, or when a per-label limit or an
-   * overflow rule may need label values. Most entries keep none, which is what bounds the cache.
-   */
-  readonly labels: Label[] | undefined;
-  /** v1 encoding of the final labels (Label records), when changed. */
-  readonly encoded: Uint8Array | undefined;
-  /** Hash of the final label set (the tracker key) and its metric index. */
-  readonly hash: number;
-  readonly metric: number;
-  readonly limitPolicies: readonly number[];
-  /** Policies whose unused stage found the metric unread. */
-  readonly unusedPolicies: readonly number[];
-  /** (policy, pair, value hash) triples of unread labels (spec.unused.labels), or undefined. */
-  readonly unreadKeys: Uint32Array | undefined;
-  /** Per limit policy: index of the perMetric rule that applies, or -1. */
-  readonly metricRule: readonly number[];
-  /** Overflow variants, computed once per (rule) and kept. */
-  overflow: Map<number, Entry> | undefined;
-  /** True for an overflow variant: several series collapse onto it, so its samples are aggregated. */
-  readonly aggregated: boolean;
-  /** How samples of one timestamp are combined when several series are merged into this one. */
-  readonly mode: CollisionMode;
-  /** Slot counting samples of this synthesized series left out as out of order, or -1. */
-  readonly oooSlot: number;
-  /** The policy whose relabel changed the series, or -1 (see Verdict.relabeledBy). */
-  readonly relabeledBy: number;
-  /**
-   * Hash of the final labels' v1 encoding whatever the request's version, so that series of one
-   * request can be told to be the same series; only when the pipeline may collide, else 0.
-   */
-  readonly canon: number;
-}
-
 export interface ProcessResult {
   /** True when every series passed untouched: forward the original body. */
   readonly unchanged: boolean;
@@ -140,70 +80,9 @@ export interface ProcessResult {
   readonly exemplars: number;
 }
 
-interface LimitState {
-  readonly key: string;
-  /** The policy's part of shared-store scope names: a hash of `key`. */
-  readonly tag: string;
-  readonly windowSeconds: number;
-  readonly series: SeriesTracker;
-  readonly labels: readonly SeriesTracker[];
-  readonly tenants: SeriesTracker | undefined;
-  /**
-   * Shared store only: keys the store refused lately, per scope kind (0 tenant, 1 series, 2 + j
-   * label j), refused again without asking until `refusedMs` passed, so that a bomb's refused
-   * series do not cost a round trip in every request. Made on first use.
-   */
-  readonly refused: (SeriesTracker | undefined)[];
-}
-
-/** Limits shared by every replica through a store (proxy/limits/store.ts). */
-export interface SharedLimits {
-  readonly store: LimitStore;
-  /** Replicas sharing the limits: while the store is down each enforces limit / replicas. */
-  readonly replicas: number;
-  /** How long a key the store refused is refused again without asking (at least 1 s). */
-  readonly refusedMs?: number;
-}
-
-/** One request on its way through the engine; see #loop. */
-interface Pass {
-  readonly buf: Buffer;
-  readonly index: SeriesIndex;
-  readonly tenant: string | undefined;
-  readonly tenantKey: string;
-  readonly tenantIdx: number;
-  readonly nowMs: number;
-  readonly v1: boolean;
-  readonly symbolHash: Uint32Array | undefined;
-  readonly symbols: (string | undefined)[];
-  readonly out: OutputBuilder;
-  series: number;
-  samples: number;
-  histograms: number;
-  exemplars: number;
-  /** Shared store only: decide unknown series locally with each limit's share (the store is down). */
-  local: boolean;
-  /** The store's answers by `tag \0 sub \0 member`. */
-  answers: Map<string, number> | undefined;
-  /** The checks to ask the store, while collecting. */
-  checks: AdmissionCheck[] | undefined;
-  /** The first series that waits for the answers. */
-  resumeAt: number;
-  /**
-   * When the pipeline may collide: what becomes of each series (null: dropped), emitted in
-   * #finish once series made the same by relabeling are known.
-   */
-  decisions: (Entry | null)[] | undefined;
-}
-
-/** Scope kinds of a limit state, for #scope and limitScope. */
-export const SCOPE_TENANT = 0;
-export const SCOPE_SERIES = 1;
-export const SCOPE_LABEL = 2;
-
 /**
- * Long-lived: owns the metric-name interner, the limit trackers (kept across reloads for policies
- * whose limits did not change) and the verdict cache of the current pipeline.
+ * Long-lived: owns the metric-name interner, the series stages' state (limit trackers, kept across
+ * reloads for policies whose limits did not change) and the verdict cache of the current pipeline.
  */
 export class PolicyEngine {
   readonly interner: MetricInterner;
@@ -220,13 +99,20 @@ export class PolicyEngine {
   #previous = new Map<string, Map<number, Entry>>();
   #cached = 0;
   #lists = new Map<string, readonly number[]>();
-  #limits: (LimitState | undefined)[] = [];
+  #dataLists = new Map<string, readonly (readonly number[])[]>();
   readonly #tenants: MetricInterner;
-  /** Verdicts hold until then: the next unused exemption expiry, after which the cache is dropped. */
+  /** Verdicts hold until then: the next expiry a label stage declares, after which the cache is dropped. */
   #validUntil = Number.NEGATIVE_INFINITY;
   /** Newest timestamp forwarded per overflow series (by label-set hash); bounded, cleared when full. */
   readonly #overflowSeen = new Map<number, number>();
   readonly #sharedLimits: SharedLimits | undefined;
+  /** The series stages, in order; #limits is the in-tree one. */
+  readonly #series: readonly SeriesRuntime[];
+  readonly #limits: LimitsRuntime;
+  /** Whether the verdict of the last #makeEntry lacks a stage plugin's say. */
+  #incomplete = false;
+  /** Scratch for #hashSeries. */
+  readonly #h = new Uint32Array(2);
 
   constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
     this.#opts = opts;
@@ -235,7 +121,17 @@ export class PolicyEngine {
     this.interner = new MetricInterner({ capacity: opts.maxMetricNames });
     this.#tenants = new MetricInterner({ capacity: 4096 });
     this.#pipeline = pipeline;
-    this.#limits = this.#limitStates(pipeline, []);
+    const ctx: SeriesContext = {
+      interner: this.interner,
+      maxTrackedSeries: opts.maxTrackedSeries,
+      maxTrackedLabelValues: opts.maxTrackedLabelValues,
+      slot: (slot, metric, samples) => observer.slot(slot, metric, samples),
+      withReplica: (labels) => this.#withReplica(labels),
+      shared,
+    };
+    this.#limits = new LimitsRuntime(ctx);
+    this.#series = [this.#limits];
+    for (const s of this.#series) s.setPipeline(pipeline);
   }
 
   get pipeline(): Pipeline {
@@ -244,31 +140,35 @@ export class PolicyEngine {
 
   /** Swaps in a new pipeline between requests; trackers of unchanged limits carry over. */
   setPipeline(pipeline: Pipeline): void {
-    this.#limits = this.#limitStates(pipeline, this.#limits);
+    for (const s of this.#series) s.setPipeline(pipeline);
     this.#pipeline = pipeline;
     this.#cache = new Map();
     this.#previous = new Map();
     this.#cached = 0;
     this.#lists = new Map();
+    this.#dataLists = new Map();
     this.#validUntil = Number.NEGATIVE_INFINITY;
   }
 
-  /** Drops every cached verdict once an exemption they relied on has expired. */
+  /** Drops every cached verdict once a label stage's verdicts stop holding (an exemption expired). */
   #expire(nowMs: number): void {
     if (this.#validUntil !== Number.NEGATIVE_INFINITY) {
       this.#cache = new Map();
       this.#previous = new Map();
       this.#cached = 0;
     }
-    this.#validUntil = nextExpiry(
-      this.#pipeline.policies.map((p) => p.unused),
-      nowMs,
-    );
+    let next = Number.POSITIVE_INFINITY;
+    for (const p of this.#pipeline.policies)
+      for (const b of p.labelStages) {
+        const at = b.stage.expires?.(b.compiled, nowMs) ?? Number.POSITIVE_INFINITY;
+        if (at < next) next = at;
+      }
+    this.#validUntil = next;
   }
 
-  /** Active series of a metric in the first limit tracker that tracks it, for statistics. */
+  /** Per policy (by index), the state of its limits, or undefined: for statistics. */
   limitStates(): readonly (LimitState | undefined)[] {
-    return this.#limits;
+    return this.#limits.states();
   }
 
   /** The tenant a tenant tracker's bucket counts ('' for requests without one). */
@@ -279,70 +179,6 @@ export class PolicyEngine {
   /** The store the limits are shared through (for statistics); undefined without one. */
   get sharedStore(): LimitStore | undefined {
     return this.#sharedLimits?.store;
-  }
-
-  #limitStates(
-    pipeline: Pipeline,
-    previous: readonly (LimitState | undefined)[],
-  ): (LimitState | undefined)[] {
-    const byKey = new Map(previous.filter((s) => s !== undefined).map((s) => [s.key, s]));
-    return pipeline.policies.map((p) => {
-      const l = p.limits;
-      if (l === undefined) return undefined;
-      const reuse = byKey.get(l.key);
-      if (reuse !== undefined) return reuse;
-      const buckets = this.interner.capacity;
-      const windowSeconds = Math.floor(l.windowMs / 1000);
-      // With a shared store, a known key's activity is told to it four times per window.
-      const refresh =
-        this.#sharedLimits === undefined
-          ? {}
-          : { refreshSeconds: Math.max(1, Math.floor(windowSeconds / 4)) };
-      return {
-        key: l.key,
-        tag: hashString(l.key, SEED_A).toString(36) + hashString(l.key, SEED_B).toString(36),
-        windowSeconds,
-        series: new SeriesTracker({
-          maxTrackedSeries: this.#opts.maxTrackedSeries,
-          buckets,
-          windowMs: l.windowMs,
-          ...refresh,
-        }),
-        labels: l.perLabel.map(
-          () =>
-            new SeriesTracker({
-              maxTrackedSeries: this.#opts.maxTrackedLabelValues,
-              buckets,
-              windowMs: l.windowMs,
-              ...refresh,
-            }),
-        ),
-        tenants:
-          l.perTenantMaxSeries === undefined
-            ? undefined
-            : new SeriesTracker({
-                maxTrackedSeries: this.#opts.maxTrackedSeries,
-                buckets: 4096,
-                windowMs: l.windowMs,
-                ...refresh,
-              }),
-        refused: [],
-      };
-    });
-  }
-
-  #refusedTracker(state: LimitState, kind: number, j: number): SeriesTracker {
-    const slot = kind === SCOPE_TENANT ? 0 : kind === SCOPE_SERIES ? 1 : 2 + j;
-    let t = state.refused[slot];
-    if (t === undefined) {
-      t = new SeriesTracker({
-        maxTrackedSeries: Math.min(this.#opts.maxTrackedSeries, 1 << 18),
-        buckets: kind === SCOPE_TENANT ? 4096 : this.interner.capacity,
-        windowMs: Math.max(1000, this.#sharedLimits?.refusedMs ?? 5000),
-      });
-      state.refused[slot] = t;
-    }
-    return t;
   }
 
   /**
@@ -405,7 +241,7 @@ export class PolicyEngine {
   #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
-    return {
+    const pass: Pass = {
       buf,
       index,
       tenant,
@@ -415,7 +251,7 @@ export class PolicyEngine {
       v1,
       symbolHash: v1 ? undefined : this.#symbolHashes(buf, index),
       symbols: [],
-      out: new OutputBuilder(buf, index),
+      out: new OutputBuilder<Entry>(buf, index),
       series: 0,
       samples: 0,
       histograms: 0,
@@ -425,7 +261,71 @@ export class PolicyEngine {
       checks: undefined,
       resumeAt: 0,
       decisions: this.#pipeline.mayCollide ? new Array(index.count).fill(null) : undefined,
+      prefilled: undefined,
     };
+    const guard = this.#pipeline.plugins;
+    if (guard !== undefined) this.#prefill(pass, guard);
+    return pass;
+  }
+
+  /**
+   * With stage plugins: evaluates the request's new label sets up front, within the plugins' time
+   * budget for the request (guard.bounded). Label stages are pure, so evaluating them before the
+   * loop changes nothing else. When the budget runs out, the rest is evaluated without plugins;
+   * a verdict that lacks a plugin's say serves this request only and is not cached.
+   */
+  #prefill(pass: Pass, guard: PluginGuard): void {
+    const { buf, index, v1, tenant, tenantKey, nowMs, symbols } = pass;
+    const misses: number[] = [];
+    const hashes: number[] = [];
+    for (let i = 0; i < index.count; i++) {
+      this.#hashSeries(pass, i);
+      const h1 = this.#h[0]!;
+      const h2 = this.#h[1]!;
+      if (this.#lookup(tenantKey, h1, h2) === undefined) {
+        misses.push(i);
+        hashes.push(h1, h2);
+      }
+    }
+    if (misses.length === 0) return;
+    const labels = misses.map((i) => (v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols)));
+    const pipeline = this.#pipeline;
+    const verdicts: Verdict[] = [];
+    // Written so that stopping it anywhere leaves `verdicts` whole: it resumes where it stopped.
+    const evaluateAll = () => {
+      for (let k = verdicts.length; k < misses.length; k++)
+        verdicts.push(evaluate(pipeline, labels[k]!, tenant, nowMs));
+    };
+    guard.begin();
+    if (!guard.bounded(evaluateAll)) evaluateAll();
+    const prefilled: (Entry | undefined)[] = new Array(index.count);
+    for (let k = 0; k < misses.length; k++) {
+      const h1 = hashes[2 * k]!;
+      const verdict = verdicts[k]!;
+      const entry = this.#makeEntry(labels[k]!, h1, hashes[2 * k + 1]!, tenant, v1, nowMs, verdict);
+      if (!verdict.incomplete) this.#store(tenantKey, h1, entry);
+      prefilled[misses[k]!] = entry;
+    }
+    pass.prefilled = prefilled;
+  }
+
+  /** The two label-set hashes of series `i` into #h, as #loop computes them. */
+  #hashSeries(pass: Pass, i: number): void {
+    const { buf, index } = pass;
+    if (pass.v1) {
+      this.#h[0] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
+      this.#h[1] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+      return;
+    }
+    const symbolHash = pass.symbolHash!;
+    let h1 = SEED_A;
+    let h2 = SEED_B;
+    readLabelRefsV2(buf, index, i, (nameRef, valueRef) => {
+      h1 = mix(mix(h1, symbolHash[2 * nameRef]!), symbolHash[2 * valueRef]!);
+      h2 = mix(mix(h2, symbolHash[2 * nameRef + 1]!), symbolHash[2 * valueRef + 1]!);
+    });
+    this.#h[0] = h1;
+    this.#h[1] = h2;
   }
 
   #finish(pass: Pass): ProcessResult {
@@ -453,10 +353,9 @@ export class PolicyEngine {
    * looked at for their checks (`pass.checks`, `pass.resumeAt`), to be run again with the answers.
    */
   #loop(pass: Pass, from: number): void {
-    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions } = pass;
+    const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions, prefilled } = pass;
     const symbolHash = pass.symbolHash;
-    const shared = this.#sharedLimits !== undefined;
-    const asking = shared && !pass.local && pass.answers === undefined;
+    const asking = this.#sharedLimits !== undefined && !pass.local && pass.answers === undefined;
     let collecting = false;
     let series = 0;
     let samples = 0;
@@ -480,17 +379,18 @@ export class PolicyEngine {
         h2 = SEED_B;
         readLabelRefsV2(buf, index, i, visitRefs);
       }
-      let entry = this.#lookup(tenantKey, h1, h2);
+      let entry = prefilled?.[i] ?? this.#lookup(tenantKey, h1, h2);
       if (entry === undefined) {
         const labels = v1 ? labelsV1(buf, index, i) : labelsV2(buf, index, i, symbols);
         entry = this.#makeEntry(labels, h1, h2, tenant, v1, nowMs);
-        this.#store(tenantKey, h1, entry);
+        // Only a plugin's verdict made outside its bounded run lacks its say (see #prefill).
+        if (!this.#incomplete) this.#store(tenantKey, h1, entry);
       }
       if (collecting) {
-        if (!entry.dropped && entry.limitPolicies.length > 0) this.#gather(entry, pass);
+        if (!entry.dropped && entry.seriesPolicies.length > 0) this.#gather(entry, pass);
         continue;
       }
-      if (asking && !entry.dropped && entry.limitPolicies.length > 0 && this.#gather(entry, pass)) {
+      if (asking && !entry.dropped && entry.seriesPolicies.length > 0 && this.#gather(entry, pass)) {
         collecting = true;
         pass.resumeAt = i;
         continue;
@@ -502,12 +402,7 @@ export class PolicyEngine {
         if (decisions === undefined) out.drop(i);
         continue;
       }
-      const final =
-        entry.limitPolicies.length === 0
-          ? entry
-          : shared
-            ? this.#applyShared(entry, pass, n)
-            : this.#applyLimits(entry, pass.tenantIdx, nowMs, n);
+      const final = entry.seriesPolicies.length === 0 ? entry : this.#applySeries(entry, pass, n);
       if (decisions !== undefined) {
         decisions[i] = final ?? null;
         continue;
@@ -644,21 +539,26 @@ export class PolicyEngine {
     tenant: string | undefined,
     v1: boolean,
     nowMs: number,
+    verdict: Verdict = evaluate(this.#pipeline, labels, tenant, nowMs),
   ): Entry {
-    const verdict = evaluate(this.#pipeline, labels, tenant, nowMs);
+    this.#incomplete = verdict.incomplete;
     // Unread labels aggregated away (spec.unused.labels) make a synthesized series: replica label.
     const final = verdict.aggregated ? this.#withReplica(verdict.labels!) : (verdict.labels ?? labels);
     const changed = verdict.labels !== null && verdict.changed;
     const encoded = changed ? encodeLabelsV1(final) : undefined;
     const name = labelValue(final, '__name__');
     const metric = this.interner.internString(name);
-    const metricRule: number[] = [];
     // v1 rewrites need only the encoded labels; v2 rewrites re-reference symbols, so keep labels.
     let needsLabels = changed && (!v1 || verdict.aggregated);
-    for (let k = 0; k < verdict.limitPolicies.length; k++) {
-      const l = this.#pipeline.policies[verdict.limitPolicies[k]!]!.limits!;
-      metricRule.push(l.perMetric.findIndex((r) => r.metric.matches(name)));
-      if (l.perLabel.length > 0 || l.perMetric.some((r) => r.overflow)) needsLabels = true;
+    let seriesData: readonly (readonly number[])[] = NO_DATA;
+    if (verdict.seriesPolicies.length > 0) {
+      const data: (readonly number[])[] = [];
+      for (const s of this.#series) {
+        const prepared = s.prepare(this.#pipeline, name, verdict.seriesPolicies);
+        data.push(this.#shared(prepared.data));
+        if (prepared.needsLabels) needsLabels = true;
+      }
+      seriesData = this.#sharedData(data);
     }
     return {
       h2,
@@ -669,10 +569,10 @@ export class PolicyEngine {
       encoded,
       hash: encoded === undefined ? h1 : hashBytes(encoded, 0, encoded.length, SEED_A),
       metric,
-      limitPolicies: this.#shared(verdict.limitPolicies),
+      seriesPolicies: this.#shared(verdict.seriesPolicies),
       unusedPolicies: this.#shared(verdict.unused),
       unreadKeys: this.#unreadKeys(metric, verdict.unread),
-      metricRule: this.#shared(metricRule),
+      seriesData,
       overflow: undefined,
       // Unread labels aggregated away (spec.unused.labels): summed per timestamp like overflow.
       aggregated: verdict.aggregated,
@@ -711,274 +611,31 @@ export class PolicyEngine {
     return shared;
   }
 
-  /**
-   * The stateful stage. Returns the entry to forward (possibly an overflow variant) or undefined
-   * when a limit dropped the series. Dry-run policies count what they would do and change nothing.
-   */
-  #applyLimits(entry: Entry, tenantIdx: number, nowMs: number, samples: number): Entry | undefined {
-    let current = entry;
-    for (let k = 0; k < entry.limitPolicies.length; k++) {
-      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
-      const state = this.#limits[p.index]!;
-      const l = p.limits!;
-      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
-        const r = state.tenants.admit(tenantIdx, current.hash, nowMs, l.perTenantMaxSeries);
-        if (r !== ADMIT_KNOWN && r !== ADMIT_NEW) {
-          this.#observer.slot(l.tenantSlot, current.metric, samples);
-          if (!p.dryRun) return undefined;
-        }
-      }
-      const ruleIndex = entry.metricRule[k]!;
-      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
-      const r = state.series.admit(
-        current.metric,
-        current.hash,
-        nowMs,
-        rule?.maxSeries ?? Number.POSITIVE_INFINITY,
-      );
-      if (r !== ADMIT_KNOWN && r !== ADMIT_NEW && rule !== undefined) {
-        this.#observer.slot(rule.slot, current.metric, samples);
-        if (!p.dryRun) {
-          if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
-          current = this.#overflowVariant(current, p, rule.overflowLabel, ruleIndex);
-          state.series.admit(current.metric, current.hash, nowMs, Number.POSITIVE_INFINITY);
-        }
-      }
-      for (let j = 0; j < l.perLabel.length; j++) {
-        const lr = l.perLabel[j]!;
-        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
-        const v = labelValue(current.labels!, lr.label);
-        if (v === '' || v === OVERFLOW_VALUE) continue;
-        const res = state.labels[j]!.admit(current.metric, hashString(v, SEED_A), nowMs, lr.maxValues);
-        if (res !== ADMIT_KNOWN && res !== ADMIT_NEW) {
-          this.#observer.slot(lr.slot, current.metric, samples);
-          if (!p.dryRun) {
-            if (!lr.overflow) return undefined;
-            current = this.#overflowVariant(current, p, lr.label, 1000 + j);
-          }
-        }
-      }
+  /** #shared for the per-stage lists of an entry (they are shared already, so compared by identity). */
+  #sharedData(data: readonly (readonly number[])[]): readonly (readonly number[])[] {
+    const key = data.map((d) => d.join(',')).join(';');
+    let shared = this.#dataLists.get(key);
+    if (shared === undefined) {
+      shared = Object.freeze(data);
+      if (this.#dataLists.size < 4096) this.#dataLists.set(key, shared);
     }
+    return shared;
+  }
+
+  /** The series stages, in order, on a series the label stages handed on. */
+  #applySeries(entry: Entry, pass: Pass, samples: number): Entry | undefined {
+    let current: Entry | undefined = entry;
+    for (let k = 0; k < this.#series.length && current !== undefined; k++)
+      current = this.#series[k]!.apply(current, k, pass, samples);
     return current;
   }
 
-  /**
-   * Shared store, asking: adds the checks of `entry` this replica cannot decide from what it knows
-   * to `pass.checks`, walking the limits as if every check passed (the flags tell the store's
-   * script what a refusal changes). Returns whether it added any.
-   */
+  /** Shared store, asking: the checks every series stage cannot decide alone. */
   #gather(entry: Entry, pass: Pass): boolean {
     let added = false;
-    let flagsAfter = 0;
-    let stopped = false;
-    let overflowed = false;
-    const push = (
-      state: LimitState,
-      kind: number,
-      j: number,
-      bucket: number,
-      hash: number,
-      limit: number,
-      flags: number,
-    ) => {
-      if (stopped || (overflowed && flags & CHECK_SKIP_IF_OVERFLOWED)) return;
-      // Refused lately: decided without asking (#decide refuses it again), with what that implies
-      // for the series' later checks.
-      if (
-        state.refused.length > 0 &&
-        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
-      ) {
-        if (flags & CHECK_STOP) stopped = true;
-        if (flags & CHECK_SETS_OVERFLOW) overflowed = true;
-        return;
-      }
-      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
-      pass.checks ??= [];
-      pass.checks.push({
-        tag,
-        sub,
-        member: hash.toString(36),
-        limit,
-        windowSeconds: state.windowSeconds,
-        flags: flags | (added ? 0 : CHECK_SERIES_START),
-      });
-      added = true;
-    };
-    for (let k = 0; k < entry.limitPolicies.length; k++) {
-      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
-      const state = this.#limits[p.index]!;
-      const l = p.limits!;
-      const enforce = !p.dryRun;
-      let overflowLabel: string | undefined;
-      let mayOverflow = false;
-      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
-        if (!this.#known(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, entry.hash))
-          push(
-            state,
-            SCOPE_TENANT,
-            0,
-            pass.tenantIdx,
-            entry.hash,
-            l.perTenantMaxSeries,
-            (enforce ? CHECK_STOP : 0) | flagsAfter,
-          );
-      }
-      const ruleIndex = entry.metricRule[k]!;
-      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
-      if (rule !== undefined) {
-        const overflow = enforce && rule.overflow && rule.overflowLabel !== undefined;
-        if (overflow) {
-          overflowLabel = rule.overflowLabel;
-          mayOverflow = true;
-        }
-        if (!this.#known(pass, state, SCOPE_SERIES, 0, entry.metric, entry.hash))
-          push(
-            state,
-            SCOPE_SERIES,
-            0,
-            entry.metric,
-            entry.hash,
-            rule.maxSeries,
-            (enforce && !overflow ? CHECK_STOP : 0) | (overflow ? CHECK_SETS_OVERFLOW : 0) | flagsAfter,
-          );
-      }
-      for (let j = 0; j < l.perLabel.length; j++) {
-        const lr = l.perLabel[j]!;
-        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(entry.metric))) continue;
-        const v = labelValue(entry.labels!, lr.label);
-        if (v === '' || v === OVERFLOW_VALUE) continue;
-        const vh = hashString(v, SEED_A);
-        if (lr.overflow && enforce) mayOverflow = true;
-        if (this.#known(pass, state, SCOPE_LABEL, j, entry.metric, vh)) continue;
-        push(
-          state,
-          SCOPE_LABEL,
-          j,
-          entry.metric,
-          vh,
-          lr.maxValues,
-          (enforce && !lr.overflow ? CHECK_STOP : 0) |
-            (enforce && lr.overflow ? CHECK_SETS_OVERFLOW : 0) |
-            (lr.label === overflowLabel ? CHECK_SKIP_IF_OVERFLOWED : flagsAfter),
-        );
-      }
-      // After an overflow the series is another one; later policies decide it on their own.
-      if (mayOverflow) flagsAfter = CHECK_SKIP_IF_OVERFLOWED;
-    }
+    for (let k = 0; k < this.#series.length; k++)
+      if (this.#series[k]!.gather?.(entry, k, pass) === true) added = true;
     return added;
-  }
-
-  /** The shared-store scope of a limit state's tracker, as in README "Limits across replicas". */
-  #scope(
-    state: LimitState,
-    kind: number,
-    j: number,
-    bucket: number,
-    pass: Pass,
-  ): { tag: string; sub: string } {
-    return limitScope(
-      state.tag,
-      kind,
-      j,
-      kind === SCOPE_TENANT ? pass.tenantKey : this.interner.name(bucket),
-    );
-  }
-
-  /**
-   * Shared store: whether key (bucket, hash) of a tracker is admitted. Known keys pass (and their
-   * activity is told to the store when due); otherwise the store's answer decides, or, without one,
-   * the local tracker with this replica's share of the limit.
-   */
-  #decide(
-    pass: Pass,
-    state: LimitState,
-    kind: number,
-    j: number,
-    bucket: number,
-    hash: number,
-    limit: number,
-  ): boolean {
-    if (this.#known(pass, state, kind, j, bucket, hash)) return true;
-    const tracker = trackerOf(state, kind, j);
-    if (!pass.local && pass.answers !== undefined) {
-      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
-      const a = pass.answers.get(`${tag}\0${sub}\0${hash.toString(36)}`);
-      if (a === ANSWER_KNOWN || a === ANSWER_ADMITTED) {
-        tracker.admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
-        return true;
-      }
-      if (a === ANSWER_REFUSED) {
-        this.#refusedTracker(state, kind, j).admit(bucket, hash, pass.nowMs, Number.POSITIVE_INFINITY);
-        return false;
-      }
-    }
-    if (
-      !pass.local &&
-      state.refused.length > 0 &&
-      this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
-    )
-      return false;
-    const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, this.#sharedLimits!.replicas));
-    if (r === ADMIT_NEW) {
-      // Admitted on this replica's own: the store learns of it (batched), so its counts hold it.
-      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
-      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
-    }
-    return r === ADMIT_KNOWN || r === ADMIT_NEW;
-  }
-
-  /** Whether this replica knows the key; when its activity is due, tells the store (batched). */
-  #known(pass: Pass, state: LimitState, kind: number, j: number, bucket: number, hash: number): boolean {
-    const found = trackerOf(state, kind, j).lookup(bucket, hash, pass.nowMs);
-    if (found === LOOKUP_UNKNOWN) return false;
-    if (found === LOOKUP_DUE) {
-      const { tag, sub } = this.#scope(state, kind, j, bucket, pass);
-      this.#sharedLimits!.store.touch(tag, sub, hash.toString(36), state.windowSeconds);
-    }
-    return true;
-  }
-
-  /** #applyLimits with a shared store: the same walk, each check decided by #decide. */
-  #applyShared(entry: Entry, pass: Pass, samples: number): Entry | undefined {
-    let current = entry;
-    for (let k = 0; k < entry.limitPolicies.length; k++) {
-      const p = this.#pipeline.policies[entry.limitPolicies[k]!]!;
-      const state = this.#limits[p.index]!;
-      const l = p.limits!;
-      if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
-        if (!this.#decide(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, current.hash, l.perTenantMaxSeries)) {
-          this.#observer.slot(l.tenantSlot, current.metric, samples);
-          if (!p.dryRun) return undefined;
-        }
-      }
-      const ruleIndex = entry.metricRule[k]!;
-      const rule = ruleIndex >= 0 ? l.perMetric[ruleIndex] : undefined;
-      if (rule === undefined) {
-        // No limit on this metric: tracked here for statistics only, never asked about.
-        state.series.admit(current.metric, current.hash, pass.nowMs, Number.POSITIVE_INFINITY);
-      } else if (!this.#decide(pass, state, SCOPE_SERIES, 0, current.metric, current.hash, rule.maxSeries)) {
-        this.#observer.slot(rule.slot, current.metric, samples);
-        if (!p.dryRun) {
-          if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
-          // The overflow series is this replica's own (it carries the replica label): not shared.
-          current = this.#overflowVariant(current, p, rule.overflowLabel, ruleIndex);
-        }
-      }
-      for (let j = 0; j < l.perLabel.length; j++) {
-        const lr = l.perLabel[j]!;
-        if (lr.metric !== undefined && !lr.metric.matches(this.interner.name(current.metric))) continue;
-        const v = labelValue(current.labels!, lr.label);
-        if (v === '' || v === OVERFLOW_VALUE) continue;
-        if (!this.#decide(pass, state, SCOPE_LABEL, j, current.metric, hashString(v, SEED_A), lr.maxValues)) {
-          this.#observer.slot(lr.slot, current.metric, samples);
-          if (!p.dryRun) {
-            if (!lr.overflow) return undefined;
-            current = this.#overflowVariant(current, p, lr.label, 1000 + j);
-          }
-        }
-      }
-    }
-    return current;
   }
 
   /** `labels` (sorted) with the replica label set, in its sorted place. */
@@ -1012,31 +669,9 @@ export class PolicyEngine {
       oooSlot: p?.outOfOrderSlot ?? -1,
     };
   }
-
-  #overflowVariant(entry: Entry, policy: CompiledPolicy, label: string, ruleKey: number): Entry {
-    const key = policy.index * 4096 + ruleKey;
-    entry.overflow ??= new Map();
-    const known = entry.overflow.get(key);
-    if (known !== undefined) return known;
-    const labels = this.#withReplica(
-      entry.labels!.map((l) => (l.name === label ? { name: l.name, value: OVERFLOW_VALUE } : l)),
-    );
-    const encoded = encodeLabelsV1(labels);
-    const variant: Entry = {
-      ...entry,
-      changed: true,
-      labels,
-      encoded,
-      hash: hashBytes(encoded, 0, encoded.length, SEED_A),
-      overflow: undefined,
-      aggregated: true,
-      mode: 'sum',
-      oooSlot: policy.outOfOrderSlot,
-    };
-    entry.overflow.set(key, variant);
-    return variant;
-  }
 }
+
+const NO_DATA: readonly (readonly number[])[] = Object.freeze([]);
 
 /** Combines a running hash with a 32-bit value (the murmur3 block step). */
 function mix(h: number, k: number): number {
@@ -1048,387 +683,12 @@ function mix(h: number, k: number): number {
   return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
 }
 
-function trackerOf(state: LimitState, kind: number, j: number): SeriesTracker {
-  return kind === SCOPE_TENANT ? state.tenants! : kind === SCOPE_SERIES ? state.series : state.labels[j]!;
-}
-
 function hashOfLabels(labels: readonly Label[]): number {
   const e = encodeLabelsV1(labels);
   return hashBytes(e, 0, e.length, SEED_A);
 }
 
-/**
- * The shared-store scope of a limit: `kind` SCOPE_TENANT (`name` the tenant, '' for none),
- * SCOPE_SERIES or SCOPE_LABEL (perLabel `j`; `name` the metric). Also what statistics ask the store
- * to count (proxy/stats/limits.ts).
- */
-export function limitScope(
-  policyTag: string,
-  kind: number,
-  j: number,
-  name: string,
-): { tag: string; sub: string } {
-  if (kind === SCOPE_TENANT) return { tag: `${policyTag}:t:${scopeName(name)}`, sub: '' };
-  return { tag: `${policyTag}:m:${scopeName(name)}`, sub: kind === SCOPE_LABEL ? `:l${j}` : '' };
-}
-
-/** A name inside a shared-store scope name: `{`, `}` and `%` percent-encoded (they delimit hash tags). */
-function scopeName(name: string): string {
-  return /[{}%]/.test(name) ? name.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : name;
-}
-
 function labelValue(labels: readonly Label[], name: string): string {
   for (const l of labels) if (l.name === name) return l.value;
   return '';
-}
-
-/** Decodes Label records as encodeLabelsV1 writes them; only for series new to the statistics. */
-function decodeLabelRecords(bytes: Uint8Array): Label[] {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const labels: Label[] = [];
-  for (let pos = 0; pos < buf.length; ) {
-    const start = afterVarint(buf, pos + 1);
-    const end = start + varintAt(buf, pos + 1);
-    let name = '';
-    let value = '';
-    for (let q = start; q < end; ) {
-      const from = afterVarint(buf, q + 1);
-      const to = from + varintAt(buf, q + 1);
-      if (buf[q] === 0x0a) name = buf.toString('utf8', from, to);
-      else value = buf.toString('utf8', from, to);
-      q = to;
-    }
-    labels.push({ name, value });
-    pos = end;
-  }
-  return labels;
-}
-
-/** Decodes the labels of v1 series `i`; only on a verdict-cache miss. */
-function labelsV1(buf: Buffer, index: SeriesIndex, i: number): Label[] {
-  const labels: Label[] = [];
-  readLabelsV1(buf, index, i, (ns, ne, vs, ve) => {
-    labels.push({ name: buf.toString('utf8', ns, ne), value: buf.toString('utf8', vs, ve) });
-  });
-  return labels;
-}
-
-/** Decodes the labels of v2 series `i`, decoding each symbol once per request. */
-function labelsV2(buf: Buffer, index: SeriesIndex, i: number, symbols: (string | undefined)[]): Label[] {
-  const sym = (k: number): string => {
-    let s = symbols[k];
-    if (s === undefined) {
-      s = buf.toString('utf8', index.symbolStart[k]!, index.symbolEnd[k]!);
-      symbols[k] = s;
-    }
-    return s;
-  };
-  const labels: Label[] = [];
-  readLabelRefsV2(buf, index, i, (n, v) => {
-    labels.push({ name: sym(n), value: sym(v) });
-  });
-  return labels;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Uint8Array, pos: number, n: number): number {
-  while (n >= 0x80) {
-    out[pos++] = (n & 0x7f) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  out[pos++] = n;
-  return pos;
-}
-
-/** Encodes labels as remote-write 1.0 Label records (field 1 of TimeSeries), empty values left out. */
-export function encodeLabelsV1(labels: readonly Label[]): Uint8Array {
-  const parts = labels.map((l) => [Buffer.from(l.name), Buffer.from(l.value)] as const);
-  let size = 0;
-  const inner: number[] = [];
-  for (const [n, v] of parts) {
-    const len =
-      (n.length ? 1 + varintSize(n.length) + n.length : 0) +
-      (v.length ? 1 + varintSize(v.length) + v.length : 0);
-    inner.push(len);
-    size += 1 + varintSize(len) + len;
-  }
-  const out = new Uint8Array(size);
-  let pos = 0;
-  parts.forEach(([n, v], k) => {
-    out[pos++] = 0x0a;
-    pos = writeVarint(out, pos, inner[k]!);
-    if (n.length) {
-      out[pos++] = 0x0a;
-      pos = writeVarint(out, pos, n.length);
-      out.set(n, pos);
-      pos += n.length;
-    }
-    if (v.length) {
-      out[pos++] = 0x12;
-      pos = writeVarint(out, pos, v.length);
-      out.set(v, pos);
-      pos += v.length;
-    }
-  });
-  return out;
-}
-
-/** Copies the records of buf[from, to) except those of field `skip`; returns the copied bytes. */
-function recordsExcept(buf: Uint8Array, from: number, to: number, skip: number): Uint8Array[] {
-  const kept: Uint8Array[] = [];
-  for (let pos = from; pos < to; ) {
-    const start = pos;
-    const tag = varintAt(buf, pos);
-    pos = afterValue(buf, afterVarint(buf, pos), tag & 7);
-    if (Math.floor(tag / 8) !== skip) kept.push(buf.subarray(start, pos));
-  }
-  return kept;
-}
-
-/** Whether every record in buf[from, to) is a LEN record of field `field` (a one-byte tag). */
-function onlyField(buf: Uint8Array, from: number, to: number, field: number): boolean {
-  const tag = (field << 3) | 2;
-  let pos = from;
-  while (pos < to) {
-    if (buf[pos] !== tag) return false;
-    pos = afterValue(buf, pos + 1, 2);
-  }
-  return pos === to;
-}
-
-/** The offset of the payload of the top-level record starting at `start` (after tag and length). */
-function payloadOf(buf: Uint8Array, start: number): number {
-  return afterVarint(buf, afterVarint(buf, start));
-}
-
-/**
- * Builds the forwarded message from the original: the original bytes with dropped and rewritten
- * series cut out, then (v2) the new symbols, then the rewritten series. Repeated fields may come
- * in any order in protobuf, and v2 symbols appended after all original ones get the next indices,
- * so the original series' references stay valid.
- */
-class OutputBuilder {
-  changed = false;
-  aggregateSeries = 0;
-  aggregateSamples = 0;
-  #aggregates: Map<number, { entry: Entry; byTs: Map<number, number> }> | undefined;
-  readonly #buf: Buffer;
-  readonly #index: SeriesIndex;
-  readonly #chunks: Uint8Array[] = [];
-  readonly #tail: Uint8Array[] = [];
-  #copiedTo = 0;
-  #symbols: Map<string, number> | undefined;
-  #newSymbols: string[] = [];
-
-  constructor(buf: Buffer, index: SeriesIndex) {
-    this.#buf = buf;
-    this.#index = index;
-  }
-
-  #cut(i: number): void {
-    const start = this.#index.start[i]!;
-    if (start > this.#copiedTo) this.#chunks.push(this.#buf.subarray(this.#copiedTo, start));
-    this.#copiedTo = this.#index.end[i]!;
-    this.changed = true;
-  }
-
-  drop(i: number): void {
-    this.#cut(i);
-  }
-
-  rewrite(i: number, labels: readonly Label[], encodedV1: Uint8Array): void {
-    this.#cut(i);
-    const buf = this.#buf;
-    const v1 = this.#index.version === 1;
-    const payload = payloadOf(buf, this.#index.start[i]!);
-    const labelsEnd = this.#index.labelsEnd[i]!;
-    // Labels first and nothing but labels in their region (what every sender writes): the rest of
-    // the series is one slice. Otherwise pick the other records out one by one.
-    const rest =
-      this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)
-        ? [buf.subarray(labelsEnd, this.#index.end[i]!)]
-        : recordsExcept(buf, payload, this.#index.end[i]!, 1);
-    const head = v1 ? encodedV1 : this.#labelRefs(labels);
-    let len = head.length;
-    for (const r of rest) len += r.length;
-    const prefix = new Uint8Array(1 + varintSize(len));
-    prefix[0] = v1 ? 0x0a : 0x2a;
-    writeVarint(prefix, 1, len);
-    this.#tail.push(prefix, head, ...rest);
-  }
-
-  /** v2: a packed labels_refs record for `labels`, adding symbols to the request as needed. */
-  #labelRefs(labels: readonly Label[]): Uint8Array {
-    const refs: number[] = [];
-    for (const l of labels) refs.push(this.#symbol(l.name), this.#symbol(l.value));
-    let size = 0;
-    for (const r of refs) size += varintSize(r);
-    const out = new Uint8Array(1 + varintSize(size) + size);
-    out[0] = 0x0a;
-    let pos = writeVarint(out, 1, size);
-    for (const r of refs) pos = writeVarint(out, pos, r);
-    return out;
-  }
-
-  #symbol(s: string): number {
-    if (this.#symbols === undefined) {
-      this.#symbols = new Map();
-      const idx = this.#index;
-      for (let k = 0; k < idx.symbolCount; k++) {
-        const text = this.#buf.toString('utf8', idx.symbolStart[k]!, idx.symbolEnd[k]!);
-        if (!this.#symbols.has(text)) this.#symbols.set(text, k);
-      }
-    }
-    let ref = this.#symbols.get(s);
-    if (ref === undefined) {
-      ref = this.#index.symbolCount + this.#newSymbols.length;
-      this.#newSymbols.push(s);
-      this.#symbols.set(s, ref);
-    }
-    return ref;
-  }
-
-  /**
-   * Series collapsing onto one overflow series within a request are merged: float samples with
-   * the same timestamp are combined by the entry's mode, summed unless a policy's onCollision
-   * says otherwise (the series of one scrape share a timestamp), so the receiver gets one
-   * sample per timestamp instead of duplicates it would reject with a 400 for the whole request.
-   * Histograms and exemplars of overflowed series are not aggregated and are dropped.
-   */
-  aggregate(i: number, entry: Entry): void {
-    this.#cut(i);
-    this.#aggregates ??= new Map();
-    let agg = this.#aggregates.get(entry.hash);
-    if (agg === undefined) {
-      agg = { entry, byTs: new Map() };
-      this.#aggregates.set(entry.hash, agg);
-    }
-    const buf = this.#buf;
-    const mode = entry.mode;
-    for (const rec of recordsOf(buf, payloadOf(buf, this.#index.start[i]!), this.#index.end[i]!, 2)) {
-      const { value, timestamp } = readSample(buf, rec[0], rec[1]);
-      const had = agg.byTs.get(timestamp);
-      agg.byTs.set(
-        timestamp,
-        had === undefined
-          ? value
-          : mode === 'sum'
-            ? had + value
-            : mode === 'max'
-              ? Math.max(had, value)
-              : mode === 'min'
-                ? Math.min(had, value)
-                : value,
-      );
-    }
-  }
-
-  /**
-   * `seen` keeps the newest timestamp forwarded per overflow series across requests: a sample at
-   * or before it would be a duplicate or out of order for the receiver, which rejects the whole
-   * request for one, so such samples are left out here.
-   */
-  finish(
-    seen: Map<number, number>,
-    maxSeen: number,
-    leftOut: (entry: Entry, samples: number) => void,
-  ): Uint8Array {
-    for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
-      const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
-      const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
-      if (times.length < byTs.size) leftOut(entry, byTs.size - times.length);
-      if (times.length === 0) continue;
-      if (seen.size >= maxSeen) seen.clear();
-      seen.set(entry.hash, times[times.length - 1]!);
-      const samples = times.map((t) => encodeSample(byTs.get(t)!, t));
-      const head = this.#index.version === 1 ? entry.encoded! : this.#labelRefs(entry.labels!);
-      let len = head.length;
-      for (const smp of samples) len += smp.length;
-      const prefix = new Uint8Array(1 + varintSize(len));
-      prefix[0] = this.#index.version === 1 ? 0x0a : 0x2a;
-      writeVarint(prefix, 1, len);
-      this.#tail.push(prefix, head, ...samples);
-      this.aggregateSeries++;
-      this.aggregateSamples += times.length;
-    }
-    if (this.#copiedTo < this.#buf.length) this.#chunks.push(this.#buf.subarray(this.#copiedTo));
-    for (const s of this.#newSymbols) {
-      const bytes = Buffer.from(s);
-      const prefix = new Uint8Array(1 + varintSize(bytes.length));
-      prefix[0] = 0x22;
-      writeVarint(prefix, 1, bytes.length);
-      this.#chunks.push(prefix, bytes);
-    }
-    return Buffer.concat([...this.#chunks, ...this.#tail]);
-  }
-}
-
-/** [payload start, payload end) of each LEN record of field `field` in buf[from, to). */
-function recordsOf(buf: Uint8Array, from: number, to: number, field: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let pos = from; pos < to; ) {
-    const tag = varintAt(buf, pos);
-    const value = afterVarint(buf, pos);
-    pos = afterValue(buf, value, tag & 7);
-    if (tag === ((field << 3) | 2)) out.push([afterVarint(buf, value), pos]);
-  }
-  return out;
-}
-
-/** Reads a Sample payload (value = 1 double, timestamp = 2 int64) as the scanner validated it. */
-function readSample(buf: Uint8Array, from: number, to: number): { value: number; timestamp: number } {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let value = 0;
-  let timestamp = 0;
-  let pos = from;
-  while (pos < to) {
-    const tag = buf[pos++]!;
-    if (tag === 0x09) {
-      value = view.getFloat64(pos, true);
-      pos += 8;
-    } else {
-      let v = 0n;
-      let shift = 0n;
-      let b: number;
-      do {
-        b = buf[pos++]!;
-        v |= BigInt(b & 0x7f) << shift;
-        shift += 7n;
-      } while (b >= 0x80);
-      if (tag === 0x10) timestamp = Number(BigInt.asIntN(64, v));
-    }
-  }
-  return { value, timestamp };
-}
-
-/** A Sample record (field 2 of TimeSeries in both versions). */
-function encodeSample(value: number, timestamp: number): Uint8Array {
-  const ts = BigInt.asUintN(64, BigInt(timestamp));
-  const tsBytes: number[] = [];
-  let v = ts;
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) b |= 0x80;
-    tsBytes.push(b);
-  } while (v > 0n);
-  const inner = 9 + (timestamp === 0 ? 0 : 1 + tsBytes.length);
-  const out = new Uint8Array(2 + inner);
-  out[0] = 0x12;
-  out[1] = inner;
-  out[2] = 0x09;
-  new DataView(out.buffer).setFloat64(3, value, true);
-  if (timestamp !== 0) {
-    out[11] = 0x10;
-    out.set(tsBytes, 12);
-  }
-  return out;
 }

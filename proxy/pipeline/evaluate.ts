@@ -1,12 +1,12 @@
-// The stateless part of the pipeline: what the policies' match, relabel, drop and standards stages
-// do to one label set. Pure, and a function of (labels, tenant) only, so the engine caches its
-// result per label set and the steady state never runs a regex for a series it has seen.
+// The stateless part of the pipeline: what every policy's label stages (stage.ts) do to one label
+// set, composed into one verdict. Pure, and a function of (labels, tenant) only, so the engine
+// caches its result per label set and the steady state never runs a regex for a series it has seen.
 
 import type { Label } from '../codec/types.js';
-import type { CompiledPolicy, CompiledStandards, Pipeline, Reason } from './compile.js';
-import { relabel } from './relabel.js';
-import { matchesLabels } from './selector.js';
-import { AGGREGATED_VALUE, isUnused, unusedLabels } from './unused.js';
+import type { CompiledPolicy, Pipeline } from './compile.js';
+import type { ContainedStep } from './plugins/stage.js';
+import { matches } from './stages/match.js';
+import { sameLabels } from './stages/relabel.js';
 
 export interface Verdict {
   /** The labels after every enforcing policy; null when an enforcing policy dropped the series. */
@@ -15,26 +15,23 @@ export interface Verdict {
   readonly changed: boolean;
   /** Counter slots to bump by the series' samples every time it is seen (drops, rewrites, reports). */
   readonly slots: readonly number[];
-  /** The policies whose limits apply to the series, in order (indices into pipeline.policies). */
-  readonly limitPolicies: readonly number[];
+  /** The policies whose series stages (limits) apply to the series, in order (indices into pipeline.policies). */
+  readonly seriesPolicies: readonly number[];
   /** The policies whose unused stage found the metric unread, reported or dropped. */
   readonly unused: readonly number[];
   /**
-   * True when spec.unused.labels aggregate replaced unread labels' values: several series may
-   * collapse onto these labels, so their samples must be summed per timestamp.
+   * True when a stage aggregated (spec.unused.labels aggregate replaced unread labels' values):
+   * several series may collapse onto these labels, so their samples must be summed per timestamp.
    */
   readonly aggregated: boolean;
-  /** The last policy whose relabel changed the series (index into pipeline.policies), or -1. */
+  /** The last policy whose stages rewrote the series (relabel; index into pipeline.policies), or -1. */
   readonly relabeledBy: number;
-  /** The last policy that aggregated unread labels of the series, or -1. */
+  /** The last policy that aggregated the series' labels, or -1. */
   readonly aggregatedBy: number;
   /** Labels (with their original values) a policy's spec.unused.labels found unread, for statistics. */
   readonly unread: readonly { readonly policy: number; readonly name: string; readonly value: string }[];
-}
-
-function get(labels: readonly Label[], name: string): string {
-  for (const l of labels) if (l.name === name) return l.value;
-  return '';
+  /** A stage plugin failed or did not run: the verdict holds for this request only, not cached. */
+  readonly incomplete: boolean;
 }
 
 /** Whether policy `p` applies to a series: its tenants and its selector. */
@@ -43,30 +40,92 @@ export function policyMatches(
   labels: readonly Label[],
   tenant: string | undefined,
 ): boolean {
-  if (p.tenants !== undefined && (tenant === undefined || !p.tenants.has(tenant))) return false;
-  return p.matchers === undefined || matchesLabels(p.matchers, (name) => get(labels, name));
+  return matches(p, labels, tenant);
 }
 
-/** The first standards rule a label set violates, or undefined. */
-export function standardsViolation(s: CompiledStandards, labels: readonly Label[]): Reason | undefined {
-  const name = get(labels, '__name__');
-  if (s.metricName !== undefined && !s.metricName.matches(name)) return 'metric_name';
-  if (labels.length > s.maxLabels) return 'max_labels';
-  for (const l of labels) {
-    if (l.name !== '__name__' && s.labelName !== undefined && !s.labelName.matches(l.name))
-      return 'label_name';
-    if (s.forbidden.has(l.name)) return 'forbidden_label';
-    if (Buffer.byteLength(l.name) > s.maxNameLength) return 'label_name_length';
-    if (Buffer.byteLength(l.value) > s.maxValueLength) return 'label_value_length';
+/** One policy's pass over a label set; what the stages say accumulates into the verdict. */
+class Step implements ContainedStep {
+  labels: Label[] = [];
+  policy = 0;
+  dryRun = false;
+  /** Set by skip() or drop(): the policy's later stages do not run. */
+  done = false;
+  skipped = false;
+  dropSlot = -1;
+  readonly slots: number[] = [];
+  readonly unusedPolicies: number[] = [];
+  readonly unreadLabels: { policy: number; name: string; value: string }[] = [];
+  aggregated = false;
+  incompleteVerdict = false;
+  relabeledBy = -1;
+  aggregatedBy = -1;
+  readonly tenant: string | undefined;
+  readonly nowMs: number;
+  #marks = [0, 0, 0];
+
+  constructor(tenant: string | undefined, nowMs: number) {
+    this.tenant = tenant;
+    this.nowMs = nowMs;
   }
-  for (const r of s.required) if (get(labels, r) === '') return 'required_label';
-  return undefined;
+
+  begin(p: CompiledPolicy, labels: Label[]): void {
+    this.labels = labels;
+    this.policy = p.index;
+    this.dryRun = p.dryRun;
+    this.done = false;
+    this.skipped = false;
+    this.dropSlot = -1;
+    this.#marks = [this.slots.length, this.unusedPolicies.length, this.unreadLabels.length];
+  }
+
+  skip(): void {
+    // A policy that does not apply counts nothing, whatever its earlier stages said.
+    this.slots.length = this.#marks[0]!;
+    this.unusedPolicies.length = this.#marks[1]!;
+    this.unreadLabels.length = this.#marks[2]!;
+    this.skipped = true;
+    this.done = true;
+  }
+
+  drop(slot: number): void {
+    this.dropSlot = slot;
+    this.done = true;
+  }
+
+  count(slot: number): void {
+    this.slots.push(slot);
+  }
+
+  rewrite(labels: Label[]): void {
+    this.labels = labels;
+    if (!this.dryRun) this.relabeledBy = this.policy;
+  }
+
+  aggregate(labels: Label[]): void {
+    if (this.dryRun) return;
+    this.labels = labels;
+    this.aggregated = true;
+    this.aggregatedBy = this.policy;
+  }
+
+  unused(): void {
+    this.unusedPolicies.push(this.policy);
+  }
+
+  unread(name: string, value: string): void {
+    this.unreadLabels.push({ policy: this.policy, name, value });
+  }
+
+  incomplete(): void {
+    this.incompleteVerdict = true;
+  }
 }
 
 /**
- * Runs every policy's stateless stages on `input` (sorted by name, as remote-write requires).
- * A dryRun policy's verdict is counted but does not change what the next policy sees. `nowMs`
- * decides which unused exemptions are still live; the verdict holds until the next one expires.
+ * Runs every policy's label stages on `input` (sorted by name, as remote-write requires). Within
+ * a policy, once a stage drops the series its later stages do not run. A dryRun policy's verdict
+ * is counted but does not change what the next policy sees. `nowMs` decides which unused
+ * exemptions are still live; the verdict holds until the next one expires.
  */
 export function evaluate(
   pipeline: Pipeline,
@@ -76,82 +135,35 @@ export function evaluate(
 ): Verdict {
   let labels: Label[] = input as Label[];
   let changed = false;
-  const slots: number[] = [];
-  const limitPolicies: number[] = [];
-  const unused: number[] = [];
-  let aggregated = false;
-  let relabeledBy = -1;
-  let aggregatedBy = -1;
-  const unread: { policy: number; name: string; value: string }[] = [];
+  const seriesPolicies: number[] = [];
+  const step = new Step(tenant, nowMs);
   for (const p of pipeline.policies) {
-    if (!policyMatches(p, labels, tenant)) continue;
-    let out: Label[] | null = labels;
-    let dropSlot = -1;
-    if (p.relabel !== undefined) {
-      out = relabel(p.relabel, labels);
-      if (out === null) dropSlot = p.relabelDropSlot;
-      else if (!sameLabels(out, labels)) {
-        slots.push(p.relabelRewriteSlot);
-        if (!p.dryRun) relabeledBy = p.index;
-      }
+    step.begin(p, labels);
+    for (const b of p.labelStages) {
+      b.stage.apply(b.compiled, step);
+      if (step.done) break;
     }
-    if (out !== null) {
-      const name = get(out, '__name__');
-      for (const d of p.drop) {
-        if (d.re.matches(name)) {
-          dropSlot = d.slot;
-          break;
-        }
-      }
-    }
-    if (
-      out !== null &&
-      dropSlot < 0 &&
-      p.unused !== undefined &&
-      isUnused(p.unused, get(out, '__name__'), nowMs)
-    ) {
-      unused.push(p.index);
-      if (p.unused.drop) dropSlot = p.unused.slot;
-      else slots.push(p.unused.slot);
-    } else if (out !== null && dropSlot < 0 && p.unused?.labels !== undefined) {
-      const names = unusedLabels(p.unused, get(out, '__name__'), out);
-      if (names.length > 0) {
-        slots.push(p.unused.labelSlot);
-        for (const l of out)
-          if (names.includes(l.name)) unread.push({ policy: p.index, name: l.name, value: l.value });
-        if (p.unused.labels === 'aggregate' && !p.dryRun) {
-          out = out.map((l) => (names.includes(l.name) ? { name: l.name, value: AGGREGATED_VALUE } : l));
-          aggregated = true;
-          aggregatedBy = p.index;
-        }
-      }
-    }
-    if (out !== null && dropSlot < 0 && p.standards !== undefined) {
-      const violation = standardsViolation(p.standards, out);
-      if (violation !== undefined) {
-        const slot = p.standardsSlots[violation]!;
-        if (p.standards.drop) dropSlot = slot;
-        else slots.push(slot);
-      }
-    }
-    if (dropSlot >= 0) {
-      slots.push(dropSlot);
+    if (step.skipped) continue;
+    if (step.dropSlot >= 0) {
+      step.slots.push(step.dropSlot);
       if (!p.dryRun)
         return {
           labels: null,
           changed: true,
-          slots,
-          limitPolicies,
-          unused,
+          slots: step.slots,
+          seriesPolicies,
+          unused: step.unusedPolicies,
           aggregated: false,
-          relabeledBy,
-          aggregatedBy,
-          unread,
+          relabeledBy: step.relabeledBy,
+          aggregatedBy: step.aggregatedBy,
+          unread: step.unreadLabels,
+          incomplete: step.incompleteVerdict,
         };
       continue;
     }
-    if (p.limits !== undefined) limitPolicies.push(p.index);
-    if (!p.dryRun && out !== labels && out !== null) {
+    if (p.hasSeriesStage) seriesPolicies.push(p.index);
+    const out = step.labels;
+    if (!p.dryRun && out !== labels) {
       labels = out;
       changed = changed || !sameLabels(out, input);
     }
@@ -159,19 +171,13 @@ export function evaluate(
   return {
     labels,
     changed,
-    slots,
-    limitPolicies,
-    unused,
-    aggregated: aggregated && changed,
-    relabeledBy,
-    aggregatedBy,
-    unread,
+    slots: step.slots,
+    seriesPolicies,
+    unused: step.unusedPolicies,
+    aggregated: step.aggregated && changed,
+    relabeledBy: step.relabeledBy,
+    aggregatedBy: step.aggregatedBy,
+    unread: step.unreadLabels,
+    incomplete: step.incompleteVerdict,
   };
-}
-
-function sameLabels(a: readonly Label[], b: readonly Label[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++)
-    if (a[i]!.name !== b[i]!.name || a[i]!.value !== b[i]!.value) return false;
-  return true;
 }

@@ -2,8 +2,8 @@
 // `http_requests_total{job="api",code="200"}`. Read with the selector parser, so quoting and
 // escaping are PromQL's.
 
+import { parseSelector } from '../../policy/selector.js';
 import type { Label } from '../codec/types.js';
-import { parseSelector } from './selector.js';
 
 /**
  * Parses one series: a metric name with optional `{label="value",...}`, or `{__name__="x",...}`.

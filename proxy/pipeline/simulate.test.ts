@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MetricPolicySpecT } from '../../crds/metric-policy.js';
-import { validatePolicies } from '../config/validate.js';
+import { validatePolicies } from '../../policy/validate.js';
 import { compilePipeline } from './compile.js';
 import { formatSeries, parseSeries, parseSeriesFile } from './series.js';
 import { simulate } from './simulate.js';

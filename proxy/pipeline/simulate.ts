@@ -114,11 +114,31 @@ function steps(pipeline: Pipeline, input: Label[], tenant: string | undefined, n
     const p = pipeline.policies[i]!;
     const prefix: Pipeline = { ...pipeline, policies: pipeline.policies.slice(0, i + 1) };
     const matched = before !== null && policyMatches(p, before, tenant);
-    const after: Label[] | null = before === null ? null : evaluate(prefix, input, tenant, nowMs).labels;
+    const after: Label[] | null = before === null ? null : stepLabels(prefix, input, tenant, nowMs);
     out.push({ policy: p.id, matched, dryRun: p.dryRun, labels: after });
     before = after;
   }
   return out;
+}
+
+/** evaluate's labels, with stage plugins run within their time budget as the engine runs them. */
+function stepLabels(
+  pipeline: Pipeline,
+  input: Label[],
+  tenant: string | undefined,
+  nowMs: number,
+): Label[] | null {
+  let labels: Label[] | null = null;
+  const run = () => {
+    labels = evaluate(pipeline, input, tenant, nowMs).labels;
+  };
+  const guard = pipeline.plugins;
+  if (guard === undefined) run();
+  else {
+    guard.begin();
+    if (!guard.bounded(run)) run();
+  }
+  return labels;
 }
 
 function sameLabels(a: readonly Label[], b: readonly Label[]): boolean {

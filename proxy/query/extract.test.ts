@@ -2,7 +2,7 @@ import type { SyntaxNode } from '@lezer/common';
 import { parser } from '@prometheus-io/lezer-promql';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { unquote } from '../pipeline/promql.js';
+import { unquote } from '../../policy/promql.js';
 import { addExpression, emptyReads, expressionsOf, readsOf } from './extract.js';
 
 const show = (endpoint: Parameters<typeof readsOf>[0], params: string) => {

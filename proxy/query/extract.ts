@@ -6,7 +6,7 @@
 // query_exemplars; `match[]` for series, labels, label values and federate. The metadata endpoint
 // reads no samples and counts as no read.
 
-import { extract, PromQLError } from '../pipeline/promql.js';
+import { extract, PromQLError } from '../../policy/promql.js';
 
 export type ReadEndpoint =
   | 'query'

@@ -9,7 +9,7 @@
 // enters a new bucket its column is cleared for all metrics at once, so recording is O(1) and the
 // windows are exact to their bucket.
 
-import { type AnchoredRegex, compileAnchored } from '../pipeline/regex.js';
+import { type AnchoredRegex, compileAnchored } from '../../policy/regex.js';
 
 export const MINUTE_BUCKET_MS = 5 * 60_000;
 export const HOUR_BUCKET_MS = 3_600_000;

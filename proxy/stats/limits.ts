@@ -14,7 +14,7 @@
 // each replica then enforces its own limits; `global` says which.
 
 import type { PolicyEngine } from '../pipeline/engine.js';
-import { limitScope, SCOPE_LABEL, SCOPE_SERIES, SCOPE_TENANT } from '../pipeline/engine.js';
+import { limitScope, SCOPE_LABEL, SCOPE_SERIES, SCOPE_TENANT } from '../pipeline/stages/limits/runtime.js';
 
 /** One limit of a policy in one scope: a metric's series, a metric's label values, a tenant's series. */
 export interface LimitUse {

@@ -7,6 +7,10 @@
 // stage's trackers (proxy/pipeline/cardinality.ts), and drops are counted by `recordDrop`, the only
 // part on the hot path, which is O(1) and allocates nothing.
 
+import type { TopDrop, TopLabel, TopMetric, TopOffendersReport } from '../../policy/reports.js';
+
+export type { TopDrop, TopLabel, TopMetric, TopOffendersReport } from '../../policy/reports.js';
+
 /** Names for metric indices: a MetricInterner. */
 export interface MetricNames {
   /** Valid indices are 0..size-1. */
@@ -40,28 +44,6 @@ export interface TopOffendersOptions {
   readonly maxDropKeys?: number;
   /** Name to report drops beyond maxDropKeys under. Default `__cardinal_other__`. */
   readonly overflowName?: string;
-}
-
-export interface TopMetric {
-  metric: string;
-  activeSeries: number;
-}
-export interface TopLabel {
-  metric: string;
-  label: string;
-  distinctValues: number;
-}
-export interface TopDrop {
-  metric: string;
-  policy: string;
-  reason: string;
-  samples: number;
-}
-/** The plain JSON the top-offenders endpoint answers with; every list sorted by its count, largest first. */
-export interface TopOffendersReport {
-  metrics: TopMetric[];
-  labels: TopLabel[];
-  drops: TopDrop[];
 }
 
 /**

@@ -11,7 +11,7 @@ import type { MetricUseT } from '../../crds/metric-policy.js';
 import { MetricInterner, SeriesTracker } from '../pipeline/cardinality.js';
 import type { Pipeline } from '../pipeline/compile.js';
 import type { EngineObserver } from '../pipeline/engine.js';
-import { isUnused, unusedLabels } from '../pipeline/unused.js';
+import { isUnused, unusedLabels } from '../pipeline/stages/unused.js';
 
 export interface UnusedStatsOptions {
   /** A series counts as active while seen within this window (the statistics window). */

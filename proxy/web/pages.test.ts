@@ -1,8 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readConfigFile } from '../config/load.js';
+import { readConfigFile } from '../../policy/load.js';
+import { validatePolicies } from '../../policy/validate.js';
 import { summarizePolicies } from '../config/summary.js';
-import { validatePolicies } from '../config/validate.js';
 import { compilePipeline } from '../pipeline/compile.js';
 import { PolicyEngine } from '../pipeline/engine.js';
 import { createProxyMetrics } from '../stats/metrics.js';

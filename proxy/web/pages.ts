@@ -4,10 +4,10 @@
 // proxy's own stylesheet and scripts.
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { readConfigFile } from '../../policy/load.js';
+import { checkPolicies, checkUsage } from '../../policy/validate.js';
 import type { Label } from '../codec/types.js';
-import { readConfigFile } from '../config/load.js';
 import type { PolicySummary } from '../config/summary.js';
-import { checkPolicies, checkUsage } from '../config/validate.js';
 import { compilePipeline, type Pipeline } from '../pipeline/compile.js';
 import type { PolicyEngine } from '../pipeline/engine.js';
 import { formatSeries, parseSeriesFile } from '../pipeline/series.js';

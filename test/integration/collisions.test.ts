@@ -166,7 +166,7 @@ describe.each([
         0,
       );
     expect(
-      await metricSum(receiver.url + '/metrics', 'prometheus_http_requests_total', { code: '400' }),
+      await metricSum(`${receiver.url}/metrics`, 'prometheus_http_requests_total', { code: '400' }),
     ).toBe(0);
   }, 120_000);
 });

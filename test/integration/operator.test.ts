@@ -4,8 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { ConfigError } from '../../proxy/config/load.js';
-import { validatePolicies } from '../../proxy/config/validate.js';
+import { ConfigError } from '../../policy/load.js';
+import { validatePolicies } from '../../policy/validate.js';
 import {
   applyPolicy,
   type ControlPlane,

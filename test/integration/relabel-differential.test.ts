@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: `${name}` is Go template syntax here.
-// The differential proof of proxy/pipeline/relabel.ts: a real Prometheus agent scrapes a target
+// The differential proof of policy/relabel.ts: a real Prometheus agent scrapes a target
 // with many generated metric_relabel_configs lists, one scrape job per list, and remote-writes the
 // result to a capture receiver in this process. The same series, with the `job` and `instance`
 // labels the scrape adds, go through `relabel()`; the label sets must be exactly the same. Prometheus
@@ -13,8 +13,6 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { RelabelConfigT } from '../../crds/metric-policy.js';
 import { RELABEL_ACTIONS } from '../../crds/metric-policy.js';
-import { decodeWriteRequestV1 } from '../../proxy/codec/proto.js';
-import { snappyDecode } from '../../proxy/codec/snappy.js';
 import {
   compileRelabel,
   isLegacyLabelName,
@@ -22,7 +20,9 @@ import {
   type Label,
   type RelabelDialect,
   relabel,
-} from '../../proxy/pipeline/relabel.js';
+} from '../../policy/relabel.js';
+import { decodeWriteRequestV1 } from '../../proxy/codec/proto.js';
+import { snappyDecode } from '../../proxy/codec/snappy.js';
 import {
   binaryPath,
   type Closable,

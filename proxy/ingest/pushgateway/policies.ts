@@ -7,6 +7,7 @@ import { type SeriesIndex, scanWriteRequestV1 } from '../../codec/scan.js';
 import type { Label, TimeSeriesV1 } from '../../codec/types.js';
 import type { PolicyEngine, ProcessResult } from '../../pipeline/engine.js';
 import type { MetricFamily } from '../exposition/index.js';
+import { refusedAsError } from '../remote-write.js';
 import type { GroupingKey } from './grouping.js';
 import type { RenderSeries } from './render.js';
 
@@ -81,8 +82,16 @@ export function applyPushPolicies(opts: {
   }));
   const buf = Buffer.from(encodeWriteRequestV1({ timeseries, metadata: [] }));
   const index = scanWriteRequestV1(buf, opts.scratch);
-  const r = opts.engine.run(buf, index, opts.tenant, opts.nowMs);
-  if (r instanceof Promise) return r.then((done) => pushResult(done, original, index));
+  const engine = opts.engine;
+  const r = refusedAsError(() => engine.run(buf, index, opts.tenant, opts.nowMs));
+  if (r instanceof Promise)
+    return r.then(
+      (done) => pushResult(done, original, index),
+      (err: unknown) =>
+        refusedAsError(() => {
+          throw err;
+        }),
+    );
   return pushResult(r, original, index);
 }
 

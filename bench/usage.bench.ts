@@ -1,17 +1,17 @@
-// `npx vitest bench --run --project unit operator/usage/usage.bench.ts`: what usage-aware
+// `npx vitest bench --run --project unit bench/usage.bench.ts`: what usage-aware
 // governance costs. The operator parses each rule and dashboard once per resourceVersion; the proxy
 // runs the unused verdict on a verdict-cache miss only (a new label set), never per sample. One
 // measured run, printed as a table; it reports numbers and asserts nothing.
 import { readFileSync } from 'node:fs';
 import { bench, describe } from 'vitest';
 import { parse } from 'yaml';
-import { extract } from '../../proxy/pipeline/promql.js';
-import { compileUnused, isUnused, unusedLabels } from '../../proxy/pipeline/unused.js';
-import { dashboardExpressions, ruleExpressions } from './sources.js';
-import { computeUsage, usageSpec } from './usage.js';
+import { dashboardExpressions, ruleExpressions } from '../operator/usage/sources.js';
+import { computeUsage, usageSpec } from '../operator/usage/usage.js';
+import { extract } from '../policy/promql.js';
+import { compileUnused, isUnused, unusedLabels } from '../proxy/pipeline/stages/unused.js';
 
 const fixture = (name: string) =>
-  readFileSync(new URL(`../../test/fixtures/usage/${name}`, import.meta.url), 'utf8');
+  readFileSync(new URL(`../test/fixtures/usage/${name}`, import.meta.url), 'utf8');
 
 function time(n: number, fn: (i: number) => void): number {
   const start = process.hrtime.bigint();

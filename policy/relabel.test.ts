@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: `${name}` is Go template syntax here.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { RelabelConfigT } from '../../crds/metric-policy.js';
+import type { RelabelConfigT } from '../crds/metric-policy.js';
 import {
   compareNames,
   compileRelabel,

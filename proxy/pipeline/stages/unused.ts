@@ -4,14 +4,16 @@
 // The verdict depends on the metric name only, and on the clock through exemptions, so it is part
 // of the cached stateless verdict; the engine drops its cache when an exemption expires.
 
-import type { MetricUseT, UnusedT } from '../../crds/metric-policy.js';
-import { parseDuration } from '../config/validate.js';
-import { extract } from './promql.js';
-import { type AnchoredRegex, compileAnchored } from './regex.js';
+import { MetricPolicySpec, type MetricUseT, type UnusedT } from '../../../crds/metric-policy.js';
+import { extract } from '../../../policy/promql.js';
+import { type AnchoredRegex, compileAnchored } from '../../../policy/regex.js';
+import { parseDuration } from '../../../policy/validate.js';
+import type { LabelStage } from '../stage.js';
+import { metricName } from './labels.js';
 
 /**
  * The labels the readings of a metric depend on: `labels` when not `all`, every label but
- * `except` when `all`. The same meaning as proxy/pipeline/promql.ts Need, in plain sets.
+ * `except` when `all`. The same meaning as policy/promql.ts Need, in plain sets.
  */
 export interface LabelNeed {
   readonly all: boolean;
@@ -233,3 +235,42 @@ export function compileUnused(
     countReferences: spec.countReferences ?? true,
   };
 }
+
+export const unusedStage: LabelStage<UnusedT | undefined, CompiledUnused> = {
+  kind: 'label',
+  name: 'unused',
+  schema: MetricPolicySpec.properties.unused,
+  reasons: ['metric_unused', 'label_unused'],
+  compile(spec, ctx) {
+    if (spec === undefined) return undefined;
+    // The counters exist once spec.unused is set, usage known or not.
+    const slot = ctx.slot('unused', 'metric_unused', spec.action === 'drop' ? 'dropped' : 'reported');
+    const labelSlot =
+      spec.labels === undefined
+        ? -1
+        : ctx.slot('unused.labels', 'label_unused', spec.labels === 'aggregate' ? 'rewritten' : 'reported');
+    return compileUnused(spec, ctx.usage, slot, (field, fn) => ctx.at(field, fn), labelSlot);
+  },
+  apply(u, step) {
+    const labels = step.labels;
+    const name = metricName(labels);
+    if (isUnused(u, name, step.nowMs)) {
+      step.unused();
+      if (u.drop) step.drop(u.slot);
+      else step.count(u.slot);
+      return;
+    }
+    if (u.labels === undefined) return;
+    const names = unusedLabels(u, name, labels);
+    if (names.length === 0) return;
+    step.count(u.labelSlot);
+    for (const l of labels) if (names.includes(l.name)) step.unread(l.name, l.value);
+    if (u.labels === 'aggregate')
+      step.aggregate(
+        labels.map((l) => (names.includes(l.name) ? { name: l.name, value: AGGREGATED_VALUE } : l)),
+      );
+  },
+  expires(u, nowMs) {
+    return nextExpiry([u], nowMs);
+  },
+};

@@ -13,8 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import RE2 from 're2';
-import { RELABEL_ACTIONS, type RelabelConfigT } from '../../crds/metric-policy.js';
-import type { Label } from '../codec/types.js';
+import { RELABEL_ACTIONS, type RelabelConfigT } from '../crds/metric-policy.js';
 import {
   type AnchoredRegex,
   type CompiledTemplate,
@@ -23,7 +22,11 @@ import {
   parseTemplate,
 } from './regex.js';
 
-export type { Label } from '../codec/types.js';
+/** A label of a series (prometheus.Label; the proxy's codec uses the same shape). */
+export interface Label {
+  name: string;
+  value: string;
+}
 
 export type RelabelDialect = 'prometheus3' | 'prometheus2';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { UnusedT } from '../../crds/metric-policy.js';
+import type { UnusedT } from '../../../crds/metric-policy.js';
 import { compileUnused, compileUsed, isUnused, isUsed, nextExpiry, unusedLabels } from './unused.js';
 
 const at = (_field: string, fn: () => unknown) => fn();

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { projectConfigMap } from '../../test/framework/kubelet.js';
+import { projectConfigMap } from '../test/framework/kubelet.js';
 import { type ConfigWatch, type WatchOptions, watchConfig } from './watch.js';
 
 let root: string;

@@ -8,19 +8,19 @@ import { FormatRegistry, Kind, OptionalKind, type TSchema, Type } from '@sinclai
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
-import { MAX_ITEMS } from '../../crds/crd.js';
+import { MAX_ITEMS } from '../crds/crd.js';
 import {
   MetricPolicySpec,
   type MetricPolicySpecT,
   MetricUsageSpec,
   type MetricUsageSpecT,
   type MetricUseT,
-} from '../../crds/metric-policy.js';
-import { extract, PromQLError } from '../pipeline/promql.js';
-import { compileAnchored } from '../pipeline/regex.js';
-import { compileRelabel } from '../pipeline/relabel.js';
-import { parseSelector, SelectorError } from '../pipeline/selector.js';
+} from '../crds/metric-policy.js';
 import { ConfigError, type Locate, type PolicyDocument, type Problem, type UsageDocument } from './load.js';
+import { extract, PromQLError } from './promql.js';
+import { compileAnchored } from './regex.js';
+import { compileRelabel } from './relabel.js';
+import { parseSelector, SelectorError } from './selector.js';
 import { didYouMean } from './suggest.js';
 
 /** A policy whose spec passed every check: defaults applied, deeply frozen. */
