@@ -512,24 +512,29 @@ async function main(): Promise<void> {
     await stopChild(child);
     children.splice(children.indexOf(child), 1);
   };
+  /** The proxy with the policy set: its row and its policy counters; the caller stops it. */
+  const governedRow = async () => {
+    const governed = await startProxy(sink.url, ['--config', configDir]);
+    children.push(governed.child);
+    rows.push(
+      await measure(
+        'cardinal-proxy with policies -> sink',
+        `${governed.base}/api/v1/write`,
+        sink.url,
+        w,
+        `10 relabel rules, standards, perMetric maxSeries ${maxSeriesPerMetric}`,
+      ),
+    );
+    checks.push(
+      `cardinal-proxy with policies, policy counters: ${await policyCounters(`${governed.base}/metrics`)}`,
+    );
+    return governed;
+  };
   try {
     if (process.env.BENCH_ONLY === 'policies') {
       // Only the policy rows (BENCH_ONLY=policies npm run bench): the in-process rows above and the
       // proxy with the policy set, for comparing two builds quickly.
-      const governed = await startProxy(sink.url, ['--config', configDir]);
-      children.push(governed.child);
-      rows.push(
-        await measure(
-          'cardinal-proxy with policies -> sink',
-          `${governed.base}/api/v1/write`,
-          sink.url,
-          w,
-          `10 relabel rules, standards, perMetric maxSeries ${maxSeriesPerMetric}`,
-        ),
-      );
-      checks.push(
-        `cardinal-proxy with policies, policy counters: ${await policyCounters(`${governed.base}/metrics`)}`,
-      );
+      await governedRow();
       printRows(rows, checks);
       return;
     }
@@ -579,20 +584,7 @@ async function main(): Promise<void> {
     await stop(queued.child);
 
     // Starting the proxy with the policy set is also what checks that it validates.
-    const governed = await startProxy(sink.url, ['--config', configDir]);
-    children.push(governed.child);
-    rows.push(
-      await measure(
-        'cardinal-proxy with policies -> sink',
-        `${governed.base}/api/v1/write`,
-        sink.url,
-        w,
-        `10 relabel rules, standards, perMetric maxSeries ${maxSeriesPerMetric}`,
-      ),
-    );
-    checks.push(
-      `cardinal-proxy with policies, policy counters: ${await policyCounters(`${governed.base}/metrics`)}`,
-    );
+    const governed = await governedRow();
     await stop(governed.child);
 
     await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
