@@ -29,6 +29,39 @@ spec:
 const bomb = (name: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ name, labels: { id: String(i) }, value: i }));
 
+type Stack = Awaited<ReturnType<typeof startReplicaStack>>;
+
+/** Admissions each replica could not get from the store (so it enforced its share alone). */
+async function admitErrors(stack: Stack): Promise<number[]> {
+  return Promise.all(
+    stack.proxies.map((p) => p.metric('cardinal_proxy_limits_store_errors_total', { op: 'admit' })),
+  );
+}
+
+/**
+ * The limit held over all three replicas: exactly `limit` series of `selector` admitted; or, for
+ * each replica whose store check failed meanwhile (a loaded machine can exceed the store timeout),
+ * at most its documented share, limit / 3, more. Returns how many were admitted.
+ */
+async function expectHeld(stack: Stack, selector: string, limit: number, before: number[]): Promise<number> {
+  await eventually(async () => expect(await stack.count(selector)).toBeGreaterThanOrEqual(limit), {
+    timeoutMs: 60_000,
+  });
+  const scrapes = stack.vmTarget.scrapes;
+  await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(scrapes + 2), {
+    timeoutMs: 60_000,
+  });
+  const admitted = await stack.count(selector);
+  const fellBack = (await admitErrors(stack)).filter((n, i) => n > before[i]!).length;
+  if (fellBack > 0)
+    console.log(
+      `${selector}: ${admitted} admitted; ${fellBack} replica(s) fell back to their share meanwhile`,
+    );
+  expect(admitted).toBeLessThanOrEqual(limit + fellBack * Math.floor(limit / 3));
+  if (fellBack === 0) expect(admitted).toBe(limit);
+  return admitted;
+}
+
 describe('three replicas sharing their limits through Redis', () => {
   const track = useCleanup();
 
@@ -44,29 +77,30 @@ describe('three replicas sharing their limits through Redis', () => {
       { timeoutMs: 60_000 },
     );
 
+    const beforeBomb = await admitErrors(stack);
     stack.vmTarget.setSeries(bomb('cardinal_bomb', 20_000));
     const scrapes = stack.vmTarget.scrapes;
     await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(scrapes + 4), {
       timeoutMs: 60_000,
     });
-    await eventually(
-      async () => {
-        expect(await stack.count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBe(1000);
-        expect(await stack.count(`cardinal_bomb{id="${OVERFLOW}"}`)).toBeGreaterThanOrEqual(1);
-      },
-      { timeoutMs: 60_000 },
-    );
+    const bombAdmitted = await expectHeld(stack, `cardinal_bomb{id!="${OVERFLOW}"}`, 1000, beforeBomb);
+    expect(await stack.count(`cardinal_bomb{id="${OVERFLOW}"}`)).toBeGreaterThanOrEqual(1);
     // The overflow series are each replica's own: at most one per replica, each with its name.
     const overflow = await stack.receiver.series([`cardinal_bomb{id="${OVERFLOW}"}`]);
     expect(overflow.length).toBeLessThanOrEqual(3);
     for (const l of overflow) expect(l.cardinal_replica).toMatch(/^proxy-[012]$/);
-    // Every replica took part, the store was asked, and no replica fell back.
+    // Every replica took part, the store was asked, and no replica is falling back now.
     let admits = 0;
     for (const p of stack.proxies) {
       expect(await p.metric('cardinal_proxy_requests_total')).toBeGreaterThan(0);
       admits += await p.metric('cardinal_proxy_limits_store_round_trips_total', { op: 'admit' });
-      expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(0);
     }
+    await eventually(
+      async () => {
+        for (const p of stack.proxies) expect(await p.metric('cardinal_proxy_limits_store_fallback')).toBe(0);
+      },
+      { timeoutMs: 30_000 },
+    );
     expect(admits).toBeGreaterThan(0);
     await expectNoFailures(stack);
 
@@ -96,8 +130,8 @@ describe('three replicas sharing their limits through Redis', () => {
     // Each replica admits at most its share of the limit while on its own.
     const duringOutage = await stack.count(`cardinal_bomb_outage{id!="${OVERFLOW}"}`);
     expect(duringOutage).toBeLessThanOrEqual(999);
-    // The series admitted before the outage kept flowing: still exactly the same 1000.
-    expect(await stack.count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBe(1000);
+    // The series admitted before the outage kept flowing: still exactly the same ones.
+    expect(await stack.count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBe(bombAdmitted);
     await expectNoFailures(stack);
 
     // The store comes back, empty: the replicas tell it what they admitted meanwhile, then go
@@ -115,13 +149,11 @@ describe('three replicas sharing their limits through Redis', () => {
       ...bomb('cardinal_bomb_after', 3000),
     ]);
     const afterScrapes = stack.vmTarget.scrapes;
+    const beforeAfter = await admitErrors(stack);
     await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(afterScrapes + 4), {
       timeoutMs: 60_000,
     });
-    await eventually(
-      async () => expect(await stack.count(`cardinal_bomb_after{id!="${OVERFLOW}"}`)).toBe(1000),
-      { timeoutMs: 60_000 },
-    );
+    await expectHeld(stack, `cardinal_bomb_after{id!="${OVERFLOW}"}`, 1000, beforeAfter);
     // What was admitted during the outage counts against the limit again: at most the limit.
     expect(await stack.count(`cardinal_bomb_outage{id!="${OVERFLOW}"}`)).toBeLessThanOrEqual(1000);
     await expectSendersWhole(stack);
