@@ -161,7 +161,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
     await eventually(async () => {
       const [header, row] = (await kubectl(['-n', apps, 'get', 'mp', '-o', 'wide'])).trim().split('\n');
       expect(header).toMatch(
-        /^NAME\s+MODE\s+READY\s+REASON\s+PROXIES\s+DROPPED\/S\s+LIMITS %\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/,
+        /^NAME\s+MODE\s+READY\s+REASON\s+PROXIES\s+DROPPED\/S\s+LIMITS %\s+LIMITS\s+TOP OFFENDER\s+UNUSED SERIES\s+AGE$/,
       );
       expect(row).toMatch(
         /^drop-debug\s+enforce\s+True\s+1\s+\S+\s+cardinal_test_debug_queue_depth \S+\/s metric_dropped\s/,

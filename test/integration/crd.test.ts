@@ -122,6 +122,7 @@ describe('MetricPolicy CRD on a real API server', () => {
       'PROXIES',
       'DROPPED/S',
       'LIMITS %',
+      'LIMITS',
       'TOP OFFENDER',
       'UNUSED SERIES',
       'AGE',
@@ -142,6 +143,7 @@ describe('MetricPolicy CRD on a real API server', () => {
         'DROPPED/S',
         'LIMITS',
         '%',
+        'LIMITS',
         'AGE',
       ]);
       // No operator runs here, so the status columns are empty: name, mode and age remain.
