@@ -231,14 +231,18 @@ function checkSamples(
     const from = afterVarint(buf, value);
     if (field === 2) {
       const t = sampleTimestamp(buf, from, pos);
-      const at = `samples[${s++}].timestamp`;
+      // The field path is put into words only for a problem: this runs for every sample.
+      const k = s++;
       if (t > maxT)
         return problem(
           'too_new',
-          `${at}: ${t} is more than ${opts.maxFutureMs} ms ahead of the proxy's clock`,
+          `samples[${k}].timestamp: ${t} is more than ${opts.maxFutureMs} ms ahead of the proxy's clock`,
         );
       if (t < minT)
-        return problem('too_old', `${at}: ${t} is more than ${opts.maxAgeMs} ms behind the proxy's clock`);
+        return problem(
+          'too_old',
+          `samples[${k}].timestamp: ${t} is more than ${opts.maxAgeMs} ms behind the proxy's clock`,
+        );
       continue;
     }
     const hist = decodeHistogram(buf.subarray(from, pos));
