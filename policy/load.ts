@@ -95,18 +95,39 @@ export function loadConfig(path: string | undefined): LoadedConfig {
  */
 export function readConfig(path: string | undefined): ReadConfig {
   if (path === undefined) return { ...freeze([], [], []), problems: Object.freeze([]) };
-  // A mounted volume, one ConfigMap or several projected into one directory (the operator's
-  // shards), changes by one rename of `..data` over a new timestamped directory. Every file is
-  // read from the version `..data` named when the reading began, and read again when it moved
-  // meanwhile, so a configuration is never a mix of two versions and has one hash. Only the
-  // reading is repeated, which takes milliseconds; parsing starts once the texts are one version.
+  return parseTexts(readConfigTexts(path));
+}
+
+/** One file of a configuration version as read: its text, or why it could not be read. */
+export interface ConfigText {
+  readonly file: string;
+  readonly text: string | Error;
+}
+
+/**
+ * The texts of every file of `--config PATH`, all of one version. A mounted volume, one ConfigMap
+ * or several projected into one directory (the operator's shards), changes by one rename of
+ * `..data` over a new timestamped directory. Every file is read from the version `..data` named
+ * when the reading began, and read again when it moved meanwhile, so a configuration is never a
+ * mix of two versions and has one hash. Only the reading is repeated, which takes milliseconds;
+ * parsing starts once the texts are one version.
+ */
+export function readConfigTexts(path: string): ConfigText[] {
   for (let attempt = 1; ; attempt++) {
     const version = dataVersion(path);
     const texts = readVersion(path, version);
-    if (dataVersion(path) === version) return parseTexts(texts);
+    if (dataVersion(path) === version) return texts;
     if (attempt >= MAX_READ_ATTEMPTS)
       throw new ConfigError(`cannot read config ${path}: it changed ${attempt} times while it was read`);
   }
+}
+
+/** The hash of a configuration version: sha256 over each readable file's visible path and text. */
+export function configTextsHash(texts: readonly ConfigText[]): string {
+  const hash = createHash('sha256');
+  // Hashed by the visible path, which the operator's expected hash uses too.
+  for (const { file, text } of texts) if (typeof text === 'string') hash.update(`${file}\0${text}\0`);
+  return hash.digest('hex');
 }
 
 const MAX_READ_ATTEMPTS = 10;
@@ -121,7 +142,7 @@ function dataVersion(path: string): string | undefined {
 }
 
 /** Each file's text, or why it could not be read. */
-function readVersion(path: string, version: string | undefined): { file: string; text: string | Error }[] {
+function readVersion(path: string, version: string | undefined): ConfigText[] {
   return listConfigFiles(path, 'config').map((file) => {
     // The kubelet's key files are symlinks through ..data: read the version's own file instead.
     const pinned = version === undefined ? undefined : join(path, version, basename(file));
@@ -133,25 +154,25 @@ function readVersion(path: string, version: string | undefined): { file: string;
   });
 }
 
-function parseTexts(texts: readonly { file: string; text: string | Error }[]): ReadConfig {
-  const hash = createHash('sha256');
+/** Reads one file of a configuration version; a file that could not be read is a problem. */
+export function readConfigText(t: ConfigText): ReturnType<typeof readConfigFile> {
+  if (t.text instanceof Error)
+    return { policies: [], usage: [], problems: [{ where: t.file, message: `cannot read: ${t.text.message}` }] };
+  return readConfigFile(t.file, t.text);
+}
+
+function parseTexts(texts: readonly ConfigText[]): ReadConfig {
   const policies: PolicyDocument[] = [];
   const usage: UsageDocument[] = [];
   const problems: Problem[] = [];
-  for (const { file, text } of texts) {
-    if (text instanceof Error) {
-      problems.push({ where: file, message: `cannot read: ${text.message}` });
-      continue;
-    }
-    // Hashed by the visible path, which the operator's expected hash uses too.
-    hash.update(`${file}\0${text}\0`);
-    const docs = readConfigFile(file, text);
+  for (const t of texts) {
+    const docs = readConfigText(t);
     policies.push(...docs.policies);
     usage.push(...docs.usage);
     problems.push(...docs.problems);
   }
   const files = texts.map((t) => t.file);
-  return { ...freeze(policies, usage, files, hash.digest('hex')), problems: Object.freeze(problems) };
+  return { ...freeze(policies, usage, files, configTextsHash(texts)), problems: Object.freeze(problems) };
 }
 
 /**

@@ -11,7 +11,7 @@ import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
-import { loadValidated, loadValidatedInChild } from './config/loader.js';
+import { ConfigLoader } from './config/loader.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
@@ -97,8 +97,10 @@ async function main(): Promise<number> {
   if (plugins !== undefined) logger.info({ stages: [...plugins.byName.keys()] }, 'stage plugins loaded');
 
   // A configuration version is loaded, validated completely and compiled before it is used.
+  // The loader keeps each file's check, so a reload parses only the files that changed.
+  const loader = new ConfigLoader(options.configPath);
   const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
-    const v = loadValidated(options.configPath);
+    const v = loader.loadNow();
     return {
       config: v.config,
       pipeline: compilePipeline(v.policies, v.usage, plugins),
@@ -228,11 +230,14 @@ async function main(): Promise<number> {
     readReplicaCount();
     try {
       // Read and validated off the event loop; only an actual change is compiled here.
-      const validated = await loadValidatedInChild(options.configPath);
+      const validated = await loader.load();
       const next = validated.config;
       if (next.hash !== status.hash) {
         const nextPipeline = compilePipeline(validated.policies, validated.usage, plugins);
-        logger.info({ hash: next.hash, policies: next.policies.length }, 'configuration loaded');
+        logger.info(
+          { hash: next.hash, policies: next.policies.length, ...loader.stats },
+          'configuration loaded',
+        );
         // Node runs one request's synchronous pipeline at a time, so swapping here is atomic
         // between requests: each request runs wholly on the old or wholly on the new version.
         policyStats.setPipeline(nextPipeline);

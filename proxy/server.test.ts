@@ -579,6 +579,21 @@ describe('operations', () => {
     const s = await app.inject('/api/v1/status/config');
     expect(s.json()).toMatchObject({ hash: 'h', policies: 0, lastError: null });
   });
+
+  it('leaves the policy details out of the config status on ?policyDetails=false, and refuses other values', async () => {
+    const { app } = proxy();
+    const full = (await app.inject('/api/v1/status/config')).json();
+    expect(full).toHaveProperty('policyDetails', []);
+    const slim = await app.inject('/api/v1/status/config?policyDetails=false');
+    expect(slim.statusCode).toBe(200);
+    const { policyDetails: _details, ...rest } = full;
+    expect(slim.json()).not.toHaveProperty('policyDetails');
+    expect(slim.json()).toEqual(rest);
+    expect((await app.inject('/api/v1/status/config?policyDetails=true')).json()).toEqual(full);
+    const bad = await app.inject('/api/v1/status/config?policyDetails=no');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.body).toContain('policyDetails: "no" must be true or false');
+  });
 });
 
 describe('policies on the request path', () => {

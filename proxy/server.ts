@@ -210,10 +210,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   const authStatus = () => (deps.auth === undefined ? undefined : deps.auth.status());
-  app.get('/api/v1/status/config', ADMIN, async () => ({
-    ...statusJson(deps.configStatus(), authStatus()),
-    limitsStore: limitsStoreJson(deps.limitsStore?.()),
-  }));
+  // `?policyDetails=false` leaves out the one part that grows with the policies (about 240 bytes
+  // each): the operator polls this every half second after a render and needs only the hash.
+  app.get('/api/v1/status/config', ADMIN, async (req, reply) => {
+    const raw = (req.query as Record<string, string | undefined>).policyDetails ?? 'true';
+    if (raw !== 'true' && raw !== 'false') {
+      return reply
+        .code(400)
+        .type('text/plain; charset=utf-8')
+        .send(`policyDetails: "${raw.slice(0, 20)}" must be true or false\n`);
+    }
+    const { policyDetails, ...rest } = statusJson(deps.configStatus(), authStatus());
+    return {
+      ...rest,
+      ...(raw === 'true' ? { policyDetails } : {}),
+      limitsStore: limitsStoreJson(deps.limitsStore?.()),
+    };
+  });
   app.get('/api/v1/stats/top-offenders', ADMIN, async (req, reply) => {
     const raw = (req.query as Record<string, string | undefined>).limit ?? '10';
     const limit = Number(raw);

@@ -591,7 +591,7 @@ export class MetricPolicyController {
             // until they have is not written: the look that sees them done queues it again.
             hold: (next) => st.looking && loadingOnly(next),
           });
-          if (r.written) metrics.statusWrites(1);
+          if (r.written) metrics.statusWrites(1, r.change);
         }
         this.statuses.forget(id);
       } catch (err) {

@@ -12,7 +12,8 @@ export interface OperatorMetrics {
   readonly queue: QueueMetrics<string>;
   reconciled(result: 'success' | 'error'): void;
   configMapApply(outcome: 'written' | 'skipped'): void;
-  statusWrites(count: number): void;
+  /** `change`: the first field the write changed (statusChange). */
+  statusWrites(count: number, change?: string): void;
   events(reason: PolicyEvent['reason']): void;
   /** Whether this replica holds the Lease and reconciles. */
   leader(leading: boolean): void;
@@ -55,7 +56,8 @@ export function createOperatorMetrics(
   });
   const statuses = new Counter({
     name: 'cardinal_operator_status_writes_total',
-    help: 'MetricPolicy status writes.',
+    help: 'MetricPolicy status writes, by the first field each changed (created: the first status).',
+    labelNames: ['change'],
     registers: [registry],
   });
   const events = new Counter({
@@ -89,7 +91,7 @@ export function createOperatorMetrics(
       runtime.reconciled(result);
     },
     configMapApply: (outcome) => applies.inc({ outcome }),
-    statusWrites: (count) => statuses.inc(count),
+    statusWrites: (count, change = 'other') => statuses.inc({ change }, count),
     events: (reason) => events.inc({ reason }),
   };
 }

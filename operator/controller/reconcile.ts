@@ -40,6 +40,7 @@ import {
   offenderLine,
   READY,
   setCondition,
+  statusChange,
   statusChanged,
 } from '../status/conditions.js';
 import { type PolicyEvent, statusEvents } from '../status/events.js';
@@ -481,7 +482,7 @@ export async function reconcileStatus(
   render: InstanceRender,
   observation: ProxyObservation,
   options: { readonly hold?: (next: MetricPolicyStatus) => boolean } = {},
-): Promise<{ written: boolean; events: number }> {
+): Promise<{ written: boolean; events: number; change?: string }> {
   const next = desiredStatus(policy, render, observation, ctx.now());
   if (next === undefined || !statusChanged(policy.status, next) || options.hold?.(next) === true)
     return { written: false, events: 0 };
@@ -489,7 +490,7 @@ export async function reconcileStatus(
   await ctx.cluster.writePolicyStatus(policy, next);
   const events = statusEvents(policy, next);
   for (const event of events) ctx.cluster.recordEvent(policy, event);
-  return { written: true, events: events.length };
+  return { written: true, events: events.length, change: statusChange(policy.status, next) ?? 'other' };
 }
 
 /**

@@ -88,7 +88,7 @@ const report = (drops: TopDrop[]): TopOffendersReport => ({
 /** A well-behaved proxy whose answers are read from `state` at each request. */
 function healthy(state: { hash: string; lastError?: string; drops: TopDrop[] }): Handler {
   return (req, res) => {
-    if (req.url === '/api/v1/status/config')
+    if (isStatus(req.url))
       return json(res, configStatus(state.hash, state.lastError ?? null));
     if (req.url?.startsWith('/api/v1/stats/top-offenders?')) return json(res, report(state.drops));
     json(res, { error: 'not found' }, 404);
@@ -97,8 +97,11 @@ function healthy(state: { hash: string; lastError?: string; drops: TopDrop[] }):
 
 /** Routes the status request to `status` and the top-offenders request to `top`. */
 function split(status: Handler, top: Handler): Handler {
-  return (req, res) => (req.url === '/api/v1/status/config' ? status : top)(req, res);
+  return (req, res) => (isStatus(req.url) ? status : top)(req, res);
 }
+
+/** The config status request, asked for without the policy details. */
+const isStatus = (url: string | undefined) => url === '/api/v1/status/config?policyDetails=false';
 
 const OPTIONS: PollOptions = { timeoutMs: 2_000, topLimit: 50 };
 
@@ -120,7 +123,7 @@ describe('pollProxy', () => {
       '/api/v1/stats/top-offenders?limit=50',
       '/api/v1/stats/unused?limit=50',
       '/api/v1/stats/usage?limit=100000&readers=0&sort=lastRead',
-      '/api/v1/status/config',
+      '/api/v1/status/config?policyDetails=false',
     ]);
   });
 
@@ -274,7 +277,7 @@ describe('pollAll', () => {
     let inFlight = 0;
     let most = 0;
     const slow: Handler = (req, res) => {
-      if (req.url !== '/api/v1/status/config') return healthy({ hash: 'h', drops: [] })(req, res);
+      if (!isStatus(req.url)) return healthy({ hash: 'h', drops: [] })(req, res);
       inFlight++;
       most = Math.max(most, inFlight);
       setTimeout(() => {
@@ -479,6 +482,21 @@ describe('ProxyPoller', () => {
     c.t += 10_000;
     const round = await poller.poll([pa]);
     expect(round.offenders.get('team-a/drop-debug')?.droppedSamplesPerSecond).toBe(5);
+  });
+
+  it('asks a look only for what it uses: the config status and the limits, keeping the last rates', async () => {
+    const a = { hash: 'h1', drops: [drop('debug_queue_depth', 100)] };
+    const pa = await fakeProxy(healthy(a));
+    const poller = new ProxyPoller(OPTIONS);
+    const rated = await poller.poll([pa]);
+    pa.requests.length = 0;
+    a.hash = 'h2';
+    const look = await poller.poll([pa], { rates: false });
+    expect(pa.requests.sort()).toEqual(['/api/v1/stats/limits', '/api/v1/status/config?policyDetails=false']);
+    expect(look.proxies).toEqual([{ endpoint: pa.endpoint, reachable: true, configHash: 'h2' }]);
+    expect(look.polls[0]).not.toHaveProperty('reason');
+    expect(look.offenders).toEqual(rated.offenders);
+    expect(look.current).toEqual(rated.current);
   });
 
   it('runs overlapping rounds one after the other', async () => {

@@ -19,6 +19,11 @@ import type { ProxyUnusedReport } from '../usage/status.js';
 import type { ProxyEndpoint } from './endpoints.js';
 
 export const CONFIG_STATUS_PATH = '/api/v1/status/config';
+/**
+ * The config status without the per-policy details, which grow by about 240 bytes a policy: the
+ * operator needs the hash and the last error only. A proxy that predates the parameter ignores it.
+ */
+const CONFIG_STATUS_QUERY = `${CONFIG_STATUS_PATH}?policyDetails=false`;
 export const TOP_OFFENDERS_PATH = '/api/v1/stats/top-offenders';
 export const UNUSED_PATH = '/api/v1/stats/unused';
 export const LIMITS_PATH = '/api/v1/stats/limits';
@@ -50,6 +55,11 @@ export interface PollOptions {
    * name: pods are reached by IP, which a certificate rarely names).
    */
   readonly tls?: { readonly caFile: string; readonly serverName?: string | undefined } | undefined;
+  /**
+   * What to ask each proxy: `all` (the default) the config status and every report; `look` the
+   * config status and the limits only, which is what a look after a render uses (ProxyPoller).
+   */
+  readonly reports?: 'all' | 'look';
   /**
    * Send `Authorization: Bearer` with the token in this file (re-read every poll, so a rotated
    * Secret is taken up): the proxies' status and statistics need a credential with the admin role
@@ -148,18 +158,24 @@ async function pollOne(
       dispatcher,
       authorization,
     });
+  const look = options.reports === 'look';
+  // A look leaves out what it would throw away; `skipped` is never read (see #look).
+  const skipped = Promise.reject(new PollError('not asked'));
+  skipped.catch(() => {});
   const [status, top, unused, limits, usage] = await Promise.allSettled([
-    get(CONFIG_STATUS_PATH).then(parseConfigStatus),
-    get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
-    get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
+    get(CONFIG_STATUS_QUERY).then(parseConfigStatus),
+    look ? skipped : get(`${TOP_OFFENDERS_PATH}?limit=${limit}`).then(parseTopOffendersReport),
+    look ? skipped : get(`${UNUSED_PATH}?limit=${limit}`).then(parseUnusedReport),
     get(LIMITS_PATH).then(parseLimitsReport),
-    getJson(new URL(USAGE_PATH, base), {
-      signal,
-      maxBytes: Math.max(maxBytes, USAGE_MAX_BYTES),
-      timeoutMs: options.timeoutMs,
-      dispatcher,
-      authorization,
-    }).then(parseUsageReport),
+    look
+      ? skipped
+      : getJson(new URL(USAGE_PATH, base), {
+          signal,
+          maxBytes: Math.max(maxBytes, USAGE_MAX_BYTES),
+          timeoutMs: options.timeoutMs,
+          dispatcher,
+          authorization,
+        }).then(parseUsageReport),
   ]);
   if (status.status === 'rejected') {
     return {
@@ -178,7 +194,9 @@ async function pollOne(
     ...(lastError === undefined ? {} : { lastError }),
     ...(top.status === 'fulfilled'
       ? { report: top.value }
-      : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
+      : look
+        ? {}
+        : { reason: `${TOP_OFFENDERS_PATH}: ${errorText(top.reason)}` }),
     // A proxy without the route (an older version) has no unused report: nothing to add.
     ...(unused.status === 'fulfilled' ? { unused: unused.value } : {}),
     ...(limits.status === 'fulfilled' ? { limits: limits.value } : {}),
@@ -410,7 +428,7 @@ export class ProxyPoller {
   }
 
   async #look(endpoints: readonly ProxyEndpoint[]): Promise<PollRound> {
-    const polls = await pollAll(endpoints, this.#options);
+    const polls = await pollAll(endpoints, { ...this.#options, reports: 'look' });
     return {
       polls,
       proxies: this.#settle(endpoints, polls),

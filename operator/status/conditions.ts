@@ -329,6 +329,30 @@ export function statusChanged(live: MetricPolicyStatus | undefined, next: Metric
   return !similar(live ?? {}, next, undefined);
 }
 
+/**
+ * Why statusChanged is true: the first top-level field that differs (`conditions.Ready` for a
+ * condition, by type), `created` for a policy without a status yet, or undefined when nothing a
+ * user can see changed. A bounded set of names, so the writes can be counted by it.
+ */
+export function statusChange(live: MetricPolicyStatus | undefined, next: MetricPolicyStatus): string | undefined {
+  if (live === undefined || Object.keys(live).length === 0) return 'created';
+  const a = live as Record<string, unknown>;
+  const b = next as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  for (const k of keys) {
+    if (similar(a[k], b[k], k)) continue;
+    if (k !== 'conditions') return k;
+    const types = new Set([...(live.conditions ?? []), ...(next.conditions ?? [])].map((c) => c.type));
+    for (const t of [...types].sort()) {
+      const x = live.conditions?.find((c) => c.type === t);
+      const y = next.conditions?.find((c) => c.type === t);
+      if (!similar(x, y, undefined)) return `conditions.${t}`;
+    }
+    return k;
+  }
+  return undefined;
+}
+
 function similar(a: unknown, b: unknown, key: string | undefined): boolean {
   if (key !== undefined && UNCOMPARED_KEYS.has(key)) return true;
   if (key !== undefined && RATE_KEYS.has(key) && typeof a === 'number' && typeof b === 'number') {

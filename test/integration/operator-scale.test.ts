@@ -220,9 +220,16 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
       const steady = await apiWrites(plane);
       const changed = changedStatuses(before3, await statuses());
       const rss = pid === undefined ? Number.NaN : peakRssMiB(pid);
-      const byReason = parseExposition(await (await fetch(operator.metricsUrl)).text())
+      const operatorMetrics = parseExposition(await (await fetch(operator.metricsUrl)).text());
+      const byReason = operatorMetrics
         .filter((m) => m.name === 'cardinal_operator_events_total' && m.value > 0)
         .map((m) => `${m.labels.reason} ${m.value}`)
+        .join(', ');
+      // The profile of the writes: what each status write changed first (statusChange).
+      const byChange = operatorMetrics
+        .filter((m) => m.name === 'cardinal_operator_status_writes_total' && m.value > 0)
+        .sort((a, b) => b.value - a.value)
+        .map((m) => `${m.labels.change} ${m.value}`)
         .join(', ');
       const writes = {
         status: converged.status - before.status,
@@ -267,6 +274,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
           `  edit reached the proxy in ${editS.toFixed(2)} s, made while ${readyAtEdit} of ${n} were Ready`,
           `  quiet (a status interval without a write) ${quietS.toFixed(1)} s after; ${total(converged) - total(atReady)} writes between the last Ready and quiet`,
           `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event${byReason === '' ? '' : `: ${byReason}`})`,
+          `  status writes by the first field they changed: ${byChange}`,
           `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)} (${steady.status - converged.status} status, ${steady.configMaps - converged.configMaps} ConfigMap, ${steady.events - converged.events} Event)`,
           ...[...warnings].map(([m, c]) => `  Warning x${c}: ${m}`),
           ...changed.slice(0, 5).map((c) => `  changed in the steady state: ${c}`),
