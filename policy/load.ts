@@ -157,7 +157,11 @@ function readVersion(path: string, version: string | undefined): ConfigText[] {
 /** Reads one file of a configuration version; a file that could not be read is a problem. */
 export function readConfigText(t: ConfigText): ReturnType<typeof readConfigFile> {
   if (t.text instanceof Error)
-    return { policies: [], usage: [], problems: [{ where: t.file, message: `cannot read: ${t.text.message}` }] };
+    return {
+      policies: [],
+      usage: [],
+      problems: [{ where: t.file, message: `cannot read: ${t.text.message}` }],
+    };
   return readConfigFile(t.file, t.text);
 }
 

@@ -70,7 +70,7 @@ export interface ControllerOptions {
   readonly metrics: OperatorMetrics;
   /** Instances rendered at once; one key is never rendered twice at once. Default 2. */
   readonly workers?: number;
-  /** Status writes in flight at once, within the write budget. Default 8. */
+  /** Status writes in flight at once, within the write budget. Default 32. */
   readonly statusWorkers?: number;
   /** The instance queue (its depth is a metric). */
   readonly queue?: WorkQueue<string>;
@@ -238,7 +238,7 @@ export class MetricPolicyController {
       },
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#renderWork(ctx));
-    for (let i = 0; i < (this.#options.statusWorkers ?? 8); i++) this.#workers.push(this.#statusWork(ctx));
+    for (let i = 0; i < (this.#options.statusWorkers ?? 32); i++) this.#workers.push(this.#statusWork(ctx));
     // Without discovery a status depends on the watched objects only, which the watches cover.
     if (this.#options.proxies.kind !== 'none') {
       this.#refresh = setInterval(() => this.#refreshAll(), this.#options.statusIntervalMs);

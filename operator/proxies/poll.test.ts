@@ -88,8 +88,7 @@ const report = (drops: TopDrop[]): TopOffendersReport => ({
 /** A well-behaved proxy whose answers are read from `state` at each request. */
 function healthy(state: { hash: string; lastError?: string; drops: TopDrop[] }): Handler {
   return (req, res) => {
-    if (isStatus(req.url))
-      return json(res, configStatus(state.hash, state.lastError ?? null));
+    if (isStatus(req.url)) return json(res, configStatus(state.hash, state.lastError ?? null));
     if (req.url?.startsWith('/api/v1/stats/top-offenders?')) return json(res, report(state.drops));
     json(res, { error: 'not found' }, 404);
   };

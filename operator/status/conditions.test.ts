@@ -19,6 +19,7 @@ import {
   READY,
   type StatusInput,
   setCondition,
+  statusChange,
   statusChanged,
   statusEqual,
 } from './conditions.js';
@@ -405,10 +406,53 @@ describe('statusChanged', () => {
     ['a rate that moved more than 5 %', status(100, 10), status(106, 10), true],
     ['a rate that fell to 0', status(100, 10), status(0, 10), true],
     ['a rate that became known', { observedGeneration: 1 }, status(0, 0), true],
+    [
+      'no rate yet, then a rate of 0',
+      { observedGeneration: 1 },
+      { observedGeneration: 1, droppedSamplesPerSecond: 0 },
+      false,
+    ],
+    [
+      'no rate yet, then a rate above 0',
+      { observedGeneration: 1 },
+      { observedGeneration: 1, droppedSamplesPerSecond: 0.5 },
+      true,
+    ],
     ['a new generation', status(100, 10), { ...status(100, 10), observedGeneration: 2 }, true],
     ['offenders marked stale', status(100, 10), { ...status(100, 10), offendersStale: true }, true],
   ] as const)('%s: %s', (_name, live, next, changed) => {
     expect(statusChanged(live, next)).toBe(changed);
+  });
+});
+
+describe('statusChange', () => {
+  const ready = (status: 'True' | 'False', reason: string) => ({
+    type: 'Ready',
+    status,
+    reason,
+    message: '',
+    lastTransitionTime: '2025-01-01T00:00:00Z',
+    observedGeneration: 1,
+  });
+  it.each<[string, MetricPolicyStatus | undefined, MetricPolicyStatus, string | undefined]>([
+    ['a first status', undefined, { observedGeneration: 1 }, 'created'],
+    ['an empty status', {}, { observedGeneration: 1 }, 'created'],
+    ['nothing visible', { observedGeneration: 1 }, { observedGeneration: 1 }, undefined],
+    [
+      'a condition, named by its type',
+      { observedGeneration: 1, conditions: [ready('False', 'Pending')] },
+      { observedGeneration: 1, conditions: [ready('True', 'ConfigLoaded')] },
+      'conditions.Ready',
+    ],
+    [
+      'the first field that differs',
+      { observedGeneration: 1 },
+      { observedGeneration: 2 },
+      'observedGeneration',
+    ],
+  ])('%s', (_name, live, next, change) => {
+    expect(statusChange(live, next)).toBe(change);
+    expect(statusChanged(live, next)).toBe(change !== undefined);
   });
 });
 

@@ -334,7 +334,10 @@ export function statusChanged(live: MetricPolicyStatus | undefined, next: Metric
  * condition, by type), `created` for a policy without a status yet, or undefined when nothing a
  * user can see changed. A bounded set of names, so the writes can be counted by it.
  */
-export function statusChange(live: MetricPolicyStatus | undefined, next: MetricPolicyStatus): string | undefined {
+export function statusChange(
+  live: MetricPolicyStatus | undefined,
+  next: MetricPolicyStatus,
+): string | undefined {
   if (live === undefined || Object.keys(live).length === 0) return 'created';
   const a = live as Record<string, unknown>;
   const b = next as Record<string, unknown>;
@@ -355,6 +358,10 @@ export function statusChange(live: MetricPolicyStatus | undefined, next: MetricP
 
 function similar(a: unknown, b: unknown, key: string | undefined): boolean {
   if (key !== undefined && UNCOMPARED_KEYS.has(key)) return true;
+  // No rate yet and a rate of 0 say the same to a user: nothing is dropped. The first status of a
+  // policy is often written from a look after a render, which has no rate for it yet; the next
+  // rate round's 0 is no reason to write every such policy again.
+  if (key !== undefined && RATE_KEYS.has(key) && (a ?? 0) === 0 && (b ?? 0) === 0) return true;
   if (key !== undefined && RATE_KEYS.has(key) && typeof a === 'number' && typeof b === 'number') {
     if (a === b) return true;
     if (a === 0 || b === 0) return false;

@@ -66,6 +66,21 @@ async function apiWrites(
   return out;
 }
 
+/** The API server's mean time to answer a status write, in ms: what bounds writes per worker. */
+async function statusWriteLatencyMs(plane: ControlPlane): Promise<number> {
+  const r = await plane.kubectl(['get', '--raw', '/metrics']);
+  if (r.code !== 0) throw new Error(r.stderr);
+  let sum = 0;
+  let count = 0;
+  for (const s of parseExposition(r.stdout)) {
+    const { verb, resource, subresource } = s.labels;
+    if (verb !== 'PATCH' || resource !== 'metricpolicies' || subresource !== 'status') continue;
+    if (s.name === 'apiserver_request_duration_seconds_sum') sum += s.value;
+    if (s.name === 'apiserver_request_duration_seconds_count') count += s.value;
+  }
+  return count === 0 ? Number.NaN : (1000 * sum) / count;
+}
+
 const total = (w: { status: number; configMaps: number; events: number }) =>
   w.status + w.configMaps + w.events;
 
@@ -157,6 +172,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
 
       const before = await apiWrites(plane);
       const t0 = performance.now();
+      const epoch0 = Date.now();
       const list = { apiVersion: 'v1', kind: 'List', items: Array.from({ length: n }, (_, i) => policy(i)) };
       const applied = await plane.kubectl(['apply', '--server-side', '-f', '-'], {
         input: JSON.stringify(list),
@@ -187,6 +203,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
         { timeoutMs: 5 * 60_000, intervalMs: 100 },
       );
       const editS = (performance.now() - e0) / 1000;
+      const editAt = (e0 - t0) / 1000;
       const files = readFileSync(join(configDir, 'policies.yaml'), 'utf8') + readShards(configDir);
       expect(files).toContain('team_7_edited_.*');
 
@@ -196,6 +213,7 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
       });
       const convergedS = (performance.now() - t0) / 1000;
       const atReady = await apiWrites(plane);
+      const latencyMs = await statusWriteLatencyMs(plane);
 
       // Writes still queued when the last policy turned Ready (statistics, the hash status.proxies
       // names) drain within the write budget; the steady state starts once a whole status interval
@@ -274,8 +292,10 @@ describe.each(SIZES)('the operator with %i policies', (n) => {
           `  edit reached the proxy in ${editS.toFixed(2)} s, made while ${readyAtEdit} of ${n} were Ready`,
           `  quiet (a status interval without a write) ${quietS.toFixed(1)} s after; ${total(converged) - total(atReady)} writes between the last Ready and quiet`,
           `  API writes until converged: ${total(writes)} (${writes.status} status, ${writes.configMaps} ConfigMap, ${writes.events} Event${byReason === '' ? '' : `: ${byReason}`})`,
-          `  status writes by the first field they changed: ${byChange}`,
+          `  status writes by the first field they changed: ${byChange}; the API server took ${latencyMs.toFixed(0)} ms a status write on average`,
           `  operator peak RSS ${rss.toFixed(0)} MiB; writes over ${3 * STATUS_INTERVAL_S} s of steady state: ${total(steady) - total(converged)} (${steady.status - converged.status} status, ${steady.configMaps - converged.configMaps} ConfigMap, ${steady.events - converged.events} Event)`,
+          `  the operator rendered (s after the apply began: policies/shards written): ${timeline(operator.program.logPath, 'rendered', epoch0, (l) => `${l.policies}/${l.applies}`)}`,
+          `  the proxy loaded (s: policies/files parsed, the edit at ${editAt.toFixed(1)} s): ${timeline(proxy.program.logPath, 'configuration loaded', epoch0, (l) => `${l.policies}/${l.parsed}`)}`,
           ...[...warnings].map(([m, c]) => `  Warning x${c}: ${m}`),
           ...changed.slice(0, 5).map((c) => `  changed in the steady state: ${c}`),
         ].join('\n'),
@@ -297,6 +317,28 @@ function changedStatuses(before: Map<string, string>, after: Map<string, string>
     out.push(`${name}: ${b.slice(Math.max(0, i - 60), i + 100)} -> ${a.slice(Math.max(0, i - 60), i + 100)}`);
   }
   return out;
+}
+
+/** When a program logged `msg`, in seconds after `epoch0`, each with what `what` says of the line. */
+function timeline(
+  logPath: string,
+  msg: string,
+  epoch0: number,
+  what: (line: Record<string, unknown>) => string,
+): string {
+  const out: string[] = [];
+  for (const text of readFileSync(logPath, 'utf8').split('\n')) {
+    if (!text.startsWith('{')) continue;
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    if (line.msg !== msg || typeof line.time !== 'number' || line.time < epoch0) continue;
+    out.push(`${((line.time - epoch0) / 1000).toFixed(1)} ${what(line)}`);
+  }
+  return out.length > 40 ? `${out.slice(0, 40).join(', ')} ... (${out.length})` : out.join(', ');
 }
 
 function readShards(dir: string): string {
