@@ -99,19 +99,26 @@ async function main(): Promise<number> {
   // A configuration version is loaded, validated completely and compiled before it is used.
   // The loader keeps each file's check, so a reload parses only the files that changed.
   const loader = new ConfigLoader(options.configPath);
-  const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
+  const load = (): {
+    config: LoadedConfig;
+    fileHashes: Readonly<Record<string, string>>;
+    pipeline: Pipeline;
+    summary: PolicySummary[];
+  } => {
     const v = loader.loadNow();
     return {
       config: v.config,
+      fileHashes: v.fileHashes,
       pipeline: compilePipeline(v.policies, v.usage, plugins),
       summary: summarizePolicies(v.policies),
     };
   };
   let config: LoadedConfig;
+  let fileHashes: Readonly<Record<string, string>>;
   let pipeline: Pipeline;
   let summary: PolicySummary[];
   try {
-    ({ config, pipeline, summary } = load());
+    ({ config, fileHashes, pipeline, summary } = load());
   } catch (err) {
     if (!(err instanceof Error)) throw err;
     logger.fatal({ path: options.configPath }, `configuration rejected:\n${err.message}`);
@@ -205,6 +212,7 @@ async function main(): Promise<number> {
     hash: config.hash,
     loadedAt: new Date(),
     files: config.files,
+    fileHashes,
     policies: config.policies.length,
     policyDetails: summary,
     lastError: undefined,
@@ -250,6 +258,7 @@ async function main(): Promise<number> {
         hash: next.hash,
         loadedAt: new Date(),
         files: next.files,
+        fileHashes: validated.fileHashes,
         policies: next.policies.length,
         policyDetails: summarizePolicies(validated.policies),
         lastError: undefined,

@@ -128,6 +128,7 @@ function proxy(
     hash: 'h',
     loadedAt: new Date(0),
     files: [],
+    fileHashes: {},
     policies: 0,
     policyDetails: [],
     lastError: undefined,

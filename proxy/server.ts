@@ -35,6 +35,8 @@ export interface ConfigStatus {
   hash: string;
   loadedAt: Date;
   files: readonly string[];
+  /** The sha256 of each file's text, by path (ValidatedConfig.fileHashes). */
+  fileHashes: Readonly<Record<string, string>>;
   policies: number;
   /** Each policy in the order they apply, with its mode and rule counts. */
   policyDetails: readonly PolicySummary[];
@@ -358,6 +360,7 @@ function statusJson(s: ConfigStatus, auth: AuthStatus | undefined) {
     hash: s.hash,
     loadedAt: s.loadedAt.toISOString(),
     files: s.files,
+    fileHashes: s.fileHashes,
     policies: s.policies,
     policyDetails: s.policyDetails,
     lastError: errorJson(s.lastError),

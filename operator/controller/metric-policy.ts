@@ -51,7 +51,12 @@ import { EventRecorder } from './recorder.js';
 const TOP_LIMIT = 200;
 /** How often the proxies are looked at after a render, until they run it, and for how long. */
 const LOOK_INTERVAL_MS = 500;
-const LOOK_ROUNDS = 120;
+/**
+ * Five minutes: a proxy loading thousands of policies on a busy node can take minutes, and while
+ * the look runs, a status that would say Pending only until the proxies have loaded is not
+ * written (a look asks for the config status and limits only, so it costs little).
+ */
+const LOOK_ROUNDS = 600;
 /**
  * How long an instance renders after the last event that queued it, and at most after the first:
  * a `kubectl apply` of a thousand policies arrives as a thousand watch events over seconds, and a
@@ -70,7 +75,7 @@ export interface ControllerOptions {
   readonly metrics: OperatorMetrics;
   /** Instances rendered at once; one key is never rendered twice at once. Default 2. */
   readonly workers?: number;
-  /** Status writes in flight at once, within the write budget. Default 32. */
+  /** Status writes in flight at once, within the write budget. Default 8. */
   readonly statusWorkers?: number;
   /** The instance queue (its depth is a metric). */
   readonly queue?: WorkQueue<string>;
@@ -112,6 +117,8 @@ interface InstanceState {
   again: boolean;
   /** The generations of the last renders before `render`, by hash (InstanceRender.earlier). */
   readonly earlier: Map<string, Readonly<Record<string, number>>>;
+  /** The generations of each shard's file, by the sha256 of its text, over the last renders. */
+  readonly shards: Map<string, Readonly<Record<string, number>>>;
 }
 
 /** Earlier renders remembered per instance: proxies a few renders behind still count as running what they hold. */
@@ -238,7 +245,7 @@ export class MetricPolicyController {
       },
     };
     for (let i = 0; i < (this.#options.workers ?? 2); i++) this.#workers.push(this.#renderWork(ctx));
-    for (let i = 0; i < (this.#options.statusWorkers ?? 32); i++) this.#workers.push(this.#statusWork(ctx));
+    for (let i = 0; i < (this.#options.statusWorkers ?? 8); i++) this.#workers.push(this.#statusWork(ctx));
     // Without discovery a status depends on the watched objects only, which the watches cover.
     if (this.#options.proxies.kind !== 'none') {
       this.#refresh = setInterval(() => this.#refreshAll(), this.#options.statusIntervalMs);
@@ -295,7 +302,14 @@ export class MetricPolicyController {
   #state(instance: string): InstanceState {
     let st = this.#instances.get(instance);
     if (st === undefined) {
-      st = { render: undefined, observation: undefined, looking: false, again: false, earlier: new Map() };
+      st = {
+        render: undefined,
+        observation: undefined,
+        looking: false,
+        again: false,
+        earlier: new Map(),
+        shards: new Map(),
+      };
       this.#instances.set(instance, st);
     }
     return st;
@@ -529,7 +543,14 @@ export class MetricPolicyController {
           while (st.earlier.size > EARLIER_RENDERS)
             st.earlier.delete(st.earlier.keys().next().value as string);
         }
-        st.render = { ...render, earlier: st.earlier };
+        // Newest last, so the oldest are dropped first.
+        for (const [hash, held] of render.shardGenerations ?? []) {
+          st.shards.delete(hash);
+          st.shards.set(hash, held);
+        }
+        const keep = EARLIER_RENDERS * (this.#options.configShards ?? 1);
+        while (st.shards.size > keep) st.shards.delete(st.shards.keys().next().value as string);
+        st.render = { ...render, earlier: st.earlier, shardGenerations: st.shards };
         for (const problem of render.problems) {
           const live = this.#configMaps.get(problem.configMap, namespace);
           ctx.cluster.recordEvent(

@@ -19,7 +19,7 @@ describe('parseOperatorOptions', () => {
       statusIntervalMs: 30_000,
       statusWriteQps: 20,
       statusWriteBurst: 30,
-      statusWorkers: 32,
+      statusWorkers: 8,
       configShards: 1,
       usage: { dashboardSelector: 'grafana_dashboard=1', dashboardNamespaces: [], prometheusRules: true },
       webhook: undefined,

@@ -117,8 +117,7 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
                               client default). Events have a bucket of their own with the same numbers.
   --status-write-burst N      Writes allowed at once above that rate; default 30.
   --status-workers N          Status writes in flight at once, so one slow write holds up no other;
-                              default 32: the write budget, not the API server's latency, is what
-                              bounds the rate (8 in flight at 0.5 s a write would be 16 a second).
+                              default 8.
   --config-shards N           ConfigMaps each instance's configuration is split over, by a hash of the
                               policy: <instance ConfigMap>, then -1 .. -(N-1). The proxies must mount all
                               N in one projected volume (the chart's operator.configShards does both).
@@ -185,7 +184,7 @@ export function parseOperatorOptions(
   const namespace = v.namespace ?? podNamespace() ?? DEFAULT_NAMESPACE;
   const statusWriteQps = positive('--status-write-qps', v['status-write-qps'] ?? '20');
   const statusWriteBurst = whole('--status-write-burst', v['status-write-burst'] ?? '30');
-  const statusWorkers = whole('--status-workers', v['status-workers'] ?? '32');
+  const statusWorkers = whole('--status-workers', v['status-workers'] ?? '8');
   const configShards = whole('--config-shards', v['config-shards'] ?? '1');
   if (configShards > 64) throw new UsageError(`--config-shards ${configShards}: at most 64`);
   return Object.freeze({

@@ -13,6 +13,7 @@
 // callers that reconcile an instance as a whole.
 
 import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
 import type { MetricReadsT, MetricUsageSpecT } from '../../crds/metric-policy.js';
 import { ConfigError, parseConfigFile, parsePolicyFile } from '../../policy/load.js';
 import { parseReplicas } from '../../policy/replicas.js';
@@ -212,6 +213,13 @@ export interface InstanceRender {
    * (the controller keeps a few): a proxy still running one of them runs what it holds.
    */
   readonly earlier?: ReadonlyMap<string, Readonly<Record<string, number>>>;
+  /**
+   * The generations each shard's policies file holds, by the sha256 of its text: this render's
+   * shards as in force, and (the controller adds them) those of earlier renders.
+   */
+  readonly shardGenerations?: ReadonlyMap<string, Readonly<Record<string, number>>>;
+  /** The path a proxy reads the policy's shard at (the proxies' --config and the shard's key). */
+  readonly shardFile?: (id: string) => string;
 }
 
 export interface ReconcileResult {
@@ -337,6 +345,7 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
   // What the proxies will load: each shard as written, or as it stays when it cannot be.
   const inForce: Pick<ConfigMap, 'data'>[] = [];
   const generations: Record<string, number> = {};
+  const shardGenerations = new Map<string, Readonly<Record<string, number>>>();
   const undeliverable = new Map<string, string>();
   const problems: { configMap: string; message: string }[] = [];
   let applies = 0;
@@ -347,7 +356,10 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
       problems.push({ configMap: cm.metadata.name, message: problem });
       for (const id of Object.keys(renderedGenerations(cm))) undeliverable.set(id, problem);
       inForce.push({ data: liveRendered(now) });
-      Object.assign(generations, now === undefined ? {} : renderedGenerations(now));
+      const held = now === undefined ? {} : renderedGenerations(now);
+      Object.assign(generations, held);
+      const text = now?.data?.[shardKey(i)];
+      if (text !== undefined) shardGenerations.set(sha256(text), held);
       continue;
     }
     if (needsApply(cm, now)) {
@@ -355,7 +367,9 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
       applies++;
     }
     inForce.push(cm);
-    Object.assign(generations, renderedGenerations(cm));
+    const held = renderedGenerations(cm);
+    Object.assign(generations, held);
+    shardGenerations.set(sha256(cm.data[shardKey(i)] ?? ''), held);
   }
   // Shards beyond the count (it was lowered) are emptied, so no policy is loaded twice.
   for (let i = shards; ; i++) {
@@ -381,6 +395,8 @@ export async function renderInstance(ctx: ReconcileContext, instance: string): P
     problems,
     generations,
     renderedHash: proxyConfigHash(inForce, ctx.proxyConfigPath),
+    shardGenerations,
+    shardFile: (id: string) => posix.join(ctx.proxyConfigPath, shardKey(shardOf(id, shards))),
     configMap: applies > 0 ? 'written' : 'skipped',
     applies,
     replicas: discovered ?? liveCount(liveReplicas),
@@ -419,6 +435,15 @@ export function desiredStatus(
   const holds = (hash: string) =>
     (hash === render.renderedHash && render.generations[id] === generation) ||
     render.earlier?.get(hash)?.[id] === generation;
+  const { shardFile, shardGenerations } = render;
+  const file = shardFile?.(id);
+  const holdsFiles =
+    file === undefined || shardGenerations === undefined
+      ? undefined
+      : (files: Readonly<Record<string, string>>) => {
+          const h = files[file];
+          return h !== undefined && shardGenerations.get(h)?.[id] === generation;
+        };
   // The hash named in status stays while it still holds this generation: an edit of another
   // policy changes the instance's hash, and must not rewrite every status.
   const named = policy.status?.proxies?.configHash;
@@ -433,6 +458,7 @@ export function desiredStatus(
     renderedGenerations: render.generations,
     now,
     holds,
+    ...(holdsFiles === undefined ? {} : { holdsFiles }),
     ...(stable === undefined ? {} : { configHash: stable }),
     ...(undeliverable === undefined ? {} : { undeliverable }),
   };
@@ -660,4 +686,8 @@ export function withStaleOffenders(
     ...(limitsSummary === undefined ? {} : { limitsSummary }),
     offendersStale: true,
   };
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

@@ -388,6 +388,15 @@ describe('parseConfigStatus', () => {
     { input: { hash: '' }, want: /hash: must be a non-empty string/ },
     { input: { hash: 1 }, want: /hash: must be a non-empty string/ },
     { input: { hash: 'h', lastError: { message: 3 } }, want: /lastError\.message: must be a string/ },
+    {
+      input: { hash: 'h', fileHashes: { '/c/a.yaml': 'x' } },
+      want: { hash: 'h', fileHashes: { '/c/a.yaml': 'x' } },
+    },
+    { input: { hash: 'h', fileHashes: [] }, want: /fileHashes: must be an object/ },
+    {
+      input: { hash: 'h', fileHashes: { '/c/a.yaml': 1 } },
+      want: /fileHashes\["\/c\/a\.yaml"\]: must be a string/,
+    },
   ])('$input', ({ input, want }) => {
     if (want instanceof RegExp) expect(() => parseConfigStatus(input)).toThrow(want);
     else expect(parseConfigStatus(input)).toStrictEqual(want);

@@ -83,6 +83,8 @@ export interface ProxyPoll {
   readonly configHash?: string;
   /** The message of the proxy's last failed reload, which left `configHash` in force. */
   readonly lastError?: string;
+  /** The sha256 of each file the proxy runs, by path; absent from a proxy that predates them. */
+  readonly fileHashes?: Readonly<Record<string, string>>;
   /** The proxy's top offenders; present when reachable and that request succeeded too. */
   readonly report?: TopOffendersReport;
   /** The proxy's unused report by policy id (spec.unused); absent when that request failed. */
@@ -186,12 +188,13 @@ async function pollOne(
       at,
     };
   }
-  const { hash, lastError } = status.value;
+  const { hash, lastError, fileHashes } = status.value;
   return {
     endpoint,
     reachable: true,
     configHash: hash,
     ...(lastError === undefined ? {} : { lastError }),
+    ...(fileHashes === undefined ? {} : { fileHashes }),
     ...(top.status === 'fulfilled'
       ? { report: top.value }
       : look
@@ -325,6 +328,7 @@ export function toProxyReport(poll: ProxyPoll): ProxyReport {
     ...(!poll.reachable && poll.reason !== undefined ? { reason: poll.reason } : {}),
     ...(poll.configHash === undefined ? {} : { configHash: poll.configHash }),
     ...(poll.lastError === undefined ? {} : { lastError: poll.lastError }),
+    ...(poll.fileHashes === undefined ? {} : { fileHashes: poll.fileHashes }),
   };
 }
 
@@ -344,6 +348,7 @@ export function toEndpointPoll(poll: ProxyPoll): EndpointPoll | undefined {
 export interface ConfigStatus {
   readonly hash: string;
   readonly lastError?: string;
+  readonly fileHashes?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -354,12 +359,23 @@ export function parseConfigStatus(json: unknown): ConfigStatus {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw new TypeError('status: must be an object');
   }
-  const { hash, lastError } = json as Record<string, unknown>;
+  const { hash, lastError, fileHashes } = json as Record<string, unknown>;
   if (typeof hash !== 'string' || hash === '') throw new TypeError('hash: must be a non-empty string');
-  if (lastError === null || lastError === undefined) return { hash };
+  let files: Record<string, string> | undefined;
+  if (fileHashes !== undefined) {
+    if (fileHashes === null || typeof fileHashes !== 'object' || Array.isArray(fileHashes))
+      throw new TypeError('fileHashes: must be an object');
+    files = {};
+    for (const [file, h] of Object.entries(fileHashes)) {
+      if (typeof h !== 'string') throw new TypeError(`fileHashes[${JSON.stringify(file)}]: must be a string`);
+      files[file] = h;
+    }
+  }
+  const withFiles = files === undefined ? { hash } : { hash, fileHashes: files };
+  if (lastError === null || lastError === undefined) return withFiles;
   const message = typeof lastError === 'object' ? (lastError as Record<string, unknown>).message : undefined;
   if (typeof message !== 'string') throw new TypeError('lastError.message: must be a string');
-  return { hash, lastError: message };
+  return { ...withFiles, lastError: message };
 }
 
 /** One round of ProxyPoller.poll. */

@@ -151,6 +151,32 @@ describe('computeStatus', () => {
       message: /^All 2 proxies run generation 3 \(configuration aaaaaaaaaaaa\)\.$/,
     },
     {
+      name: "a proxy runs a set never rendered as a whole, whose file of the policy's shard holds it",
+      in: {
+        proxies: [
+          up('10.0.0.1:8080'),
+          { ...up('10.0.0.2:8080', 'mixed'), fileHashes: { '/c/p.yaml': 'mine' } },
+        ],
+        holdsFiles: (files) => files['/c/p.yaml'] === 'mine',
+      },
+      accepted: ['True', 'Accepted'],
+      ready: ['True', 'ConfigLoaded'],
+      degraded: ['False', 'AsExpected'],
+    },
+    {
+      name: "a proxy runs a set never rendered as a whole, whose file of the policy's shard is older",
+      in: {
+        proxies: [
+          up('10.0.0.1:8080'),
+          { ...up('10.0.0.2:8080', 'mixed'), fileHashes: { '/c/p.yaml': 'old' } },
+        ],
+        holdsFiles: (files) => files['/c/p.yaml'] === 'mine',
+      },
+      accepted: ['True', 'Accepted'],
+      ready: ['False', 'Pending'],
+      degraded: ['False', 'AsExpected'],
+    },
+    {
       name: 'a proxy still runs an older configuration',
       in: { proxies: [up('10.0.0.1:8080'), up('10.0.0.2:8080', OLD)] },
       accepted: ['True', 'Accepted'],

@@ -57,6 +57,8 @@ export interface ProxyReport {
   readonly configHash?: string;
   /** The proxy's last failed reload, which left its previous configuration in force. */
   readonly lastError?: string;
+  /** The sha256 of each file it runs, by path; absent from a proxy that predates them. */
+  readonly fileHashes?: Readonly<Record<string, string>>;
   /** Why it could not be reached; absent when reachable. */
   readonly reason?: string;
 }
@@ -81,6 +83,13 @@ export interface StatusInput {
    * unwritten, when an edit of another policy changes the instance's hash.
    */
   readonly holds?: (hash: string) => boolean;
+  /**
+   * Whether the files a proxy runs hold this generation in the policy's own shard, whatever the
+   * other shards hold: the kubelet updates each ConfigMap of a projected volume on its own, so
+   * while shards change a proxy may run a set the operator never rendered as a whole, and a
+   * policy whose shard it runs is in force all the same. Absent: only `holds` counts.
+   */
+  readonly holdsFiles?: (fileHashes: Readonly<Record<string, string>>) => boolean;
   /** The hash status.proxies names; default renderedHash (the caller keeps an earlier one that still holds). */
   readonly configHash?: string;
   /** This policy's offenders (aggregateOffenders); bounded to TOP_OFFENDERS_LIMIT and sorted here. */
@@ -126,7 +135,7 @@ export function setCondition(
 /** The status the policy should have. Holds exactly the Accepted, Ready and Degraded conditions, in that order. */
 export function computeStatus(input: StatusInput): MetricPolicyStatus {
   const { policy, proxies } = input;
-  const holds = holdsOf(input);
+  const runs = runsOf(input);
   const generation = policy.metadata.generation;
   const previous = policy.status?.conditions ?? [];
   const updates = [accepted(input), ready(input), degraded(input)];
@@ -146,7 +155,7 @@ export function computeStatus(input: StatusInput): MetricPolicyStatus {
     conditions,
     ...(why === undefined ? {} : { reason: why }),
     proxies: {
-      ready: proxies.filter((p) => p.reachable && p.configHash !== undefined && holds(p.configHash)).length,
+      ready: proxies.filter((p) => p.reachable && runs(p)).length,
       total: proxies.length,
       configHash: input.configHash ?? input.renderedHash,
     },
@@ -181,6 +190,15 @@ type Update = Omit<ConditionUpdate, 'observedGeneration'>;
 
 function holdsOf(input: StatusInput): (hash: string) => boolean {
   return input.holds ?? ((hash) => hash === input.renderedHash);
+}
+
+/** Whether a proxy runs this policy's generation: by its hash (holds) or by its shard's file (holdsFiles). */
+function runsOf(input: StatusInput): (p: ProxyReport) => boolean {
+  const holds = holdsOf(input);
+  const files = input.holdsFiles;
+  return (p) =>
+    (p.configHash !== undefined && holds(p.configHash)) ||
+    (files !== undefined && p.fileHashes !== undefined && files(p.fileHashes));
 }
 
 function accepted({ policy, accepted }: StatusInput): Update {
@@ -234,8 +252,8 @@ function ready(input: StatusInput): Update {
     };
   }
   const reachable = proxies.filter((p) => p.reachable);
-  const holds = holdsOf(input);
-  const behind = reachable.filter((p) => p.configHash === undefined || !holds(p.configHash));
+  const runs = runsOf(input);
+  const behind = reachable.filter((p) => !runs(p));
   if (behind.length > 0) {
     return {
       type: READY,

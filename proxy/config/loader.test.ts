@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,8 @@ import { ConfigLoader } from './loader.js';
 
 const doc = (name: string, drop: string) =>
   `---\napiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\nmetadata: { name: ${name}, namespace: apps }\nspec:\n  drop: ["${drop}"]\n`;
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 function dir(files: Record<string, string>): string {
   const d = mkdtempSync(join(tmpdir(), 'cardinal-loader-'));
@@ -34,8 +37,13 @@ describe('ConfigLoader', () => {
     expect(second.policies).toEqual(whole.policies);
     expect(second.config.files).toEqual(whole.config.files);
 
-    loader.loadNow();
+    const third = loader.loadNow();
     expect(loader.stats).toEqual({ files: 2, parsed: 0 });
+    // Each file's sha256, by path: what the operator tells its shards apart by.
+    expect(third.fileHashes).toEqual({
+      [join(d, 'a.yaml')]: sha256(doc('a', 'a_.*')),
+      [join(d, 'b.yaml')]: sha256(doc('b', 'b_edited_.*') + doc('c', 'c_.*')),
+    });
     rmSync(d, { recursive: true });
   });
 

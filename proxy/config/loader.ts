@@ -18,6 +18,11 @@ export interface ValidatedConfig {
   readonly config: LoadedConfig;
   readonly policies: readonly ValidatedPolicy[];
   readonly usage: ValidatedUsage;
+  /**
+   * The sha256 of each file's text, by the path it was read at: the operator tells from them which
+   * of its shards a proxy runs, when the set as a whole is one it never rendered as such.
+   */
+  readonly fileHashes: Readonly<Record<string, string>>;
 }
 
 /** What a reload did: the files parsed again because their text changed, of all the files. */
@@ -104,7 +109,9 @@ export class ConfigLoader {
     this.#stats = { files: texts.length, parsed: changed.length };
     const combined = combineFiles(texts, checks);
     if (combined.problems.length > 0) throw new ConfigError(combined.problems);
-    return combined;
+    const fileHashes: Record<string, string> = {};
+    for (const t of texts) fileHashes[t.file] = next.get(t.file)!.digest;
+    return { ...combined, fileHashes: Object.freeze(fileHashes) };
   }
 }
 
