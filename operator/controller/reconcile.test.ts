@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { MetricPolicySpecT } from '../../crds/metric-policy.js';
 import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.js';
@@ -7,6 +8,7 @@ import type { PolicyEvent } from '../status/events.js';
 import type { ProxyObservation } from '../status/observation.js';
 import {
   type Cluster,
+  desiredStatus,
   type EventTarget,
   type LiveConfigMap,
   needsApply,
@@ -15,6 +17,7 @@ import {
   renderInstance,
 } from './reconcile.js';
 
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const NO_DISCOVERY = unobserved({ kind: 'none' } satisfies ProxySource, 'default')!;
 const MOUNT = '/etc/cardinal/policies';
 
@@ -528,6 +531,46 @@ describe('renderInstance: shards', () => {
     expect(second.applies).toBe(1);
     expect(second.generations['apps/p0007']).toBe(2);
     expect((await renderInstance(shards, 'default')).applies).toBe(0);
+  });
+
+  it("makes a policy Ready on a proxy that runs its own shard, whatever the others' shards hold", async () => {
+    const { cluster, ctx } = setup();
+    const shards = { ...ctx, shards: 4 };
+    for (const p of many(40)) cluster.set(p);
+    const first = await renderInstance(shards, 'default');
+    const names = ['', '-1', '-2', '-3'].map((s) => `cardinal-proxy-default-policies${s}`);
+    const keys = ['policies.yaml', 'policies-1.yaml', 'policies-2.yaml', 'policies-3.yaml'];
+    const files = (): Record<string, string> =>
+      Object.fromEntries(
+        keys.map((k, i) => [`${MOUNT}/${k}`, sha256(cluster.configMaps.get(names[i]!)!.data![k]!)]),
+      );
+    const before = files();
+    // An edit of p0007 and, in another shard, a new policy; the proxy has loaded only p0007's shard.
+    cluster.set(policy('p0007', { drop: ['edited'] }, 2));
+    const file7 = first.shardFile!('apps/p0007');
+    const other = many(80).find(
+      (p) =>
+        first.shardFile!(`apps/${p.metadata.name}`) !== file7 &&
+        !cluster.items.has(`apps/${p.metadata.name}`),
+    )!;
+    cluster.set(other);
+    const second = await renderInstance(shards, 'default');
+    expect(second.applies).toBe(2);
+    const mixed = { ...before, [file7]: files()[file7]! };
+    const observation: ProxyObservation = {
+      observed: true,
+      proxies: [{ endpoint: 'a:1', reachable: true, configHash: 'a set never rendered', fileHashes: mixed }],
+      offenders: new Map(),
+      complete: true,
+      unused: new Map(),
+      limits: new Map(),
+      reported: true,
+    };
+    const now = new Date('2030-01-01T00:00:00Z');
+    const ready = (name: string) =>
+      desiredStatus(cluster.get(name), second, observation, now)?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready('p0007')).toMatchObject({ status: 'True', reason: 'ConfigLoaded' });
+    expect(ready(other.metadata.name)).toMatchObject({ status: 'False', reason: 'Pending' });
   });
 
   it('keeps a shard too large for the API server as it is, and says why for its policies', async () => {
