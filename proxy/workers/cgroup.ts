@@ -45,7 +45,8 @@ export function parseMountinfo(text: string): CgroupMount[] {
     if (dash < 6 || fields.length < dash + 4) continue;
     const fsType = fields[dash + 1];
     if (fsType !== 'cgroup' && fsType !== 'cgroup2') continue;
-    const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+    const unescape = (s: string) =>
+      s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
     out.push({
       root: unescape(fields[3]!),
       mountPoint: unescape(fields[4]!),
