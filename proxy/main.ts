@@ -176,6 +176,7 @@ async function main(): Promise<number> {
       flushIntervalMs: 1000,
       maxPendingTouches: options.engine.maxTrackedSeries,
       replicas: () => replicas.count * workerCount,
+      registry: metrics.registry,
     });
   }
   if (options.limitsStore !== undefined) {

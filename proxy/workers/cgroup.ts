@@ -45,11 +45,11 @@ export function parseMountinfo(text: string): CgroupMount[] {
     if (dash < 6 || fields.length < dash + 4) continue;
     const fsType = fields[dash + 1];
     if (fsType !== 'cgroup' && fsType !== 'cgroup2') continue;
-    const unescape = (s: string) =>
+    const octal = (s: string) =>
       s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
     out.push({
-      root: unescape(fields[3]!),
-      mountPoint: unescape(fields[4]!),
+      root: octal(fields[3]!),
+      mountPoint: octal(fields[4]!),
       v2: fsType === 'cgroup2',
       controllers: fsType === 'cgroup' ? fields[dash + 3]!.split(',') : [],
     });

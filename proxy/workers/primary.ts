@@ -88,12 +88,28 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
   let failed = false;
 
   // Whole-proxy /metrics: each live worker's registry as JSON, and the primary's own.
+  // Besides the merge, each worker's count of answered requests, so an uneven spread shows.
   const metricsText = async (): Promise<string> => {
+    const live = [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
     const parts = await Promise.all(
-      [...slots.values()]
-        .filter((s) => s.ready && s.worker.isConnected())
-        .map((s) => s.rpc.call<Json>('metrics.collect', undefined, 5000).catch(() => [] as Json)),
+      live.map((s) => s.rpc.call<Json>('metrics.collect', undefined, 5000).catch(() => [] as Json)),
     );
+    const perWorker = parts.map((part, i) => ({
+      labels: { worker: String(live[i]!.index) },
+      value: (part.find((m) => m.name === 'cardinal_proxy_requests_total')?.values ?? []).reduce(
+        (sum, v) => sum + v.value,
+        0,
+      ),
+    }));
+    parts.push([
+      {
+        name: 'cardinal_proxy_worker_requests_total',
+        help: 'Ingest requests each worker answered (the sum of its cardinal_proxy_requests_total).',
+        type: 'counter',
+        values: perWorker,
+        aggregator: 'sum',
+      } as unknown as Json[number],
+    ]);
     parts.push((await registry.getMetricsAsJSON()) as Json);
     return AggregatorRegistry.aggregate(parts).metrics();
   };

@@ -6,6 +6,7 @@
 // interval). When the primary does not answer in time, the worker decides with its share of each
 // limit (limit / workers), as a replica does when Redis is down.
 
+import { Counter, type Registry } from 'prom-client';
 import {
   type AdmissionCheck,
   type LimitStore,
@@ -30,8 +31,11 @@ export class WorkerLimitStore implements LimitStore {
   #since = new Date();
   #lastError: string | undefined;
   readonly #timer: NodeJS.Timeout;
+  readonly #errors: Counter<'op' | 'reason'> | undefined;
 
   constructor(o: {
+    /** Where admissions the primary did not answer are counted (the Redis store's counter name). */
+    registry?: Registry;
     rpc: Rpc;
     timeoutMs: number;
     flushIntervalMs: number;
@@ -43,6 +47,16 @@ export class WorkerLimitStore implements LimitStore {
     this.#timeoutMs = o.timeoutMs;
     this.#replicas = o.replicas;
     this.#maxPending = o.maxPendingTouches;
+    this.#errors =
+      o.registry === undefined
+        ? undefined
+        : new Counter({
+            name: 'cardinal_proxy_limits_store_errors_total',
+            help: 'Failed operations on the shared limit store, by operation and reason (timeout, unavailable, error).',
+            labelNames: ['op', 'reason'],
+            registers: [o.registry],
+          });
+    this.#errors?.inc({ op: 'admit', reason: 'timeout' }, 0);
     this.#timer = setInterval(() => this.#flush(), o.flushIntervalMs);
     this.#timer.unref();
   }
@@ -59,6 +73,7 @@ export class WorkerLimitStore implements LimitStore {
       this.#state(true);
       return answers;
     } catch (err) {
+      this.#errors?.inc({ op: 'admit', reason: /no answer/.test(String(err)) ? 'timeout' : 'unavailable' });
       this.#state(false, err);
       return undefined;
     }
