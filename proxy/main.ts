@@ -626,6 +626,9 @@ async function main(): Promise<number> {
   await app.listen({ host: options.listenHost, port: options.listenPort });
   if (usageService !== undefined && queryMetrics !== undefined) usageService.start(queryMetrics);
   upstreamNames?.start();
+  // A worker is ready once every worker has started (the primary answers then), so /-/ready
+  // answering means the whole proxy serves.
+  if (worker !== undefined) await worker.rpc.call('worker.ready', undefined, 600_000);
   ready = true;
   logger.info(
     {
@@ -644,7 +647,6 @@ async function main(): Promise<number> {
     },
     'cardinal-proxy started',
   );
-  worker?.rpc.notify('worker.ready', undefined);
 
   // A worker's configuration changes come from the primary, which watches the files and takes SIGHUP.
   process.on('SIGHUP', () => {

@@ -159,9 +159,10 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     rpc.handle('config.get', () => current);
     rpc.handle('config.reload', (arg) => reload(arg === true));
     rpc.handle('metrics.text', () => metricsText());
-    rpc.handle('worker.ready', () => {
+    rpc.handle('worker.ready', async () => {
       slot.ready = true;
       if ([...slots.values()].every((s) => s.ready)) firstReady();
+      await allReady;
     });
     if (limits !== undefined) serveLimits(rpc, limits);
     worker.on('message', (m: unknown) => rpc.receive(m));
