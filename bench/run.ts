@@ -169,7 +169,8 @@ async function startProcess(
   readyUrl: string,
 ): Promise<ChildProcess> {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 200; i++) {
+  // Up to a minute: a loaded 2-core machine starts a proxy with two workers slowly.
+  for (let i = 0; i < 1200; i++) {
     // A program that rejects its flags or configuration exits; say so rather than wait.
     if (child.exitCode !== null)
       throw new Error(`${cmd} exited with code ${child.exitCode} before it was ready`);
