@@ -119,6 +119,17 @@ function digest(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/**
+ * What crosses a process boundary (to the proxy's workers): the documents without their `locate`
+ * functions, which only validation uses. ConfigLoader's documents have none already; this keeps a
+ * configuration from elsewhere safe to send.
+ */
+export function transferable(v: ValidatedConfig): ValidatedConfig {
+  const strip = <T extends { locate?: unknown }>(docs: readonly T[]) =>
+    docs.map(({ locate: _locate, ...rest }) => rest) as unknown as T[];
+  return { ...v, config: { ...v.config, policies: strip(v.config.policies), usage: strip(v.config.usage) } };
+}
+
 /** Reads and validates `--config PATH` once, on this thread. */
 export function loadValidated(path: string | undefined): ValidatedConfig {
   return new ConfigLoader(path).loadNow();
