@@ -2,7 +2,8 @@
 // on the same workload and machine. It reports numbers; it never asserts a time.
 //
 // Rows:
-//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core
+//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core;
+//                       once more with the door check (proxy/codec/check.ts) at the default --ingest.* flags
 //   stage ... policies  the same plus the realistic policy set (bench/policies.ts) run by the proxy's
 //                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
@@ -27,8 +28,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { type CheckOptions, checkRequest } from '../proxy/codec/check.js';
 import { scanWriteRequestV1 } from '../proxy/codec/scan.js';
 import { snappyDecode } from '../proxy/codec/snappy.js';
+import { parseProxyOptions } from '../proxy/config/flags.js';
 import type { MemoryReport } from './memory.js';
 import { policyPath } from './pipeline.js';
 import {
@@ -66,20 +69,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-function stageBench(w: Workload): number {
+/** Decode + scan in-process; with `checks`, the door check too, as the proxy's defaults set it. */
+function stageBench(w: Workload, checks?: Omit<CheckOptions, 'nowMs'>): number {
   let samples = 0;
   let index: ReturnType<typeof scanWriteRequestV1> | undefined;
-  const end = performance.now() + SECONDS * 1000;
-  let i = 0;
-  let start = performance.now();
+  const one = (body: Uint8Array): void => {
+    const decoded = snappyDecode(body, 1 << 30);
+    index = scanWriteRequestV1(decoded, index);
+    if (checks !== undefined && checkRequest(decoded, index, { ...checks, nowMs: Date.now() }).first)
+      throw new Error('the door check refused the bench workload');
+  };
   // Warm up the JIT before measuring.
-  for (let k = 0; k < 50; k++)
-    index = scanWriteRequestV1(snappyDecode(w.bodies[k % w.bodies.length]!, 1 << 30), index);
-  start = performance.now();
+  for (let k = 0; k < 50; k++) one(w.bodies[k % w.bodies.length]!);
+  let i = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
   while (performance.now() < end) {
-    const body = w.bodies[i++ % w.bodies.length]!;
-    index = scanWriteRequestV1(snappyDecode(body, 1 << 30), index);
-    samples += index.totalSamples;
+    one(w.bodies[i++ % w.bodies.length]!);
+    samples += index!.totalSamples;
   }
   return samples / ((performance.now() - start) / 1000);
 }
@@ -498,6 +505,16 @@ async function main(): Promise<void> {
     p99: undefined,
     note: 'one core, no HTTP',
   });
+  const ingest = parseProxyOptions([], {});
+  if (ingest !== 'help' && ingest !== 'version' && ingest.ingest !== undefined) {
+    rows.push({
+      name: 'stage decode+scan+door check (in-process)',
+      samplesPerSec: stageBench(w, ingest.ingest),
+      p50: undefined,
+      p99: undefined,
+      note: `one core, no HTTP; the default --ingest.* checks (names ${ingest.ingest.names})`,
+    });
+  }
   rows.push({
     name: 'stage decode+scan+policies (in-process)',
     samplesPerSec: policyStageBench(w, configDir),
