@@ -283,16 +283,28 @@ function quickLabelsV1(buf: Uint8Array, from: number, to: number, legacy: boolea
   let unsorted = false;
   for (let p = from; p < to; ) {
     if (buf[p] !== 0x0a) return SLOW;
-    const len = quickLen(buf, p + 1);
-    const recordEnd = after + len;
-    p = after;
-    if (p >= recordEnd || buf[p] !== 0x0a) return SLOW;
-    const nameLen = quickLen(buf, p + 1);
-    const ns = after;
+    // Lengths below 128 are one byte; the varint readers only for longer ones.
+    let len = buf[p + 1]!;
+    let ns = p + 2;
+    if (len >= 0x80) {
+      len = varintAt(buf, p + 1);
+      ns = afterVarint(buf, p + 1);
+    }
+    const recordEnd = ns + len;
+    if (ns >= recordEnd || buf[ns] !== 0x0a) return SLOW;
+    let nameLen = buf[ns + 1]!;
+    if (nameLen >= 0x80) {
+      nameLen = varintAt(buf, ns + 1);
+      ns = afterVarint(buf, ns + 1);
+    } else ns += 2;
     const ne = ns + nameLen;
     if (ne >= recordEnd || buf[ne] !== 0x12) return SLOW;
-    const valueLen = quickLen(buf, ne + 1);
-    const vs = after;
+    let valueLen = buf[ne + 1]!;
+    let vs = ne + 2;
+    if (valueLen >= 0x80) {
+      valueLen = varintAt(buf, ne + 1);
+      vs = afterVarint(buf, ne + 1);
+    }
     const ve = vs + valueLen;
     if (ve !== recordEnd || ne === ns) return SLOW;
     if (nameLen === 8 && isNameAt(buf, ns)) {
