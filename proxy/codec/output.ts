@@ -173,8 +173,15 @@ export class OutputBuilder<E extends AggregateSeries> {
   #aggregates: Map<number, { entry: E; byTs: Map<number, number> }> | undefined;
   readonly #buf: Buffer;
   readonly #index: SeriesIndex;
+  /** Runs of the original and new symbols, in order: few, and large. */
   readonly #chunks: Uint8Array[] = [];
-  readonly #tail: Uint8Array[] = [];
+  /**
+   * The rewritten and merged series, written one after the other into one buffer, sized up front
+   * to the request (rewriting keeps most series about their size) and doubled when it is not
+   * enough: one copy per series instead of three small pieces concatenated at the end.
+   */
+  #tail: Uint8Array | undefined;
+  #tailLength = 0;
   #copiedTo = 0;
   #symbols: Map<string, number> | undefined;
   #newSymbols: string[] = [];
@@ -201,19 +208,55 @@ export class OutputBuilder<E extends AggregateSeries> {
     const v1 = this.#index.version === 1;
     const payload = payloadOf(buf, this.#index.start[i]!);
     const labelsEnd = this.#index.labelsEnd[i]!;
-    // Labels first and nothing but labels in their region (what every sender writes): the rest of
-    // the series is one slice. Otherwise pick the other records out one by one.
-    const rest =
-      this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)
-        ? [buf.subarray(labelsEnd, this.#index.end[i]!)]
-        : recordsExcept(buf, payload, this.#index.end[i]!, 1);
+    const end = this.#index.end[i]!;
     const head = v1 ? encodedV1 : this.#labelRefs(labels);
+    const tag = v1 ? 0x0a : 0x2a;
+    // Labels first and nothing but labels in their region (what every sender writes): the rest of
+    // the series is one run of bytes, copied straight from the request. Otherwise pick the other
+    // records out one by one.
+    if (this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)) {
+      let pos = this.#record(tag, head.length + end - labelsEnd);
+      const tail = this.#tail!;
+      tail.set(head, pos);
+      pos += head.length;
+      // Mostly one Sample record: a loop beats a call for so few bytes.
+      if (end - labelsEnd <= 64) for (let k = labelsEnd; k < end; k++) tail[pos++] = buf[k]!;
+      else {
+        tail.set(buf.subarray(labelsEnd, end), pos);
+        pos += end - labelsEnd;
+      }
+      this.#tailLength = pos;
+      return;
+    }
+    const rest = recordsExcept(buf, payload, end, 1);
     let len = head.length;
     for (const r of rest) len += r.length;
-    const prefix = new Uint8Array(1 + varintSize(len));
-    prefix[0] = v1 ? 0x0a : 0x2a;
-    writeVarint(prefix, 1, len);
-    this.#tail.push(prefix, head, ...rest);
+    let pos = this.#record(tag, len);
+    const tail = this.#tail!;
+    for (const part of [head, ...rest]) {
+      tail.set(part, pos);
+      pos += part.length;
+    }
+    this.#tailLength = pos;
+  }
+
+  /**
+   * Makes room at the end of the tail for a record of `tag` with a `len`-byte payload, writes its
+   * tag and length, and returns where its payload goes; the caller writes it and sets #tailLength.
+   */
+  #record(tag: number, len: number): number {
+    const need = this.#tailLength + 1 + varintSize(len) + len;
+    let tail = this.#tail;
+    if (tail === undefined || tail.length < need) {
+      const grown = Buffer.allocUnsafe(
+        Math.max(need, tail === undefined ? this.#buf.length + 1024 : 2 * tail.length),
+      );
+      if (tail !== undefined) grown.set(tail.subarray(0, this.#tailLength));
+      this.#tail = grown;
+      tail = grown;
+    }
+    tail[this.#tailLength] = tag;
+    return writeVarint(tail, this.#tailLength + 1, len);
   }
 
   /** v2: a packed labels_refs record for `labels`, adding symbols to the request as needed. */
@@ -303,10 +346,13 @@ export class OutputBuilder<E extends AggregateSeries> {
       const head = this.#index.version === 1 ? entry.encoded! : this.#labelRefs(entry.labels!);
       let len = head.length;
       for (const smp of samples) len += smp.length;
-      const prefix = new Uint8Array(1 + varintSize(len));
-      prefix[0] = this.#index.version === 1 ? 0x0a : 0x2a;
-      writeVarint(prefix, 1, len);
-      this.#tail.push(prefix, head, ...samples);
+      let pos = this.#record(this.#index.version === 1 ? 0x0a : 0x2a, len);
+      const tail = this.#tail!;
+      for (const part of [head, ...samples]) {
+        tail.set(part, pos);
+        pos += part.length;
+      }
+      this.#tailLength = pos;
       this.aggregateSeries++;
       this.aggregateSamples += times.length;
     }
@@ -318,7 +364,16 @@ export class OutputBuilder<E extends AggregateSeries> {
       writeVarint(prefix, 1, bytes.length);
       this.#chunks.push(prefix, bytes);
     }
-    return Buffer.concat([...this.#chunks, ...this.#tail]);
+    let size = this.#tailLength;
+    for (const c of this.#chunks) size += c.length;
+    const out = Buffer.allocUnsafe(size);
+    let pos = 0;
+    for (const c of this.#chunks) {
+      out.set(c, pos);
+      pos += c.length;
+    }
+    if (this.#tail !== undefined) out.set(this.#tail.subarray(0, this.#tailLength), pos);
+    return out;
   }
 }
 
