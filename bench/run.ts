@@ -219,10 +219,20 @@ async function freePort(): Promise<number> {
  * Max throughput in a closed loop, then latency in an open loop at half that rate, through `url`
  * and, at the same rate, straight into the sink; "added" latency is the difference.
  */
-async function measure(name: string, url: string, sinkUrl: string, w: Workload, note: string): Promise<Row> {
+async function measure(
+  name: string,
+  url: string,
+  sinkUrl: string,
+  w: Workload,
+  note: string,
+  metricsUrl?: string,
+): Promise<Row> {
   const max = await closedLoop(url, w);
   const rate = max.samplesPerSec / 2 / w.samplesPerRequest;
+  // With the proxy's /metrics: where the tail comes from (reading it resets the lag histogram).
+  const before = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const through = await openLoop(url, w, rate);
+  const after = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const direct = await openLoop(sinkUrl, w, rate);
   const added = (p: number) => percentile(through, p) - percentile(direct, p);
   return {
@@ -230,8 +240,29 @@ async function measure(name: string, url: string, sinkUrl: string, w: Workload, 
     samplesPerSec: max.samplesPerSec,
     p50: added(50),
     p99: added(99),
-    note: `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}`,
+    note:
+      `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}` +
+      (metricsUrl === undefined ? '' : `; at half load ${tailCauses(before, after, SECONDS)}`),
   };
+}
+
+/**
+ * What the proxy's process says of the open loop: event-loop delay (prom-client's histogram,
+ * reset at each read of /metrics) and garbage collection, from two reads around it.
+ */
+function tailCauses(before: string, after: string, seconds: number): string {
+  const ms = (name: string) => (sumOf(after, name) * 1000).toFixed(1);
+  const gc = (kind: string, part: 'sum' | 'count') => {
+    const metric = `nodejs_gc_duration_seconds_${part}{kind="${kind}"}`;
+    return sumOf(after, metric) - sumOf(before, metric);
+  };
+  const kinds = ['minor', 'major', 'incremental', 'weakcb'];
+  const gcSeconds = kinds.reduce((a, k) => a + gc(k, 'sum'), 0);
+  const pauses = kinds.reduce((a, k) => a + gc(k, 'count'), 0);
+  return (
+    `event-loop delay p50 ${ms('nodejs_eventloop_lag_p50_seconds')} / p99 ${ms('nodejs_eventloop_lag_p99_seconds')} / max ${ms('nodejs_eventloop_lag_max_seconds')} ms, ` +
+    `GC ${((100 * gcSeconds) / seconds).toFixed(1)} % of the time in ${pauses} pauses (mean ${((1000 * gcSeconds) / Math.max(1, pauses)).toFixed(2)} ms)`
+  );
 }
 
 /** Lines of a Prometheus text exposition whose name matches `name` and whose value is not 0. */
@@ -570,6 +601,24 @@ async function main(): Promise<void> {
       note: "the load generator's ceiling",
     });
 
+    const vmagent =
+      process.env.CARDINAL_VMAGENT ??
+      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
+    /** vmagent without relabeling, the pass-through row's peer. */
+    const vmagentRow = async () => {
+      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
+      children.push(vm.child);
+      rows.push(
+        await measure(
+          'vmagent -> sink (GOMAXPROCS=1)',
+          `${vm.base}/api/v1/write`,
+          sink.url,
+          w,
+          'acks once queued',
+        ),
+      );
+      await stop(vm.child);
+    };
     const plain = await startProxy(sink.url, []);
     children.push(plain.child);
     rows.push(
@@ -579,9 +628,16 @@ async function main(): Promise<void> {
         sink.url,
         w,
         'acks after the sink accepted',
+        `${plain.base}/metrics`,
       ),
     );
     await stop(plain.child);
+    if (process.env.BENCH_ONLY === 'pass-through') {
+      // Only the in-process rows, the proxy without policies and vmagent beside it.
+      if (vmagent) await vmagentRow();
+      printRows(rows, checks);
+      return;
+    }
 
     // The durable queue: the proxy answers once the request is fsync'd (group commit) and drains
     // to the sink in batches. The directory is on the same disk as the rest of the run's files.
@@ -606,22 +662,8 @@ async function main(): Promise<void> {
 
     await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
 
-    const vmagent =
-      process.env.CARDINAL_VMAGENT ??
-      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
     if (vmagent) {
-      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
-      children.push(vm.child);
-      rows.push(
-        await measure(
-          'vmagent -> sink (GOMAXPROCS=1)',
-          `${vm.base}/api/v1/write`,
-          sink.url,
-          w,
-          'acks once queued',
-        ),
-      );
-      await stop(vm.child);
+      await vmagentRow();
 
       // The proxy's limit tracks at most --limits.max-tracked-series (1,000,000) series.
       const maxHourly = 1_000_000;

@@ -161,10 +161,10 @@ function payloadOf(buf: Uint8Array, start: number): number {
 }
 
 /**
- * Builds the forwarded message from the original: the original bytes with dropped and rewritten
- * series cut out, then (v2) the new symbols, then the rewritten series. Repeated fields may come
- * in any order in protobuf, and v2 symbols appended after all original ones get the next indices,
- * so the original series' references stay valid.
+ * Builds the forwarded message from the original: the original bytes with dropped series cut out
+ * and rewritten ones re-encoded in their place, then merged series, then (v2) the new symbols.
+ * Repeated fields may come in any order in protobuf, and v2 symbols appended after all original
+ * ones get the next indices, so the original series' references stay valid.
  */
 export class OutputBuilder<E extends AggregateSeries> {
   changed = false;
@@ -173,15 +173,14 @@ export class OutputBuilder<E extends AggregateSeries> {
   #aggregates: Map<number, { entry: E; byTs: Map<number, number> }> | undefined;
   readonly #buf: Buffer;
   readonly #index: SeriesIndex;
-  /** Runs of the original and new symbols, in order: few, and large. */
-  readonly #chunks: Uint8Array[] = [];
   /**
-   * The rewritten and merged series, written one after the other into one buffer, sized up front
-   * to the request (rewriting keeps most series about their size) and doubled when it is not
-   * enough: one copy per series instead of three small pieces concatenated at the end.
+   * The forwarded message, written in one buffer sized up front to the request (rewriting keeps
+   * most series about their size) and doubled when that is not enough: unchanged runs of the
+   * original copied as they come, rewritten series in their place, merged series and new symbols
+   * at the end. One copy per series, no pieces concatenated at the end.
    */
-  #tail: Uint8Array | undefined;
-  #tailLength = 0;
+  #out: Buffer | undefined;
+  #outLength = 0;
   #copiedTo = 0;
   #symbols: Map<string, number> | undefined;
   #newSymbols: string[] = [];
@@ -193,7 +192,7 @@ export class OutputBuilder<E extends AggregateSeries> {
 
   #cut(i: number): void {
     const start = this.#index.start[i]!;
-    if (start > this.#copiedTo) this.#chunks.push(this.#buf.subarray(this.#copiedTo, start));
+    if (start > this.#copiedTo) this.#copy(this.#copiedTo, start);
     this.#copiedTo = this.#index.end[i]!;
     this.changed = true;
   }
@@ -216,7 +215,7 @@ export class OutputBuilder<E extends AggregateSeries> {
     // records out one by one.
     if (this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)) {
       let pos = this.#record(tag, head.length + end - labelsEnd);
-      const tail = this.#tail!;
+      const tail = this.#out!;
       tail.set(head, pos);
       pos += head.length;
       // Mostly one Sample record: a loop beats a call for so few bytes.
@@ -225,38 +224,52 @@ export class OutputBuilder<E extends AggregateSeries> {
         tail.set(buf.subarray(labelsEnd, end), pos);
         pos += end - labelsEnd;
       }
-      this.#tailLength = pos;
+      this.#outLength = pos;
       return;
     }
     const rest = recordsExcept(buf, payload, end, 1);
     let len = head.length;
     for (const r of rest) len += r.length;
     let pos = this.#record(tag, len);
-    const tail = this.#tail!;
+    const tail = this.#out!;
     for (const part of [head, ...rest]) {
       tail.set(part, pos);
       pos += part.length;
     }
-    this.#tailLength = pos;
+    this.#outLength = pos;
+  }
+
+  /** Makes room for `n` more bytes at the end of the output. */
+  #reserve(n: number): Buffer {
+    const need = this.#outLength + n;
+    let out = this.#out;
+    if (out === undefined || out.length < need) {
+      const grown = Buffer.allocUnsafe(
+        Math.max(need, out === undefined ? this.#buf.length + 1024 : 2 * out.length),
+      );
+      if (out !== undefined) out.copy(grown, 0, 0, this.#outLength);
+      this.#out = grown;
+      out = grown;
+    }
+    return out;
+  }
+
+  /** Appends buf[from, to) of the original to the output. */
+  #copy(from: number, to: number): void {
+    const out = this.#reserve(to - from);
+    this.#buf.copy(out, this.#outLength, from, to);
+    this.#outLength += to - from;
   }
 
   /**
-   * Makes room at the end of the tail for a record of `tag` with a `len`-byte payload, writes its
-   * tag and length, and returns where its payload goes; the caller writes it and sets #tailLength.
+   * Makes room at the end of the output for a record of `tag` with a `len`-byte payload, writes
+   * its tag and length, and returns where its payload goes; the caller writes it and sets
+   * #outLength.
    */
   #record(tag: number, len: number): number {
-    const need = this.#tailLength + 1 + varintSize(len) + len;
-    let tail = this.#tail;
-    if (tail === undefined || tail.length < need) {
-      const grown = Buffer.allocUnsafe(
-        Math.max(need, tail === undefined ? this.#buf.length + 1024 : 2 * tail.length),
-      );
-      if (tail !== undefined) grown.set(tail.subarray(0, this.#tailLength));
-      this.#tail = grown;
-      tail = grown;
-    }
-    tail[this.#tailLength] = tag;
-    return writeVarint(tail, this.#tailLength + 1, len);
+    const out = this.#reserve(1 + varintSize(len) + len);
+    out[this.#outLength] = tag;
+    return writeVarint(out, this.#outLength + 1, len);
   }
 
   /** v2: a packed labels_refs record for `labels`, adding symbols to the request as needed. */
@@ -335,6 +348,8 @@ export class OutputBuilder<E extends AggregateSeries> {
     maxSeen: number,
     leftOut: (entry: E, samples: number) => void,
   ): Uint8Array {
+    if (this.#copiedTo < this.#buf.length) this.#copy(this.#copiedTo, this.#buf.length);
+    this.#copiedTo = this.#buf.length;
     for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
       const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
       const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
@@ -347,33 +362,24 @@ export class OutputBuilder<E extends AggregateSeries> {
       let len = head.length;
       for (const smp of samples) len += smp.length;
       let pos = this.#record(this.#index.version === 1 ? 0x0a : 0x2a, len);
-      const tail = this.#tail!;
+      const out = this.#out!;
       for (const part of [head, ...samples]) {
-        tail.set(part, pos);
+        out.set(part, pos);
         pos += part.length;
       }
-      this.#tailLength = pos;
+      this.#outLength = pos;
       this.aggregateSeries++;
       this.aggregateSamples += times.length;
     }
-    if (this.#copiedTo < this.#buf.length) this.#chunks.push(this.#buf.subarray(this.#copiedTo));
     for (const s of this.#newSymbols) {
       const bytes = Buffer.from(s);
-      const prefix = new Uint8Array(1 + varintSize(bytes.length));
-      prefix[0] = 0x22;
-      writeVarint(prefix, 1, bytes.length);
-      this.#chunks.push(prefix, bytes);
+      let pos = this.#record(0x22, bytes.length);
+      this.#out!.set(bytes, pos);
+      pos += bytes.length;
+      this.#outLength = pos;
     }
-    let size = this.#tailLength;
-    for (const c of this.#chunks) size += c.length;
-    const out = Buffer.allocUnsafe(size);
-    let pos = 0;
-    for (const c of this.#chunks) {
-      out.set(c, pos);
-      pos += c.length;
-    }
-    if (this.#tail !== undefined) out.set(this.#tail.subarray(0, this.#tailLength), pos);
-    return out;
+    const out = this.#out ?? Buffer.alloc(0);
+    return out.subarray(0, this.#outLength);
   }
 }
 
