@@ -260,7 +260,7 @@ function tailCauses(before: string, after: string, seconds: number): string {
   const gcSeconds = kinds.reduce((a, k) => a + gc(k, 'sum'), 0);
   const pauses = kinds.reduce((a, k) => a + gc(k, 'count'), 0);
   return (
-    `event-loop delay p50 ${ms('nodejs_eventloop_lag_p50_seconds')} / p99 ${ms('nodejs_eventloop_lag_p99_seconds')} / max ${ms('nodejs_eventloop_lag_max_seconds')} ms, ` +
+    `event-loop timer p50 ${ms('nodejs_eventloop_lag_p50_seconds')} / p99 ${ms('nodejs_eventloop_lag_p99_seconds')} / max ${ms('nodejs_eventloop_lag_max_seconds')} ms (a 10 ms timer: 10 is no delay), ` +
     `GC ${((100 * gcSeconds) / seconds).toFixed(1)} % of the time in ${pauses} pauses (mean ${((1000 * gcSeconds) / Math.max(1, pauses)).toFixed(2)} ms)`
   );
 }
