@@ -19,7 +19,16 @@
 //
 // Usage: node hack/native.mjs [PACKAGE_DIR...]   (default: node_modules/re2)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -51,9 +60,14 @@ export function chooseNodeDir(given) {
 export function cacheEntry(pkgDir) {
   const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
   const base =
-    process.env.CARDINAL_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'cardinal');
+    process.env.CARDINAL_CACHE_DIR ||
+    join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'cardinal');
   const name = String(pkg.name).replace(/^@/, '').replace(/\//g, '+');
-  return join(base, 'addons', `${name}-${pkg.version}-node${process.versions.modules}-${process.platform}-${process.arch}`);
+  return join(
+    base,
+    'addons',
+    `${name}-${pkg.version}-node${process.versions.modules}-${process.platform}-${process.arch}`,
+  );
 }
 
 const addons = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : []);
@@ -63,9 +77,13 @@ function loadError(dir) {
   const files = addons(dir);
   if (files.length === 0) return `no addon in ${dir}`;
   for (const file of files) {
-    const r = spawnSync(process.execPath, ['-e', 'process.dlopen({ exports: {} }, process.argv[1])', join(dir, file)], {
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      ['-e', 'process.dlopen({ exports: {} }, process.argv[1])', join(dir, file)],
+      {
+        encoding: 'utf8',
+      },
+    );
     if (r.status !== 0) {
       const lines = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n');
       return `${file}: ${lines.find((l) => /Error/.test(l)) ?? lines[0]}`;
@@ -114,7 +132,9 @@ export function ensureAddon(pkgDir) {
   }
   let nodeGyp;
   try {
-    nodeGyp = process.env.CARDINAL_NODE_GYP || createRequire(join(pkgDir, 'package.json')).resolve('node-gyp/bin/node-gyp.js');
+    nodeGyp =
+      process.env.CARDINAL_NODE_GYP ||
+      createRequire(join(pkgDir, 'package.json')).resolve('node-gyp/bin/node-gyp.js');
   } catch {
     return `${pkgDir}: no node-gyp to build with (the package's dependency node-gyp is not installed; set CARDINAL_NODE_GYP)`;
   }
@@ -123,10 +143,17 @@ export function ensureAddon(pkgDir) {
   const nodeDir = chooseNodeDir(process.env.npm_config_nodedir);
   // node-gyp lets npm_config_* variables override its command line, so the choice goes there.
   if (nodeDir) env.npm_config_nodedir = nodeDir;
-  log(`${what}: not cached; building with node-gyp against ${nodeDir ?? 'downloaded headers'} (RE2 takes minutes)`);
+  log(
+    `${what}: not cached; building with node-gyp against ${nodeDir ?? 'downloaded headers'} (RE2 takes minutes)`,
+  );
   const started = Date.now();
-  const r = spawnSync(process.execPath, [nodeGyp, 'rebuild', '-j', 'max'], { cwd: pkgDir, env, stdio: 'inherit' });
-  if (r.status !== 0) return `${pkgDir}: node-gyp rebuild failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`})`;
+  const r = spawnSync(process.execPath, [nodeGyp, 'rebuild', '-j', 'max'], {
+    cwd: pkgDir,
+    env,
+    stdio: 'inherit',
+  });
+  if (r.status !== 0)
+    return `${pkgDir}: node-gyp rebuild failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`})`;
   const err = loadError(release);
   if (err !== undefined) return `${pkgDir}: the build does not load in Node ${process.version}: ${err}`;
   log(`${what}: built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -135,7 +162,10 @@ export function ensureAddon(pkgDir) {
 }
 
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const dirs = process.argv.length > 2 ? process.argv.slice(2).map((d) => resolve(d)) : [join(ROOT, 'node_modules', 're2')];
+  const dirs =
+    process.argv.length > 2
+      ? process.argv.slice(2).map((d) => resolve(d))
+      : [join(ROOT, 'node_modules', 're2')];
   let failed = false;
   for (const dir of dirs) {
     const err = ensureAddon(dir);

@@ -34,7 +34,9 @@ describe('the Node runtime', () => {
     expect(engines, `engines.node ${pkg.engines.node}`).not.toBeNull();
     expect(engines![1]).toBe(major);
     const [, minor = '', patch = ''] = pinned.split('.');
-    expect(Number(engines![2]) * 1000 + Number(engines![3])).toBeLessThanOrEqual(Number(minor) * 1000 + Number(patch));
+    expect(Number(engines![2]) * 1000 + Number(engines![3])).toBeLessThanOrEqual(
+      Number(minor) * 1000 + Number(patch),
+    );
     expect(pkg.devDependencies['@types/node']).toMatch(new RegExp(`^\\^${major}\\.`));
   });
 
@@ -49,7 +51,10 @@ describe('the Node runtime', () => {
   it('is the Node of the base image the cluster tests build, under the tag the Dockerfiles name', () => {
     const env = { ...process.env };
     delete env.NODE_VERSION;
-    const r = spawnSync('bash', [join(ROOT, 'hack/cluster-images.sh'), 'versions'], { encoding: 'utf8', env });
+    const r = spawnSync('bash', [join(ROOT, 'hack/cluster-images.sh'), 'versions'], {
+      encoding: 'utf8',
+      env,
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(`NODE_VERSION=${pinned}\nNODE_TAG=docker.io/library/node:${major}-bookworm-slim\n`);
   });
