@@ -2,8 +2,8 @@
 // --stage.plugin.timeout, loaded and checked by the proxy's own loader, so a policy that names a
 // plugin gets the verdicts, and a plugin config gets the problems, that the proxy would give.
 
+import { parseDuration } from '../lib/flags.js';
 import { ConfigError } from '../policy/load.js';
-import { parseDuration } from '../proxy/config/flags.js';
 import {
   compilePipeline,
   compileProblems,

@@ -1,9 +1,9 @@
 // `cardinal preview --config PATH --prometheus URL`: what the policies would do to what is stored
 // today, per policy, rule and metric, and who reads what would be dropped.
 
+import { parseDuration } from '../lib/flags.js';
 import { ConfigError } from '../policy/load.js';
 import { checkConfiguration } from '../proxy/config/configuration.js';
-import { parseDuration } from '../proxy/config/flags.js';
 import { CommandError, type Io, parseFlags, table } from './io.js';
 import { compileChecked, loadPlugins, pluginFlags, pluginUsageText } from './plugins.js';
 import { prometheusClient } from './prometheus.js';
