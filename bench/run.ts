@@ -14,6 +14,9 @@
 //                       redis-server on loopback): steady state (every series known) and with 10 %
 //                       of each request's series new; the store's bytes per series from INFO memory
 //                       and round trips per request from the proxy's metrics
+//   --workers 1 / 2     the proxy with one and two worker processes, plain and with the policy set,
+//                       beside vmagent on all cores: samples/s, the CPUs the proxy used, samples per
+//                       CPU-second of its own and RSS per worker (the load generator shares the cores)
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
 //                       before it forwards, so its latency row is not the same contract; once plain,
 //                       once with the same relabel rules and -remoteWrite.maxHourlySeries
@@ -21,8 +24,8 @@
 // "max samples/s" is a closed loop with 8 requests in flight; "added" latency is the open-loop
 // percentile at half of that rate minus the same percentile straight into the sink at that rate.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -166,7 +169,8 @@ async function startProcess(
   readyUrl: string,
 ): Promise<ChildProcess> {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 200; i++) {
+  // Up to a minute: a loaded 2-core machine starts a proxy with two workers slowly.
+  for (let i = 0; i < 1200; i++) {
     // A program that rejects its flags or configuration exits; say so rather than wait.
     if (child.exitCode !== null)
       throw new Error(`${cmd} exited with code ${child.exitCode} before it was ready`);
@@ -333,6 +337,9 @@ async function startProxy(sinkUrl: string, extra: string[]): Promise<{ child: Ch
       sinkUrl,
       '--log-level',
       'warn',
+      // One process unless a row asks for more (the default follows the CPUs).
+      '--workers',
+      '1',
       ...extra,
     ],
     {},
@@ -346,6 +353,7 @@ async function startVmagent(
   sinkUrl: string,
   dataPath: string,
   extra: string[],
+  gomaxprocs = '1',
 ): Promise<{ child: ChildProcess; base: string }> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -358,7 +366,7 @@ async function startVmagent(
       '-loggerLevel=ERROR',
       ...extra,
     ],
-    { GOMAXPROCS: '1' },
+    { GOMAXPROCS: gomaxprocs },
     `${base}/health`,
   );
   return { child, base };
@@ -477,6 +485,103 @@ async function limitStoreRows(o: {
   }
 }
 
+/** CPU seconds a process and its children (a proxy's workers) have used so far. */
+function cpuSeconds(pid: number): number {
+  const ticks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+  const of = (p: number): number => {
+    let own = 0;
+    try {
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      own = (Number(f[11]) + Number(f[12])) / ticks;
+    } catch {
+      return 0;
+    }
+    return own + childrenOf(p).reduce((sum, c) => sum + of(c), 0);
+  };
+  return of(pid);
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return text === '' ? [] : text.split(/\s+/).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Resident bytes of each process: a proxy's workers (its children), or the process itself. */
+function rssPerProcess(pid: number): number[] {
+  const rss = (p: number) => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+    return Number(m?.[1] ?? 0) * 1024;
+  };
+  const kids = childrenOf(pid);
+  return (kids.length === 0 ? [pid] : kids).map(rss);
+}
+
+/**
+ * `--workers 1` and `--workers 2` on this machine, pass-through and with the policy set, beside
+ * vmagent on all cores (GOMAXPROCS unset: every CPU) from the same run. The load generator
+ * shares the cores, so each row also says how much CPU the proxy (or vmagent) used and how many
+ * samples it moved per CPU-second of its own.
+ */
+async function workerRows(o: {
+  sinkUrl: string;
+  tmp: string;
+  configDir: string;
+  vmRelabel: string;
+  w: Workload;
+  children: ChildProcess[];
+  stop: (child: ChildProcess) => Promise<void>;
+}): Promise<void> {
+  const cores = availableParallelism();
+  const out: string[] = [];
+  const row = async (name: string, started: { child: ChildProcess; base: string }, url: string) => {
+    o.children.push(started.child);
+    const pid = started.child.pid!;
+    await closedLoop(url, o.w); // warm-up
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const r = await closedLoop(url, o.w);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds(pid) - cpu0;
+    const rss = rssPerProcess(pid);
+    out.push(
+      `| ${name} | ${fmt(r.samplesPerSec / 1000, 0)} k | ${fmt(cpu / seconds, 2)} | ${fmt((r.samplesPerSec * seconds) / cpu / 1000, 0)} k | ${rss.map((b) => mib(b)).join(', ')} |${r.errors > 0 ? ` ${r.errors} errors` : ''}`,
+    );
+    await o.stop(started.child);
+  };
+  for (const workers of [1, 2]) {
+    const plain = await startProxy(o.sinkUrl, ['--workers', String(workers)]);
+    await row(`cardinal-proxy --workers ${workers}`, plain, `${plain.base}/api/v1/write`);
+    const governed = await startProxy(o.sinkUrl, ['--workers', String(workers), '--config', o.configDir]);
+    await row(`cardinal-proxy --workers ${workers}, policies`, governed, `${governed.base}/api/v1/write`);
+  }
+  const vmagent =
+    process.env.CARDINAL_VMAGENT ??
+    spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
+  if (vmagent) {
+    const all = String(cores);
+    const vm = await startVmagent(vmagent, o.sinkUrl, join(o.tmp, 'vmagent-all'), [], all);
+    await row(`vmagent, GOMAXPROCS=${all}`, vm, `${vm.base}/api/v1/write`);
+    const vmr = await startVmagent(
+      vmagent,
+      o.sinkUrl,
+      join(o.tmp, 'vmagent-all-relabel'),
+      [`-remoteWrite.relabelConfig=${o.vmRelabel}`, '-remoteWrite.maxHourlySeries=1000000'],
+      all,
+    );
+    await row(`vmagent, GOMAXPROCS=${all}, relabel + maxHourlySeries`, vmr, `${vmr.base}/api/v1/write`);
+  }
+  console.log(
+    `\n| ${cores} cores, load generator on the same cores | samples/s | CPUs used | samples per CPU-second | RSS per process |\n|---|---:|---:|---:|---|`,
+  );
+  for (const l of out) console.log(l);
+}
+
 async function main(): Promise<void> {
   const w = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
   // The limit sits well above what the workload needs, so it tracks every series and drops none.
@@ -538,6 +643,11 @@ async function main(): Promise<void> {
       printRows(rows, checks);
       return;
     }
+    if (process.env.BENCH_ONLY === 'workers') {
+      // Only the --workers rows (BENCH_ONLY=workers npm run bench), with vmagent on all cores.
+      await workerRows({ sinkUrl: sink.url, tmp, configDir, vmRelabel, w, children, stop });
+      return;
+    }
     if (process.env.BENCH_ONLY === 'limits') {
       // Only the limit store rows (BENCH_ONLY=limits npm run bench).
       await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
@@ -588,6 +698,7 @@ async function main(): Promise<void> {
     await stop(governed.child);
 
     await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
+    await workerRows({ sinkUrl: sink.url, tmp, configDir, vmRelabel, w, children, stop });
 
     const vmagent =
       process.env.CARDINAL_VMAGENT ??
