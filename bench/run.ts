@@ -2,7 +2,8 @@
 // on the same workload and machine. It reports numbers; it never asserts a time.
 //
 // Rows:
-//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core
+//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core;
+//                       once more with the door check (proxy/codec/check.ts) at the default --ingest.* flags
 //   stage ... policies  the same plus the realistic policy set (bench/policies.ts) run by the proxy's
 //                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
@@ -30,8 +31,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { type CheckOptions, checkRequest } from '../proxy/codec/check.js';
 import { scanWriteRequestV1 } from '../proxy/codec/scan.js';
 import { snappyDecode } from '../proxy/codec/snappy.js';
+import { parseProxyOptions } from '../proxy/config/flags.js';
 import type { MemoryReport } from './memory.js';
 import { policyPath } from './pipeline.js';
 import {
@@ -69,20 +72,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-function stageBench(w: Workload): number {
+/** Decode + scan in-process; with `checks`, the door check too, as the proxy's defaults set it. */
+function stageBench(w: Workload, checks?: Omit<CheckOptions, 'nowMs'>): number {
   let samples = 0;
   let index: ReturnType<typeof scanWriteRequestV1> | undefined;
-  const end = performance.now() + SECONDS * 1000;
-  let i = 0;
-  let start = performance.now();
+  const one = (body: Uint8Array): void => {
+    const decoded = snappyDecode(body, 1 << 30);
+    index = scanWriteRequestV1(decoded, index);
+    if (checks !== undefined && checkRequest(decoded, index, { ...checks, nowMs: Date.now() }).first)
+      throw new Error('the door check refused the bench workload');
+  };
   // Warm up the JIT before measuring.
-  for (let k = 0; k < 50; k++)
-    index = scanWriteRequestV1(snappyDecode(w.bodies[k % w.bodies.length]!, 1 << 30), index);
-  start = performance.now();
+  for (let k = 0; k < 50; k++) one(w.bodies[k % w.bodies.length]!);
+  let i = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
   while (performance.now() < end) {
-    const body = w.bodies[i++ % w.bodies.length]!;
-    index = scanWriteRequestV1(snappyDecode(body, 1 << 30), index);
-    samples += index.totalSamples;
+    one(w.bodies[i++ % w.bodies.length]!);
+    samples += index!.totalSamples;
   }
   return samples / ((performance.now() - start) / 1000);
 }
@@ -216,10 +223,20 @@ async function freePort(): Promise<number> {
  * Max throughput in a closed loop, then latency in an open loop at half that rate, through `url`
  * and, at the same rate, straight into the sink; "added" latency is the difference.
  */
-async function measure(name: string, url: string, sinkUrl: string, w: Workload, note: string): Promise<Row> {
+async function measure(
+  name: string,
+  url: string,
+  sinkUrl: string,
+  w: Workload,
+  note: string,
+  metricsUrl?: string,
+): Promise<Row> {
   const max = await closedLoop(url, w);
   const rate = max.samplesPerSec / 2 / w.samplesPerRequest;
+  // With the proxy's /metrics: where the tail comes from (reading it resets the lag histogram).
+  const before = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const through = await openLoop(url, w, rate);
+  const after = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const direct = await openLoop(sinkUrl, w, rate);
   const added = (p: number) => percentile(through, p) - percentile(direct, p);
   return {
@@ -227,8 +244,29 @@ async function measure(name: string, url: string, sinkUrl: string, w: Workload, 
     samplesPerSec: max.samplesPerSec,
     p50: added(50),
     p99: added(99),
-    note: `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}`,
+    note:
+      `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}` +
+      (metricsUrl === undefined ? '' : `; at half load ${tailCauses(before, after, SECONDS)}`),
   };
+}
+
+/**
+ * What the proxy's process says of the open loop: event-loop delay (prom-client's histogram,
+ * reset at each read of /metrics) and garbage collection, from two reads around it.
+ */
+function tailCauses(before: string, after: string, seconds: number): string {
+  const ms = (name: string) => (sumOf(after, name) * 1000).toFixed(1);
+  const gc = (kind: string, part: 'sum' | 'count') => {
+    const metric = `nodejs_gc_duration_seconds_${part}{kind="${kind}"}`;
+    return sumOf(after, metric) - sumOf(before, metric);
+  };
+  const kinds = ['minor', 'major', 'incremental', 'weakcb'];
+  const gcSeconds = kinds.reduce((a, k) => a + gc(k, 'sum'), 0);
+  const pauses = kinds.reduce((a, k) => a + gc(k, 'count'), 0);
+  return (
+    `event-loop timer p50 ${ms('nodejs_eventloop_lag_p50_seconds')} / p99 ${ms('nodejs_eventloop_lag_p99_seconds')} / max ${ms('nodejs_eventloop_lag_max_seconds')} ms (a 10 ms timer: 10 is no delay), ` +
+    `GC ${((100 * gcSeconds) / seconds).toFixed(1)} % of the time in ${pauses} pauses (mean ${((1000 * gcSeconds) / Math.max(1, pauses)).toFixed(2)} ms)`
+  );
 }
 
 /** Lines of a Prometheus text exposition whose name matches `name` and whose value is not 0. */
@@ -603,6 +641,16 @@ async function main(): Promise<void> {
     p99: undefined,
     note: 'one core, no HTTP',
   });
+  const ingest = parseProxyOptions([], {});
+  if (ingest !== 'help' && ingest !== 'version' && ingest.ingest !== undefined) {
+    rows.push({
+      name: 'stage decode+scan+door check (in-process)',
+      samplesPerSec: stageBench(w, ingest.ingest),
+      p50: undefined,
+      p99: undefined,
+      note: `one core, no HTTP; the default --ingest.* checks (names ${ingest.ingest.names})`,
+    });
+  }
   rows.push({
     name: 'stage decode+scan+policies (in-process)',
     samplesPerSec: policyStageBench(w, configDir),
@@ -663,6 +711,24 @@ async function main(): Promise<void> {
       note: "the load generator's ceiling",
     });
 
+    const vmagent =
+      process.env.CARDINAL_VMAGENT ??
+      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
+    /** vmagent without relabeling, the pass-through row's peer. */
+    const vmagentRow = async () => {
+      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
+      children.push(vm.child);
+      rows.push(
+        await measure(
+          'vmagent -> sink (GOMAXPROCS=1)',
+          `${vm.base}/api/v1/write`,
+          sink.url,
+          w,
+          'acks once queued',
+        ),
+      );
+      await stop(vm.child);
+    };
     const plain = await startProxy(sink.url, []);
     children.push(plain.child);
     rows.push(
@@ -672,9 +738,16 @@ async function main(): Promise<void> {
         sink.url,
         w,
         'acks after the sink accepted',
+        `${plain.base}/metrics`,
       ),
     );
     await stop(plain.child);
+    if (process.env.BENCH_ONLY === 'pass-through') {
+      // Only the in-process rows, the proxy without policies and vmagent beside it.
+      if (vmagent) await vmagentRow();
+      printRows(rows, checks);
+      return;
+    }
 
     // The durable queue: the proxy answers once the request is fsync'd (group commit) and drains
     // to the sink in batches. The directory is on the same disk as the rest of the run's files.
@@ -700,22 +773,8 @@ async function main(): Promise<void> {
     await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
     await workerRows({ sinkUrl: sink.url, tmp, configDir, vmRelabel, w, children, stop });
 
-    const vmagent =
-      process.env.CARDINAL_VMAGENT ??
-      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
     if (vmagent) {
-      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
-      children.push(vm.child);
-      rows.push(
-        await measure(
-          'vmagent -> sink (GOMAXPROCS=1)',
-          `${vm.base}/api/v1/write`,
-          sink.url,
-          w,
-          'acks once queued',
-        ),
-      );
-      await stop(vm.child);
+      await vmagentRow();
 
       // The proxy's limit tracks at most --limits.max-tracked-series (1,000,000) series.
       const maxHourly = 1_000_000;

