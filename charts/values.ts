@@ -433,6 +433,57 @@ export const ProxyValues = Type.Object(
       },
       { additionalProperties: false, description: 'The proxies\u2019 durable queue (gateway mode).' },
     ),
+    stagePlugins: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({
+            pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+            maxLength: 50,
+            description:
+              'Names the volume (`stage-<name>`), mounted read-only at `/etc/cardinal/stages/<name>`.',
+          }),
+          configMap: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description:
+                'A ConfigMap holding the plugin files, each one bundled ES module (README "Stage plugins").',
+            }),
+          ),
+          image: Type.Optional(
+            Type.Object(
+              {
+                reference: Type.String({ minLength: 1, description: 'The image holding the plugin files.' }),
+                pullPolicy: Type.Optional(
+                  StringEnum(['Always', 'IfNotPresent', 'Never'], 'The image pull policy.', 'IfNotPresent'),
+                ),
+              },
+              {
+                additionalProperties: false,
+                description: 'An image volume (Kubernetes 1.33+) holding the plugin files.',
+              },
+            ),
+          ),
+          files: Type.Array(
+            Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$' }),
+            {
+              minItems: 1,
+              description:
+                'The modules in it to load, in order, as paths inside it: each is one `--stage.plugin`.',
+            },
+          ),
+        },
+        {
+          additionalProperties: false,
+          // Exactly one source per entry.
+          oneOf: [{ required: ['configMap'] }, { required: ['image'] }],
+        },
+      ),
+      {
+        default: [],
+        description:
+          'Stage plugins the proxies load (`--stage.plugin`), from a ConfigMap or an image volume: `[{name: stages, configMap: cardinal-stages, files: [hash-bucket.js]}]`. MetricPolicies run them by name in `spec.stages`.',
+      },
+    ),
     limits: Type.Object(
       {
         store: Type.Object(

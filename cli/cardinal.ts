@@ -1,9 +1,9 @@
 // `cardinal`: the policy tools for people: check, test, preview, retro. The commands, dispatched;
 // main.ts runs them on the terminal.
 
+import { didYouMean } from '../lib/suggest.js';
 import { readVersion } from '../lib/version.js';
 import { ConfigError } from '../policy/load.js';
-import { didYouMean } from '../policy/suggest.js';
 import { check } from './check.js';
 import { CommandError, type Io } from './io.js';
 import { preview } from './preview.js';

@@ -1,7 +1,6 @@
 // What a command reads and writes, passed in so that commands run the same in tests as in a shell.
 
-import { parseArgs } from 'node:util';
-import { flagMistake } from '../proxy/config/flags.js';
+import { type FlagSpec, parseFlags as parseFlagArgs, UsageError } from '../lib/flags.js';
 
 export interface Io {
   readonly stdout: (text: string) => void;
@@ -14,14 +13,13 @@ export class CommandError extends Error {
   override name = 'CommandError';
 }
 
-type Options = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
-
-/** Parses a command's flags; a mistake is a CommandError naming the closest flag. */
-export function parseFlags<T extends Options>(argv: readonly string[], options: T) {
+/** Parses a command's flags (lib/flags.ts); a mistake is a CommandError naming the closest flag. */
+export function parseFlags<T extends FlagSpec>(argv: readonly string[], options: T) {
   try {
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    return parseFlagArgs(argv, options, { positionals: true });
   } catch (err) {
-    throw new CommandError(flagMistake(err, Object.keys(options)));
+    if (err instanceof UsageError) throw new CommandError(err.message);
+    throw err;
   }
 }
 

@@ -1,11 +1,11 @@
 // `cardinal preview --config PATH --prometheus URL`: what the policies would do to what is stored
 // today, per policy, rule and metric, and who reads what would be dropped.
 
+import { parseDuration } from '../lib/flags.js';
 import { ConfigError } from '../policy/load.js';
 import { checkConfiguration } from '../proxy/config/configuration.js';
-import { parseDuration } from '../proxy/config/flags.js';
-import { compilePipeline } from '../proxy/pipeline/compile.js';
 import { CommandError, type Io, parseFlags, table } from './io.js';
+import { compileChecked, loadPlugins, pluginFlags, pluginUsageText } from './plugins.js';
 import { prometheusClient } from './prometheus.js';
 import { fileReaders, type Readers, usageReaders } from './readers.js';
 import { evaluateStored, type StoredReport } from './stored.js';
@@ -24,7 +24,7 @@ Flags:
   --tenant T           evaluate as this tenant's requests
   --rules PATH         Prometheus rule files (or PrometheusRule YAML) whose expressions read metrics
   --dashboards PATH    Grafana dashboard JSON files whose queries read metrics
-`;
+${pluginUsageText}`;
 
 export const storedFlags = {
   config: { type: 'string' },
@@ -34,6 +34,7 @@ export const storedFlags = {
   tenant: { type: 'string' },
   rules: { type: 'string', multiple: true },
   dashboards: { type: 'string', multiple: true },
+  ...pluginFlags,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -46,7 +47,7 @@ export interface StoredSetup {
 /** Reads the flags preview and retro share, loads the policies and evaluates what is stored. */
 export async function setupStored(
   values: {
-    [K in keyof typeof storedFlags]?: K extends 'rules' | 'dashboards'
+    [K in keyof typeof storedFlags]?: K extends 'rules' | 'dashboards' | 'stage.plugin'
       ? string[]
       : K extends 'help'
         ? boolean
@@ -67,7 +68,7 @@ export async function setupStored(
   }
   const c = checkConfiguration(values.config);
   if (c.problems.length > 0) throw new ConfigError(c.problems);
-  const pipeline = compilePipeline(c.policies, c.usage);
+  const pipeline = compileChecked(c, await loadPlugins(values, io));
   const readers = usageReaders([
     ...c.usage.metrics,
     ...fileReaders(values.rules ?? [], values.dashboards ?? []),

@@ -9,14 +9,16 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, formatProblems } from '../policy/load.js';
 import type { Label } from '../proxy/codec/types.js';
 import { checkConfiguration } from '../proxy/config/configuration.js';
-import { compilePipeline, type Pipeline } from '../proxy/pipeline/compile.js';
+import type { Pipeline } from '../proxy/pipeline/compile.js';
+import type { StagePlugins } from '../proxy/pipeline/plugins/load.js';
 import { formatSeries, parseSeries, parseSeriesFile } from '../proxy/pipeline/series.js';
 import { simulate } from '../proxy/pipeline/simulate.js';
 import { CommandError, type Io, parseFlags, table } from './io.js';
+import { compileChecked, loadPlugins, pluginFlags, pluginUsageText } from './plugins.js';
 import { describeVerdict, dropper } from './verdict.js';
 
-export const testUsageText = `Usage: cardinal test --config PATH [--tenant T] SERIES_FILE
-       cardinal test TESTFILE.yaml...
+export const testUsageText = `Usage: cardinal test --config PATH [--tenant T] [--stage.plugin PATH]... SERIES_FILE
+       cardinal test [--stage.plugin PATH]... TESTFILE.yaml...
 
 With --config: runs each series of SERIES_FILE (one a line, as Prometheus prints them:
 metric{label="value"}, optionally followed by a value) through the policies and prints its
@@ -44,12 +46,15 @@ A test file:
           output: http_requests_total{job="api"}
       output:                  # optional: exactly the series forwarded, in any order
         - http_requests_total{job="api"}
-`;
+
+Flags:
+${pluginUsageText}`;
 
 export async function test(argv: readonly string[], io: Io): Promise<number> {
   const { positionals, values } = parseFlags(argv, {
     config: { type: 'string' },
     tenant: { type: 'string' },
+    ...pluginFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -57,14 +62,15 @@ export async function test(argv: readonly string[], io: Io): Promise<number> {
     return 0;
   }
   if (positionals.length === 0) throw new CommandError('test needs a series file or test files');
-  if (values.config !== undefined) {
-    if (positionals.length !== 1) throw new CommandError('with --config, test takes exactly one series file');
-    return seriesTable(values.config, positionals[0]!, values.tenant, io);
-  }
+  if (values.config !== undefined && positionals.length !== 1)
+    throw new CommandError('with --config, test takes exactly one series file');
+  const plugins = await loadPlugins(values, io);
+  if (values.config !== undefined)
+    return seriesTable(values.config, positionals[0]!, values.tenant, plugins, io);
   let failed = 0;
   let total = 0;
   for (const file of positionals) {
-    const r = runTestFile(file, io);
+    const r = runTestFile(file, plugins, io);
     failed += r.failed;
     total += r.total;
   }
@@ -72,14 +78,20 @@ export async function test(argv: readonly string[], io: Io): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-function loadPipeline(path: string): Pipeline {
+function loadPipeline(path: string, plugins: StagePlugins | undefined): Pipeline {
   const c = checkConfiguration(path);
   if (c.problems.length > 0) throw new ConfigError(c.problems);
-  return compilePipeline(c.policies, c.usage);
+  return compileChecked(c, plugins);
 }
 
-function seriesTable(config: string, file: string, tenant: string | undefined, io: Io): number {
-  const pipeline = loadPipeline(config);
+function seriesTable(
+  config: string,
+  file: string,
+  tenant: string | undefined,
+  plugins: StagePlugins | undefined,
+  io: Io,
+): number {
+  const pipeline = loadPipeline(config, plugins);
   const parsed = parseSeriesFile(readText(file));
   if (parsed.problems.length > 0) {
     throw new CommandError(parsed.problems.map((p) => `${file}: ${p}`).join('\n'));
@@ -167,11 +179,15 @@ function readTestFile(file: string): { config: string; tests: TestCase[] } {
   return { config: resolve(dirname(file), obj.config as string), tests };
 }
 
-function runTestFile(file: string, io: Io): { total: number; failed: number } {
+function runTestFile(
+  file: string,
+  plugins: StagePlugins | undefined,
+  io: Io,
+): { total: number; failed: number } {
   const { config, tests } = readTestFile(file);
   let pipeline: Pipeline;
   try {
-    pipeline = loadPipeline(config);
+    pipeline = loadPipeline(config, plugins);
   } catch (err) {
     if (err instanceof ConfigError)
       throw new CommandError(`${file}: config ${config}:\n${formatProblems(err.problems)}`);

@@ -16,12 +16,12 @@ import {
   type MetricUsageSpecT,
   type MetricUseT,
 } from '../crds/metric-policy.js';
+import { didYouMean } from '../lib/suggest.js';
 import { ConfigError, type Locate, type PolicyDocument, type Problem, type UsageDocument } from './load.js';
 import { extract, PromQLError } from './promql.js';
 import { compileAnchored } from './regex.js';
 import { compileRelabel } from './relabel.js';
 import { parseSelector, SelectorError } from './selector.js';
-import { didYouMean } from './suggest.js';
 
 /** A policy whose spec passed every check: defaults applied, deeply frozen. */
 export interface ValidatedPolicy {

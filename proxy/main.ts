@@ -22,8 +22,7 @@ import type { LimitStore, ReplicaCount } from './limits/store.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
-import { PluginGuard } from './pipeline/plugins/guard.js';
-import { loadStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
+import { openStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
 import { createQueryMetrics } from './query/metrics.js';
@@ -84,23 +83,17 @@ async function main(): Promise<number> {
   // Stage plugins (--stage.plugin) load once, at start-up; policies name them in spec.stages.
   let plugins: StagePlugins | undefined;
   try {
-    plugins =
-      options.stagePlugins.length === 0
-        ? undefined
-        : {
-            byName: await loadStagePlugins(options.stagePlugins),
-            guard: new PluginGuard({
-              timeoutMs: options.stagePluginTimeoutMs,
-              registry: metrics.registry,
-              log: (stage, kind, err, suppressed) =>
-                logger.error(
-                  { stage, kind, suppressed, err: kind === 'error' ? err : undefined },
-                  kind === 'timeout'
-                    ? 'stage plugins ran out of their time budget; the rest of the request ran without them'
-                    : 'a stage plugin threw; the series went on as the stages before it left them',
-                ),
-            }),
-          };
+    plugins = await openStagePlugins(options.stagePlugins, {
+      timeoutMs: options.stagePluginTimeoutMs,
+      registry: metrics.registry,
+      log: (stage, kind, err, suppressed) =>
+        logger.error(
+          { stage, kind, suppressed, err: kind === 'error' ? err : undefined },
+          kind === 'timeout'
+            ? 'stage plugins ran out of their time budget; the rest of the request ran without them'
+            : 'a stage plugin threw; the series went on as the stages before it left them',
+        ),
+    });
   } catch (err) {
     if (!(err instanceof Error)) throw err;
     logger.fatal(err.message);
@@ -612,6 +605,7 @@ async function main(): Promise<number> {
     reloadMinIntervalMs: options.reloadMinIntervalMs,
     web: {
       version,
+      plugins,
       upstreamUrl: options.upstreamUrl,
       configStatus: () => status,
       engine,

@@ -77,7 +77,10 @@ describe('parseOperatorOptions', () => {
       ['--webhook-listen', ':9443', '--webhook-cert-dir', '/c', '--webhook-hosts', 'x'],
       '--webhook-hosts applies to --webhook-secret',
     ],
-    [['--webhook-listen', '9443', '--webhook-cert-dir', '/c'], 'want HOST:PORT or :PORT'],
+    [
+      ['--webhook-listen', '9443', '--webhook-cert-dir', '/c'],
+      '--webhook-listen: "9443" must be HOST:PORT or :PORT',
+    ],
   ])('refuses webhook flags %j', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
   });
@@ -153,17 +156,17 @@ describe('parseOperatorOptions', () => {
   });
 
   it.each([
-    [['--nope'], "Unknown option '--nope'"],
+    [['--nope'], 'unknown flag --nope'],
     [['--namespace'], "Option '--namespace <value>' argument missing"],
     [['--namespace='], '--namespace needs a value'],
-    [['--metrics-listen', '8081'], 'want HOST:PORT'],
-    [['--metrics-listen', ':99999'], 'want HOST:PORT'],
+    [['--metrics-listen', '8081'], '--metrics-listen: "8081" must be HOST:PORT'],
+    [['--metrics-listen', ':99999'], '--metrics-listen: port 99999 is out of range'],
     [['--shutdown-timeout', '5'], 'is not a duration'],
     [['--status-interval', '0s'], 'must be longer than zero'],
-    [['--status-write-qps', '0'], 'want a positive number'],
-    [['--status-write-burst', '1.5'], 'want a whole number'],
-    [['--status-workers', '0'], 'want a positive number'],
-    [['--config-shards', '2.5'], 'want a whole number'],
+    [['--status-write-qps', '0'], '--status-write-qps: "0" must be a positive number'],
+    [['--status-write-burst', '1.5'], '--status-write-burst: "1.5" must be a positive integer'],
+    [['--status-workers', '0'], '--status-workers: "0" must be a positive integer'],
+    [['--config-shards', '2.5'], '--config-shards: "2.5" must be a positive integer'],
     [['--config-shards', '65'], 'at most 64'],
     [['--proxy-service', 'a', '--proxy-endpoints', 'http://x:1'], 'exclude each other'],
     [['--proxy-tls-server-name', 'p.ns.svc'], '--proxy-tls-server-name needs --proxy-tls-ca-file'],
@@ -171,7 +174,7 @@ describe('parseOperatorOptions', () => {
     [['--proxy-endpoints', 'http://x:1/metrics'], 'without a path'],
     [['--proxy-endpoints', 'ftp://x:1'], 'must be an http or https URL'],
     [['--proxy-endpoints', 'http://x:1,'], 'empty entry'],
-    [['stray'], "Unexpected argument 'stray'"],
+    [['stray'], 'unexpected argument "stray": every setting is a --flag'],
   ])('rejects %j', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(UsageError);
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
@@ -200,7 +203,7 @@ describe('leader election flags', () => {
   });
 
   it.each([
-    [['--leader-elect=maybe'], '--leader-elect=maybe: want true or false'],
+    [['--leader-elect=maybe'], '--leader-elect: "maybe" must be "true" or "false"'],
     [['--leader-elect-renew-deadline', '20s'], 'lease duration > renew deadline > retry period'],
   ])('%j is refused', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
@@ -229,10 +232,10 @@ describe('usage flags', () => {
   });
 
   it.each([
-    [['--usage=maybe'], '--usage=maybe: want true or false'],
+    [['--usage=maybe'], '--usage: "maybe" must be "true" or "false"'],
     [['--dashboard-selector', 'a in (b)'], 'want a label selector'],
     [['--dashboard-namespaces', 'Bad_NS'], '"Bad_NS" is not a namespace name'],
-    [['--prometheus-rules=no'], '--prometheus-rules=no: want true or false'],
+    [['--prometheus-rules=no'], '--prometheus-rules: "no" must be "true" or "false"'],
   ])('%j is refused', (argv, message) => {
     expect(() => parseOperatorOptions(argv, none)).toThrow(message);
   });

@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { parseDuration, UsageError } from '../../lib/flags.js';
+import {
+  bool,
+  positiveDuration as duration,
+  hostPort,
+  parseFlags,
+  positiveInt,
+  positiveNumber,
+  UsageError,
+} from '../../lib/flags.js';
 import { type ProxySource, parseProxyEndpoints, proxyServiceName } from '../proxies/source.js';
 
 export interface OperatorOptions {
@@ -165,32 +172,22 @@ export function parseOperatorOptions(
   argv: readonly string[],
   podNamespace: () => string | undefined = readPodNamespace,
 ): OperatorOptions | 'help' {
-  let v: ReturnType<typeof parse>['values'];
-  try {
-    v = parse(argv).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const v = parse(argv).values;
   if (v.help) return 'help';
   for (const [name, value] of Object.entries(v)) {
     if (value === '') throw new UsageError(`--${name} needs a value`);
   }
-  const listen = v['metrics-listen'] ?? ':8081';
-  const colon = listen.lastIndexOf(':');
-  const port = Number(listen.slice(colon + 1));
-  if (colon === -1 || !/^\d+$/.test(listen.slice(colon + 1)) || port > 65535)
-    throw new UsageError(`--metrics-listen ${listen}: want HOST:PORT or :PORT`);
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const { host, port } = hostPort('--metrics-listen', v['metrics-listen'] ?? ':8081');
   const namespace = v.namespace ?? podNamespace() ?? DEFAULT_NAMESPACE;
-  const statusWriteQps = positive('--status-write-qps', v['status-write-qps'] ?? '20');
-  const statusWriteBurst = whole('--status-write-burst', v['status-write-burst'] ?? '30');
-  const statusWorkers = whole('--status-workers', v['status-workers'] ?? '8');
-  const configShards = whole('--config-shards', v['config-shards'] ?? '1');
+  const statusWriteQps = positiveNumber('--status-write-qps', v['status-write-qps'] ?? '20');
+  const statusWriteBurst = positiveInt('--status-write-burst', v['status-write-burst'] ?? '30');
+  const statusWorkers = positiveInt('--status-workers', v['status-workers'] ?? '8');
+  const configShards = positiveInt('--config-shards', v['config-shards'] ?? '1');
   if (configShards > 64) throw new UsageError(`--config-shards ${configShards}: at most 64`);
   return Object.freeze({
     kubeconfig: v.kubeconfig,
     namespace,
-    metricsHost: host === '' ? '0.0.0.0' : host,
+    metricsHost: host,
     metricsPort: port,
     logLevel: v['log-level'] ?? 'info',
     shutdownTimeoutMs: duration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
@@ -211,12 +208,7 @@ export function parseOperatorOptions(
 }
 
 function usageSources(v: ReturnType<typeof parse>['values']): OperatorOptions['usage'] {
-  const bool = (flag: string, text: string | undefined): boolean => {
-    if (text === undefined || text === 'true') return true;
-    if (text === 'false') return false;
-    throw new UsageError(`--${flag}=${text}: want true or false`);
-  };
-  if (!bool('usage', v.usage)) return undefined;
+  if (!bool('--usage', v.usage, true)) return undefined;
   const selector = v['dashboard-selector'] ?? DEFAULT_DASHBOARD_SELECTOR;
   // Equality-based requirements only (key=value, key!=value, key): what a watch URL carries as is.
   if (!/^[A-Za-z0-9._/-]+(!?==?[A-Za-z0-9._-]*)?(,[A-Za-z0-9._/-]+(!?==?[A-Za-z0-9._-]*)?)*$/.test(selector))
@@ -234,7 +226,7 @@ function usageSources(v: ReturnType<typeof parse>['values']): OperatorOptions['u
   return Object.freeze({
     dashboardSelector: selector,
     dashboardNamespaces: Object.freeze(namespaces),
-    prometheusRules: bool('prometheus-rules', v['prometheus-rules']),
+    prometheusRules: bool('--prometheus-rules', v['prometheus-rules'], true),
   });
 }
 
@@ -258,11 +250,8 @@ function webhookOptions(
     if (stray !== undefined) throw new UsageError(`--${stray} needs --webhook-listen`);
     return undefined;
   }
-  const colon = listen.lastIndexOf(':');
-  const port = Number(listen.slice(colon + 1));
-  if (colon === -1 || !/^\d+$/.test(listen.slice(colon + 1)) || port < 1 || port > 65535)
-    throw new UsageError(`--webhook-listen ${listen}: want HOST:PORT or :PORT`);
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+  const { host, port } = hostPort('--webhook-listen', listen);
+  if (port < 1) throw new UsageError(`--webhook-listen: port ${port} is out of range`);
   if ((dir === undefined) === (secretName === undefined))
     throw new UsageError('--webhook-listen needs exactly one of --webhook-cert-dir and --webhook-secret');
   if (dir !== undefined) {
@@ -295,9 +284,7 @@ function webhookOptions(
 }
 
 function leaderElection(v: ReturnType<typeof parse>['values'], namespace: string) {
-  const elect = v['leader-elect'] ?? 'true';
-  if (elect !== 'true' && elect !== 'false')
-    throw new UsageError(`--leader-elect=${elect}: want true or false`);
+  const elect = bool('--leader-elect', v['leader-elect'], true);
   const leaseDurationMs = duration(
     '--leader-elect-lease-duration',
     v['leader-elect-lease-duration'] ?? '15s',
@@ -311,7 +298,7 @@ function leaderElection(v: ReturnType<typeof parse>['values'], namespace: string
     throw new UsageError('leader election needs lease duration > renew deadline > retry period');
   }
   return Object.freeze({
-    enabled: elect === 'true',
+    enabled: elect,
     namespace: v['leader-elect-namespace'] ?? namespace,
     leaseDurationMs,
     renewDeadlineMs,
@@ -320,47 +307,42 @@ function leaderElection(v: ReturnType<typeof parse>['values'], namespace: string
 }
 
 function parse(argv: readonly string[]) {
-  return parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: {
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string' },
-      'metrics-listen': { type: 'string' },
-      'log-level': { type: 'string' },
-      'shutdown-timeout': { type: 'string' },
-      'proxy-service': { type: 'string' },
-      'proxy-endpoints': { type: 'string' },
-      'proxy-tls-ca-file': { type: 'string' },
-      'proxy-tls-server-name': { type: 'string' },
-      'proxy-bearer-token-file': { type: 'string' },
-      'proxy-config-path': { type: 'string' },
-      'proxy-timeout': { type: 'string' },
-      'status-interval': { type: 'string' },
-      'status-write-qps': { type: 'string' },
-      'status-write-burst': { type: 'string' },
-      'status-workers': { type: 'string' },
-      'config-shards': { type: 'string' },
-      'leader-elect': { type: 'string' },
-      usage: { type: 'string' },
-      'dashboard-selector': { type: 'string' },
-      'dashboard-namespaces': { type: 'string' },
-      'prometheus-rules': { type: 'string' },
-      'webhook-listen': { type: 'string' },
-      'webhook-cert-dir': { type: 'string' },
-      'webhook-secret': { type: 'string' },
-      'webhook-configuration': { type: 'string' },
-      'webhook-hosts': { type: 'string' },
-      'webhook-cert-validity': { type: 'string' },
-      'webhook-ca-validity': { type: 'string' },
-      'webhook-cert-sync': { type: 'string' },
-      'leader-elect-namespace': { type: 'string' },
-      'leader-elect-lease-duration': { type: 'string' },
-      'leader-elect-renew-deadline': { type: 'string' },
-      'leader-elect-retry-period': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  return parseFlags(argv, {
+    kubeconfig: { type: 'string' },
+    namespace: { type: 'string' },
+    'metrics-listen': { type: 'string' },
+    'log-level': { type: 'string' },
+    'shutdown-timeout': { type: 'string' },
+    'proxy-service': { type: 'string' },
+    'proxy-endpoints': { type: 'string' },
+    'proxy-tls-ca-file': { type: 'string' },
+    'proxy-tls-server-name': { type: 'string' },
+    'proxy-bearer-token-file': { type: 'string' },
+    'proxy-config-path': { type: 'string' },
+    'proxy-timeout': { type: 'string' },
+    'status-interval': { type: 'string' },
+    'status-write-qps': { type: 'string' },
+    'status-write-burst': { type: 'string' },
+    'status-workers': { type: 'string' },
+    'config-shards': { type: 'string' },
+    'leader-elect': { type: 'string' },
+    usage: { type: 'string' },
+    'dashboard-selector': { type: 'string' },
+    'dashboard-namespaces': { type: 'string' },
+    'prometheus-rules': { type: 'string' },
+    'webhook-listen': { type: 'string' },
+    'webhook-cert-dir': { type: 'string' },
+    'webhook-secret': { type: 'string' },
+    'webhook-configuration': { type: 'string' },
+    'webhook-hosts': { type: 'string' },
+    'webhook-cert-validity': { type: 'string' },
+    'webhook-ca-validity': { type: 'string' },
+    'webhook-cert-sync': { type: 'string' },
+    'leader-elect-namespace': { type: 'string' },
+    'leader-elect-lease-duration': { type: 'string' },
+    'leader-elect-renew-deadline': { type: 'string' },
+    'leader-elect-retry-period': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
 }
 
@@ -392,25 +374,6 @@ function proxySource(service: string | undefined, endpoints: string | undefined)
 }
 
 /** The duration syntax both programs share (lib/flags.ts); zero is refused. */
-function duration(flag: string, text: string): number {
-  const ms = parseDuration(flag, text);
-  if (ms <= 0) throw new UsageError(`${flag}: "${text}" must be longer than zero`);
-  return ms;
-}
-
-function positive(flag: string, text: string): number {
-  const n = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0))
-    throw new UsageError(`${flag} ${text}: want a positive number`);
-  return n;
-}
-
-function whole(flag: string, text: string): number {
-  const n = positive(flag, text);
-  if (!Number.isInteger(n)) throw new UsageError(`${flag} ${text}: want a whole number`);
-  return n;
-}
-
 function readPodNamespace(): string | undefined {
   try {
     const ns = readFileSync(POD_NAMESPACE_FILE, 'utf8').trim();

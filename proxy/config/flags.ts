@@ -1,12 +1,20 @@
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
-import { parseDuration, UsageError } from '../../lib/flags.js';
-import { didYouMean } from '../../policy/suggest.js';
+import {
+  flagMistake as describeMistake,
+  fraction,
+  hostPort,
+  oneOf,
+  parseDuration,
+  parseFlags,
+  positiveDuration,
+  positiveInt,
+  size,
+  UsageError,
+} from '../../lib/flags.js';
 import type { TenantHeaderMode } from '../auth/http.js';
 import { parseRetryOn, type RetryPolicy } from '../forward/retry.js';
 import type { IngestChecks } from '../ingest/remote-write.js';
 import { parseStoreUrl } from '../limits/url.js';
-import { parseSize } from './units.js';
 
 /** Everything the proxy is started with; parsed once, frozen, passed down. */
 export interface ProxyOptions {
@@ -276,12 +284,7 @@ export function parseProxyOptions(
   env: NodeJS.ProcessEnv,
   where: ProxyEnvironment = {},
 ): ProxyOptions | 'help' | 'version' {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    throw new UsageError(flagMistake(err));
-  }
+  const parsed = parse(argv);
   const v = parsed.values;
   if (v.help) return 'help';
   if (v.version) return 'version';
@@ -471,7 +474,7 @@ const parseOptions = {
 } as const;
 
 function parse(argv: readonly string[]) {
-  return parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: parseOptions });
+  return parseFlags(argv, parseOptions);
 }
 
 /** An http(s) URL without credentials in it (they would end up in logs). */
@@ -637,45 +640,12 @@ function parseQueryOptions(
   });
 }
 
-/** Narrows `value` to one of `allowed`, or throws naming them and the closest one. */
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): asserts value is T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(
-      `${flag}: "${value}" must be ${allowed.map((a) => `"${a}"`).join(' or ')}${didYouMean(value, allowed)}`,
-    );
-  }
-}
-
 /** The names of every flag, for suggestions. */
 const FLAG_NAMES = (): string[] => Object.keys(parseOptions);
 
-/**
- * A flag mistake as a person should read it: the flag, and the closest known flag. node:util's
- * parseArgs reports an unknown option with advice about positionals that does not apply here.
- */
+/** A flag mistake as a person should read it (lib/flags.ts), against the proxy's flags by default. */
 export function flagMistake(err: unknown, names: readonly string[] = FLAG_NAMES()): string {
-  const code = (err as { code?: string }).code;
-  const message = err instanceof Error ? err.message : String(err);
-  const unknown = /^Unknown option '(-{1,2})([^'=]+)/.exec(message);
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown !== null) {
-    const given = unknown[2]!;
-    const s = didYouMean(given, names, false);
-    return `unknown flag ${unknown[1]}${given}${s === '' ? '' : s.replace('mean ', 'mean --')}`;
-  }
-  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-    const arg = /'([^']*)'/.exec(message)?.[1];
-    return `unexpected argument ${JSON.stringify(arg ?? '')}: every setting is a --flag`;
-  }
-  return message;
-}
-
-/** A size in bytes: plain, or with a unit (32MiB, 4GB); see units.ts. */
-function size(flag: string, value: string): number {
-  try {
-    return parseSize(value);
-  } catch (err) {
-    throw new UsageError(`${flag}: ${(err as Error).message}`);
-  }
+  return describeMistake(err, names);
 }
 
 function parseIngestChecks(v: ReturnType<typeof parse>['values']): IngestChecks | undefined {
@@ -700,27 +670,9 @@ function parseIngestChecks(v: ReturnType<typeof parse>['values']): IngestChecks 
   return onInvalid === 'off' ? undefined : Object.freeze({ ...checks, onInvalid });
 }
 
-function fraction(flag: string, value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
-    throw new UsageError(`${flag}: "${value}" must be a number from 0 to 1`);
-  }
-  return n;
-}
-
-/** Accepts HOST:PORT, [IPv6]:PORT and :PORT (all interfaces). */
+/** --listen: HOST:PORT, [IPv6]:PORT and :PORT (all interfaces). */
 export function parseHostPort(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
-  if (!m) throw new UsageError(`--listen: "${value}" must be HOST:PORT`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-function positiveDuration(flag: string, value: string): number {
-  const ms = parseDuration(flag, value);
-  if (ms <= 0) throw new UsageError(`${flag}: "${value}" must be longer than zero`);
-  return ms;
+  return hostPort('--listen', value);
 }
 
 /** At most this many workers; more is a typo, not a machine. */
@@ -731,11 +683,4 @@ function optionalWorkers(value: string | undefined): number | undefined {
   const n = positiveInt('--workers', value);
   if (n > MAX_WORKERS) throw new UsageError(`--workers: ${n} is more than ${MAX_WORKERS}`);
   return n;
-}
-
-function positiveInt(flag: string, value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) <= 0) {
-    throw new UsageError(`${flag}: "${value}" must be a positive integer`);
-  }
-  return Number(value);
 }

@@ -95,14 +95,25 @@ export function prepareRequest(
   return finishPrepare(version, body, c, r, opts);
 }
 
-/** A stage plugin whose failure mode refuses the request: 503, which senders retry. */
+/**
+ * A stage plugin whose failure mode refuses the request: 503 with Retry-After, which senders
+ * retry (remote-write 1.0 "Retries & Backoff": 5xx MUST be retried; 2.0 "Retries & Backoff" also
+ * honours Retry-After). Nothing of the request is forwarded: the refusal is thrown while it is
+ * prepared, before the forward or the queue sees it.
+ */
 export function refusedAsError<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof StageRefusal) throw new CardinalError('STAGE_FAILED', err.message);
-    throw err;
+    throw asRefusal(err);
   }
+}
+
+/** The error a stage refusal is answered with; any other error as it is. */
+export function asRefusal(err: unknown): unknown {
+  return err instanceof StageRefusal
+    ? new CardinalError('STAGE_FAILED', err.message, { retryAfterSeconds: 1 })
+    : err;
 }
 
 /**
@@ -120,7 +131,14 @@ export function prepareRequestShared(
     return finishPrepare(version, body, c, undefined, opts);
   const engine = opts.engine;
   const r = refusedAsError(() => engine.run(c.checked, c.index, opts.tenant, opts.nowMs));
-  if (r instanceof Promise) return r.then((done) => finishPrepare(version, body, c, done, opts));
+  // The store answered, and the series after it were evaluated then: a refusal there is one too.
+  if (r instanceof Promise)
+    return r.then(
+      (done) => finishPrepare(version, body, c, done, opts),
+      (err: unknown) => {
+        throw asRefusal(err);
+      },
+    );
   return finishPrepare(version, body, c, r, opts);
 }
 

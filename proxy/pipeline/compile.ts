@@ -9,6 +9,7 @@
 // series on unchanged.
 
 import type { MetricPolicySpecT, MetricUseT } from '../../crds/metric-policy.js';
+import type { Problem } from '../../policy/load.js';
 import type { Matcher } from '../../policy/selector.js';
 import type { CollisionMode } from '../codec/output.js';
 import type { PluginGuard } from './plugins/guard.js';
@@ -198,4 +199,25 @@ export function compilePipeline(
     ),
     plugins: anyPlugin ? plugins?.guard : undefined,
   });
+}
+
+/**
+ * Every problem compilePipeline would throw for, at once: each policy compiled on its own (a stage
+ * plugin's config its schema refuses, a plugin that is not loaded), at the policy's place. For
+ * `cardinal check` and the playground, which show all problems where the proxy stops at the first.
+ */
+export function compileProblems(
+  inputs: readonly (PolicyInput & { readonly source: string })[],
+  usage: PipelineUsage = NO_USAGE,
+  plugins?: StagePlugins,
+): Problem[] {
+  const problems: Problem[] = [];
+  for (const input of inputs) {
+    try {
+      compilePipeline([input], usage, plugins);
+    } catch (err) {
+      problems.push({ where: input.source, message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return problems;
 }

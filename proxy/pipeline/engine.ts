@@ -234,6 +234,10 @@ export class PolicyEngine {
       }
       pass.answers = byKey;
     }
+    // With stage plugins, every series' verdict was taken in #begin (#prefill), before the store
+    // was asked: the wait gives other requests the event loop and the verdict cache may lose
+    // entries meanwhile, but nothing is evaluated again here, so a plugin's say, and a refusal,
+    // is decided before the store answers and before anything of the request is forwarded.
     this.#loop(pass, pass.resumeAt);
     return this.#finish(pass);
   }
@@ -276,13 +280,20 @@ export class PolicyEngine {
    */
   #prefill(pass: Pass, guard: PluginGuard): void {
     const { buf, index, v1, tenant, tenantKey, nowMs, symbols } = pass;
+    // Every series' entry, hits included: the loop must use these, not look again. Storing the
+    // misses' verdicts can push a hit out of the cache, and a verdict evaluated again in the loop
+    // would be made outside the plugins' bounded run, that is without the plugins.
+    const prefilled: (Entry | undefined)[] = new Array(index.count);
+    pass.prefilled = prefilled;
     const misses: number[] = [];
     const hashes: number[] = [];
     for (let i = 0; i < index.count; i++) {
       this.#hashSeries(pass, i);
       const h1 = this.#h[0]!;
       const h2 = this.#h[1]!;
-      if (this.#lookup(tenantKey, h1, h2) === undefined) {
+      const hit = this.#lookup(tenantKey, h1, h2);
+      if (hit !== undefined) prefilled[i] = hit;
+      else {
         misses.push(i);
         hashes.push(h1, h2);
       }
@@ -298,7 +309,6 @@ export class PolicyEngine {
     };
     guard.begin();
     if (!guard.bounded(evaluateAll)) evaluateAll();
-    const prefilled: (Entry | undefined)[] = new Array(index.count);
     for (let k = 0; k < misses.length; k++) {
       const h1 = hashes[2 * k]!;
       const verdict = verdicts[k]!;
@@ -306,7 +316,6 @@ export class PolicyEngine {
       if (!verdict.incomplete) this.#store(tenantKey, h1, entry);
       prefilled[misses[k]!] = entry;
     }
-    pass.prefilled = prefilled;
   }
 
   /** The two label-set hashes of series `i` into #h, as #loop computes them. */
@@ -449,19 +458,22 @@ export class PolicyEngine {
   #emitDecisions(pass: Pass): void {
     const decisions = pass.decisions!;
     const { index, out, nowMs } = pass;
-    const count = new Map<number, number>();
-    let any = false;
+    // A collision is two different series of the request becoming one. The same series twice (a
+    // sender's backlog holds one entry per sample) is not one: it stays that series, rewritten.
+    const firstInput = new Map<number, number>();
+    const colliding = new Set<number>();
     for (const e of decisions) {
       if (e === null || e.aggregated) continue;
-      const c = (count.get(e.canon) ?? 0) + 1;
-      count.set(e.canon, c);
-      if (c > 1) any = true;
+      const h = firstInput.get(e.canon);
+      if (h === undefined) firstInput.set(e.canon, e.h2);
+      else if (h !== e.h2) colliding.add(e.canon);
     }
+    const any = colliding.size > 0;
     // Per colliding label set, its merged series, built from a relabeled member.
     const merged = new Map<number, Entry | null>();
     if (any) {
       for (const e of decisions) {
-        if (e === null || e.aggregated || count.get(e.canon)! < 2) continue;
+        if (e === null || e.aggregated || !colliding.has(e.canon)) continue;
         const labels = e.labels ?? (e.encoded === undefined ? undefined : decodeLabelRecords(e.encoded));
         if (e.relabeledBy >= 0 && labels !== undefined && !merged.get(e.canon)) {
           merged.set(e.canon, this.#collisionVariant(e, labels));

@@ -8,8 +8,10 @@ import { readConfigFile } from '../../policy/load.js';
 import { checkPolicies, checkUsage } from '../../policy/validate.js';
 import type { Label } from '../codec/types.js';
 import type { PolicySummary } from '../config/summary.js';
-import { compilePipeline, type Pipeline } from '../pipeline/compile.js';
+import { compilePipeline, compileProblems, type Pipeline } from '../pipeline/compile.js';
 import type { PolicyEngine } from '../pipeline/engine.js';
+import { PluginGuard } from '../pipeline/plugins/guard.js';
+import type { StagePlugins } from '../pipeline/plugins/load.js';
 import { formatSeries, parseSeriesFile } from '../pipeline/series.js';
 import { type SeriesResult, simulate } from '../pipeline/simulate.js';
 import type { QueueGauges } from '../queue/metrics.js';
@@ -50,6 +52,8 @@ export interface WebDeps {
   /** Hook for read-path usage; absent, the unused page says it is not collected. */
   readonly readUsage?: (() => ReadUsage) | undefined;
   readonly ready: () => boolean;
+  /** The stage plugins the proxy loaded (--stage.plugin): the playground's policies may name them. */
+  readonly plugins?: StagePlugins | undefined;
 }
 
 /** Every page and asset answers with this; inline scripts and styles are not allowed. */
@@ -79,6 +83,12 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
   asset('/static/uplot.iife.min.js', 'text/javascript; charset=utf-8', uplot.js);
   asset('/static/uplot.min.css', 'text/css; charset=utf-8', uplot.css);
 
+  // The playground runs the proxy's plugins under a guard of its own, so what it tries is neither
+  // counted nor logged as the traffic's plugin failures.
+  const playgroundPlugins: StagePlugins | undefined =
+    deps.plugins === undefined
+      ? undefined
+      : { byName: deps.plugins.byName, guard: new PluginGuard({ timeoutMs: deps.plugins.guard.timeoutMs }) };
   const render = (path: string, title: string, body: Fragment, charts = false) =>
     page({ title, path, version: deps.version, body, charts });
 
@@ -93,7 +103,7 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
     send(reply, render('/unused', 'Unused metrics', unused(deps))),
   );
   app.get('/playground', admin, async (_req, reply) =>
-    send(reply, render('/playground', 'Playground', playground(deps, undefined))),
+    send(reply, render('/playground', 'Playground', playground(deps, undefined, playgroundPlugins))),
   );
   app.post('/playground', { ...admin, bodyLimit: PLAYGROUND_MAX_BYTES }, async (req, reply) => {
     const form = new URLSearchParams(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '');
@@ -102,7 +112,7 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
       policies: form.get('policies') ?? '',
       tenant: form.get('tenant') ?? '',
     };
-    return send(reply, render('/playground', 'Playground', playground(deps, input)));
+    return send(reply, render('/playground', 'Playground', playground(deps, input, playgroundPlugins)));
   });
 }
 
@@ -359,7 +369,11 @@ spec:
     - action: labeldrop
       regex: path`;
 
-function playground(deps: WebDeps, input: PlaygroundInput | undefined): Fragment {
+function playground(
+  deps: WebDeps,
+  input: PlaygroundInput | undefined,
+  plugins: StagePlugins | undefined,
+): Fragment {
   const form = html`<form method="post" action="/playground">
 <div class="cols">
 <label>Series, one a line (exposition text or <code>metric{label="value"}</code>)<br><textarea name="series" spellcheck="false">${input?.series ?? EXAMPLE_SERIES}</textarea></label>
@@ -368,7 +382,7 @@ function playground(deps: WebDeps, input: PlaygroundInput | undefined): Fragment
 <p><label>Tenant <input name="tenant" value="${input?.tenant ?? ''}"></label> <button type="submit">Evaluate</button></p>
 </form>`;
   if (input === undefined) return form;
-  const { pipeline, problems } = playgroundPipeline(deps, input.policies);
+  const { pipeline, problems } = playgroundPipeline(deps, input.policies, plugins);
   const parsed = parseSeriesFile(input.series);
   const all = [...problems, ...parsed.problems.map((p) => `series: ${p}`)];
   if (parsed.series.length > PLAYGROUND_MAX_SERIES)
@@ -412,14 +426,21 @@ ${table(
 function playgroundPipeline(
   deps: WebDeps,
   text: string,
+  plugins: StagePlugins | undefined,
 ): { pipeline: Pipeline | undefined; problems: string[] } {
   if (text.trim() === '') return { pipeline: deps.engine.pipeline, problems: [] };
   const read = readConfigFile('policies', text);
   const p = checkPolicies(read.policies);
   const u = checkUsage(read.usage);
-  const problems = [...read.problems, ...p.problems, ...u.problems].map((x) => `${x.where}: ${x.message}`);
+  const problems = [
+    ...read.problems,
+    ...p.problems,
+    ...u.problems,
+    // What compiling with the proxy's plugins finds: a plugin's config, a plugin not loaded.
+    ...compileProblems(p.policies, u.usage, plugins),
+  ].map((x) => `${x.where}: ${x.message}`);
   if (problems.length > 0) return { pipeline: undefined, problems };
-  return { pipeline: compilePipeline(p.policies, u.usage), problems: [] };
+  return { pipeline: compilePipeline(p.policies, u.usage, plugins), problems: [] };
 }
 
 // ---------------------------------------------------------------------------------------------

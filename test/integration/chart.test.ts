@@ -5,8 +5,8 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -497,6 +497,58 @@ describe('helm lint and helm template', () => {
     expect(podSpec(proxy).volumes).toContainEqual({ name: 'queue', emptyDir: { sizeLimit: '8Gi' } });
     const off = find(template('obs', [`upstream=${UPSTREAM}`]), 'Deployment', 'r-cardinal-proxy');
     expect(podSpec(off).containers[0]?.args?.some((a) => a.startsWith('--queue.'))).toBe(false);
+  });
+
+  it('with proxy.stagePlugins mounts each source read-only and loads its files in order', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-chart-stages-'));
+    const values = (stagePlugins: unknown) => {
+      const file = join(dir, `values-${Math.random().toString(36).slice(2)}.yaml`);
+      writeFileSync(file, JSON.stringify({ upstream: UPSTREAM, proxy: { stagePlugins } }));
+      return ['-f', file];
+    };
+    const manifests = template(
+      'obs',
+      [],
+      values([
+        { name: 'stages', configMap: 'cardinal-stages', files: ['hash-bucket.js', 'sample.js'] },
+        { name: 'vendor', image: { reference: 'registry.example/stages:1.0' }, files: ['dist/redact.js'] },
+      ]),
+    );
+    const proxy = podSpec(find(manifests, 'Deployment', 'r-cardinal-proxy'));
+    const args = proxy.containers[0]?.args ?? [];
+    expect(args.filter((a) => a.startsWith('--stage.plugin'))).toEqual([
+      '--stage.plugin=/etc/cardinal/stages/stages/hash-bucket.js',
+      '--stage.plugin=/etc/cardinal/stages/stages/sample.js',
+      '--stage.plugin=/etc/cardinal/stages/vendor/dist/redact.js',
+    ]);
+    expect(proxy.containers[0]?.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: 'stage-stages', mountPath: '/etc/cardinal/stages/stages', readOnly: true },
+        { name: 'stage-vendor', mountPath: '/etc/cardinal/stages/vendor', readOnly: true },
+      ]),
+    );
+    expect(proxy.volumes).toEqual(
+      expect.arrayContaining([
+        { name: 'stage-stages', configMap: { name: 'cardinal-stages' } },
+        {
+          name: 'stage-vendor',
+          image: { reference: 'registry.example/stages:1.0', pullPolicy: 'IfNotPresent' },
+        },
+      ]),
+    );
+    const off = podSpec(find(template('obs', [`upstream=${UPSTREAM}`]), 'Deployment', 'r-cardinal-proxy'));
+    expect(off.containers[0]?.args?.some((a) => a.startsWith('--stage.plugin'))).toBe(false);
+    // The schema refuses an entry with no source or two, no files, or a path out of its volume.
+    for (const bad of [
+      [{ name: 'x', files: ['a.js'] }],
+      [{ name: 'x', configMap: 'c', image: { reference: 'i' }, files: ['a.js'] }],
+      [{ name: 'x', configMap: 'c', files: [] }],
+      [{ name: 'x', configMap: 'c', files: ['../etc/passwd'] }],
+    ]) {
+      const r = helm(['template', 'r', CHART, ...values(bad)]);
+      expect(r.code, JSON.stringify(bad)).not.toBe(0);
+      expect(r.stderr).toContain('stagePlugins');
+    }
   });
 
   it('with proxy.query serves the read path on a Service port of its own, with the counts on an emptyDir', () => {

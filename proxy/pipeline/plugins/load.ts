@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 import { STAGE_API_VERSION, type StagePlugin } from '../stage.js';
-import type { PluginGuard } from './guard.js';
+import { type GuardOptions, PluginGuard } from './guard.js';
 
 export interface LoadedPlugin {
   readonly path: string;
@@ -78,4 +78,16 @@ export async function loadStagePlugins(paths: readonly string[]): Promise<Map<st
     byName.set(loaded.plugin.name, loaded);
   }
   return byName;
+}
+
+/**
+ * The plugins of `--stage.plugin PATH...` with their guard, or undefined when there are none: the
+ * one way the proxy and the `cardinal` command load them. Throws an Error naming the file.
+ */
+export async function openStagePlugins(
+  paths: readonly string[],
+  guard: GuardOptions,
+): Promise<StagePlugins | undefined> {
+  if (paths.length === 0) return undefined;
+  return { byName: await loadStagePlugins(paths), guard: new PluginGuard(guard) };
 }

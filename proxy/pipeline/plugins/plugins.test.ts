@@ -35,6 +35,22 @@ const spec = (extra: object = {}) => ({
 });
 
 describe('stage plugins', () => {
+  it('keep one series that a request holds twice (a backlog) one rewritten series, not a collision', () => {
+    const rig = pluginRig([tagger()], [{ stages: [{ name: 'tagger' }] }]);
+    const up = { __name__: 'up', job: 'a' };
+    const out = rig.run([
+      seriesOf(up, 1, 1000),
+      seriesOf(up, 2, 2000),
+      seriesOf({ ...up, job: 'b' }, 4, 2000),
+    ]);
+    expect(out).toEqual([
+      { ...up, tagged: 'yes', '#value': '1' },
+      { ...up, tagged: 'yes', '#value': '2' },
+      { ...up, job: 'b', tagged: 'yes', '#value': '4' },
+    ]);
+    expect(rig.counted.get('collision/rewritten')).toBeUndefined();
+  });
+
   it('run after the in-tree label stages, on the series as they left it, and count under their reasons', () => {
     const rig = pluginRig([tagger()], [spec()]);
     expect(rig.run([seriesOf({ __name__: 'up', job: 'a' })])).toEqual([

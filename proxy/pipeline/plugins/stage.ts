@@ -150,7 +150,7 @@ export function compilePluginStage(
     const names = [...(plugins?.byName.keys() ?? [])];
     return ctx.at(`stages[${i}].name`, () => {
       throw new Error(
-        `no stage plugin named ${ref.name} is loaded (cardinal-proxy --stage.plugin PATH)${names.length > 0 ? `; loaded: ${names.join(', ')}` : ''}`,
+        `no stage plugin named ${ref.name} is loaded (--stage.plugin PATH loads one)${names.length > 0 ? `; loaded: ${names.join(', ')}` : ''}`,
       );
     });
   }
