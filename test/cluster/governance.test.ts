@@ -3,7 +3,10 @@
 // Service by its DNS name into a receiving Prometheus pod, MetricPolicies applied with kubectl,
 // the kubelet projecting the operator's ConfigMap into the proxies, the operator finding the
 // proxies through the Service's real EndpointSlices, leader failover, a rolling update and a
-// deleted proxy pod with no failed write, and the chart's sidecar example.
+// deleted proxy pod with no failed write, and the chart's sidecar example; then prometheus-operator's
+// Prometheus scraping the chart's ServiceMonitors, real failures injected (Pushgateway pushes, one
+// refused; an upstream that refuses, then rejects; a full queue; the in-flight limit; a series
+// without a name), and every query of the shipped dashboard answered with data from it.
 //
 // SLOW: the node comes up in about 20 s on a warm machine, importing the images takes about 90 s,
 // and a first run builds the images (hack/cluster-images.sh). The times of each phase are printed.
@@ -658,12 +661,19 @@ describe('the chart on a real node', () => {
       );
       return { status: res.status, text: await res.text() };
     };
+    const family = (name: string, sample: string) =>
+      `# HELP ${name} When the last backup finished.\n# TYPE ${name} gauge\n${sample}\n`;
     const good = await push(
-      '# TYPE backup_last_success_timestamp_seconds gauge\nbackup_last_success_timestamp_seconds 1.7e9\n',
+      family('backup_last_success_timestamp_seconds', 'backup_last_success_timestamp_seconds 1.7e9'),
     );
     expect(good.status, good.text).toBeLessThan(300);
-    const stamped = await push(`# TYPE backup_size_bytes gauge\nbackup_size_bytes 1024 ${Date.now()}\n`);
-    expect(stamped.status).toBe(400);
+    const stamped = await push(
+      family(
+        'backup_last_success_timestamp_seconds',
+        `backup_last_success_timestamp_seconds 1.7e9 ${Date.now()}`,
+      ),
+    );
+    expect(stamped.status, stamped.text).toBe(400);
     expect(stamped.text).toContain('timestamp');
     await eventually(
       async () => {
