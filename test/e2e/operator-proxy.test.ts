@@ -15,11 +15,10 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
-  startControlPlane,
+  startPolicyPlane,
   startTarget,
   startVmagent,
   useCleanup,
@@ -99,11 +98,7 @@ describe('operator -> ConfigMap -> proxy -> Prometheus', () => {
   };
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
     ({ receiver, proxy } = await startGovernedStack({ plane, namespace: system, track }));
     const target = track(await startTarget());
     target.setSeries([

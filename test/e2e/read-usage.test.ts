@@ -18,11 +18,10 @@ import {
   binaryPath,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
-  startControlPlane,
+  startPolicyPlane,
   startTarget,
   startVmagent,
   useCleanup,
@@ -82,11 +81,7 @@ describe('reads through the proxy decide what spec.unused drops', () => {
   };
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
     const state = stateFile();
     ({ receiver, proxy } = await startGovernedStack({
       plane,

@@ -16,11 +16,10 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   type PrometheusReceiver,
   type ProxyProgram,
-  startControlPlane,
+  startPolicyPlane,
   startTarget,
   startVmagent,
   useCleanup,
@@ -81,9 +80,7 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
   };
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
     await plane.apply(fixture('prometheusrule-crd.yaml'));
     await kubectl([
       'wait',
@@ -91,8 +88,6 @@ describe('usage-aware governance: rules and dashboards -> operator -> proxy -> P
       '--timeout=60s',
       'crd/prometheusrules.monitoring.coreos.com',
     ]);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
 
     // The rules and the dashboards the cluster already has.
     const rules = parse(fixture('rules-shop.yaml')) as { metadata: { namespace: string } };

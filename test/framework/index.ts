@@ -40,7 +40,10 @@ export {
   kubectlOrThrow,
   OPERATOR_MAIN,
   type OperatorProgram,
+  projectedConfigDir,
   startOperator,
+  startPolicyPlane,
+  type Track,
 } from './operator.js';
 export { type EventuallyOptions, eventually } from './poll.js';
 export {

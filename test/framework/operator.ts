@@ -1,9 +1,16 @@
 // Helpers for tests that run the operator against a control plane: the CRD, namespaces, kubectl
 // that throws, MetricPolicies, and the operator binary as users run it.
 
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ControlPlane } from './kube.js';
-import { freePort, type Program, startProgram } from './process.js';
+import { type ControlPlane, startControlPlane } from './kube.js';
+import { projectConfigMap, syncConfigMap } from './kubelet.js';
+import { type Closable, freePort, type Program, startProgram } from './process.js';
+
+/** What `useCleanup()` returns: registers a program, plane or sync to be closed after the tests. */
+export type Track = <T extends Closable>(thing: T) => T;
 
 export const CRD_PATH = fileURLToPath(new URL('../../crds/metricpolicies.yaml', import.meta.url));
 export const OPERATOR_MAIN = fileURLToPath(new URL('../../dist/operator/main.js', import.meta.url));
@@ -22,6 +29,51 @@ export async function installCrd(plane: ControlPlane): Promise<void> {
   const kubectl = kubectlOrThrow(plane);
   await kubectl(['apply', '-f', CRD_PATH]);
   await kubectl(['wait', '--for=condition=Established', 'crd/metricpolicies.cardinal.dev', '--timeout=30s']);
+}
+
+/**
+ * A control plane that serves the MetricPolicy CRD, with `namespaces` created in it, closed with
+ * the test's other programs.
+ */
+export async function startPolicyPlane(
+  track: Track,
+  namespaces: readonly string[],
+): Promise<{ plane: ControlPlane; kubectl: ReturnType<typeof kubectlOrThrow> }> {
+  const plane = track(await startControlPlane());
+  await installCrd(plane);
+  const kubectl = kubectlOrThrow(plane);
+  for (const ns of namespaces) await kubectl(['create', 'namespace', ns]);
+  return { plane, kubectl };
+}
+
+/**
+ * A proxy's --config directory in a fresh temporary directory, kept equal to the operator's
+ * ConfigMap `name` (and the further shards `names`) in `namespace` by the kubelet-like sync, as a
+ * pod's projected volume is. It starts empty, as an optional ConfigMap source does.
+ */
+export async function projectedConfigDir(
+  track: Track,
+  options: {
+    plane: ControlPlane;
+    namespace: string;
+    name: string;
+    names?: readonly string[];
+    prefix: string;
+  },
+): Promise<string> {
+  const dir = join(mkdtempSync(join(tmpdir(), options.prefix)), 'policies');
+  await projectConfigMap(dir, {});
+  track(
+    syncConfigMap({
+      kubectl: (args) => options.plane.kubectl(args),
+      namespace: options.namespace,
+      name: options.name,
+      ...(options.names === undefined ? {} : { names: options.names }),
+      dir,
+      intervalMs: 200,
+    }),
+  );
+  return dir;
 }
 
 /** Applies a MetricPolicy with the given spec. */

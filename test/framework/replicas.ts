@@ -9,6 +9,7 @@ import { expect } from 'vitest';
 import { type ProxyProgram, startProxy } from './cardinal.js';
 import { parseExposition } from './exposition.js';
 import { type LoadBalancer, startLoadBalancer } from './haproxy.js';
+import { eventually } from './poll.js';
 import type { Closable } from './process.js';
 import {
   type PrometheusAgent,
@@ -162,4 +163,40 @@ export async function expectSendersWhole(stack: ReplicaStack): Promise<void> {
   await expectReceivedExactly(stack.receiver, stack.vmTarget, vmServed, 60_000);
   await expectReceivedExactly(stack.receiver, stack.agentTarget, agentServed, 60_000);
   await expectNoFailures(stack);
+}
+
+/** Admissions each replica could not get from the store (so it enforced its share alone). */
+export async function admitErrors(stack: ReplicaStack): Promise<number[]> {
+  return Promise.all(
+    stack.proxies.map((p) => p.metric('cardinal_proxy_limits_store_errors_total', { op: 'admit' })),
+  );
+}
+
+/**
+ * The limit held over all three replicas: exactly `limit` series of `selector` admitted; or, for
+ * each replica whose store check failed meanwhile (a loaded machine can exceed the store timeout),
+ * at most its documented share, limit / 3, more. Returns how many were admitted.
+ */
+export async function expectHeld(
+  stack: ReplicaStack,
+  selector: string,
+  limit: number,
+  before: number[],
+): Promise<number> {
+  await eventually(async () => expect(await stack.count(selector)).toBeGreaterThanOrEqual(limit), {
+    timeoutMs: 60_000,
+  });
+  const scrapes = stack.vmTarget.scrapes;
+  await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(scrapes + 2), {
+    timeoutMs: 60_000,
+  });
+  const admitted = await stack.count(selector);
+  const fellBack = (await admitErrors(stack)).filter((n, i) => n > before[i]!).length;
+  if (fellBack > 0)
+    console.log(
+      `${selector}: ${admitted} admitted; ${fellBack} replica(s) fell back to their share meanwhile`,
+    );
+  expect(admitted).toBeLessThanOrEqual(limit + fellBack * Math.floor(limit / 3));
+  if (fellBack === 0) expect(admitted).toBe(limit);
+  return admitted;
 }

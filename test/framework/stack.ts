@@ -3,15 +3,10 @@
 // projects it into the directory the real proxy watches, and the proxy forwards into a real
 // Prometheus. The control plane (with the CRD) and the namespace come from the caller.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type ProxyProgram, startProxy } from './cardinal.js';
 import { installChartRbac } from './chart.js';
 import type { ControlPlane } from './kube.js';
-import { projectConfigMap, syncConfigMap } from './kubelet.js';
-import { type OperatorProgram, startOperator } from './operator.js';
-import type { Closable } from './process.js';
+import { type OperatorProgram, projectedConfigDir, startOperator, type Track } from './operator.js';
 import { type PrometheusReceiver, startPrometheusReceiver } from './prometheus.js';
 
 /** The ConfigMap the operator renders for the instance `default`, which the proxies mount. */
@@ -30,22 +25,17 @@ export async function startGovernedStack(options: {
   plane: ControlPlane;
   /** Where the operator runs and renders the ConfigMap. */
   namespace: string;
-  track: <T extends Closable>(thing: T) => T;
+  track: Track;
   /** More proxy flags, given the receiver's base URL (for --query.upstream). */
   proxyArgs?: (receiverUrl: string) => string[];
 }): Promise<GovernedStack> {
   const { plane, namespace, track } = options;
-  const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-e2e-')), 'policies');
-  await projectConfigMap(configDir, {});
-  track(
-    syncConfigMap({
-      kubectl: (args) => plane.kubectl(args),
-      namespace,
-      name: DEFAULT_CONFIG_MAP,
-      dir: configDir,
-      intervalMs: 200,
-    }),
-  );
+  const configDir = await projectedConfigDir(track, {
+    plane,
+    namespace,
+    name: DEFAULT_CONFIG_MAP,
+    prefix: 'cardinal-e2e-',
+  });
   const receiver = track(await startPrometheusReceiver({ version: 2 }));
   const proxy = track(
     await startProxy({

@@ -5,9 +5,6 @@
 // count, not the sum of what each proxy saw), for remote-write and Pushgateway traffic alike.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
@@ -15,17 +12,15 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   type ProxyProgram,
-  projectConfigMap,
+  projectedConfigDir,
   type RedisProgram,
-  startControlPlane,
   startOperator,
+  startPolicyPlane,
   startProxy,
   startRedis,
   startSink,
-  syncConfigMap,
   useCleanup,
 } from '../framework/index.js';
 import { type PushgatewayProgram, startPushgateway } from '../framework/pushgateway.js';
@@ -104,22 +99,13 @@ describe('the operator and two proxies sharing their limits', () => {
   };
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
-    const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-limits-operator-')), 'policies');
-    await projectConfigMap(configDir, {});
-    track(
-      syncConfigMap({
-        kubectl: (args) => plane.kubectl(args),
-        namespace: system,
-        name: 'cardinal-proxy-default-policies',
-        dir: configDir,
-        intervalMs: 200,
-      }),
-    );
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
+    const configDir = await projectedConfigDir(track, {
+      plane,
+      namespace: system,
+      name: 'cardinal-proxy-default-policies',
+      prefix: 'cardinal-limits-operator-',
+    });
     redis = track(await startRedis());
     pushgateway = track(await startPushgateway());
     const sink = track(await startSink());

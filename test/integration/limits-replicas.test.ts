@@ -8,7 +8,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { eventually, metricSum, startRedis, useCleanup } from '../framework/index.js';
-import { expectNoFailures, expectSendersWhole, startReplicaStack } from '../framework/replicas.js';
+import {
+  admitErrors,
+  expectHeld,
+  expectNoFailures,
+  expectSendersWhole,
+  startReplicaStack,
+} from '../framework/replicas.js';
 
 const OVERFLOW = '__cardinality_overflow__';
 const policies = `apiVersion: cardinal.dev/v1alpha1
@@ -28,39 +34,6 @@ spec:
 
 const bomb = (name: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ name, labels: { id: String(i) }, value: i }));
-
-type Stack = Awaited<ReturnType<typeof startReplicaStack>>;
-
-/** Admissions each replica could not get from the store (so it enforced its share alone). */
-async function admitErrors(stack: Stack): Promise<number[]> {
-  return Promise.all(
-    stack.proxies.map((p) => p.metric('cardinal_proxy_limits_store_errors_total', { op: 'admit' })),
-  );
-}
-
-/**
- * The limit held over all three replicas: exactly `limit` series of `selector` admitted; or, for
- * each replica whose store check failed meanwhile (a loaded machine can exceed the store timeout),
- * at most its documented share, limit / 3, more. Returns how many were admitted.
- */
-async function expectHeld(stack: Stack, selector: string, limit: number, before: number[]): Promise<number> {
-  await eventually(async () => expect(await stack.count(selector)).toBeGreaterThanOrEqual(limit), {
-    timeoutMs: 60_000,
-  });
-  const scrapes = stack.vmTarget.scrapes;
-  await eventually(() => expect(stack.vmTarget.scrapes).toBeGreaterThanOrEqual(scrapes + 2), {
-    timeoutMs: 60_000,
-  });
-  const admitted = await stack.count(selector);
-  const fellBack = (await admitErrors(stack)).filter((n, i) => n > before[i]!).length;
-  if (fellBack > 0)
-    console.log(
-      `${selector}: ${admitted} admitted; ${fellBack} replica(s) fell back to their share meanwhile`,
-    );
-  expect(admitted).toBeLessThanOrEqual(limit + fellBack * Math.floor(limit / 3));
-  if (fellBack === 0) expect(admitted).toBe(limit);
-  return admitted;
-}
 
 describe('three replicas sharing their limits through Redis', () => {
   const track = useCleanup();

@@ -7,12 +7,11 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   metricSum,
   type Program,
-  startControlPlane,
   startOperator,
+  startPolicyPlane,
   useCleanup,
 } from '../framework/index.js';
 
@@ -46,11 +45,7 @@ describe('two operator replicas', () => {
     ).data['policies.yaml'] ?? '';
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
     for (const name of ['replica-a', 'replica-b']) {
       const { program, metricsUrl } = await startOperator({
         plane,

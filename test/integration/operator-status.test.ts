@@ -6,9 +6,6 @@
 // projects into the proxy's directory as one volume.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
@@ -17,16 +14,14 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   metricSum,
   type ProxyProgram,
-  projectConfigMap,
-  startControlPlane,
+  projectedConfigDir,
   startOperator,
+  startPolicyPlane,
   startProxy,
   startSink,
-  syncConfigMap,
   useCleanup,
 } from '../framework/index.js';
 
@@ -89,23 +84,14 @@ describe('policy status from a proxy that drops', () => {
     proxy.metric('cardinal_proxy_policy_samples_total', { policy: `${apps}/drop-debug`, action: 'dropped' });
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
-    const configDir = join(mkdtempSync(join(tmpdir(), 'cardinal-status-')), 'policies');
-    await projectConfigMap(configDir, {});
-    track(
-      syncConfigMap({
-        kubectl: (args) => plane.kubectl(args),
-        namespace: system,
-        name: 'cardinal-proxy-default-policies',
-        names: ['cardinal-proxy-default-policies-1'],
-        dir: configDir,
-        intervalMs: 200,
-      }),
-    );
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
+    const configDir = await projectedConfigDir(track, {
+      plane,
+      namespace: system,
+      name: 'cardinal-proxy-default-policies',
+      names: ['cardinal-proxy-default-policies-1'],
+      prefix: 'cardinal-status-',
+    });
     const sink = track(await startSink());
     proxy = track(await startProxy({ upstream: sink.url, args: () => ['--config', configDir] }));
     const operator = await startOperator({

@@ -10,12 +10,11 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
+  type kubectlOrThrow,
   metricSum,
   type Program,
-  startControlPlane,
   startOperator,
+  startPolicyPlane,
   useCleanup,
 } from '../framework/index.js';
 
@@ -68,11 +67,7 @@ describe('cardinal-operator on a real API server', () => {
   const condition = (p: PolicyObject, type: string) => p.status?.conditions?.find((c) => c.type === type);
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    await kubectl(['create', 'namespace', system]);
-    await kubectl(['create', 'namespace', apps]);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps]));
     const started = await startOperator({ plane, namespace: system, args: ['--log-level', 'debug'] });
     operator = track(started.program);
     metricsUrl = started.metricsUrl;

@@ -11,10 +11,9 @@ import {
   applyPolicy,
   type ControlPlane,
   eventually,
-  installCrd,
-  kubectlOrThrow,
-  startControlPlane,
+  type kubectlOrThrow,
   startOperator,
+  startPolicyPlane,
   useCleanup,
 } from '../framework/index.js';
 
@@ -45,10 +44,7 @@ describe('usage sources on a real API server', () => {
   };
 
   beforeAll(async () => {
-    plane = track(await startControlPlane());
-    kubectl = kubectlOrThrow(plane);
-    await installCrd(plane);
-    for (const ns of [system, apps, other]) await kubectl(['create', 'namespace', ns]);
+    ({ plane, kubectl } = await startPolicyPlane(track, [system, apps, other]));
     const operator = await startOperator({
       plane,
       namespace: system,
