@@ -255,12 +255,14 @@ build_reloader() {
 # ensure NAME: NAME's archive exists, built if it did not.
 ensure() {
   local name="$1" file start=$SECONDS
-  case "$name" in proxy | operator) ensure node ;; esac
   file="$(archive "$name")"
   [[ -f $file ]] && return 0
   lock
   # Built meanwhile by the run that held the lock.
   [[ -f $file ]] && return 0
+  # The Dockerfiles build FROM the node image: its archive is needed only to build them (their
+  # hash names the node image's inputs, not its archive).
+  case "$name" in proxy | operator) ensure node ;; esac
   log "building $name ($(ref "$name"))"
   "build_$name"
   mkdir -p "$(dirname "$file")"

@@ -11,7 +11,7 @@
 # is `kind load image-archive {}`, for k3d `k3d image import {}`). The cluster is taken down when
 # the suite is done, passed or not, and DIR removed unless KEEP_CLUSTER_DIR=1.
 #
-# Usage: hack/test-existing-cluster.sh [vitest arguments...]   (npm run test:cluster:existing)
+# Usage: hack/test-existing-cluster.sh [vitest arguments...]
 # It brings up its own cluster, so it must not run while another cluster of hack/cluster.sh is up
 # on the machine (`up` refuses then).
 set -euo pipefail
