@@ -194,6 +194,7 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
       const archive = refs[`${name}_ARCHIVE`] ?? '';
       await runScript('sh', ['-c', hook.replaceAll('{}', `'${archive}'`)]);
     }
+    console.log(`cluster: images built and loaded through CARDINAL_IMAGE_LOAD in ${secondsSince(started)}s`);
   } else {
     dir = mkdtempSync(join(tmpdir(), 'cardinal-cluster-'));
     const up = envLines(await runScript('bash', [join(ROOT, 'hack/cluster.sh'), 'up', dir])).KUBECONFIG;
