@@ -527,16 +527,22 @@ describe('the chart on a real node', () => {
         undefined,
         120_000,
       );
-    await cluster.kubectlOrThrow(
-      [
-        'wait',
-        '--for=condition=Established',
-        'crd/servicemonitors.monitoring.coreos.com',
-        'crd/prometheuses.monitoring.coreos.com',
-        '--timeout=120s',
-      ],
-      undefined,
-      130_000,
+    // kubectl wait fails, instead of waiting, on a CRD whose status has no conditions yet (just
+    // created, on a busy API server): it is asked again.
+    await eventually(
+      () =>
+        cluster.kubectlOrThrow(
+          [
+            'wait',
+            '--for=condition=Established',
+            'crd/servicemonitors.monitoring.coreos.com',
+            'crd/prometheuses.monitoring.coreos.com',
+            '--timeout=60s',
+          ],
+          undefined,
+          70_000,
+        ),
+      { timeoutMs: 180_000, intervalMs: 1_000 },
     );
     await cluster.kubectlOrThrow(
       ['apply', '-f', '-'],
