@@ -31,6 +31,9 @@ export default defineConfig({
           exclude: ['test/cluster/**'],
           environment: 'node',
           globalSetup: ['test/framework/global-setup.ts'],
+          // Every proxy a test starts is one process unless the test asks for --workers (the flag
+          // beats the variable): the default would follow this machine's CPUs.
+          env: { CARDINAL_WORKERS: '1' },
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 300_000,

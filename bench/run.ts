@@ -2,7 +2,8 @@
 // on the same workload and machine. It reports numbers; it never asserts a time.
 //
 // Rows:
-//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core
+//   stage decode+scan   the proxy's per-request CPU work in-process (snappy decode + protobuf scan), one core;
+//                       once more with the door check (proxy/codec/check.ts) at the default --ingest.* flags
 //   stage ... policies  the same plus the realistic policy set (bench/policies.ts) run by the proxy's
 //                       engine, statistics and re-encoding, in-process after warm-up, one core
 //   direct -> sink      the load generator straight into the sink: the floor every other row sits on
@@ -14,6 +15,9 @@
 //                       redis-server on loopback): steady state (every series known) and with 10 %
 //                       of each request's series new; the store's bytes per series from INFO memory
 //                       and round trips per request from the proxy's metrics
+//   --workers 1 / 2     the proxy with one and two worker processes, plain and with the policy set,
+//                       beside vmagent on all cores: samples/s, the CPUs the proxy used, samples per
+//                       CPU-second of its own and RSS per worker (the load generator shares the cores)
 //   vmagent             load generator -> vmagent (GOMAXPROCS=1) -> sink; vmagent answers once queued,
 //                       before it forwards, so its latency row is not the same contract; once plain,
 //                       once with the same relabel rules and -remoteWrite.maxHourlySeries
@@ -21,14 +25,16 @@
 // "max samples/s" is a closed loop with 8 requests in flight; "added" latency is the open-loop
 // percentile at half of that rate minus the same percentile straight into the sink at that rate.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { type CheckOptions, checkRequest } from '../proxy/codec/check.js';
 import { scanWriteRequestV1 } from '../proxy/codec/scan.js';
 import { snappyDecode } from '../proxy/codec/snappy.js';
+import { parseProxyOptions } from '../proxy/config/flags.js';
 import type { MemoryReport } from './memory.js';
 import { policyPath } from './pipeline.js';
 import {
@@ -66,20 +72,24 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-function stageBench(w: Workload): number {
+/** Decode + scan in-process; with `checks`, the door check too, as the proxy's defaults set it. */
+function stageBench(w: Workload, checks?: Omit<CheckOptions, 'nowMs'>): number {
   let samples = 0;
   let index: ReturnType<typeof scanWriteRequestV1> | undefined;
-  const end = performance.now() + SECONDS * 1000;
-  let i = 0;
-  let start = performance.now();
+  const one = (body: Uint8Array): void => {
+    const decoded = snappyDecode(body, 1 << 30);
+    index = scanWriteRequestV1(decoded, index);
+    if (checks !== undefined && checkRequest(decoded, index, { ...checks, nowMs: Date.now() }).first)
+      throw new Error('the door check refused the bench workload');
+  };
   // Warm up the JIT before measuring.
-  for (let k = 0; k < 50; k++)
-    index = scanWriteRequestV1(snappyDecode(w.bodies[k % w.bodies.length]!, 1 << 30), index);
-  start = performance.now();
+  for (let k = 0; k < 50; k++) one(w.bodies[k % w.bodies.length]!);
+  let i = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
   while (performance.now() < end) {
-    const body = w.bodies[i++ % w.bodies.length]!;
-    index = scanWriteRequestV1(snappyDecode(body, 1 << 30), index);
-    samples += index.totalSamples;
+    one(w.bodies[i++ % w.bodies.length]!);
+    samples += index!.totalSamples;
   }
   return samples / ((performance.now() - start) / 1000);
 }
@@ -166,7 +176,8 @@ async function startProcess(
   readyUrl: string,
 ): Promise<ChildProcess> {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 200; i++) {
+  // Up to a minute: a loaded 2-core machine starts a proxy with two workers slowly.
+  for (let i = 0; i < 1200; i++) {
     // A program that rejects its flags or configuration exits; say so rather than wait.
     if (child.exitCode !== null)
       throw new Error(`${cmd} exited with code ${child.exitCode} before it was ready`);
@@ -212,10 +223,20 @@ async function freePort(): Promise<number> {
  * Max throughput in a closed loop, then latency in an open loop at half that rate, through `url`
  * and, at the same rate, straight into the sink; "added" latency is the difference.
  */
-async function measure(name: string, url: string, sinkUrl: string, w: Workload, note: string): Promise<Row> {
+async function measure(
+  name: string,
+  url: string,
+  sinkUrl: string,
+  w: Workload,
+  note: string,
+  metricsUrl?: string,
+): Promise<Row> {
   const max = await closedLoop(url, w);
   const rate = max.samplesPerSec / 2 / w.samplesPerRequest;
+  // With the proxy's /metrics: where the tail comes from (reading it resets the lag histogram).
+  const before = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const through = await openLoop(url, w, rate);
+  const after = metricsUrl === undefined ? '' : await (await fetch(metricsUrl)).text();
   const direct = await openLoop(sinkUrl, w, rate);
   const added = (p: number) => percentile(through, p) - percentile(direct, p);
   return {
@@ -223,8 +244,29 @@ async function measure(name: string, url: string, sinkUrl: string, w: Workload, 
     samplesPerSec: max.samplesPerSec,
     p50: added(50),
     p99: added(99),
-    note: `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}`,
+    note:
+      `${note}; half load = ${Math.round(rate)} req/s${max.errors > 0 ? `; ${max.errors} errors` : ''}` +
+      (metricsUrl === undefined ? '' : `; at half load ${tailCauses(before, after, SECONDS)}`),
   };
+}
+
+/**
+ * What the proxy's process says of the open loop: event-loop delay (prom-client's histogram,
+ * reset at each read of /metrics) and garbage collection, from two reads around it.
+ */
+function tailCauses(before: string, after: string, seconds: number): string {
+  const ms = (name: string) => (sumOf(after, name) * 1000).toFixed(1);
+  const gc = (kind: string, part: 'sum' | 'count') => {
+    const metric = `nodejs_gc_duration_seconds_${part}{kind="${kind}"}`;
+    return sumOf(after, metric) - sumOf(before, metric);
+  };
+  const kinds = ['minor', 'major', 'incremental', 'weakcb'];
+  const gcSeconds = kinds.reduce((a, k) => a + gc(k, 'sum'), 0);
+  const pauses = kinds.reduce((a, k) => a + gc(k, 'count'), 0);
+  return (
+    `event-loop timer p50 ${ms('nodejs_eventloop_lag_p50_seconds')} / p99 ${ms('nodejs_eventloop_lag_p99_seconds')} / max ${ms('nodejs_eventloop_lag_max_seconds')} ms (a 10 ms timer: 10 is no delay), ` +
+    `GC ${((100 * gcSeconds) / seconds).toFixed(1)} % of the time in ${pauses} pauses (mean ${((1000 * gcSeconds) / Math.max(1, pauses)).toFixed(2)} ms)`
+  );
 }
 
 /** Lines of a Prometheus text exposition whose name matches `name` and whose value is not 0. */
@@ -333,6 +375,9 @@ async function startProxy(sinkUrl: string, extra: string[]): Promise<{ child: Ch
       sinkUrl,
       '--log-level',
       'warn',
+      // One process unless a row asks for more (the default follows the CPUs).
+      '--workers',
+      '1',
       ...extra,
     ],
     {},
@@ -346,6 +391,7 @@ async function startVmagent(
   sinkUrl: string,
   dataPath: string,
   extra: string[],
+  gomaxprocs = '1',
 ): Promise<{ child: ChildProcess; base: string }> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -358,7 +404,7 @@ async function startVmagent(
       '-loggerLevel=ERROR',
       ...extra,
     ],
-    { GOMAXPROCS: '1' },
+    { GOMAXPROCS: gomaxprocs },
     `${base}/health`,
   );
   return { child, base };
@@ -477,6 +523,103 @@ async function limitStoreRows(o: {
   }
 }
 
+/** CPU seconds a process and its children (a proxy's workers) have used so far. */
+function cpuSeconds(pid: number): number {
+  const ticks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+  const of = (p: number): number => {
+    let own = 0;
+    try {
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      own = (Number(f[11]) + Number(f[12])) / ticks;
+    } catch {
+      return 0;
+    }
+    return own + childrenOf(p).reduce((sum, c) => sum + of(c), 0);
+  };
+  return of(pid);
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return text === '' ? [] : text.split(/\s+/).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Resident bytes of each process: a proxy's workers (its children), or the process itself. */
+function rssPerProcess(pid: number): number[] {
+  const rss = (p: number) => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+    return Number(m?.[1] ?? 0) * 1024;
+  };
+  const kids = childrenOf(pid);
+  return (kids.length === 0 ? [pid] : kids).map(rss);
+}
+
+/**
+ * `--workers 1` and `--workers 2` on this machine, pass-through and with the policy set, beside
+ * vmagent on all cores (GOMAXPROCS unset: every CPU) from the same run. The load generator
+ * shares the cores, so each row also says how much CPU the proxy (or vmagent) used and how many
+ * samples it moved per CPU-second of its own.
+ */
+async function workerRows(o: {
+  sinkUrl: string;
+  tmp: string;
+  configDir: string;
+  vmRelabel: string;
+  w: Workload;
+  children: ChildProcess[];
+  stop: (child: ChildProcess) => Promise<void>;
+}): Promise<void> {
+  const cores = availableParallelism();
+  const out: string[] = [];
+  const row = async (name: string, started: { child: ChildProcess; base: string }, url: string) => {
+    o.children.push(started.child);
+    const pid = started.child.pid!;
+    await closedLoop(url, o.w); // warm-up
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const r = await closedLoop(url, o.w);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds(pid) - cpu0;
+    const rss = rssPerProcess(pid);
+    out.push(
+      `| ${name} | ${fmt(r.samplesPerSec / 1000, 0)} k | ${fmt(cpu / seconds, 2)} | ${fmt((r.samplesPerSec * seconds) / cpu / 1000, 0)} k | ${rss.map((b) => mib(b)).join(', ')} |${r.errors > 0 ? ` ${r.errors} errors` : ''}`,
+    );
+    await o.stop(started.child);
+  };
+  for (const workers of [1, 2]) {
+    const plain = await startProxy(o.sinkUrl, ['--workers', String(workers)]);
+    await row(`cardinal-proxy --workers ${workers}`, plain, `${plain.base}/api/v1/write`);
+    const governed = await startProxy(o.sinkUrl, ['--workers', String(workers), '--config', o.configDir]);
+    await row(`cardinal-proxy --workers ${workers}, policies`, governed, `${governed.base}/api/v1/write`);
+  }
+  const vmagent =
+    process.env.CARDINAL_VMAGENT ??
+    spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
+  if (vmagent) {
+    const all = String(cores);
+    const vm = await startVmagent(vmagent, o.sinkUrl, join(o.tmp, 'vmagent-all'), [], all);
+    await row(`vmagent, GOMAXPROCS=${all}`, vm, `${vm.base}/api/v1/write`);
+    const vmr = await startVmagent(
+      vmagent,
+      o.sinkUrl,
+      join(o.tmp, 'vmagent-all-relabel'),
+      [`-remoteWrite.relabelConfig=${o.vmRelabel}`, '-remoteWrite.maxHourlySeries=1000000'],
+      all,
+    );
+    await row(`vmagent, GOMAXPROCS=${all}, relabel + maxHourlySeries`, vmr, `${vmr.base}/api/v1/write`);
+  }
+  console.log(
+    `\n| ${cores} cores, load generator on the same cores | samples/s | CPUs used | samples per CPU-second | RSS per process |\n|---|---:|---:|---:|---|`,
+  );
+  for (const l of out) console.log(l);
+}
+
 async function main(): Promise<void> {
   const w = makeWorkload({ series: SERIES, labels: LABELS, bodies: 16 });
   // The limit sits well above what the workload needs, so it tracks every series and drops none.
@@ -498,6 +641,16 @@ async function main(): Promise<void> {
     p99: undefined,
     note: 'one core, no HTTP',
   });
+  const ingest = parseProxyOptions([], {});
+  if (ingest !== 'help' && ingest !== 'version' && ingest.ingest !== undefined) {
+    rows.push({
+      name: 'stage decode+scan+door check (in-process)',
+      samplesPerSec: stageBench(w, ingest.ingest),
+      p50: undefined,
+      p99: undefined,
+      note: `one core, no HTTP; the default --ingest.* checks (names ${ingest.ingest.names})`,
+    });
+  }
   rows.push({
     name: 'stage decode+scan+policies (in-process)',
     samplesPerSec: policyStageBench(w, configDir),
@@ -538,6 +691,11 @@ async function main(): Promise<void> {
       printRows(rows, checks);
       return;
     }
+    if (process.env.BENCH_ONLY === 'workers') {
+      // Only the --workers rows (BENCH_ONLY=workers npm run bench), with vmagent on all cores.
+      await workerRows({ sinkUrl: sink.url, tmp, configDir, vmRelabel, w, children, stop });
+      return;
+    }
     if (process.env.BENCH_ONLY === 'limits') {
       // Only the limit store rows (BENCH_ONLY=limits npm run bench).
       await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
@@ -553,6 +711,24 @@ async function main(): Promise<void> {
       note: "the load generator's ceiling",
     });
 
+    const vmagent =
+      process.env.CARDINAL_VMAGENT ??
+      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
+    /** vmagent without relabeling, the pass-through row's peer. */
+    const vmagentRow = async () => {
+      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
+      children.push(vm.child);
+      rows.push(
+        await measure(
+          'vmagent -> sink (GOMAXPROCS=1)',
+          `${vm.base}/api/v1/write`,
+          sink.url,
+          w,
+          'acks once queued',
+        ),
+      );
+      await stop(vm.child);
+    };
     const plain = await startProxy(sink.url, []);
     children.push(plain.child);
     rows.push(
@@ -562,9 +738,16 @@ async function main(): Promise<void> {
         sink.url,
         w,
         'acks after the sink accepted',
+        `${plain.base}/metrics`,
       ),
     );
     await stop(plain.child);
+    if (process.env.BENCH_ONLY === 'pass-through') {
+      // Only the in-process rows, the proxy without policies and vmagent beside it.
+      if (vmagent) await vmagentRow();
+      printRows(rows, checks);
+      return;
+    }
 
     // The durable queue: the proxy answers once the request is fsync'd (group commit) and drains
     // to the sink in batches. The directory is on the same disk as the rest of the run's files.
@@ -588,23 +771,10 @@ async function main(): Promise<void> {
     await stop(governed.child);
 
     await limitStoreRows({ sinkUrl: sink.url, tmp, rows, checks, children, stop });
+    await workerRows({ sinkUrl: sink.url, tmp, configDir, vmRelabel, w, children, stop });
 
-    const vmagent =
-      process.env.CARDINAL_VMAGENT ??
-      spawnSync('sh', ['-c', 'command -v vmagent'], { encoding: 'utf8' }).stdout.trim();
     if (vmagent) {
-      const vm = await startVmagent(vmagent, sink.url, join(tmp, 'vmagent'), []);
-      children.push(vm.child);
-      rows.push(
-        await measure(
-          'vmagent -> sink (GOMAXPROCS=1)',
-          `${vm.base}/api/v1/write`,
-          sink.url,
-          w,
-          'acks once queued',
-        ),
-      );
-      await stop(vm.child);
+      await vmagentRow();
 
       // The proxy's limit tracks at most --limits.max-tracked-series (1,000,000) series.
       const maxHourly = 1_000_000;

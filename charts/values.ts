@@ -288,6 +288,13 @@ export const ProxyValues = Type.Object(
     }),
     image: Image('cardinal-dev/cardinal-proxy'),
     logLevel: LogLevel,
+    workers: Type.Integer({
+      minimum: 0,
+      maximum: 256,
+      default: 0,
+      description:
+        'Worker processes per proxy pod behind its one port (`--workers`), each about 100 MiB. 0: as many as the container\u2019s CPU limit (resources.limits.cpu, rounded up), or 1 without one (README "Workers").',
+    }),
     extraArgs: Type.Array(Type.String(), {
       default: [],
       description:

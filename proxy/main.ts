@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,13 +12,13 @@ import { createAuthMetrics } from './auth/metrics.js';
 import { REDACT } from './auth/redact.js';
 import { CredentialStore } from './auth/store.js';
 import { parseProxyOptions, shortUsage, UsageError, usage } from './config/flags.js';
-import { loadValidated, loadValidatedInChild } from './config/loader.js';
+import { loadValidated, loadValidatedInChild, type ValidatedConfig } from './config/loader.js';
 import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
 import { RedisLimitStore } from './limits/redis.js';
-import type { ReplicaCount } from './limits/store.js';
+import type { LimitStore, ReplicaCount } from './limits/store.js';
 import { createLogger } from './logging.js';
 import { compilePipeline, type Pipeline } from './pipeline/compile.js';
 import { PolicyEngine } from './pipeline/engine.js';
@@ -40,6 +41,9 @@ import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
+import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
+import { WorkerLimitStore } from './workers/store.js';
+import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
@@ -62,12 +66,20 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  // --workers N: this process is the primary of N workers (proxy/workers/primary.ts), or one of
+  // them, or with N = 1 the whole proxy.
+  const worker = joinPrimary();
   const logger = createLogger(options.logFormat, {
     level: options.logLevel,
-    base: { component: 'proxy' },
+    base: { component: 'proxy', ...(worker === undefined ? {} : { worker: worker.index }) },
     redact: REDACT,
   });
+  if (worker === undefined) {
+    const workers = defaultWorkers(options.workers);
+    if (workers > 1) return runPrimary(options, workers, logger);
+  }
   const metrics = createProxyMetrics(version);
+  if (worker !== undefined) serveMetrics(worker, metrics.registry);
 
   // Stage plugins (--stage.plugin) load once, at start-up; policies name them in spec.stages.
   let plugins: StagePlugins | undefined;
@@ -97,8 +109,12 @@ async function main(): Promise<number> {
   if (plugins !== undefined) logger.info({ stages: [...plugins.byName.keys()] }, 'stage plugins loaded');
 
   // A configuration version is loaded, validated completely and compiled before it is used.
-  const load = (): { config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] } => {
-    const v = loadValidated(options.configPath);
+  // A worker runs the version the primary validated, the one every worker runs.
+  const load = async (): Promise<{ config: LoadedConfig; pipeline: Pipeline; summary: PolicySummary[] }> => {
+    const v =
+      worker === undefined
+        ? loadValidated(options.configPath)
+        : await worker.rpc.call<ValidatedConfig>('config.get', undefined, 60_000);
     return {
       config: v.config,
       pipeline: compilePipeline(v.policies, v.usage, plugins),
@@ -109,7 +125,7 @@ async function main(): Promise<number> {
   let pipeline: Pipeline;
   let summary: PolicySummary[];
   try {
-    ({ config, pipeline, summary } = load());
+    ({ config, pipeline, summary } = await load());
   } catch (err) {
     if (!(err instanceof Error)) throw err;
     logger.fatal({ path: options.configPath }, `configuration rejected:\n${err.message}`);
@@ -149,7 +165,20 @@ async function main(): Promise<number> {
     }
   };
   readReplicaCount();
-  let limitStore: RedisLimitStore | undefined;
+  // The workers of one proxy share its limits like replicas: each falls back to limit / (replicas × workers).
+  const workerCount = worker?.count ?? 1;
+  let limitStore: LimitStore | undefined;
+  let redisStore: RedisLimitStore | undefined;
+  if (options.limitsStore === undefined && worker !== undefined) {
+    limitStore = new WorkerLimitStore({
+      rpc: worker.rpc,
+      timeoutMs: 2000,
+      flushIntervalMs: 1000,
+      maxPendingTouches: options.engine.maxTrackedSeries,
+      replicas: () => replicas.count * workerCount,
+      registry: metrics.registry,
+    });
+  }
   if (options.limitsStore !== undefined) {
     const ls = options.limitsStore;
     let password: string | undefined;
@@ -162,7 +191,7 @@ async function main(): Promise<number> {
       );
       return 1;
     }
-    limitStore = new RedisLimitStore({
+    redisStore = new RedisLimitStore({
       url: ls.url,
       password,
       prefix: ls.prefix,
@@ -171,10 +200,11 @@ async function main(): Promise<number> {
       retryIntervalMs: ls.retryIntervalMs,
       flushIntervalMs: ls.flushIntervalMs,
       maxPendingTouches: options.engine.maxTrackedSeries,
-      replicas: () => replicas,
+      replicas: () => ({ ...replicas, count: replicas.count * workerCount }),
       registry: metrics.registry,
       logger,
     });
+    limitStore = redisStore;
   }
   const engine = new PolicyEngine(
     pipeline,
@@ -185,7 +215,7 @@ async function main(): Promise<number> {
       : {
           store: limitStore,
           get replicas() {
-            return replicas.count;
+            return replicas.count * workerCount;
           },
         },
   );
@@ -209,26 +239,35 @@ async function main(): Promise<number> {
   };
 
   // SIGHUP and POST /-/reload reload both the credentials and the policies.
+  // In a worker both go through the primary, which swaps every worker (config.apply below).
   const reload = async (): Promise<ConfigStatus> => {
+    if (worker !== undefined) return reloadThroughPrimary(true);
     credentials?.reload();
     return reloadPolicies();
+  };
+  const reloadThroughPrimary = async (withCredentials: boolean): Promise<ConfigStatus> => {
+    await worker!.rpc.call<ReloadResult>('config.reload', withCredentials, 120_000);
+    return status;
   };
   // Validates the new configuration completely before it replaces the old one; a failed load
   // leaves the running configuration in force and says why.
   // Reloads run one after another, each reading the files as they are when it starts, so a slow
   // load can never replace a newer one.
   let reloads: Promise<unknown> = Promise.resolve();
-  const reloadPolicies = (): Promise<ConfigStatus> => {
-    const next = reloads.then(reloadPoliciesNow, reloadPoliciesNow);
+  const reloadPolicies = (given?: ApplyRequest): Promise<ConfigStatus> => {
+    const run = () => reloadPoliciesNow(given);
+    const next = reloads.then(run, run);
     reloads = next;
     return next;
   };
-  const reloadPoliciesNow = async (): Promise<ConfigStatus> => {
+  const reloadPoliciesNow = async (given?: ApplyRequest): Promise<ConfigStatus> => {
     // Whatever the policies' fate: the count is not part of them.
     readReplicaCount();
     try {
-      // Read and validated off the event loop; only an actual change is compiled here.
-      const validated = await loadValidatedInChild(options.configPath);
+      // Read and validated off the event loop (a worker is given what the primary validated);
+      // only an actual change is compiled here.
+      if (given !== undefined && 'error' in given) throw new Error(given.error);
+      const validated = given?.validated ?? (await loadValidatedInChild(options.configPath));
       const next = validated.config;
       if (next.hash !== status.hash) {
         const nextPipeline = compilePipeline(validated.policies, validated.usage, plugins);
@@ -261,6 +300,12 @@ async function main(): Promise<number> {
     }
     return status;
   };
+  worker?.rpc.handle('config.apply', async (arg) => {
+    const request = arg as ApplyRequest;
+    if (request.credentials) credentials?.reload();
+    const s = await reloadPolicies(request);
+    return s.hash;
+  });
 
   const forwarder = new Forwarder({
     url: options.upstreamUrl,
@@ -302,6 +347,8 @@ async function main(): Promise<number> {
   const tallies = new Map<QueueName, DropTally>();
   if (options.queue !== undefined) {
     const q = options.queue;
+    // One queue per worker, each owned by one process, found again by the worker of that index.
+    const queueDir = worker === undefined ? q.dir : join(q.dir, `worker-${worker.index}`);
     const queueMetricsFor = createQueueMetrics(metrics.registry);
     const openQueue = async (name: QueueName, dir: string) => {
       await mkdir(dir, { recursive: true });
@@ -323,10 +370,10 @@ async function main(): Promise<number> {
       return { opened, queueMetrics };
     };
     try {
-      const rw = await openQueue('remote_write', q.dir);
+      const rw = await openQueue('remote_write', queueDir);
       queue = rw.opened;
       deadLetters = await DeadLetters.open({
-        dir: join(q.dir, 'dead-letter'),
+        dir: join(queueDir, 'dead-letter'),
         maxBytes: q.deadLetterMaxBytes,
         metrics: rw.queueMetrics,
         logger,
@@ -344,7 +391,7 @@ async function main(): Promise<number> {
         maxRetryAttempts: q.maxRetryAttempts,
       });
       if (pushForwarder !== undefined) {
-        const push = await openQueue('pushgateway', join(q.dir, 'pushgateway'));
+        const push = await openQueue('pushgateway', join(queueDir, 'pushgateway'));
         pushQueue = push.opened;
         pushDrain = new PushDrain({
           queue: pushQueue,
@@ -355,7 +402,7 @@ async function main(): Promise<number> {
         });
       }
     } catch (err) {
-      logger.fatal({ dir: q.dir }, `opening the queue failed: ${(err as Error).message}`);
+      logger.fatal({ dir: queueDir }, `opening the queue failed: ${(err as Error).message}`);
       return 1;
     }
     drain.start();
@@ -439,9 +486,16 @@ async function main(): Promise<number> {
           maxReaders: q.maxReaders,
           readersPerMetric: q.readersPerMetric,
         },
-        stateFile: q.stateFile,
+        // Each worker keeps its own read counts; the query log is tailed by worker 0 alone.
+        stateFile:
+          worker === undefined || q.stateFile === undefined
+            ? q.stateFile
+            : `${q.stateFile}.worker-${worker.index}`,
         saveIntervalMs: q.saveIntervalMs,
-        queryLog: q.logFile === undefined ? undefined : { path: q.logFile, pollMs: q.logPollMs },
+        queryLog:
+          q.logFile === undefined || (worker?.index ?? 0) !== 0
+            ? undefined
+            : { path: q.logFile, pollMs: q.logPollMs },
         known,
         upstreamNamesKnown: () => names?.fetched ?? false,
         logger,
@@ -507,6 +561,8 @@ async function main(): Promise<number> {
         : { forwarder: pushForwarder, lintMode: options.push.lintMode, queue: asIngestQueue(pushQueue) },
     tls,
     limitsStore: limitStore === undefined ? undefined : () => limitStore.status(),
+    metricsText:
+      worker === undefined ? undefined : () => worker.rpc.call<string>('metrics.text', undefined, 10_000),
     query:
       usageService === undefined || queryMetrics === undefined || q === undefined
         ? undefined
@@ -561,15 +617,18 @@ async function main(): Promise<number> {
   if (options.upstreamIsDefault) {
     logger.warn(`no --upstream given; forwarding to the default ${options.upstreamUrl}`);
   }
-  if (limitStore !== undefined && !(await limitStore.waitReady(options.limitsStore!.connectTimeoutMs))) {
+  if (redisStore !== undefined && !(await redisStore.waitReady(options.limitsStore!.connectTimeoutMs))) {
     logger.warn(
-      { store: limitStore.status().url },
-      `limit store not answering yet; enforcing each limit / ${replicas.count} locally until it does`,
+      { store: redisStore.status().url },
+      `limit store not answering yet; enforcing each limit / ${replicas.count * workerCount} locally until it does`,
     );
   }
   await app.listen({ host: options.listenHost, port: options.listenPort });
   if (usageService !== undefined && queryMetrics !== undefined) usageService.start(queryMetrics);
   upstreamNames?.start();
+  // A worker is ready once every worker has started (the primary answers then), so /-/ready
+  // answering means the whole proxy serves.
+  if (worker !== undefined) await worker.rpc.call('worker.ready', undefined, 600_000);
   ready = true;
   logger.info(
     {
@@ -589,11 +648,12 @@ async function main(): Promise<number> {
     'cardinal-proxy started',
   );
 
+  // A worker's configuration changes come from the primary, which watches the files and takes SIGHUP.
   process.on('SIGHUP', () => {
-    void reload();
+    if (worker === undefined) void reload();
   });
   const watch =
-    options.configPath === undefined
+    options.configPath === undefined || worker !== undefined
       ? undefined
       : watchConfig(options.configPath, () => void reloadPolicies(), {
           onError: (err: unknown) =>
@@ -668,12 +728,16 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // A worker whose primary is gone stops as on SIGTERM.
+    if (worker !== undefined) process.on('disconnect', () => stop('SIGTERM'));
   });
 }
 
 main().then(
   (code) => {
     process.exitCode = code;
+    // A worker's channel to the primary would keep it running: closing it lets it end.
+    if (cluster.isWorker && process.connected) process.disconnect();
   },
   (err: unknown) => {
     process.stderr.write(

@@ -66,6 +66,8 @@ export interface ServerDeps {
         readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
       }
     | undefined;
+  /** /metrics for the whole proxy when it runs --workers N (the primary's merge); this process's registry without. */
+  readonly metricsText?: (() => Promise<string>) | undefined;
   readonly topOffenders: (limit: number) => TopOffendersReport;
   /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
   readonly limits?: (() => LimitsReport | Promise<LimitsReport>) | undefined;
@@ -207,7 +209,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       );
   });
   app.get('/metrics', { config: { access: 'metrics' } }, async (_req, reply) =>
-    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+    reply
+      .type(deps.metrics.registry.contentType)
+      .send(await (deps.metricsText?.() ?? deps.metrics.registry.metrics())),
   );
   const authStatus = () => (deps.auth === undefined ? undefined : deps.auth.status());
   app.get('/api/v1/status/config', ADMIN, async () => ({

@@ -41,6 +41,8 @@ export function createAuthMetrics(registry: Registry): AuthMetrics {
       reloads.labels(ok ? 'success' : 'failure').inc();
       lastOk ??= new Gauge({
         name: 'cardinal_proxy_auth_last_reload_successful',
+        // --workers N: every worker has the same value; /metrics shows the smallest.
+        aggregator: 'min',
         help: '1 when the last load of the credentials succeeded, 0 when it failed and the previous credentials stay in force.',
         registers: [registry],
       });

@@ -267,6 +267,82 @@ describe('checkRequest', () => {
   });
 });
 
+describe('checkRequest quick paths', () => {
+  // The quick paths answer only "valid"; everything else is the full check's. So with them on or
+  // off, every result must be the same: verdicts, counts, the first problem's words, sorted bytes.
+  const labelName = fc.constantFrom('__name__', 'a', 'b', 'job', 'le', 'x:y', '0x', 'ä', 'name_2', '');
+  const labelValue = fc.constantFrom('', 'v', 'up', 'x:y', '0x', 'é', '€uro', '𝄞', 'a'.repeat(130));
+  const timestamp = fc.constantFrom(
+    NOW,
+    NOW - 10,
+    NOW + 10_000_000,
+    NOW - 10_000_000,
+    0,
+    -5,
+    2 ** 53,
+    2 ** 62,
+  );
+  const arb = fc.array(
+    fc.record({
+      labels: fc.array(fc.record({ name: labelName, value: labelValue }), { maxLength: 6 }),
+      timestamps: fc.array(timestamp, { maxLength: 3 }),
+      histogram: fc.boolean(),
+    }),
+    { minLength: 1, maxLength: 6 },
+  );
+  const mutation = fc.array(fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), {
+    maxLength: 3,
+  });
+
+  it('property: on or off, the same results, for generated and byte-mutated bodies', () => {
+    let compared = 0;
+    fc.assert(
+      fc.property(
+        arb,
+        fc.constantFrom(1 as const, 2 as const),
+        fc.constantFrom('legacy' as const, 'utf8' as const),
+        mutation,
+        (sets, version, names, flips) => {
+          const ts = sets.map((x) =>
+            series(x.labels, {
+              samples: x.timestamps.map((t, k) => ({ value: k, timestamp: t })),
+              histograms: x.histogram ? [histogram({})] : [],
+            }),
+          );
+          const buf = version === 1 ? v1(ts) : v2(ts);
+          for (const f of flips) buf[f.at % buf.length] = f.byte;
+          let index: ReturnType<typeof scanWriteRequestV1>;
+          try {
+            index = version === 1 ? scanWriteRequestV1(buf) : scanRequestV2(buf);
+          } catch {
+            return; // the scanner refuses it: the door check never sees it
+          }
+          const opts = { ...OPTS, names };
+          const quick = checkRequest(buf, index, opts);
+          const full = checkRequest(buf, index, { ...opts, fastPath: false });
+          expect(quick).toEqual(full);
+          compared++;
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    // Most bodies must get through the scanner, or the comparison says little.
+    expect(compared).toBeGreaterThan(1000);
+  });
+
+  it('the common shape passes quickly in both versions and name modes (a valid request is unchanged)', () => {
+    for (const version of [1, 2] as const) {
+      for (const names of ['legacy', 'utf8'] as const) {
+        const ts = [series([name('up'), l('job', 'a'), l('zone', 'é')]), series([l('b', 'x'), name('up')])];
+        const { buf, index, result } = check(version, ts, { ...OPTS, names });
+        expect(result.first).toBeUndefined();
+        expect(result.sorted).toBeDefined();
+        expect(checkRequest(buf, index, { ...OPTS, names, fastPath: false })).toEqual(result);
+      }
+    }
+  });
+});
+
 describe('histogramProblem', () => {
   it.each([
     ['consistent integer buckets', histogram({}), undefined],

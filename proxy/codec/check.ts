@@ -65,6 +65,8 @@ export interface CheckOptions {
    * Prometheus 2 stores and queries; utf8: any non-empty UTF-8 (remote-write 2.0, "Series Labels").
    */
   readonly names: 'legacy' | 'utf8';
+  /** Use the quick paths for valid series of the common shape (default). Off only to test them. */
+  readonly fastPath?: boolean;
 }
 
 export interface CheckProblem {
@@ -154,17 +156,32 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
     );
   };
 
+  const fast = opts.fastPath ?? true;
+  const legacy = opts.names === 'legacy';
+  const maxT = opts.maxFutureMs > 0 ? opts.nowMs + opts.maxFutureMs : Number.POSITIVE_INFINITY;
+  const minT = opts.maxAgeMs > 0 ? opts.nowMs - opts.maxAgeMs : Number.NEGATIVE_INFINITY;
+  if (fast && !v1) resetSymbolClasses(index.symbolCount);
+
   for (let i = 0; i < index.count; i++) {
     reason = undefined;
-    count = 0;
-    hasName = false;
-    unsorted = false;
-    prevStart = -1;
-    prevEnd = -1;
-    if (v1) readLabelsV1(buf, index, i, label);
-    else readLabelRefsV2(buf, index, i, ref);
-    if (reason === undefined && count === 0) problem('empty_labels', 'labels: the label set is empty');
-    if (reason === undefined && !hasName) problem('missing_name', 'labels: no __name__ label');
+    const quick = !fast
+      ? SLOW
+      : v1
+        ? quickLabelsV1(buf, index.labelsStart[i]!, index.labelsEnd[i]!, legacy)
+        : quickLabelsV2(buf, index, index.labelsStart[i]!, index.labelsEnd[i]!, legacy);
+    if (quick === SLOW) {
+      count = 0;
+      hasName = false;
+      unsorted = false;
+      prevStart = -1;
+      prevEnd = -1;
+      if (v1) readLabelsV1(buf, index, i, label);
+      else readLabelRefsV2(buf, index, i, ref);
+      if (reason === undefined && count === 0) problem('empty_labels', 'labels: the label set is empty');
+      if (reason === undefined && !hasName) problem('missing_name', 'labels: no __name__ label');
+    } else {
+      unsorted = quick === UNSORTED;
+    }
     if (reason === undefined && unsorted) {
       // Sorting: a repeated name may hide anywhere in an unsorted set.
       const dup = duplicateName(buf, index, i);
@@ -176,7 +193,15 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
         }
       }
     }
-    if (current() === undefined) checkSamples(buf, index, i, opts, problem);
+    if (
+      current() === undefined &&
+      !(
+        fast &&
+        index.labelsStart[i] === seriesPayload(buf, index, i) &&
+        quickSamples(buf, index.labelsEnd[i]!, index.end[i]!, minT, maxT)
+      )
+    )
+      checkSamples(buf, index, i, opts, problem);
     const r = current();
     if (r === undefined) continue;
     bad ??= new Uint8Array(index.count);
@@ -186,6 +211,227 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
     first ??= { series: i, reason: r, detail: `timeseries[${i}] ${describeSeries(buf, index, i)}: ${where}` };
   }
   return { first, bad, series, samples, sorted };
+}
+
+// Quick paths. Nearly every series a sender writes is valid, and has the shape the scanner's fast
+// path accepts: Label records of exactly a name and a value (1.0) or one packed labels_refs record
+// (2.0), then Sample records of a double and a varint timestamp. For such a series these functions
+// answer "valid" (sorted or not) in straight-line code over the bytes: a class table for legacy
+// names, an ASCII loop before full UTF-8 decoding, and in 2.0 each symbol classified once per
+// request instead of once per reference. On anything else (another shape, any problem) they answer
+// SLOW, and the full check above runs on that series: it alone puts problems into words, so every
+// refusal and its message are the full check's. The unit test runs both over the same bodies.
+
+const OK = 0;
+const UNSORTED = 1;
+const SLOW = 2;
+
+// Byte classes for legacy names: `[a-zA-Z_]` first and `[a-zA-Z0-9_]` after for label names, the
+// same with `:` for metric names (legacyName is the reference).
+const LABEL_FIRST = 1;
+const LABEL_NEXT = 2;
+const METRIC_FIRST = 4;
+const METRIC_NEXT = 8;
+const CLASSES = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const letter = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f;
+  const digit = c >= 0x30 && c <= 0x39;
+  CLASSES[c] =
+    (letter ? LABEL_FIRST | LABEL_NEXT | METRIC_FIRST | METRIC_NEXT : 0) |
+    (digit ? LABEL_NEXT | METRIC_NEXT : 0) |
+    (c === 0x3a ? METRIC_FIRST | METRIC_NEXT : 0);
+}
+
+/** Whether buf[from, to) is non-empty, its first byte of class `first` and the rest of `next`. */
+function classed(buf: Uint8Array, from: number, to: number, first: number, next: number): boolean {
+  if (to === from || (CLASSES[buf[from]!]! & first) === 0) return false;
+  for (let p = from + 1; p < to; p++) if ((CLASSES[buf[p]!]! & next) === 0) return false;
+  return true;
+}
+
+/** utf8(), with a loop for the ASCII prefix, which is all of nearly every label. */
+function text(buf: Uint8Array, from: number, to: number): boolean {
+  for (let p = from; p < to; p++) if (buf[p]! >= 0x80) return utf8(buf, p, to);
+  return true;
+}
+
+/** Whether the 8 bytes at `at` are `__name__`. */
+function isNameAt(buf: Uint8Array, at: number): boolean {
+  for (let k = 0; k < 8; k++) if (buf[at + k] !== NAME[k]) return false;
+  return true;
+}
+
+// Where quickLen leaves the position after the varint it read.
+let after = 0;
+
+/** The varint at `pos` of a scanned buffer (a length or a reference); sets `after`. */
+function quickLen(buf: Uint8Array, pos: number): number {
+  const b = buf[pos]!;
+  if (b < 0x80) {
+    after = pos + 1;
+    return b;
+  }
+  after = afterVarint(buf, pos);
+  return varintAt(buf, pos);
+}
+
+/** The labels region buf[from, to) of a 1.0 series: OK, UNSORTED (otherwise valid) or SLOW. */
+function quickLabelsV1(buf: Uint8Array, from: number, to: number, legacy: boolean): number {
+  let prevStart = -1;
+  let prevEnd = -1;
+  let hasName = false;
+  let unsorted = false;
+  for (let p = from; p < to; ) {
+    if (buf[p] !== 0x0a) return SLOW;
+    // Lengths below 128 are one byte; the varint readers only for longer ones.
+    let len = buf[p + 1]!;
+    let ns = p + 2;
+    if (len >= 0x80) {
+      len = varintAt(buf, p + 1);
+      ns = afterVarint(buf, p + 1);
+    }
+    const recordEnd = ns + len;
+    if (ns >= recordEnd || buf[ns] !== 0x0a) return SLOW;
+    let nameLen = buf[ns + 1]!;
+    if (nameLen >= 0x80) {
+      nameLen = varintAt(buf, ns + 1);
+      ns = afterVarint(buf, ns + 1);
+    } else ns += 2;
+    const ne = ns + nameLen;
+    if (ne >= recordEnd || buf[ne] !== 0x12) return SLOW;
+    let valueLen = buf[ne + 1]!;
+    let vs = ne + 2;
+    if (valueLen >= 0x80) {
+      valueLen = varintAt(buf, ne + 1);
+      vs = afterVarint(buf, ne + 1);
+    }
+    const ve = vs + valueLen;
+    if (ve !== recordEnd || ne === ns) return SLOW;
+    if (nameLen === 8 && isNameAt(buf, ns)) {
+      hasName = true;
+      if (ve === vs) return SLOW;
+      if (legacy ? !classed(buf, vs, ve, METRIC_FIRST, METRIC_NEXT) : !text(buf, vs, ve)) return SLOW;
+    } else {
+      if (legacy ? !classed(buf, ns, ne, LABEL_FIRST, LABEL_NEXT) : !text(buf, ns, ne)) return SLOW;
+      if (!text(buf, vs, ve)) return SLOW;
+    }
+    if (prevStart >= 0) {
+      const c = compareAt(buf, prevStart, prevEnd, ns, ne);
+      if (c === 0) return SLOW;
+      if (c > 0) unsorted = true;
+    }
+    prevStart = ns;
+    prevEnd = ne;
+    p = recordEnd;
+  }
+  if (!hasName) return SLOW;
+  return unsorted ? UNSORTED : OK;
+}
+
+// 2.0 symbols, classified on first use in a request: KNOWN once classified, then what they are.
+const KNOWN = 1;
+const TEXT = 2;
+const LABEL_NAME = 4;
+const METRIC_NAME = 8;
+const IS_NAME = 16;
+const EMPTY = 32;
+let symbolClasses = new Uint8Array(1024);
+
+function resetSymbolClasses(count: number): void {
+  if (symbolClasses.length < count) symbolClasses = new Uint8Array(Math.max(count, 2 * symbolClasses.length));
+  else symbolClasses.fill(0, 0, count);
+}
+
+function symbolClass(buf: Uint8Array, index: SeriesIndex, k: number): number {
+  const known = symbolClasses[k]!;
+  if (known !== 0) return known;
+  const s = index.symbolStart[k]!;
+  const e = index.symbolEnd[k]!;
+  const c =
+    KNOWN |
+    (text(buf, s, e) ? TEXT : 0) |
+    (classed(buf, s, e, LABEL_FIRST, LABEL_NEXT) ? LABEL_NAME : 0) |
+    (classed(buf, s, e, METRIC_FIRST, METRIC_NEXT) ? METRIC_NAME : 0) |
+    (e - s === 8 && isNameAt(buf, s) ? IS_NAME : 0) |
+    (e === s ? EMPTY : 0);
+  symbolClasses[k] = c;
+  return c;
+}
+
+/** The labels region buf[from, to) of a 2.0 series: OK, UNSORTED (otherwise valid) or SLOW. */
+function quickLabelsV2(
+  buf: Uint8Array,
+  index: SeriesIndex,
+  from: number,
+  to: number,
+  legacy: boolean,
+): number {
+  if (from >= to || buf[from] !== 0x0a) return SLOW;
+  const len = quickLen(buf, from + 1);
+  if (after + len !== to) return SLOW;
+  let prev = -1;
+  let hasName = false;
+  let unsorted = false;
+  for (let p = after; p < to; ) {
+    const n = quickLen(buf, p);
+    const v = quickLen(buf, after);
+    p = after;
+    const cn = symbolClass(buf, index, n);
+    const cv = symbolClass(buf, index, v);
+    if ((cn & (TEXT | EMPTY)) !== TEXT || (cv & TEXT) === 0) return SLOW;
+    if ((cn & IS_NAME) !== 0) {
+      hasName = true;
+      if ((cv & EMPTY) !== 0 || (legacy && (cv & METRIC_NAME) === 0)) return SLOW;
+    } else if (legacy && (cn & LABEL_NAME) === 0) return SLOW;
+    if (prev >= 0) {
+      const c =
+        prev === n
+          ? 0
+          : compareAt(
+              buf,
+              index.symbolStart[prev]!,
+              index.symbolEnd[prev]!,
+              index.symbolStart[n]!,
+              index.symbolEnd[n]!,
+            );
+      if (c === 0) return SLOW;
+      if (c > 0) unsorted = true;
+    }
+    prev = n;
+  }
+  if (!hasName) return SLOW;
+  return unsorted ? UNSORTED : OK;
+}
+
+/**
+ * Whether buf[from, to), the rest of a series after its labels, is only Sample records of the
+ * common shape whose timestamps lie within [minT, maxT]. False leaves it to checkSamples.
+ */
+function quickSamples(buf: Uint8Array, from: number, to: number, minT: number, maxT: number): boolean {
+  for (let p = from; p < to; ) {
+    if (buf[p] !== 0x12) return false;
+    const len = quickLen(buf, p + 1);
+    const end = after + len;
+    let q = after;
+    if (q < end && buf[q] === 0x09) q += 9;
+    let t = 0;
+    if (q < end && buf[q] === 0x10) {
+      // At most 7 bytes (49 bits), exact in a double; longer ones (and negative) are checkSamples'.
+      let scale = 1;
+      let b: number;
+      const limit = q + 8;
+      q++;
+      do {
+        b = buf[q++]!;
+        t += (b & 0x7f) * scale;
+        scale *= 128;
+      } while (b >= 0x80 && q < limit);
+      if (b >= 0x80) return false;
+    }
+    if (q !== end || t > maxT || t < minT) return false;
+    p = end;
+  }
+  return true;
 }
 
 /**

@@ -161,10 +161,10 @@ function payloadOf(buf: Uint8Array, start: number): number {
 }
 
 /**
- * Builds the forwarded message from the original: the original bytes with dropped and rewritten
- * series cut out, then (v2) the new symbols, then the rewritten series. Repeated fields may come
- * in any order in protobuf, and v2 symbols appended after all original ones get the next indices,
- * so the original series' references stay valid.
+ * Builds the forwarded message from the original: the original bytes with dropped series cut out
+ * and rewritten ones re-encoded in their place, then merged series, then (v2) the new symbols.
+ * Repeated fields may come in any order in protobuf, and v2 symbols appended after all original
+ * ones get the next indices, so the original series' references stay valid.
  */
 export class OutputBuilder<E extends AggregateSeries> {
   changed = false;
@@ -173,8 +173,14 @@ export class OutputBuilder<E extends AggregateSeries> {
   #aggregates: Map<number, { entry: E; byTs: Map<number, number> }> | undefined;
   readonly #buf: Buffer;
   readonly #index: SeriesIndex;
-  readonly #chunks: Uint8Array[] = [];
-  readonly #tail: Uint8Array[] = [];
+  /**
+   * The forwarded message, written in one buffer sized up front to the request (rewriting keeps
+   * most series about their size) and doubled when that is not enough: unchanged runs of the
+   * original copied as they come, rewritten series in their place, merged series and new symbols
+   * at the end. One copy per series, no pieces concatenated at the end.
+   */
+  #out: Buffer | undefined;
+  #outLength = 0;
   #copiedTo = 0;
   #symbols: Map<string, number> | undefined;
   #newSymbols: string[] = [];
@@ -186,7 +192,7 @@ export class OutputBuilder<E extends AggregateSeries> {
 
   #cut(i: number): void {
     const start = this.#index.start[i]!;
-    if (start > this.#copiedTo) this.#chunks.push(this.#buf.subarray(this.#copiedTo, start));
+    if (start > this.#copiedTo) this.#copy(this.#copiedTo, start);
     this.#copiedTo = this.#index.end[i]!;
     this.changed = true;
   }
@@ -201,19 +207,69 @@ export class OutputBuilder<E extends AggregateSeries> {
     const v1 = this.#index.version === 1;
     const payload = payloadOf(buf, this.#index.start[i]!);
     const labelsEnd = this.#index.labelsEnd[i]!;
-    // Labels first and nothing but labels in their region (what every sender writes): the rest of
-    // the series is one slice. Otherwise pick the other records out one by one.
-    const rest =
-      this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)
-        ? [buf.subarray(labelsEnd, this.#index.end[i]!)]
-        : recordsExcept(buf, payload, this.#index.end[i]!, 1);
+    const end = this.#index.end[i]!;
     const head = v1 ? encodedV1 : this.#labelRefs(labels);
+    const tag = v1 ? 0x0a : 0x2a;
+    // Labels first and nothing but labels in their region (what every sender writes): the rest of
+    // the series is one run of bytes, copied straight from the request. Otherwise pick the other
+    // records out one by one.
+    if (this.#index.labelsStart[i] === payload && onlyField(buf, payload, labelsEnd, 1)) {
+      let pos = this.#record(tag, head.length + end - labelsEnd);
+      const tail = this.#out!;
+      tail.set(head, pos);
+      pos += head.length;
+      // Mostly one Sample record: a loop beats a call for so few bytes.
+      if (end - labelsEnd <= 64) for (let k = labelsEnd; k < end; k++) tail[pos++] = buf[k]!;
+      else {
+        tail.set(buf.subarray(labelsEnd, end), pos);
+        pos += end - labelsEnd;
+      }
+      this.#outLength = pos;
+      return;
+    }
+    const rest = recordsExcept(buf, payload, end, 1);
     let len = head.length;
     for (const r of rest) len += r.length;
-    const prefix = new Uint8Array(1 + varintSize(len));
-    prefix[0] = v1 ? 0x0a : 0x2a;
-    writeVarint(prefix, 1, len);
-    this.#tail.push(prefix, head, ...rest);
+    let pos = this.#record(tag, len);
+    const tail = this.#out!;
+    for (const part of [head, ...rest]) {
+      tail.set(part, pos);
+      pos += part.length;
+    }
+    this.#outLength = pos;
+  }
+
+  /** Makes room for `n` more bytes at the end of the output. */
+  #reserve(n: number): Buffer {
+    const need = this.#outLength + n;
+    let out = this.#out;
+    if (out === undefined || out.length < need) {
+      const grown = Buffer.allocUnsafe(
+        Math.max(need, out === undefined ? this.#buf.length + 1024 : 2 * out.length),
+      );
+      if (out !== undefined) out.copy(grown, 0, 0, this.#outLength);
+      this.#out = grown;
+      out = grown;
+    }
+    return out;
+  }
+
+  /** Appends buf[from, to) of the original to the output. */
+  #copy(from: number, to: number): void {
+    const out = this.#reserve(to - from);
+    this.#buf.copy(out, this.#outLength, from, to);
+    this.#outLength += to - from;
+  }
+
+  /**
+   * Makes room at the end of the output for a record of `tag` with a `len`-byte payload, writes
+   * its tag and length, and returns where its payload goes; the caller writes it and sets
+   * #outLength.
+   */
+  #record(tag: number, len: number): number {
+    const out = this.#reserve(1 + varintSize(len) + len);
+    out[this.#outLength] = tag;
+    return writeVarint(out, this.#outLength + 1, len);
   }
 
   /** v2: a packed labels_refs record for `labels`, adding symbols to the request as needed. */
@@ -292,6 +348,8 @@ export class OutputBuilder<E extends AggregateSeries> {
     maxSeen: number,
     leftOut: (entry: E, samples: number) => void,
   ): Uint8Array {
+    if (this.#copiedTo < this.#buf.length) this.#copy(this.#copiedTo, this.#buf.length);
+    this.#copiedTo = this.#buf.length;
     for (const { entry, byTs } of this.#aggregates?.values() ?? []) {
       const last = seen.get(entry.hash) ?? Number.NEGATIVE_INFINITY;
       const times = [...byTs.keys()].filter((t) => t > last).sort((a, b) => a - b);
@@ -303,22 +361,25 @@ export class OutputBuilder<E extends AggregateSeries> {
       const head = this.#index.version === 1 ? entry.encoded! : this.#labelRefs(entry.labels!);
       let len = head.length;
       for (const smp of samples) len += smp.length;
-      const prefix = new Uint8Array(1 + varintSize(len));
-      prefix[0] = this.#index.version === 1 ? 0x0a : 0x2a;
-      writeVarint(prefix, 1, len);
-      this.#tail.push(prefix, head, ...samples);
+      let pos = this.#record(this.#index.version === 1 ? 0x0a : 0x2a, len);
+      const out = this.#out!;
+      for (const part of [head, ...samples]) {
+        out.set(part, pos);
+        pos += part.length;
+      }
+      this.#outLength = pos;
       this.aggregateSeries++;
       this.aggregateSamples += times.length;
     }
-    if (this.#copiedTo < this.#buf.length) this.#chunks.push(this.#buf.subarray(this.#copiedTo));
     for (const s of this.#newSymbols) {
       const bytes = Buffer.from(s);
-      const prefix = new Uint8Array(1 + varintSize(bytes.length));
-      prefix[0] = 0x22;
-      writeVarint(prefix, 1, bytes.length);
-      this.#chunks.push(prefix, bytes);
+      let pos = this.#record(0x22, bytes.length);
+      this.#out!.set(bytes, pos);
+      pos += bytes.length;
+      this.#outLength = pos;
     }
-    return Buffer.concat([...this.#chunks, ...this.#tail]);
+    const out = this.#out ?? Buffer.alloc(0);
+    return out.subarray(0, this.#outLength);
   }
 }
 

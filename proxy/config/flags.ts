@@ -28,6 +28,8 @@ export interface ProxyOptions {
   readonly attemptTimeoutMs: number;
   readonly retry: RetryPolicy;
   readonly shutdownTimeoutMs: number;
+  /** --workers: worker processes behind the one listener; undefined follows the cgroup's CPU quota. */
+  readonly workers: number | undefined;
   readonly logLevel: string;
   /** json: one JSON object a line; logfmt: key=value lines, and multi-line messages as text. */
   readonly logFormat: LogFormat;
@@ -215,6 +217,8 @@ Flags (environment variable in brackets):
                                    recent readers kept per metric (default 5)
   --query.names-refresh DURATION   how often the query API's metric names are fetched (default 5m)
   --shutdown-timeout DURATION      how long to let in-flight requests finish on SIGTERM (default 30s)
+  --workers N                      worker processes serving the one listener (default: the container's CPU
+                                   quota, rounded up, at most the CPU count) [CARDINAL_WORKERS]
   --log-level LEVEL                trace, debug, info, warn, error (default info) [CARDINAL_LOG_LEVEL]
   --log.format json|logfmt         json: one JSON object a line; logfmt: key=value lines, problems as text
                                    (default logfmt on a terminal, json otherwise) [CARDINAL_LOG_FORMAT]
@@ -339,6 +343,7 @@ export function parseProxyOptions(
     query: parseQueryOptions(v, env),
     ingest: parseIngestChecks(v),
     shutdownTimeoutMs: parseDuration('--shutdown-timeout', v['shutdown-timeout'] ?? '30s'),
+    workers: optionalWorkers(v.workers ?? env.CARDINAL_WORKERS),
     logLevel,
     logFormat,
     reportDroppedAsWritten: v['report-dropped-as-written'] ?? false,
@@ -437,6 +442,7 @@ const parseOptions = {
   'query.usage.readers-per-metric': { type: 'string' },
   'query.names-refresh': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  workers: { type: 'string' },
   'log-level': { type: 'string' },
   'log.format': { type: 'string' },
   version: { type: 'boolean' },
@@ -715,6 +721,16 @@ function positiveDuration(flag: string, value: string): number {
   const ms = parseDuration(flag, value);
   if (ms <= 0) throw new UsageError(`${flag}: "${value}" must be longer than zero`);
   return ms;
+}
+
+/** At most this many workers; more is a typo, not a machine. */
+export const MAX_WORKERS = 256;
+
+function optionalWorkers(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = positiveInt('--workers', value);
+  if (n > MAX_WORKERS) throw new UsageError(`--workers: ${n} is more than ${MAX_WORKERS}`);
+  return n;
 }
 
 function positiveInt(flag: string, value: string): number {

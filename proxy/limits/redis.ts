@@ -500,6 +500,8 @@ function createStoreMetrics(registry: Registry, fallback: () => number): StoreMe
     }),
     fallback: new Gauge({
       name: 'cardinal_proxy_limits_store_fallback',
+      // --workers N: 1 while any worker falls back; /metrics shows the largest.
+      aggregator: 'max',
       help: '1 while the shared limit store does not answer and each limit is enforced locally with its share (limit / replicas), 0 while limits are global.',
       registers,
       collect() {

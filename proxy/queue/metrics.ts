@@ -67,19 +67,26 @@ export function createQueueMetrics(
   registry: Registry,
 ): (queue: QueueName) => QueueMetrics & { observe(gauges: () => QueueGauges): void } {
   const readers = new Map<QueueName, () => QueueGauges>();
-  const gauge = (name: string, help: string, pick: (g: QueueGauges) => number) =>
+  // --workers N: each worker has its own queue; /metrics sums sizes and shows the largest of the rest.
+  const gauge = (
+    name: string,
+    help: string,
+    pick: (g: QueueGauges) => number,
+    aggregator: 'sum' | 'max' = 'max',
+  ) =>
     new Gauge({
       name,
       help,
       labelNames: ['queue'],
       registers: [registry],
+      aggregator,
       collect() {
         for (const [queue, read] of readers) this.labels(queue).set(pick(read()));
       },
     });
-  gauge('cardinal_proxy_queue_bytes', 'Bytes of segment files on disk.', (g) => g.bytes);
-  gauge('cardinal_proxy_queue_max_bytes', 'The --queue.max-bytes limit.', (g) => g.maxBytes);
-  gauge('cardinal_proxy_queue_segments', 'Segment files on disk.', (g) => g.segments);
+  gauge('cardinal_proxy_queue_bytes', 'Bytes of segment files on disk.', (g) => g.bytes, 'sum');
+  gauge('cardinal_proxy_queue_max_bytes', 'The --queue.max-bytes limit.', (g) => g.maxBytes, 'sum');
+  gauge('cardinal_proxy_queue_segments', 'Segment files on disk.', (g) => g.segments, 'sum');
   gauge(
     'cardinal_proxy_queue_oldest_age_seconds',
     'Age of the oldest entry not yet delivered upstream; 0 when the queue is drained.',

@@ -53,6 +53,8 @@ export function createProxyMetrics(version: string): ProxyMetrics {
 
   new Gauge({
     name: 'cardinal_proxy_build_info',
+    // --workers N: every worker has the same value; /metrics shows the largest.
+    aggregator: 'max',
     help: 'Always 1; labelled with the version of the running proxy.',
     labelNames: ['version'],
     registers: [registry],
@@ -140,16 +142,22 @@ export function createProxyMetrics(version: string): ProxyMetrics {
   });
   const lastReloadOk = new Gauge({
     name: 'cardinal_proxy_config_last_reload_successful',
+    // --workers N: every worker has the same value; /metrics shows the smallest.
+    aggregator: 'min',
     help: '1 when the last configuration load succeeded, 0 when it failed and the previous configuration stays in force.',
     registers: [registry],
   });
   const lastReloadTime = new Gauge({
     name: 'cardinal_proxy_config_last_reload_success_timestamp_seconds',
+    // --workers N: every worker has the same value; /metrics shows the largest.
+    aggregator: 'max',
     help: 'Time of the last successful configuration load.',
     registers: [registry],
   });
   const configInfo = new Gauge({
     name: 'cardinal_proxy_config_info',
+    // --workers N: every worker has the same value; /metrics shows the largest.
+    aggregator: 'max',
     help: 'Always 1; labelled with the hash of the configuration in force.',
     labelNames: ['hash'],
     registers: [registry],

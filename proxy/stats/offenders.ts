@@ -206,6 +206,8 @@ export class Offenders {
     const self = this;
     new Gauge({
       name: 'cardinal_proxy_top_metric_active_series',
+      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
+      aggregator: 'max',
       help: 'Active series of the metrics with the most, the top N only (--stats.expose-top).',
       labelNames: ['metric'],
       registers: [registry],
@@ -216,6 +218,8 @@ export class Offenders {
     });
     new Gauge({
       name: 'cardinal_proxy_top_label_distinct_values',
+      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
+      aggregator: 'max',
       help: 'Distinct values of the labels with the most, per metric, the top N only.',
       labelNames: ['metric', 'label'],
       registers: [registry],
@@ -238,6 +242,8 @@ export class Offenders {
     });
     new Gauge({
       name: 'cardinal_proxy_active_series',
+      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
+      aggregator: 'max',
       help: 'Series seen within the statistics window, all metrics.',
       registers: [registry],
       collect() {

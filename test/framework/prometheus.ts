@@ -99,6 +99,8 @@ export interface ReceiverOptions {
   scrapeConfigs?: unknown[];
   /** global.scrape_interval and evaluation_interval; default 1m (nothing is scraped by default). */
   interval?: string;
+  /** storage.tsdb.out_of_order_time_window: accept samples older than the newest by up to this. */
+  outOfOrderWindow?: string;
 }
 
 /** A native histogram as the query API returns it, with numbers parsed. */
@@ -226,6 +228,9 @@ export async function startPrometheusReceiver(options: ReceiverOptions): Promise
         global: { evaluation_interval: interval, scrape_interval: interval, scrape_timeout: interval },
         ...(ruleFiles.length === 0 ? {} : { rule_files: ruleFiles }),
         ...(options.scrapeConfigs === undefined ? {} : { scrape_configs: options.scrapeConfigs }),
+        ...(options.outOfOrderWindow === undefined
+          ? {}
+          : { storage: { tsdb: { out_of_order_time_window: options.outOfOrderWindow } } }),
       };
     },
     port: options.port,

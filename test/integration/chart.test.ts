@@ -421,6 +421,17 @@ describe('helm lint and helm template', () => {
     ]);
   });
 
+  it('passes --workers: the value when set, nothing with a CPU limit to follow, 1 without one', () => {
+    const workers = (set: string[]) =>
+      (
+        podSpec(find(template('obs', [`upstream=${UPSTREAM}`, ...set]), 'Deployment', 'r-cardinal-proxy'))
+          .containers[0]?.args ?? []
+      ).filter((a: string) => a.startsWith('--workers'));
+    expect(workers([])).toEqual(['--workers=1']);
+    expect(workers(['proxy.resources.limits.cpu=1500m'])).toEqual([]);
+    expect(workers(['proxy.workers=3', 'proxy.resources.limits.cpu=1'])).toEqual(['--workers=3']);
+  });
+
   it('with the bundled Redis, points the proxies at it with the password file, the replica count and their pod name', () => {
     const manifests = template('obs', [
       `upstream=${UPSTREAM}`,

@@ -1,0 +1,267 @@
+// `--workers 2`: one proxy binary, two worker processes behind its one listener, exactly as
+// correct as one process. vmagent scrapes a target and sends through haproxy (keep-alive off, so
+// every request is a new connection and the cluster hands them to both workers) to the proxy,
+// which forwards to a real Prometheus 2 with its durable queue on. The test shows:
+// - a perMetric limit exact across both workers: a bomb of 5,000 series under maxSeries 500
+//   ends with exactly 500 admitted (the workers decide through the primary's store);
+// - /metrics sums the workers: requests sent on new connections are all counted, spread over both;
+// - a reload swaps both workers: one configuration hash everywhere, and the new limit in force;
+// - a worker killed with SIGKILL is started again and counted, and every sample the sender had
+//   acknowledged reaches Prometheus (the killed worker's queue is replayed by its successor);
+// - SIGTERM stops the primary and both workers.
+// Each worker drains its own queue, so after a restart the replayed samples can be older than
+// what the other worker delivered meanwhile: the receiver accepts out-of-order samples (README
+// "Workers").
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
+import { snappyEncode } from '../../proxy/codec/snappy.js';
+import { expectReceivedExactly } from '../framework/assert.js';
+import {
+  eventually,
+  parseExposition,
+  startLoadBalancer,
+  startPrometheusReceiver,
+  startProxy,
+  startTarget,
+  startVmagent,
+  useCleanup,
+} from '../framework/index.js';
+
+const OVERFLOW = '__cardinality_overflow__';
+const policy = (maxSeries: number) => `apiVersion: cardinal.dev/v1alpha1
+kind: MetricPolicy
+metadata:
+  name: bombs
+  namespace: platform
+spec:
+  limits:
+    window: 10m
+    perMetric:
+      - metric: cardinal_bomb.*
+        maxSeries: ${maxSeries}
+        onExceed: overflow
+        overflowLabel: id
+`;
+
+const bomb = (name: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ name, labels: { id: String(i) }, value: i }));
+
+/** POSTs on a connection of its own, so the cluster may hand it to either worker. */
+function post(url: string, body: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        headers: {
+          'content-type': 'application/x-protobuf',
+          'content-encoding': 'snappy',
+          'content-length': body.length,
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** GETs JSON on a connection of its own. */
+function getJson<T>(url: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent: false }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => {
+        text += c.toString();
+      });
+      res.on('end', () => resolve(JSON.parse(text) as T));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** The worker processes of the proxy (its children running the proxy's main). */
+function workerPids(primary: number): number[] {
+  const children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim();
+  return children
+    .split(/\s+/)
+    .filter((s) => s !== '')
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('proxy/main.js');
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('--workers 2', () => {
+  const track = useCleanup();
+
+  it('keeps limits, /metrics, reloads and the durable queue as one process does', async () => {
+    const receiver = track(await startPrometheusReceiver({ version: 2, outOfOrderWindow: '30m' }));
+    let configPath = '';
+    const proxy = track(
+      await startProxy({
+        upstream: receiver.remoteWriteUrl,
+        args: (dir) => {
+          configPath = join(dir, 'policies.yaml');
+          writeFileSync(configPath, policy(500));
+          return [
+            '--workers',
+            '2',
+            '--config',
+            configPath,
+            '--queue.dir',
+            join(dir, 'queue'),
+            '--replica-name',
+            'proxy-0',
+            '--log-level',
+            'info',
+          ];
+        },
+      }),
+    );
+    const metrics = async () => parseExposition(await (await fetch(proxy.metricsUrl)).text());
+    const sum = async (name: string, labels: Record<string, string> = {}) =>
+      (await metrics())
+        .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+        .reduce((a, s) => a + s.value, 0);
+    const count = async (selector: string) =>
+      (await receiver.query(`count(last_over_time(${selector}[10m]))`))[0]?.value ?? 0;
+
+    expect(await sum('cardinal_proxy_workers')).toBe(2);
+    const rss = (await metrics()).filter((s) => s.name === 'cardinal_proxy_worker_resident_memory_bytes');
+    expect(rss.map((s) => s.labels.worker).sort()).toEqual(['0', '1']);
+    for (const s of rss) expect(s.value).toBeGreaterThan(0);
+
+    // /metrics sums both workers: 40 requests of 3 samples each, every one on a new connection.
+    const before = await sum('cardinal_proxy_received_total', { kind: 'samples' });
+    const beforeRequests = await sum('cardinal_proxy_requests_total', { code: '204' });
+    const now = Date.now();
+    for (let i = 0; i < 40; i++) {
+      const body = snappyEncode(
+        encodeWriteRequestV1({
+          timeseries: [0, 1, 2].map((j) => ({
+            labels: [
+              { name: '__name__', value: 'cardinal_test_direct' },
+              { name: 'n', value: String(i * 3 + j) },
+            ],
+            samples: [{ value: j, timestamp: now }],
+            exemplars: [],
+            histograms: [],
+          })),
+          metadata: [],
+        }),
+      );
+      expect(await post(proxy.writeUrl, body)).toBe(204);
+    }
+    expect((await sum('cardinal_proxy_received_total', { kind: 'samples' })) - before).toBe(120);
+    expect((await sum('cardinal_proxy_requests_total', { code: '204' })) - beforeRequests).toBe(40);
+    const perWorker = (await metrics()).filter((s) => s.name === 'cardinal_proxy_worker_requests_total');
+    expect(perWorker).toHaveLength(2);
+    for (const s of perWorker) expect(s.value).toBeGreaterThan(0);
+    await eventually(async () => expect(await count('cardinal_test_direct')).toBe(120), {
+      timeoutMs: 60_000,
+    });
+
+    // A real sender through a load balancer that opens a connection per request.
+    const lb = track(await startLoadBalancer([proxy.url]));
+    const target = track(await startTarget({ sequence: { name: 'cardinal_test_vm_seq_total' } }));
+    const vmagent = track(
+      await startVmagent({
+        remoteWriteUrl: `${lb.url}/api/v1/write`,
+        scrapeTargets: [target.address],
+        scrapeInterval: '2s',
+        extraArgs: ['-remoteWrite.queues=1'],
+      }),
+    );
+    await eventually(async () => expect(await count('cardinal_test_vm_seq_total')).toBe(1), {
+      timeoutMs: 60_000,
+    });
+
+    // The limit, exact across the workers: 500 of the bomb's 5,000, and its overflow series.
+    const errorsBefore = await sum('cardinal_proxy_limits_store_errors_total', { op: 'admit' });
+    target.setSeries(bomb('cardinal_bomb', 5000));
+    const scrapes = target.scrapes;
+    await eventually(() => expect(target.scrapes).toBeGreaterThanOrEqual(scrapes + 4), { timeoutMs: 60_000 });
+    await eventually(
+      async () => expect(await count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBeGreaterThanOrEqual(500),
+      { timeoutMs: 60_000 },
+    );
+    const later = target.scrapes;
+    await eventually(() => expect(target.scrapes).toBeGreaterThanOrEqual(later + 2), { timeoutMs: 60_000 });
+    // The primary answered every admission (otherwise a worker would have used its share, 250).
+    expect(await sum('cardinal_proxy_limits_store_errors_total', { op: 'admit' })).toBe(errorsBefore);
+    expect(await count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBe(500);
+    expect(await count(`cardinal_bomb{id="${OVERFLOW}"}`)).toBe(1);
+    const limits = await getJson<{ policies: { limits: { current: number; max: number }[] }[] }>(
+      `${proxy.url}/api/v1/stats/limits`,
+    );
+    expect(limits.policies[0]?.limits[0]).toMatchObject({ current: 500, max: 500 });
+
+    // A reload swaps both workers: one hash in every answer and in /metrics, the new limit in force.
+    const oldHash = (await getJson<{ hash: string }>(`${proxy.url}/api/v1/status/config`)).hash;
+    writeFileSync(configPath, policy(800));
+    const reloaded = (await (await fetch(`${proxy.url}/-/reload`, { method: 'POST' })).json()) as {
+      hash: string;
+      lastError: unknown;
+    };
+    expect(reloaded.lastError).toBeNull();
+    expect(reloaded.hash).not.toBe(oldHash);
+    for (let i = 0; i < 10; i++) {
+      expect((await getJson<{ hash: string }>(`${proxy.url}/api/v1/status/config`)).hash).toBe(reloaded.hash);
+    }
+    const info = (await metrics()).filter((s) => s.name === 'cardinal_proxy_config_info');
+    expect(info.map((s) => s.labels.hash)).toEqual([reloaded.hash]);
+    await eventually(async () => expect(await count(`cardinal_bomb{id!="${OVERFLOW}"}`)).toBe(800), {
+      timeoutMs: 90_000,
+    });
+
+    // A worker killed mid-flow: started again, counted, and nothing acknowledged is lost.
+    target.setSeries([]);
+    const primary = proxy.program.pid!;
+    const [victim] = workerPids(primary);
+    expect(workerPids(primary)).toHaveLength(2);
+    process.kill(victim!, 'SIGKILL');
+    await eventually(
+      async () => {
+        expect(workerPids(primary)).toHaveLength(2);
+        expect(workerPids(primary)).not.toContain(victim);
+        expect(await sum('cardinal_proxy_worker_restarts_total')).toBe(1);
+        expect(
+          (await metrics()).filter((s) => s.name === 'cardinal_proxy_worker_resident_memory_bytes'),
+        ).toHaveLength(2);
+      },
+      { timeoutMs: 60_000 },
+    );
+    const afterRestart = target.scrapes;
+    await eventually(() => expect(target.scrapes).toBeGreaterThanOrEqual(afterRestart + 3), {
+      timeoutMs: 60_000,
+    });
+    const served = target.pauseSequence();
+    await expectReceivedExactly(receiver, target, served, 90_000);
+    await eventually(
+      async () =>
+        expect(await sum('cardinal_proxy_queue_oldest_age_seconds', { queue: 'remote_write' })).toBe(0),
+      { timeoutMs: 60_000 },
+    );
+
+    // SIGTERM: the primary stops both workers and ends by itself, with code 0.
+    await vmagent.close();
+    const workers = workerPids(primary);
+    await proxy.stop({ graceMs: 60_000 });
+    expect(proxy.program.exitDescription()).toBe('exit code 0');
+    for (const pid of workers) expect(existsSync(`/proc/${pid}`)).toBe(false);
+  });
+});
