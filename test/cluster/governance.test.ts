@@ -777,6 +777,15 @@ describe('the chart on a real node', () => {
     let senderError: unknown;
     const badSender = (async () => {
       while (sending) {
+        // A batch job pushes too, each round (the push panels show rates; a proxy that restarts
+        // starts its counters again).
+        await cluster
+          .serviceFetch(SYSTEM, PROXY_SERVICE, 'http', '/metrics/job/backup/instance/db-1', {
+            method: 'PUT',
+            headers: { 'content-type': 'text/plain; version=0.0.4' },
+            body: `# HELP backup_size_bytes The size of the last backup.\n# TYPE backup_size_bytes gauge\nbackup_size_bytes 1024 ${Date.now()}\n`,
+          })
+          .then((res) => res.text());
         const r = await write([[{ name: 'job', value: 'nameless' }]]);
         // 503: the in-flight limit of one was met (another request was being handled); a
         // sender tries again, as this one does two seconds later.
