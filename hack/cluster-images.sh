@@ -25,6 +25,7 @@
 #               libraries it links, FROM scratch, user 65534
 #   prometheus3 Prometheus 3 as hack/build-prometheus3.sh builds it from its Go module, likewise
 #   vmagent     Debian's vmagent (package victoria-metrics), likewise
+#   pushgateway Debian's prometheus-pushgateway, likewise, at /usr/bin/pushgateway
 #   promoperator  prometheus-operator as hack/build-prometheus-operator.sh builds it from its Go
 #               module, FROM scratch, user 65534, /bin/operator
 #   reloader    its prometheus-config-reloader, at /bin/prometheus-config-reloader (the path the
@@ -61,7 +62,7 @@ NODE_TAG="docker.io/library/node:${NODE_VERSION%%.*}-bookworm-slim"
 NPM_VERSION="${NPM_VERSION:-10.8.2}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-all=(pause node proxy operator prometheus prometheus3 vmagent promoperator reloader)
+all=(pause node proxy operator prometheus prometheus3 vmagent pushgateway promoperator reloader)
 # Prometheus 3, as hack/build-prometheus3.sh builds it (for the chart's sidecar example, which
 # runs `prometheus --agent`).
 prometheus3_bin="${CARDINAL_PROMETHEUS3:-${CARDINAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardinal}/bin/prometheus-${PROMETHEUS3_VERSION:-3.5.0}}"
@@ -134,6 +135,7 @@ inputs() {
     prometheus) echo "prometheus $(dpkg-query -W -f '${Version}' prometheus) $(binary_hash /usr/bin/prometheus)" ;;
     prometheus3) echo "prometheus3 $(binary_hash "$prometheus3_bin")" ;;
     vmagent) echo "vmagent $(dpkg-query -W -f '${Version}' victoria-metrics) $(binary_hash /usr/bin/vmagent)" ;;
+    pushgateway) echo "pushgateway $(dpkg-query -W -f '${Version}' prometheus-pushgateway) $(binary_hash /usr/bin/prometheus-pushgateway)" ;;
     promoperator) echo "promoperator $(binary_hash "$(promoperator_dir)/operator")" ;;
     reloader) echo "reloader $(binary_hash "$(promoperator_dir)/prometheus-config-reloader")" ;;
     *)
@@ -245,6 +247,12 @@ build_vmagent() {
   from_rootfs vmagent "$work/vmagent" $'USER 65534:65534\nENTRYPOINT ["/usr/bin/vmagent"]'
 }
 
+build_pushgateway() {
+  binary_rootfs "$work/pushgateway" /usr/bin/prometheus-pushgateway
+  mv "$work/pushgateway/usr/bin/prometheus-pushgateway" "$work/pushgateway/usr/bin/pushgateway"
+  from_rootfs pushgateway "$work/pushgateway" $'USER 65534:65534\nENTRYPOINT ["/usr/bin/pushgateway"]'
+}
+
 build_promoperator() {
   binary_rootfs "$work/promoperator" "$(promoperator_dir)/operator"
   mv "$work/promoperator/usr/bin" "$work/promoperator/bin"
@@ -260,12 +268,14 @@ build_reloader() {
 # ensure NAME: NAME's archive exists, built if it did not.
 ensure() {
   local name="$1" file start=$SECONDS
-  case "$name" in proxy | operator) ensure node ;; esac
   file="$(archive "$name")"
   [[ -f $file ]] && return 0
   lock
   # Built meanwhile by the run that held the lock.
   [[ -f $file ]] && return 0
+  # The Dockerfiles build FROM the node image: its archive is needed only to build them (their
+  # hash names the node image's inputs, not its archive).
+  case "$name" in proxy | operator) ensure node ;; esac
   log "building $name ($(ref "$name"))"
   "build_$name"
   mkdir -p "$(dirname "$file")"

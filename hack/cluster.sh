@@ -386,40 +386,17 @@ ip route add unreachable "$pod_cidr"
 ip route add unreachable "$service_cidr"
 
 phase "certificates"
-mkdir -p "$pki"
-chmod 700 "$pki"
-eckey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-sign() {
-  local name="$1" subj="$2" ext="$3"
-  eckey "$pki/$name.key"
-  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
-  printf '%s\n' "$ext" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-  rm -f "$pki/$name.csr" "$pki/$name.ext"
-}
+# shellcheck source=lib/pki.sh
+source "$here/lib/pki.sh"
 if [[ ! -f $pki/ca.crt ]]; then
-  eckey "$pki/ca.key"
-  openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=cardinal-cluster-ca" -days 365 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -out "$pki/ca.crt" 2>/dev/null
-  client="basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
-  sign admin "/O=system:masters/CN=cardinal-admin" "$client"
+  pki_ca cardinal-cluster-ca
+  sign admin "/O=system:masters/CN=cardinal-admin" "$PKI_CLIENT_EXT"
   # The node's components authenticate as themselves; they are given system:masters too, since
   # this throwaway cluster runs no Node authorizer.
-  sign node "/O=system:masters/CN=system:node:$node_name" "$client"
-  sign serving "/CN=kube-apiserver" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:$bridge_ip,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  sign kubelet "/CN=$node_name" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:$bridge_ip,DNS:$node_name"
-  eckey "$pki/sa.key"
-  openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  sign node "/O=system:masters/CN=system:node:$node_name" "$PKI_CLIENT_EXT"
+  sign serving "/CN=kube-apiserver" "$(pki_server_ext "IP:127.0.0.1,IP:$bridge_ip,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
+  sign kubelet "/CN=$node_name" "$(pki_server_ext "IP:$bridge_ip,DNS:$node_name")"
+  sa_keys
 fi
 
 b64() { base64 <"$1" | tr -d '\n'; }

@@ -196,31 +196,13 @@ printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' "$etcd_port" "$etc
 
 # --- certificates and keys ---
 pki="$dir/pki"
-mkdir -p "$pki"
-chmod 700 "$pki"
-eckey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-# sign NAME SUBJECT EXTENSIONS: a key and a 1-year cert for it, signed by the CA.
-sign() {
-  local name="$1" subj="$2" ext="$3"
-  eckey "$pki/$name.key"
-  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
-  printf '%s\n' "$ext" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-  rm -f "$pki/$name.csr" "$pki/$name.ext"
-}
+# shellcheck source=lib/pki.sh
+source "$here/lib/pki.sh"
 if [[ ! -f $pki/ca.crt ]]; then
   log "making certificates in $pki"
-  eckey "$pki/ca.key"
-  openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=cardinal-control-plane-ca" -days 365 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -out "$pki/ca.crt" 2>/dev/null
-  sign admin "/O=system:masters/CN=cardinal-admin" \
-    "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
-  eckey "$pki/sa.key"
-  openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  pki_ca cardinal-control-plane-ca
+  sign admin "/O=system:masters/CN=cardinal-admin" "$PKI_CLIENT_EXT"
+  sa_keys
   token="$(openssl rand -hex 24)"
   printf '%s\n' "$token" >"$dir/admin.token"
   # token,user,uid,"group1,group2"
@@ -228,11 +210,7 @@ extendedKeyUsage=clientAuth"
   chmod 600 "$dir/admin.token" "$dir/tokens.csv"
 fi
 # The serving cert is made anew each start: it names no port, but keeps the CA.
-sign serving "/CN=kube-apiserver" \
-  "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+sign serving "/CN=kube-apiserver" "$(pki_server_ext "IP:127.0.0.1,IP:::1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
 
 # --- kubeconfig ---
 b64() { base64 <"$1" | tr -d '\n'; }

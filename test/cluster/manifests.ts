@@ -64,12 +64,18 @@ function deployment(name: string, container: Obj, volumes: Obj[], config: Record
   ];
 }
 
-/** The receiver: Prometheus with its remote-write receiver on, scraping nothing itself. */
-export function receiver(image: string): Obj[] {
-  return deployment(
+/**
+ * The receiver: Prometheus with its remote-write receiver on, scraping nothing itself. It
+ * evaluates one recording rule and writes its query log (query_log_file) to its data volume, and
+ * a cardinal-proxy beside it tails that log (`--query.log-file`), counting the rule evaluations
+ * as reads: the dashboard's query-log panel. The Service `receiver-usage` exposes that proxy's
+ * /metrics (port `metrics`) for a ServiceMonitor.
+ */
+export function receiver(images: { prometheus: string; proxy: string }): Obj[] {
+  const objects = deployment(
     'receiver',
     {
-      image,
+      image: images.prometheus,
       args: [
         '--config.file=/etc/prometheus/prometheus.yml',
         '--storage.tsdb.path=/prometheus',
@@ -84,7 +90,74 @@ export function receiver(image: string): Obj[] {
       ],
     },
     [{ name: 'data', emptyDir: {} }],
-    { 'prometheus.yml': 'global: {}\n' },
+    {
+      'prometheus.yml': [
+        'global:',
+        `  evaluation_interval: ${SCRAPE_INTERVAL_S}s`,
+        '  query_log_file: /prometheus/query.log',
+        'rule_files: [/etc/prometheus/rules.yml]',
+        '',
+      ].join('\n'),
+      'rules.yml': [
+        'groups:',
+        '  - name: senders',
+        '    rules:',
+        '      - record: sender:up:count',
+        '        expr: count by (sender) (up)',
+        '',
+      ].join('\n'),
+    },
+  );
+  const pod = (objects[1] as { spec: { template: { spec: { containers: Obj[] } } } }).spec.template.spec;
+  pod.containers.push({
+    name: 'cardinal-proxy',
+    image: images.proxy,
+    imagePullPolicy: 'Never',
+    securityContext,
+    args: [
+      '--listen=0.0.0.0:8080',
+      // Nothing writes to this proxy; it is here for the query log.
+      '--upstream=http://localhost:9090/api/v1/write',
+      '--query.log-file=/prometheus/query.log',
+    ],
+    ports: [{ name: 'metrics', containerPort: 8080 }],
+    readinessProbe: { httpGet: { path: '/-/ready', port: 8080 }, periodSeconds: 2 },
+    volumeMounts: [{ name: 'data', mountPath: '/prometheus', readOnly: true }],
+  });
+  objects.push({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'receiver-usage', namespace: MONITORING, labels: { app: 'receiver-usage' } },
+    spec: { selector: { app: 'receiver' }, ports: [{ name: 'metrics', port: 8080 }] },
+  });
+  return objects;
+}
+
+/** A ServiceMonitor for the receiver's query-log proxy (`receiver-usage`). */
+export function receiverUsageMonitor(): Obj {
+  return {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'ServiceMonitor',
+    metadata: { name: 'receiver-usage', namespace: MONITORING },
+    spec: {
+      selector: { matchLabels: { app: 'receiver-usage' } },
+      endpoints: [{ port: 'metrics', interval: `${SCRAPE_INTERVAL_S}s` }],
+    },
+  };
+}
+
+/** A Pushgateway, which the proxies forward Pushgateway-protocol pushes to. */
+export function pushgateway(image: string): Obj[] {
+  return deployment(
+    'pushgateway',
+    {
+      image,
+      args: ['--web.listen-address=:9091'],
+      ports: [{ name: 'http', containerPort: 9091 }],
+      readinessProbe: { httpGet: { path: '/-/ready', port: 9091 }, periodSeconds: 2 },
+    },
+    [],
+    {},
   );
 }
 

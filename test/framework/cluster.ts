@@ -32,6 +32,7 @@ export type ImageName =
   | 'prometheus'
   | 'prometheus3'
   | 'vmagent'
+  | 'pushgateway'
   | 'promoperator'
   | 'reloader';
 
@@ -54,6 +55,18 @@ export interface Cluster {
    * the host reaches a pod: the pods' network is not routed to the host). Returns the body.
    */
   serviceGet(namespace: string, service: string, port: number | string, path: string): Promise<string>;
+  /**
+   * Any request (method, headers, body) to a Service's port through the API server's service
+   * proxy, by way of a `kubectl proxy` on loopback (started on first use, stopped by down()): for
+   * what `kubectl get --raw` cannot send, such as a remote-write body or a Pushgateway PUT.
+   */
+  serviceFetch(
+    namespace: string,
+    service: string,
+    port: number | string,
+    path: string,
+    init?: RequestInit,
+  ): Promise<Response>;
   /**
    * hack/cluster.sh down, for a local cluster: everything it made is removed. Returns the
    * machine's snapshot (hack/cluster.sh snapshot) taken right after; undefined when there was
@@ -181,6 +194,7 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
       const archive = refs[`${name}_ARCHIVE`] ?? '';
       await runScript('sh', ['-c', hook.replaceAll('{}', `'${archive}'`)]);
     }
+    console.log(`cluster: images built and loaded through CARDINAL_IMAGE_LOAD in ${secondsSince(started)}s`);
   } else {
     dir = mkdtempSync(join(tmpdir(), 'cardinal-cluster-'));
     const up = envLines(await runScript('bash', [join(ROOT, 'hack/cluster.sh'), 'up', dir])).KUBECONFIG;
@@ -212,6 +226,31 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
     });
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
     return r.stdout;
+  };
+  // `kubectl proxy` on a port of loopback the kernel picks; it prints the address it serves on.
+  let apiProxy: Promise<{ url: string; stop: () => void }> | undefined;
+  const startApiProxy = () =>
+    new Promise<{ url: string; stop: () => void }>((resolve, reject) => {
+      const child = spawn(
+        kubectlBin,
+        ['--kubeconfig', kubeconfig, 'proxy', '--address=127.0.0.1', '--port=0'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        const m = /Starting to serve on (127\.0\.0\.1:\d+)/.exec(out);
+        if (m !== null) resolve({ url: `http://${m[1]}`, stop: () => child.kill('SIGTERM') });
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('error', reject);
+      child.on('exit', (code) => reject(new Error(`kubectl proxy exited ${code}: ${out}`)));
+    });
+  const stopApiProxy = async () => {
+    const p = apiProxy;
+    apiProxy = undefined;
+    (await p?.catch(() => undefined))?.stop();
   };
   const script = (cmd: string) => runScript('bash', [join(ROOT, 'hack/cluster.sh'), cmd, dir ?? '']);
   let isDown = false;
@@ -247,7 +286,16 @@ export async function startCluster(images: readonly ImageName[]): Promise<Cluste
         '--raw',
         `/api/v1/namespaces/${namespace}/services/${service}:${port}/proxy${path}`,
       ]),
+    serviceFetch: async (namespace, service, port, path, init) => {
+      apiProxy ??= startApiProxy();
+      const { url } = await apiProxy;
+      return fetch(`${url}/api/v1/namespaces/${namespace}/services/${service}:${port}/proxy${path}`, {
+        signal: AbortSignal.timeout(60_000),
+        ...init,
+      });
+    },
     down: async () => {
+      await stopApiProxy();
       if (existing || isDown || dir === undefined) return undefined;
       isDown = true;
       const t = performance.now();
