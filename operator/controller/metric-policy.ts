@@ -29,7 +29,7 @@ import type { ProxyEndpoint } from '../proxies/endpoints.js';
 import { ProxyPoller } from '../proxies/poll.js';
 import { type ProxySource, proxyServiceName, unobserved } from '../proxies/source.js';
 import { configMapName, INSTANCE_LABEL, policyId, selectInstance } from '../render/instance.js';
-import { READY } from '../status/conditions.js';
+import { DEGRADED, READY } from '../status/conditions.js';
 import { observationOf, type ProxyObservation } from '../status/observation.js';
 import { metricReads, type ProxyUsageReport } from '../usage/reads.js';
 import { UsageWatcher } from '../usage/watch.js';
@@ -632,7 +632,14 @@ export class MetricPolicyController {
 /** Whether `status` is Ready=False only because reachable proxies have not loaded the render yet. */
 function loadingOnly(status: MetricPolicyStatus): boolean {
   const ready = status.conditions?.find((c) => c.type === READY);
-  return ready?.status === 'False' && ready.reason === 'Pending' && (status.proxies?.total ?? 0) > 0;
+  // A proxy that refused the configuration (Degraded) will not load it: that is news now.
+  const degraded = status.conditions?.find((c) => c.type === DEGRADED);
+  return (
+    ready?.status === 'False' &&
+    ready.reason === 'Pending' &&
+    degraded?.status !== 'True' &&
+    (status.proxies?.total ?? 0) > 0
+  );
 }
 
 /** Whether two readings found the same proxies running the same configurations. */
