@@ -1,11 +1,34 @@
 // Starts the real cardinal-proxy binary (dist/proxy/main.js, built by the integration project's
 // global setup) as a separate process, the way users run it.
 
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { metricSum } from './exposition.js';
 import { type CloseOptions, freePort, type Program, type StopOptions, startProgram } from './process.js';
 
 export const PROXY_MAIN = fileURLToPath(new URL('../../dist/proxy/main.js', import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** Runs the built `cardinal` command with `input` on its stdin, to its exit. */
+export function runCardinal(
+  args: readonly string[],
+  input = '',
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += String(d);
+    });
+    child.stderr.on('data', (d) => {
+      err += String(d);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+    child.stdin.end(input);
+  });
+}
 
 export interface ProxyOptions {
   /** The upstream's remote-write URL. */

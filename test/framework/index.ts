@@ -5,7 +5,14 @@ import type { Closable } from './process.js';
 
 export { expectReceivedExactly } from './assert.js';
 export { binaryPath, type ProgramKind } from './binaries.js';
-export { PROXY_MAIN, type ProxyOptions, type ProxyProgram, startProxy } from './cardinal.js';
+export {
+  CLI_MAIN,
+  PROXY_MAIN,
+  type ProxyOptions,
+  type ProxyProgram,
+  runCardinal,
+  startProxy,
+} from './cardinal.js';
 export { helmPath, installChartRbac, RBAC_KINDS, type RenderedObject, renderChartRbac } from './chart.js';
 export {
   type Cluster,

@@ -5,7 +5,6 @@
 // usage error naming the file; the verdicts are the plugins' own (the example plugins' functions
 // say which series they keep and which bucket a value lands in).
 
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,28 +14,13 @@ import { bucketOf } from '../../examples/stages/hash-bucket.js';
 import { kept } from '../../examples/stages/sample.js';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
-import { startPrometheusReceiver, startProxy, useCleanup } from '../framework/index.js';
+import { runCardinal, startPrometheusReceiver, startProxy, useCleanup } from '../framework/index.js';
 
-const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const HASH_BUCKET = fileURLToPath(new URL('../../dist/examples/stages/hash-bucket.js', import.meta.url));
 const SAMPLE = fileURLToPath(new URL('../../dist/examples/stages/sample.js', import.meta.url));
 const THROWING = fileURLToPath(new URL('../fixtures/stages/throwing.mjs', import.meta.url));
 
-function cardinal(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += String(d);
-    });
-    child.stderr.on('data', (d) => {
-      err += String(d);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
+const cardinal = runCardinal;
 
 const policy = (stages: string) =>
   `apiVersion: cardinal.dev/v1alpha1\nkind: MetricPolicy\nmetadata:\n  name: plugins\n  namespace: platform\nspec:\n  stages:\n${stages}`;

@@ -3,41 +3,23 @@
 // reads it, and `retro` deletes exactly that with the admin API, keeping what is read: confirmed
 // with PromQL afterwards.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { encodeWriteRequestV1 } from '../../proxy/codec/proto.js';
 import { snappyEncode } from '../../proxy/codec/snappy.js';
 import {
   eventually,
   freePort,
+  runCardinal,
   startProgram,
   startPrometheusReceiver,
   startProxy,
   useCleanup,
 } from '../framework/index.js';
 
-const CLI_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-
-function cardinal(args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += String(d);
-    });
-    child.stderr.on('data', (d) => {
-      err += String(d);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-    child.stdin.end(input);
-  });
-}
+const cardinal = runCardinal;
 
 const POLICY = `apiVersion: cardinal.dev/v1alpha1
 kind: MetricPolicy
