@@ -200,8 +200,17 @@ describe('proxy discovery and polling', () => {
     expect(missed.polls[1]?.reason).toMatch(/ECONNREFUSED/);
     const second = await poller.poll(endpoints);
     expect(second.proxies).toEqual([
-      { endpoint: endpoints[0]?.endpoint, reachable: true, configHash: await configHashOf(dropping) },
+      {
+        endpoint: endpoints[0]?.endpoint,
+        reachable: true,
+        configHash: await configHashOf(dropping),
+        fileHashes: expect.any(Object),
+      },
       { endpoint: endpoints[1]?.endpoint, reachable: false, reason: expect.stringMatching(/ECONNREFUSED/) },
+    ]);
+    // The sha256 of each file the reachable proxy runs: its one policies file.
+    expect(Object.values(second.proxies[0]?.fileHashes ?? {})).toEqual([
+      expect.stringMatching(/^[0-9a-f]{64}$/),
     ]);
     expect(second.polls[1]?.reason).toMatch(/ECONNREFUSED/);
     // Nothing was dropped between the rounds: the rate is known, and zero.
