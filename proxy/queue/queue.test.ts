@@ -138,6 +138,39 @@ describe('DiskQueue', () => {
     await q.close();
   });
 
+  it('starts its next segment over a file that a creation cut short left behind, never over one with records', async () => {
+    const dir = tmp();
+    const r = recorder();
+    const q = await open(dir, r, { segmentMaxBytes: 400 });
+    await q.append(entry(0, 100));
+    // On a full disk the header of a new segment can fail to be written after its file exists.
+    const [first] = segments(dir);
+    const next = (n: number) =>
+      `${String(Number.parseInt(first!, 10) + n).padStart(first!.length - 4, '0')}.seg`;
+    writeFileSync(join(dir, next(1)), Buffer.alloc(SEGMENT_HEADER_BYTES - 1));
+    for (let i = 1; i < 6; i++) await q.append(entry(i, 100));
+    expect(segments(dir)).toContain(next(1));
+    expect(statSync(join(dir, next(1))).size).toBeGreaterThan(SEGMENT_HEADER_BYTES);
+    expect(bodies(await readAll(q))).toEqual([0, 1, 2, 3, 4, 5]);
+    // A file of the next id that holds more than a header is left alone, and the append fails.
+    const last = segments(dir).at(-1)!;
+    const after = `${String(Number.parseInt(last, 10) + 1).padStart(last.length - 4, '0')}.seg`;
+    writeFileSync(join(dir, after), Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    const appends = [];
+    for (let i = 6; i < 12; i++)
+      appends.push(
+        q.append(entry(i, 100)).then(
+          () => 'ok',
+          (e: Error) => e.message,
+        ),
+      );
+    const answers = await Promise.all(appends);
+    expect(answers.filter((a) => a !== 'ok')).not.toEqual([]);
+    for (const a of answers.filter((x) => x !== 'ok')) expect(a).toMatch(/EEXIST/);
+    expect(readFileSync(join(dir, after))).toEqual(Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    await q.close();
+  });
+
   it('shares one fsync among concurrent appends (group commit) and reads while appending', async () => {
     const dir = tmp();
     const r = recorder();

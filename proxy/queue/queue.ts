@@ -28,6 +28,7 @@ import {
   readdir,
   readFile,
   rename,
+  stat,
   truncate,
   unlink,
   writeFile,
@@ -134,6 +135,8 @@ export class DiskQueue {
   #reader: { segment: number; fh: FileHandle } | undefined;
   #chunk: { segment: number; offset: number; buf: Buffer } | undefined;
   #ackWrite: Promise<void> = Promise.resolve();
+  /** The last ack write failed; logged once until one succeeds. */
+  #ackFailing = false;
   #reading: Promise<void> = Promise.resolve();
   #refusing = false;
   #generation = 0;
@@ -693,8 +696,14 @@ export class DiskQueue {
       try {
         await writeFile(tmp, encodeAck({ acked: this.#acked, sent: this.#sent }));
         await rename(tmp, join(dir, 'ack'));
+        if (this.#ackFailing) {
+          this.#ackFailing = false;
+          this.#opts.logger.info({ dir }, 'the queue ack file is written again');
+        }
       } catch (err) {
-        this.#opts.logger.warn({ err }, 'writing the queue ack file failed');
+        // Once per run of failures: on a full disk every delivered batch fails it.
+        if (!this.#ackFailing) this.#opts.logger.warn({ err }, 'writing the queue ack file failed');
+        this.#ackFailing = true;
       }
     });
     return this.#ackWrite;
@@ -794,7 +803,18 @@ async function writeFully(fh: FileHandle, data: Buffer, position: number): Promi
 }
 
 async function createSegment(dir: string, id: number): Promise<{ seg: Segment; fh: FileHandle }> {
-  const fh = await open(join(dir, segmentFileName(id)), 'wx');
+  const path = join(dir, segmentFileName(id));
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'wx');
+  } catch (err) {
+    // A file of this id shorter than a header is an earlier attempt cut short (its removal failed
+    // too); it holds nothing, so it goes. Anything longer is not ours to overwrite.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if ((await stat(path)).size >= SEGMENT_HEADER_BYTES) throw err;
+    await unlink(path);
+    fh = await open(path, 'wx');
+  }
   try {
     await writeFully(fh, encodeSegmentHeader(), 0);
     await fh.sync();
@@ -807,6 +827,9 @@ async function createSegment(dir: string, id: number): Promise<{ seg: Segment; f
     }
   } catch (err) {
     await fh.close();
+    // On a full disk the header's write fails after the file exists: without its removal the
+    // next attempt at this id would find it (EEXIST) and the queue could never start a segment.
+    await unlink(path).catch(() => undefined);
     throw err;
   }
   return { seg: { id, size: SEGMENT_HEADER_BYTES, sealed: false, records: 0, samples: 0 }, fh };
