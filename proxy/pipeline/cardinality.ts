@@ -85,6 +85,50 @@ export function hashBytes(buf: Uint8Array, start: number, end: number, seed: num
 }
 
 /**
+ * `hashBytes` of `buf[start..end)` with two seeds at once, into `out[0]` and `out[1]`: the same
+ * two numbers as two calls, with each 4-byte block read and mixed once (the block mix does not
+ * depend on the seed). The engine keys its verdict cache by two such hashes of every series.
+ */
+export function hashBytesPair(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  seedA: number,
+  seedB: number,
+  out: Uint32Array,
+): void {
+  let a = seedA | 0;
+  let b = seedB | 0;
+  let i = start;
+  const blocksEnd = start + ((end - start) & ~3);
+  for (; i < blocksEnd; i += 4) {
+    let k = buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    a ^= k;
+    a = (a << 13) | (a >>> 19);
+    a = (Math.imul(a, 5) + 0xe6546b64) | 0;
+    b ^= k;
+    b = (b << 13) | (b >>> 19);
+    b = (Math.imul(b, 5) + 0xe6546b64) | 0;
+  }
+  const rest = end - i;
+  if (rest > 0) {
+    let k = buf[i]!;
+    if (rest > 1) k |= buf[i + 1]! << 8;
+    if (rest > 2) k |= buf[i + 2]! << 16;
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    a ^= k;
+    b ^= k;
+  }
+  out[0] = fmix(a ^ (end - start));
+  out[1] = fmix(b ^ (end - start));
+}
+
+/**
  * `hashBytes` of the UTF-8 encoding of `s` (lone surrogates encode as U+FFFD, as TextEncoder
  * does), computed without encoding the string into a buffer.
  */

@@ -10,7 +10,7 @@ import { decodeLabelRecords, encodeLabelsV1, labelsV1, labelsV2, OutputBuilder }
 import { readLabelRefsV2, type SeriesIndex } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import type { LimitStore } from '../limits/store.js';
-import { hashBytes, hashString, MetricInterner } from './cardinality.js';
+import { hashBytes, hashBytesPair, hashString, MetricInterner } from './cardinality.js';
 import type { Pipeline } from './compile.js';
 import type { Entry, Pass, SeriesContext, SeriesRuntime, SharedLimits } from './entry.js';
 import { evaluate, type Verdict } from './evaluate.js';
@@ -111,7 +111,14 @@ export class PolicyEngine {
   readonly #limits: LimitsRuntime;
   /** Whether the verdict of the last #makeEntry lacks a stage plugin's say. */
   #incomplete = false;
-  /** Scratch for #hashSeries. */
+  /**
+   * The output buffer of the last `process` call, lent to the next one: a request's output is
+   * about the size of the request, and writing it into fresh memory every time costs page faults
+   * and garbage collections. Only `process`, which is synchronous, lends it: with a shared store
+   * `run` may wait, and another request would write into the same buffer meanwhile.
+   */
+  #spare: Buffer | undefined;
+  /** Scratch for hashBytesPair: #hashSeries, #loop and #symbolHashes. */
   readonly #h = new Uint32Array(2);
 
   constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
@@ -184,13 +191,18 @@ export class PolicyEngine {
   /**
    * Runs the pipeline over a scanned request, deciding limits with this process's own trackers
    * (with a shared store: as while it is down, each limit's share). Synchronous: `buf` and
-   * `index` are only valid until the caller's next await.
+   * `index` are only valid until the caller's next await. The body it returns is written in a
+   * buffer the engine lends to its next `process` call too: the caller must be done with it (the
+   * proxy compresses it at once) before calling `process` or `run` again.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
-    const pass = this.#begin(buf, index, tenant, nowMs);
+    const pass = this.#begin(buf, index, tenant, nowMs, this.#spare);
     pass.local = true;
     this.#loop(pass, 0);
-    return this.#finish(pass);
+    const r = this.#finish(pass);
+    const out = pass.out.buffer;
+    this.#spare = out !== undefined && out.length <= MAX_SPARE_BYTES ? out : undefined;
+    return r;
   }
 
   /**
@@ -242,7 +254,13 @@ export class PolicyEngine {
     return this.#finish(pass);
   }
 
-  #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
+  #begin(
+    buf: Buffer,
+    index: SeriesIndex,
+    tenant: string | undefined,
+    nowMs: number,
+    scratch?: Buffer | undefined,
+  ): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
     const pass: Pass = {
@@ -255,7 +273,7 @@ export class PolicyEngine {
       v1,
       symbolHash: v1 ? undefined : this.#symbolHashes(buf, index),
       symbols: [],
-      out: new OutputBuilder<Entry>(buf, index),
+      out: new OutputBuilder<Entry>(buf, index, scratch),
       series: 0,
       samples: 0,
       histograms: 0,
@@ -322,8 +340,7 @@ export class PolicyEngine {
   #hashSeries(pass: Pass, i: number): void {
     const { buf, index } = pass;
     if (pass.v1) {
-      this.#h[0] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
-      this.#h[1] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+      hashBytesPair(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A, SEED_B, this.#h);
       return;
     }
     const symbolHash = pass.symbolHash!;
@@ -364,6 +381,7 @@ export class PolicyEngine {
   #loop(pass: Pass, from: number): void {
     const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions, prefilled } = pass;
     const symbolHash = pass.symbolHash;
+    const pair = this.#h;
     const asking = this.#sharedLimits !== undefined && !pass.local && pass.answers === undefined;
     let collecting = false;
     let series = 0;
@@ -381,8 +399,9 @@ export class PolicyEngine {
     for (let i = from; i < index.count; i++) {
       const n = index.samples[i]! + index.histograms[i]!;
       if (v1) {
-        h1 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
-        h2 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+        hashBytesPair(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A, SEED_B, pair);
+        h1 = pair[0]!;
+        h2 = pair[1]!;
       } else {
         h1 = SEED_A;
         h2 = SEED_B;
@@ -538,8 +557,9 @@ export class PolicyEngine {
   #symbolHashes(buf: Buffer, index: SeriesIndex): Uint32Array {
     const hashes = new Uint32Array(index.symbolCount * 2);
     for (let k = 0; k < index.symbolCount; k++) {
-      hashes[2 * k] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_A);
-      hashes[2 * k + 1] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_B);
+      hashBytesPair(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_A, SEED_B, this.#h);
+      hashes[2 * k] = this.#h[0]!;
+      hashes[2 * k + 1] = this.#h[1]!;
     }
     return hashes;
   }
@@ -682,6 +702,9 @@ export class PolicyEngine {
     };
   }
 }
+
+/** The largest output buffer kept for the next request; a larger one is left to the collector. */
+const MAX_SPARE_BYTES = 8 << 20;
 
 const NO_DATA: readonly (readonly number[])[] = Object.freeze([]);
 
