@@ -118,6 +118,8 @@ export class PolicyEngine {
    * `run` may wait, and another request would write into the same buffer meanwhile.
    */
   #spare: Buffer | undefined;
+  /** Scratch for #emitDecisions, reused from request to request. */
+  readonly #firstInputs = new FirstInputs();
   /** Scratch for hashBytesPair: #hashSeries, #loop and #symbolHashes. */
   readonly #h = new Uint32Array(2);
 
@@ -479,13 +481,11 @@ export class PolicyEngine {
     const { index, out, nowMs } = pass;
     // A collision is two different series of the request becoming one. The same series twice (a
     // sender's backlog holds one entry per sample) is not one: it stays that series, rewritten.
-    const firstInput = new Map<number, number>();
+    const firstInput = this.#firstInputs.begin(decisions.length);
     const colliding = new Set<number>();
     for (const e of decisions) {
       if (e === null || e.aggregated) continue;
-      const h = firstInput.get(e.canon);
-      if (h === undefined) firstInput.set(e.canon, e.h2);
-      else if (h !== e.h2) colliding.add(e.canon);
+      if (firstInput.differs(e.canon, e.h2)) colliding.add(e.canon);
     }
     const any = colliding.size > 0;
     // Per colliding label set, its merged series, built from a relabeled member.
@@ -702,6 +702,65 @@ export class PolicyEngine {
     };
   }
 }
+
+/**
+ * Per request, the first input label set (its second hash) of each final label set (its hash,
+ * `canon`): an open-addressing table in typed arrays, reused by the next request. A slot is in use
+ * when its stamp is the request's, so starting a request clears nothing. The table grows to the
+ * largest request up to KEPT_SLOTS; a larger request gets a table of its own, left to the collector.
+ */
+class FirstInputs {
+  #keys = new Uint32Array(0);
+  #values = new Uint32Array(0);
+  #stamps = new Uint32Array(0);
+  #stamp = 0;
+  #mask = 0;
+
+  /** Starts a request of `series` series; returns the table to use for it. */
+  begin(series: number): FirstInputs {
+    let slots = 16;
+    while (slots < 2 * series) slots *= 2;
+    if (slots > KEPT_SLOTS) return new FirstInputs().#grow(slots);
+    if (slots > this.#keys.length) this.#grow(slots);
+    this.#stamp++;
+    if (this.#stamp > 0xffffffff) {
+      this.#stamps.fill(0);
+      this.#stamp = 1;
+    }
+    return this;
+  }
+
+  #grow(slots: number): FirstInputs {
+    this.#keys = new Uint32Array(slots);
+    this.#values = new Uint32Array(slots);
+    this.#stamps = new Uint32Array(slots);
+    this.#mask = slots - 1;
+    this.#stamp = 1;
+    return this;
+  }
+
+  /**
+   * Records `input` as the first input of `canon` if it has none yet in this request; returns
+   * whether `canon` already had another one (two different series became one).
+   */
+  differs(canon: number, input: number): boolean {
+    const keys = this.#keys;
+    const stamps = this.#stamps;
+    // canon is a murmur hash already: its low bits are the slot.
+    for (let i = canon & this.#mask; ; i = (i + 1) & this.#mask) {
+      if (stamps[i] !== this.#stamp) {
+        stamps[i] = this.#stamp;
+        keys[i] = canon;
+        this.#values[i] = input;
+        return false;
+      }
+      if (keys[i] === canon) return this.#values[i] !== input;
+    }
+  }
+}
+
+/** The most slots FirstInputs keeps between requests (12 bytes each). */
+const KEPT_SLOTS = 1 << 17;
 
 /** The largest output buffer kept for the next request; a larger one is left to the collector. */
 const MAX_SPARE_BYTES = 8 << 20;
