@@ -62,25 +62,8 @@ export function hashBytes(buf: Uint8Array, start: number, end: number, seed: num
   let h = seed | 0;
   let i = start;
   const blocksEnd = start + ((end - start) & ~3);
-  for (; i < blocksEnd; i += 4) {
-    let k = buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const rest = end - i;
-  if (rest > 0) {
-    let k = buf[i]!;
-    if (rest > 1) k |= buf[i + 1]! << 8;
-    if (rest > 2) k |= buf[i + 2]! << 16;
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-  }
+  for (; i < blocksEnd; i += 4) h = step(h, scramble(blockAt(buf, i)));
+  if (end > i) h ^= scramble(tailAt(buf, i, end - i));
   return fmix(h ^ (end - start));
 }
 
@@ -102,30 +85,44 @@ export function hashBytesPair(
   let i = start;
   const blocksEnd = start + ((end - start) & ~3);
   for (; i < blocksEnd; i += 4) {
-    let k = buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    a ^= k;
-    a = (a << 13) | (a >>> 19);
-    a = (Math.imul(a, 5) + 0xe6546b64) | 0;
-    b ^= k;
-    b = (b << 13) | (b >>> 19);
-    b = (Math.imul(b, 5) + 0xe6546b64) | 0;
+    const k = scramble(blockAt(buf, i));
+    a = step(a, k);
+    b = step(b, k);
   }
-  const rest = end - i;
-  if (rest > 0) {
-    let k = buf[i]!;
-    if (rest > 1) k |= buf[i + 1]! << 8;
-    if (rest > 2) k |= buf[i + 2]! << 16;
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
+  if (end > i) {
+    const k = scramble(tailAt(buf, i, end - i));
     a ^= k;
     b ^= k;
   }
   out[0] = fmix(a ^ (end - start));
   out[1] = fmix(b ^ (end - start));
+}
+
+/** The little-endian 4-byte block at `buf[i]`. */
+function blockAt(buf: Uint8Array, i: number): number {
+  return buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
+}
+
+/** The last 1 to 3 bytes at `buf[i]`, little-endian. */
+function tailAt(buf: Uint8Array, i: number, rest: number): number {
+  let k = buf[i]!;
+  if (rest > 1) k |= buf[i + 1]! << 8;
+  if (rest > 2) k |= buf[i + 2]! << 16;
+  return k;
+}
+
+/** MurmurHash3's scrambling of a block before it joins the hash. */
+function scramble(k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, C2);
+}
+
+/** MurmurHash3's block step: the running hash with one scrambled block joined. */
+function step(h: number, k: number): number {
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
 /**
