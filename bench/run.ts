@@ -658,6 +658,16 @@ async function main(): Promise<void> {
     p99: undefined,
     note: 'one core, no HTTP; steady state after warm-up; includes re-encoding',
   });
+  const scanRate = rows[0]?.samplesPerSec;
+  const policyRate = rows[rows.length - 1]?.samplesPerSec;
+  if (scanRate !== undefined && policyRate !== undefined)
+    checks.push(`in-process policy path / decode+scan: ${(policyRate / scanRate).toFixed(3)}`);
+  if (process.env.BENCH_ONLY === 'in-process') {
+    // Only the in-process rows (BENCH_ONLY=in-process npm run bench): no child process, no HTTP.
+    rmSync(tmp, { recursive: true, force: true });
+    printRows(rows, checks);
+    return;
+  }
 
   const sink = await startSink();
   const children: ChildProcess[] = [sink.child];

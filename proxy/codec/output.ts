@@ -185,9 +185,19 @@ export class OutputBuilder<E extends AggregateSeries> {
   #symbols: Map<string, number> | undefined;
   #newSymbols: string[] = [];
 
-  constructor(buf: Buffer, index: SeriesIndex) {
+  /**
+   * `scratch`, when given, is written into instead of a new buffer while it is large enough: the
+   * caller lends it and must not read what finish() returned once it lends it again.
+   */
+  constructor(buf: Buffer, index: SeriesIndex, scratch?: Buffer) {
     this.#buf = buf;
     this.#index = index;
+    this.#out = scratch;
+  }
+
+  /** The buffer the output is written in (grown from the scratch, or new), for lending again. */
+  get buffer(): Buffer | undefined {
+    return this.#out;
   }
 
   #cut(i: number): void {
@@ -245,7 +255,7 @@ export class OutputBuilder<E extends AggregateSeries> {
     let out = this.#out;
     if (out === undefined || out.length < need) {
       const grown = Buffer.allocUnsafe(
-        Math.max(need, out === undefined ? this.#buf.length + 1024 : 2 * out.length),
+        Math.max(need, this.#buf.length + 1024, out === undefined ? 0 : 2 * out.length),
       );
       if (out !== undefined) out.copy(grown, 0, 0, this.#outLength);
       this.#out = grown;

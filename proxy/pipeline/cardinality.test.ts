@@ -6,6 +6,7 @@ import {
   ADMIT_OVER_LIMIT,
   ADMIT_TABLE_FULL,
   hashBytes,
+  hashBytesPair,
   hashString,
   LOOKUP_KNOWN,
   LOOKUP_UNKNOWN,
@@ -51,6 +52,28 @@ describe('hashBytes (MurmurHash3 x86_32)', () => {
       view.setUint32(i * 4, hashBytes(key, 0, i, 256 - i), true);
     }
     expect(hashBytes(results, 0, results.length, 0)).toBe(0xb0f57ee3);
+  });
+
+  it('hashBytesPair gives the two hashBytes of any range with its two seeds', () => {
+    const out = new Uint32Array(2);
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.nat(),
+        fc.nat(),
+        fc.integer(),
+        fc.integer(),
+        (bytes, x, y, seedA, seedB) => {
+          const start = bytes.length === 0 ? 0 : x % (bytes.length + 1);
+          const end = start + (bytes.length === 0 ? 0 : y % (bytes.length - start + 1));
+          hashBytesPair(bytes, start, end, seedA, seedB, out);
+          expect([out[0], out[1]]).toEqual([
+            hashBytes(bytes, start, end, seedA),
+            hashBytes(bytes, start, end, seedB),
+          ]);
+        },
+      ),
+    );
   });
 
   it('hashes only the given range', () => {

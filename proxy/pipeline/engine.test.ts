@@ -74,6 +74,24 @@ describe('PolicyEngine', () => {
     expect(result.samples).toBe(1);
   });
 
+  it('writes each output into the buffer of the last one without keeping any of its bytes', () => {
+    // The engine lends one output buffer from request to request: a large request, then a small
+    // one, then a rewrite-free one, then the large one again must each come out whole and alone.
+    const { engine } = engineFor([
+      { name: 'p', spec: { relabel: [{ action: 'replace', target_label: 'team', replacement: 'x' }] } },
+    ]);
+    const big = req(
+      ...Array.from({ length: 200 }, (_, k) => series({ __name__: `m_${k}`, pod: `pod-${k}` }, 3)),
+    );
+    const small = req(series({ __name__: 'up', job: 'a' }));
+    const first = runV1(engine, big).names;
+    expect(first).toHaveLength(200);
+    expect(first[199]).toEqual({ __name__: 'm_199', pod: 'pod-199', team: 'x' });
+    expect(runV1(engine, small).names).toEqual([{ __name__: 'up', job: 'a', team: 'x' }]);
+    expect(runV1(engine, big).names).toEqual(first);
+    expect(runV1(engine, small).out.timeseries[0]!.samples).toEqual([{ value: 0, timestamp: 1000 }]);
+  });
+
   it('drops metrics by name and counts the samples by policy and rule', () => {
     const { engine, counted } = engineFor([{ name: 'p', spec: { drop: ['debug_.*'] } }]);
     const { result, names } = runV1(

@@ -10,7 +10,7 @@ import { decodeLabelRecords, encodeLabelsV1, labelsV1, labelsV2, OutputBuilder }
 import { readLabelRefsV2, type SeriesIndex } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import type { LimitStore } from '../limits/store.js';
-import { hashBytes, hashString, MetricInterner } from './cardinality.js';
+import { hashBytes, hashBytesPair, hashString, MetricInterner } from './cardinality.js';
 import type { Pipeline } from './compile.js';
 import type { Entry, Pass, SeriesContext, SeriesRuntime, SharedLimits } from './entry.js';
 import { evaluate, type Verdict } from './evaluate.js';
@@ -111,7 +111,16 @@ export class PolicyEngine {
   readonly #limits: LimitsRuntime;
   /** Whether the verdict of the last #makeEntry lacks a stage plugin's say. */
   #incomplete = false;
-  /** Scratch for #hashSeries. */
+  /**
+   * The output buffer of the last `process` call, lent to the next one: a request's output is
+   * about the size of the request, and writing it into fresh memory every time costs page faults
+   * and garbage collections. Only `process`, which is synchronous, lends it: with a shared store
+   * `run` may wait, and another request would write into the same buffer meanwhile.
+   */
+  #spare: Buffer | undefined;
+  /** Scratch for #emitDecisions, reused from request to request. */
+  readonly #firstInputs = new FirstInputs();
+  /** Scratch for hashBytesPair: #hashSeries, #loop and #symbolHashes. */
   readonly #h = new Uint32Array(2);
 
   constructor(pipeline: Pipeline, opts: EngineOptions, observer: EngineObserver, shared?: SharedLimits) {
@@ -184,13 +193,18 @@ export class PolicyEngine {
   /**
    * Runs the pipeline over a scanned request, deciding limits with this process's own trackers
    * (with a shared store: as while it is down, each limit's share). Synchronous: `buf` and
-   * `index` are only valid until the caller's next await.
+   * `index` are only valid until the caller's next await. The body it returns is written in a
+   * buffer the engine lends to its next `process` call too: the caller must be done with it (the
+   * proxy compresses it at once) before calling `process` or `run` again.
    */
   process(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): ProcessResult {
-    const pass = this.#begin(buf, index, tenant, nowMs);
+    const pass = this.#begin(buf, index, tenant, nowMs, this.#spare);
     pass.local = true;
     this.#loop(pass, 0);
-    return this.#finish(pass);
+    const r = this.#finish(pass);
+    const out = pass.out.buffer;
+    this.#spare = out !== undefined && out.length <= MAX_SPARE_BYTES ? out : undefined;
+    return r;
   }
 
   /**
@@ -242,7 +256,13 @@ export class PolicyEngine {
     return this.#finish(pass);
   }
 
-  #begin(buf: Buffer, index: SeriesIndex, tenant: string | undefined, nowMs: number): Pass {
+  #begin(
+    buf: Buffer,
+    index: SeriesIndex,
+    tenant: string | undefined,
+    nowMs: number,
+    scratch?: Buffer | undefined,
+  ): Pass {
     if (nowMs >= this.#validUntil) this.#expire(nowMs);
     const v1 = index.version === 1;
     const pass: Pass = {
@@ -255,7 +275,7 @@ export class PolicyEngine {
       v1,
       symbolHash: v1 ? undefined : this.#symbolHashes(buf, index),
       symbols: [],
-      out: new OutputBuilder<Entry>(buf, index),
+      out: new OutputBuilder<Entry>(buf, index, scratch),
       series: 0,
       samples: 0,
       histograms: 0,
@@ -322,8 +342,7 @@ export class PolicyEngine {
   #hashSeries(pass: Pass, i: number): void {
     const { buf, index } = pass;
     if (pass.v1) {
-      this.#h[0] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
-      this.#h[1] = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+      hashBytesPair(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A, SEED_B, this.#h);
       return;
     }
     const symbolHash = pass.symbolHash!;
@@ -364,6 +383,7 @@ export class PolicyEngine {
   #loop(pass: Pass, from: number): void {
     const { buf, index, v1, tenant, tenantKey, nowMs, out, symbols, decisions, prefilled } = pass;
     const symbolHash = pass.symbolHash;
+    const pair = this.#h;
     const asking = this.#sharedLimits !== undefined && !pass.local && pass.answers === undefined;
     let collecting = false;
     let series = 0;
@@ -381,8 +401,9 @@ export class PolicyEngine {
     for (let i = from; i < index.count; i++) {
       const n = index.samples[i]! + index.histograms[i]!;
       if (v1) {
-        h1 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A);
-        h2 = hashBytes(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_B);
+        hashBytesPair(buf, index.labelsStart[i]!, index.labelsEnd[i]!, SEED_A, SEED_B, pair);
+        h1 = pair[0]!;
+        h2 = pair[1]!;
       } else {
         h1 = SEED_A;
         h2 = SEED_B;
@@ -460,13 +481,11 @@ export class PolicyEngine {
     const { index, out, nowMs } = pass;
     // A collision is two different series of the request becoming one. The same series twice (a
     // sender's backlog holds one entry per sample) is not one: it stays that series, rewritten.
-    const firstInput = new Map<number, number>();
+    const firstInput = this.#firstInputs.begin(decisions.length);
     const colliding = new Set<number>();
     for (const e of decisions) {
       if (e === null || e.aggregated) continue;
-      const h = firstInput.get(e.canon);
-      if (h === undefined) firstInput.set(e.canon, e.h2);
-      else if (h !== e.h2) colliding.add(e.canon);
+      if (firstInput.differs(e.canon, e.h2)) colliding.add(e.canon);
     }
     const any = colliding.size > 0;
     // Per colliding label set, its merged series, built from a relabeled member.
@@ -538,8 +557,9 @@ export class PolicyEngine {
   #symbolHashes(buf: Buffer, index: SeriesIndex): Uint32Array {
     const hashes = new Uint32Array(index.symbolCount * 2);
     for (let k = 0; k < index.symbolCount; k++) {
-      hashes[2 * k] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_A);
-      hashes[2 * k + 1] = hashBytes(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_B);
+      hashBytesPair(buf, index.symbolStart[k]!, index.symbolEnd[k]!, SEED_A, SEED_B, this.#h);
+      hashes[2 * k] = this.#h[0]!;
+      hashes[2 * k + 1] = this.#h[1]!;
     }
     return hashes;
   }
@@ -682,6 +702,68 @@ export class PolicyEngine {
     };
   }
 }
+
+/**
+ * Per request, the first input label set (its second hash) of each final label set (its hash,
+ * `canon`): an open-addressing table in typed arrays, reused by the next request. A slot is in use
+ * when its stamp is the request's, so starting a request clears nothing. The table grows to the
+ * largest request up to KEPT_SLOTS; a larger request gets a table of its own, left to the collector.
+ */
+class FirstInputs {
+  #keys = new Uint32Array(0);
+  #values = new Uint32Array(0);
+  #stamps = new Uint32Array(0);
+  #stamp = 0;
+  #mask = 0;
+
+  /** Starts a request of `series` series; returns the table to use for it. */
+  begin(series: number): FirstInputs {
+    let slots = 16;
+    while (slots < 2 * series) slots *= 2;
+    if (slots > KEPT_SLOTS) return new FirstInputs().#grow(slots);
+    if (slots > this.#keys.length) this.#grow(slots);
+    this.#stamp++;
+    if (this.#stamp > 0xffffffff) {
+      this.#stamps.fill(0);
+      this.#stamp = 1;
+    }
+    return this;
+  }
+
+  #grow(slots: number): FirstInputs {
+    this.#keys = new Uint32Array(slots);
+    this.#values = new Uint32Array(slots);
+    this.#stamps = new Uint32Array(slots);
+    this.#mask = slots - 1;
+    this.#stamp = 1;
+    return this;
+  }
+
+  /**
+   * Records `input` as the first input of `canon` if it has none yet in this request; returns
+   * whether `canon` already had another one (two different series became one).
+   */
+  differs(canon: number, input: number): boolean {
+    const keys = this.#keys;
+    const stamps = this.#stamps;
+    // canon is a murmur hash already: its low bits are the slot.
+    for (let i = canon & this.#mask; ; i = (i + 1) & this.#mask) {
+      if (stamps[i] !== this.#stamp) {
+        stamps[i] = this.#stamp;
+        keys[i] = canon;
+        this.#values[i] = input;
+        return false;
+      }
+      if (keys[i] === canon) return this.#values[i] !== input;
+    }
+  }
+}
+
+/** The most slots FirstInputs keeps between requests (12 bytes each). */
+const KEPT_SLOTS = 1 << 17;
+
+/** The largest output buffer kept for the next request; a larger one is left to the collector. */
+const MAX_SPARE_BYTES = 8 << 20;
 
 const NO_DATA: readonly (readonly number[])[] = Object.freeze([]);
 
