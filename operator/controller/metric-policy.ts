@@ -76,7 +76,7 @@ export interface ControllerOptions {
   readonly metrics: OperatorMetrics;
   /** Instances rendered at once; one key is never rendered twice at once. Default 2. */
   readonly workers?: number;
-  /** Status writes in flight at once, within the write budget. Default 8. */
+  /** Status writes in flight at once: the bound on the operator's open status writes. Default 8. */
   readonly statusWorkers?: number;
   /** The instance queue (its depth is a metric). */
   readonly queue?: WorkQueue<string>;
