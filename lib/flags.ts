@@ -99,6 +99,13 @@ export function positiveNumber(flag: string, value: string): number {
   return n;
 }
 
+/** A number of zero or more, fractions allowed (rates where 0 means none). */
+export function nonNegativeNumber(flag: string, value: string): number {
+  if (!/^\d+(\.\d+)?$/.test(value.trim()))
+    throw new UsageError(`${flag}: "${value}" must be a number of 0 or more`);
+  return Number(value);
+}
+
 /** A number from 0 to 1. */
 export function fraction(flag: string, value: string): number {
   const n = Number(value);

@@ -31,7 +31,10 @@ async function main(): Promise<number> {
   const logger = pino({ level: options.logLevel, base: { component: 'operator' } });
   let kube: KubeClient;
   try {
-    kube = new KubeClient(loadKubeConfig(options.kubeconfig));
+    // Told of every 429 a write got; metrics exist before the first write.
+    kube = new KubeClient(loadKubeConfig(options.kubeconfig), {
+      throttled: (verb, resource) => metrics.throttled(verb, resource),
+    });
   } catch (err) {
     process.stderr.write(
       `cardinal-operator: cannot load the kubeconfig: ${err instanceof Error ? err.message : String(err)}\n`,
@@ -124,7 +127,10 @@ async function main(): Promise<number> {
         leaseDurationMs: le.leaseDurationMs,
         renewDeadlineMs: le.renewDeadlineMs,
         retryPeriodMs: le.retryPeriodMs,
-        client: leaseApiFromKubeConfig(kube.config),
+        client: leaseApiFromKubeConfig(kube.config, {
+          throttled: (verb, resource) => metrics.throttled(verb, resource),
+          deadlineMs: le.renewDeadlineMs,
+        }),
         onError: (err) => logger.warn({ err }, 'leader election'),
         onStartedLeading: () => {
           logger.info({ identity }, 'acquired the lease; reconciling');

@@ -6,8 +6,9 @@
 //              queues the instance, and renderInstance writes the shards that drifted.
 //   statuses   each policy's status, computed from its instance's last render and the last
 //              reading of its proxies and written when something visible changed. Several workers
-//              write at once within one token bucket (--status-write-qps/--status-write-burst), so
-//              one slow or conflicting write holds up no other; an edited policy goes first.
+//              (--status-workers) write at once, paced by the API server's priority and fairness
+//              (and a token bucket with --status-write-qps), so one slow or conflicting write holds
+//              up no other; an edited policy goes first.
 //
 // The operator's own status writes queue nothing: an update event whose generation, instance and
 // deletion state are as before is a status change (controller-runtime's GenerationChangedPredicate).
@@ -75,7 +76,7 @@ export interface ControllerOptions {
   readonly metrics: OperatorMetrics;
   /** Instances rendered at once; one key is never rendered twice at once. Default 2. */
   readonly workers?: number;
-  /** Status writes in flight at once, within the write budget. Default 8. */
+  /** Status writes in flight at once: the bound on the operator's open status writes. Default 8. */
   readonly statusWorkers?: number;
   /** The instance queue (its depth is a metric). */
   readonly queue?: WorkQueue<string>;
@@ -90,7 +91,7 @@ export interface ControllerOptions {
   readonly proxyBearerTokenFile?: string | undefined;
   /** How often the proxies are polled and every status refreshed; the window of the rates. */
   readonly statusIntervalMs: number;
-  /** Status writes per second over all policies, and the burst above it; Events get a bucket of their own alike. */
+  /** Status writes per second over all policies (0: no limit), and the burst above it; Events get a bucket of their own alike. */
   readonly statusWriteQps: number;
   readonly statusWriteBurst: number;
   /** ConfigMaps an instance's configuration is split over (--config-shards). Default 1. */

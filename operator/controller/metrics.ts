@@ -15,6 +15,8 @@ export interface OperatorMetrics {
   /** `change`: the first field the write changed (statusChange). */
   statusWrites(count: number, change?: string): void;
   events(reason: PolicyEvent['reason']): void;
+  /** A write the API server refused with 429 (priority and fairness); it is retried. */
+  throttled(verb: string, resource: string): void;
   /** Whether this replica holds the Lease and reconciles. */
   leader(leading: boolean): void;
 }
@@ -66,6 +68,12 @@ export function createOperatorMetrics(
     labelNames: ['reason'],
     registers: [registry],
   });
+  const throttled = new Counter({
+    name: 'cardinal_operator_api_throttled_total',
+    help: 'Writes the API server refused with 429 Too Many Requests (priority and fairness), each retried after its Retry-After, by verb and resource.',
+    labelNames: ['verb', 'resource'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'cardinal_operator_queue_depth',
     help: 'Proxy instances waiting to be reconciled.',
@@ -93,5 +101,6 @@ export function createOperatorMetrics(
     configMapApply: (outcome) => applies.inc({ outcome }),
     statusWrites: (count, change = 'other') => statuses.inc({ change }, count),
     events: (reason) => events.inc({ reason }),
+    throttled: (verb, resource) => throttled.inc({ verb, resource }),
   };
 }

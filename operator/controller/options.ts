@@ -3,9 +3,9 @@ import {
   bool,
   positiveDuration as duration,
   hostPort,
+  nonNegativeNumber,
   parseFlags,
   positiveInt,
-  positiveNumber,
   UsageError,
 } from '../../lib/flags.js';
 import { type ProxySource, parseProxyEndpoints, proxyServiceName } from '../proxies/source.js';
@@ -37,7 +37,7 @@ export interface OperatorOptions {
   readonly statusIntervalMs: number;
   /**
    * MetricPolicy status writes per second, over all policies, and the burst allowed; Events get a
-   * bucket of their own with the same numbers.
+   * bucket of their own with the same numbers. 0: no client-side limit (the default).
    */
   readonly statusWriteQps: number;
   readonly statusWriteBurst: number;
@@ -120,11 +120,14 @@ Proxy discovery (at most one of the first two; with neither, Ready and Degraded 
                               --auth.credentials-file, the proxies' status and statistics need a
                               credential with the admin role.
   --status-interval DUR       How often statuses are refreshed from the proxies; default 30s.
-  --status-write-qps N        Status writes per second, all policies; default 20 (controller-runtime's
-                              client default). Events have a bucket of their own with the same numbers.
-  --status-write-burst N      Writes allowed at once above that rate; default 30.
-  --status-workers N          Status writes in flight at once, so one slow write holds up no other;
-                              default 8.
+  --status-write-qps N        A client-side limit on status writes per second, all policies; Events get
+                              a bucket of their own with the same numbers. Default 0: no limit, as
+                              controller-runtime's clients since v0.21; the API server's priority and
+                              fairness paces the writes, and a 429 it answers with is retried after
+                              its Retry-After (cardinal_operator_api_throttled_total counts them).
+  --status-write-burst N      With --status-write-qps: writes allowed at once above it; default 30.
+  --status-workers N          Status writes in flight at once, so one slow write holds up no other and
+                              the operator never has more open; default 8.
   --config-shards N           ConfigMaps each instance's configuration is split over, by a hash of the
                               policy: <instance ConfigMap>, then -1 .. -(N-1). The proxies must mount all
                               N in one projected volume (the chart's operator.configShards does both).
@@ -179,7 +182,7 @@ export function parseOperatorOptions(
   }
   const { host, port } = hostPort('--metrics-listen', v['metrics-listen'] ?? ':8081');
   const namespace = v.namespace ?? podNamespace() ?? DEFAULT_NAMESPACE;
-  const statusWriteQps = positiveNumber('--status-write-qps', v['status-write-qps'] ?? '20');
+  const statusWriteQps = nonNegativeNumber('--status-write-qps', v['status-write-qps'] ?? '0');
   const statusWriteBurst = positiveInt('--status-write-burst', v['status-write-burst'] ?? '30');
   const statusWorkers = positiveInt('--status-workers', v['status-workers'] ?? '8');
   const configShards = positiveInt('--config-shards', v['config-shards'] ?? '1');

@@ -44,8 +44,16 @@ describe('TokenBucket', () => {
     await expect(b.take()).rejects.toThrow(RateLimiterClosedError);
   });
 
+  it('hands out every token at once with qps 0, until closed', async () => {
+    const { b, sleeps } = bucket(0, 1);
+    for (let i = 0; i < 100; i++) await b.take();
+    expect(sleeps).toEqual([]);
+    b.close();
+    await expect(b.take()).rejects.toThrow(RateLimiterClosedError);
+  });
+
   it.each([
-    [0, 1],
+    [-1, 1],
     [1, 0],
     [1, 1.5],
   ])('rejects qps %d, burst %d', (qps, burst) => {

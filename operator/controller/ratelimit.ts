@@ -1,11 +1,14 @@
-// The limit on the operator's writes that follow the proxies rather than the user: status writes
-// and Events. A periodic refresh of many policies whose drop rates move would otherwise write as
-// fast as the proxies answer. A token bucket, as client-go's client-side limiter (rest.Config QPS
-// and Burst, flowcontrol.NewTokenBucketRateLimiter): `burst` writes at once, then `qps` per second;
-// a write waits for its token, so the limit holds over all workers.
+// The optional client-side limit on the operator's writes that follow the proxies rather than the
+// user: status writes and Events. A token bucket, as client-go's client-side limiter (rest.Config
+// QPS and Burst, flowcontrol.NewTokenBucketRateLimiter): `burst` writes at once, then `qps` per
+// second; a write waits for its token, so the limit holds over all workers. `qps` 0 is no limit,
+// the default of current controller-runtime (since v0.21, kubernetes-sigs/controller-runtime#3119),
+// which leaves the pace to the API server's priority and fairness (Kubernetes 1.22 and later):
+// what bounds the operator then is its status workers in flight and the 429s it honours
+// (operator/kube/throttle.ts).
 
 export interface TokenBucketOptions {
-  /** Tokens added per second. */
+  /** Tokens added per second; 0: no limit, every take returns at once. */
   readonly qps: number;
   /** Tokens the bucket holds at most, and holds at the start. */
   readonly burst: number;
@@ -30,7 +33,7 @@ export class TokenBucket {
   #closed = false;
 
   constructor(options: TokenBucketOptions) {
-    if (!(options.qps > 0)) throw new RangeError(`qps: ${options.qps} must be positive`);
+    if (!(options.qps >= 0)) throw new RangeError(`qps: ${options.qps} must be 0 (no limit) or positive`);
     if (!(Number.isInteger(options.burst) && options.burst >= 1))
       throw new RangeError(`burst: ${options.burst} must be a positive integer`);
     this.#qps = options.qps;
@@ -47,6 +50,7 @@ export class TokenBucket {
    */
   async take(): Promise<void> {
     if (this.#closed) throw new RateLimiterClosedError('rate limiter closed');
+    if (this.#qps === 0) return;
     const now = this.#now();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.#qps);
     this.#at = now;

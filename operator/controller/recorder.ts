@@ -1,8 +1,8 @@
 // Records Kubernetes Events in the background, as client-go's EventBroadcaster does: a reconcile
 // hands an Event over and goes on, so a slow or failing Events API never holds up a status or a
 // ConfigMap. Events are deduplicated and aggregated (correlate in operator/status/events.ts) and
-// written within their own token bucket, as controller-runtime's recorder writes through a client
-// of its own. Best effort: what cannot be written is logged and dropped, never retried forever.
+// written one at a time, within a token bucket of their own when --status-write-qps sets one, as
+// controller-runtime's recorder writes through a client of its own. Best effort: what cannot be written is logged and dropped, never retried forever.
 
 import type { Logger } from 'pino';
 import { statusCode } from '../kube/client.js';

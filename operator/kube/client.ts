@@ -16,6 +16,7 @@ import type { ConfigMap, MetricPolicy, MetricPolicyStatus } from '../api/types.j
 import type { LiveConfigMap } from '../controller/reconcile.js';
 import type { EventObject } from '../status/events.js';
 import type { PrometheusRuleObject } from '../usage/objects.js';
+import { type ThrottleOptions, withThrottleRetry } from './throttle.js';
 
 export const GROUP = 'cardinal.dev';
 export const VERSION = 'v1alpha1';
@@ -57,8 +58,12 @@ export class KubeClient {
   /** EndpointSlices, for listProxyEndpoints (operator/proxies/discovery.ts). */
   readonly discovery: DiscoveryV1Api;
 
-  constructor(config: KubeConfig) {
+  readonly #throttle: ThrottleOptions;
+
+  /** `throttle.throttled` is told of every 429 a write got (each is retried: operator/kube/throttle.ts). */
+  constructor(config: KubeConfig, throttle: ThrottleOptions = {}) {
     this.config = config;
+    this.#throttle = throttle;
     this.discovery = config.makeApiClient(DiscoveryV1Api);
     this.#core = config.makeApiClient(CoreV1Api);
     this.#custom = config.makeApiClient(CustomObjectsApi);
@@ -132,14 +137,21 @@ export class KubeClient {
    * takes back a field someone else changed (Kubernetes "Server-Side Apply", "Conflicts").
    */
   async applyConfigMap(configMap: ConfigMap): Promise<void> {
-    await this.#objects.patch(
-      configMap,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      true,
-      PatchStrategy.ServerSideApply,
+    await this.#write('apply', 'configmaps', () =>
+      this.#objects.patch(
+        configMap,
+        undefined,
+        undefined,
+        FIELD_MANAGER,
+        true,
+        PatchStrategy.ServerSideApply,
+      ),
     );
+  }
+
+  /** A write, made again after each 429 the API server's priority and fairness answers it with. */
+  #write<T>(verb: string, resource: string, call: () => Promise<T>): Promise<T> {
+    return withThrottleRetry(verb, resource, call, this.#throttle);
   }
 
   /**
@@ -157,23 +169,27 @@ export class KubeClient {
       },
       status: { ...nulls(policy.status), ...status },
     };
-    await this.#custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        namespace: policy.metadata.namespace,
-        name: policy.metadata.name,
-        body,
-        fieldManager: FIELD_MANAGER,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    await this.#write('patch', `${PLURAL}/status`, () =>
+      this.#custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: policy.metadata.namespace,
+          name: policy.metadata.name,
+          body,
+          fieldManager: FIELD_MANAGER,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 
   /** Creates a core/v1 Event (buildEvent in operator/status/events.ts makes it). */
   async createEvent(event: EventObject): Promise<void> {
-    await this.#core.createNamespacedEvent({ namespace: event.metadata.namespace, body: event });
+    await this.#write('create', 'events', () =>
+      this.#core.createNamespacedEvent({ namespace: event.metadata.namespace, body: event }),
+    );
   }
 
   /**
@@ -185,9 +201,11 @@ export class KubeClient {
     name: string,
     patch: { count: number; message: string; lastTimestamp: Date },
   ): Promise<void> {
-    await this.#core.patchNamespacedEvent(
-      { namespace, name, body: { ...patch, lastTimestamp: patch.lastTimestamp.toISOString() } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    await this.#write('patch', 'events', () =>
+      this.#core.patchNamespacedEvent(
+        { namespace, name, body: { ...patch, lastTimestamp: patch.lastTimestamp.toISOString() } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 }

@@ -15,6 +15,7 @@ import {
   type V1Lease,
   V1MicroTime,
 } from '@kubernetes/client-node';
+import { type ThrottleOptions, withThrottleRetry } from '../kube/throttle.js';
 
 /** What a Lease says about its holder. Times are milliseconds since the epoch. */
 export interface LeaseSpec {
@@ -436,8 +437,15 @@ export class LeaderElector {
   }
 }
 
-/** The LeaseApi over a cluster's coordination.k8s.io/v1 API. */
-export function leaseApiFromKubeConfig(kc: KubeConfig): LeaseApi {
+/**
+ * The LeaseApi over a cluster's coordination.k8s.io/v1 API. A write refused with 429 is made again
+ * after its Retry-After (operator/kube/throttle.ts) while `throttle.deadlineMs` allows: give it
+ * the renew deadline, past which the elector gives the attempt up anyway.
+ */
+export function leaseApiFromKubeConfig(
+  kc: KubeConfig,
+  throttle: Pick<ThrottleOptions, 'throttled' | 'deadlineMs'> = {},
+): LeaseApi {
   const api = kc.makeApiClient(CoordinationV1Api);
   return {
     get: (ref) =>
@@ -451,13 +459,27 @@ export function leaseApiFromKubeConfig(kc: KubeConfig): LeaseApi {
       }),
     create: ({ spec, ...ref }) =>
       withStatus(`create lease ${ref.namespace}/${ref.name}`, async () =>
-        fromV1(await api.createNamespacedLease({ namespace: ref.namespace, body: toV1(ref, spec) })),
+        fromV1(
+          await withThrottleRetry(
+            'create',
+            'leases',
+            () => api.createNamespacedLease({ namespace: ref.namespace, body: toV1(ref, spec) }),
+            throttle,
+          ),
+        ),
       ),
     // A PUT of the whole object: the Lease belongs to the elector, and labels or annotations put on
     // it by hand do not survive a renewal.
     replace: ({ spec, resourceVersion, ...ref }) =>
       withStatus(`replace lease ${ref.namespace}/${ref.name}`, async () =>
-        fromV1(await api.replaceNamespacedLease({ ...ref, body: toV1(ref, spec, resourceVersion) })),
+        fromV1(
+          await withThrottleRetry(
+            'update',
+            'leases',
+            () => api.replaceNamespacedLease({ ...ref, body: toV1(ref, spec, resourceVersion) }),
+            throttle,
+          ),
+        ),
       ),
   };
 }
