@@ -574,7 +574,9 @@ describe.each([2, 3] as const)('rule evaluations from the query log of Prometheu
         expect.objectContaining({ reader: 'rule-group:rules.yml/shop-alerts', reads: wantAlerts }),
       ]);
       // The unreadable line may be the last one in the file, read after every evaluation was.
-      expect(await proxy.metric('cardinal_proxy_usage_query_log_lines_total', { outcome: 'invalid' })).toBe(1);
+      expect(await proxy.metric('cardinal_proxy_usage_query_log_lines_total', { outcome: 'invalid' })).toBe(
+        1,
+      );
     });
     expect(want).toBeGreaterThan(2);
   });
