@@ -5,6 +5,7 @@
 // made later rather than failed, and counts each 429 by verb and resource.
 
 import { setTimeout as delay } from 'node:timers/promises';
+import { parseRetryAfter } from '../../lib/retry-after.js';
 
 /** Retries after a 429, as client-go's request retry (rest/with_retry.go, maxRetries 10). */
 export const MAX_THROTTLE_RETRIES = 10;
@@ -37,15 +38,12 @@ function refusal(err: unknown): { code: number | undefined; headers: Record<stri
 }
 
 /**
- * The wait a Retry-After value asks for, in ms (RFC 9110 section 10.2.3: delay-seconds or an
- * HTTP-date); undefined when absent or unreadable.
+ * The wait a Retry-After value asks for, in ms (lib/retry-after.ts); the header may come as a
+ * list. Undefined when absent or unreadable.
  */
 export function retryAfterMs(value: unknown, now: number = Date.now()): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
-  if (typeof text !== 'string' || text.trim() === '') return undefined;
-  if (/^\s*\d+\s*$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  return typeof text === 'string' ? parseRetryAfter(text, now) : undefined;
 }
 
 /**

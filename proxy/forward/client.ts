@@ -2,10 +2,11 @@ import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
+import { parseRetryAfter } from '../../lib/retry-after.js';
 import { CardinalError } from '../errors.js';
 import { contentTypeFor, type ProtocolVersion, versionHeaderFor } from '../ingest/negotiate.js';
 import { errorReason, readSome } from './response.js';
-import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
+import { backoffDelay, classifyStatus, type RetryPolicy } from './retry.js';
 
 export interface ForwarderOptions {
   /** The upstream's remote-write endpoint, e.g. http://prometheus:9090/api/v1/write. */

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
+import { parseRetryAfter } from '../../lib/retry-after.js';
 import { CardinalError } from '../errors.js';
 import { errorReason, readSome } from './response.js';
-import { backoffDelay, classifyStatus, parseRetryAfter, type RetryPolicy } from './retry.js';
+import { backoffDelay, classifyStatus, type RetryPolicy } from './retry.js';
 
 export interface PushForwarderOptions {
   /** The Pushgateway's base URL, e.g. http://pushgateway:9091 (a path prefix is kept). */

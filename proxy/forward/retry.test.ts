@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, classifyStatus, parseRetryAfter, parseRetryOn, type RetryPolicy } from './retry.js';
+import { backoffDelay, classifyStatus, parseRetryOn, type RetryPolicy } from './retry.js';
 
 const policy: RetryPolicy = { minBackoffMs: 100, maxBackoffMs: 2000, budgetMs: 15_000 };
 
@@ -73,20 +73,6 @@ describe('backoffDelay', () => {
 
   it('honours Retry-After as a floor', () => {
     expect(backoffDelay(policy, 1, 5000, () => 0)).toBe(5000);
-  });
-});
-
-describe('parseRetryAfter', () => {
-  const now = Date.parse('2026-01-01T00:00:00Z');
-  it.each([
-    [undefined, undefined],
-    ['3', 3000],
-    [' 0 ', 0],
-    ['Thu, 01 Jan 2026 00:00:10 GMT', 10_000],
-    ['Wed, 31 Dec 2025 23:00:00 GMT', 0],
-    ['soon', undefined],
-  ])('%j -> %j ms', (header, ms) => {
-    expect(parseRetryAfter(header, now)).toBe(ms);
   });
 });
 

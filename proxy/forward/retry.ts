@@ -51,19 +51,6 @@ export function backoffDelay(
 }
 
 /**
- * Parses a Retry-After header (RFC 9110 section 10.2.3): either delay-seconds or an HTTP-date.
- * Returns milliseconds from `nowMs`, or undefined when absent or unparseable.
- */
-export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
-  if (value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - nowMs);
-}
-
-/**
  * Parses a list of statuses to retry, like `5xx,429`: status codes and classes (`4xx`, `5xx`).
  * 2xx cannot be listed. Returns a predicate.
  */
