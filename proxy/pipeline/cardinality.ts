@@ -118,6 +118,14 @@ function scramble(k: number): number {
   return Math.imul(k, C2);
 }
 
+/**
+ * A running hash with one 32-bit value joined as MurmurHash3 joins a block (unsigned; no final
+ * mix): the engine folds the hashes of a series' label symbols together with it.
+ */
+export function mixBlock(h: number, k: number): number {
+  return step(h, scramble(k)) >>> 0;
+}
+
 /** MurmurHash3's block step: the running hash with one scrambled block joined. */
 function step(h: number, k: number): number {
   h ^= k;
@@ -166,23 +174,13 @@ export function hashString(s: string, seed: number): number {
       k |= ((bytes >>> (j << 3)) & 0xff) << shift;
       shift += 8;
       if (shift === 32) {
-        k = Math.imul(k, C1);
-        k = (k << 15) | (k >>> 17);
-        k = Math.imul(k, C2);
-        h ^= k;
-        h = (h << 13) | (h >>> 19);
-        h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+        h = step(h, scramble(k));
         k = 0;
         shift = 0;
       }
     }
   }
-  if (shift > 0) {
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-  }
+  if (shift > 0) h ^= scramble(k);
   return fmix(h ^ length);
 }
 

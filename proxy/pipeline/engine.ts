@@ -10,7 +10,7 @@ import { decodeLabelRecords, encodeLabelsV1, labelsV1, labelsV2, OutputBuilder }
 import { readLabelRefsV2, type SeriesIndex } from '../codec/scan.js';
 import type { Label } from '../codec/types.js';
 import type { LimitStore } from '../limits/store.js';
-import { hashBytes, hashBytesPair, hashString, MetricInterner } from './cardinality.js';
+import { hashBytes, hashBytesPair, hashString, MetricInterner, mixBlock } from './cardinality.js';
 import type { Pipeline } from './compile.js';
 import type { Entry, Pass, SeriesContext, SeriesRuntime, SharedLimits } from './entry.js';
 import { evaluate, type Verdict } from './evaluate.js';
@@ -349,8 +349,8 @@ export class PolicyEngine {
     let h1 = SEED_A;
     let h2 = SEED_B;
     readLabelRefsV2(buf, index, i, (nameRef, valueRef) => {
-      h1 = mix(mix(h1, symbolHash[2 * nameRef]!), symbolHash[2 * valueRef]!);
-      h2 = mix(mix(h2, symbolHash[2 * nameRef + 1]!), symbolHash[2 * valueRef + 1]!);
+      h1 = mixBlock(mixBlock(h1, symbolHash[2 * nameRef]!), symbolHash[2 * valueRef]!);
+      h2 = mixBlock(mixBlock(h2, symbolHash[2 * nameRef + 1]!), symbolHash[2 * valueRef + 1]!);
     });
     this.#h[0] = h1;
     this.#h[1] = h2;
@@ -394,8 +394,8 @@ export class PolicyEngine {
     let h2 = 0;
     // One visitor per request, not per series.
     const visitRefs = (nameRef: number, valueRef: number): void => {
-      h1 = mix(mix(h1, symbolHash![2 * nameRef]!), symbolHash![2 * valueRef]!);
-      h2 = mix(mix(h2, symbolHash![2 * nameRef + 1]!), symbolHash![2 * valueRef + 1]!);
+      h1 = mixBlock(mixBlock(h1, symbolHash![2 * nameRef]!), symbolHash![2 * valueRef]!);
+      h2 = mixBlock(mixBlock(h2, symbolHash![2 * nameRef + 1]!), symbolHash![2 * valueRef + 1]!);
     };
 
     for (let i = from; i < index.count; i++) {
@@ -766,16 +766,6 @@ const KEPT_SLOTS = 1 << 17;
 const MAX_SPARE_BYTES = 8 << 20;
 
 const NO_DATA: readonly (readonly number[])[] = Object.freeze([]);
-
-/** Combines a running hash with a 32-bit value (the murmur3 block step). */
-function mix(h: number, k: number): number {
-  let x = Math.imul(k, 0xcc9e2d51);
-  x = (x << 15) | (x >>> 17);
-  x = Math.imul(x, 0x1b873593);
-  let y = (h ^ x) >>> 0;
-  y = (y << 13) | (y >>> 19);
-  return (Math.imul(y, 5) + 0xe6546b64) >>> 0;
-}
 
 function hashOfLabels(labels: readonly Label[]): number {
   const e = encodeLabelsV1(labels);
