@@ -41,6 +41,7 @@ import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
 import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
+import { type QueueApi, wholeProxyQueueApi } from './workers/queues.js';
 import { WorkerLimitStore } from './workers/store.js';
 import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
 
@@ -440,14 +441,14 @@ async function main(): Promise<number> {
             },
     };
   };
-  const queueApi =
+  const localQueueApi: QueueApi | undefined =
     queue === undefined || deadLetters === undefined
       ? undefined
       : {
           status: () => ({
             queues: {
-              remote_write: queueStatus('remote_write', queue),
-              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue) }),
+              remote_write: queueStatus('remote_write', queue)!,
+              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue)! }),
             },
           }),
           deadLetters: () => (deadLetters?.list() ?? []).map(describeLetter),
@@ -464,6 +465,11 @@ async function main(): Promise<number> {
             return chosen.length;
           },
         };
+  // A worker's routes answer for every worker's queue (proxy/workers/queues.ts).
+  const queueApi =
+    localQueueApi === undefined || worker === undefined
+      ? localQueueApi
+      : wholeProxyQueueApi(worker, localQueueApi);
 
   // The read path and usage statistics (--query.upstream, --query.log-file).
   const q = options.query;
