@@ -65,7 +65,7 @@ describe('mergeQueueReports', () => {
   it('totals the workers that answered and lists every worker', () => {
     const workers = [
       { worker: 0, queues: { remote_write: status({ bytes: 1 }), pushgateway: status({ bytes: 5 }) } },
-      { worker: 1, error: 'not running (being started again)' },
+      { worker: 1, error: 'not serving (starting, or being started again)' },
       { worker: 2, queues: { remote_write: status({ bytes: 2, full: true }) } },
     ];
     const merged = mergeQueueReports(workers);

@@ -166,7 +166,7 @@ export function serveQueues(
     const parts = await Promise.all(
       Array.from({ length: o.workers }, async (_, i) => {
         const w = running(i);
-        if (w === undefined) return { worker: i, error: 'not running (being started again)' };
+        if (w === undefined) return { worker: i, error: 'not serving (starting, or being started again)' };
         try {
           return {
             worker: i,
