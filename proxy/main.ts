@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadTlsPair, type TlsPair, watchTlsPair } from '../lib/tls.js';
 import { readVersion } from '../lib/version.js';
@@ -29,9 +29,10 @@ import { createQueryMetrics } from './query/metrics.js';
 import { UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
-import { createQueueMetrics, type QueueName } from './queue/metrics.js';
+import { createQueueMetrics, type QueueMetrics, type QueueName } from './queue/metrics.js';
 import { PushDrain } from './queue/push.js';
 import { DiskQueue } from './queue/queue.js';
+import { orphanedDirs, takeOverOrphans } from './queue/takeover.js';
 import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
 import { limitsReport } from './stats/limits.js';
@@ -41,6 +42,7 @@ import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
 import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
+import { type QueueApi, wholeProxyQueueApi } from './workers/queues.js';
 import { WorkerLimitStore } from './workers/store.js';
 import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
 
@@ -351,6 +353,10 @@ async function main(): Promise<number> {
   let pushQueue: DiskQueue | undefined;
   let pushDrain: PushDrain | undefined;
   let deadLetters: DeadLetters | undefined;
+  let rwTarget: { queueMetrics: QueueMetrics; tally: DropTally } | undefined;
+  let pushTarget: { queueMetrics: QueueMetrics; tally: DropTally } | undefined;
+  let takeover: Promise<void> | undefined;
+  const stopTakeover = new AbortController();
   const tallies = new Map<QueueName, DropTally>();
   if (options.queue !== undefined) {
     const q = options.queue;
@@ -374,10 +380,11 @@ async function main(): Promise<number> {
         logger,
       });
       named.observe(() => opened.gauges());
-      return { opened, queueMetrics };
+      return { opened, queueMetrics, tally };
     };
     try {
       const rw = await openQueue('remote_write', queueDir);
+      rwTarget = rw;
       queue = rw.opened;
       deadLetters = await DeadLetters.open({
         dir: join(queueDir, 'dead-letter'),
@@ -399,6 +406,7 @@ async function main(): Promise<number> {
       });
       if (pushForwarder !== undefined) {
         const push = await openQueue('pushgateway', join(queueDir, 'pushgateway'));
+        pushTarget = push;
         pushQueue = push.opened;
         pushDrain = new PushDrain({
           queue: pushQueue,
@@ -414,6 +422,31 @@ async function main(): Promise<number> {
     }
     drain.start();
     pushDrain?.start();
+    // Directories left by a larger (or smaller) number of workers: moved into this queue
+    // (proxy/queue/takeover.ts), in the background, stopped at shutdown.
+    const orphans = orphanedDirs(await readdir(q.dir), worker);
+    if (orphans.length > 0) {
+      logger.info(
+        { dirs: orphans.map((d) => join(q.dir, d)) },
+        'taking over queue directories no process owns',
+      );
+      takeover = takeOverOrphans({
+        root: q.dir,
+        orphans,
+        remoteWrite: { queue, metrics: rwTarget!.queueMetrics, tally: rwTarget!.tally, deadLetters },
+        pushgateway:
+          pushQueue === undefined || pushTarget === undefined
+            ? undefined
+            : { queue: pushQueue, metrics: pushTarget.queueMetrics, tally: pushTarget.tally },
+        segmentMaxBytes: q.segmentMaxBytes,
+        logger,
+        signal: stopTakeover.signal,
+      }).then(
+        () => undefined,
+        (err: unknown) =>
+          logger.error({ err }, 'taking over a queue directory failed; it stays for the next start'),
+      );
+    }
   }
   const asIngestQueue = (dq: DiskQueue | undefined) =>
     dq === undefined || options.queue === undefined
@@ -440,14 +473,14 @@ async function main(): Promise<number> {
             },
     };
   };
-  const queueApi =
+  const localQueueApi: QueueApi | undefined =
     queue === undefined || deadLetters === undefined
       ? undefined
       : {
           status: () => ({
             queues: {
-              remote_write: queueStatus('remote_write', queue),
-              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue) }),
+              remote_write: queueStatus('remote_write', queue)!,
+              ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue)! }),
             },
           }),
           deadLetters: () => (deadLetters?.list() ?? []).map(describeLetter),
@@ -464,6 +497,11 @@ async function main(): Promise<number> {
             return chosen.length;
           },
         };
+  // A worker's routes answer for every worker's queue (proxy/workers/queues.ts).
+  const queueApi =
+    localQueueApi === undefined || worker === undefined
+      ? localQueueApi
+      : wholeProxyQueueApi(worker, localQueueApi);
 
   // The read path and usage statistics (--query.upstream, --query.log-file).
   const q = options.query;
@@ -691,6 +729,8 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       ready = false;
+      // What is not moved yet stays in its directory for the next start.
+      stopTakeover.abort();
       watch?.close();
       clearInterval(historyTimer);
       tlsWatch?.close();
@@ -712,6 +752,7 @@ async function main(): Promise<number> {
             pushDrain?.close(Math.max(0, stopBy - 1000 - Date.now())),
           ]),
         )
+        .then(() => takeover)
         .then(() =>
           Promise.all([
             queue?.close(),

@@ -63,7 +63,8 @@ export interface ServerDeps {
   readonly queueApi?:
     | {
         readonly status: () => unknown;
-        readonly deadLetters: () => readonly DeadLetterInfo[];
+        /** With --workers N, every worker's (asked through the primary). */
+        readonly deadLetters: () => readonly DeadLetterInfo[] | Promise<readonly DeadLetterInfo[]>;
         /** Puts dead letters back into the queue; returns how many. */
         readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
       }
@@ -291,7 +292,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const queueApi = deps.queueApi;
   if (queueApi !== undefined) {
     app.get('/api/v1/status/queue', ADMIN, async () => queueApi.status());
-    app.get('/api/v1/queue/dead-letter', ADMIN, async () => ({ deadLetters: queueApi.deadLetters() }));
+    app.get('/api/v1/queue/dead-letter', ADMIN, async () => ({ deadLetters: await queueApi.deadLetters() }));
     // ?id=N (repeatable) puts those back; ?all=true puts every dead letter back.
     app.post('/api/v1/queue/dead-letter/requeue', ADMIN, async (req, reply) => {
       const q = req.query as Record<string, string | string[] | undefined>;

@@ -7,6 +7,8 @@
 // - holds the limits shared by the workers when no `--limits.store` is given (proxy/workers/store.ts);
 // - answers /metrics for the whole proxy: every worker's registry, merged with prom-client's
 //   aggregation (counters and histograms summed; gauges as each declares), plus its own;
+//   a restarted worker's counters continue from its predecessor's (proxy/workers/carry.ts);
+// - answers the durable queue's routes for every worker's queue (proxy/workers/queues.ts);
 // - restarts a worker that dies, counting it in cardinal_proxy_worker_restarts_total;
 // - on SIGTERM or SIGINT stops every worker (each drains as one process does, within
 //   --shutdown-timeout) and exits when all have.
@@ -27,6 +29,8 @@ import { watchConfig } from '../../lib/watch.js';
 import type { ProxyOptions } from '../config/flags.js';
 import { ConfigLoader, transferable, type ValidatedConfig } from '../config/loader.js';
 import { MemoryLimitStore } from '../limits/store.js';
+import { CounterCarry, pollCounters } from './carry.js';
+import { serveQueues } from './queues.js';
 import { Rpc } from './rpc.js';
 import { serveLimits } from './store.js';
 
@@ -56,6 +60,8 @@ interface Slot {
 
 /** A worker that exits sooner than this after it was ready is restarted only after a pause. */
 const RESTART_PAUSE_MS = 1000;
+/** How often the primary collects the workers' counters: a crash loses what was counted since. */
+const COUNTER_POLL_MS = 5000;
 
 export async function runPrimary(options: ProxyOptions, workers: number, logger: Logger): Promise<number> {
   let current: ValidatedConfig;
@@ -89,15 +95,25 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
   let stopping = false;
   let failed = false;
 
+  const live = () => [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
+  // Counters stay monotonic across a worker's restart (proxy/workers/carry.ts).
+  const carry = new CounterCarry();
+  const stopPolling = pollCounters({ carry, live, intervalMs: COUNTER_POLL_MS });
+
   // Whole-proxy /metrics: each live worker's registry as JSON, and the primary's own.
   // Besides the merge, each worker's count of answered requests, so an uneven spread shows.
   const metricsText = async (): Promise<string> => {
-    const live = [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
+    // Every index, running or not: a worker being started again contributes what it had counted.
+    const indexes = Array.from({ length: workers }, (_, i) => i);
     const parts = await Promise.all(
-      live.map((s) => s.rpc.call<Json>('metrics.collect', undefined, 5000).catch(() => [] as Json)),
+      indexes.map(async (i) => {
+        const s = live().find((l) => l.index === i);
+        const raw = await s?.rpc.call<Json>('metrics.collect', undefined, 5000).catch(() => undefined);
+        return carry.part(i, raw);
+      }),
     );
     const perWorker = parts.map((part, i) => ({
-      labels: { worker: String(live[i]!.index) },
+      labels: { worker: String(i) },
       value: (part.find((m) => m.name === 'cardinal_proxy_requests_total')?.values ?? []).reduce(
         (sum, v) => sum + v.value,
         0,
@@ -161,6 +177,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     rpc.handle('config.get', () => current);
     rpc.handle('config.reload', (arg) => reload(arg === true));
     rpc.handle('metrics.text', () => metricsText());
+    serveQueues(rpc, { workers, live });
     rpc.handle('worker.ready', async () => {
       slot.ready = true;
       if ([...slots.values()].every((s) => s.ready)) firstReady();
@@ -170,6 +187,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     worker.on('message', (m: unknown) => rpc.receive(m));
     worker.on('exit', (code, signal) => {
       rpc.close('the worker exited');
+      carry.died(index);
       if (slots.get(index)?.worker === worker) slots.delete(index);
       if (stopping) {
         if (code !== 0) failed = true;
@@ -197,6 +215,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
   const done = new Promise<number>((resolve) => {
     finish = () => {
       watch?.close();
+      stopPolling();
       void limits?.close();
       logger.info('stopped');
       resolve(failed ? 1 : 0);

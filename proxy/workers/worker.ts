@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Gauge, type Registry } from 'prom-client';
+import { countersOf } from './carry.js';
 import { readCpuQuota, workersFor } from './cgroup.js';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './primary.js';
 import { Rpc } from './rpc.js';
@@ -42,7 +43,10 @@ export function joinPrimary(): WorkerContext | undefined {
   return { index, count, rpc };
 }
 
-/** The worker's share of what /metrics reports: its registry as JSON, and its resident memory. */
+/**
+ * The worker's share of what /metrics reports: its registry as JSON, and its resident memory; and
+ * its counters alone, which the primary collects every few seconds (proxy/workers/carry.ts).
+ */
 export function serveMetrics(ctx: WorkerContext, registry: Registry): void {
   new Gauge({
     name: 'cardinal_proxy_worker_resident_memory_bytes',
@@ -54,4 +58,6 @@ export function serveMetrics(ctx: WorkerContext, registry: Registry): void {
     },
   });
   ctx.rpc.handle('metrics.collect', () => registry.getMetricsAsJSON());
+  // The primary's periodic collection, so a restarted worker's counters go on from these.
+  ctx.rpc.handle('metrics.counters', () => countersOf(registry));
 }
