@@ -39,7 +39,9 @@ export function hashSets(
   active: { readonly offsets: Uint32Array; readonly hashes: Uint32Array },
 ): HashSets {
   if (active.offsets.length !== names.length + 1)
-    throw new RangeError(`${names.length} names need ${names.length + 1} offsets, got ${active.offsets.length}`);
+    throw new RangeError(
+      `${names.length} names need ${names.length + 1} offsets, got ${active.offsets.length}`,
+    );
   return { names, offsets: active.offsets, hashes: active.hashes };
 }
 

@@ -254,9 +254,7 @@ export class Offenders {
 }
 
 /** What the top-offender gauges show: the top `n` of each list, and the active series of all metrics. */
-export type OffenderGaugeSource = (
-  n: number,
-) => OffenderGauges | Promise<OffenderGauges>;
+export type OffenderGaugeSource = (n: number) => OffenderGauges | Promise<OffenderGauges>;
 
 export interface OffenderGauges {
   readonly report: TopOffendersReport;

@@ -199,7 +199,9 @@ export function byDistinctValues(a: TopLabel, b: TopLabel): number {
 }
 
 export function bySamples(a: TopDrop, b: TopDrop): number {
-  return b.samples - a.samples || cmp(a.metric, b.metric) || cmp(a.policy, b.policy) || cmp(a.reason, b.reason);
+  return (
+    b.samples - a.samples || cmp(a.metric, b.metric) || cmp(a.policy, b.policy) || cmp(a.reason, b.reason)
+  );
 }
 
 function cmp(a: string, b: string): number {

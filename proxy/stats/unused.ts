@@ -259,7 +259,9 @@ export function unusedPolicyReport(
   limit: number,
 ): UnusedPolicyReport {
   rows.sort((a, b) => b.activeSeries - a.activeSeries || cmp(a.metric, b.metric));
-  labels.sort((a, b) => b.distinctValues - a.distinctValues || cmp(a.metric, b.metric) || cmp(a.label, b.label));
+  labels.sort(
+    (a, b) => b.distinctValues - a.distinctValues || cmp(a.metric, b.metric) || cmp(a.label, b.label),
+  );
   return {
     policy: h.policy,
     action: h.action,

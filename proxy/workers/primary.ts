@@ -7,6 +7,7 @@
 // - holds the limits shared by the workers when no `--limits.store` is given (proxy/workers/store.ts);
 // - answers /metrics for the whole proxy: every worker's registry, merged with prom-client's
 //   aggregation (counters and histograms summed; gauges as each declares), plus its own;
+// - merges the workers' statistics (top offenders, unused, usage; proxy/workers/stats.ts);
 // - restarts a worker that dies, counting it in cardinal_proxy_worker_restarts_total;
 // - on SIGTERM or SIGINT stops every worker (each drains as one process does, within
 //   --shutdown-timeout) and exits when all have.
@@ -28,6 +29,7 @@ import type { ProxyOptions } from '../config/flags.js';
 import { ConfigLoader, transferable, type ValidatedConfig } from '../config/loader.js';
 import { MemoryLimitStore } from '../limits/store.js';
 import { Rpc } from './rpc.js';
+import { servePrimaryStats } from './stats.js';
 import { serveLimits } from './store.js';
 
 /** Environment of a worker: its index (kept across restarts) and how many there are. */
@@ -86,6 +88,13 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
 
   const limits = options.limitsStore === undefined ? new MemoryLimitStore(workers) : undefined;
   const slots = new Map<number, Slot>();
+  // The statistics APIs and the top-offender gauges, merged over the workers (proxy/workers/stats.ts).
+  const stats = servePrimaryStats({
+    workers,
+    live: () => [...slots.values()].filter((s) => s.ready && s.worker.isConnected()).map((s) => s.rpc),
+    registry,
+    exposeTop: options.stats.exposeTop,
+  });
   let stopping = false;
   let failed = false;
 
@@ -167,6 +176,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
       await allReady;
     });
     if (limits !== undefined) serveLimits(rpc, limits);
+    stats.attach(rpc);
     worker.on('message', (m: unknown) => rpc.receive(m));
     worker.on('exit', (code, signal) => {
       rpc.close('the worker exited');
