@@ -467,8 +467,9 @@ export class SeriesTracker {
   /**
    * The hashes of the keys active at `nowMs` (seen within the window), grouped by bucket: those of
    * bucket b are `hashes[offsets[b] .. offsets[b + 1])`, for b < `buckets` (keys of higher buckets
-   * are left out). Each bucket's hashes are distinct. Two passes over the table, O(slots + buckets):
-   * what lets another process count the union of several trackers' keys (proxy/stats/merge.ts).
+   * are left out), distinct and ascending. Two passes over the table and a sort per bucket,
+   * O(slots + keys log keys): what lets another process count the union of several trackers' keys
+   * in one linear merge (proxy/stats/merge.ts).
    */
   activeHashes(nowMs: number, buckets: number): { offsets: Uint32Array; hashes: Uint32Array } {
     const now = Math.floor(nowMs / 1000);
@@ -489,6 +490,8 @@ export class SeriesTracker {
       const b = bucketOf[i]!;
       if (b < n) out[next[b]!++] = hashes[i]!;
     }
+    for (let b = 0; b < n; b++)
+      if (offsets[b + 1]! - offsets[b]! > 1) out.subarray(offsets[b], offsets[b + 1]).sort();
     return { offsets, hashes: out };
   }
 

@@ -24,8 +24,8 @@ import {
 } from './unused.js';
 
 /**
- * Keys by name: those of `names[i]` are `hashes[offsets[i] .. offsets[i + 1])`. The caller keeps
- * each name's hashes distinct (a tracker holds a key once); a name may have none.
+ * Keys by name: those of `names[i]` are `hashes[offsets[i] .. offsets[i + 1])`, distinct and
+ * ascending (as SeriesTracker.activeHashes gives them); a name may have none.
  */
 export interface HashSets {
   readonly names: readonly string[];
@@ -47,8 +47,8 @@ export function hashSets(
 
 /**
  * Per name, how many distinct hashes the parts hold together; names that have none stay, at 0.
- * O(n log n) in the hashes of names held by more than one part (they are sorted together), O(1)
- * per name held by one part.
+ * Linear in the hashes of names held by more than one part (their sorted lists are merged; the
+ * workers sorted them), O(1) per name held by one part.
  */
 export function unionCounts(parts: readonly HashSets[]): Map<string, number> {
   const slices = new Map<string, Uint32Array[]>();
@@ -67,27 +67,38 @@ export function unionCounts(parts: readonly HashSets[]): Map<string, number> {
 }
 
 function distinct(list: readonly Uint32Array[]): number {
-  let total = 0;
-  let held = 0;
-  let only: Uint32Array | undefined;
+  let union: Uint32Array | undefined;
   for (const s of list) {
     if (s.length === 0) continue;
-    total += s.length;
-    held++;
-    only = s;
+    union = union === undefined ? s : mergeSorted(union, s);
   }
-  if (held === 0) return 0;
-  if (held === 1) return only!.length;
-  const all = new Uint32Array(total);
-  let at = 0;
-  for (const s of list) {
-    all.set(s, at);
-    at += s.length;
+  return union?.length ?? 0;
+}
+
+/** The union of two ascending lists of distinct values, ascending. */
+function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length && j < b.length) {
+    const x = a[i]!;
+    const y = b[j]!;
+    if (x < y) {
+      out[n++] = x;
+      i++;
+    } else if (y < x) {
+      out[n++] = y;
+      j++;
+    } else {
+      out[n++] = x;
+      i++;
+      j++;
+    }
   }
-  all.sort();
-  let n = 1;
-  for (let i = 1; i < all.length; i++) if (all[i] !== all[i - 1]) n++;
-  return n;
+  while (i < a.length) out[n++] = a[i++]!;
+  while (j < b.length) out[n++] = b[j++]!;
+  return out.subarray(0, n);
 }
 
 // ---------------------------------------------------------------------------------------------

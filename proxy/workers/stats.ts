@@ -4,9 +4,11 @@
 // its part (the hashes its trackers hold within the window, its counters, its reads) and merges
 // them (proxy/stats/merge.ts), as it merges /metrics.
 //
-// A part costs its worker O(tracked series) and the merge the primary O(n log n) in the series
-// that reached more than one worker, so the primary keeps each merge for CACHE_MS and lets every
-// request within it share it: a page load, a scrape and the operator's poll cost one. A worker
+// A part costs its worker a pass over its trackers and a sort of their hashes per name, and the
+// merge costs the primary one linear pass over the sorted lists (proxy/stats/merge.bench.ts), so
+// the primary's event loop, which also answers the workers' limit checks, stays short. The primary
+// keeps each merge for CACHE_MS and lets every request within it share it: a page load, a scrape
+// and the operator's poll cost one. A worker
 // that does not answer within PART_TIMEOUT_MS is left out and every answer says so
 // (`workers: { answered, of }`); when the primary does not answer, the worker answers with its own
 // part alone, saying the same.
