@@ -26,7 +26,7 @@ import { openStagePlugins, type StagePlugins } from './pipeline/plugins/load.js'
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
 import { createQueryMetrics } from './query/metrics.js';
-import { UsageService } from './query/usage.js';
+import { type UsageQuery, UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueMetrics, type QueueName } from './queue/metrics.js';
@@ -43,6 +43,7 @@ import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
 import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
 import { type QueueApi, wholeProxyQueueApi } from './workers/queues.js';
+import { serveStatsParts, wholeProxyStats } from './workers/stats.js';
 import { WorkerLimitStore } from './workers/store.js';
 import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
 
@@ -224,7 +225,8 @@ async function main(): Promise<number> {
         },
   );
   const offenders = new Offenders(engine, options.stats);
-  offenders.register(metrics.registry);
+  // A worker's gauges come from the primary's merge of every worker's counts.
+  if (worker === undefined) offenders.register(metrics.registry);
   const unused = new UnusedStats(engine.interner, pipeline, options.stats);
   policyStats.observe({
     slot: offenders.hooks.slot,
@@ -565,16 +567,59 @@ async function main(): Promise<number> {
               .slice(0, n),
           options.stats.exposeTop,
         );
-  // What the pages show over time, sampled from the side.
+  // The statistics reports: this process's own, or with --workers N the whole proxy's, which the
+  // primary merges from every worker's part.
+  const usageReport =
+    usageService === undefined
+      ? undefined
+      : (query: UsageQuery) =>
+          usageService.report(
+            query,
+            { lookup: offenders.ingest(Date.now()), largest: (n) => offenders.largest(n) },
+            readUpstream !== undefined,
+          );
+  const own = {
+    topOffenders: (limit: number) => offenders.report(limit),
+    unused: (limit: number) => unused.report(limit),
+    usage: usageReport,
+  };
+  if (worker !== undefined) {
+    serveStatsParts(worker, {
+      offenders,
+      unused,
+      usage:
+        usageService === undefined
+          ? undefined
+          : { service: usageService, readPath: readUpstream !== undefined },
+    });
+  }
+  const reports = worker === undefined ? own : wholeProxyStats(worker, own);
+
+  // What the pages show over time, sampled from the side; in every worker at the same wall-clock
+  // times, so that their samples share one merge.
   const history = new History({
     intervalMs: options.stats.sampleIntervalMs,
     windowMs: options.stats.windowMs,
     topMetrics: 20,
   });
-  const sampleHistory = () => history.record(Date.now(), policyStats.totals(), offenders.report(20));
-  sampleHistory();
-  const historyTimer = setInterval(sampleHistory, history.options.intervalMs);
-  historyTimer.unref();
+  const sampleHistory = async () => {
+    const at = Date.now();
+    history.record(at, policyStats.totals(), await reports.topOffenders(20));
+  };
+  let historyTimer: NodeJS.Timeout | undefined;
+  const startHistory = (): void => {
+    void sampleHistory();
+    historyTimer = setInterval(() => void sampleHistory(), history.options.intervalMs);
+    historyTimer.unref();
+  };
+  if (worker === undefined) startHistory();
+  else {
+    historyTimer = setTimeout(
+      startHistory,
+      history.options.intervalMs - (Date.now() % history.options.intervalMs),
+    );
+    historyTimer.unref();
+  }
 
   let ready = false;
   const app = buildServer({
@@ -588,9 +633,9 @@ async function main(): Promise<number> {
     upstreamProtocol: options.upstreamProtocol,
     engine,
     policyStats,
-    topOffenders: (limit: number) => offenders.report(limit),
+    topOffenders: reports.topOffenders,
     limits: () => limitsReport(engine),
-    unused: (limit: number) => unused.report(limit),
+    unused: reports.unused,
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
     checks: options.ingest,
@@ -609,7 +654,10 @@ async function main(): Promise<number> {
     metricsText:
       worker === undefined ? undefined : () => worker.rpc.call<string>('metrics.text', undefined, 10_000),
     query:
-      usageService === undefined || queryMetrics === undefined || q === undefined
+      reports.usage === undefined ||
+      usageService === undefined ||
+      queryMetrics === undefined ||
+      q === undefined
         ? undefined
         : {
             upstream: readUpstream,
@@ -620,14 +668,7 @@ async function main(): Promise<number> {
               record: (reads, reader, nowMs) => usageService.record(reads, reader, nowMs),
               metrics: queryMetrics,
             },
-            report: (query) => {
-              const now = Date.now();
-              return usageService.report(
-                query,
-                { lookup: offenders.ingest(now), largest: (n) => offenders.largest(n) },
-                readUpstream !== undefined,
-              );
-            },
+            report: reports.usage,
             maxLimit: Math.max(1000, q.maxMetrics),
           },
     auth:
@@ -650,8 +691,8 @@ async function main(): Promise<number> {
       policyStats,
       metrics,
       history,
-      topOffenders: (limit: number) => offenders.report(limit),
-      unused: (limit: number) => unused.report(limit),
+      topOffenders: reports.topOffenders,
+      unused: reports.unused,
       queues: () => ({
         ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
         ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
@@ -732,6 +773,7 @@ async function main(): Promise<number> {
       // What is not moved yet stays in its directory for the next start.
       stopTakeover.abort();
       watch?.close();
+      // The first sample's timeout or the interval after it.
       clearInterval(historyTimer);
       tlsWatch?.close();
       credentials?.close();

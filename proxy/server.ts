@@ -71,11 +71,12 @@ export interface ServerDeps {
     | undefined;
   /** /metrics for the whole proxy when it runs --workers N (the primary's merge); this process's registry without. */
   readonly metricsText?: (() => Promise<string>) | undefined;
-  readonly topOffenders: (limit: number) => TopOffendersReport;
+  /** With --workers N the whole proxy's, merged by the primary (proxy/workers/stats.ts). */
+  readonly topOffenders: (limit: number) => TopOffendersReport | Promise<TopOffendersReport>;
   /** GET /api/v1/stats/limits: how full each policy's fullest limit is (proxy/stats/limits.ts). */
   readonly limits?: (() => LimitsReport | Promise<LimitsReport>) | undefined;
   /** GET /api/v1/stats/unused?limit=N (spec.unused); absent, the route is not served. */
-  readonly unused?: ((limit: number) => UnusedReport) | undefined;
+  readonly unused?: ((limit: number) => UnusedReport | Promise<UnusedReport>) | undefined;
   readonly configStatus: () => ConfigStatus;
   /** False while starting or shutting down; /-/ready answers 503 then. */
   readonly ready: () => boolean;
@@ -104,7 +105,7 @@ export interface ServerDeps {
         /** Undefined when only the query log is tailed: no read routes. */
         readonly upstream: ReadUpstream | undefined;
         readonly readPath: Omit<ReadPathOptions, 'auth' | 'logger'>;
-        readonly report: (q: UsageQuery) => UsageReportJson;
+        readonly report: (q: UsageQuery) => UsageReportJson | Promise<UsageReportJson>;
         readonly maxLimit: number;
       }
     | undefined;

@@ -464,6 +464,37 @@ export class SeriesTracker {
     return this.expirations - before;
   }
 
+  /**
+   * The hashes of the keys active at `nowMs` (seen within the window), grouped by bucket: those of
+   * bucket b are `hashes[offsets[b] .. offsets[b + 1])`, for b < `buckets` (keys of higher buckets
+   * are left out), distinct and ascending. Two passes over the table and a sort per bucket,
+   * O(slots + keys log keys): what lets another process count the union of several trackers' keys
+   * in one linear merge (proxy/stats/merge.ts).
+   */
+  activeHashes(nowMs: number, buckets: number): { offsets: Uint32Array; hashes: Uint32Array } {
+    const now = Math.floor(nowMs / 1000);
+    const n = Math.max(0, Math.min(buckets, this.buckets));
+    const offsets = new Uint32Array(n + 1);
+    const { hashes, lastSeen, bucketOf, slots } = this;
+    const window = this.windowSeconds;
+    for (let i = 0; i < slots; i++) {
+      if (hashes[i] === 0 || now - lastSeen[i]! > window) continue;
+      const b = bucketOf[i]!;
+      if (b < n) offsets[b + 1]!++;
+    }
+    for (let b = 0; b < n; b++) offsets[b + 1]! += offsets[b]!;
+    const out = new Uint32Array(offsets[n]!);
+    const next = offsets.slice(0, n);
+    for (let i = 0; i < slots; i++) {
+      if (hashes[i] === 0 || now - lastSeen[i]! > window) continue;
+      const b = bucketOf[i]!;
+      if (b < n) out[next[b]!++] = hashes[i]!;
+    }
+    for (let b = 0; b < n; b++)
+      if (offsets[b + 1]! - offsets[b]! > 1) out.subarray(offsets[b], offsets[b + 1]).sort();
+    return { offsets, hashes: out };
+  }
+
   /** Forgets every key; memory stays allocated. */
   clear(): void {
     this.hashes.fill(0);

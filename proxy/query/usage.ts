@@ -17,6 +17,7 @@ import {
   bytesPerMetric,
   type KnownNames,
   type MetricUsageRow,
+  type ReaderRow,
   type RecorderOptions,
   UsageRecorder,
 } from './recorder.js';
@@ -75,6 +76,53 @@ export interface UsageReportJson {
   /** Metrics read but neither ingested here nor known to the query API, the most read first. */
   missing: { metric: string; reads30d: number; lastRead: string }[];
   queryLog: { path: string; ruleEvaluations: number; lines: number } | null;
+}
+
+/**
+ * What the usage report is made of: the reads, what ingest knows of each metric, and what is
+ * known to exist. One process's own (UsageService.report), or with --workers N the merge of every
+ * worker's (proxy/stats/merge.ts mergeUsage).
+ */
+export interface UsageInput {
+  readonly readPath: boolean;
+  readonly sinceMs: number;
+  readonly nowMs: number;
+  readonly trackedMetrics: number;
+  readonly maxTrackedMetrics: number;
+  readonly bytesPerMetric: number;
+  readonly untrackedReads: number;
+  readonly patternReads: number;
+  /** Every tracked metric's reads, each with its readers, the most reads first. */
+  readonly rows: readonly MetricUsageRow[];
+  /** Every reader, the most reads first. */
+  readonly readers: readonly ReaderRow[];
+  /** Whether a metric is known to exist besides what `ingest` says (the query API's names). */
+  readonly known: (name: string) => boolean;
+  /** What ingest knows of a metric; undefined for one it never saw. */
+  readonly ingest: (name: string) => IngestRow | undefined;
+  /** The `n` metrics with the most active series. */
+  readonly largest: (n: number) => string[];
+  readonly missingKnown: boolean;
+  readonly queryLog: UsageReportJson['queryLog'];
+}
+
+/**
+ * One worker's reads, for the usage report of --workers N (proxy/stats/merge.ts): every tracked
+ * metric with all the readers it keeps, and whether this worker knows each one exists.
+ */
+export interface UsageReadsPart {
+  readonly readPath: boolean;
+  readonly sinceMs: number;
+  readonly maxTrackedMetrics: number;
+  readonly bytesPerMetric: number;
+  readonly untrackedReads: number;
+  readonly patternReads: number;
+  readonly rows: readonly MetricUsageRow[];
+  /** 1 where this worker knows `rows[i].metric` exists (ingest or the query API). */
+  readonly known: Uint8Array;
+  readonly readers: readonly ReaderRow[];
+  readonly missingKnown: boolean;
+  readonly queryLog: UsageReportJson['queryLog'];
 }
 
 interface SavedState {
@@ -205,84 +253,123 @@ export class UsageService {
     readPath: boolean,
   ): UsageReportJson {
     const now = this.#now();
-    const rows = this.recorder.rows(now, q.readers);
-    const byName = new Map(rows.map((r) => [r.metric, r]));
-    // The costliest metrics nobody reads are the point of the report: ingest's largest join in.
-    for (const name of ingest.largest(q.limit)) {
-      if (!byName.has(name)) {
-        const row: MetricUsageRow = {
-          metric: name,
-          reads1h: 0,
-          reads24h: 0,
-          reads30d: 0,
-          readsTotal: 0,
-          lastRead: 0,
-          readers: [],
-        };
-        rows.push(row);
-        byName.set(name, row);
-      }
-    }
     const knownSet = new Set<string>(this.#opts.known.names());
-    const metrics: UsageMetricJson[] = rows.map((r) => {
-      const ing = ingest.lookup(r.metric) ?? null;
-      const weight = ing === null ? 0 : ing.activeSeries * ing.samplesPerSecond;
-      return {
-        metric: r.metric,
-        reads: { '1h': r.reads1h, '24h': r.reads24h, '30d': r.reads30d, total: r.readsTotal },
-        lastRead: r.lastRead > 0 ? iso(r.lastRead) : null,
-        readers: r.readers.map((x) => ({ reader: x.reader, reads: x.reads, lastRead: iso(x.lastRead) })),
-        known: ing !== null || knownSet.has(r.metric),
-        ingest: ing,
-        costPerRead: ing === null || r.reads30d === 0 ? null : round(weight / r.reads30d),
-      };
-    });
-    const weightOf = (m: UsageMetricJson) =>
-      m.ingest === null ? 0 : m.ingest.activeSeries * m.ingest.samplesPerSecond;
-    const lastOf = (m: UsageMetricJson) => (m.lastRead === null ? 0 : Date.parse(m.lastRead));
-    const byMetric = (a: UsageMetricJson, b: UsageMetricJson) =>
-      a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0;
-    const sorts: Record<UsageSort, (a: UsageMetricJson, b: UsageMetricJson) => number> = {
-      reads: (a, b) => b.reads['30d'] - a.reads['30d'] || lastOf(b) - lastOf(a) || byMetric(a, b),
-      lastRead: (a, b) => lastOf(b) - lastOf(a) || byMetric(a, b),
-      // Unread first, the heaviest first; then the highest cost per read.
-      cost: (a, b) =>
-        (a.reads['30d'] === 0 ? 0 : 1) - (b.reads['30d'] === 0 ? 0 : 1) ||
-        (a.reads['30d'] === 0 ? weightOf(b) - weightOf(a) : (b.costPerRead ?? 0) - (a.costPerRead ?? 0)) ||
-        byMetric(a, b),
+    return buildUsageReport(
+      {
+        ...this.#state(readPath),
+        nowMs: now,
+        trackedMetrics: this.recorder.trackedMetrics,
+        rows: this.recorder.rows(now, q.readers),
+        readers: this.recorder.readers(),
+        known: (name) => knownSet.has(name),
+        ingest: ingest.lookup,
+        largest: ingest.largest,
+      },
+      q,
+    );
+  }
+
+  /** This worker's reads for the usage report of --workers N. O(tracked metrics × readers per metric). */
+  part(readPath: boolean): UsageReadsPart {
+    const rows = this.recorder.rows(this.#now(), this.#opts.recorder.readersPerMetric);
+    const knownSet = new Set<string>(this.#opts.known.names());
+    return {
+      ...this.#state(readPath),
+      rows,
+      known: Uint8Array.from(rows, (r) => (knownSet.has(r.metric) ? 1 : 0)),
+      readers: this.recorder.readers(),
     };
-    metrics.sort(sorts[q.sort]);
-    const missingKnown = this.#opts.upstreamNamesKnown();
-    const missing = missingKnown
-      ? metrics
-          .filter((m) => !m.known && m.lastRead !== null)
-          .sort((a, b) => b.reads['30d'] - a.reads['30d'] || byMetric(a, b))
-          .slice(0, q.limit)
-          .map((m) => ({ metric: m.metric, reads30d: m.reads['30d'], lastRead: m.lastRead ?? '' }))
-      : [];
+  }
+
+  #state(readPath: boolean) {
     return {
       readPath,
-      since: iso(this.recorder.sinceMs),
-      now: iso(now),
-      trackedMetrics: this.recorder.trackedMetrics,
+      sinceMs: this.recorder.sinceMs,
       maxTrackedMetrics: this.#opts.recorder.maxMetrics,
       bytesPerMetric: bytesPerMetric(this.#opts.recorder.readersPerMetric),
       untrackedReads: this.recorder.untracked,
       patternReads: this.recorder.patternReads,
-      metrics: metrics.slice(0, q.limit),
-      metricsTotal: metrics.length,
-      readers: this.recorder
-        .readers()
-        .slice(0, q.limit)
-        .map((r) => ({ reader: r.reader, reads: r.reads, lastRead: iso(r.lastRead) })),
-      missingKnown,
-      missing,
+      missingKnown: this.#opts.upstreamNamesKnown(),
       queryLog:
         this.#opts.queryLog === undefined
           ? null
           : { path: this.#opts.queryLog.path, ruleEvaluations: this.#ruleEvaluations, lines: this.#logLines },
     };
   }
+}
+
+/** The report of GET /api/v1/stats/usage from what it is made of, for query `q`. */
+export function buildUsageReport(input: UsageInput, q: UsageQuery): UsageReportJson {
+  const rows = input.rows.map((r) => ({ ...r, readers: r.readers.slice(0, q.readers) }));
+  const byName = new Set(rows.map((r) => r.metric));
+  // The costliest metrics nobody reads are the point of the report: ingest's largest join in.
+  for (const name of input.largest(q.limit)) {
+    if (!byName.has(name)) {
+      rows.push({
+        metric: name,
+        reads1h: 0,
+        reads24h: 0,
+        reads30d: 0,
+        readsTotal: 0,
+        lastRead: 0,
+        readers: [],
+      });
+      byName.add(name);
+    }
+  }
+  const metrics: UsageMetricJson[] = rows.map((r) => {
+    const ing = input.ingest(r.metric) ?? null;
+    const weight = ing === null ? 0 : ing.activeSeries * ing.samplesPerSecond;
+    return {
+      metric: r.metric,
+      reads: { '1h': r.reads1h, '24h': r.reads24h, '30d': r.reads30d, total: r.readsTotal },
+      lastRead: r.lastRead > 0 ? iso(r.lastRead) : null,
+      readers: r.readers.map((x) => ({ reader: x.reader, reads: x.reads, lastRead: iso(x.lastRead) })),
+      known: ing !== null || input.known(r.metric),
+      ingest: ing,
+      costPerRead: ing === null || r.reads30d === 0 ? null : round(weight / r.reads30d),
+    };
+  });
+  const weightOf = (m: UsageMetricJson) =>
+    m.ingest === null ? 0 : m.ingest.activeSeries * m.ingest.samplesPerSecond;
+  const lastOf = (m: UsageMetricJson) => (m.lastRead === null ? 0 : Date.parse(m.lastRead));
+  const byMetric = (a: UsageMetricJson, b: UsageMetricJson) =>
+    a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0;
+  const sorts: Record<UsageSort, (a: UsageMetricJson, b: UsageMetricJson) => number> = {
+    reads: (a, b) => b.reads['30d'] - a.reads['30d'] || lastOf(b) - lastOf(a) || byMetric(a, b),
+    lastRead: (a, b) => lastOf(b) - lastOf(a) || byMetric(a, b),
+    // Unread first, the heaviest first; then the highest cost per read.
+    cost: (a, b) =>
+      (a.reads['30d'] === 0 ? 0 : 1) - (b.reads['30d'] === 0 ? 0 : 1) ||
+      (a.reads['30d'] === 0 ? weightOf(b) - weightOf(a) : (b.costPerRead ?? 0) - (a.costPerRead ?? 0)) ||
+      byMetric(a, b),
+  };
+  metrics.sort(sorts[q.sort]);
+  const missing = input.missingKnown
+    ? metrics
+        .filter((m) => !m.known && m.lastRead !== null)
+        .sort((a, b) => b.reads['30d'] - a.reads['30d'] || byMetric(a, b))
+        .slice(0, q.limit)
+        .map((m) => ({ metric: m.metric, reads30d: m.reads['30d'], lastRead: m.lastRead ?? '' }))
+    : [];
+  return {
+    readPath: input.readPath,
+    since: iso(input.sinceMs),
+    now: iso(input.nowMs),
+    trackedMetrics: input.trackedMetrics,
+    maxTrackedMetrics: input.maxTrackedMetrics,
+    bytesPerMetric: input.bytesPerMetric,
+    untrackedReads: input.untrackedReads,
+    patternReads: input.patternReads,
+    metrics: metrics.slice(0, q.limit),
+    metricsTotal: metrics.length,
+    readers: input.readers
+      .slice(0, q.limit)
+      .map((r) => ({ reader: r.reader, reads: r.reads, lastRead: iso(r.lastRead) })),
+    missingKnown: input.missingKnown,
+    missing,
+    queryLog: input.queryLog,
+  };
 }
 
 function round(n: number): number {

@@ -3,7 +3,8 @@ import type { Label } from '../codec/types.js';
 import { ADMIT_NEW, hashString, MetricInterner, SeriesTracker } from '../pipeline/cardinality.js';
 import type { Pipeline, Reason } from '../pipeline/compile.js';
 import type { EngineObserver, PolicyEngine } from '../pipeline/engine.js';
-import { TopOffenders, type TopOffendersReport } from './top-offenders.js';
+import { hashSets, type IngestPart, type OffendersPart } from './merge.js';
+import { byDistinctValues, TopOffenders, type TopOffendersReport } from './top-offenders.js';
 
 /** What ingest knows of one metric (GET /api/v1/stats/usage). */
 export interface IngestRow {
@@ -120,6 +121,48 @@ export class Offenders {
     };
   }
 
+  /**
+   * What `ingest` knows, for every metric name this process has seen, with the hashes of its
+   * active series instead of their count: this worker's share of the usage report of --workers N
+   * (proxy/stats/merge.ts). O(tracked series).
+   */
+  ingestPart(nowMs: number): IngestPart {
+    this.#rotate(nowMs);
+    const interner = this.#engine.interner;
+    const names = Array.from({ length: interner.size }, (_, i) => interner.name(i));
+    const index = new Map(names.map((n, i) => [n, i]));
+    const droppedSamples = new Float64Array(names.length);
+    for (const d of this.#top.topOffenders(1_000_000).drops) {
+      const i = index.get(d.metric);
+      if (i !== undefined && !d.reason.startsWith('dryRun:')) droppedSamples[i]! += d.samples;
+    }
+    const seconds = Math.max(1, (nowMs - this.#windowStartMs + this.#opts.windowMs) / 1000);
+    const samplesPerSecond = new Float64Array(names.length);
+    for (let i = 0; i < names.length; i++)
+      samplesPerSecond[i] = (this.#samplesNow[i]! + this.#samplesBefore[i]!) / seconds;
+    return {
+      series: hashSets(names, this.#series.activeHashes(nowMs, names.length)),
+      samplesPerSecond,
+      droppedSamples,
+    };
+  }
+
+  /**
+   * The top offenders with the hashes of the active series and label values instead of their
+   * counts, and every drop counter: this worker's share of the report of --workers N
+   * (proxy/stats/merge.ts). O(tracked series + tracked label values).
+   */
+  part(nowMs: number): OffendersPart {
+    const interner = this.#engine.interner;
+    const metrics = Array.from({ length: interner.size }, (_, i) => interner.name(i));
+    const pairs = Array.from({ length: this.#pairs.size }, (_, i) => this.#pairs.name(i));
+    return {
+      series: hashSets(metrics, this.#series.activeHashes(nowMs, metrics.length)),
+      values: hashSets(pairs, this.#values.activeHashes(nowMs, pairs.length)),
+      drops: this.#top.topOffenders(1_000_000).drops,
+    };
+  }
+
   /** The metric names this proxy's ingest has seen, for name patterns of reads. */
   knownNames(): { generation: () => number; names: () => Iterable<string> } {
     const interner = this.#engine.interner;
@@ -194,7 +237,7 @@ export class Offenders {
       const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
       labels.push({ metric, label, distinctValues: n });
     }
-    labels.sort((a, b) => b.distinctValues - a.distinctValues || (a.metric < b.metric ? -1 : 1));
+    labels.sort(byDistinctValues);
     return { metrics: base.metrics, labels: labels.slice(0, limit), drops: base.drops };
   }
 
@@ -203,52 +246,70 @@ export class Offenders {
    * proxy's own metrics can never become a cardinality problem.
    */
   register(registry: Registry): void {
-    const self = this;
-    new Gauge({
-      name: 'cardinal_proxy_top_metric_active_series',
-      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
-      aggregator: 'max',
-      help: 'Active series of the metrics with the most, the top N only (--stats.expose-top).',
-      labelNames: ['metric'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const m of self.report(self.#opts.exposeTop).metrics) this.labels(m.metric).set(m.activeSeries);
-      },
-    });
-    new Gauge({
-      name: 'cardinal_proxy_top_label_distinct_values',
-      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
-      aggregator: 'max',
-      help: 'Distinct values of the labels with the most, per metric, the top N only.',
-      labelNames: ['metric', 'label'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const l of self.report(self.#opts.exposeTop).labels)
-          this.labels(l.metric, l.label).set(l.distinctValues);
-      },
-    });
-    new Gauge({
-      name: 'cardinal_proxy_top_dropped_samples',
-      help: 'Dropped samples since the configuration was loaded, of the metrics with the most, by policy and reason; the top N only.',
-      labelNames: ['metric', 'policy', 'reason'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const d of self.report(self.#opts.exposeTop).drops)
-          this.labels(d.metric, d.policy, d.reason).set(d.samples);
-      },
-    });
-    new Gauge({
-      name: 'cardinal_proxy_active_series',
-      // --workers N: each worker counts what it saw; /metrics shows the largest count, a lower bound.
-      aggregator: 'max',
-      help: 'Series seen within the statistics window, all metrics.',
-      registers: [registry],
-      collect() {
-        this.set(self.#series.size);
-      },
-    });
+    registerOffenderGauges(registry, this.#opts.exposeTop, (n) => ({
+      report: this.report(n),
+      activeSeries: this.#series.size,
+    }));
   }
+}
+
+/** What the top-offender gauges show: the top `n` of each list, and the active series of all metrics. */
+export type OffenderGaugeSource = (n: number) => OffenderGauges | Promise<OffenderGauges>;
+
+export interface OffenderGauges {
+  readonly report: TopOffendersReport;
+  readonly activeSeries: number;
+}
+
+/**
+ * The top-offender gauges (`cardinal_proxy_top_*`, `cardinal_proxy_active_series`), each filled at
+ * scrape time from `source`: one process's own counts, or with --workers N the primary's merge of
+ * every worker's (proxy/workers/stats.ts), so the gauges agree with the top-offenders report.
+ */
+export function registerOffenderGauges(
+  registry: Registry,
+  exposeTop: number,
+  source: OffenderGaugeSource,
+): void {
+  new Gauge({
+    name: 'cardinal_proxy_top_metric_active_series',
+    help: 'Active series of the metrics with the most, the top N only (--stats.expose-top).',
+    labelNames: ['metric'],
+    registers: [registry],
+    async collect() {
+      const { report } = await source(exposeTop);
+      this.reset();
+      for (const m of report.metrics) this.labels(m.metric).set(m.activeSeries);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_top_label_distinct_values',
+    help: 'Distinct values of the labels with the most, per metric, the top N only.',
+    labelNames: ['metric', 'label'],
+    registers: [registry],
+    async collect() {
+      const { report } = await source(exposeTop);
+      this.reset();
+      for (const l of report.labels) this.labels(l.metric, l.label).set(l.distinctValues);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_top_dropped_samples',
+    help: 'Dropped samples since the configuration was loaded, of the metrics with the most, by policy and reason; the top N only.',
+    labelNames: ['metric', 'policy', 'reason'],
+    registers: [registry],
+    async collect() {
+      const { report } = await source(exposeTop);
+      this.reset();
+      for (const d of report.drops) this.labels(d.metric, d.policy, d.reason).set(d.samples);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_active_series',
+    help: 'Series seen within the statistics window, all metrics.',
+    registers: [registry],
+    async collect() {
+      this.set((await source(exposeTop)).activeSeries);
+    },
+  });
 }

@@ -148,20 +148,8 @@ export class TopOffenders {
     const n = Math.max(0, Math.floor(limit));
     return {
       metrics: this.topMetrics(n),
-      labels: labelRows
-        .sort(
-          (a, b) => b.distinctValues - a.distinctValues || cmp(a.metric, b.metric) || cmp(a.label, b.label),
-        )
-        .slice(0, n),
-      drops: drops
-        .sort(
-          (a, b) =>
-            b.samples - a.samples ||
-            cmp(a.metric, b.metric) ||
-            cmp(a.policy, b.policy) ||
-            cmp(a.reason, b.reason),
-        )
-        .slice(0, n),
+      labels: labelRows.sort(byDistinctValues).slice(0, n),
+      drops: drops.sort(bySamples).slice(0, n),
     };
   }
 
@@ -180,7 +168,7 @@ export class TopOffenders {
       const active = activeSeries(series, m);
       if (active > 0) metrics.push({ metric: names.name(m), activeSeries: active });
     }
-    return metrics.sort((a, b) => b.activeSeries - a.activeSeries || cmp(a.metric, b.metric)).slice(0, n);
+    return metrics.sort(byActiveSeries).slice(0, n);
   }
 
   /** Total samples recorded by recordDrop since construction, tracked or overflowed. */
@@ -199,6 +187,21 @@ function activeSeries(series: readonly BucketCounts[], metric: number): number {
     if (n > max) max = n;
   }
   return max;
+}
+
+/** The orders of the report's lists: the largest count first, then by name. */
+export function byActiveSeries(a: TopMetric, b: TopMetric): number {
+  return b.activeSeries - a.activeSeries || cmp(a.metric, b.metric);
+}
+
+export function byDistinctValues(a: TopLabel, b: TopLabel): number {
+  return b.distinctValues - a.distinctValues || cmp(a.metric, b.metric) || cmp(a.label, b.label);
+}
+
+export function bySamples(a: TopDrop, b: TopDrop): number {
+  return (
+    b.samples - a.samples || cmp(a.metric, b.metric) || cmp(a.policy, b.policy) || cmp(a.reason, b.reason)
+  );
 }
 
 function cmp(a: string, b: string): number {

@@ -12,6 +12,7 @@ import { MetricInterner, SeriesTracker } from '../pipeline/cardinality.js';
 import type { Pipeline } from '../pipeline/compile.js';
 import type { EngineObserver } from '../pipeline/engine.js';
 import { isUnused, unusedLabels } from '../pipeline/stages/unused.js';
+import { hashSets, type UnusedPart, type UnusedPolicyPart } from './merge.js';
 
 export interface UnusedStatsOptions {
   /** A series counts as active while seen within this window (the statistics window). */
@@ -47,13 +48,17 @@ export interface UsedMetricRow {
   sourceCount: number;
 }
 
-export interface UnusedPolicyReport {
-  policy: string;
-  action: 'report' | 'drop';
-  mode: 'enforce' | 'dryRun';
+/** What a policy's report says of the policy itself, from its configuration. */
+export interface UnusedPolicyHead {
+  readonly policy: string;
+  readonly action: 'report' | 'drop';
+  readonly mode: 'enforce' | 'dryRun';
   /** False when no usage is known (no MetricUsage document, no listed metrics): nothing is judged. */
-  usageKnown: boolean;
-  usedMetrics: number;
+  readonly usageKnown: boolean;
+  readonly usedMetrics: number;
+}
+
+export interface UnusedPolicyReport extends UnusedPolicyHead {
   unusedMetrics: number;
   /** Active series of every unused metric: what dropping them saves. */
   activeSeries: number;
@@ -155,58 +160,155 @@ export class UnusedStats {
     for (const p of this.#pipeline.policies) {
       const state = this.#byIndex[p.index];
       if (state === undefined) continue;
-      const u = p.unused;
       const seconds = Math.max(1, (nowMs - state.sinceMs) / 1000);
       const rows: UnusedMetricRow[] = [];
-      if (u !== undefined && state.series !== undefined) {
-        for (let m = 1; m < this.#names.size; m++) {
-          const active = state.series.count(m);
-          if (active === 0) continue;
-          const name = this.#names.name(m);
-          // The state outlives reloads: only what the current configuration judges unused counts.
-          if (!isUnused(u, name, nowMs)) continue;
-          const samples = state.samples[m]!;
-          rows.push({ metric: name, activeSeries: active, samples, samplesPerSecond: samples / seconds });
-        }
+      for (const m of this.#unusedMetrics(p, state, nowMs)) {
+        const samples = state.samples[m]!;
+        rows.push({
+          metric: this.#names.name(m),
+          activeSeries: state.series!.count(m),
+          samples,
+          samplesPerSecond: samples / seconds,
+        });
       }
-      rows.sort((a, b) => b.activeSeries - a.activeSeries || (a.metric < b.metric ? -1 : 1));
       const labels: UnreadLabelRow[] = [];
-      if (u?.labels !== undefined && state.labelValues !== undefined) {
-        for (let i = 1; i < this.#pairs.size; i++) {
-          const distinct = state.labelValues.count(i);
-          if (distinct === 0) continue;
-          const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
-          // Only what the current configuration still finds unread.
-          if (unusedLabels(u, metric, [{ name: label }]).length === 0) continue;
-          labels.push({ metric, label, distinctValues: distinct });
-        }
-        labels.sort(
-          (a, b) =>
-            b.distinctValues - a.distinctValues ||
-            (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : a.label < b.label ? -1 : 1),
-        );
+      for (const i of this.#unreadPairs(p, state)) {
+        const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
+        labels.push({ metric, label, distinctValues: state.labelValues!.count(i) });
       }
+      policies.push(unusedPolicyReport(head(p), rows, labels, limit));
+    }
+    return { ...this.#used(limit), policies };
+  }
+
+  /**
+   * The report with the hashes of the active series and label values instead of their counts:
+   * this worker's share of the report of --workers N (proxy/stats/merge.ts). O(tracked series).
+   */
+  part(limit: number, nowMs: number = Date.now()): UnusedPart {
+    const policies: UnusedPolicyPart[] = [];
+    for (const p of this.#pipeline.policies) {
+      const state = this.#byIndex[p.index];
+      if (state === undefined) continue;
+      const seconds = Math.max(1, (nowMs - state.sinceMs) / 1000);
+      const metrics = this.#unusedMetrics(p, state, nowMs);
+      const series = pick(state.series, metrics, nowMs, this.#names.size);
+      const samples = Float64Array.from(metrics, (m) => state.samples[m]!);
+      const pairs = this.#unreadPairs(p, state);
       policies.push({
-        policy: p.id,
-        action: u?.drop === true ? 'drop' : 'report',
-        mode: p.dryRun ? 'dryRun' : 'enforce',
-        usageKnown: u !== undefined,
-        usedMetrics: u === undefined ? 0 : u.used.names.size + u.used.patternSources.length,
-        unusedMetrics: rows.length,
-        activeSeries: rows.reduce((n, r) => n + r.activeSeries, 0),
-        samplesPerSecond: rows.reduce((n, r) => n + r.samplesPerSecond, 0),
-        metrics: rows.slice(0, limit),
-        labels: labels.slice(0, limit),
+        ...head(p),
+        series: hashSets(
+          metrics.map((m) => this.#names.name(m)),
+          series,
+        ),
+        samples,
+        samplesPerSecond: samples.map((n) => n / seconds),
+        labels: hashSets(
+          pairs.map((i) => this.#pairs.name(i)),
+          pick(state.labelValues, pairs, nowMs, this.#pairs.size),
+        ),
       });
     }
+    return { ...this.#used(limit), policies };
+  }
+
+  /** The metrics of `state` with active series that the current configuration judges unused. */
+  #unusedMetrics(p: Pipeline['policies'][number], state: PolicyState, nowMs: number): number[] {
+    const u = p.unused;
+    const out: number[] = [];
+    if (u === undefined || state.series === undefined) return out;
+    for (let m = 1; m < this.#names.size; m++) {
+      if (state.series.count(m) === 0) continue;
+      // The state outlives reloads: only what the current configuration judges unused counts.
+      if (isUnused(u, this.#names.name(m), nowMs)) out.push(m);
+    }
+    return out;
+  }
+
+  /** The (metric, label) pairs of `state` with values that the current configuration finds unread. */
+  #unreadPairs(p: Pipeline['policies'][number], state: PolicyState): number[] {
+    const u = p.unused;
+    const out: number[] = [];
+    if (u?.labels === undefined || state.labelValues === undefined) return out;
+    for (let i = 1; i < this.#pairs.size; i++) {
+      if (state.labelValues.count(i) === 0) continue;
+      const [metric = '', label = ''] = this.#pairs.name(i).split('\u0000');
+      if (unusedLabels(u, metric, [{ name: label }]).length > 0) out.push(i);
+    }
+    return out;
+  }
+
+  #used(limit: number): Omit<UnusedReport, 'policies'> {
     const used = this.#pipeline.usage.metrics;
     return {
       usageDocuments: this.#pipeline.usage.documents,
-      policies,
       used: [...used].sort(byKey).slice(0, limit).map(usedRow),
       usedTotal: used.length,
     };
   }
+}
+
+/**
+ * One policy's report from its rows (any order): the totals over every row, each list sorted, the
+ * largest first, and at most `limit` long.
+ */
+export function unusedPolicyReport(
+  h: UnusedPolicyHead,
+  rows: UnusedMetricRow[],
+  labels: UnreadLabelRow[],
+  limit: number,
+): UnusedPolicyReport {
+  rows.sort((a, b) => b.activeSeries - a.activeSeries || cmp(a.metric, b.metric));
+  labels.sort(
+    (a, b) => b.distinctValues - a.distinctValues || cmp(a.metric, b.metric) || cmp(a.label, b.label),
+  );
+  return {
+    policy: h.policy,
+    action: h.action,
+    mode: h.mode,
+    usageKnown: h.usageKnown,
+    usedMetrics: h.usedMetrics,
+    unusedMetrics: rows.length,
+    activeSeries: rows.reduce((n, r) => n + r.activeSeries, 0),
+    samplesPerSecond: rows.reduce((n, r) => n + r.samplesPerSecond, 0),
+    metrics: rows.slice(0, limit),
+    labels: labels.slice(0, limit),
+  };
+}
+
+function head(p: Pipeline['policies'][number]): UnusedPolicyHead {
+  const u = p.unused;
+  return {
+    policy: p.id,
+    action: u?.drop === true ? 'drop' : 'report',
+    mode: p.dryRun ? 'dryRun' : 'enforce',
+    usageKnown: u !== undefined,
+    usedMetrics: u === undefined ? 0 : u.used.names.size + u.used.patternSources.length,
+  };
+}
+
+/** The active hashes of `buckets` of `tracker`, in that order, as `activeHashes` groups them. */
+function pick(
+  tracker: SeriesTracker | undefined,
+  buckets: readonly number[],
+  nowMs: number,
+  size: number,
+): { offsets: Uint32Array; hashes: Uint32Array } {
+  const offsets = new Uint32Array(buckets.length + 1);
+  if (tracker === undefined || buckets.length === 0) return { offsets, hashes: new Uint32Array(0) };
+  const all = tracker.activeHashes(nowMs, size);
+  buckets.forEach((b, i) => {
+    offsets[i + 1] = offsets[i]! + (all.offsets[b + 1]! - all.offsets[b]!);
+  });
+  const hashes = new Uint32Array(offsets[buckets.length]!);
+  buckets.forEach((b, i) => {
+    hashes.set(all.hashes.subarray(all.offsets[b]!, all.offsets[b + 1]!), offsets[i]!);
+  });
+  return { offsets, hashes };
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function keyOf(m: MetricUseT): string {

@@ -150,3 +150,62 @@ describe('html', () => {
     expect(escapeHtml(`'<>&"`)).toBe('&#39;&lt;&gt;&amp;&quot;');
   });
 });
+
+describe('the web pages with --workers N', () => {
+  it('show the whole proxy’s reports, and say when a worker did not answer', async () => {
+    const pipeline = compilePipeline(validatePolicies(readConfigFile('p.yaml', POLICY).policies));
+    const metrics = createProxyMetrics('1.2.3');
+    const policyStats = new PolicyStats(metrics.registry);
+    policyStats.setPipeline(pipeline);
+    const engine = new PolicyEngine(
+      pipeline,
+      { verdictCacheSize: 100, maxTrackedSeries: 100, maxTrackedLabelValues: 100, maxMetricNames: 100 },
+      policyStats,
+    );
+    let answered = 2;
+    const app = Fastify();
+    registerPages(app, {
+      version: '1.2.3',
+      upstreamUrl: 'http://upstream:9090/api/v1/write',
+      configStatus: () => ({
+        hash: 'h',
+        loadedAt: new Date(0),
+        files: [],
+        policyDetails: [],
+        lastError: undefined,
+      }),
+      engine,
+      policyStats,
+      metrics,
+      history: new History({ intervalMs: 1000, windowMs: 60_000, topMetrics: 5 }),
+      // As the primary answers a worker (proxy/workers/stats.ts).
+      topOffenders: async () => ({
+        metrics: [{ metric: 'merged_bomb', activeSeries: 4321 }],
+        labels: [],
+        drops: [],
+        workers: { answered, of: 2 },
+      }),
+      unused: async () => ({
+        usageDocuments: 0,
+        policies: [],
+        used: [],
+        usedTotal: 0,
+        workers: { answered, of: 2 },
+      }),
+      ready: () => true,
+    });
+    try {
+      const page = (await app.inject({ url: '/offenders' })).body;
+      expect(page).toContain('<td>merged_bomb</td>');
+      expect(page).toContain('4321');
+      expect(page).toContain('Counts of all 2 workers together.');
+      answered = 1;
+      expect((await app.inject({ url: '/offenders' })).body).toContain(
+        'Counts of 1 of 2 workers: the others did not answer in time.',
+      );
+      expect((await app.inject({ url: '/unused' })).body).toContain('Counts of 1 of 2 workers');
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -46,8 +46,9 @@ export interface WebDeps {
   readonly policyStats: PolicyStats;
   readonly metrics: ProxyMetrics;
   readonly history: History;
-  readonly topOffenders: (limit: number) => TopOffendersReport;
-  readonly unused?: ((limit: number) => UnusedReport) | undefined;
+  /** With --workers N the whole proxy's (proxy/workers/stats.ts). */
+  readonly topOffenders: (limit: number) => TopOffendersReport | Promise<TopOffendersReport>;
+  readonly unused?: ((limit: number) => UnusedReport | Promise<UnusedReport>) | undefined;
   readonly queues?: (() => Record<string, QueueGauges>) | undefined;
   /** Hook for read-path usage; absent, the unused page says it is not collected. */
   readonly readUsage?: (() => ReadUsage) | undefined;
@@ -97,10 +98,10 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
     send(reply, render('/policies', 'Policies', policies(deps))),
   );
   app.get('/offenders', admin, async (_req, reply) =>
-    send(reply, render('/offenders', 'Top offenders', offenders(deps), true)),
+    send(reply, render('/offenders', 'Top offenders', await offenders(deps), true)),
   );
   app.get('/unused', admin, async (_req, reply) =>
-    send(reply, render('/unused', 'Unused metrics', unused(deps))),
+    send(reply, render('/unused', 'Unused metrics', await unused(deps))),
   );
   app.get('/playground', admin, async (_req, reply) =>
     send(reply, render('/playground', 'Playground', playground(deps, undefined, playgroundPlugins))),
@@ -250,11 +251,23 @@ function limitFullness(engine: PolicyEngine, policyIndex: number): Fragment {
 ${table(['limit', 'fullest metric', 'active', 'limit', 'full', 'metrics at the limit'], rows, 'No limits.', [2, 3, 4, 5])}`;
 }
 
-function offenders(deps: WebDeps): Fragment {
-  const report = deps.topOffenders(20);
+/**
+ * With --workers N a report says how many workers' counts it merged (proxy/workers/stats.ts); a
+ * page says so when some did not answer.
+ */
+function workersNote(report: object | undefined): Fragment {
+  const w = (report as { workers?: { answered: number; of: number } } | undefined)?.workers;
+  if (w === undefined) return html``;
+  return w.answered < w.of
+    ? html`<p class="bad">Counts of ${w.answered} of ${w.of} workers: the others did not answer in time.</p>`
+    : html`<p class="note">Counts of all ${w.of} workers together.</p>`;
+}
+
+async function offenders(deps: WebDeps): Promise<Fragment> {
+  const report = await deps.topOffenders(20);
   const metrics = report.metrics.map((m) => m.metric);
   const history = deps.history.seriesHistory(metrics);
-  return html`<p class="note">Active series are those seen within the statistics window (${Math.round(deps.history.options.windowMs / 1000)} s); the sparklines sample them every ${Math.round(deps.history.options.intervalMs / 1000)} s.</p>
+  return html`${workersNote(report)}<p class="note">Active series are those seen within the statistics window (${Math.round(deps.history.options.windowMs / 1000)} s); the sparklines sample them every ${Math.round(deps.history.options.intervalMs / 1000)} s.</p>
 <h2>Metrics by active series</h2>
 ${table(
   ['metric', 'active series', 'growth', 'over the window'],
@@ -292,10 +305,10 @@ function growth(samples: readonly (number | null)[], now: number): string {
   return d > 0 ? `+${d}` : String(d);
 }
 
-function unused(deps: WebDeps): Fragment {
-  const report = deps.unused?.(50);
+async function unused(deps: WebDeps): Promise<Fragment> {
+  const report = await deps.unused?.(50);
   const read = deps.readUsage?.();
-  return html`${
+  return html`${workersNote(report)}${
     report === undefined
       ? html`<p class="empty">The unused statistics are off.</p>`
       : html`<p class="note">${report.usageDocuments} MetricUsage document(s) loaded: what rules and dashboards read, as the operator renders it.</p>

@@ -9,6 +9,7 @@
 //   aggregation (counters and histograms summed; gauges as each declares), plus its own;
 //   a restarted worker's counters continue from its predecessor's (proxy/workers/carry.ts);
 // - answers the durable queue's routes for every worker's queue (proxy/workers/queues.ts);
+// - merges the workers' statistics (top offenders, unused, usage; proxy/workers/stats.ts);
 // - restarts a worker that dies, counting it in cardinal_proxy_worker_restarts_total;
 // - on SIGTERM or SIGINT stops every worker (each drains as one process does, within
 //   --shutdown-timeout) and exits when all have.
@@ -32,6 +33,7 @@ import { MemoryLimitStore } from '../limits/store.js';
 import { CounterCarry, pollCounters } from './carry.js';
 import { serveQueues } from './queues.js';
 import { Rpc } from './rpc.js';
+import { servePrimaryStats } from './stats.js';
 import { serveLimits } from './store.js';
 
 /** Environment of a worker: its index (kept across restarts) and how many there are. */
@@ -92,10 +94,17 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
 
   const limits = options.limitsStore === undefined ? new MemoryLimitStore(workers) : undefined;
   const slots = new Map<number, Slot>();
+  const live = () => [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
+  // The statistics APIs and the top-offender gauges, merged over the workers (proxy/workers/stats.ts).
+  const stats = servePrimaryStats({
+    workers,
+    live: () => live().map((s) => s.rpc),
+    registry,
+    exposeTop: options.stats.exposeTop,
+  });
   let stopping = false;
   let failed = false;
 
-  const live = () => [...slots.values()].filter((s) => s.ready && s.worker.isConnected());
   // Counters stay monotonic across a worker's restart (proxy/workers/carry.ts).
   const carry = new CounterCarry();
   const stopPolling = pollCounters({ carry, live, intervalMs: COUNTER_POLL_MS });
@@ -184,6 +193,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
       await allReady;
     });
     if (limits !== undefined) serveLimits(rpc, limits);
+    stats.attach(rpc);
     worker.on('message', (m: unknown) => rpc.receive(m));
     worker.on('exit', (code, signal) => {
       rpc.close('the worker exited');

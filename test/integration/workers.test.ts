@@ -5,6 +5,9 @@
 // - a perMetric limit exact across both workers: a bomb of 5,000 series under maxSeries 500
 //   ends with exactly 500 admitted (the workers decide through the primary's store);
 // - /metrics sums the workers: requests sent on new connections are all counted, spread over both;
+// - the statistics are the whole proxy's, from either worker: the bomb's series, which reach both
+//   workers, are counted once, and the series of requests spread over the workers all count
+//   (top offenders, their gauges, the unused report), and so do reads served by either (usage);
 // - a reload swaps both workers: one configuration hash everywhere, and the new limit in force;
 // - a worker killed with SIGKILL is started again and counted, and every sample the sender had
 //   acknowledged reaches Prometheus (the killed worker's queue is replayed by its successor);
@@ -45,6 +48,16 @@ spec:
         maxSeries: ${maxSeries}
         onExceed: overflow
         overflowLabel: id
+---
+apiVersion: cardinal.dev/v1alpha1
+kind: MetricPolicy
+metadata:
+  name: usage
+  namespace: platform
+spec:
+  unused:
+    action: report
+    metrics: [cardinal_bomb]
 `;
 
 const bomb = (name: string, n: number) =>
@@ -89,6 +102,21 @@ function getJson<T>(url: string): Promise<T> {
   });
 }
 
+type Workers = { answered: number; of: number };
+type TopReport = {
+  metrics: { metric: string; activeSeries: number }[];
+  labels: { metric: string; label: string; distinctValues: number }[];
+  workers: Workers;
+};
+type UnusedAnswer = {
+  policies: { policy: string; metrics: { metric: string; activeSeries: number }[] }[];
+  workers: Workers;
+};
+type UsageAnswer = {
+  metrics: { metric: string; reads: { '30d': number }; ingest: { activeSeries: number } | null }[];
+  workers: Workers;
+};
+
 /** The worker processes of the proxy (its children running the proxy's main). */
 function workerPids(primary: number): number[] {
   const children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim();
@@ -126,6 +154,8 @@ describe('--workers 2', () => {
             join(dir, 'queue'),
             '--replica-name',
             'proxy-0',
+            '--query.upstream',
+            receiver.url,
             '--log-level',
             'info',
           ];
@@ -209,6 +239,65 @@ describe('--workers 2', () => {
       `${proxy.url}/api/v1/stats/limits`,
     );
     expect(limits.policies[0]?.limits[0]).toMatchObject({ current: 500, max: 500 });
+
+    // The statistics of the whole proxy, whichever worker answers. Every scrape reaches one worker
+    // and holds all the bomb's series, so both workers forwarded the same 500 admitted ones (a sum
+    // would say 1000; the overflow series is an aggregate, which the statistics do not track, in
+    // one process neither); the 40 direct requests were spread, each with 3 series of its own (the
+    // largest worker's count would be below 120). Each answer is asked for on a new connection.
+    const workersBoth = { answered: 2, of: 2 };
+    const active = (r: TopReport, metric: string) => r.metrics.find((m) => m.metric === metric)?.activeSeries;
+    const distinct = (r: TopReport, metric: string, label: string) =>
+      r.labels.find((l) => l.metric === metric && l.label === label)?.distinctValues;
+    for (let i = 0; i < 6; i++) {
+      const top = await getJson<TopReport>(`${proxy.url}/api/v1/stats/top-offenders?limit=1000`);
+      expect(top.workers).toEqual(workersBoth);
+      expect(active(top, 'cardinal_bomb')).toBe(500);
+      expect(distinct(top, 'cardinal_bomb', 'id')).toBe(500);
+      expect(active(top, 'cardinal_test_direct')).toBe(120);
+      expect(distinct(top, 'cardinal_test_direct', 'n')).toBe(120);
+    }
+    // The gauges, from the same merge.
+    const top = await getJson<TopReport>(`${proxy.url}/api/v1/stats/top-offenders?limit=1000`);
+    const gauges = await metrics();
+    const gauge = (name: string, labels: Record<string, string> = {}) =>
+      gauges
+        .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+        .map((s) => s.value);
+    expect(gauge('cardinal_proxy_top_metric_active_series', { metric: 'cardinal_bomb' })).toEqual([500]);
+    expect(gauge('cardinal_proxy_top_metric_active_series', { metric: 'cardinal_test_direct' })).toEqual([
+      120,
+    ]);
+    expect(
+      gauge('cardinal_proxy_top_label_distinct_values', { metric: 'cardinal_bomb', label: 'id' }),
+    ).toEqual([500]);
+    expect(gauge('cardinal_proxy_active_series')).toEqual([
+      top.metrics.reduce((n, m) => n + m.activeSeries, 0),
+    ]);
+    // The unused report: the direct series are read by nothing, the bomb is listed as read.
+    for (let i = 0; i < 4; i++) {
+      const unused = await getJson<UnusedAnswer>(`${proxy.url}/api/v1/stats/unused?limit=100`);
+      expect(unused.workers).toEqual(workersBoth);
+      const p = unused.policies.find((x) => x.policy === 'platform/usage');
+      expect(p?.metrics.find((m) => m.metric === 'cardinal_test_direct')?.activeSeries).toBe(120);
+      expect(p?.metrics.find((m) => m.metric === 'cardinal_bomb')).toBeUndefined();
+    }
+    // Reads through the read path, each on a new connection, so both workers serve some: the usage
+    // report counts them all, and joins the whole proxy's ingest.
+    for (let i = 0; i < 10; i++) {
+      const res = await getJson<{ status: string }>(
+        `${proxy.url}/api/v1/query?query=${encodeURIComponent('count(cardinal_test_direct)')}`,
+      );
+      expect(res.status).toBe('success');
+    }
+    for (let i = 0; i < 4; i++) {
+      const usage = await getJson<UsageAnswer>(`${proxy.url}/api/v1/stats/usage?limit=1000`);
+      expect(usage.workers).toEqual(workersBoth);
+      const row = usage.metrics.find((m) => m.metric === 'cardinal_test_direct');
+      expect(row?.reads['30d']).toBe(10);
+      expect(row?.ingest?.activeSeries).toBe(120);
+      expect(usage.metrics.find((m) => m.metric === 'cardinal_bomb')?.ingest?.activeSeries).toBe(500);
+    }
 
     // A reload swaps both workers: one hash in every answer and in /metrics, the new limit in force.
     const oldHash = (await getJson<{ hash: string }>(`${proxy.url}/api/v1/status/config`)).hash;
