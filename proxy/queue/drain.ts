@@ -241,6 +241,9 @@ export class Drain {
     const signal = this.#closing.signal;
     const work: Piece[] = [piece];
     let attempt = 0;
+    // An empty request succeeded after this piece failed: the next failure of the piece is the
+    // upstream's answer to this data, not an outage that ended between the two.
+    let probed = false;
     while (work.length > 0) {
       const p = work[0]!;
       if (signal.aborted || queue.generation !== generation) return 'aborted';
@@ -253,27 +256,39 @@ export class Drain {
         metrics.sent(p.records, p.samples);
         work.shift();
         attempt = 0;
+        probed = false;
         continue;
       }
       if (r.kind === 'status' && !retryable(r.status)) {
         if ((await this.#refused(p, r, replay, generation)) === 'aborted') return 'aborted';
         work.shift();
         attempt = 0;
+        probed = false;
         continue;
       }
       metrics.retried(r.kind === 'status' ? String(r.status) : r.reason);
       attempt++;
-      // Failed twice, and an empty request succeeds: the upstream is up and fails for this data.
-      if (deadLetters !== undefined && attempt >= 2 && p.entries.length >= 1 && (await this.#healthy(p))) {
-        work.shift();
-        if (p.entries.length === 1) {
-          await this.#toLane(p.entries[0]!, r);
-        } else {
-          const mid = Math.ceil(p.entries.length / 2);
-          work.unshift(mergeEntries(p.entries.slice(0, mid)), mergeEntries(p.entries.slice(mid)));
+      // Failed twice, an empty request succeeds, and the piece fails once more right after: the
+      // upstream is up and fails for this data. Moving it aside lets later data of the same series
+      // overtake it, which a receiver without an out-of-order window then refuses; so an upstream
+      // that has just come back (a Prometheus that was starting) gets the piece once more first.
+      if (deadLetters !== undefined && attempt >= 2 && p.entries.length >= 1) {
+        if (probed) {
+          probed = false;
+          work.shift();
+          if (p.entries.length === 1) {
+            await this.#toLane(p.entries[0]!, r);
+          } else {
+            const mid = Math.ceil(p.entries.length / 2);
+            work.unshift(mergeEntries(p.entries.slice(0, mid)), mergeEntries(p.entries.slice(mid)));
+          }
+          attempt = 0;
+          continue;
         }
-        attempt = 0;
-        continue;
+        if (await this.#healthy(p)) {
+          probed = true;
+          continue;
+        }
       }
       const retryAfterMs = r.kind === 'status' ? r.retryAfterMs : undefined;
       const delay = backoffDelay(this.#opts.retry, attempt, retryAfterMs, this.#random);
