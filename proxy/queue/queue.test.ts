@@ -191,6 +191,48 @@ describe('DiskQueue', () => {
     await q.close();
   });
 
+  it('logs a run of failed appends once, and how many failed when a write succeeds again', async () => {
+    const dir = tmp();
+    const r = recorder();
+    const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
+    const at = (level: string) => (obj: object, msg: string) =>
+      lines.push({ level, msg, obj: obj as Record<string, unknown> });
+    const logger = { info: at('info'), warn: at('warn'), error: at('error') };
+    let now = 1_000_000;
+    // Every record is larger than half a segment: each append after the first starts a segment.
+    const q = await open(dir, r, { segmentMaxBytes: 400, logger, now: () => now });
+    await q.append(entry(0, 300));
+    const [first] = segments(dir);
+    const blocked = `${String(Number.parseInt(first!, 10) + 1).padStart(first!.length - 4, '0')}.seg`;
+    // A file with records where the next segment goes: creating it fails (EEXIST) until it is gone.
+    writeFileSync(join(dir, blocked), Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    lines.length = 0;
+    for (let i = 1; i <= 5; i++) {
+      await expect(q.append(entry(i, 300))).rejects.toMatchObject({ code: 'QUEUE_WRITE_FAILED' });
+      now += 1000;
+    }
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      ['error', 'writing to the queue failed; further failures are counted until a write succeeds'],
+    ]);
+    expect(lines[0]!.obj).toMatchObject({ dir, records: 1 });
+    rmSync(join(dir, blocked));
+    await q.append(entry(6, 300));
+    expect(lines.slice(1).map((l) => [l.level, l.msg, l.obj])).toEqual([
+      ['info', 'writing to the queue works again', { dir, failedAppends: 5, codes: ['EEXIST'], seconds: 5 }],
+    ]);
+    // The run is over: the next failure is the first of a new run, and logged.
+    const last = segments(dir).at(-1)!;
+    const next = `${String(Number.parseInt(last, 10) + 1).padStart(last.length - 4, '0')}.seg`;
+    writeFileSync(join(dir, next), Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    await expect(q.append(entry(7, 300))).rejects.toMatchObject({ code: 'QUEUE_WRITE_FAILED' });
+    expect(lines.filter((l) => l.level === 'error')).toHaveLength(2);
+    rmSync(join(dir, next));
+    await q.append(entry(8, 300));
+    expect(lines.at(-1)).toMatchObject({ level: 'info', obj: { failedAppends: 1 } });
+    expect(bodies(await readAll(q))).toEqual([0, 6, 8]);
+    await q.close();
+  });
+
   it('shares one fsync among concurrent appends (group commit) and reads while appending', async () => {
     const dir = tmp();
     const r = recorder();
