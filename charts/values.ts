@@ -196,6 +196,37 @@ export const OperatorValues = Type.Object(
       default: '30s',
       description: 'How often statuses are refreshed from the proxies (`--status-interval`).',
     }),
+    // Optional and null: the flag is not passed, so the operator's own default applies (helm drops
+    // a key whose value is null, so the default reaches the schema as absent).
+    statusWorkers: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 1000 }), Type.Null()], {
+        default: null,
+        description:
+          'Status writes in flight at once (`--status-workers`); null: not passed, the operator\u2019s default (8).',
+      }),
+    ),
+    statusWriteQps: Type.Optional(
+      // A string too: `helm --set` passes a fraction such as 0.5 as one.
+      Type.Union(
+        [
+          Type.Number({ minimum: 0, maximum: 100000 }),
+          Type.String({ pattern: '^[0-9]{1,6}(\\.[0-9]{1,6})?$' }),
+          Type.Null(),
+        ],
+        {
+          default: null,
+          description:
+            'A client-side limit on status writes per second (`--status-write-qps`), fractions allowed, 0: none; null: not passed, the operator\u2019s default (0, the API server\u2019s priority and fairness paces the writes).',
+        },
+      ),
+    ),
+    statusWriteBurst: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 100000 }), Type.Null()], {
+        default: null,
+        description:
+          'With statusWriteQps: writes allowed at once above it (`--status-write-burst`); null: not passed, the operator\u2019s default (30).',
+      }),
+    ),
     configShards: Type.Integer({
       minimum: 1,
       maximum: 64,

@@ -485,7 +485,7 @@ async function main(): Promise<number> {
               ...(pushQueue === undefined ? {} : { pushgateway: queueStatus('pushgateway', pushQueue)! }),
             },
           }),
-          deadLetters: () => (deadLetters?.list() ?? []).map(describeLetter),
+          deadLetters: () => ({ deadLetters: (deadLetters?.list() ?? []).map(describeLetter) }),
           // Back into the queue, in their order, as new records; each leaves the dead letters
           // once it is durably queued again.
           requeue: async (ids: readonly number[] | 'all') => {

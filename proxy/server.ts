@@ -21,7 +21,7 @@ import type { LimitStoreStatus } from './limits/store.js';
 import type { PolicyEngine } from './pipeline/engine.js';
 import { type ReadPathOptions, type ReadUpstream, registerReadPath } from './query/http.js';
 import type { UsageQuery, UsageReportJson, UsageSort } from './query/usage.js';
-import type { DeadLetterInfo } from './queue/dead-letter.js';
+import type { DeadLetterReport } from './queue/dead-letter.js';
 import type { IngestQueue } from './queue/queue.js';
 import type { LimitsReport } from './stats/limits.js';
 import type { ProxyMetrics } from './stats/metrics.js';
@@ -63,8 +63,8 @@ export interface ServerDeps {
   readonly queueApi?:
     | {
         readonly status: () => unknown;
-        /** With --workers N, every worker's (asked through the primary). */
-        readonly deadLetters: () => readonly DeadLetterInfo[] | Promise<readonly DeadLetterInfo[]>;
+        /** With --workers N, every worker's (asked through the primary) and each worker's count or error. */
+        readonly deadLetters: () => DeadLetterReport | Promise<DeadLetterReport>;
         /** Puts dead letters back into the queue; returns how many. */
         readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
       }
@@ -293,7 +293,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const queueApi = deps.queueApi;
   if (queueApi !== undefined) {
     app.get('/api/v1/status/queue', ADMIN, async () => queueApi.status());
-    app.get('/api/v1/queue/dead-letter', ADMIN, async () => ({ deadLetters: await queueApi.deadLetters() }));
+    app.get('/api/v1/queue/dead-letter', ADMIN, async () => queueApi.deadLetters());
     // ?id=N (repeatable) puts those back; ?all=true puts every dead letter back.
     app.post('/api/v1/queue/dead-letter/requeue', ADMIN, async (req, reply) => {
       const q = req.query as Record<string, string | string[] | undefined>;

@@ -39,6 +39,11 @@ export interface DeadLetter {
   readonly bytes: number;
 }
 
+/** GET /api/v1/queue/dead-letter; with --workers N it has each worker's part too (proxy/workers/queues.ts). */
+export interface DeadLetterReport {
+  readonly deadLetters: readonly DeadLetterInfo[];
+}
+
 /** What the API lists of one dead letter. */
 export interface DeadLetterInfo {
   readonly id: number;

@@ -3,6 +3,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   truncateSync,
@@ -19,8 +20,27 @@ import { DiskQueue, type DiskQueueOptions, type QueueRecord } from './queue.js';
 
 const dirs: string[] = [];
 afterEach(() => {
+  // Every queue a test opens is closed by it: a handle left to the garbage collector is closed
+  // late, with Node's DEP0137 warning, and on a full disk keeps deleted segments' space taken.
+  const held = openFilesUnder(dirs);
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  expect(held).toEqual([]);
 });
+
+/** The files of this process's open descriptors that lie under one of `roots` (Linux /proc). */
+function openFilesUnder(roots: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(join('/proc/self/fd', fd));
+    } catch {
+      continue; // closed meanwhile (the descriptor readdir itself used)
+    }
+    if (roots.some((r) => target.startsWith(`${r}/`))) out.push(target);
+  }
+  return out;
+}
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'cardinal-queue-'));
@@ -171,6 +191,48 @@ describe('DiskQueue', () => {
     await q.close();
   });
 
+  it('logs a run of failed appends once, and how many failed when a write succeeds again', async () => {
+    const dir = tmp();
+    const r = recorder();
+    const lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
+    const at = (level: string) => (obj: object, msg: string) =>
+      lines.push({ level, msg, obj: obj as Record<string, unknown> });
+    const logger = { info: at('info'), warn: at('warn'), error: at('error') };
+    let now = 1_000_000;
+    // Every record is larger than half a segment: each append after the first starts a segment.
+    const q = await open(dir, r, { segmentMaxBytes: 400, logger, now: () => now });
+    await q.append(entry(0, 300));
+    const [first] = segments(dir);
+    const blocked = `${String(Number.parseInt(first!, 10) + 1).padStart(first!.length - 4, '0')}.seg`;
+    // A file with records where the next segment goes: creating it fails (EEXIST) until it is gone.
+    writeFileSync(join(dir, blocked), Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    lines.length = 0;
+    for (let i = 1; i <= 5; i++) {
+      await expect(q.append(entry(i, 300))).rejects.toMatchObject({ code: 'QUEUE_WRITE_FAILED' });
+      now += 1000;
+    }
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      ['error', 'writing to the queue failed; further failures are counted until a write succeeds'],
+    ]);
+    expect(lines[0]!.obj).toMatchObject({ dir, records: 1 });
+    rmSync(join(dir, blocked));
+    await q.append(entry(6, 300));
+    expect(lines.slice(1).map((l) => [l.level, l.msg, l.obj])).toEqual([
+      ['info', 'writing to the queue works again', { dir, failedAppends: 5, codes: ['EEXIST'], seconds: 5 }],
+    ]);
+    // The run is over: the next failure is the first of a new run, and logged.
+    const last = segments(dir).at(-1)!;
+    const next = `${String(Number.parseInt(last, 10) + 1).padStart(last.length - 4, '0')}.seg`;
+    writeFileSync(join(dir, next), Buffer.alloc(SEGMENT_HEADER_BYTES + 10, 7));
+    await expect(q.append(entry(7, 300))).rejects.toMatchObject({ code: 'QUEUE_WRITE_FAILED' });
+    expect(lines.filter((l) => l.level === 'error')).toHaveLength(2);
+    rmSync(join(dir, next));
+    await q.append(entry(8, 300));
+    expect(lines.at(-1)).toMatchObject({ level: 'info', obj: { failedAppends: 1 } });
+    expect(bodies(await readAll(q))).toEqual([0, 6, 8]);
+    await q.close();
+  });
+
   it('shares one fsync among concurrent appends (group commit) and reads while appending', async () => {
     const dir = tmp();
     const r = recorder();
@@ -311,16 +373,19 @@ describe('DiskQueue', () => {
   it('after a crash, the batch that was in flight is the first again, exactly', async () => {
     const dir = tmp();
     const r = recorder();
-    let q = await open(dir, r);
-    for (let i = 0; i < 6; i++) await q.append(entry(i));
-    const got = await readAll(q);
-    await q.ack(got[0]!.end, got.slice(0, 1));
-    await q.markSent(got[3]!.end);
+    const crashed = await open(dir, r);
+    for (let i = 0; i < 6; i++) await crashed.append(entry(i));
+    const got = await readAll(crashed);
+    await crashed.ack(got[0]!.end, got.slice(0, 1));
+    await crashed.markSent(got[3]!.end);
     // No ack for records 1..3: the process "dies" here (its files are left as they are).
-    q = await open(dir, r);
+    const q = await open(dir, r);
     expect(q.acked).toEqual(got[1]!.start);
     expect(q.replayEnd).toEqual(got[3]!.end);
     expect(bodies(await readAll(q))).toEqual([1, 2, 3, 4, 5]);
+    await q.close();
+    // What a dead process's kernel would do: its handles go. Closing writes nothing.
+    await crashed.close();
   });
 
   it('does not start on a segment of a newer format version, moves a headerless one aside, removes a torn one', async () => {

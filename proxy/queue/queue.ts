@@ -137,6 +137,11 @@ export class DiskQueue {
   #ackWrite: Promise<void> = Promise.resolve();
   /** The last ack write failed; logged once until one succeeds. */
   #ackFailing = false;
+  /**
+   * The run of failed appends since the last write that succeeded: its first failure of each
+   * error code is logged, the rest only counted, and the count logged when a write succeeds.
+   */
+  #writeFailures: { appends: number; codes: Set<string>; sinceMs: number } | undefined;
   #reading: Promise<void> = Promise.resolve();
   #refusing = false;
   #generation = 0;
@@ -252,7 +257,11 @@ export class DiskQueue {
     }
     if (replayEnd !== undefined && comparePositions(replayEnd, acked) <= 0) replayEnd = undefined;
     const q = new DiskQueue(opts, segments, created?.fh, { acked, sent: replayEnd ?? acked }, replayEnd);
-    if (created === undefined) q.#diskFull = { need: SEGMENT_HEADER_BYTES, probedAt: 0 };
+    if (created === undefined) {
+      q.#diskFull = { need: SEGMENT_HEADER_BYTES, probedAt: 0 };
+      // Logged above: the first write that succeeds ends this run of failures.
+      q.#writeFailures = { appends: 0, codes: new Set(['ENOSPC']), sinceMs: q.#now() };
+    }
     const queued = segments.reduce((n, s) => n + s.records, 0);
     logger.info(
       { dir, segments: segments.length, records: queued, bytes: q.bytes, formatVersion: FORMAT_VERSION },
@@ -440,28 +449,18 @@ export class DiskQueue {
             await writer.close().catch(() => undefined);
           });
         }
-        const noSpace = (err as NodeJS.ErrnoException).code === 'ENOSPC';
-        if (noSpace) {
-          if (this.#diskFull === undefined) {
-            this.#opts.logger.error(
-              { dir: this.#opts.dir, records: group.length, bytes },
-              'queue disk full: refusing appends with 503 until there is room; delivering what is queued',
-            );
-          }
-          this.#diskFull = { need: bytes, probedAt: this.#now() };
-        } else {
-          this.#opts.logger.error({ err, records: group.length }, 'writing to the queue failed');
-        }
+        const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+        const noSpace = code === 'ENOSPC';
+        if (noSpace) this.#diskFull = { need: bytes, probedAt: this.#now() };
+        this.#noteWriteFailure(err, code, group.length, bytes);
         const e = noSpace
           ? new CardinalError('QUEUE_DISK_FULL', `no space left in ${this.#opts.dir}`, { cause: err })
           : new CardinalError('QUEUE_WRITE_FAILED', (err as Error).message, { cause: err });
         for (const p of group) p.reject(e);
         continue;
       }
-      if (this.#diskFull !== undefined) {
-        this.#diskFull = undefined;
-        this.#opts.logger.info({ dir: this.#opts.dir }, 'queue disk has room again');
-      }
+      this.#diskFull = undefined;
+      this.#noteWriteSuccess();
       const seg = this.#active!;
       seg.size += bytes;
       this.#pendingBytes -= bytes;
@@ -474,6 +473,50 @@ export class DiskQueue {
       for (const p of group) p.resolve();
       this.#wake();
     }
+  }
+
+  /**
+   * Logs a failed append once per run of failures (and once more for each other error code in the
+   * run): on a full or broken disk every request fails the same way, and a log line per request
+   * would bury the first one.
+   */
+  #noteWriteFailure(err: unknown, code: string, records: number, bytes: number): void {
+    let run = this.#writeFailures;
+    if (run === undefined) {
+      run = { appends: 0, codes: new Set(), sinceMs: this.#now() };
+      this.#writeFailures = run;
+    }
+    run.appends += records;
+    if (run.codes.has(code)) return;
+    run.codes.add(code);
+    const dir = this.#opts.dir;
+    if (code === 'ENOSPC') {
+      this.#opts.logger.error(
+        { dir, records, bytes },
+        'queue disk full: refusing appends with 503 until there is room; delivering what is queued',
+      );
+    } else {
+      this.#opts.logger.error(
+        { err, dir, records },
+        'writing to the queue failed; further failures are counted until a write succeeds',
+      );
+    }
+  }
+
+  /** A write succeeded: ends the run of failures, if any, saying how many appends it refused. */
+  #noteWriteSuccess(): void {
+    const run = this.#writeFailures;
+    if (run === undefined) return;
+    this.#writeFailures = undefined;
+    this.#opts.logger.info(
+      {
+        dir: this.#opts.dir,
+        failedAppends: run.appends,
+        codes: [...run.codes],
+        seconds: Math.max(0, (this.#now() - run.sinceMs) / 1000),
+      },
+      run.codes.has('ENOSPC') ? 'queue disk has room again' : 'writing to the queue works again',
+    );
   }
 
   /** Seals the active segment (if any) and starts the next one. */

@@ -1,13 +1,18 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { DeadLetterInfo } from '../queue/dead-letter.js';
 import {
   globalLetterId,
   LETTER_ID_SPAN,
   letterOwner,
+  mergeDeadLetters,
   mergeQueueReports,
   mergeQueueStatus,
   type QueueStatus,
+  serveQueues,
   splitRequeue,
+  type WholeDeadLetterReport,
 } from './queues.js';
+import { Rpc } from './rpc.js';
 
 const status = (over: Partial<QueueStatus>): QueueStatus => ({
   bytes: 100,
@@ -72,6 +77,79 @@ describe('mergeQueueReports', () => {
     expect(merged.queues.remote_write).toMatchObject({ bytes: 3, full: true, maxBytes: 2000 });
     expect(merged.queues.pushgateway).toMatchObject({ bytes: 5 });
     expect(merged.workers).toBe(workers);
+  });
+});
+
+const letter = (id: number): DeadLetterInfo => ({
+  id,
+  status: 'dead',
+  reason: 'rejected',
+  lastError: '400 Bad Request',
+  attempts: 1,
+  firstFailure: '2026-12-02T00:00:00.000Z',
+  enqueuedAt: '2026-12-02T00:00:00.000Z',
+  protocol: '1.0',
+  tenant: null,
+  series: 1,
+  samples: 1,
+  bytes: 100,
+});
+
+/** Two channel ends that deliver to each other at once (the IPC channel, in memory). */
+function channel(): [Rpc, Rpc] {
+  const ends: Rpc[] = [];
+  ends.push(new Rpc((m) => ends[1]!.receive(m)), new Rpc((m) => ends[0]!.receive(m)));
+  return ends as [Rpc, Rpc];
+}
+
+describe('mergeDeadLetters', () => {
+  it('lists the letters of the workers that answered, in worker order, and every worker with its count or error', () => {
+    const merged = mergeDeadLetters([
+      { worker: 2, deadLetters: [letter(globalLetterId(2, 1))] },
+      { worker: 0, deadLetters: [letter(1), letter(2)] },
+      { worker: 1, error: 'queue.local.deadLetters: no answer within 5000 ms' },
+    ]);
+    expect(merged.deadLetters.map((l) => l.id)).toEqual([1, 2, globalLetterId(2, 1)]);
+    expect(merged.workers).toEqual([
+      { worker: 0, count: 2 },
+      { worker: 1, error: 'queue.local.deadLetters: no answer within 5000 ms' },
+      { worker: 2, count: 1 },
+    ]);
+  });
+});
+
+describe('serveQueues: dead letters', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('answers from the workers that answered, naming one being started again and one that did not answer', async () => {
+    vi.useFakeTimers();
+    // The channel of the worker that took the request.
+    const [asker, primarySide] = channel();
+    serveQueues(primarySide, {
+      workers: 3,
+      // Worker 1 is being started again: not live.
+      live: () => [0, 2].map((index) => ({ index, rpc: workerEnds[index]! })),
+    });
+    const workerEnds: Record<number, Rpc> = {};
+    for (const index of [0, 2]) {
+      const [toWorker, worker] = channel();
+      workerEnds[index] = toWorker;
+      worker.handle('queue.local.deadLetters', () =>
+        // Worker 2 never answers (busy, or stuck).
+        index === 0 ? [letter(1), letter(2)] : new Promise(() => undefined),
+      );
+    }
+    const answer = asker.call<WholeDeadLetterReport>('queue.deadLetters', undefined, 60_000);
+    await vi.advanceTimersByTimeAsync(5000);
+    const got = await answer;
+    expect(got.deadLetters.map((l) => l.id)).toEqual([1, 2]);
+    expect(got.workers).toEqual([
+      { worker: 0, count: 2 },
+      { worker: 1, error: 'not serving (starting, or being started again)' },
+      { worker: 2, error: 'queue.local.deadLetters: no answer within 5000 ms' },
+    ]);
   });
 });
 

@@ -6,9 +6,11 @@
 //   age the largest, full or disk-full when any worker's is);
 // - dead letters are listed with ids unique across the workers, `worker × 10^12 + the letter's
 //   number in its directory` (worker 0's ids are its numbers, as in one process), so a requeue by
-//   id reaches the worker that owns the letter, whichever worker took the request.
+//   id reaches the worker that owns the letter, whichever worker took the request;
+// - both answer from the workers that answered, and list each worker with its part (or the reason
+//   it has none: being started again, or no answer in time), so a partial answer says so.
 
-import type { DeadLetterInfo } from '../queue/dead-letter.js';
+import type { DeadLetterInfo, DeadLetterReport } from '../queue/dead-letter.js';
 import type { QueueGauges, QueueName } from '../queue/metrics.js';
 import type { Tallies } from '../queue/tally.js';
 import type { Rpc } from './rpc.js';
@@ -43,10 +45,18 @@ export interface WholeQueueStatus extends QueueStatusReport {
   ))[];
 }
 
+/** The whole proxy's dead letters, and how many each worker has (or why it has no part). */
+export interface WholeDeadLetterReport extends DeadLetterReport {
+  readonly workers: readonly ({ readonly worker: number } & (
+    | { readonly count: number }
+    | { readonly error: string }
+  ))[];
+}
+
 /** The queue routes' backend (proxy/server.ts ServerDeps.queueApi). */
 export interface QueueApi {
   readonly status: () => QueueStatusReport | Promise<QueueStatusReport>;
-  readonly deadLetters: () => readonly DeadLetterInfo[] | Promise<readonly DeadLetterInfo[]>;
+  readonly deadLetters: () => DeadLetterReport | Promise<DeadLetterReport>;
   readonly requeue: (ids: readonly number[] | 'all') => Promise<number>;
 }
 
@@ -124,6 +134,27 @@ export function mergeQueueReports(workers: WholeQueueStatus['workers']): WholeQu
   return { queues, workers };
 }
 
+/**
+ * The whole proxy's dead letters from each worker's answer (its letters, or why it has none), in
+ * worker order. Pure.
+ */
+export function mergeDeadLetters(
+  workers: readonly ({ readonly worker: number } & (
+    | { readonly deadLetters: readonly DeadLetterInfo[] }
+    | { readonly error: string }
+  ))[],
+): WholeDeadLetterReport {
+  const sorted = [...workers].sort((a, b) => a.worker - b.worker);
+  return {
+    deadLetters: sorted.flatMap((w) => ('deadLetters' in w ? w.deadLetters : [])),
+    workers: sorted.map((w) =>
+      'deadLetters' in w
+        ? { worker: w.worker, count: w.deadLetters.length }
+        : { worker: w.worker, error: w.error },
+    ),
+  };
+}
+
 /** The requeue to ask of each worker: `all`, or the ids it owns (unknown workers get nothing). */
 export function splitRequeue(
   ids: readonly number[] | 'all',
@@ -151,8 +182,8 @@ const REQUEUE_MS = 120_000;
 
 /**
  * The primary's side, registered on each worker's channel: answers the queue routes by asking
- * every running worker. A worker being started again has no part in the answer until it runs
- * (the status lists it with the reason).
+ * every running worker. A worker being started again, or one that does not answer within 5 s,
+ * has no part in the answer, which lists it with the reason.
  */
 export function serveQueues(
   rpc: Rpc,
@@ -162,35 +193,36 @@ export function serveQueues(
   },
 ): void {
   const running = (i: number) => o.live().find((l) => l.index === i);
-  rpc.handle('queue.status', async () => {
-    const parts = await Promise.all(
-      Array.from({ length: o.workers }, async (_, i) => {
-        const w = running(i);
-        if (w === undefined) return { worker: i, error: 'not serving (starting, or being started again)' };
-        try {
-          return {
-            worker: i,
-            ...(await w.rpc.call<QueueStatusReport>('queue.local.status', undefined, ASK_MS)),
-          };
-        } catch (err) {
-          return { worker: i, error: err instanceof Error ? err.message : String(err) };
-        }
-      }),
+  /** Every worker's answer to `method`, or why it has none; never throws. */
+  const askEach = <T>(method: string) =>
+    Promise.all(
+      Array.from(
+        { length: o.workers },
+        async (_, i): Promise<{ worker: number } & ({ answer: T } | { error: string })> => {
+          const w = running(i);
+          if (w === undefined) return { worker: i, error: 'not serving (starting, or being started again)' };
+          try {
+            return { worker: i, answer: await w.rpc.call<T>(method, undefined, ASK_MS) };
+          } catch (err) {
+            return { worker: i, error: err instanceof Error ? err.message : String(err) };
+          }
+        },
+      ),
     );
-    return mergeQueueReports(parts);
-  });
-  rpc.handle('queue.deadLetters', async () => {
-    const lists = await Promise.all(
-      o
-        .live()
-        .map((w) =>
-          w.rpc
-            .call<DeadLetterInfo[]>('queue.local.deadLetters', undefined, ASK_MS)
-            .then((l) => ({ index: w.index, l })),
-        ),
-    );
-    return lists.sort((a, b) => a.index - b.index).flatMap((x) => x.l);
-  });
+  rpc.handle('queue.status', async () =>
+    mergeQueueReports(
+      (await askEach<QueueStatusReport>('queue.local.status')).map((p) =>
+        'answer' in p ? { worker: p.worker, ...p.answer } : p,
+      ),
+    ),
+  );
+  rpc.handle('queue.deadLetters', async () =>
+    mergeDeadLetters(
+      (await askEach<DeadLetterInfo[]>('queue.local.deadLetters')).map((p) =>
+        'answer' in p ? { worker: p.worker, deadLetters: p.answer } : p,
+      ),
+    ),
+  );
   rpc.handle('queue.requeue', async (arg) => {
     const asks = splitRequeue(arg as readonly number[] | 'all', o.workers);
     const counts = await Promise.all(
@@ -207,7 +239,7 @@ export function serveQueues(
 export function wholeProxyQueueApi(ctx: WorkerContext, local: QueueApi): QueueApi {
   ctx.rpc.handle('queue.local.status', () => local.status());
   ctx.rpc.handle('queue.local.deadLetters', async () =>
-    (await local.deadLetters()).map((l) => ({ ...l, id: globalLetterId(ctx.index, l.id) })),
+    (await local.deadLetters()).deadLetters.map((l) => ({ ...l, id: globalLetterId(ctx.index, l.id) })),
   );
   ctx.rpc.handle('queue.local.requeue', (arg) => {
     const ids = arg as readonly number[] | 'all';
@@ -218,7 +250,7 @@ export function wholeProxyQueueApi(ctx: WorkerContext, local: QueueApi): QueueAp
   });
   return {
     status: () => ctx.rpc.call<WholeQueueStatus>('queue.status', undefined, 2 * ASK_MS),
-    deadLetters: () => ctx.rpc.call<DeadLetterInfo[]>('queue.deadLetters', undefined, 2 * ASK_MS),
+    deadLetters: () => ctx.rpc.call<WholeDeadLetterReport>('queue.deadLetters', undefined, 2 * ASK_MS),
     requeue: (ids) => ctx.rpc.call<number>('queue.requeue', ids, 2 * REQUEUE_MS),
   };
 }

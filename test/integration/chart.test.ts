@@ -432,6 +432,36 @@ describe('helm lint and helm template', () => {
     expect(workers(['proxy.workers=3', 'proxy.resources.limits.cpu=1'])).toEqual(['--workers=3']);
   });
 
+  it('passes the operator\u2019s status write flags when set, and none by default so its own defaults apply', () => {
+    const status = (set: string[], extra: string[] = []) =>
+      (
+        podSpec(
+          find(template('obs', [`upstream=${UPSTREAM}`, ...set], extra), 'Deployment', 'r-cardinal-operator'),
+        ).containers[0]?.args ?? []
+      ).filter((a: string) => /^--status-w/.test(a));
+    expect(status([])).toEqual([]);
+    expect(status(['operator.statusWorkers=16'])).toEqual(['--status-workers=16']);
+    expect(
+      status(['operator.statusWorkers=2', 'operator.statusWriteQps=0.5', 'operator.statusWriteBurst=60']),
+    ).toEqual(['--status-workers=2', '--status-write-qps=0.5', '--status-write-burst=60']);
+    // 0 is a value (no limit), not "unset".
+    expect(status(['operator.statusWriteQps=0'])).toEqual(['--status-write-qps=0']);
+    // From a values file numbers are floats, which Go would print as 1e-05 or 100000 as 1e+05.
+    const dir = mkdtempSync(join(tmpdir(), 'cardinal-chart-status-'));
+    const file = join(dir, 'values.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({ operator: { statusWorkers: 100, statusWriteQps: 0.00001, statusWriteBurst: 100000 } }),
+    );
+    expect(status([], ['-f', file])).toEqual([
+      '--status-workers=100',
+      '--status-write-qps=0.00001',
+      '--status-write-burst=100000',
+    ]);
+    writeFileSync(file, JSON.stringify({ operator: { statusWriteQps: 25, statusWorkers: null } }));
+    expect(status([], ['-f', file])).toEqual(['--status-write-qps=25']);
+  });
+
   it('with the bundled Redis, points the proxies at it with the password file, the replica count and their pod name', () => {
     const manifests = template('obs', [
       `upstream=${UPSTREAM}`,
@@ -738,6 +768,16 @@ describe('helm lint and helm template', () => {
       'zero operator replicas',
       [`upstream=${UPSTREAM}`, 'operator.replicaCount=0'],
       "at '/operator/replicaCount': minimum: got 0, want 1",
+    ],
+    [
+      'no status workers',
+      [`upstream=${UPSTREAM}`, 'operator.statusWorkers=0'],
+      "at '/operator/statusWorkers': minimum: got 0, want 1",
+    ],
+    [
+      'a status write rate the operator cannot parse',
+      [`upstream=${UPSTREAM}`, 'operator.statusWriteQps=1e3'],
+      "'1e3' does not match pattern",
     ],
     [
       'a misspelt value',

@@ -303,7 +303,14 @@ describe('--workers 2 with the durable queue', () => {
     const lettersVia = async (index: number | undefined) => {
       const a = await ask(proxy, index, 'GET', '/api/v1/queue/dead-letter');
       expect(a.status).toBe(200);
-      return (JSON.parse(a.text) as { deadLetters: Letter[] }).deadLetters;
+      const body = JSON.parse(a.text) as { deadLetters: Letter[]; workers: unknown[] };
+      // Both workers answered: each is listed with how many of the letters are its.
+      const owned = (w: number) => body.deadLetters.filter((l) => Math.floor(l.id / ID_SPAN) === w).length;
+      expect(body.workers).toEqual([
+        { worker: 0, count: owned(0) },
+        { worker: 1, count: owned(1) },
+      ]);
+      return body.deadLetters;
     };
     const owners = (letters: Letter[]) => letters.map((l) => Math.floor(l.id / ID_SPAN));
     const letters = await eventually(

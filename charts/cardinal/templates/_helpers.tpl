@@ -195,3 +195,11 @@ redis://{{ include "cardinal.proxyName" . }}-redis:6379
 
 {{- define "cardinal.webhookConfiguration" -}}{{ include "cardinal.fullname" . }}-metricpolicies{{- end }}
 {{- define "cardinal.webhookSecret" -}}{{ include "cardinal.fullname" . }}-webhook-tls{{- end }}
+
+{{/*
+A number as a flag's decimal: Go's default format writes 1e-05 and 1e+06, which the binaries'
+flag parsers refuse. Six decimals at most, trailing zeros trimmed (20, 0.5).
+*/}}
+{{- define "cardinal.decimal" -}}
+{{- regexReplaceAll "\\.?0+$" (printf "%f" (float64 .)) "" }}
+{{- end }}
