@@ -330,6 +330,40 @@ describe('checkRequest quick paths', () => {
     expect(compared).toBeGreaterThan(1000);
   });
 
+  it('a non-ASCII byte anywhere, at any alignment of the body, gets the full check result', () => {
+    // The 1.0 quick path reads label regions four bytes at a time from the body's buffer: every
+    // byte position at every start offset within a word must still be seen.
+    const ts = [
+      series([name('up'), l('job', 'api-server'), l('zone', 'eu-west-1a')]),
+      series([name('http_requests_total'), l('code', '200'), l('path', '/healthz')]),
+    ];
+    const plain = v1(ts);
+    let nonAscii = 0;
+    for (const names of ['legacy', 'utf8'] as const) {
+      for (let shift = 0; shift < 4; shift++) {
+        for (let at = 0; at < plain.length; at++) {
+          for (const byte of [0x80, 0xc3, 0xff]) {
+            const buf = Buffer.from(new ArrayBuffer(plain.length + 8), shift, plain.length);
+            plain.copy(buf);
+            buf[at] = byte;
+            let index: ReturnType<typeof scanWriteRequestV1>;
+            try {
+              index = scanWriteRequestV1(buf);
+            } catch {
+              continue; // the scanner refuses it: the door check never sees it
+            }
+            const opts = { ...OPTS, names };
+            const quick = checkRequest(buf, index, opts);
+            expect(quick).toEqual(checkRequest(buf, index, { ...opts, fastPath: false }));
+            if (quick.first?.reason === 'invalid_utf8') nonAscii++;
+          }
+        }
+      }
+    }
+    // Most label bytes are text, so most positions must have been refused as bad UTF-8.
+    expect(nonAscii).toBeGreaterThan(100);
+  });
+
   it('the common shape passes quickly in both versions and name modes (a valid request is unchanged)', () => {
     for (const version of [1, 2] as const) {
       for (const names of ['legacy', 'utf8'] as const) {

@@ -161,6 +161,7 @@ export function checkRequest(buf: Buffer, index: SeriesIndex, opts: CheckOptions
   const maxT = opts.maxFutureMs > 0 ? opts.nowMs + opts.maxFutureMs : Number.POSITIVE_INFINITY;
   const minT = opts.maxAgeMs > 0 ? opts.nowMs - opts.maxAgeMs : Number.NEGATIVE_INFINITY;
   if (fast && !v1) resetSymbolClasses(index.symbolCount);
+  if (fast && v1) viewWords(buf);
 
   for (let i = 0; i < index.count; i++) {
     reason = undefined;
@@ -255,6 +256,32 @@ function text(buf: Uint8Array, from: number, to: number): boolean {
   return true;
 }
 
+// The request body as 32-bit words, for ascii(): `words[k]` holds body bytes
+// [4k - wordsShift, 4k - wordsShift + 4). Set per request by viewWords.
+let words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+let wordsShift = 0;
+
+function viewWords(buf: Uint8Array): void {
+  wordsShift = buf.byteOffset & 3;
+  const base = buf.byteOffset - wordsShift;
+  words = new Uint32Array(buf.buffer, base, (buf.byteOffset + buf.length - base) >>> 2);
+}
+
+/**
+ * Whether buf[from, to) (the body viewWords was given) has no byte of 0x80 or more: four bytes a
+ * load, the unaligned ends and the bytes past the last whole word one by one.
+ */
+function ascii(buf: Uint8Array, from: number, to: number): boolean {
+  let any = 0;
+  let p = from;
+  for (; p < to && ((p + wordsShift) & 3) !== 0; p++) any |= buf[p]!;
+  const lastWord = Math.min((to + wordsShift) >>> 2, words.length);
+  let w = (p + wordsShift) >>> 2;
+  for (; w < lastWord; w++) any |= words[w]!;
+  for (p = Math.max(p, 4 * w - wordsShift); p < to; p++) any |= buf[p]!;
+  return (any & 0x80808080) === 0;
+}
+
 /** Whether the 8 bytes at `at` are `__name__`. */
 function isNameAt(buf: Uint8Array, at: number): boolean {
   for (let k = 0; k < 8; k++) if (buf[at + k] !== NAME[k]) return false;
@@ -277,6 +304,9 @@ function quickLen(buf: Uint8Array, pos: number): number {
 
 /** The labels region buf[from, to) of a 1.0 series: OK, UNSORTED (otherwise valid) or SLOW. */
 function quickLabelsV1(buf: Uint8Array, from: number, to: number, legacy: boolean): number {
+  // A region without a byte of 0x80 or more holds only ASCII text (and one-byte lengths): then no
+  // name or value needs its own UTF-8 check.
+  const anyText = !ascii(buf, from, to);
   let prevStart = -1;
   let prevEnd = -1;
   let hasName = false;
@@ -310,10 +340,12 @@ function quickLabelsV1(buf: Uint8Array, from: number, to: number, legacy: boolea
     if (nameLen === 8 && isNameAt(buf, ns)) {
       hasName = true;
       if (ve === vs) return SLOW;
-      if (legacy ? !classed(buf, vs, ve, METRIC_FIRST, METRIC_NEXT) : !text(buf, vs, ve)) return SLOW;
+      if (legacy ? !classed(buf, vs, ve, METRIC_FIRST, METRIC_NEXT) : anyText && !text(buf, vs, ve))
+        return SLOW;
     } else {
-      if (legacy ? !classed(buf, ns, ne, LABEL_FIRST, LABEL_NEXT) : !text(buf, ns, ne)) return SLOW;
-      if (!text(buf, vs, ve)) return SLOW;
+      if (legacy ? !classed(buf, ns, ne, LABEL_FIRST, LABEL_NEXT) : anyText && !text(buf, ns, ne))
+        return SLOW;
+      if (anyText && !text(buf, vs, ve)) return SLOW;
     }
     if (prevStart >= 0) {
       const c = compareAt(buf, prevStart, prevEnd, ns, ne);

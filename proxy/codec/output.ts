@@ -100,35 +100,37 @@ function writeVarint(out: Uint8Array, pos: number, n: number): number {
 }
 
 /** Encodes labels as remote-write 1.0 Label records (field 1 of TimeSeries), empty values left out. */
-export function encodeLabelsV1(labels: readonly Label[]): Uint8Array {
-  const parts = labels.map((l) => [Buffer.from(l.name), Buffer.from(l.value)] as const);
+export function encodeLabelsV1(labels: readonly Label[]): Buffer {
+  const lengths: number[] = [];
   let size = 0;
-  const inner: number[] = [];
-  for (const [n, v] of parts) {
-    const len =
-      (n.length ? 1 + varintSize(n.length) + n.length : 0) +
-      (v.length ? 1 + varintSize(v.length) + v.length : 0);
-    inner.push(len);
+  for (const l of labels) {
+    const n = Buffer.byteLength(l.name);
+    const v = Buffer.byteLength(l.value);
+    const len = (n ? 1 + varintSize(n) + n : 0) + (v ? 1 + varintSize(v) + v : 0);
+    lengths.push(n, v, len);
     size += 1 + varintSize(len) + len;
   }
-  const out = new Uint8Array(size);
+  // From Node's shared pool: the encodings made one after another (a request's new series, in
+  // the order the output builder copies them) lie side by side in memory. Every byte is written.
+  const out = Buffer.allocUnsafe(size);
   let pos = 0;
-  parts.forEach(([n, v], k) => {
+  for (let k = 0; k < labels.length; k++) {
+    const l = labels[k]!;
+    const n = lengths[3 * k]!;
+    const v = lengths[3 * k + 1]!;
     out[pos++] = 0x0a;
-    pos = writeVarint(out, pos, inner[k]!);
-    if (n.length) {
+    pos = writeVarint(out, pos, lengths[3 * k + 2]!);
+    if (n) {
       out[pos++] = 0x0a;
-      pos = writeVarint(out, pos, n.length);
-      out.set(n, pos);
-      pos += n.length;
+      pos = writeVarint(out, pos, n);
+      pos += out.write(l.name, pos);
     }
-    if (v.length) {
+    if (v) {
       out[pos++] = 0x12;
-      pos = writeVarint(out, pos, v.length);
-      out.set(v, pos);
-      pos += v.length;
+      pos = writeVarint(out, pos, v);
+      pos += out.write(l.value, pos);
     }
-  });
+  }
   return out;
 }
 
