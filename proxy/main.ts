@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadTlsPair, type TlsPair, watchTlsPair } from '../lib/tls.js';
 import { readVersion } from '../lib/version.js';
 import { watchConfig } from '../lib/watch.js';
@@ -26,7 +26,7 @@ import { openStagePlugins, type StagePlugins } from './pipeline/plugins/load.js'
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
 import { createQueryMetrics } from './query/metrics.js';
-import { type UsageQuery, UsageService } from './query/usage.js';
+import { orphanedStateFiles, type UsageQuery, UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueMetrics, type QueueName } from './queue/metrics.js';
@@ -521,6 +521,15 @@ async function main(): Promise<number> {
         });
   let usageOrNone: UsageService | undefined;
   if (q !== undefined) {
+    // Read counts of workers that no longer run (N was lowered, or one process runs now).
+    const takeOverStates =
+      q.stateFile === undefined
+        ? []
+        : orphanedStateFiles(
+            q.stateFile,
+            await readdir(dirname(q.stateFile)).catch(() => []),
+            worker === undefined ? undefined : { index: worker.index, count: worker.count },
+          );
     const names = upstreamNames;
     const known = unionKnown([
       offenders.knownNames(),
@@ -538,6 +547,7 @@ async function main(): Promise<number> {
           worker === undefined || q.stateFile === undefined
             ? q.stateFile
             : `${q.stateFile}.worker-${worker.index}`,
+        takeOver: takeOverStates,
         saveIntervalMs: q.saveIntervalMs,
         queryLog:
           q.logFile === undefined || (worker?.index ?? 0) !== 0
