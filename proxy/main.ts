@@ -25,7 +25,7 @@ import { PolicyEngine } from './pipeline/engine.js';
 import { openStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
-import { createQueryMetrics } from './query/metrics.js';
+import { createQueryMetrics, recorderGauges } from './query/metrics.js';
 import { orphanedStateFiles, type UsageQuery, UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
@@ -568,13 +568,8 @@ async function main(): Promise<number> {
       ? undefined
       : createQueryMetrics(
           metrics.registry,
-          () => usageService.recorder,
-          (n) =>
-            usageService.recorder
-              .rows(Date.now(), 0)
-              .filter((r) => r.reads24h > 0)
-              .sort((a, b) => b.reads24h - a.reads24h || (a.metric < b.metric ? -1 : 1))
-              .slice(0, n),
+          // A worker's gauges come from the primary's merge of every worker's reads.
+          worker === undefined ? recorderGauges(() => usageService.recorder) : undefined,
           options.stats.exposeTop,
         );
   // The statistics reports: this process's own, or with --workers N the whole proxy's, which the

@@ -83,7 +83,8 @@ export interface RecorderState {
   counters: { untracked: number; patternReads: number; invalidPatterns: number };
 }
 
-const OTHER_READER = 'other';
+/** The reader the reads of readers beyond `maxReaders` are counted as. */
+export const OTHER_READER = 'other';
 const MAX_PATTERNS_CACHED = 512;
 
 export class UsageRecorder {

@@ -101,6 +101,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     live: () => live().map((s) => s.rpc),
     registry,
     exposeTop: options.stats.exposeTop,
+    usageGauges: options.query !== undefined,
   });
   let stopping = false;
   let failed = false;

@@ -15,6 +15,8 @@
 
 import type { Registry } from 'prom-client';
 import type { TopOffendersReport } from '../../policy/reports.js';
+import { registerUsageGauges, topReads24h, type UsageGauges } from '../query/metrics.js';
+import { OTHER_READER } from '../query/recorder.js';
 import type { UsageService } from '../query/usage.js';
 import { buildUsageReport, type UsageInput, type UsageQuery, type UsageReportJson } from '../query/usage.js';
 import {
@@ -56,6 +58,8 @@ export interface PrimaryStatsOptions {
   readonly registry: Registry;
   /** --stats.expose-top. */
   readonly exposeTop: number;
+  /** Whether the workers keep usage statistics (--query.*): the usage gauges come from their merge. */
+  readonly usageGauges?: boolean;
   readonly partTimeoutMs?: number;
   readonly cacheMs?: number;
   readonly now?: () => number;
@@ -110,6 +114,10 @@ export function servePrimaryStats(opts: PrimaryStatsOptions): { attach(rpc: Rpc)
     return { report: limitOffenders(merged.report, n), activeSeries: merged.activeSeries };
   });
 
+  if (opts.usageGauges === true) {
+    registerUsageGauges(opts.registry, opts.exposeTop, async (n) => usageGaugesOf((await usage()).input, n));
+  }
+
   return {
     attach(rpc) {
       rpc.handle('stats.top-offenders', async (limit) => {
@@ -138,6 +146,16 @@ function topOffendersAnswer(
 
 function usageAnswer(input: UsageInput, q: UsageQuery, workers: WorkersAnswered): Answered<UsageReportJson> {
   return { ...buildUsageReport(input, q), workers };
+}
+
+/** The usage gauges of the merged reads, with the top `n` read metrics. Pure. */
+export function usageGaugesOf(input: UsageInput, n: number): UsageGauges {
+  return {
+    trackedMetrics: input.trackedMetrics,
+    trackedReaders: input.readers.filter((r) => r.reader !== OTHER_READER).length,
+    untrackedReads: input.untrackedReads,
+    top: n === 0 ? [] : topReads24h(input.rows, n),
+  };
 }
 
 /** The report with each list at most `limit` long (its totals are over every row). */
