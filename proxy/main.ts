@@ -41,11 +41,12 @@ import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
+import { policyTotals } from './web/pages.js';
 import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
 import { type QueueApi, wholeProxyQueueApi } from './workers/queues.js';
 import { serveStatsParts, wholeProxyStats } from './workers/stats.js';
 import { WorkerLimitStore } from './workers/store.js';
-import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
+import { defaultWorkers, joinPrimary, serveMetrics, wholeProxyCounters } from './workers/worker.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
@@ -607,9 +608,12 @@ async function main(): Promise<number> {
     windowMs: options.stats.windowMs,
     topMetrics: 20,
   });
+  // The pages' counters: with --workers N every worker's, summed as /metrics sums them.
+  const counters = worker === undefined ? undefined : wholeProxyCounters(worker, metrics.registry);
   const sampleHistory = async () => {
     const at = Date.now();
-    history.record(at, policyStats.totals(), await reports.topOffenders(20));
+    const [totals, top] = await Promise.all([policyTotals({ counters, metrics }), reports.topOffenders(20)]);
+    history.record(at, totals, top);
   };
   let historyTimer: NodeJS.Timeout | undefined;
   const startHistory = (): void => {
@@ -698,10 +702,15 @@ async function main(): Promise<number> {
       history,
       topOffenders: reports.topOffenders,
       unused: reports.unused,
-      queues: () => ({
-        ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
-        ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
-      }),
+      counters,
+      queues:
+        worker !== undefined && queueApi !== undefined && localQueueApi !== undefined
+          ? // Every worker's queues; this worker's own when the primary does not answer.
+            async () => (await Promise.resolve(queueApi.status()).catch(() => localQueueApi.status())).queues
+          : () => ({
+              ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
+              ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
+            }),
       ready: () => ready,
     },
   });

@@ -134,9 +134,14 @@ const fill = (u: LimitUse) => u.current / u.max;
 
 /**
  * The report. With a store that answers, the counts are global (one round trip); otherwise, and
- * for the scopes beyond MAX_COUNTED, this replica's own.
+ * for the scopes beyond MAX_COUNTED, this replica's own. Each policy lists at most `perPolicy`
+ * limits in use (the pages ask for all of them).
  */
-export async function limitsReport(engine: PolicyEngine, nowMs = Date.now()): Promise<LimitsReport> {
+export async function limitsReport(
+  engine: PolicyEngine,
+  nowMs = Date.now(),
+  perPolicy = LIMITS_PER_POLICY,
+): Promise<LimitsReport> {
   const byPolicy = localCandidates(engine);
   const store = engine.sharedStore;
   if (store?.available === true) {
@@ -158,10 +163,10 @@ export async function limitsReport(engine: PolicyEngine, nowMs = Date.now()): Pr
       }
     }
   }
-  return reportOf(engine, byPolicy);
+  return reportOf(engine, byPolicy, perPolicy);
 }
 
-function reportOf(engine: PolicyEngine, byPolicy: readonly Candidate[][]): LimitsReport {
+function reportOf(engine: PolicyEngine, byPolicy: readonly Candidate[][], perPolicy: number): LimitsReport {
   const out: PolicyLimitFill[] = [];
   for (const p of engine.pipeline.policies) {
     if (p.limits === undefined || engine.limitStates()[p.index] === undefined) continue;
@@ -174,7 +179,7 @@ function reportOf(engine: PolicyEngine, byPolicy: readonly Candidate[][]): Limit
       fillPercent: top === undefined ? 0 : Math.floor(fill(top.use) * 100),
       limit: top === undefined ? '' : legacyName(top.use),
       global: mine.length > 0 && mine.every((c) => c.global),
-      limits: mine.slice(0, LIMITS_PER_POLICY).map((c) => c.use),
+      limits: mine.slice(0, perPolicy).map((c) => c.use),
     });
   }
   return { policies: out };
