@@ -35,7 +35,7 @@ import { DiskQueue } from './queue/queue.js';
 import { orphanedDirs, takeOverOrphans } from './queue/takeover.js';
 import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
-import { limitsReport } from './stats/limits.js';
+import { LIMITS_PER_POLICY, limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
@@ -588,11 +588,13 @@ async function main(): Promise<number> {
     topOffenders: (limit: number) => offenders.report(limit),
     unused: (limit: number) => unused.report(limit),
     usage: usageReport,
+    limits: (perPolicy: number) => limitsReport(engine, Date.now(), perPolicy),
   };
   if (worker !== undefined) {
     serveStatsParts(worker, {
       offenders,
       unused,
+      limits: own.limits,
       usage:
         usageService === undefined
           ? undefined
@@ -643,7 +645,7 @@ async function main(): Promise<number> {
     engine,
     policyStats,
     topOffenders: reports.topOffenders,
-    limits: () => limitsReport(engine),
+    limits: () => reports.limits(LIMITS_PER_POLICY),
     unused: reports.unused,
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
@@ -702,6 +704,7 @@ async function main(): Promise<number> {
       history,
       topOffenders: reports.topOffenders,
       unused: reports.unused,
+      limits: reports.limits,
       counters,
       queues:
         worker !== undefined && queueApi !== undefined && localQueueApi !== undefined

@@ -13,7 +13,15 @@ import { emptyReads } from '../query/extract.js';
 import { recorderGauges, registerUsageGauges, type UsageGaugeSource } from '../query/metrics.js';
 import { buildUsageReport, UsageService } from '../query/usage.js';
 import { usageGaugesOf } from '../workers/stats.js';
-import { hashSets, limitOffenders, mergeOffenders, mergeUnused, mergeUsage, unionCounts } from './merge.js';
+import {
+  hashSets,
+  limitOffenders,
+  mergeLimits,
+  mergeOffenders,
+  mergeUnused,
+  mergeUsage,
+  unionCounts,
+} from './merge.js';
 import { Offenders } from './offenders.js';
 import { PolicyStats } from './policy-stats.js';
 import { UnusedStats } from './unused.js';
@@ -322,5 +330,75 @@ describe('mergeUsage', () => {
         ],
       ],
     ]);
+  });
+});
+
+describe('mergeLimits', () => {
+  const use = (metric: string, current: number, max = 100) => ({
+    limit: 'perMetric[0]',
+    metric,
+    current,
+    max,
+  });
+  it('lists the limits in use every worker saw, each count the largest, the fullest first', () => {
+    const merged = mergeLimits(
+      [
+        {
+          policies: [
+            {
+              policy: 'ns/p',
+              fillPercent: 90,
+              limit: 'perMetric[0] a',
+              global: true,
+              limits: [use('a', 90), use('b', 10)],
+            },
+            { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+          ],
+        },
+        {
+          policies: [
+            {
+              policy: 'ns/p',
+              fillPercent: 100,
+              limit: 'perMetric[0] c',
+              global: true,
+              limits: [use('c', 100), use('a', 90)],
+            },
+            { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+          ],
+        },
+      ],
+      2,
+    );
+    expect(merged).toEqual({
+      policies: [
+        {
+          policy: 'ns/p',
+          fillPercent: 100,
+          limit: 'perMetric[0] c',
+          global: true,
+          limits: [use('c', 100), use('a', 90)],
+        },
+        { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+      ],
+    });
+  });
+
+  it('is global only when every worker counted in the store', () => {
+    const part = (global: boolean, current: number) => ({
+      policies: [
+        {
+          policy: 'ns/p',
+          fillPercent: current,
+          limit: 'perMetric[0] a',
+          global,
+          limits: [use('a', current)],
+        },
+      ],
+    });
+    expect(mergeLimits([part(true, 50), part(false, 20)], 10).policies[0]).toMatchObject({
+      global: false,
+      fillPercent: 50,
+    });
   });
 });

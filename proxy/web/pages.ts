@@ -15,7 +15,13 @@ import type { StagePlugins } from '../pipeline/plugins/load.js';
 import { formatSeries, parseSeriesFile } from '../pipeline/series.js';
 import { type SeriesResult, simulate } from '../pipeline/simulate.js';
 import type { QueueGauges } from '../queue/metrics.js';
-import { type LimitUse, limitsReport, type PolicyLimitFill } from '../stats/limits.js';
+import {
+  type LimitsReport,
+  type LimitUse,
+  limitsReport,
+  MAX_COUNTED,
+  type PolicyLimitFill,
+} from '../stats/limits.js';
 import type { ProxyMetrics } from '../stats/metrics.js';
 import { type PolicyStats, slotKey } from '../stats/policy-stats.js';
 import type { TopOffendersReport } from '../stats/top-offenders.js';
@@ -57,6 +63,8 @@ export interface WebDeps {
    * primary's merge (proxy/workers/primary.ts); without, this process's registry.
    */
   readonly counters?: ((names: readonly string[]) => Promise<CounterJson[]>) | undefined;
+  /** GET /api/v1/stats/limits with each policy's `perPolicy` fullest: with --workers N every worker's. */
+  readonly limits?: ((perPolicy: number) => Promise<LimitsReport>) | undefined;
   /** Hook for read-path usage; absent, the unused page says it is not collected. */
   readonly readUsage?: (() => ReadUsage) | undefined;
   readonly ready: () => boolean;
@@ -69,6 +77,8 @@ export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const PLAYGROUND_MAX_BYTES = 256 * 1024;
+/** Limits in use listed per policy for /policies: as many as the store counts in one report. */
+const PAGE_LIMITS = MAX_COUNTED;
 const PLAYGROUND_MAX_SERIES = 1000;
 
 export function registerPages(app: FastifyInstance, deps: WebDeps): void {
@@ -185,9 +195,8 @@ async function policies(deps: WebDeps): Promise<Fragment> {
   if (s.policyDetails.length === 0)
     return html`<p class="empty">No policies are loaded: every series is forwarded as it came.</p>`;
   // Every limit in use, each count the shared store's when there is one (all workers, all replicas).
-  const fill = new Map(
-    (await limitsReport(deps.engine, nowMs, Number.POSITIVE_INFINITY)).policies.map((f) => [f.policy, f]),
-  );
+  const report = await (deps.limits?.(PAGE_LIMITS) ?? limitsReport(deps.engine, nowMs, PAGE_LIMITS));
+  const fill = new Map(report.policies.map((f) => [f.policy, f]));
   return html`<p class="note">Policies in the order they apply. Samples per rule since the proxy started (as <code>cardinal_proxy_policy_samples_total</code> counts them), and over the last ${Math.round(recent.span / 1000)} s (up to 5 minutes).</p>
 ${s.policyDetails.map((p) => {
   const compiled = pipeline.policies.find((c) => c.id === p.id);

@@ -19,9 +19,11 @@ import { registerUsageGauges, topReads24h, type UsageGauges } from '../query/met
 import { OTHER_READER } from '../query/recorder.js';
 import type { UsageService } from '../query/usage.js';
 import { buildUsageReport, type UsageInput, type UsageQuery, type UsageReportJson } from '../query/usage.js';
+import type { LimitsReport } from '../stats/limits.js';
 import {
   limitOffenders,
   type MergedOffenders,
+  mergeLimits,
   mergeOffenders,
   mergeUnused,
   mergeUsage,
@@ -128,6 +130,11 @@ export function servePrimaryStats(opts: PrimaryStatsOptions): { attach(rpc: Rpc)
         const { report, workers } = await unused();
         return { ...limitUnused(report, Number(limit)), workers };
       });
+      // Not kept: a limits report is one pass per worker and one round trip to the store.
+      rpc.handle('stats.limits', async (perPolicy) => {
+        const { parts, workers } = await gather<LimitsReport>('stats.part.limits', perPolicy);
+        return { ...mergeLimits(parts, Number(perPolicy)), workers };
+      });
       rpc.handle('stats.usage', async (query) => {
         const { input, workers } = await usage();
         return usageAnswer(input, query as UsageQuery, workers);
@@ -177,12 +184,15 @@ export interface StatsSources {
   readonly unused: UnusedStats;
   /** With --query.upstream or --query.log-file; `readPath` with --query.upstream. */
   readonly usage?: { readonly service: UsageService; readonly readPath: boolean } | undefined;
+  /** This worker's limits report (proxy/stats/limits.ts), each policy's `perPolicy` fullest. */
+  readonly limits: (perPolicy: number) => Promise<LimitsReport>;
 }
 
 /** The worker's end: its parts, for the primary to merge. */
 export function serveStatsParts(ctx: WorkerContext, sources: StatsSources): void {
   ctx.rpc.handle('stats.part.offenders', () => sources.offenders.part(Date.now()));
   ctx.rpc.handle('stats.part.unused', (limit) => sources.unused.part(Number(limit), Date.now()));
+  ctx.rpc.handle('stats.part.limits', (perPolicy) => sources.limits(Number(perPolicy)));
   const usage = sources.usage;
   if (usage !== undefined) {
     ctx.rpc.handle(
@@ -200,6 +210,7 @@ export interface OwnStats {
   readonly topOffenders: (limit: number) => TopOffendersReport;
   readonly unused: (limit: number) => UnusedReport;
   readonly usage?: ((q: UsageQuery) => UsageReportJson) | undefined;
+  readonly limits: (perPolicy: number) => Promise<LimitsReport>;
 }
 
 /**
@@ -214,12 +225,13 @@ export function wholeProxyStats(
   topOffenders: (limit: number) => Promise<Answered<TopOffendersReport>>;
   unused: (limit: number) => Promise<Answered<UnusedReport>>;
   usage: ((q: UsageQuery) => Promise<Answered<UsageReportJson>>) | undefined;
+  limits: (perPolicy: number) => Promise<Answered<LimitsReport>>;
 } {
-  const ask = async <T>(op: string, arg: unknown, alone: () => T): Promise<Answered<T>> => {
+  const ask = async <T>(op: string, arg: unknown, alone: () => T | Promise<T>): Promise<Answered<T>> => {
     try {
       return await ctx.rpc.call<Answered<T>>(op, arg, timeoutMs);
     } catch {
-      return { ...alone(), workers: { answered: 1, of: ctx.count } };
+      return { ...(await alone()), workers: { answered: 1, of: ctx.count } };
     }
   };
   const usage = own.usage;
@@ -227,5 +239,6 @@ export function wholeProxyStats(
     topOffenders: (limit) => ask('stats.top-offenders', limit, () => own.topOffenders(limit)),
     unused: (limit) => ask('stats.unused', limit, () => own.unused(limit)),
     usage: usage === undefined ? undefined : (q) => ask('stats.usage', q, () => usage(q)),
+    limits: (perPolicy) => ask('stats.limits', perPolicy, () => own.limits(perPolicy)),
   };
 }

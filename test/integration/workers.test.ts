@@ -265,6 +265,30 @@ describe('--workers 2', () => {
       `${proxy.url}/api/v1/stats/limits`,
     );
     expect(limits.policies[0]?.limits[0]).toMatchObject({ current: 500, max: 500 });
+    // A metric one request brought to one worker is listed by either (the workers' lists merged).
+    const solo = snappyEncode(
+      encodeWriteRequestV1({
+        timeseries: [0, 1, 2].map((j) => ({
+          labels: [
+            { name: '__name__', value: 'cardinal_bomb_solo' },
+            { name: 'id', value: String(j) },
+          ],
+          samples: [{ value: j, timestamp: Date.now() }],
+          exemplars: [],
+          histograms: [],
+        })),
+        metadata: [],
+      }),
+    );
+    expect(await post(proxy.writeUrl, solo)).toBe(204);
+    for (let i = 0; i < 6; i++) {
+      const each = await getJson<{
+        policies: { limits: { metric?: string; current: number }[] }[];
+        workers: Workers;
+      }>(`${proxy.url}/api/v1/stats/limits`);
+      expect(each.workers).toEqual({ answered: 2, of: 2 });
+      expect(each.policies[0]?.limits.find((l) => l.metric === 'cardinal_bomb_solo')?.current).toBe(3);
+    }
 
     // The statistics of the whole proxy, whichever worker answers. Every scrape reaches one worker
     // and holds all the bomb's series, so both workers forwarded the same 500 admitted ones (a sum
