@@ -43,7 +43,7 @@ describe('the web pages', () => {
     );
     const offenders = new Offenders(engine, { windowMs: 60_000, maxTrackedSeries: 1000, exposeTop: 5 });
     const history = new History({ intervalMs: 1000, windowMs: 60_000, topMetrics: 5 });
-    history.record(0, policyStats.totals(), offenders.report(5));
+    history.record(0, new Map(), offenders.report(5));
     app = Fastify();
     app.addHook('onRoute', (r) => {
       routes.push({ url: r.url, access: (r.config as { access?: unknown } | undefined)?.access });
