@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadTlsPair, type TlsPair, watchTlsPair } from '../lib/tls.js';
 import { readVersion } from '../lib/version.js';
 import { watchConfig } from '../lib/watch.js';
@@ -25,8 +25,8 @@ import { PolicyEngine } from './pipeline/engine.js';
 import { openStagePlugins, type StagePlugins } from './pipeline/plugins/load.js';
 import { ReadUpstream } from './query/http.js';
 import { UpstreamNames, unionKnown } from './query/known-names.js';
-import { createQueryMetrics } from './query/metrics.js';
-import { type UsageQuery, UsageService } from './query/usage.js';
+import { createQueryMetrics, recorderGauges } from './query/metrics.js';
+import { orphanedStateFiles, type UsageQuery, UsageService } from './query/usage.js';
 import { DeadLetters, describeLetter } from './queue/dead-letter.js';
 import { Drain } from './queue/drain.js';
 import { createQueueMetrics, type QueueMetrics, type QueueName } from './queue/metrics.js';
@@ -35,17 +35,18 @@ import { DiskQueue } from './queue/queue.js';
 import { orphanedDirs, takeOverOrphans } from './queue/takeover.js';
 import { DropTally } from './queue/tally.js';
 import { buildServer, type ConfigStatus } from './server.js';
-import { limitsReport } from './stats/limits.js';
+import { LIMITS_PER_POLICY, limitsReport } from './stats/limits.js';
 import { createProxyMetrics } from './stats/metrics.js';
 import { Offenders } from './stats/offenders.js';
 import { PolicyStats } from './stats/policy-stats.js';
 import { UnusedStats } from './stats/unused.js';
 import { History } from './web/history.js';
+import { policyTotals } from './web/pages.js';
 import { type ApplyRequest, type ReloadResult, runPrimary } from './workers/primary.js';
 import { type QueueApi, wholeProxyQueueApi } from './workers/queues.js';
 import { serveStatsParts, wholeProxyStats } from './workers/stats.js';
 import { WorkerLimitStore } from './workers/store.js';
-import { defaultWorkers, joinPrimary, serveMetrics } from './workers/worker.js';
+import { defaultWorkers, joinPrimary, serveMetrics, wholeProxyCounters } from './workers/worker.js';
 
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseProxyOptions>;
@@ -521,6 +522,15 @@ async function main(): Promise<number> {
         });
   let usageOrNone: UsageService | undefined;
   if (q !== undefined) {
+    // Read counts of workers that no longer run (N was lowered, or one process runs now).
+    const takeOverStates =
+      q.stateFile === undefined
+        ? []
+        : orphanedStateFiles(
+            q.stateFile,
+            await readdir(dirname(q.stateFile)).catch(() => []),
+            worker === undefined ? undefined : { index: worker.index, count: worker.count },
+          );
     const names = upstreamNames;
     const known = unionKnown([
       offenders.knownNames(),
@@ -538,6 +548,7 @@ async function main(): Promise<number> {
           worker === undefined || q.stateFile === undefined
             ? q.stateFile
             : `${q.stateFile}.worker-${worker.index}`,
+        takeOver: takeOverStates,
         saveIntervalMs: q.saveIntervalMs,
         queryLog:
           q.logFile === undefined || (worker?.index ?? 0) !== 0
@@ -558,13 +569,8 @@ async function main(): Promise<number> {
       ? undefined
       : createQueryMetrics(
           metrics.registry,
-          () => usageService.recorder,
-          (n) =>
-            usageService.recorder
-              .rows(Date.now(), 0)
-              .filter((r) => r.reads24h > 0)
-              .sort((a, b) => b.reads24h - a.reads24h || (a.metric < b.metric ? -1 : 1))
-              .slice(0, n),
+          // A worker's gauges come from the primary's merge of every worker's reads.
+          worker === undefined ? recorderGauges(() => usageService.recorder) : undefined,
           options.stats.exposeTop,
         );
   // The statistics reports: this process's own, or with --workers N the whole proxy's, which the
@@ -582,11 +588,13 @@ async function main(): Promise<number> {
     topOffenders: (limit: number) => offenders.report(limit),
     unused: (limit: number) => unused.report(limit),
     usage: usageReport,
+    limits: (perPolicy: number) => limitsReport(engine, Date.now(), perPolicy),
   };
   if (worker !== undefined) {
     serveStatsParts(worker, {
       offenders,
       unused,
+      limits: own.limits,
       usage:
         usageService === undefined
           ? undefined
@@ -602,9 +610,12 @@ async function main(): Promise<number> {
     windowMs: options.stats.windowMs,
     topMetrics: 20,
   });
+  // The pages' counters: with --workers N every worker's, summed as /metrics sums them.
+  const counters = worker === undefined ? undefined : wholeProxyCounters(worker, metrics.registry);
   const sampleHistory = async () => {
     const at = Date.now();
-    history.record(at, policyStats.totals(), await reports.topOffenders(20));
+    const [totals, top] = await Promise.all([policyTotals({ counters, metrics }), reports.topOffenders(20)]);
+    history.record(at, totals, top);
   };
   let historyTimer: NodeJS.Timeout | undefined;
   const startHistory = (): void => {
@@ -634,7 +645,7 @@ async function main(): Promise<number> {
     engine,
     policyStats,
     topOffenders: reports.topOffenders,
-    limits: () => limitsReport(engine),
+    limits: () => reports.limits(LIMITS_PER_POLICY),
     unused: reports.unused,
     reportDroppedAsWritten: options.reportDroppedAsWritten,
     queue: ingestQueue,
@@ -693,10 +704,16 @@ async function main(): Promise<number> {
       history,
       topOffenders: reports.topOffenders,
       unused: reports.unused,
-      queues: () => ({
-        ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
-        ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
-      }),
+      limits: reports.limits,
+      counters,
+      queues:
+        worker !== undefined && queueApi !== undefined && localQueueApi !== undefined
+          ? // Every worker's queues; this worker's own when the primary does not answer.
+            async () => (await Promise.resolve(queueApi.status()).catch(() => localQueueApi.status())).queues
+          : () => ({
+              ...(queue === undefined ? {} : { remote_write: queue.gauges() }),
+              ...(pushQueue === undefined ? {} : { pushgateway: pushQueue.gauges() }),
+            }),
       ready: () => ready,
     },
   });

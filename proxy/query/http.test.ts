@@ -12,7 +12,7 @@ import { createAuthMetrics } from '../auth/metrics.js';
 import { CredentialStore } from '../auth/store.js';
 import type { RequestReads } from './extract.js';
 import { ReadUpstream, registerReadPath } from './http.js';
-import { createQueryMetrics } from './metrics.js';
+import { createQueryMetrics, recorderGauges } from './metrics.js';
 import { UsageRecorder } from './recorder.js';
 
 interface Seen {
@@ -81,8 +81,7 @@ async function app(opts: { path?: string; credentials?: string } = {}) {
     record: (reads, reader) => recorded.push({ reads, reader }),
     metrics: createQueryMetrics(
       registry,
-      () => recorder,
-      () => [],
+      recorderGauges(() => recorder),
       5,
     ),
     logger: pino({ level: 'silent' }),

@@ -13,10 +13,53 @@ export interface QueryMetrics {
   stateSave(ok: boolean): void;
 }
 
+/** What the usage gauges show: one process's recorder, or with --workers N the primary's merge. */
+export interface UsageGauges {
+  readonly trackedMetrics: number;
+  readonly trackedReaders: number;
+  readonly untrackedReads: number;
+  /** The most read metrics over 24 hours, as many as asked for. */
+  readonly top: readonly { readonly metric: string; readonly reads24h: number }[];
+}
+
+/** The gauges' values, with the top `n` read metrics (none for n = 0). */
+export type UsageGaugeSource = (n: number) => UsageGauges | Promise<UsageGauges>;
+
+/** The `n` metrics with the most reads over 24 hours, unread ones left out. Pure. */
+export function topReads24h(
+  rows: readonly { readonly metric: string; readonly reads24h: number }[],
+  n: number,
+): { metric: string; reads24h: number }[] {
+  return rows
+    .filter((r) => r.reads24h > 0)
+    .map((r) => ({ metric: r.metric, reads24h: r.reads24h }))
+    .sort((a, b) => b.reads24h - a.reads24h || (a.metric < b.metric ? -1 : 1))
+    .slice(0, n);
+}
+
+/** One process's gauges, from its recorder. */
+export function recorderGauges(
+  recorder: () => UsageRecorder,
+  now: () => number = Date.now,
+): UsageGaugeSource {
+  return (n) => {
+    const r = recorder();
+    return {
+      trackedMetrics: r.trackedMetrics,
+      trackedReaders: r.trackedReaders,
+      untrackedReads: r.untracked,
+      top: n === 0 ? [] : topReads24h(r.rows(now(), 0), n),
+    };
+  };
+}
+
+/**
+ * The read path's counters, and the usage gauges from `gauges`; without it (a worker of
+ * --workers N, whose primary registers them from the merge) no gauges.
+ */
 export function createQueryMetrics(
   registry: Registry,
-  recorder: () => UsageRecorder,
-  topReads24h: (n: number) => { metric: string; reads24h: number }[],
+  gauges: UsageGaugeSource | undefined,
   exposeTop: number,
 ): QueryMetrics {
   const requests = new Counter({
@@ -55,40 +98,7 @@ export function createQueryMetrics(
     labelNames: ['outcome'],
     registers: [registry],
   });
-  new Gauge({
-    name: 'cardinal_proxy_usage_tracked_metrics',
-    help: 'Metric names whose reads are tracked (at most --query.usage.max-metrics).',
-    registers: [registry],
-    collect() {
-      this.set(recorder().trackedMetrics);
-    },
-  });
-  new Gauge({
-    name: 'cardinal_proxy_usage_tracked_readers',
-    help: 'Distinct readers tracked (at most --query.usage.max-readers; later ones count as other).',
-    registers: [registry],
-    collect() {
-      this.set(recorder().trackedReaders);
-    },
-  });
-  new Gauge({
-    name: 'cardinal_proxy_usage_untracked_reads',
-    help: 'Reads of metrics not tracked because the tracked metrics were at their maximum, since start.',
-    registers: [registry],
-    collect() {
-      this.set(recorder().untracked);
-    },
-  });
-  new Gauge({
-    name: 'cardinal_proxy_usage_top_metric_reads_24h',
-    help: 'Read requests over the last 24 hours of the most read metrics, the top N only (--stats.expose-top).',
-    labelNames: ['metric'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of topReads24h(exposeTop)) this.labels(r.metric).set(r.reads24h);
-    },
-  });
+  if (gauges !== undefined) registerUsageGauges(registry, exposeTop, gauges);
   return {
     request: (endpoint, status) => requests.labels(endpoint, String(status)).inc(),
     upstreamSeconds: (endpoint, seconds) => upstream.labels(endpoint).observe(seconds),
@@ -100,4 +110,47 @@ export function createQueryMetrics(
     queryLogLine: (outcome) => lines.labels(outcome).inc(),
     stateSave: (ok) => saves.labels(ok ? 'ok' : 'failed').inc(),
   };
+}
+
+/**
+ * The usage gauges, filled at scrape time from `source`: summed over workers they would
+ * overcount (a metric every worker tracks) and sum each worker's own top list, so with
+ * --workers N only the primary registers them, from the merged usage report.
+ */
+export function registerUsageGauges(registry: Registry, exposeTop: number, source: UsageGaugeSource): void {
+  new Gauge({
+    name: 'cardinal_proxy_usage_tracked_metrics',
+    help: 'Metric names whose reads are tracked (at most --query.usage.max-metrics).',
+    registers: [registry],
+    async collect() {
+      this.set((await source(0)).trackedMetrics);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_usage_tracked_readers',
+    help: 'Distinct readers tracked (at most --query.usage.max-readers; later ones count as other).',
+    registers: [registry],
+    async collect() {
+      this.set((await source(0)).trackedReaders);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_usage_untracked_reads',
+    help: 'Reads of metrics not tracked because the tracked metrics were at their maximum, since start.',
+    registers: [registry],
+    async collect() {
+      this.set((await source(0)).untrackedReads);
+    },
+  });
+  new Gauge({
+    name: 'cardinal_proxy_usage_top_metric_reads_24h',
+    help: 'Read requests over the last 24 hours of the most read metrics, the top N only (--stats.expose-top).',
+    labelNames: ['metric'],
+    registers: [registry],
+    async collect() {
+      const { top } = await source(exposeTop);
+      this.reset();
+      for (const r of top) this.labels(r.metric).set(r.reads24h);
+    },
+  });
 }

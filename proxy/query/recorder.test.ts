@@ -106,4 +106,61 @@ describe('UsageRecorder', () => {
   it('documents its memory: a fixed number of bytes per metric', () => {
     expect(bytesPerMetric(5)).toBe(16 + 4 * 66 + 5 * 16 + 4);
   });
+
+  it('absorbs another recorder: reads summed per bucket and reader, the latest read kept, counters added', () => {
+    const a = new UsageRecorder(opts, T0);
+    const b = new UsageRecorder(opts, T0 - DAY_BUCKET_MS);
+    a.record(['m', 'only_a'], [], 'x', T0);
+    b.record(['m'], [], 'x', T0 - 2 * HOUR_BUCKET_MS);
+    b.record(['m'], [], 'y', T0 + 5000);
+    b.record(['m'], [], 'z', T0 + 6000);
+    b.untracked = 3;
+    const now = T0 + 10_000;
+    a.absorb(b, now);
+    expect(row(a, 'm', now)).toMatchObject({
+      reads1h: 3,
+      reads24h: 4,
+      reads30d: 4,
+      readsTotal: 4,
+      lastRead: T0 + 6000,
+    });
+    // Two readers a metric: the two read most recently (b had let x go for z already).
+    expect(row(a, 'm', now)?.readers).toEqual([
+      { reader: 'z', reads: 1, lastRead: T0 + 6000 },
+      { reader: 'y', reads: 1, lastRead: T0 + 5000 },
+    ]);
+    const c = new UsageRecorder(opts, T0);
+    c.record(['m'], [], 'x', T0 + 7000);
+    a.absorb(c, now);
+    expect(row(a, 'm', now)?.readers).toEqual([
+      { reader: 'x', reads: 1, lastRead: T0 + 7000 },
+      { reader: 'z', reads: 1, lastRead: T0 + 6000 },
+    ]);
+    // The same reader in both: its reads added.
+    const d = new UsageRecorder(opts, T0);
+    d.record(['m'], [], 'x', T0 + 8000);
+    a.absorb(d, now);
+    expect(row(a, 'm', now)?.readers[0]).toEqual({ reader: 'x', reads: 2, lastRead: T0 + 8000 });
+    expect(row(a, 'only_a', now)).toMatchObject({ readsTotal: 1 });
+    expect(row(a, 'm', now)).toMatchObject({ readsTotal: 6, lastRead: T0 + 8000 });
+    expect(a.readers()).toEqual([
+      { reader: 'x', reads: 4, lastRead: T0 + 8000 },
+      { reader: 'y', reads: 1, lastRead: T0 + 5000 },
+      { reader: 'z', reads: 1, lastRead: T0 + 6000 },
+    ]);
+    expect(a.untracked).toBe(3);
+    expect(a.sinceMs).toBe(T0 - DAY_BUCKET_MS);
+    expect(a.trackedMetrics).toBe(2);
+  });
+
+  it('absorbing past maxMetrics counts the metrics it cannot track as untracked reads', () => {
+    const a = new UsageRecorder({ ...opts, maxMetrics: 1 }, T0);
+    const b = new UsageRecorder(opts, T0);
+    a.record(['a'], [], 'x', T0);
+    b.record(['b'], [], 'x', T0);
+    b.record(['b'], [], 'x', T0 + 1);
+    a.absorb(b, T0 + 2);
+    expect(a.trackedMetrics).toBe(1);
+    expect(a.untracked).toBe(2);
+  });
 });

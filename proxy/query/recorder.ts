@@ -83,13 +83,14 @@ export interface RecorderState {
   counters: { untracked: number; patternReads: number; invalidPatterns: number };
 }
 
-const OTHER_READER = 'other';
+/** The reader the reads of readers beyond `maxReaders` are counted as. */
+export const OTHER_READER = 'other';
 const MAX_PATTERNS_CACHED = 512;
 
 export class UsageRecorder {
   readonly #opts: RecorderOptions;
   readonly #known: KnownNames | undefined;
-  readonly sinceMs: number;
+  #sinceMs: number;
   #capacity = 0;
   readonly #index = new Map<string, number>();
   readonly #names: string[] = [];
@@ -119,12 +120,17 @@ export class UsageRecorder {
     }
     this.#opts = opts;
     this.#known = known;
-    this.sinceMs = nowMs;
+    this.#sinceMs = nowMs;
     this.#rings = {
       minute: { slot: Math.floor(nowMs / MINUTE_BUCKET_MS), counts: new Uint32Array(0) },
       hour: { slot: Math.floor(nowMs / HOUR_BUCKET_MS), counts: new Uint32Array(0) },
       day: { slot: Math.floor(nowMs / DAY_BUCKET_MS), counts: new Uint32Array(0) },
     };
+  }
+
+  /** When counting began (the earliest of the recorders it absorbed). */
+  get sinceMs(): number {
+    return this.#sinceMs;
   }
 
   get trackedMetrics(): number {
@@ -378,6 +384,66 @@ export class UsageRecorder {
         invalidPatterns: this.invalidPatterns,
       },
     };
+  }
+
+  /**
+   * Adds `other`'s counts to this recorder's, both moved to `nowMs` first: reads per metric and
+   * bucket, per reader, and the counters summed, the latest reads the latest of either. Each
+   * metric keeps the readers that read it most recently; a metric beyond `maxMetrics` counts its
+   * reads as untracked. `other` is left moved to `nowMs`, its counts unchanged.
+   */
+  absorb(other: UsageRecorder, nowMs: number): void {
+    this.advance(nowMs);
+    other.advance(nowMs);
+    const k = this.#opts.readersPerMetric;
+    const ko = other.#opts.readersPerMetric;
+    for (let o = 0; o < other.#names.length; o++) {
+      const m = this.#metric(other.#names[o]!);
+      if (m < 0) {
+        this.untracked += other.#total[o]!;
+        continue;
+      }
+      this.#total[m]! += other.#total[o]!;
+      this.#last[m] = Math.max(this.#last[m]!, other.#last[o]!);
+      for (const r of RINGS) {
+        const into = this.#rings[r.name].counts;
+        const from = other.#rings[r.name].counts;
+        for (let c = 0; c < r.size; c++) into[m * r.size + c]! += from[o * r.size + c]!;
+      }
+      const readers = new Map<number, { count: number; last: number }>();
+      const add = (id: number, count: number, last: number) => {
+        const had = readers.get(id);
+        if (had === undefined) readers.set(id, { count, last });
+        else {
+          had.count += count;
+          had.last = Math.max(had.last, last);
+        }
+      };
+      for (let i = m * k; i < (m + 1) * k; i++) {
+        if (this.#rdId[i]! >= 0) add(this.#rdId[i]!, this.#rdCount[i]!, this.#rdLast[i]!);
+      }
+      for (let i = o * ko; i < (o + 1) * ko; i++) {
+        const id = other.#rdId[i]!;
+        if (id >= 0) add(this.#reader(other.#readerNames[id]!), other.#rdCount[i]!, other.#rdLast[i]!);
+      }
+      const kept = [...readers].sort((a, b) => b[1].last - a[1].last).slice(0, k);
+      for (let i = 0; i < k; i++) {
+        const r = kept[i];
+        this.#rdId[m * k + i] = r === undefined ? -1 : r[0];
+        this.#rdCount[m * k + i] = r?.[1].count ?? 0;
+        this.#rdLast[m * k + i] = r?.[1].last ?? 0;
+      }
+    }
+    for (let i = 0; i < other.#readerNames.length; i++) {
+      if (other.#readerReads[i] === 0) continue;
+      const id = this.#reader(other.#readerNames[i]!);
+      this.#readerReads[id]! += other.#readerReads[i]!;
+      this.#readerLast[id] = Math.max(this.#readerLast[id]!, other.#readerLast[i]!);
+    }
+    this.untracked += other.untracked;
+    this.patternReads += other.patternReads;
+    this.invalidPatterns += other.invalidPatterns;
+    this.#sinceMs = Math.min(this.#sinceMs, other.#sinceMs);
   }
 
   /**

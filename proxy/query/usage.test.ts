@@ -1,19 +1,25 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { IngestRow } from '../stats/offenders.js';
 import { addExpression, emptyReads } from './extract.js';
-import { UsageService } from './usage.js';
+import { orphanedStateFiles, UsageService } from './usage.js';
 
 const T0 = Date.UTC(2026, 11, 1, 10, 0, 0);
 const logger = pino({ level: 'silent' });
 
-function service(stateFile: string | undefined, now: { t: number }, known: string[] = []) {
+function service(
+  stateFile: string | undefined,
+  now: { t: number },
+  known: string[] = [],
+  takeOver: string[] = [],
+) {
   return new UsageService({
     recorder: { maxMetrics: 100, maxReaders: 10, readersPerMetric: 3 },
     stateFile,
+    takeOver,
     saveIntervalMs: 60_000,
     known: { generation: () => known.length, names: () => known },
     upstreamNamesKnown: () => known.length > 0,
@@ -84,5 +90,91 @@ describe('UsageService', () => {
     expect(JSON.parse(readFileSync(file, 'utf8')).recorder.version).toBe(1);
     writeFileSync(file, '{"recorder":{"version":7}}');
     expect(service(file, now).recorder.trackedMetrics).toBe(0);
+  });
+});
+
+describe('taking over the read counts of former workers', () => {
+  const entries = ['usage.json', 'usage.json.worker-0', 'usage.json.worker-1', 'usage.json.worker-2'];
+  it.each([
+    [
+      'one process: every worker file',
+      undefined,
+      ['usage.json.worker-0', 'usage.json.worker-1', 'usage.json.worker-2'],
+    ],
+    [
+      'worker 0 of 2: worker-2 and the single process file',
+      { index: 0, count: 2 },
+      ['usage.json', 'usage.json.worker-2'],
+    ],
+    ['worker 1 of 2: nothing (worker-1 is its own)', { index: 1, count: 2 }, []],
+    ['worker 1 of 3: nothing', { index: 1, count: 3 }, []],
+    [
+      'worker 0 of 1 is one process',
+      undefined,
+      ['usage.json.worker-0', 'usage.json.worker-1', 'usage.json.worker-2'],
+    ],
+  ])('%s', (_name, worker, want) => {
+    expect(orphanedStateFiles('/s/usage.json', entries, worker)).toEqual(want.map((n) => `/s/${n}`));
+  });
+
+  it('ignores names that are not a former worker state', () => {
+    expect(
+      orphanedStateFiles(
+        '/s/usage.json',
+        ['usage.json.worker-3.tmp', 'usage.json.worker-x', 'other.worker-1'],
+        undefined,
+      ),
+    ).toEqual([]);
+  });
+
+  it('adds the orphans counts to its own, saves them, and removes the orphans', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'usage-takeover-'));
+    const now = { t: T0 };
+    const w0 = service(join(dir, 'u.json.worker-0'), now);
+    read(w0, 'up', 'dashboard:a', T0);
+    w0.save();
+    const w1 = service(join(dir, 'u.json.worker-1'), now);
+    read(w1, 'up', 'dashboard:b', T0);
+    read(w1, 'node_load1', 'dashboard:b', T0);
+    w1.save();
+    writeFileSync(join(dir, 'u.json.worker-2'), '{"recorder":{"version":9}}');
+    now.t = T0 + 60_000;
+    const files = orphanedStateFiles(
+      join(dir, 'u.json'),
+      ['u.json.worker-0', 'u.json.worker-1', 'u.json.worker-2'],
+      undefined,
+    );
+    const one = service(join(dir, 'u.json'), now, [], files);
+    const r = one.report(
+      { limit: 10, readers: 5, sort: 'reads' },
+      { lookup: () => undefined, largest: () => [] },
+      true,
+    );
+    expect(r.metrics.map((m) => [m.metric, m.reads.total])).toEqual([
+      ['up', 2],
+      ['node_load1', 1],
+    ]);
+    expect(r.readers.map((x) => [x.reader, x.reads])).toEqual([
+      ['dashboard:b', 2],
+      ['dashboard:a', 1],
+    ]);
+    expect(existsSync(join(dir, 'u.json.worker-0'))).toBe(false);
+    expect(existsSync(join(dir, 'u.json.worker-1'))).toBe(false);
+    // Not readable: it stays for the next start.
+    expect(existsSync(join(dir, 'u.json.worker-2'))).toBe(true);
+    // What was taken over is in the saved state, so nothing is lost once the orphans are gone.
+    const again = service(join(dir, 'u.json'), now);
+    expect(
+      again
+        .report(
+          { limit: 10, readers: 0, sort: 'reads' },
+          { lookup: () => undefined, largest: () => [] },
+          true,
+        )
+        .metrics.map((m) => [m.metric, m.reads.total]),
+    ).toEqual([
+      ['up', 2],
+      ['node_load1', 1],
+    ]);
   });
 });

@@ -6,8 +6,10 @@
 // temporary file that is fsync'd and renamed over the old one, so a crash leaves the old state or
 // the new one, never half of either. It holds the recorder's counts and the query log position.
 
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { ownsOrphan } from '../queue/takeover.js';
 import type { IngestRow } from '../stats/offenders.js';
 import { addExpression, emptyReads, type RequestReads } from './extract.js';
 import type { QueryMetrics } from './metrics.js';
@@ -26,6 +28,11 @@ export interface UsageServiceOptions {
   readonly recorder: RecorderOptions;
   /** Where counts survive a restart; undefined keeps them in memory only. */
   readonly stateFile: string | undefined;
+  /**
+   * State files no process owns any more (orphanedStateFiles): their counts are added to this
+   * one's at start, which is saved before they are removed.
+   */
+  readonly takeOver?: readonly string[] | undefined;
   readonly saveIntervalMs: number;
   /** Prometheus's query log, tailed for rule evaluations. */
   readonly queryLog?: { readonly path: string; readonly pollMs: number } | undefined;
@@ -141,6 +148,8 @@ export class UsageService {
   #metrics: QueryMetrics | undefined;
   #ruleEvaluations = 0;
   #logLines = 0;
+  /** The query log position read at start, saved while no tailer runs (one not tailing keeps it). */
+  #position: LogPosition | undefined;
 
   constructor(opts: UsageServiceOptions) {
     this.#opts = opts;
@@ -170,6 +179,7 @@ export class UsageService {
       }
     }
     this.recorder = recorder ?? new UsageRecorder(opts.recorder, now, opts.known);
+    position = this.#takeOver(now, position);
     if (opts.queryLog !== undefined) {
       this.#tailer = new QueryLogTailer({
         path: opts.queryLog.path,
@@ -180,6 +190,42 @@ export class UsageService {
         logger: opts.logger,
       });
     }
+  }
+
+  /**
+   * Adds each orphaned state file's counts to the recorder, saves, then removes the files; a
+   * crash before the removal counts their reads twice, never loses them. A file that cannot be
+   * read stays for the next start. Returns the query log position to go on from: this state's,
+   * or without one the first orphan's.
+   */
+  #takeOver(now: number, position: LogPosition | undefined): LogPosition | undefined {
+    const taken: string[] = [];
+    for (const path of this.#opts.takeOver ?? []) {
+      try {
+        const saved = JSON.parse(readFileSync(path, 'utf8')) as SavedState;
+        const other = UsageRecorder.fromState(saved.recorder, this.#opts.recorder, now, this.#opts.known);
+        this.recorder.absorb(other, now);
+        position ??= saved.queryLog;
+        taken.push(path);
+      } catch (err) {
+        this.#opts.logger.error(
+          { path },
+          `usage state of a former worker not taken over, it stays: ${(err as Error).message}`,
+        );
+      }
+    }
+    this.#position = position;
+    if (taken.length === 0) return position;
+    if (!this.save()) return position;
+    for (const path of taken) {
+      try {
+        unlinkSync(path);
+      } catch (err) {
+        this.#opts.logger.error({ err, path }, 'removing a taken-over usage state failed');
+      }
+    }
+    this.#opts.logger.info({ files: taken }, 'usage state of former workers taken over');
+    return position;
   }
 
   /** Starts the tailer and the periodic save; `metrics` are told of lines and saves. */
@@ -218,13 +264,13 @@ export class UsageService {
     this.record(reads, ruleGroupReader(entry.file, entry.group), this.#now());
   }
 
-  /** Writes the state file now; failures are logged and counted, never thrown. */
-  save(): void {
+  /** Writes the state file now; failures are logged and counted, never thrown. True when written. */
+  save(): boolean {
     const path = this.#opts.stateFile;
-    if (path === undefined) return;
+    if (path === undefined) return false;
     const state: SavedState = {
       recorder: this.recorder.toState(this.#now()),
-      queryLog: this.#tailer?.position(),
+      queryLog: this.#tailer?.position() ?? this.#position,
     };
     const tmp = `${path}.tmp`;
     try {
@@ -237,9 +283,11 @@ export class UsageService {
       }
       renameSync(tmp, path);
       this.#metrics?.stateSave(true);
+      return true;
     } catch (err) {
       this.#metrics?.stateSave(false);
       this.#opts.logger.error({ err, path }, 'writing the usage state failed');
+      return false;
     }
   }
 
@@ -374,4 +422,28 @@ export function buildUsageReport(input: UsageInput, q: UsageQuery): UsageReportJ
 
 function round(n: number): number {
   return n === 0 ? 0 : Number(n.toPrecision(4));
+}
+
+/**
+ * The state files this process takes over, given the entries of the state file's directory: those
+ * of former workers, `<state-file>.worker-<j>`, by the rule of the queue directories
+ * (proxy/queue/takeover.ts: a single process every one, worker i of N each j >= N with
+ * j mod N = i), and for worker 0 of N the single process's `<state-file>` itself. Pure.
+ */
+export function orphanedStateFiles(
+  stateFile: string,
+  entries: readonly string[],
+  worker: { readonly index: number; readonly count: number } | undefined,
+): string[] {
+  const base = basename(stateFile);
+  const out = worker?.index === 0 && entries.includes(base) ? [stateFile] : [];
+  const numbered = entries
+    .flatMap((name) => {
+      if (!name.startsWith(`${base}.worker-`)) return [];
+      const j = name.slice(base.length + '.worker-'.length);
+      return /^\d{1,9}$/.test(j) ? [{ name, j: Number(j) }] : [];
+    })
+    .sort((a, b) => a.j - b.j);
+  for (const d of numbered) if (ownsOrphan(d.j, worker)) out.push(join(dirname(stateFile), d.name));
+  return out;
 }

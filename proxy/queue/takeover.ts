@@ -53,8 +53,19 @@ export function orphanedDirs(
     .sort((a, b) => a.j - b.j);
   if (worker === undefined) return numbered.map((d) => d.name);
   const out = worker.index === 0 && entries.some(isQueueEntry) ? [''] : [];
-  for (const d of numbered) if (d.j >= worker.count && d.j % worker.count === worker.index) out.push(d.name);
+  for (const d of numbered) if (ownsOrphan(d.j, worker)) out.push(d.name);
   return out;
+}
+
+/**
+ * Whether this process takes over what worker `j` left: a single process (`worker` undefined)
+ * everything, worker i of N what j >= N with j mod N = i left. Pure.
+ */
+export function ownsOrphan(
+  j: number,
+  worker: { readonly index: number; readonly count: number } | undefined,
+): boolean {
+  return worker === undefined || (j >= worker.count && j % worker.count === worker.index);
 }
 
 /** Where an orphan's data goes: the owner's queue (and its metrics, tally-wrapped) and dead letters. */

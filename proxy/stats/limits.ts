@@ -134,9 +134,14 @@ const fill = (u: LimitUse) => u.current / u.max;
 
 /**
  * The report. With a store that answers, the counts are global (one round trip); otherwise, and
- * for the scopes beyond MAX_COUNTED, this replica's own.
+ * for the scopes beyond MAX_COUNTED, this replica's own. Each policy lists at most `perPolicy`
+ * limits in use (the pages ask for all of them).
  */
-export async function limitsReport(engine: PolicyEngine, nowMs = Date.now()): Promise<LimitsReport> {
+export async function limitsReport(
+  engine: PolicyEngine,
+  nowMs = Date.now(),
+  perPolicy = LIMITS_PER_POLICY,
+): Promise<LimitsReport> {
   const byPolicy = localCandidates(engine);
   const store = engine.sharedStore;
   if (store?.available === true) {
@@ -158,26 +163,46 @@ export async function limitsReport(engine: PolicyEngine, nowMs = Date.now()): Pr
       }
     }
   }
-  return reportOf(engine, byPolicy);
+  return reportOf(engine, byPolicy, perPolicy);
 }
 
-function reportOf(engine: PolicyEngine, byPolicy: readonly Candidate[][]): LimitsReport {
+function reportOf(engine: PolicyEngine, byPolicy: readonly Candidate[][], perPolicy: number): LimitsReport {
   const out: PolicyLimitFill[] = [];
   for (const p of engine.pipeline.policies) {
     if (p.limits === undefined || engine.limitStates()[p.index] === undefined) continue;
-    const mine = [...(byPolicy[p.index] ?? [])].sort(
-      (a, b) => fill(b.use) - fill(a.use) || a.use.limit.localeCompare(b.use.limit),
+    const mine = [...(byPolicy[p.index] ?? [])].sort((a, b) => byFill(a.use, b.use));
+    out.push(
+      policyFill(
+        p.id,
+        mine.map((c) => c.use),
+        mine.length > 0 && mine.every((c) => c.global),
+        perPolicy,
+      ),
     );
-    const top = mine[0];
-    out.push({
-      policy: p.id,
-      fillPercent: top === undefined ? 0 : Math.floor(fill(top.use) * 100),
-      limit: top === undefined ? '' : legacyName(top.use),
-      global: mine.length > 0 && mine.every((c) => c.global),
-      limits: mine.slice(0, LIMITS_PER_POLICY).map((c) => c.use),
-    });
   }
   return { policies: out };
+}
+
+/** A policy's entry of the report from its limits in use, sorted the fullest first. Pure. */
+export function policyFill(
+  policy: string,
+  sorted: readonly LimitUse[],
+  global: boolean,
+  perPolicy: number,
+): PolicyLimitFill {
+  const top = sorted[0];
+  return {
+    policy,
+    fillPercent: top === undefined ? 0 : Math.floor(fill(top) * 100),
+    limit: top === undefined ? '' : legacyName(top),
+    global,
+    limits: sorted.slice(0, perPolicy),
+  };
+}
+
+/** The fullest first; among equals by the limit's name. */
+export function byFill(a: LimitUse, b: LimitUse): number {
+  return fill(b) - fill(a) || a.limit.localeCompare(b.limit);
 }
 
 /** The one-line name of a limit this report had before it listed them all. */

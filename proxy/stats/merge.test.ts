@@ -10,8 +10,18 @@ import { SeriesTracker } from '../pipeline/cardinality.js';
 import { compilePipeline } from '../pipeline/compile.js';
 import { PolicyEngine } from '../pipeline/engine.js';
 import { emptyReads } from '../query/extract.js';
+import { recorderGauges, registerUsageGauges, type UsageGaugeSource } from '../query/metrics.js';
 import { buildUsageReport, UsageService } from '../query/usage.js';
-import { hashSets, limitOffenders, mergeOffenders, mergeUnused, mergeUsage, unionCounts } from './merge.js';
+import { usageGaugesOf } from '../workers/stats.js';
+import {
+  hashSets,
+  limitOffenders,
+  mergeLimits,
+  mergeOffenders,
+  mergeUnused,
+  mergeUsage,
+  unionCounts,
+} from './merge.js';
 import { Offenders } from './offenders.js';
 import { PolicyStats } from './policy-stats.js';
 import { UnusedStats } from './unused.js';
@@ -271,5 +281,124 @@ describe('mergeUsage', () => {
       ],
     });
     expect(want.missing.map((m) => m.metric)).toEqual(['typo', 'unread_total']);
+  });
+
+  it('gives the usage gauges of one process, not the sum of the workers', async () => {
+    const now = { t: T0 };
+    const whole = service(now, []);
+    const parts = [service(now, []), service(now, [])];
+    const reads: [string, string, number][] = [
+      ['up', 'dashboard:a', 0],
+      ['up', 'dashboard:b', 1],
+      ['node_load1', 'dashboard:a', 1],
+      ['only_one', 'alert:x', 0],
+      ['up', 'dashboard:a', 1],
+    ];
+    reads.forEach(([name, reader, w], i) => {
+      read(whole, [name], reader, T0 + i);
+      read(parts[w]!, [name], reader, T0 + i);
+    });
+    const merged = mergeUsage(
+      parts.map((s) => ({ ...s.part(true), ingest: proxyState().offenders.ingestPart(T0 + 10) })),
+      T0 + 10,
+    );
+    now.t = T0 + 10;
+    const gauges = async (source: UsageGaugeSource) => {
+      const registry = new Registry();
+      registerUsageGauges(registry, 2, source);
+      return (await registry.getMetricsAsJSON()).map((m) => [
+        m.name,
+        m.values.map((v) => [v.labels, v.value]),
+      ]);
+    };
+    const want = await gauges(
+      recorderGauges(
+        () => whole.recorder,
+        () => now.t,
+      ),
+    );
+    expect(await gauges((n) => usageGaugesOf(merged, n))).toEqual(want);
+    expect(want).toEqual([
+      ['cardinal_proxy_usage_tracked_metrics', [[{}, 3]]],
+      ['cardinal_proxy_usage_tracked_readers', [[{}, 3]]],
+      ['cardinal_proxy_usage_untracked_reads', [[{}, 0]]],
+      [
+        'cardinal_proxy_usage_top_metric_reads_24h',
+        [
+          [{ metric: 'up' }, 3],
+          [{ metric: 'node_load1' }, 1],
+        ],
+      ],
+    ]);
+  });
+});
+
+describe('mergeLimits', () => {
+  const use = (metric: string, current: number, max = 100) => ({
+    limit: 'perMetric[0]',
+    metric,
+    current,
+    max,
+  });
+  it('lists the limits in use every worker saw, each count the largest, the fullest first', () => {
+    const merged = mergeLimits(
+      [
+        {
+          policies: [
+            {
+              policy: 'ns/p',
+              fillPercent: 90,
+              limit: 'perMetric[0] a',
+              global: true,
+              limits: [use('a', 90), use('b', 10)],
+            },
+            { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+          ],
+        },
+        {
+          policies: [
+            {
+              policy: 'ns/p',
+              fillPercent: 100,
+              limit: 'perMetric[0] c',
+              global: true,
+              limits: [use('c', 100), use('a', 90)],
+            },
+            { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+          ],
+        },
+      ],
+      2,
+    );
+    expect(merged).toEqual({
+      policies: [
+        {
+          policy: 'ns/p',
+          fillPercent: 100,
+          limit: 'perMetric[0] c',
+          global: true,
+          limits: [use('c', 100), use('a', 90)],
+        },
+        { policy: 'ns/q', fillPercent: 0, limit: '', global: false, limits: [] },
+      ],
+    });
+  });
+
+  it('is global only when every worker counted in the store', () => {
+    const part = (global: boolean, current: number) => ({
+      policies: [
+        {
+          policy: 'ns/p',
+          fillPercent: current,
+          limit: 'perMetric[0] a',
+          global,
+          limits: [use('a', current)],
+        },
+      ],
+    });
+    expect(mergeLimits([part(true, 50), part(false, 20)], 10).policies[0]).toMatchObject({
+      global: false,
+      fillPercent: 50,
+    });
   });
 });

@@ -12,6 +12,7 @@
 import type { TopDrop, TopLabel, TopMetric, TopOffendersReport } from '../../policy/reports.js';
 import type { MetricUsageRow, ReaderRow } from '../query/recorder.js';
 import type { UsageInput, UsageReadsPart } from '../query/usage.js';
+import { byFill, type LimitsReport, type LimitUse, policyFill } from './limits.js';
 import type { IngestRow } from './offenders.js';
 import { byActiveSeries, byDistinctValues, bySamples } from './top-offenders.js';
 import {
@@ -372,4 +373,35 @@ function byReads(a: ReaderRow, b: ReaderRow): number {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits (GET /api/v1/stats/limits)
+
+/**
+ * The workers' limits reports together, each policy's limits at most `perPolicy`: the union of
+ * the limits in use each worker saw, a count the largest any worker gives (with the shared store
+ * every worker gives its global count; a worker's own count is a lower bound), global when every
+ * part's was. Each part lists its `perPolicy` fullest: with global counts, the whole proxy's
+ * fullest are among them. Pure.
+ */
+export function mergeLimits(parts: readonly LimitsReport[], perPolicy: number): LimitsReport {
+  const byPolicy = new Map<string, { uses: Map<string, LimitUse>; global: boolean }>();
+  for (const part of parts) {
+    for (const p of part.policies) {
+      const had = byPolicy.get(p.policy) ?? { uses: new Map<string, LimitUse>(), global: true };
+      byPolicy.set(p.policy, had);
+      if (p.limits.length > 0) had.global &&= p.global;
+      for (const u of p.limits) {
+        const k = `${u.limit}\u0000${u.metric ?? ''}\u0000${u.label ?? ''}\u0000${u.tenant ?? ''}`;
+        const seen = had.uses.get(k);
+        if (seen === undefined || u.current > seen.current) had.uses.set(k, { ...u });
+      }
+    }
+  }
+  return {
+    policies: [...byPolicy].map(([policy, { uses, global }]) =>
+      policyFill(policy, [...uses.values()].sort(byFill), uses.size > 0 && global, perPolicy),
+    ),
+  };
 }

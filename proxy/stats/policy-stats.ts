@@ -13,8 +13,6 @@ export class PolicyStats implements EngineObserver {
   readonly #samples: Counter<'policy' | 'rule' | 'reason' | 'action' | 'mode'>;
   #pipeline: Pipeline | undefined;
   #pending = new Float64Array(0);
-  /** Samples per slot since the pipeline took effect, for the web pages. */
-  #totals = new Float64Array(0);
   #children: ReturnType<Counter<'policy' | 'rule' | 'reason' | 'action' | 'mode'>['labels']>[] = [];
   #onForwarded: EngineObserver['forwarded'] | undefined;
   #onNewSeries: EngineObserver['newSeries'] | undefined;
@@ -53,7 +51,6 @@ export class PolicyStats implements EngineObserver {
   setPipeline(pipeline: Pipeline): void {
     this.#pipeline = pipeline;
     this.#pending = new Float64Array(pipeline.slots.length);
-    this.#totals = new Float64Array(pipeline.slots.length);
     this.#children = pipeline.slots.map((s) =>
       this.#samples.labels(s.policy, s.rule, s.reason, s.action, s.mode),
     );
@@ -89,21 +86,9 @@ export class PolicyStats implements EngineObserver {
     for (let i = 0; i < pending.length; i++) {
       if (pending[i] !== 0) {
         this.#children[i]!.inc(pending[i]);
-        this.#totals[i]! += pending[i]!;
         pending[i] = 0;
       }
     }
-  }
-
-  /** Samples per rule since the current pipeline took effect, by slotKey. */
-  totals(): Map<string, number> {
-    const out = new Map<string, number>();
-    const slots = this.#pipeline?.slots ?? [];
-    for (let i = 0; i < slots.length; i++) {
-      const k = slotKey(slots[i]!);
-      out.set(k, (out.get(k) ?? 0) + (this.#totals[i] ?? 0));
-    }
-    return out;
   }
 
   get pipeline(): Pipeline | undefined {

@@ -45,7 +45,7 @@ export class History {
 
   /**
    * How much each counter grew over the last `ms` (or since the oldest snapshot, when younger),
-   * and the span actually covered. Counters that were reset (a reload) count from zero.
+   * and the span actually covered. Counters that were reset (a restart) count from zero.
    */
   increase(
     now: ReadonlyMap<string, number>,

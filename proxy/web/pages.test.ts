@@ -43,7 +43,7 @@ describe('the web pages', () => {
     );
     const offenders = new Offenders(engine, { windowMs: 60_000, maxTrackedSeries: 1000, exposeTop: 5 });
     const history = new History({ intervalMs: 1000, windowMs: 60_000, topMetrics: 5 });
-    history.record(0, policyStats.totals(), offenders.report(5));
+    history.record(0, new Map(), offenders.report(5));
     app = Fastify();
     app.addHook('onRoute', (r) => {
       routes.push({ url: r.url, access: (r.config as { access?: unknown } | undefined)?.access });
@@ -204,6 +204,89 @@ describe('the web pages with --workers N', () => {
         'Counts of 1 of 2 workers: the others did not answer in time.',
       );
       expect((await app.inject({ url: '/unused' })).body).toContain('Counts of 1 of 2 workers');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('show the counters and queues they are given (the whole proxy’s), not this process’s own', async () => {
+    const policies = validatePolicies(readConfigFile('p.yaml', POLICY).policies);
+    const pipeline = compilePipeline(policies);
+    const metrics = createProxyMetrics('1.2.3');
+    const policyStats = new PolicyStats(metrics.registry);
+    policyStats.setPipeline(pipeline);
+    const engine = new PolicyEngine(
+      pipeline,
+      { verdictCacheSize: 100, maxTrackedSeries: 100, maxTrackedLabelValues: 100, maxMetricNames: 100 },
+      policyStats,
+    );
+    const slot = pipeline.slots.find((x) => x.reason === 'metric_dropped')!;
+    const asked: string[][] = [];
+    const app = Fastify();
+    registerPages(app, {
+      version: '1.2.3',
+      upstreamUrl: 'http://upstream:9090/api/v1/write',
+      configStatus: () => ({
+        hash: 'h',
+        loadedAt: new Date(0),
+        files: [],
+        policyDetails: summarizePolicies(policies),
+        lastError: undefined,
+      }),
+      engine,
+      policyStats,
+      metrics,
+      history: new History({ intervalMs: 1000, windowMs: 60_000, topMetrics: 5 }),
+      topOffenders: () => ({ metrics: [], labels: [], drops: [] }),
+      // As the primary merges them (proxy/workers/primary.ts).
+      counters: async (names) => {
+        asked.push([...names]);
+        return [
+          {
+            name: 'cardinal_proxy_policy_samples_total',
+            values: [
+              {
+                labels: {
+                  policy: slot.policy,
+                  rule: slot.rule,
+                  reason: slot.reason,
+                  action: slot.action,
+                  mode: slot.mode,
+                },
+                value: 98765,
+              },
+            ],
+          },
+          {
+            name: 'cardinal_proxy_forward_attempts_total',
+            values: [{ labels: { outcome: 'ok' }, value: 4242 }],
+          },
+        ];
+      },
+      queues: async () => ({
+        remote_write: {
+          bytes: 777,
+          maxBytes: 2000,
+          segments: 3,
+          oldestAgeSeconds: 9,
+          full: false,
+          diskFull: false,
+        },
+      }),
+      ready: () => true,
+    });
+    try {
+      const policiesPage = (await app.inject({ url: '/policies' })).body;
+      expect(policiesPage).toContain('98765');
+      const overview = (await app.inject({ url: '/' })).body;
+      expect(overview).toContain('<td>outcome=ok</td>');
+      expect(overview).toContain('4242');
+      expect(overview).toContain('<td>remote_write</td>');
+      expect(overview).toContain('777');
+      expect(asked).toEqual([
+        ['cardinal_proxy_policy_samples_total'],
+        ['cardinal_proxy_forward_attempts_total'],
+      ]);
     } finally {
       await app.close();
     }

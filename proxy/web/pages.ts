@@ -15,6 +15,13 @@ import type { StagePlugins } from '../pipeline/plugins/load.js';
 import { formatSeries, parseSeriesFile } from '../pipeline/series.js';
 import { type SeriesResult, simulate } from '../pipeline/simulate.js';
 import type { QueueGauges } from '../queue/metrics.js';
+import {
+  type LimitsReport,
+  type LimitUse,
+  limitsReport,
+  MAX_COUNTED,
+  type PolicyLimitFill,
+} from '../stats/limits.js';
 import type { ProxyMetrics } from '../stats/metrics.js';
 import { type PolicyStats, slotKey } from '../stats/policy-stats.js';
 import type { TopOffendersReport } from '../stats/top-offenders.js';
@@ -49,7 +56,15 @@ export interface WebDeps {
   /** With --workers N the whole proxy's (proxy/workers/stats.ts). */
   readonly topOffenders: (limit: number) => TopOffendersReport | Promise<TopOffendersReport>;
   readonly unused?: ((limit: number) => UnusedReport | Promise<UnusedReport>) | undefined;
-  readonly queues?: (() => Record<string, QueueGauges>) | undefined;
+  /** With --workers N the totals over every worker's queues (proxy/workers/queues.ts). */
+  readonly queues?: (() => Record<string, QueueGauges> | Promise<Record<string, QueueGauges>>) | undefined;
+  /**
+   * Counters by name, as /metrics counts them: with --workers N the whole proxy's, from the
+   * primary's merge (proxy/workers/primary.ts); without, this process's registry.
+   */
+  readonly counters?: ((names: readonly string[]) => Promise<CounterJson[]>) | undefined;
+  /** GET /api/v1/stats/limits with each policy's `perPolicy` fullest: with --workers N every worker's. */
+  readonly limits?: ((perPolicy: number) => Promise<LimitsReport>) | undefined;
   /** Hook for read-path usage; absent, the unused page says it is not collected. */
   readonly readUsage?: (() => ReadUsage) | undefined;
   readonly ready: () => boolean;
@@ -62,6 +77,8 @@ export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const PLAYGROUND_MAX_BYTES = 256 * 1024;
+/** Limits in use listed per policy for /policies: as many as the store counts in one report. */
+const PAGE_LIMITS = MAX_COUNTED;
 const PLAYGROUND_MAX_SERIES = 1000;
 
 export function registerPages(app: FastifyInstance, deps: WebDeps): void {
@@ -95,7 +112,7 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
 
   app.get('/', admin, async (_req, reply) => send(reply, render('/', 'Overview', await overview(deps))));
   app.get('/policies', admin, async (_req, reply) =>
-    send(reply, render('/policies', 'Policies', policies(deps))),
+    send(reply, render('/policies', 'Policies', await policies(deps))),
   );
   app.get('/offenders', admin, async (_req, reply) =>
     send(reply, render('/offenders', 'Top offenders', await offenders(deps), true)),
@@ -121,8 +138,8 @@ export function registerPages(app: FastifyInstance, deps: WebDeps): void {
 
 async function overview(deps: WebDeps): Promise<Fragment> {
   const s = deps.configStatus();
-  const attempts = await counterValues(deps.metrics, 'cardinal_proxy_forward_attempts_total');
-  const queues = deps.queues?.() ?? {};
+  const attempts = await counterValues(deps, 'cardinal_proxy_forward_attempts_total');
+  const queues = (await deps.queues?.()) ?? {};
   return html`
 <dl>
 <dt>Version</dt><dd>${deps.version}</dd>
@@ -169,15 +186,18 @@ ${[
 </ul>`;
 }
 
-function policies(deps: WebDeps): Fragment {
+async function policies(deps: WebDeps): Promise<Fragment> {
   const s = deps.configStatus();
-  const totals = deps.policyStats.totals();
+  const totals = await policyTotals(deps);
   const nowMs = Date.now();
   const recent = deps.history.increase(totals, nowMs, 5 * 60_000);
   const pipeline = deps.engine.pipeline;
   if (s.policyDetails.length === 0)
     return html`<p class="empty">No policies are loaded: every series is forwarded as it came.</p>`;
-  return html`<p class="note">Policies in the order they apply. Samples per rule since the configuration was loaded, and over the last ${Math.round(recent.span / 1000)} s (up to 5 minutes).</p>
+  // Every limit in use, each count the shared store's when there is one (all workers, all replicas).
+  const report = await (deps.limits?.(PAGE_LIMITS) ?? limitsReport(deps.engine, nowMs, PAGE_LIMITS));
+  const fill = new Map(report.policies.map((f) => [f.policy, f]));
+  return html`<p class="note">Policies in the order they apply. Samples per rule since the proxy started (as <code>cardinal_proxy_policy_samples_total</code> counts them), and over the last ${Math.round(recent.span / 1000)} s (up to 5 minutes).</p>
 ${s.policyDetails.map((p) => {
   const compiled = pipeline.policies.find((c) => c.id === p.id);
   // The tenant limit's counter exists for every policy with limits; show it only when configured.
@@ -201,54 +221,47 @@ ${s.policyDetails.map((p) => {
   return html`<h2 id="${p.id}">${p.id} <span class="note">${p.mode}, priority ${p.priority}</span></h2>
 <p class="note">${p.source}${p.selector === null ? '' : html` · selector <code>${p.selector}</code>`}${p.tenants === null ? '' : html` · tenants ${p.tenants.join(', ')}`} · rules: ${p.rules.relabel} relabel, ${p.rules.drop} drop, ${p.rules.standards} standards, ${p.rules.limits} limits, ${p.rules.unused} unused</p>
 ${table(['rule', 'reason', 'action', 'samples', 'last 5 min'], rows, 'No rules.', [3, 4])}
-${compiled?.limits === undefined ? '' : limitFullness(deps.engine, compiled.index)}`;
+${compiled?.limits === undefined ? '' : limitFullness(deps.engine, compiled.index, fill.get(p.id))}`;
 })}`;
 }
 
-/** How full each limit is: the fullest metrics of each rule, active series against the limit. */
-function limitFullness(engine: PolicyEngine, policyIndex: number): Fragment {
+/**
+ * How full each limit is: per rule, its fullest metric (active series or label values against the
+ * limit) and how many metrics are at it, from the limits report (GET /api/v1/stats/limits).
+ */
+function limitFullness(
+  engine: PolicyEngine,
+  policyIndex: number,
+  fill: PolicyLimitFill | undefined,
+): Fragment {
   const policy = engine.pipeline.policies[policyIndex]!;
-  const state = engine.limitStates()[policyIndex];
   const limits = policy.limits!;
-  if (state === undefined) return html``;
-  const names = engine.interner;
+  if (fill === undefined) return html``;
   const rows: (string | number)[][] = [];
-  const fullest = (
-    matches: (name: string) => boolean,
-    count: (i: number) => number,
-    max: number,
-    rule: string,
-  ) => {
-    let best = { metric: '', n: 0 };
+  const rule = (id: string, max: number, name: string) => {
+    let best: LimitUse | undefined;
     let atLimit = 0;
-    for (let i = 0; i < names.size; i++) {
-      const name = names.name(i);
-      if (!matches(name)) continue;
-      const n = count(i);
-      if (n >= max) atLimit++;
-      if (n > best.n) best = { metric: name, n };
+    for (const u of fill.limits) {
+      if (u.limit !== id) continue;
+      if (u.current >= max) atLimit++;
+      if (best === undefined || u.current > best.current) best = u;
     }
-    rows.push([rule, best.metric || '-', best.n, max, `${Math.round((100 * best.n) / max)}%`, atLimit]);
+    const n = best?.current ?? 0;
+    rows.push([name, best?.metric ?? '-', n, max, `${Math.round((100 * n) / max)}%`, atLimit]);
   };
   limits.perMetric.forEach((m, i) => {
-    fullest(
-      (n) => m.metric.matches(n),
-      (b) => state.series.count(b),
-      m.maxSeries,
-      `${engine.pipeline.slots[m.slot]?.rule ?? `limits.perMetric[${i}]`}: ${m.metric.source}`,
-    );
+    const id = `perMetric[${i}]`;
+    rule(id, m.maxSeries, `${engine.pipeline.slots[m.slot]?.rule ?? `limits.${id}`}: ${m.metric.source}`);
   });
   limits.perLabel.forEach((l, i) => {
-    const tracker = state.labels[i]!;
-    fullest(
-      (n) => l.metric === undefined || l.metric.matches(n),
-      (b) => tracker.count(b),
-      l.maxValues,
-      `${engine.pipeline.slots[l.slot]?.rule ?? `limits.perLabel[${i}]`}: label ${l.label}`,
-    );
+    const id = `perLabel[${i}]`;
+    rule(id, l.maxValues, `${engine.pipeline.slots[l.slot]?.rule ?? `limits.${id}`}: label ${l.label}`);
   });
+  const scope = fill.global
+    ? html`<p class="note">Counts over every worker and replica (the shared limit store's).</p>`
+    : '';
   return html`<h3>Limits (window ${Math.round(limits.windowMs / 1000)} s)</h3>
-${table(['limit', 'fullest metric', 'active', 'limit', 'full', 'metrics at the limit'], rows, 'No limits.', [2, 3, 4, 5])}`;
+${scope}${table(['limit', 'fullest metric', 'active', 'limit', 'full', 'metrics at the limit'], rows, 'No limits.', [2, 3, 4, 5])}`;
 }
 
 /**
@@ -458,15 +471,47 @@ function playgroundPipeline(
 
 // ---------------------------------------------------------------------------------------------
 
+/** A counter as prom-client's getMetricsAsJSON gives it. */
+export interface CounterJson {
+  readonly name: string;
+  readonly values: readonly {
+    readonly labels: Partial<Record<string, string | number>>;
+    readonly value: number;
+  }[];
+}
+
 async function counterValues(
-  metrics: ProxyMetrics,
+  deps: Pick<WebDeps, 'counters' | 'metrics'>,
   name: string,
 ): Promise<{ labels: Record<string, string | number>; value: number }[]> {
-  const m = await metrics.registry.getSingleMetric(name)?.get();
+  const json =
+    deps.counters === undefined
+      ? [await deps.metrics.registry.getSingleMetric(name)?.get()]
+      : await deps.counters([name]);
+  const m = json.find((c) => c?.name === name);
   return (m?.values ?? []).map((v) => ({
     labels: v.labels as Record<string, string | number>,
     value: v.value,
   }));
+}
+
+/** Samples per rule since start, by slotKey, from cardinal_proxy_policy_samples_total. */
+export async function policyTotals(
+  deps: Pick<WebDeps, 'counters' | 'metrics'>,
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const v of await counterValues(deps, 'cardinal_proxy_policy_samples_total')) {
+    const l = v.labels;
+    const k = slotKey({
+      policy: String(l.policy),
+      rule: String(l.rule),
+      reason: String(l.reason),
+      action: String(l.action),
+      mode: String(l.mode),
+    });
+    out.set(k, (out.get(k) ?? 0) + v.value);
+  }
+  return out;
 }
 
 function labelText(labels: Record<string, string | number>): string {

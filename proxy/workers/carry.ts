@@ -111,11 +111,15 @@ export class CounterCarry {
   }
 }
 
-/** A worker's side: its counters and histograms alone, without running the gauges' collect(). */
-export async function countersOf(registry: Registry): Promise<MetricsJson> {
+/**
+ * A worker's side: its counters and histograms alone (those named in `names`, when given), without
+ * running the gauges' collect().
+ */
+export async function countersOf(registry: Registry, names?: readonly string[]): Promise<MetricsJson> {
   const metrics = registry
     .getMetricsAsArray()
-    .filter((m) => carried({ name: m.name, type: String((m as { type?: unknown }).type) }));
+    .filter((m) => carried({ name: m.name, type: String((m as { type?: unknown }).type) }))
+    .filter((m) => names === undefined || names.includes(m.name));
   return (await Promise.all(
     metrics.map((m) => (m as unknown as { get(): Promise<Metric> | Metric }).get()),
   )) as MetricsJson;

@@ -101,6 +101,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     live: () => live().map((s) => s.rpc),
     registry,
     exposeTop: options.stats.exposeTop,
+    usageGauges: options.query !== undefined,
   });
   let stopping = false;
   let failed = false;
@@ -111,16 +112,25 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
 
   // Whole-proxy /metrics: each live worker's registry as JSON, and the primary's own.
   // Besides the merge, each worker's count of answered requests, so an uneven spread shows.
-  const metricsText = async (): Promise<string> => {
-    // Every index, running or not: a worker being started again contributes what it had counted.
-    const indexes = Array.from({ length: workers }, (_, i) => i);
-    const parts = await Promise.all(
-      indexes.map(async (i) => {
+  // Every index, running or not: a worker being started again contributes what it had counted.
+  const workerParts = (op: 'metrics.collect' | 'metrics.counters') =>
+    Promise.all(
+      Array.from({ length: workers }, async (_, i) => {
         const s = live().find((l) => l.index === i);
-        const raw = await s?.rpc.call<Json>('metrics.collect', undefined, 5000).catch(() => undefined);
+        const raw = await s?.rpc.call<Json>(op, undefined, 5000).catch(() => undefined);
         return carry.part(i, raw);
       }),
     );
+  // The counters of the pages (proxy/web/pages.ts): summed over the workers as /metrics sums them.
+  // Every counter is collected (the carry keeps what it last saw of each), the named ones merged.
+  const mergedCounters = async (names: readonly string[]): Promise<Json> => {
+    const parts = await workerParts('metrics.counters');
+    return (await AggregatorRegistry.aggregate(
+      parts.map((p) => p.filter((m) => names.includes(m.name))),
+    ).getMetricsAsJSON()) as Json;
+  };
+  const metricsText = async (): Promise<string> => {
+    const parts = await workerParts('metrics.collect');
     const perWorker = parts.map((part, i) => ({
       labels: { worker: String(i) },
       value: (part.find((m) => m.name === 'cardinal_proxy_requests_total')?.values ?? []).reduce(
@@ -186,6 +196,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
     rpc.handle('config.get', () => current);
     rpc.handle('config.reload', (arg) => reload(arg === true));
     rpc.handle('metrics.text', () => metricsText());
+    rpc.handle('metrics.counters.merged', (names) => mergedCounters(names as readonly string[]));
     serveQueues(rpc, { workers, live });
     rpc.handle('worker.ready', async () => {
       slot.ready = true;

@@ -101,6 +101,7 @@ describe('wholeProxyStats', () => {
     const own = {
       topOffenders: () => ({ metrics: [{ metric: 'bomb', activeSeries: 3 }], labels: [], drops: [] }),
       unused: () => ({ usageDocuments: 0, policies: [], used: [], usedTotal: 0 }),
+      limits: async () => ({ policies: [] }),
     };
     const reports = wholeProxyStats({ index: 1, count: 2, rpc: worker }, own);
     expect(await reports.topOffenders(10)).toEqual({
@@ -108,5 +109,6 @@ describe('wholeProxyStats', () => {
       workers: { answered: 1, of: 2 },
     });
     expect(reports.usage).toBeUndefined();
+    expect(await reports.limits(10)).toEqual({ policies: [], workers: { answered: 1, of: 2 } });
   });
 });

@@ -15,11 +15,15 @@
 
 import type { Registry } from 'prom-client';
 import type { TopOffendersReport } from '../../policy/reports.js';
+import { registerUsageGauges, topReads24h, type UsageGauges } from '../query/metrics.js';
+import { OTHER_READER } from '../query/recorder.js';
 import type { UsageService } from '../query/usage.js';
 import { buildUsageReport, type UsageInput, type UsageQuery, type UsageReportJson } from '../query/usage.js';
+import type { LimitsReport } from '../stats/limits.js';
 import {
   limitOffenders,
   type MergedOffenders,
+  mergeLimits,
   mergeOffenders,
   mergeUnused,
   mergeUsage,
@@ -56,6 +60,8 @@ export interface PrimaryStatsOptions {
   readonly registry: Registry;
   /** --stats.expose-top. */
   readonly exposeTop: number;
+  /** Whether the workers keep usage statistics (--query.*): the usage gauges come from their merge. */
+  readonly usageGauges?: boolean;
   readonly partTimeoutMs?: number;
   readonly cacheMs?: number;
   readonly now?: () => number;
@@ -110,6 +116,10 @@ export function servePrimaryStats(opts: PrimaryStatsOptions): { attach(rpc: Rpc)
     return { report: limitOffenders(merged.report, n), activeSeries: merged.activeSeries };
   });
 
+  if (opts.usageGauges === true) {
+    registerUsageGauges(opts.registry, opts.exposeTop, async (n) => usageGaugesOf((await usage()).input, n));
+  }
+
   return {
     attach(rpc) {
       rpc.handle('stats.top-offenders', async (limit) => {
@@ -119,6 +129,11 @@ export function servePrimaryStats(opts: PrimaryStatsOptions): { attach(rpc: Rpc)
       rpc.handle('stats.unused', async (limit) => {
         const { report, workers } = await unused();
         return { ...limitUnused(report, Number(limit)), workers };
+      });
+      // Not kept: a limits report is one pass per worker and one round trip to the store.
+      rpc.handle('stats.limits', async (perPolicy) => {
+        const { parts, workers } = await gather<LimitsReport>('stats.part.limits', perPolicy);
+        return { ...mergeLimits(parts, Number(perPolicy)), workers };
       });
       rpc.handle('stats.usage', async (query) => {
         const { input, workers } = await usage();
@@ -140,6 +155,16 @@ function usageAnswer(input: UsageInput, q: UsageQuery, workers: WorkersAnswered)
   return { ...buildUsageReport(input, q), workers };
 }
 
+/** The usage gauges of the merged reads, with the top `n` read metrics. Pure. */
+export function usageGaugesOf(input: UsageInput, n: number): UsageGauges {
+  return {
+    trackedMetrics: input.trackedMetrics,
+    trackedReaders: input.readers.filter((r) => r.reader !== OTHER_READER).length,
+    untrackedReads: input.untrackedReads,
+    top: n === 0 ? [] : topReads24h(input.rows, n),
+  };
+}
+
 /** The report with each list at most `limit` long (its totals are over every row). */
 export function limitUnused(report: UnusedReport, limit: number): UnusedReport {
   return {
@@ -159,12 +184,15 @@ export interface StatsSources {
   readonly unused: UnusedStats;
   /** With --query.upstream or --query.log-file; `readPath` with --query.upstream. */
   readonly usage?: { readonly service: UsageService; readonly readPath: boolean } | undefined;
+  /** This worker's limits report (proxy/stats/limits.ts), each policy's `perPolicy` fullest. */
+  readonly limits: (perPolicy: number) => Promise<LimitsReport>;
 }
 
 /** The worker's end: its parts, for the primary to merge. */
 export function serveStatsParts(ctx: WorkerContext, sources: StatsSources): void {
   ctx.rpc.handle('stats.part.offenders', () => sources.offenders.part(Date.now()));
   ctx.rpc.handle('stats.part.unused', (limit) => sources.unused.part(Number(limit), Date.now()));
+  ctx.rpc.handle('stats.part.limits', (perPolicy) => sources.limits(Number(perPolicy)));
   const usage = sources.usage;
   if (usage !== undefined) {
     ctx.rpc.handle(
@@ -182,6 +210,7 @@ export interface OwnStats {
   readonly topOffenders: (limit: number) => TopOffendersReport;
   readonly unused: (limit: number) => UnusedReport;
   readonly usage?: ((q: UsageQuery) => UsageReportJson) | undefined;
+  readonly limits: (perPolicy: number) => Promise<LimitsReport>;
 }
 
 /**
@@ -196,12 +225,13 @@ export function wholeProxyStats(
   topOffenders: (limit: number) => Promise<Answered<TopOffendersReport>>;
   unused: (limit: number) => Promise<Answered<UnusedReport>>;
   usage: ((q: UsageQuery) => Promise<Answered<UsageReportJson>>) | undefined;
+  limits: (perPolicy: number) => Promise<Answered<LimitsReport>>;
 } {
-  const ask = async <T>(op: string, arg: unknown, alone: () => T): Promise<Answered<T>> => {
+  const ask = async <T>(op: string, arg: unknown, alone: () => T | Promise<T>): Promise<Answered<T>> => {
     try {
       return await ctx.rpc.call<Answered<T>>(op, arg, timeoutMs);
     } catch {
-      return { ...alone(), workers: { answered: 1, of: ctx.count } };
+      return { ...(await alone()), workers: { answered: 1, of: ctx.count } };
     }
   };
   const usage = own.usage;
@@ -209,5 +239,6 @@ export function wholeProxyStats(
     topOffenders: (limit) => ask('stats.top-offenders', limit, () => own.topOffenders(limit)),
     unused: (limit) => ask('stats.unused', limit, () => own.unused(limit)),
     usage: usage === undefined ? undefined : (q) => ask('stats.usage', q, () => usage(q)),
+    limits: (perPolicy) => ask('stats.limits', perPolicy, () => own.limits(perPolicy)),
   };
 }

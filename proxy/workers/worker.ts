@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Gauge, type Registry } from 'prom-client';
-import { countersOf } from './carry.js';
+import { countersOf, type MetricsJson } from './carry.js';
 import { readCpuQuota, workersFor } from './cgroup.js';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './primary.js';
 import { Rpc } from './rpc.js';
@@ -60,4 +60,18 @@ export function serveMetrics(ctx: WorkerContext, registry: Registry): void {
   ctx.rpc.handle('metrics.collect', () => registry.getMetricsAsJSON());
   // The primary's periodic collection, so a restarted worker's counters go on from these.
   ctx.rpc.handle('metrics.counters', () => countersOf(registry));
+}
+
+/**
+ * Counters by name for the whole proxy, as the merged /metrics counts them (the pages' counters):
+ * asked of the primary, or this worker's own when it does not answer.
+ */
+export function wholeProxyCounters(
+  ctx: WorkerContext,
+  registry: Registry,
+): (names: readonly string[]) => Promise<MetricsJson> {
+  return (names) =>
+    ctx.rpc
+      .call<MetricsJson>('metrics.counters.merged', names, 10_000)
+      .catch(() => countersOf(registry, names));
 }

@@ -102,6 +102,32 @@ function getJson<T>(url: string): Promise<T> {
   });
 }
 
+/** GETs text on a connection of its own. */
+function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent: false }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => {
+        text += c.toString();
+      });
+      res.on('end', () => resolve(text));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** The cells of each table row of a page, from `from` (a heading) to the next h2 heading. */
+function pageRows(page: string, from: string): string[][] {
+  const start = page.indexOf(from);
+  if (start < 0) throw new Error(`the page has no ${from}`);
+  const next = page.indexOf('<h2', start + from.length);
+  const part = page.slice(start, next < 0 ? undefined : next);
+  return [...part.matchAll(/<tr>(.*?)<\/tr>/g)]
+    .map((r) => [...r[1]!.matchAll(/<td[^>]*>(.*?)<\/td>/g)].map((c) => c[1]!))
+    .filter((cells) => cells.length > 0);
+}
+
 type Workers = { answered: number; of: number };
 type TopReport = {
   metrics: { metric: string; activeSeries: number }[];
@@ -239,6 +265,30 @@ describe('--workers 2', () => {
       `${proxy.url}/api/v1/stats/limits`,
     );
     expect(limits.policies[0]?.limits[0]).toMatchObject({ current: 500, max: 500 });
+    // A metric one request brought to one worker is listed by either (the workers' lists merged).
+    const solo = snappyEncode(
+      encodeWriteRequestV1({
+        timeseries: [0, 1, 2].map((j) => ({
+          labels: [
+            { name: '__name__', value: 'cardinal_bomb_solo' },
+            { name: 'id', value: String(j) },
+          ],
+          samples: [{ value: j, timestamp: Date.now() }],
+          exemplars: [],
+          histograms: [],
+        })),
+        metadata: [],
+      }),
+    );
+    expect(await post(proxy.writeUrl, solo)).toBe(204);
+    for (let i = 0; i < 6; i++) {
+      const each = await getJson<{
+        policies: { limits: { metric?: string; current: number }[] }[];
+        workers: Workers;
+      }>(`${proxy.url}/api/v1/stats/limits`);
+      expect(each.workers).toEqual({ answered: 2, of: 2 });
+      expect(each.policies[0]?.limits.find((l) => l.metric === 'cardinal_bomb_solo')?.current).toBe(3);
+    }
 
     // The statistics of the whole proxy, whichever worker answers. Every scrape reaches one worker
     // and holds all the bomb's series, so both workers forwarded the same 500 admitted ones (a sum
@@ -290,6 +340,11 @@ describe('--workers 2', () => {
       );
       expect(res.status).toBe('success');
     }
+    // The primary keeps a merge for 1 s, and the usage gauges of the /metrics above made one.
+    await eventually(async () => {
+      const usage = await getJson<UsageAnswer>(`${proxy.url}/api/v1/stats/usage?limit=1000`);
+      expect(usage.metrics.find((m) => m.metric === 'cardinal_test_direct')?.reads['30d']).toBe(10);
+    });
     for (let i = 0; i < 4; i++) {
       const usage = await getJson<UsageAnswer>(`${proxy.url}/api/v1/stats/usage?limit=1000`);
       expect(usage.workers).toEqual(workersBoth);
@@ -297,6 +352,61 @@ describe('--workers 2', () => {
       expect(row?.reads['30d']).toBe(10);
       expect(row?.ingest?.activeSeries).toBe(120);
       expect(usage.metrics.find((m) => m.metric === 'cardinal_bomb')?.ingest?.activeSeries).toBe(500);
+    }
+
+    // The usage gauges are the whole proxy's, not summed over the workers: both tracked the one
+    // metric read (a sum would say 2 tracked metrics and 2 x their reads).
+    const usageGauges = await metrics();
+    const usageGauge = (name: string, labels: Record<string, string> = {}) =>
+      usageGauges
+        .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+        .map((s) => s.value);
+    expect(usageGauge('cardinal_proxy_usage_tracked_metrics')).toEqual([1]);
+    expect(
+      usageGauge('cardinal_proxy_usage_top_metric_reads_24h', { metric: 'cardinal_test_direct' }),
+    ).toEqual([10]);
+    expect(usageGauge('cardinal_proxy_usage_tracked_readers')).toEqual([1]);
+
+    // The pages, from either worker, show the whole proxy's counters (between two /metrics taken
+    // before and after: one worker's alone would be below the first), queues and limits.
+    const bombsRules = async () =>
+      (await metrics())
+        .filter(
+          (x) => x.name === 'cardinal_proxy_policy_samples_total' && x.labels.policy === 'platform/bombs',
+        )
+        .reduce((a, x) => a + x.value, 0);
+    const attempts = () => sum('cardinal_proxy_forward_attempts_total');
+    const status = await getJson<{ queues: { remote_write: { maxBytes: number } } }>(
+      `${proxy.url}/api/v1/status/queue`,
+    );
+    for (let i = 0; i < 4; i++) {
+      const [rulesBefore, attemptsBefore] = [await bombsRules(), await attempts()];
+      const policiesPage = await getText(`${proxy.url}/policies`);
+      const overview = await getText(`${proxy.url}/`);
+      const [rulesAfter, attemptsAfter] = [await bombsRules(), await attempts()];
+      const bombs = pageRows(policiesPage, '<h2 id="platform/bombs">');
+      const ruleSamples = bombs.filter((r) => r.length === 5).reduce((a, r) => a + Number(r[3]), 0);
+      expect(ruleSamples).toBeGreaterThanOrEqual(rulesBefore);
+      expect(ruleSamples).toBeLessThanOrEqual(rulesAfter);
+      expect(rulesBefore).toBeGreaterThan(0);
+      // The limit's fullness: the store's count of the bomb's series, at its limit.
+      expect(bombs.find((r) => r.length === 6)).toEqual([
+        'limits.perMetric[0]: cardinal_bomb.*',
+        'cardinal_bomb',
+        '500',
+        '500',
+        '100%',
+        '1',
+      ]);
+      const pageAttempts = pageRows(overview, '<h2>Upstream attempts</h2>').reduce(
+        (a, r) => a + Number(r[1]),
+        0,
+      );
+      expect(pageAttempts).toBeGreaterThanOrEqual(attemptsBefore);
+      expect(pageAttempts).toBeLessThanOrEqual(attemptsAfter);
+      // Both workers' queues: the room of both (one worker's is half).
+      const queueRow = pageRows(overview, '<h2>Queues</h2>').find((r) => r[0] === 'remote_write');
+      expect(Number(queueRow?.[2])).toBe(status.queues.remote_write.maxBytes);
     }
 
     // A reload swaps both workers: one hash in every answer and in /metrics, the new limit in force.
