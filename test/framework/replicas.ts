@@ -233,21 +233,26 @@ export async function diagnose(stack: ReplicaStack, before: readonly number[]): 
       lines.push(`proxy-${i}: /metrics: ${String(err)}`);
     }
   }
-  try {
-    const r = (await (await fetch(`${stack.proxies[0]!.url}/api/v1/stats/limits`)).json()) as {
-      policies: {
-        policy: string;
-        global: boolean;
-        limits: { limit: string; metric?: string; current: number; max: number }[];
-      }[];
-    };
-    for (const p of r.policies)
-      for (const l of p.limits)
-        lines.push(
-          `store (${p.global ? 'global' : 'proxy-0 alone'}): ${p.policy} ${l.limit}${l.metric === undefined ? '' : ` ${l.metric}`} ${l.current}/${l.max}`,
-        );
-  } catch (err) {
-    lines.push(`/api/v1/stats/limits: ${String(err)}`);
+  // Each replica lists the limits it tracks itself, with the store's counts when global.
+  const counted = new Set<string>();
+  for (let i = 0; i < stack.proxies.length; i++) {
+    try {
+      const r = (await (await fetch(`${stack.proxies[i]!.url}/api/v1/stats/limits`)).json()) as {
+        policies: {
+          policy: string;
+          global: boolean;
+          limits: { limit: string; metric?: string; current: number; max: number }[];
+        }[];
+      };
+      for (const p of r.policies)
+        for (const l of p.limits)
+          counted.add(
+            `${p.global ? 'store' : `proxy-${i} alone`}: ${p.policy} ${l.limit}${l.metric === undefined ? '' : ` ${l.metric}`} ${l.current}/${l.max}`,
+          );
+    } catch (err) {
+      counted.add(`proxy-${i} /api/v1/stats/limits: ${String(err)}`);
+    }
   }
+  lines.push(...counted);
   return lines.join('\n');
 }
