@@ -213,3 +213,60 @@ describe('PolicyEngine with a shared limit store', () => {
     expect(touched).toBe(10);
   });
 });
+
+/** A store whose next `admit` waits until `release` is called: a request held in flight. */
+function gated(store: MemoryLimitStore) {
+  let hold: Promise<void> | undefined;
+  let release = () => {};
+  const s: LimitStore = {
+    admit: async (c: readonly AdmissionCheck[], now: number) => {
+      const wait = hold;
+      hold = undefined;
+      if (wait !== undefined) await wait;
+      return store.admit(c, now);
+    },
+    touch: (...args: Parameters<MemoryLimitStore['touch']>) => store.touch(...args),
+    get available() {
+      return store.available;
+    },
+    counts: (scopes, now) => store.counts(scopes, now),
+    status: () => store.status(),
+    close: () => store.close(),
+  };
+  return {
+    store: s,
+    holdNext() {
+      hold = new Promise((r) => {
+        release = r;
+      });
+    },
+    release: () => release(),
+  };
+}
+
+describe('PolicyEngine with a shared limit store that answers', () => {
+  const tenantBomb = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => ts({ __name__: 't', id: String(from + i) }));
+  const spec: MetricPolicySpecT = { limits: { perTenantMaxSeries: 9 } };
+
+  it('never admits a series on its own share while the store answers, with requests in flight together', async () => {
+    const memory = new MemoryLimitStore(3);
+    const g = gated(memory);
+    // Three replicas: each one's share, were the store down, would be 3.
+    const a = replica(spec, g.store, 3);
+    const b = replica(spec, memory, 3);
+    const t0 = 1_000_000_000_000;
+    expect(await send(b, tenantBomb(0, 9), t0)).toHaveLength(9);
+    // Refused at t0: replica a refuses series 100 again without asking for the next 5 s.
+    expect(await send(a, tenantBomb(100, 1), t0)).toEqual([]);
+    // A request with 101 (new, asked about) and then 100 (refused lately, not asked about) waits
+    // for the store...
+    g.holdNext();
+    const held = send(a, [...tenantBomb(101, 1), ...tenantBomb(100, 1)], t0 + 1000);
+    // ... while a later request on the same replica goes through, 6 s on.
+    expect(await send(a, tenantBomb(200, 600), t0 + 7000)).toEqual([]);
+    g.release();
+    expect(await held).toEqual([]);
+    expect(memory.size([...memory.scopes.keys()][0]!.split('\0')[0]!)).toBe(9);
+  });
+});

@@ -196,7 +196,63 @@ export async function expectHeld(
     console.log(
       `${selector}: ${admitted} admitted; ${fellBack} replica(s) fell back to their share meanwhile`,
     );
-  expect(admitted).toBeLessThanOrEqual(limit + fellBack * Math.floor(limit / 3));
+  const bound = limit + fellBack * Math.floor(limit / 3);
+  if (admitted > bound || (fellBack === 0 && admitted !== limit))
+    console.log(
+      `${selector}: ${admitted} admitted, expected ${fellBack === 0 ? limit : `<= ${bound}`}\n${await diagnose(stack, before)}`,
+    );
+  expect(admitted).toBeLessThanOrEqual(bound);
   if (fellBack === 0) expect(admitted).toBe(limit);
   return admitted;
+}
+
+/**
+ * What each replica says about its limits, for a failed expectHeld: the store's answers, admit
+ * errors (since `before`) and fallback state, and the store's own counts of the fullest limits.
+ */
+export async function diagnose(stack: ReplicaStack, before: readonly number[]): Promise<string> {
+  const lines: string[] = [];
+  for (let i = 0; i < stack.proxies.length; i++) {
+    const p = stack.proxies[i]!;
+    try {
+      const s = parseExposition(await (await fetch(p.metricsUrl)).text());
+      const sum = (name: string, labels: Record<string, string> = {}) =>
+        s
+          .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+          .reduce((a, x) => a + x.value, 0);
+      const answers = ['known', 'admitted', 'refused', 'skipped']
+        .map((a) => `${a} ${sum('cardinal_proxy_limits_store_answers_total', { answer: a })}`)
+        .join(', ');
+      const errors = sum('cardinal_proxy_limits_store_errors_total', { op: 'admit' });
+      lines.push(
+        `proxy-${i}: store answers ${answers}; admit round trips ${sum('cardinal_proxy_limits_store_round_trips_total', { op: 'admit' })}; ` +
+          `admit errors ${errors} (${errors - (before[i] ?? 0)} new); fallback ${sum('cardinal_proxy_limits_store_fallback')}; ` +
+          `refreshed ${sum('cardinal_proxy_limits_store_refreshed_total')}, refresh dropped ${sum('cardinal_proxy_limits_store_refresh_dropped_total')}`,
+      );
+    } catch (err) {
+      lines.push(`proxy-${i}: /metrics: ${String(err)}`);
+    }
+  }
+  // Each replica lists the limits it tracks itself, with the store's counts when global.
+  const counted = new Set<string>();
+  for (let i = 0; i < stack.proxies.length; i++) {
+    try {
+      const r = (await (await fetch(`${stack.proxies[i]!.url}/api/v1/stats/limits`)).json()) as {
+        policies: {
+          policy: string;
+          global: boolean;
+          limits: { limit: string; metric?: string; current: number; max: number }[];
+        }[];
+      };
+      for (const p of r.policies)
+        for (const l of p.limits)
+          counted.add(
+            `${p.global ? 'store' : `proxy-${i} alone`}: ${p.policy} ${l.limit}${l.metric === undefined ? '' : ` ${l.metric}`} ${l.current}/${l.max}`,
+          );
+    } catch (err) {
+      counted.add(`proxy-${i} /api/v1/stats/limits: ${String(err)}`);
+    }
+  }
+  lines.push(...counted);
+  return lines.join('\n');
 }

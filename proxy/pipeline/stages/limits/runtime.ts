@@ -343,8 +343,12 @@ export class LimitsRuntime implements SeriesRuntime {
 
   /**
    * Shared store: whether key (bucket, hash) of a tracker is admitted. Known keys pass (and their
-   * activity is told to the store when due); otherwise the store's answer decides, or, without one,
-   * the local tracker with this replica's share of the limit.
+   * activity is told to the store when due); otherwise, while the store answers, only its yes
+   * admits: a key it was not asked about was refused lately when `gather` looked (that refusal may
+   * have expired since, as other requests ran while this one waited), or an earlier check of the
+   * series stopped it. The local tracker with this replica's share of the limit decides while the
+   * store is down (`pass.local`), and for a series this pass rewrote to its overflow series
+   * (`alone`: that series is this replica's own, README "Limits across replicas").
    */
   #decide(
     pass: Pass,
@@ -354,6 +358,7 @@ export class LimitsRuntime implements SeriesRuntime {
     bucket: number,
     hash: number,
     limit: number,
+    alone: boolean,
   ): boolean {
     if (this.#known(pass, state, kind, j, bucket, hash)) return true;
     const shared = this.#ctx.shared!;
@@ -370,12 +375,14 @@ export class LimitsRuntime implements SeriesRuntime {
         return false;
       }
     }
-    if (
-      !pass.local &&
-      state.refused.length > 0 &&
-      this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
-    )
-      return false;
+    if (!pass.local) {
+      if (!alone) return false;
+      if (
+        state.refused.length > 0 &&
+        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+      )
+        return false;
+    }
     const r = tracker.admit(bucket, hash, pass.nowMs, fallbackShare(limit, shared.replicas));
     if (r === ADMIT_NEW) {
       // Admitted on this replica's own: the store learns of it (batched), so its counts hold it.
@@ -408,7 +415,19 @@ export class LimitsRuntime implements SeriesRuntime {
       if (l === undefined) continue;
       const state = this.#limits[p.index]!;
       if (state.tenants !== undefined && l.perTenantMaxSeries !== undefined) {
-        if (!this.#decide(pass, state, SCOPE_TENANT, 0, pass.tenantIdx, current.hash, l.perTenantMaxSeries)) {
+        const alone = current !== entry;
+        if (
+          !this.#decide(
+            pass,
+            state,
+            SCOPE_TENANT,
+            0,
+            pass.tenantIdx,
+            current.hash,
+            l.perTenantMaxSeries,
+            alone,
+          )
+        ) {
           ctx.slot(l.tenantSlot, current.metric, samples);
           if (!p.dryRun) return undefined;
         }
@@ -418,7 +437,18 @@ export class LimitsRuntime implements SeriesRuntime {
       if (rule === undefined) {
         // No limit on this metric: tracked here for statistics only, never asked about.
         state.series.admit(current.metric, current.hash, pass.nowMs, Number.POSITIVE_INFINITY);
-      } else if (!this.#decide(pass, state, SCOPE_SERIES, 0, current.metric, current.hash, rule.maxSeries)) {
+      } else if (
+        !this.#decide(
+          pass,
+          state,
+          SCOPE_SERIES,
+          0,
+          current.metric,
+          current.hash,
+          rule.maxSeries,
+          current !== entry,
+        )
+      ) {
         ctx.slot(rule.slot, current.metric, samples);
         if (!p.dryRun) {
           if (!rule.overflow || rule.overflowLabel === undefined) return undefined;
@@ -431,7 +461,8 @@ export class LimitsRuntime implements SeriesRuntime {
         if (lr.metric !== undefined && !lr.metric.matches(ctx.interner.name(current.metric))) continue;
         const v = labelValue(current.labels!, lr.label);
         if (v === '' || v === OVERFLOW_VALUE) continue;
-        if (!this.#decide(pass, state, SCOPE_LABEL, j, current.metric, hashString(v, SEED_A), lr.maxValues)) {
+        const vh = hashString(v, SEED_A);
+        if (!this.#decide(pass, state, SCOPE_LABEL, j, current.metric, vh, lr.maxValues, current !== entry)) {
           ctx.slot(lr.slot, current.metric, samples);
           if (!p.dryRun) {
             if (!lr.overflow) return undefined;
