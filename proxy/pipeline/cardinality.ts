@@ -325,9 +325,11 @@ export class SeriesTracker {
    * Looks up (bucket, hash) at `nowMs` without ever adding it: LOOKUP_UNKNOWN when it is not an
    * active key, otherwise its last-seen time is refreshed and the answer is LOOKUP_KNOWN, or
    * LOOKUP_DUE when the key's activity was last told to the shared store `refreshSeconds` ago or
-   * more (it then counts as told: the caller must pass it on). Sweeps like `admit`.
+   * more (it then counts as told: the caller must pass it on). Sweeps like `admit`. With
+   * `refresh` false the key's last-seen time is left as it is, so it expires a window after it
+   * was admitted however often it is looked up (a refusal remembered for a while).
    */
-  lookup(bucket: number, hash: number, nowMs: number): LookupResult {
+  lookup(bucket: number, hash: number, nowMs: number, refresh = true): LookupResult {
     const now = Math.floor(nowMs / 1000);
     this.sweepSlots(now, this.sweepPerAdmit);
     const fp = hash >>> 0 || 1;
@@ -338,6 +340,7 @@ export class SeriesTracker {
       if (h === 0) return LOOKUP_UNKNOWN;
       if (h === fp && this.bucketOf[i] === bucket) {
         if (now - this.lastSeen[i]! > this.windowSeconds) return LOOKUP_UNKNOWN;
+        if (!refresh) return LOOKUP_KNOWN;
         this.lastSeen[i] = now;
         const pushed = this.pushedAt;
         if (pushed !== undefined && now - pushed[i]! >= this.refreshSeconds) {

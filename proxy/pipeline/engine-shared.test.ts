@@ -249,6 +249,24 @@ describe('PolicyEngine with a shared limit store that answers', () => {
     Array.from({ length: n }, (_, i) => ts({ __name__: 't', id: String(from + i) }));
   const spec: MetricPolicySpecT = { limits: { perTenantMaxSeries: 9 } };
 
+  it('a refused series that keeps coming is asked about again and admitted once the limit has room', async () => {
+    const memory = new MemoryLimitStore(2);
+    const windowed: MetricPolicySpecT = { limits: { window: '1m', perTenantMaxSeries: 9 } };
+    const a = replica(windowed, memory, 2);
+    const b = replica(windowed, memory, 2);
+    const t0 = 1_000_000_000_000;
+    expect(await send(b, tenantBomb(0, 9), t0)).toHaveLength(9);
+    // Series 100 comes every 2 s; b's nine are never seen again and leave the window after 1 m.
+    let admittedAt: number | undefined;
+    for (let t = 0; t <= 90_000 && admittedAt === undefined; t += 2000) {
+      if ((await send(a, tenantBomb(100, 1), t0 + t)).length === 1) admittedAt = t;
+    }
+    // Refused while the nine are active; asked about again (a refusal is remembered 5 s, not
+    // refreshed by each sighting) and admitted within a refusal's memory of the room opening.
+    expect(admittedAt).toBeGreaterThan(60_000);
+    expect(admittedAt).toBeLessThanOrEqual(68_000);
+  });
+
   it('never admits a series on its own share while the store answers, with requests in flight together', async () => {
     const memory = new MemoryLimitStore(3);
     const g = gated(memory);

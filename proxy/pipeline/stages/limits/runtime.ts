@@ -242,7 +242,7 @@ export class LimitsRuntime implements SeriesRuntime {
       // for the series' later checks.
       if (
         state.refused.length > 0 &&
-        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs, false) >= 0
       ) {
         if (flags & CHECK_STOP) stopped = true;
         if (flags & CHECK_SETS_OVERFLOW) overflowed = true;
@@ -379,7 +379,7 @@ export class LimitsRuntime implements SeriesRuntime {
       if (!alone) return false;
       if (
         state.refused.length > 0 &&
-        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs) >= 0
+        this.#refusedTracker(state, kind, j).lookup(bucket, hash, pass.nowMs, false) >= 0
       )
         return false;
     }
