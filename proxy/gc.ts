@@ -10,7 +10,7 @@ export const EXTERNAL_MEMORY_FLAG = 'external-memory-accounted-in-global-limit';
  * ArrayBuffer memory allocated since the last mark-compact against the old generation's limit, so
  * these dead, young buffers set off a full mark-compact every few dozen requests, each a pause of
  * milliseconds on the event loop. With external memory accounted in the global limit instead,
- * scavenges reclaim them and mark-compacts become rare (README "Throughput notes"). Returns
+ * scavenges reclaim them and mark-compacts become rare (README "The latency tail"). Returns
  * whether the flag was set here.
  */
 export function tuneGarbageCollection(execArgv: readonly string[]): boolean {
