@@ -34,6 +34,7 @@ export function policyPath(configDir: string, flags: readonly string[] = []): Po
     newSeries: (metric, labels, nowMs) => offenders.newSeries(metric, labels, nowMs),
   });
   let scratch: SeriesIndex | undefined;
+  let decodeBuffer: Buffer | undefined;
   return {
     engine,
     run(body, nowMs) {
@@ -42,11 +43,13 @@ export function policyPath(configDir: string, flags: readonly string[] = []): Po
           maxDecodedBytes: options.maxDecodedBytes,
           upstreamProtocol: options.upstreamProtocol,
           scratch,
+          decodeBuffer,
           engine,
           tenant: undefined,
           nowMs,
         });
         scratch = r.index;
+        decodeBuffer = r.decodeBuffer;
         return r.prepared.forwarded.samples;
       } finally {
         stats.flush();

@@ -17,6 +17,7 @@ import { type PolicySummary, summarizePolicies } from './config/summary.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
 import { parseRetryOn } from './forward/retry.js';
+import { tuneGarbageCollection } from './gc.js';
 import { RedisLimitStore } from './limits/redis.js';
 import type { LimitStore, ReplicaCount } from './limits/store.js';
 import { createLogger } from './logging.js';
@@ -49,6 +50,7 @@ import { WorkerLimitStore } from './workers/store.js';
 import { defaultWorkers, joinPrimary, serveMetrics, wholeProxyCounters } from './workers/worker.js';
 
 async function main(): Promise<number> {
+  tuneGarbageCollection(process.execArgv);
   let options: ReturnType<typeof parseProxyOptions>;
   try {
     options = parseProxyOptions(process.argv.slice(2), process.env, { terminal: process.stdout.isTTY });

@@ -41,6 +41,27 @@ export function snappyDecodedLength(body: Uint8Array): number {
  * when the block is not valid.
  */
 export function snappyDecode(body: Uint8Array, maxDecodedBytes: number): Buffer {
+  const size = snappyCheckedLength(body, maxDecodedBytes);
+  let out: string | Buffer;
+  try {
+    out = snappy.uncompressSync(body, { asBuffer: true, copyOutputData: true });
+  } catch (err) {
+    const what = err instanceof Error ? err.message : String(err);
+    throw new CardinalError('MALFORMED_SNAPPY', `${what} (${body.length}-byte body)`, { cause: err });
+  }
+  // The binding returns a string only when asked to with asBuffer: false.
+  const decoded = out as Buffer;
+  if (decoded.length !== size) {
+    throw new CardinalError('MALFORMED_SNAPPY', `decoded ${decoded.length} bytes, preamble says ${size}`);
+  }
+  return decoded;
+}
+
+/**
+ * The decoded length a snappy block declares, once it is known to be one the proxy may allocate:
+ * the checks of `snappyDecode`, before any decoding, with the same errors.
+ */
+export function snappyCheckedLength(body: Uint8Array, maxDecodedBytes: number): number {
   const size = snappyDecodedLength(body);
   if (size < 0) {
     throw new CardinalError(
@@ -63,19 +84,7 @@ export function snappyDecode(body: Uint8Array, maxDecodedBytes: number): Buffer 
       `decoded size ${size} bytes exceeds the limit of ${maxDecodedBytes} bytes`,
     );
   }
-  let out: string | Buffer;
-  try {
-    out = snappy.uncompressSync(body, { asBuffer: true, copyOutputData: true });
-  } catch (err) {
-    const what = err instanceof Error ? err.message : String(err);
-    throw new CardinalError('MALFORMED_SNAPPY', `${what} (${body.length}-byte body)`, { cause: err });
-  }
-  // The binding returns a string only when asked to with asBuffer: false.
-  const decoded = out as Buffer;
-  if (decoded.length !== size) {
-    throw new CardinalError('MALFORMED_SNAPPY', `decoded ${decoded.length} bytes, preamble says ${size}`);
-  }
-  return decoded;
+  return size;
 }
 
 /** Compresses into a snappy block, as a remote-write sender must. */

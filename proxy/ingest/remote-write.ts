@@ -4,7 +4,8 @@ import { type CheckReason, type CheckResult, checkRequest, withoutSeries } from 
 import { requestV2ToWriteRequestV1 } from '../codec/convert.js';
 import { decodeRequestV2, encodeWriteRequestV1 } from '../codec/proto.js';
 import { type SeriesIndex, scanRequestV2, scanWriteRequestV1 } from '../codec/scan.js';
-import { snappyDecode, snappyEncode } from '../codec/snappy.js';
+import { snappyEncode } from '../codec/snappy.js';
+import { snappyDecodeReusing } from '../codec/snappy-into.js';
 import { CardinalError } from '../errors.js';
 import type { Forwarder, WrittenStats } from '../forward/client.js';
 import type { PolicyEngine, ProcessResult } from '../pipeline/engine.js';
@@ -67,6 +68,8 @@ export interface PrepareOptions {
   readonly maxDecodedBytes: number;
   readonly upstreamProtocol: 'same' | '1.0';
   readonly scratch: SeriesIndex | undefined;
+  /** Memory to decode the body into, reused like `scratch` (PrepareResult.decodeBuffer). */
+  readonly decodeBuffer?: Buffer | undefined;
   readonly engine: PolicyEngine | undefined;
   readonly tenant: string | undefined;
   readonly nowMs: number;
@@ -75,7 +78,13 @@ export interface PrepareOptions {
   readonly onInvalid?: ((r: CheckResult, action: 'rejected' | 'dropped') => void) | undefined;
 }
 
-type PrepareResult = { prepared: Prepared; index: SeriesIndex; decodedBytes: number };
+type PrepareResult = {
+  prepared: Prepared;
+  index: SeriesIndex;
+  decodedBytes: number;
+  /** The buffer the body was decoded into, for the next request's `decodeBuffer`. */
+  decodeBuffer: Buffer | undefined;
+};
 
 /**
  * Decodes, validates, runs the policies over and prepares one request body. Synchronous on
@@ -144,6 +153,7 @@ export function prepareRequestShared(
 
 interface Checked {
   readonly decoded: Buffer;
+  readonly decodeBuffer: Buffer | undefined;
   /** The body after the door check (sorted labels, invalid series cut out), and its index. */
   readonly checked: Buffer;
   readonly index: SeriesIndex;
@@ -153,7 +163,13 @@ interface Checked {
 }
 
 function checkAndScan(version: ProtocolVersion, body: Uint8Array, opts: PrepareOptions): Checked {
-  const decoded = snappyDecode(body, opts.maxDecodedBytes);
+  // Nothing of the decoded body outlives the request's preparation (forwarded bodies are the
+  // sender's bytes or compressed anew), so it goes into memory reused from request to request.
+  const { decoded, buffer: decodeBuffer } = snappyDecodeReusing(
+    body,
+    opts.maxDecodedBytes,
+    opts.decodeBuffer,
+  );
   const scan = (b: Buffer, into: SeriesIndex | undefined) =>
     version === '1.0' ? scanWriteRequestV1(b, into) : scanRequestV2(b, into);
   let index = scan(decoded, opts.scratch);
@@ -191,7 +207,7 @@ function checkAndScan(version: ProtocolVersion, body: Uint8Array, opts: PrepareO
       };
     }
   }
-  return { decoded, checked, index, received, forwarded, changed };
+  return { decoded, decodeBuffer, checked, index, received, forwarded, changed };
 }
 
 function finishPrepare(
@@ -225,6 +241,7 @@ function finishPrepare(
     prepared: { version: v, body: out, received, forwarded },
     index,
     decodedBytes: decoded.length,
+    decodeBuffer: c.decodeBuffer,
   });
   if (forwarded.series === 0 && forwarded.metadata === 0 && received.series > 0)
     return done(version, undefined);
@@ -237,6 +254,7 @@ function finishPrepare(
 
 export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps): void {
   let scratch: SeriesIndex | undefined;
+  let decodeBuffer: Buffer | undefined;
   const logRejection = createRejectionLogger(10_000);
   const logDropped = rateLimited(10_000);
   const countInvalid = (r: CheckResult, action: 'rejected' | 'dropped'): void => {
@@ -265,15 +283,18 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       // Authenticated, the credential's tenant; otherwise the sender's X-Scope-OrgID.
       const tenant = requestTenant(request);
       let prepared: Prepared;
-      // This request owns the scratch index until it is prepared; requests that start while it
-      // waits for the limit store scan into their own.
+      // This request owns the scratch index and decode buffer until it is prepared; requests
+      // that start while it waits for the limit store scan and decode into their own.
       const mine = scratch;
+      const mineBuffer = decodeBuffer;
       scratch = undefined;
+      decodeBuffer = undefined;
       try {
         let r = prepareRequestShared(version, body, {
           maxDecodedBytes: deps.maxDecodedBytes,
           upstreamProtocol: deps.upstreamProtocol,
           scratch: mine,
+          decodeBuffer: mineBuffer,
           engine: deps.engine,
           tenant: tenant.match,
           nowMs: Date.now(),
@@ -282,10 +303,12 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
         });
         if (r instanceof Promise) r = await r;
         scratch = r.index;
+        decodeBuffer = r.decodeBuffer;
         prepared = r.prepared;
         deps.metrics.received(version, prepared.received, body.length, r.decodedBytes);
       } finally {
         scratch ??= mine;
+        decodeBuffer ??= mineBuffer;
         deps.policyStats.flush();
       }
 
