@@ -8,7 +8,7 @@
 // a varint preamble holding the decoded length, then literal and copy elements.
 
 import { CardinalError } from '../errors.js';
-import { snappyCheckedLength, snappyDecodedLength } from './snappy.js';
+import { snappyCheckedLength, snappyDeclaredLength } from './snappy.js';
 
 /** Literals longer than this go through one native copy, not a loop. */
 const BULK = 32;
@@ -43,19 +43,13 @@ export function snappyDecodeReusing(
 
 /**
  * Decodes the snappy block `body` into `out`, which must hold the preamble's length
- * (`snappyDecodedLength`) plus SNAPPY_SLACK; returns the decoded length. Bytes of `out` past it
+ * (`snappyDeclaredLength`) plus SNAPPY_SLACK; returns the decoded length. Bytes of `out` past it
  * are left undefined. Every element is bounds-checked: a block
  * that reads past its end, writes past the declared length, copies from before the start or ends
  * short is MALFORMED_SNAPPY, and nothing past `out[length + SNAPPY_SLACK)` is written.
  */
 export function snappyDecodeInto(body: Uint8Array, out: Uint8Array): number {
-  const size = snappyDecodedLength(body);
-  if (size < 0) {
-    throw new CardinalError(
-      'MALFORMED_SNAPPY',
-      `bad length preamble in the first bytes of a ${body.length}-byte body`,
-    );
-  }
+  const size = snappyDeclaredLength(body);
   if (out.length < size + SNAPPY_SLACK)
     throw new RangeError(`output holds ${out.length} bytes, the block needs ${size} + ${SNAPPY_SLACK}`);
   const view = new DataView(out.buffer, out.byteOffset, out.length);

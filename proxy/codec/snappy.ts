@@ -34,6 +34,18 @@ export function snappyDecodedLength(body: Uint8Array): number {
   return -1;
 }
 
+/** The length a snappy block's preamble declares; MALFORMED_SNAPPY when the preamble is bad. */
+export function snappyDeclaredLength(body: Uint8Array): number {
+  const size = snappyDecodedLength(body);
+  if (size < 0) {
+    throw new CardinalError(
+      'MALFORMED_SNAPPY',
+      `bad length preamble in the first bytes of a ${body.length}-byte body`,
+    );
+  }
+  return size;
+}
+
 /**
  * Decompresses a snappy block. The declared length is checked against `maxDecodedBytes` before
  * anything is allocated, so a small body cannot make the proxy allocate a huge buffer.
@@ -62,13 +74,7 @@ export function snappyDecode(body: Uint8Array, maxDecodedBytes: number): Buffer 
  * the checks of `snappyDecode`, before any decoding, with the same errors.
  */
 export function snappyCheckedLength(body: Uint8Array, maxDecodedBytes: number): number {
-  const size = snappyDecodedLength(body);
-  if (size < 0) {
-    throw new CardinalError(
-      'MALFORMED_SNAPPY',
-      `bad length preamble in the first bytes of a ${body.length}-byte body`,
-    );
-  }
+  const size = snappyDeclaredLength(body);
   // The most a snappy block can expand: a 3-byte copy element (2-byte offset) writes at most 64
   // bytes (google/snappy format_description.txt, "Copy with 2-byte offset"); every other element
   // expands less. A preamble declaring more than that is corrupt, not a large body (400, not 413).
