@@ -98,7 +98,7 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
   // The statistics APIs and the top-offender gauges, merged over the workers (proxy/workers/stats.ts).
   const stats = servePrimaryStats({
     workers,
-    live: () => live().map((s) => s.rpc),
+    live,
     registry,
     exposeTop: options.stats.exposeTop,
     usageGauges: options.query !== undefined,

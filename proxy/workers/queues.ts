@@ -13,7 +13,7 @@
 import type { DeadLetterInfo, DeadLetterReport } from '../queue/dead-letter.js';
 import type { QueueGauges, QueueName } from '../queue/metrics.js';
 import type { Tallies } from '../queue/tally.js';
-import type { Rpc } from './rpc.js';
+import { askEveryWorker, type Rpc } from './rpc.js';
 import type { WorkerContext } from './worker.js';
 
 interface Counts {
@@ -194,21 +194,7 @@ export function serveQueues(
 ): void {
   const running = (i: number) => o.live().find((l) => l.index === i);
   /** Every worker's answer to `method`, or why it has none; never throws. */
-  const askEach = <T>(method: string) =>
-    Promise.all(
-      Array.from(
-        { length: o.workers },
-        async (_, i): Promise<{ worker: number } & ({ answer: T } | { error: string })> => {
-          const w = running(i);
-          if (w === undefined) return { worker: i, error: 'not serving (starting, or being started again)' };
-          try {
-            return { worker: i, answer: await w.rpc.call<T>(method, undefined, ASK_MS) };
-          } catch (err) {
-            return { worker: i, error: err instanceof Error ? err.message : String(err) };
-          }
-        },
-      ),
-    );
+  const askEach = <T>(method: string) => askEveryWorker<T>(o.workers, o.live(), method, undefined, ASK_MS);
   rpc.handle('queue.status', async () =>
     mergeQueueReports(
       (await askEach<QueueStatusReport>('queue.local.status')).map((p) =>

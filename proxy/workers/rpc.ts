@@ -127,3 +127,34 @@ export class Rpc {
     }
   }
 }
+
+/** A worker's answer to one request of the primary, or why it has none. */
+export type WorkerAnswer<T> = { readonly worker: number } & (
+  | { readonly answer: T }
+  | { readonly error: string }
+);
+
+/**
+ * Asks every worker index below `workers` through the channels of those serving now, waiting at
+ * most `timeoutMs` for each; one that is not serving (starting, or being started again) or does
+ * not answer in time has the reason instead. Never throws.
+ */
+export function askEveryWorker<T>(
+  workers: number,
+  live: readonly { readonly index: number; readonly rpc: Rpc }[],
+  op: string,
+  arg: unknown,
+  timeoutMs: number,
+): Promise<WorkerAnswer<T>[]> {
+  return Promise.all(
+    Array.from({ length: workers }, async (_, i): Promise<WorkerAnswer<T>> => {
+      const w = live.find((l) => l.index === i);
+      if (w === undefined) return { worker: i, error: 'not serving (starting, or being started again)' };
+      try {
+        return { worker: i, answer: await w.rpc.call<T>(op, arg, timeoutMs) };
+      } catch (err) {
+        return { worker: i, error: err instanceof Error ? err.message : String(err) };
+      }
+    }),
+  );
+}

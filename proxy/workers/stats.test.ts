@@ -40,7 +40,10 @@ function setup(opts: { now?: () => number; silent?: boolean } = {}) {
   const registry = new Registry();
   const stats = servePrimaryStats({
     workers: 2,
-    live: () => [a.primary, b.primary],
+    live: () => [
+      { index: 0, rpc: a.primary },
+      { index: 1, rpc: b.primary },
+    ],
     registry,
     exposeTop: 5,
     partTimeoutMs: 100,

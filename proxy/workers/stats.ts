@@ -33,7 +33,7 @@ import {
 } from '../stats/merge.js';
 import { type Offenders, registerOffenderGauges } from '../stats/offenders.js';
 import type { UnusedReport, UnusedStats } from '../stats/unused.js';
-import type { Rpc } from './rpc.js';
+import { askEveryWorker, type Rpc } from './rpc.js';
 import type { WorkerContext } from './worker.js';
 
 /** How many workers' parts an answer is made of, of how many the proxy runs. */
@@ -54,8 +54,8 @@ const MAX_LIMIT = 1000;
 export interface PrimaryStatsOptions {
   /** --workers: how many the proxy runs, started or not. */
   readonly workers: number;
-  /** The channels of the workers that serve now. */
-  readonly live: () => readonly Rpc[];
+  /** The workers that serve now, by index. */
+  readonly live: () => readonly { readonly index: number; readonly rpc: Rpc }[];
   /** The primary's registry: the top-offender gauges are registered there, from the merge. */
   readonly registry: Registry;
   /** --stats.expose-top. */
@@ -77,8 +77,8 @@ export function servePrimaryStats(opts: PrimaryStatsOptions): { attach(rpc: Rpc)
   const cacheMs = opts.cacheMs ?? CACHE_MS;
 
   const gather = async <T>(op: string, arg: unknown): Promise<{ parts: T[]; workers: WorkersAnswered }> => {
-    const settled = await Promise.allSettled(opts.live().map((rpc) => rpc.call<T>(op, arg, timeoutMs)));
-    const parts = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const answers = await askEveryWorker<T>(opts.workers, opts.live(), op, arg, timeoutMs);
+    const parts = answers.flatMap((a) => ('answer' in a ? [a.answer] : []));
     return { parts, workers: { answered: parts.length, of: opts.workers } };
   };
   // One merge per kind at a time, kept for cacheMs from when it started; a failed one is not kept.
