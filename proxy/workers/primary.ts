@@ -32,7 +32,7 @@ import { ConfigLoader, transferable, type ValidatedConfig } from '../config/load
 import { MemoryLimitStore } from '../limits/store.js';
 import { CounterCarry, pollCounters } from './carry.js';
 import { serveQueues } from './queues.js';
-import { Rpc } from './rpc.js';
+import { askEveryWorker, Rpc } from './rpc.js';
 import { servePrimaryStats } from './stats.js';
 import { serveLimits } from './store.js';
 
@@ -113,13 +113,9 @@ export async function runPrimary(options: ProxyOptions, workers: number, logger:
   // Whole-proxy /metrics: each live worker's registry as JSON, and the primary's own.
   // Besides the merge, each worker's count of answered requests, so an uneven spread shows.
   // Every index, running or not: a worker being started again contributes what it had counted.
-  const workerParts = (op: 'metrics.collect' | 'metrics.counters') =>
-    Promise.all(
-      Array.from({ length: workers }, async (_, i) => {
-        const s = live().find((l) => l.index === i);
-        const raw = await s?.rpc.call<Json>(op, undefined, 5000).catch(() => undefined);
-        return carry.part(i, raw);
-      }),
+  const workerParts = async (op: 'metrics.collect' | 'metrics.counters') =>
+    (await askEveryWorker<Json>(workers, live(), op, undefined, 5000)).map((a) =>
+      carry.part(a.worker, 'answer' in a ? a.answer : undefined),
     );
   // The counters of the pages (proxy/web/pages.ts): summed over the workers as /metrics sums them.
   // Every counter is collected (the carry keeps what it last saw of each), the named ones merged.
