@@ -2,12 +2,15 @@
 // flags on a noisy machine: `node dist/bench/latency-ab.js A=/path/to/dist/proxy/main.js
 // 'B=/other/dist/proxy/main.js --max-semi-space-size=64' ...` (words after the path are node
 // flags). Each round starts every variant in turn (the order reversed every other round), sends
-// BENCH_RATE requests/s (default 120) for BENCH_SECONDS (default 5) after 2 s of warm-up, then
+// BENCH_RATE requests/s (default 120) for BENCH_SECONDS (default 5) after BENCH_WARMUP s (default 2;
+// give 15 or more: the JIT is not warm after 2 s at low rates, and V8 sizes its young generation
+// during the first seconds, which decides whether the run sees mark-compacts at all), then
 // the same straight into the sink, and prints the added p50/p99, the proxy's GC pauses and
 // event-loop gaps (bench/probe.ts), its CPU per request and its RSS high-water mark; then the
-// medians over BENCH_ROUNDS (default 3). It reports numbers and asserts none.
+// medians over BENCH_ROUNDS (default 3). BENCH_CHILD_LOG=FILE appends the proxies' stdout to FILE
+// (for node flags such as --trace-gc-nvp). It reports numbers and asserts none.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +21,8 @@ import { makeWorkload } from './workload.js';
 const RATE = Number(process.env.BENCH_RATE ?? 120);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
+const LOG = process.env.BENCH_CHILD_LOG === undefined ? 'ignore' : openSync(process.env.BENCH_CHILD_LOG, 'a');
 const here = fileURLToPath(new URL('.', import.meta.url));
 const headers = {
   'content-type': 'application/x-protobuf',
@@ -119,7 +124,11 @@ try {
           '--workers',
           '1',
         ],
-        { env: { ...process.env, BENCH_PROBE_OUT: probeOut }, stdio: ['ignore', 'ignore', 'inherit'] },
+        {
+          env: { ...process.env, BENCH_PROBE_OUT: probeOut },
+          // BENCH_CHILD_LOG: the proxies' stdout (node --trace-gc, say) appended to that file.
+          stdio: ['ignore', LOG, 'inherit'],
+        },
       );
       const base = `http://127.0.0.1:${port}`;
       for (let i = 0; ; i++) {
@@ -133,7 +142,7 @@ try {
           break;
         await sleep(50);
       }
-      await openLoop(`${base}/api/v1/write`, 2);
+      await openLoop(`${base}/api/v1/write`, WARMUP);
       const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
       const cpu0 = cpuMs(child.pid!);
       const t0 = Date.now();
