@@ -24,6 +24,7 @@ import { snappyDecode, snappyEncode } from './codec/snappy.js';
 import type { RequestV2, WriteRequestV1 } from './codec/types.js';
 import { Forwarder } from './forward/client.js';
 import { PushForwarder } from './forward/pushgateway.js';
+import { BodyPool } from './ingest/body.js';
 import type { LintMode } from './ingest/pushgateway/http.js';
 import type { IngestChecks } from './ingest/remote-write.js';
 import { compilePipeline, type PolicyInput } from './pipeline/compile.js';
@@ -98,6 +99,7 @@ function proxy(
     logger?: Logger;
     /** Enable the push routes, forwarding to the test upstream as the Pushgateway. */
     push?: { lintMode: LintMode };
+    bodies?: BodyPool;
   } = {},
 ) {
   const metrics = createProxyMetrics('test');
@@ -146,6 +148,7 @@ function proxy(
           metrics,
         });
   const app = buildServer({
+    bodies: opts.bodies,
     logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
     forwarder,
@@ -293,6 +296,38 @@ describe('shutting down', () => {
     expect(res.headers.connection).toBe('close');
     await closed;
     agent.destroy();
+  });
+});
+
+describe('request bodies read into reused memory', () => {
+  it('are given back once the upstream answered 2xx or nothing was sent, and kept when a forward failed', async () => {
+    const bodies = new BodyPool();
+    const { app } = proxy({ bodies });
+    const body = snappyEncode(encodeWriteRequestV1(v1));
+    const headers = { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' };
+    expect((await post(app, body, headers)).statusCode).toBe(204);
+    expect(received).toHaveLength(1);
+    expect(Buffer.compare(received[0]!.body, Buffer.from(body))).toBe(0);
+    expect(bodies.kept).toBe(1);
+
+    // Refused at the door: nothing went upstream, the memory is free again.
+    expect((await post(app, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), headers)).statusCode).toBe(
+      400,
+    );
+    expect(bodies.kept).toBe(1);
+
+    // The upstream fails: an attempt may have been cut off while still sending, so its memory is
+    // left to the garbage collector.
+    respond = () => ({ status: 500 });
+    expect((await post(app, body, headers)).statusCode).toBeGreaterThanOrEqual(500);
+    expect(bodies.kept).toBe(0);
+
+    // The next body gets fresh memory and arrives intact.
+    respond = () => ({ status: 204 });
+    received = [];
+    expect((await post(app, body, headers)).statusCode).toBe(204);
+    expect(Buffer.compare(received[0]!.body, Buffer.from(body))).toBe(0);
+    expect(bodies.kept).toBe(1);
   });
 });
 

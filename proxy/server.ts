@@ -15,6 +15,7 @@ import type { PolicySummary } from './config/summary.js';
 import { CardinalError } from './errors.js';
 import type { Forwarder } from './forward/client.js';
 import type { PushForwarder } from './forward/pushgateway.js';
+import { BodyPool } from './ingest/body.js';
 import { type LintMode, registerPushgateway } from './ingest/pushgateway/http.js';
 import { type IngestChecks, registerRemoteWrite } from './ingest/remote-write.js';
 import type { LimitStoreStatus } from './limits/store.js';
@@ -44,6 +45,8 @@ export interface ConfigStatus {
 }
 
 export interface ServerDeps {
+  /** Where request bodies are read into; a pool of the server's own when unset. */
+  readonly bodies?: BodyPool | undefined;
   readonly logger: Logger;
   readonly metrics: ProxyMetrics;
   readonly forwarder: Forwarder;
@@ -155,13 +158,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // Remote-write bodies are binary; negotiation of their Content-Type happens in the handler, so
   // that an unsupported one is a 415 with the reason the spec asks for, not fastify's default.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    '*',
-    { parseAs: 'buffer', bodyLimit: deps.maxRequestBytes },
-    (_req, body, done) => {
-      done(null, body);
-    },
-  );
+  const bodies = deps.bodies ?? new BodyPool();
+  app.addContentTypeParser('*', { bodyLimit: deps.maxRequestBytes }, bodies.parser(deps.maxRequestBytes));
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -183,7 +181,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     metricsAuth: deps.metricsAuth === true,
     refused: (err) => deps.metrics.request('unknown', err.status, err.code),
   });
-  registerRemoteWrite(app, deps);
+  registerRemoteWrite(app, { ...deps, bodies });
   if (deps.push !== undefined) {
     registerPushgateway(app, {
       pushForwarder: deps.push.forwarder,

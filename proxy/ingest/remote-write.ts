@@ -14,6 +14,7 @@ import type { IngestQueue } from '../queue/queue.js';
 import { rateLimited } from '../ratelimit.js';
 import type { PayloadCounts, ProxyMetrics } from '../stats/metrics.js';
 import type { PolicyStats } from '../stats/policy-stats.js';
+import type { BodyPool } from './body.js';
 import { negotiate, type ProtocolVersion } from './negotiate.js';
 
 export interface RemoteWriteDeps {
@@ -38,6 +39,8 @@ export interface RemoteWriteDeps {
    */
   readonly maxInflightRequests?: number | undefined;
   readonly maxInflightBytes?: number | undefined;
+  /** Where request bodies were read into (server.ts); each is given back once nothing needs it. */
+  readonly bodies?: BodyPool | undefined;
 }
 
 /** The --ingest.* flags: what the door check refuses, and what happens to it. */
@@ -277,6 +280,9 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       if (!reply.raw.writableFinished) gone.abort();
     });
     deps.metrics.inflight(1);
+    // Whether the sender's body may still be read after this handler (by a forward that did not
+    // complete, or by the queue): then it is not given back to the pool.
+    let keep = false;
     try {
       version = negotiate(request.headers['content-type'], request.headers['content-encoding']);
       const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
@@ -315,6 +321,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       // A sender that went away is not acknowledged and nothing is sent for it: it retries.
       if (gone.signal.aborted) throw new CardinalError('SENDER_GONE');
       let written: WrittenStats | undefined;
+      keep = prepared.body === body;
       if (prepared.body !== undefined && deps.queue !== undefined) {
         const f = prepared.forwarded;
         await deps.queue.append({
@@ -335,6 +342,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
           tenant: tenant.forward,
           signal: gone.signal,
         });
+        // The upstream answered: no attempt is still sending the body.
+        keep = false;
         written = result.written;
       }
       deps.metrics.forwarded(version, prepared.forwarded);
@@ -393,6 +402,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: RemoteWriteDeps)
       return reply.code(err.status).type('text/plain; charset=utf-8').send(`${err.message}\n`);
     } finally {
       deps.metrics.inflight(-1);
+      if (!keep) deps.bodies?.release(request.body);
     }
   };
 
