@@ -32,14 +32,17 @@ describe('BodyPool.parser', () => {
     const first = await parse(pool, 1 << 20, [a.subarray(0, 30_000), a.subarray(30_000)], a.length);
     expect(first.err).toBeNull();
     expect(Buffer.compare(first.body as Buffer, a)).toBe(0);
-    pool.release(first.body);
+    // Read into 64 KiB first, then 128 KiB: both are kept once the body is given back.
     expect(pool.kept).toBe(1);
+    pool.release(first.body);
+    expect(pool.kept).toBe(2);
 
+    // The kept buffer that holds the declared length whole is the one taken.
     const b = bytes(90_000, 2);
     const second = await parse(pool, 1 << 20, [b], b.length);
     expect(Buffer.compare(second.body as Buffer, b)).toBe(0);
     expect((second.body as Buffer).buffer).toBe((first.body as Buffer).buffer);
-    expect(pool.kept).toBe(0);
+    expect(pool.kept).toBe(1);
   });
 
   it('does not reuse memory of a body nobody released', async () => {
@@ -84,6 +87,19 @@ describe('BodyPool.parser', () => {
     expect(grown.err?.code).toBe('FST_ERR_CTP_BODY_TOO_LARGE');
   });
 
+  it('holds memory for the bytes that arrived, not for the length a sender declared', async () => {
+    const pool = new BodyPool();
+    const r = await parse(pool, 1 << 20, [bytes(10, 13)], 900_000);
+    expect(r.err?.code).toBe('FST_ERR_CTP_INVALID_CONTENT_LENGTH');
+    // The buffer it had went back to the pool: the smallest one, not 900,000 bytes.
+    expect(pool.kept).toBe(1);
+    expect(pool.take(1).length).toBe(1 << 16);
+    // An honest large body still arrives whole.
+    const a = bytes(900_000, 14);
+    const whole = await parse(pool, 1 << 20, [a.subarray(0, 65_536), a.subarray(65_536)], a.length);
+    expect(Buffer.compare(whole.body as Buffer, a)).toBe(0);
+  });
+
   it('refuses a body whose length is not its Content-Length', async () => {
     const pool = new BodyPool();
     const short = await parse(pool, 1 << 20, [bytes(10, 10)], 20);
@@ -108,10 +124,13 @@ describe('BodyPool.parser', () => {
     expect(pool.kept).toBe(2);
     const fresh = new BodyPool({ maxKept: 2, maxKeptBytes: 1 << 17 });
     const big = await parse(fresh, 1 << 20, [bytes(200_000, 4)], 200_000);
-    fresh.release(big.body);
-    expect(fresh.kept).toBe(0);
-    const small = await parse(fresh, 1 << 20, [bytes(100_000, 5)], 100_000);
-    fresh.release(small.body);
+    // The 64 KiB it started in is kept; its 256 KiB buffer is not.
     expect(fresh.kept).toBe(1);
+    fresh.release(big.body);
+    expect(fresh.kept).toBe(1);
+    const small = await parse(fresh, 1 << 20, [bytes(100_000, 5)], 100_000);
+    expect(fresh.kept).toBe(1);
+    fresh.release(small.body);
+    expect(fresh.kept).toBe(2);
   });
 });

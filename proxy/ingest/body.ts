@@ -40,15 +40,25 @@ export class BodyPool {
     return this.#free.length;
   }
 
-  /** A buffer of at least `size` bytes: a kept one when one is large enough. */
-  take(size: number): Buffer {
+  /**
+   * A buffer of at least `size` bytes: a kept one of at least `prefer` bytes if there is one, else
+   * a kept one of at least `size`, else a new one.
+   */
+  take(size: number, prefer = size): Buffer {
+    let fit = -1;
     for (let i = this.#free.length - 1; i >= 0; i--) {
-      const b = this.#free[i]!;
-      if (b.length >= size) {
-        this.#free[i] = this.#free[this.#free.length - 1]!;
-        this.#free.pop();
-        return b;
+      const n = this.#free[i]!.length;
+      if (n >= prefer) {
+        fit = i;
+        break;
       }
+      if (n >= size && fit < 0) fit = i;
+    }
+    if (fit >= 0) {
+      const b = this.#free[fit]!;
+      this.#free[fit] = this.#free[this.#free.length - 1]!;
+      this.#free.pop();
+      return b;
     }
     let want = MIN_BYTES;
     while (want < size) want *= 2;
@@ -97,7 +107,11 @@ export class BodyPool {
         done(new FST_ERR_CTP_BODY_TOO_LARGE());
         return;
       }
-      let buffer = this.take(Number.isNaN(declared) ? MIN_BYTES : declared);
+      // New memory follows the bytes that arrived, not the Content-Length: a sender that declares
+      // a large body and sends little costs at most the smallest buffer. A kept buffer of the
+      // declared size costs nothing, so that one is preferred.
+      const expected = Number.isNaN(declared) ? MIN_BYTES : declared;
+      let buffer = this.take(Math.min(expected, MIN_BYTES), expected);
       let length = 0;
       const finish = (err: Error | null) => {
         payload.removeListener('data', onData);
@@ -117,7 +131,7 @@ export class BodyPool {
           return;
         }
         if (length + c.length > buffer.length) {
-          // A body without a Content-Length (or longer than it said): a larger buffer.
+          // A larger buffer, at most twice what has arrived (take rounds up to a power of two).
           const larger = this.take(length + c.length);
           buffer.copy(larger, 0, 0, length);
           this.give(buffer);
