@@ -7,6 +7,7 @@
 // reused buffer allocates nothing per request. The format is google/snappy format_description.txt:
 // a varint preamble holding the decoded length, then literal and copy elements.
 
+import { reusableBuffer } from '../buffers.js';
 import { CardinalError } from '../errors.js';
 import { snappyCheckedLength, snappyDeclaredLength } from './snappy.js';
 
@@ -31,12 +32,8 @@ export function snappyDecodeReusing(
 ): { decoded: Buffer; buffer: Buffer | undefined } {
   const size = snappyCheckedLength(body, maxDecodedBytes);
   let buffer = scratch;
-  if (buffer === undefined || buffer.length < size + SNAPPY_SLACK) {
-    // Grown in powers of two from 64 KiB, so that bodies of varying size settle on one buffer.
-    let want = 1 << 16;
-    while (want < size + SNAPPY_SLACK) want *= 2;
-    buffer = Buffer.allocUnsafeSlow(want);
-  }
+  if (buffer === undefined || buffer.length < size + SNAPPY_SLACK)
+    buffer = reusableBuffer(size + SNAPPY_SLACK);
   const decoded = buffer.subarray(0, snappyDecodeInto(body, buffer));
   return { decoded, buffer: buffer.length <= MAX_KEPT_BYTES ? buffer : undefined };
 }

@@ -12,11 +12,9 @@
 
 import type { FastifyRequest } from 'fastify';
 import fastify from 'fastify';
+import { MIN_REUSABLE_BYTES, reusableBuffer } from '../buffers.js';
 
 const { FST_ERR_CTP_BODY_TOO_LARGE, FST_ERR_CTP_INVALID_CONTENT_LENGTH } = fastify.errorCodes;
-
-/** The smallest buffer the pool hands out; sizes grow in powers of two from here. */
-const MIN_BYTES = 1 << 16;
 
 export interface BodyPoolOptions {
   /** Buffers kept for reuse, at most. */
@@ -60,9 +58,7 @@ export class BodyPool {
       this.#free.pop();
       return b;
     }
-    let want = MIN_BYTES;
-    while (want < size) want *= 2;
-    return Buffer.allocUnsafeSlow(want);
+    return reusableBuffer(size);
   }
 
   /** Gives `buffer` back for reuse; the caller must not touch it afterwards. */
@@ -71,14 +67,14 @@ export class BodyPool {
     this.#free.push(buffer);
   }
 
-  /** The body `view` (of `owner`) as handed out by `read`, for `release`. */
+  /** The body `view` (of `owner`) as the parser hands it out, for `release`. */
   #handOut(view: Buffer, owner: Buffer): Buffer {
     this.#owners.set(view, owner);
     return view;
   }
 
   /**
-   * Gives back the memory of a body `read` returned, once nothing can read it any more (not
+   * Gives back the memory of a body the parser returned, once nothing can read it any more (not
    * before the upstream has answered a forward of it). Anything else is left alone.
    */
   release(body: unknown): void {
@@ -110,8 +106,8 @@ export class BodyPool {
       // New memory follows the bytes that arrived, not the Content-Length: a sender that declares
       // a large body and sends little costs at most the smallest buffer. A kept buffer of the
       // declared size costs nothing, so that one is preferred.
-      const expected = Number.isNaN(declared) ? MIN_BYTES : declared;
-      let buffer = this.take(Math.min(expected, MIN_BYTES), expected);
+      const expected = Number.isNaN(declared) ? MIN_REUSABLE_BYTES : declared;
+      let buffer = this.take(Math.min(expected, MIN_REUSABLE_BYTES), expected);
       let length = 0;
       const finish = (err: Error | null) => {
         payload.removeListener('data', onData);
